@@ -1,0 +1,334 @@
+#include "journal/journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/unique_fd.h"
+
+namespace scribefs {
+
+// One caller's share of a group commit: either records to insert or a record
+// to mark skipped. Lives on the caller's stack until done.
+struct Journal::Batch {
+  std::span<Record> records;
+  int64_t skip_seq = 0;
+  int skip_err = 0;
+  bool durable = false;
+  bool done = false;
+  Status status;
+  std::condition_variable cv;
+};
+
+namespace {
+
+constexpr int kApplicationId = 0x53435246;  // "SCRF": identifies a scribefs journal
+
+const char* const kSchemaSql = R"sql(
+CREATE TABLE IF NOT EXISTS records(
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_ns    INTEGER NOT NULL,
+  op         TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  new_path   TEXT,
+  ranges     TEXT,
+  size       INTEGER,
+  mode       INTEGER,
+  uid        INTEGER,
+  gid        INTEGER,
+  pid        INTEGER,
+  flags      INTEGER,
+  detail     TEXT,
+  state      TEXT NOT NULL DEFAULT 'pending',
+  attempts   INTEGER NOT NULL DEFAULT 0,
+  error      TEXT,
+  etag       TEXT,
+  sha256     TEXT,
+  version_id TEXT,
+  state_ns   INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_unfinished ON records(seq)
+  WHERE state IN ('pending','uploading','failed');
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+int ReadIntPragma(sqlite3* db, const char* pragma, int* out) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db, pragma, -1, &s, nullptr);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *out = sqlite3_column_int(s, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
+void BindOptText(sqlite3_stmt* s, int i, const std::optional<std::string>& v) {
+  if (v) sqlite3_bind_text(s, i, v->data(), static_cast<int>(v->size()), SQLITE_STATIC);
+  else sqlite3_bind_null(s, i);
+}
+void BindOptInt(sqlite3_stmt* s, int i, const std::optional<int64_t>& v) {
+  if (v) sqlite3_bind_int64(s, i, *v);
+  else sqlite3_bind_null(s, i);
+}
+
+}  // namespace
+
+Status EnsureSchema(sqlite3* db, const std::string& path) {
+  int app_id = 0, version = 0;
+  int rc = ReadIntPragma(db, "PRAGMA application_id", &app_id);
+  if (rc != SQLITE_OK) return SqliteError(path + ": not a readable SQLite database", db, rc);
+  rc = ReadIntPragma(db, "PRAGMA user_version", &version);
+  if (rc != SQLITE_OK) return SqliteError(path, db, rc);
+  if (app_id == 0) {
+    int tables = 0;
+    rc = ReadIntPragma(db, "SELECT count(*) FROM sqlite_master", &tables);
+    if (rc != SQLITE_OK) return SqliteError(path, db, rc);
+    if (tables != 0)
+      return Status::Error(EINVAL, path + ": not a scribefs journal (foreign SQLite database)");
+  } else if (app_id != kApplicationId) {
+    return Status::Error(EINVAL, path + ": not a scribefs journal (application_id mismatch)");
+  } else if (version > kSchemaVersion) {
+    return Status::Error(EINVAL, path + ": journal schema version " + std::to_string(version) +
+                                     " is newer than this scribefs supports (" +
+                                     std::to_string(kSchemaVersion) + ")");
+  }
+  // WAL survives process crashes on commit; NORMAL skips the per-commit fsync
+  // (Journal::Sync provides it when an application asks for durability).
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL").WithContext(path));
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous=NORMAL").WithContext(path));
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db, std::string("BEGIN IMMEDIATE;") + kSchemaSql +
+                                        "PRAGMA application_id=" + std::to_string(kApplicationId) +
+                                        ";PRAGMA user_version=" + std::to_string(kSchemaVersion) +
+                                        ";COMMIT;")
+                               .WithContext(path));
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options options) {
+  // Create the file ourselves so that it is 0600 from the first instant;
+  // SQLite gives -wal and -shm the mode of the database file.
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return PosixError("journal " + path, errno);
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0) return PosixError("journal " + path, errno);
+    if (!S_ISREG(st.st_mode)) return Status::Error(EINVAL, path + ": not a regular file");
+    if ((st.st_mode & 077) != 0 && fchmod(fd.get(), 0600) != 0)
+      return PosixError("journal " + path + ": chmod 0600", errno);
+  }
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                           nullptr);
+  SqliteDb db(raw);
+  if (rc != SQLITE_OK) return SqliteError("journal " + path, raw, rc);
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, 10000);
+  SCRIBEFS_RETURN_IF_ERROR(EnsureSchema(raw, path));
+  std::unique_ptr<Journal> j(new Journal(path, std::move(options), std::move(db)));
+  auto ins = Prepare(j->db_.get(),
+                     "INSERT INTO records(time_ns,op,path,new_path,ranges,size,mode,uid,gid,pid,"
+                     "flags,detail,state,attempts,error,etag,sha256,version_id,state_ns) "
+                     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)");
+  if (!ins.ok()) return ins.status().WithContext(path);
+  j->insert_ = std::move(ins.value());
+  auto skip = Prepare(j->db_.get(),
+                      "UPDATE records SET state='skipped', error=?2, state_ns=?3 WHERE seq=?1");
+  if (!skip.ok()) return skip.status().WithContext(path);
+  j->skip_ = std::move(skip.value());
+  return j;
+}
+
+Journal::Journal(std::string path, Options options, SqliteDb db)
+    : path_(std::move(path)), options_(std::move(options)), db_(std::move(db)) {}
+
+Journal::~Journal() {
+  // Leaves WAL contents in place; SQLite checkpoints on the last close.
+  insert_.reset();
+  skip_.reset();
+}
+
+Status Journal::health() const {
+  std::lock_guard lk(mu_);
+  return sticky_;
+}
+
+Status Journal::Commit(std::span<Record> records, bool durable) {
+  Batch b;
+  b.records = records;
+  b.durable = durable;
+  return CommitBatch(&b);
+}
+
+Status Journal::Sync() {
+  Batch b;
+  b.durable = true;
+  return CommitBatch(&b);
+}
+
+Status Journal::MarkSkipped(int64_t seq, int err) {
+  Batch b;
+  b.skip_seq = seq;
+  b.skip_err = err;
+  return CommitBatch(&b);
+}
+
+// Group commit, after leveldb's DBImpl::Write: queue, and let the head of the
+// queue commit everything behind it in one transaction.
+Status Journal::CommitBatch(Batch* b) {
+  std::unique_lock lk(mu_);
+  queue_.push_back(b);
+  while (!b->done && b != queue_.front()) b->cv.wait(lk);
+  if (b->done) return b->status;
+
+  // Leader. Gather the group.
+  std::vector<Batch*> group;
+  size_t n = 0;
+  for (Batch* q : queue_) {
+    if (!group.empty() && n + q->records.size() > options_.max_group_records) break;
+    group.push_back(q);
+    n += q->records.size();
+  }
+  Status s = sticky_;
+  if (s.ok()) {
+    lk.unlock();
+    {
+      std::lock_guard leader(leader_mu_);
+      s = WriteGroup(group);
+    }
+    lk.lock();
+    if (!s.ok()) sticky_ = s;
+  }
+  for (Batch* q : group) {
+    queue_.pop_front();
+    q->status = s;
+    q->done = true;
+    if (q != b) q->cv.notify_one();
+  }
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  return s;
+}
+
+Status Journal::WriteGroup(std::span<Batch*> group) {
+  if (options_.fault_hook) {
+    Status f = options_.fault_hook();
+    if (!f.ok()) return f.WithContext("journal commit " + path_);
+  }
+  bool durable = false;
+  bool any_write = false;
+  for (Batch* q : group) {
+    durable |= q->durable;
+    any_write |= !q->records.empty() || q->skip_seq != 0;
+  }
+  sqlite3* db = db_.get();
+  if (any_write) {
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError("journal commit " + path_, db, rc);
+    int64_t now = NowNs();
+    for (Batch* q : group) {
+      for (Record& r : q->records) {
+        if (r.time_ns == 0) r.time_ns = now;
+        sqlite3_stmt* s = insert_.get();
+        StmtResetter reset(s);
+        std::string op(OpName(r.op));
+        std::string ranges = r.ranges.empty() ? std::string() : RangesToJson(r.ranges);
+        sqlite3_bind_int64(s, 1, r.time_ns);
+        sqlite3_bind_text(s, 2, op.data(), static_cast<int>(op.size()), SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, r.path.data(), static_cast<int>(r.path.size()), SQLITE_STATIC);
+        BindOptText(s, 4, r.new_path);
+        if (!ranges.empty())
+          sqlite3_bind_text(s, 5, ranges.data(), static_cast<int>(ranges.size()), SQLITE_STATIC);
+        BindOptInt(s, 6, r.size);
+        if (r.mode) sqlite3_bind_int64(s, 7, *r.mode);
+        sqlite3_bind_int64(s, 8, r.uid);
+        sqlite3_bind_int64(s, 9, r.gid);
+        sqlite3_bind_int64(s, 10, r.pid);
+        BindOptInt(s, 11, r.flags);
+        if (!r.detail.empty())
+          sqlite3_bind_text(s, 12, r.detail.data(), static_cast<int>(r.detail.size()),
+                            SQLITE_STATIC);
+        sqlite3_bind_text(s, 13, r.state.data(), static_cast<int>(r.state.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 14, r.attempts);
+        BindOptText(s, 15, r.error);
+        BindOptText(s, 16, r.etag);
+        BindOptText(s, 17, r.sha256);
+        BindOptText(s, 18, r.version_id);
+        sqlite3_bind_int64(s, 19, r.state_ns.value_or(now));
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+          Status err = SqliteError("journal insert " + path_, db, rc);
+          sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+          return err;
+        }
+        r.seq = sqlite3_last_insert_rowid(db);
+      }
+      if (q->skip_seq != 0) {
+        sqlite3_stmt* s = skip_.get();
+        StmtResetter reset(s);
+        std::string msg = PosixError("local operation failed", q->skip_err).message();
+        sqlite3_bind_int64(s, 1, q->skip_seq);
+        sqlite3_bind_text(s, 2, msg.data(), static_cast<int>(msg.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, now);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+          Status err = SqliteError("journal update " + path_, db, rc);
+          sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+          return err;
+        }
+      }
+    }
+    rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      Status err = SqliteError("journal commit " + path_, db, rc);
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      return err;
+    }
+  }
+  if (durable) return SyncWal();
+  return Status::Ok();
+}
+
+// synchronous=NORMAL does not fsync the WAL on commit. Frames that a checkpoint
+// already moved into the database file were synced by that checkpoint, so an
+// fdatasync of the WAL file makes every committed transaction durable.
+Status Journal::SyncWal() {
+  std::string wal = path_ + "-wal";
+  UniqueFd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return Status::Ok();  // nothing uncheckpointed
+    return PosixError("journal sync " + wal, errno);
+  }
+  if (fdatasync(fd.get()) != 0) return PosixError("journal sync " + wal, errno);
+  return Status::Ok();
+}
+
+Status Journal::SetMeta(const std::string& key, const std::string& value) {
+  std::lock_guard leader(leader_mu_);
+  auto st = Prepare(db_.get(), "INSERT INTO meta(key,value) VALUES(?1,?2) "
+                               "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+  if (!st.ok()) return st.status().WithContext(path_);
+  sqlite3_bind_text(st->get(), 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st->get(), 2, value.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_DONE) return SqliteError("journal meta " + path_, db_.get(), rc);
+  return Status::Ok();
+}
+
+Result<std::string> Journal::GetMeta(const std::string& key) {
+  std::lock_guard leader(leader_mu_);
+  auto st = Prepare(db_.get(), "SELECT value FROM meta WHERE key=?1");
+  if (!st.ok()) return st.status().WithContext(path_);
+  sqlite3_bind_text(st->get(), 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_ROW)
+    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0)));
+  if (rc == SQLITE_DONE) return Status::Error(ENOENT, "no meta key " + key);
+  return SqliteError("journal meta " + path_, db_.get(), rc);
+}
+
+}  // namespace scribefs

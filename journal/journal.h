@@ -1,0 +1,93 @@
+// Journal: the write side of the SQLite journal (STATE_DIR/journal.db).
+//
+// One connection, used by one committing thread at a time. Callers that commit
+// concurrently queue up; the caller at the head of the queue becomes the leader,
+// commits every queued record in one transaction (group commit) and wakes the
+// others. Commit() returns only once its records are committed: visible to
+// readers and preserved if the daemon is killed. With durable=true the WAL is
+// also fsynced (an application's fsync must not be weaker than its data).
+//
+// A failed commit is sticky: every later Commit() fails with the same status,
+// so that the mount refuses mutations rather than let one slip by unrecorded.
+//
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "journal/record.h"
+#include "journal/sqlite_util.h"
+
+namespace scribefs {
+
+class Journal {
+ public:
+  struct Options {
+    // Called by the leader before each group commit; a non-ok result makes the
+    // commit fail as if SQLite had failed. Fault injection for tests.
+    std::function<Status()> fault_hook;
+    // Upper bound on records committed in one transaction.
+    size_t max_group_records = 4096;
+  };
+
+  // Opens (creating when absent, mode 0600) and migrates the journal at path.
+  // A file that is not a scribefs journal, or is corrupt, is an error naming
+  // the file: never a silent reset.
+  static Result<std::unique_ptr<Journal>> Open(const std::string& path, Options options);
+  static Result<std::unique_ptr<Journal>> Open(const std::string& path) {
+    return Open(path, Options());
+  }
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Commits records in order and fills in their seq (and time_ns when 0).
+  Status Commit(std::span<Record> records, bool durable = false);
+  Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
+  // Makes everything committed so far durable on disk (fsync of the WAL).
+  Status Sync();
+  // Marks a committed record as not applied: the local operation it announced
+  // failed with err. Waits for the update to commit.
+  Status MarkSkipped(int64_t seq, int err);
+
+  // The sticky failure, ok while the journal is healthy.
+  Status health() const;
+  const std::string& path() const { return path_; }
+
+  // Key/value pairs of the meta table (schema_version, datadir, ...).
+  Status SetMeta(const std::string& key, const std::string& value);
+  Result<std::string> GetMeta(const std::string& key);
+
+ private:
+  struct Batch;  // one caller's share of a group
+  Journal(std::string path, Options options, SqliteDb db);
+  Status CommitBatch(Batch* batch);
+  Status WriteGroup(std::span<Batch*> group);
+  Status SyncWal();
+
+  const std::string path_;
+  const Options options_;
+  mutable std::mutex mu_;
+  std::deque<Batch*> queue_;  // GUARDED_BY(mu_); the front is the leader
+  Status sticky_;             // GUARDED_BY(mu_)
+  // Only touched by the current leader (or under mu_ for meta calls, which go
+  // through the same queue discipline by holding leader_mu_).
+  std::mutex leader_mu_;
+  SqliteDb db_;
+  SqliteStmt insert_;
+  SqliteStmt skip_;
+};
+
+// Schema creation/migration shared by the writer and tests.
+Status EnsureSchema(sqlite3* db, const std::string& path);
+inline constexpr int kSchemaVersion = 1;
+
+}  // namespace scribefs

@@ -1,0 +1,158 @@
+#include "journal/reader.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal/journal.h"
+
+namespace scribefs {
+
+const char* const kRecordColumns =
+    "seq,time_ns,op,path,new_path,ranges,size,mode,uid,gid,pid,flags,detail,state,attempts,"
+    "error,etag,sha256,version_id,state_ns";
+
+namespace {
+std::optional<std::string> OptText(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, i)));
+}
+std::optional<int64_t> OptInt(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_int64(s, i);
+}
+}  // namespace
+
+Record ReadRecordRow(sqlite3_stmt* s) {
+  Record r;
+  r.seq = sqlite3_column_int64(s, 0);
+  r.time_ns = sqlite3_column_int64(s, 1);
+  std::string op = OptText(s, 2).value_or("");
+  r.op = ParseOp(op).value_or(Op::kWrite);
+  r.path = OptText(s, 3).value_or("");
+  r.new_path = OptText(s, 4);
+  if (auto ranges = OptText(s, 5)) r.ranges = RangesFromJson(*ranges).value_or(std::vector<ByteRange>{});
+  r.size = OptInt(s, 6);
+  if (auto m = OptInt(s, 7)) r.mode = static_cast<uint32_t>(*m);
+  r.uid = static_cast<uint32_t>(sqlite3_column_int64(s, 8));
+  r.gid = static_cast<uint32_t>(sqlite3_column_int64(s, 9));
+  r.pid = static_cast<int32_t>(sqlite3_column_int64(s, 10));
+  r.flags = OptInt(s, 11);
+  r.detail = OptText(s, 12).value_or("");
+  r.state = OptText(s, 13).value_or("");
+  r.attempts = sqlite3_column_int64(s, 14);
+  r.error = OptText(s, 15);
+  r.etag = OptText(s, 16);
+  r.sha256 = OptText(s, 17);
+  r.version_id = OptText(s, 18);
+  r.state_ns = OptInt(s, 19);
+  return r;
+}
+
+Result<std::unique_ptr<JournalReader>> JournalReader::Open(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return PosixError("journal " + path, errno);
+  if (access(path.c_str(), R_OK) != 0) return PosixError("journal " + path, errno);
+  sqlite3* raw = nullptr;
+  // Read-only, but WAL readers need the -shm file; the daemon keeps it present.
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  SqliteDb db(raw);
+  if (rc != SQLITE_OK) return SqliteError("journal " + path, raw, rc);
+  sqlite3_busy_timeout(raw, 5000);
+  auto check = Prepare(raw, "PRAGMA application_id");
+  if (!check.ok()) return check.status().WithContext("journal " + path);
+  rc = sqlite3_step(check->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal " + path, raw, rc);
+  if (sqlite3_column_int(check->get(), 0) != 0x53435246)
+    return Status::Error(EINVAL, path + ": not a scribefs journal");
+  return std::unique_ptr<JournalReader>(new JournalReader(std::move(db)));
+}
+
+Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
+  std::string where = " WHERE 1";
+  if (f.since_seq) where += " AND seq >= ?1";
+  if (f.until_seq) where += " AND seq <= ?2";
+  if (f.since_ns) where += " AND time_ns >= ?3";
+  if (f.until_ns) where += " AND time_ns <= ?4";
+  if (f.path_glob) where += " AND (path GLOB ?5 OR new_path GLOB ?5)";
+  if (f.op) where += " AND op = ?6";
+  if (f.state) where += " AND state = ?7";
+  std::string sql = std::string("SELECT ") + kRecordColumns + " FROM records" + where;
+  if (f.newest_first && f.limit) {
+    sql = "SELECT * FROM (" + sql + " ORDER BY seq DESC LIMIT ?8) ORDER BY seq";
+  } else {
+    sql += " ORDER BY seq";
+    if (f.limit) sql += " LIMIT ?8";
+  }
+  auto st = Prepare(db_.get(), sql);
+  if (!st.ok()) return st.status().WithContext("journal query");
+  sqlite3_stmt* s = st->get();
+  if (f.since_seq) sqlite3_bind_int64(s, 1, *f.since_seq);
+  if (f.until_seq) sqlite3_bind_int64(s, 2, *f.until_seq);
+  if (f.since_ns) sqlite3_bind_int64(s, 3, *f.since_ns);
+  if (f.until_ns) sqlite3_bind_int64(s, 4, *f.until_ns);
+  if (f.path_glob) sqlite3_bind_text(s, 5, f.path_glob->c_str(), -1, SQLITE_TRANSIENT);
+  if (f.op) sqlite3_bind_text(s, 6, f.op->c_str(), -1, SQLITE_TRANSIENT);
+  if (f.state) sqlite3_bind_text(s, 7, f.state->c_str(), -1, SQLITE_TRANSIENT);
+  if (f.limit) sqlite3_bind_int64(s, 8, *f.limit);
+  std::vector<Record> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadRecordRow(s));
+  if (rc != SQLITE_DONE) return SqliteError("journal query", db_.get(), rc);
+  return out;
+}
+
+Result<int64_t> JournalReader::MaxSeq() {
+  auto st = Prepare(db_.get(), "SELECT coalesce(max(seq),0) FROM records");
+  if (!st.ok()) return st.status();
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
+  return sqlite3_column_int64(st->get(), 0);
+}
+
+Result<JournalStats> JournalReader::Stats() {
+  JournalStats out;
+  // One read transaction so that the figures agree with each other.
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db_.get(), "BEGIN"));
+  struct EndTxn {
+    sqlite3* db;
+    ~EndTxn() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
+  } end{db_.get()};
+  {
+    auto st = Prepare(db_.get(), "SELECT op, state, count(*) FROM records GROUP BY op, state");
+    if (!st.ok()) return st.status();
+    int rc;
+    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+      std::string op = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+      std::string state = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 1));
+      int64_t n = sqlite3_column_int64(st->get(), 2);
+      out.by_op[op] += n;
+      out.by_state[state] += n;
+      out.by_op_state[op][state] += n;
+      out.records += n;
+    }
+    if (rc != SQLITE_DONE) return SqliteError("journal stats", db_.get(), rc);
+  }
+  {
+    // Pending work: distinct paths, and for each the last size the journal knows.
+    auto st = Prepare(db_.get(),
+                      "WITH p AS (SELECT path, min(time_ns) AS t, count(*) AS n FROM records "
+                      "  WHERE state IN ('pending','uploading') GROUP BY path) "
+                      "SELECT count(*), coalesce(sum(n),0), min(t), coalesce(sum((SELECT size FROM "
+                      "records r WHERE r.path=p.path AND r.size IS NOT NULL ORDER BY seq DESC "
+                      "LIMIT 1)),0) FROM p");
+    if (!st.ok()) return st.status();
+    int rc = sqlite3_step(st->get());
+    if (rc != SQLITE_ROW) return SqliteError("journal stats", db_.get(), rc);
+    out.pending_files = sqlite3_column_int64(st->get(), 0);
+    out.pending_records = sqlite3_column_int64(st->get(), 1);
+    if (sqlite3_column_type(st->get(), 2) != SQLITE_NULL)
+      out.oldest_pending_ns = sqlite3_column_int64(st->get(), 2);
+    out.pending_bytes = sqlite3_column_int64(st->get(), 3);
+  }
+  auto max = MaxSeq();
+  if (!max.ok()) return max.status();
+  out.max_seq = *max;
+  return out;
+}
+
+}  // namespace scribefs

@@ -1,0 +1,62 @@
+// JournalReader: a read-only view of a journal, safe to use while the daemon
+// writes it (WAL readers never block the writer). Used by scribectl and tests.
+// Not thread-safe; open one per thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "journal/record.h"
+#include "journal/sqlite_util.h"
+
+namespace scribefs {
+
+struct JournalFilter {
+  std::optional<int64_t> since_seq;  // seq >= since_seq
+  std::optional<int64_t> until_seq;  // seq <= until_seq
+  std::optional<int64_t> since_ns;   // time_ns >= since_ns
+  std::optional<int64_t> until_ns;   // time_ns <= until_ns
+  std::optional<std::string> path_glob;  // GLOB on path or new_path
+  std::optional<std::string> op;
+  std::optional<std::string> state;
+  std::optional<int64_t> limit;      // at most this many rows
+  bool newest_first = false;         // with limit: the last N (still returned oldest first)
+};
+
+struct JournalStats {
+  std::map<std::string, int64_t> by_op;                            // op -> records
+  std::map<std::string, int64_t> by_state;                         // state -> records
+  std::map<std::string, std::map<std::string, int64_t>> by_op_state;
+  int64_t records = 0;
+  int64_t max_seq = 0;
+  int64_t pending_records = 0;
+  int64_t pending_files = 0;   // distinct paths with a pending record
+  int64_t pending_bytes = 0;   // sum of the last known size of each pending file
+  std::optional<int64_t> oldest_pending_ns;
+};
+
+class JournalReader {
+ public:
+  // Fails with a clear message when the file is missing, unreadable, or not a
+  // scribefs journal.
+  static Result<std::unique_ptr<JournalReader>> Open(const std::string& path);
+
+  Result<std::vector<Record>> Query(const JournalFilter& filter);
+  Result<JournalStats> Stats();
+  Result<int64_t> MaxSeq();
+
+ private:
+  explicit JournalReader(SqliteDb db) : db_(std::move(db)) {}
+  SqliteDb db_;
+};
+
+// Reads one row of a "SELECT <kRecordColumns> FROM records" statement.
+Record ReadRecordRow(sqlite3_stmt* stmt);
+extern const char* const kRecordColumns;
+
+}  // namespace scribefs
