@@ -1,0 +1,397 @@
+#include "fs/daemon.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/state_dir.h"
+#include "common/unique_fd.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_adapter.h"
+#include "journal/journal.h"
+
+namespace scribefs {
+namespace {
+
+struct Config {
+  std::string datadir;
+  std::string mountpoint;  // empty: mount over DATADIR
+  std::string state_dir;
+  bool foreground = false;
+  std::vector<std::string> fuse_opts;
+  std::string xattr = "on";
+  std::string writeback = "on";
+  double cache_timeout = 1.0;
+  unsigned threads = 16;
+  int range_flush_ms = 5;
+  std::string log_level = "info";
+};
+
+// An error that ends start-up, with the exit code to report.
+struct StartError {
+  int exit_code;
+  std::string message;
+};
+
+// Canonical form of a path that may not exist yet: realpath of the longest
+// existing ancestor plus the rest, lexically normalized.
+std::string CanonicalMaybeMissing(const std::string& path) {
+  std::string abs = path;
+  if (abs.empty() || abs[0] != '/') {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd)) abs = std::string(cwd) + "/" + abs;
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(abs);
+  std::string item;
+  while (std::getline(ss, item, '/')) {
+    if (item.empty() || item == ".") continue;
+    if (item == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(item);
+  }
+  // Find the longest prefix that exists and resolve it.
+  for (size_t n = parts.size();; --n) {
+    std::string prefix = "/";
+    for (size_t i = 0; i < n; ++i) prefix += (i ? "/" : "") + parts[i];
+    auto c = CanonicalDir(prefix);
+    if (c.ok() || n == 0) {
+      std::string out = c.ok() ? c.value() : prefix;
+      for (size_t i = n; i < parts.size(); ++i) out += (out == "/" ? "" : "/") + parts[i];
+      return out;
+    }
+  }
+}
+
+// A scribefs mount at exactly `path`, per /proc/self/mountinfo.
+bool IsScribefsMount(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent maj:min root mountpoint opts ... - fstype source superopts
+    std::istringstream ls(line);
+    std::string id, parent, majmin, root, mnt;
+    ls >> id >> parent >> majmin >> root >> mnt;
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype;
+    rest >> fstype;
+    if (mnt == path && fstype == "fuse.scribefs") return true;
+  }
+  return false;
+}
+
+// A daemon killed with SIGKILL leaves its mount behind ("Transport endpoint
+// is not connected"). Detach it so that DATADIR is reachable again.
+void ClearStaleMount(const std::string& path) {
+  if (!IsScribefsMount(path)) return;
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) return;  // alive: the lock check reports it
+  if (errno != ENOTCONN) return;
+  if (umount2(path.c_str(), MNT_DETACH) == 0)
+    spdlog::warn("detached the stale scribefs mount on {} left by a daemon that died", path);
+}
+
+std::optional<StartError> PrepareStateDir(const std::string& dir) {
+  // Parents as usual, the state dir itself owner-only.
+  std::string partial;
+  std::stringstream ss(dir);
+  std::string item;
+  while (std::getline(ss, item, '/')) {
+    if (item.empty()) continue;
+    partial += "/" + item;
+    if (mkdir(partial.c_str(), partial == dir ? 0700 : 0755) != 0 && errno != EEXIST)
+      return StartError{kExitUsage, "cannot create state directory " + partial + ": " +
+                                        strerror(errno)};
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return StartError{kExitUsage, "state directory " + dir + " is not a directory"};
+  if (st.st_uid != geteuid())
+    return StartError{kExitUsage, "state directory " + dir + " belongs to another user"};
+  if ((st.st_mode & 07777) != 0700 && chmod(dir.c_str(), 0700) != 0)
+    return StartError{kExitUsage, "cannot make state directory " + dir + " owner-only: " +
+                                      strerror(errno)};
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    return StartError{kExitUsage, "state directory " + dir + " is not writable: " +
+                                      strerror(errno)};
+  return std::nullopt;
+}
+
+void SetupLogging(const Config& cfg, bool to_file, const std::string& log_path) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (to_file) {
+    // Owner-only from the first byte (the daemon's umask is 0).
+    UniqueFd fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    logger = spdlog::basic_logger_mt("scribefs", log_path);
+  } else {
+    logger = spdlog::stderr_color_mt("scribefs");
+  }
+  logger->set_level(spdlog::level::from_str(cfg.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+// Runs the daemon proper. `ready` is called once the mount serves (or with
+// the error that stopped start-up).
+int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
+  auto fail = [&](int code, const std::string& msg) {
+    StartError e{code, msg};
+    ready(&e);
+    return code;
+  };
+  std::string mountpoint = cfg.mountpoint.empty() ? cfg.datadir : cfg.mountpoint;
+
+  if (auto e = PrepareStateDir(cfg.state_dir)) return fail(e->exit_code, e->message);
+  StatePaths paths{cfg.state_dir};
+
+  // One daemon per state dir: an flock held for the daemon's lifetime.
+  UniqueFd lock(open(paths.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock) return fail(kExitUsage, "cannot open lock file " + paths.lock() + ": " + strerror(errno));
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    ssize_t n = pread(lock.get(), buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, n) : "?";
+    while (!pid.empty() && isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+    return fail(kExitBusy, "another scribefs daemon (pid " + pid + ") already uses state directory " +
+                               cfg.state_dir + " for " + cfg.datadir);
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(lock.get(), 0) != 0 || pwrite(lock.get(), pid.data(), pid.size(), 0) < 0)
+    return fail(kExitFailure, "cannot write lock file " + paths.lock());
+
+  ClearStaleMount(mountpoint);
+  if (IsScribefsMount(mountpoint))
+    return fail(kExitBusy, mountpoint + " is already a scribefs mount (served by another daemon)");
+
+  // Opened before mounting: with the mount over DATADIR this descriptor is the
+  // daemon's only way to the real files.
+  UniqueFd root(open(cfg.datadir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return fail(kExitUsage, "cannot open DATADIR " + cfg.datadir + ": " + strerror(errno));
+
+  auto journal = Journal::Open(paths.journal());
+  if (!journal.ok()) return fail(kExitFailure, "cannot open journal: " + journal.status().message());
+  (void)journal.value()->SetMeta("datadir", cfg.datadir);
+
+  FsOptions fso;
+  fso.xattr = cfg.xattr == "on";
+  fso.writeback_cache = cfg.writeback == "on";
+  fso.range_flush_ms = cfg.range_flush_ms;
+  Filesystem fs(std::move(root), journal.value().get(), fso);
+
+  FuseOptions fo;
+  fo.mountpoint = mountpoint;
+  fo.fsname = cfg.datadir;
+  for (char& c : fo.fsname)
+    if (c == ',' || c == ' ' || c == '\\') c = '_';
+  fo.fuse_opts = cfg.fuse_opts;
+  fo.cache_timeout = cfg.cache_timeout;
+  fo.max_threads = cfg.threads;
+  auto server = FuseServer::Mount(fo, &fs);
+  if (!server.ok()) return fail(kExitFailure, server.status().message());
+
+  spdlog::info("scribefs serving {} on {} (state {}, xattr {}, writeback {})", cfg.datadir,
+               mountpoint, cfg.state_dir, cfg.xattr, cfg.writeback);
+  ready(nullptr);
+  Status run = server.value()->Run();
+  // Stop: no new requests; commit what is pending, then unmount.
+  fs.Shutdown();
+  Status flushed = fs.FlushAllRanges();
+  server.value()->Unmount();
+  server.value().reset();
+  spdlog::info("scribefs stopped serving {}", cfg.datadir);
+  if (!run.ok()) {
+    spdlog::error("{}", run.message());
+    return kExitFailure;
+  }
+  if (!flushed.ok()) {
+    spdlog::error("final journal commit failed: {}", flushed.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int DaemonMain(int argc, char** argv) {
+  Config cfg;
+  CLI::App app{
+      "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
+      "Mounts over DATADIR (or on MOUNTPOINT) and records every write, close and\n"
+      "namespace change in STATE_DIR/journal.db before it reaches DATADIR. Inspect\n"
+      "the journal with `scribectl -m DATADIR journal`. Stop with SIGTERM or\n"
+      "`fusermount3 -u MOUNTPOINT`.",
+      "scribefs"};
+  app.set_config("--config", "", "Read options from a TOML/INI file (keys = long option names)");
+  app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal")->required();
+  app.add_option("MOUNTPOINT", cfg.mountpoint,
+                 "Where to mount (default: over DATADIR itself, hiding the raw directory)");
+  app.add_flag("-f,--foreground", cfg.foreground, "Stay in the foreground, log to stderr");
+  app.add_option("--state-dir", cfg.state_dir,
+                 "Journal, control socket and lock (default derived from DATADIR; "
+                 "see README)");
+  app.add_option("-o", cfg.fuse_opts,
+                 "Mount option passed to FUSE, e.g. -o allow_other (repeatable, comma lists ok)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  app.add_option("--xattr", cfg.xattr,
+                 "Extended attributes: on = supported (the kernel then asks for "
+                 "security.capability before every write), off = ENOTSUP (faster small writes)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--writeback", cfg.writeback,
+                 "Kernel writeback cache: on (fast buffered writes) or off (every write() "
+                 "reaches the daemon at once)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--cache-timeout", cfg.cache_timeout,
+                 "Seconds the kernel may cache names and attributes")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--threads", cfg.threads, "Maximum FUSE worker threads")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  app.add_option("--range-flush-ms", cfg.range_flush_ms,
+                 "Milliseconds dirty byte ranges may wait before their group commit")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.footer(
+      "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
+      "3 another daemon already serves this DATADIR or state dir.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  auto err = [](int code, const std::string& msg) {
+    fprintf(stderr, "scribefs: %s\n", msg.c_str());
+    return code;
+  };
+  // Validate before anything changes on disk.
+  struct stat st;
+  if (stat(cfg.datadir.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      // A stale mount of ours: cleared below once we know the path.
+    } else {
+      return err(kExitUsage, "DATADIR " + cfg.datadir + ": " + strerror(errno));
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    return err(kExitUsage, "DATADIR " + cfg.datadir + " is not a directory");
+  }
+  std::string datadir = CanonicalMaybeMissing(cfg.datadir);
+  if (datadir == "/") return err(kExitUsage, "refusing to serve / itself");
+  cfg.datadir = datadir;
+  if (!cfg.mountpoint.empty()) {
+    cfg.mountpoint = CanonicalMaybeMissing(cfg.mountpoint);
+    struct stat mst;
+    if (stat(cfg.mountpoint.c_str(), &mst) != 0 && errno != ENOTCONN)
+      return err(kExitUsage, "MOUNTPOINT " + cfg.mountpoint + ": " + strerror(errno));
+    if (cfg.mountpoint == cfg.datadir) cfg.mountpoint.clear();
+  }
+  if (cfg.state_dir.empty()) cfg.state_dir = DefaultStateDir(cfg.datadir);
+  cfg.state_dir = CanonicalMaybeMissing(cfg.state_dir);
+  if (PathIsWithin(cfg.state_dir, cfg.datadir))
+    return err(kExitUsage, "state directory " + cfg.state_dir + " must not be inside DATADIR " +
+                               cfg.datadir + " (the journal would journal itself)");
+  if (PathIsWithin(cfg.datadir, cfg.state_dir))
+    return err(kExitUsage, "DATADIR " + cfg.datadir + " must not be inside the state directory " +
+                               cfg.state_dir);
+  if (!cfg.mountpoint.empty() && PathIsWithin(cfg.state_dir, cfg.mountpoint))
+    return err(kExitUsage, "state directory " + cfg.state_dir + " must not be inside MOUNTPOINT");
+  if (!cfg.mountpoint.empty() && (PathIsWithin(cfg.mountpoint, cfg.datadir) ||
+                                  PathIsWithin(cfg.datadir, cfg.mountpoint)))
+    return err(kExitUsage, "MOUNTPOINT and DATADIR must not contain each other "
+                           "(omit MOUNTPOINT to mount over DATADIR)");
+  if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0)
+    return err(kExitFailure, "/dev/fuse is not accessible: " + std::string(strerror(errno)));
+
+  // Modes reach the backing files exactly as the kernel computed them.
+  umask(0);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  if (cfg.foreground) {
+    SetupLogging(cfg, false, "");
+    return Serve(cfg, [&](const StartError* e) {
+      if (e) spdlog::error("{}", e->message);
+    });
+  }
+
+  // Background: the child does all the work and tells the parent, through a
+  // pipe, whether the mount came up; the parent reports and exits with the
+  // right code. Threads start only in the child.
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) return err(kExitFailure, "pipe: " + std::string(strerror(errno)));
+  pid_t pid = fork();
+  if (pid < 0) return err(kExitFailure, "fork: " + std::string(strerror(errno)));
+  if (pid > 0) {
+    close(pfd[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(pfd[0], buf, sizeof buf)) > 0) msg.append(buf, n);
+    close(pfd[0]);
+    if (msg.empty()) return err(kExitFailure, "the daemon died during start-up (see the log in " +
+                                                  cfg.state_dir + "/scribefs.log)");
+    int code = msg[0] - '0';
+    if (code == 0) return kExitOk;
+    return err(code, msg.substr(2));
+  }
+  close(pfd[0]);
+  setsid();
+  if (chdir("/") != 0) _exit(kExitFailure);
+  int report_fd = pfd[1];
+  auto report = [&](const StartError* e) {
+    std::string msg = e ? std::to_string(e->exit_code) + " " + e->message : "0";
+    if (report_fd >= 0) {
+      (void)!write(report_fd, msg.data(), msg.size());
+      close(report_fd);
+      report_fd = -1;
+    }
+    if (e) spdlog::error("{}", e->message);
+    // Detach from the terminal once start-up is over.
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      close(null);
+    }
+  };
+  // The log goes to the state dir; create it first (PrepareStateDir repeats
+  // this harmlessly) so the log has somewhere to be.
+  if (auto e = PrepareStateDir(cfg.state_dir)) {
+    report(&*e);
+    _exit(e->exit_code);
+  }
+  SetupLogging(cfg, true, cfg.state_dir + "/scribefs.log");
+  int rc = Serve(cfg, report);
+  spdlog::shutdown();
+  _exit(rc);
+}
+
+}  // namespace scribefs

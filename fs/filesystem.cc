@@ -1,0 +1,936 @@
+#include "fs/filesystem.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <nlohmann/json.hpp>
+#include <shared_mutex>
+
+#include <spdlog/spdlog.h>
+
+namespace scribefs {
+namespace {
+
+using SharedTree = std::shared_lock<TreeLock>;
+using ExclusiveTree = std::unique_lock<TreeLock>;
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+Status Errno(const std::string& what) { return PosixError(what, errno); }
+
+std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+}  // namespace
+
+DirHandle::~DirHandle() {
+  if (dir) closedir(static_cast<DIR*>(dir));
+}
+
+Filesystem::Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options)
+    : root_fd_(std::move(root_fd)),
+      journal_(journal),
+      options_(options),
+      inodes_([&] {
+        struct stat st = {};
+        fstat(root_fd_.get(), &st);
+        return InodeTable(st.st_dev, st.st_ino);
+      }()),
+      flusher_([this] { FlusherLoop(); }) {}
+
+Filesystem::~Filesystem() { Shutdown(); }
+
+void Filesystem::Shutdown() {
+  {
+    std::lock_guard lk(flush_mu_);
+    if (stopping_ && !flusher_.joinable()) return;
+    stopping_ = true;
+  }
+  flush_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+}
+
+std::shared_ptr<Inode> Filesystem::Node(uint64_t id) { return inodes_.Get(id); }
+
+Result<UniqueFd> Filesystem::OpenRel(const std::string& rel, int flags) {
+  // Resolve strictly beneath DATADIR: no "..", no absolute or magic links, no
+  // symlinks in the path (the daemon's paths never need one; a symlink there
+  // could only come from outside the mount and must not lead elsewhere).
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+  const char* p = rel.empty() ? "." : rel.c_str();
+  int fd = static_cast<int>(syscall(SYS_openat2, root_fd_.get(), p, &how, sizeof how));
+  if (fd < 0) return PosixError(rel.empty() ? "." : rel, errno == ELOOP ? ENOENT : errno);
+  return UniqueFd(fd);
+}
+
+Record Filesystem::NewRecord(Op op, const Caller& c, std::string path) {
+  Record r;
+  r.op = op;
+  r.path = std::move(path);
+  r.uid = c.uid;
+  r.gid = c.gid;
+  r.pid = c.pid;
+  return r;
+}
+
+Status Filesystem::Commit(Record& r, bool durable) {
+  Status s = journal_->Commit(r, durable);
+  if (s.ok()) return s;
+  // The journal failure is sticky; the mutation must not happen unrecorded.
+  if (counters_.journal_errors.fetch_add(1) == 0)
+    spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
+  return Status::Error(EIO, "journal: " + s.message());
+}
+
+Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
+  if (rs.empty() && !durable) return Status::Ok();
+  Status s = rs.empty() ? journal_->Sync() : journal_->Commit(rs, durable);
+  if (s.ok()) return s;
+  if (counters_.journal_errors.fetch_add(1) == 0)
+    spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
+  return Status::Error(EIO, "journal: " + s.message());
+}
+
+void Filesystem::Skip(const Record& r, int err) {
+  // The record announced an operation that then failed locally: say so, so
+  // that nobody replays it. Best effort: a failure here is sticky anyway.
+  (void)journal_->MarkSkipped(r.seq, err);
+}
+
+Result<Entry> Filesystem::MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name,
+                                    int dirfd) {
+  Entry e;
+  if (fstatat(dirfd, name.c_str(), &e.attr, AT_SYMLINK_NOFOLLOW) != 0) return Errno(name);
+  auto inode = inodes_.Reference(e.attr.st_dev, e.attr.st_ino, e.attr.st_mode, parent, name);
+  e.id = inodes_.FuseId(inode.get());
+  return e;
+}
+
+Status Filesystem::ChownNew(const Caller& c, int dirfd, const std::string& name,
+                            const struct stat& parent_st, mode_t mode) {
+  // New files belong to the caller, not to the root daemon. In a set-group-ID
+  // directory the backing fs already gave the directory's group.
+  bool sgid_dir = parent_st.st_mode & S_ISGID;
+  gid_t gid = sgid_dir ? static_cast<gid_t>(-1) : c.gid;
+  if (c.uid == 0 && (sgid_dir || c.gid == 0)) return Status::Ok();
+  if (fchownat(dirfd, name.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno("chown " + name);
+  // chown clears set-user/group-ID bits of non-directories; put them back.
+  if (!S_ISDIR(mode) && !S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)))
+    if (fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return Errno("chmod " + name);
+  return Status::Ok();
+}
+
+// ---- lookup / attributes -------------------------------------------------
+
+Result<Entry> Filesystem::Lookup(uint64_t parent_id, const std::string& name) {
+  auto parent = Node(parent_id);
+  if (!parent) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto ppath = inodes_.PathOf(*parent);
+  if (!ppath) return Status::Error(ENOENT, "parent unlinked");
+  auto pfd = OpenRel(*ppath, O_PATH | O_DIRECTORY);
+  if (!pfd.ok()) return pfd.status();
+  return MakeEntry(parent, name, pfd->get());
+}
+
+void Filesystem::Forget(uint64_t id, uint64_t nlookup) { inodes_.Forget(id, nlookup); }
+
+Result<struct stat> Filesystem::GetAttr(uint64_t id, FileHandle* fh) {
+  struct stat st;
+  if (fh) {
+    if (fstat(fh->fd.get(), &st) != 0) return Errno("fstat");
+    return st;
+  }
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  if (inode == inodes_.root()) {
+    if (fstat(root_fd_.get(), &st) != 0) return Errno("fstat");
+    return st;
+  }
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  if (!path) return Status::Error(ENOENT, "unlinked");
+  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  if (!fd.ok()) return fd.status();
+  if (fstat(fd->get(), &st) != 0) return Errno(*path);
+  if (st.st_ino != inode->ino || st.st_dev != inode->dev)
+    return Status::Error(ENOENT, *path + ": replaced outside the mount");
+  return st;
+}
+
+Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const struct stat& attr,
+                                        int to_set, FileHandle* fh) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  bool is_root = inode == inodes_.root();
+  if (!path && !fh) return Status::Error(ENOENT, "unlinked");
+
+  // Records first: a truncate, and one setattr naming every attribute set.
+  std::vector<Record> recs;
+  if (path) {
+    if (to_set & kSetSize) {
+      Record r = NewRecord(Op::kTruncate, c, *path);
+      r.size = attr.st_size;
+      recs.push_back(std::move(r));
+    }
+    nlohmann::json d = nlohmann::json::object();
+    if (to_set & kSetMode) d["mode"] = attr.st_mode & 07777;
+    if (to_set & kSetUid) d["uid"] = attr.st_uid;
+    if (to_set & kSetGid) d["gid"] = attr.st_gid;
+    if (to_set & kSetAtimeNow) d["atime"] = "now";
+    else if (to_set & kSetAtime)
+      d["atime"] = int64_t(attr.st_atim.tv_sec) * 1000000000 + attr.st_atim.tv_nsec;
+    if (to_set & kSetMtimeNow) d["mtime"] = "now";
+    else if (to_set & kSetMtime)
+      d["mtime"] = int64_t(attr.st_mtim.tv_sec) * 1000000000 + attr.st_mtim.tv_nsec;
+    if (!d.empty()) {
+      Record r = NewRecord(Op::kSetattr, c, *path);
+      if (to_set & kSetMode) r.mode = (inode->type | (attr.st_mode & 07777));
+      r.flags = to_set;
+      r.detail = d.dump();
+      recs.push_back(std::move(r));
+    }
+    SCRIBEFS_RETURN_IF_ERROR(CommitAll(recs));
+  }
+  auto skip_all = [&](int err) {
+    for (auto& r : recs) Skip(r, err);
+  };
+
+  // An fd for the inode itself: the open file if there is one, else O_PATH.
+  UniqueFd own;
+  int fd = fh ? fh->fd.get() : -1;
+  if (fd < 0) {
+    auto o = is_root ? OpenRel("", O_PATH | O_DIRECTORY) : OpenRel(*path, O_PATH | O_NOFOLLOW);
+    if (!o.ok()) {
+      skip_all(o.status().code());
+      return o.status();
+    }
+    own = std::move(o.value());
+    fd = own.get();
+  }
+  std::string proc = ProcPath(fd);
+  bool is_path_fd = !fh;
+  if (to_set & kSetMode) {
+    int rc = is_path_fd ? chmod(proc.c_str(), attr.st_mode & 07777) : fchmod(fd, attr.st_mode & 07777);
+    if (rc != 0) {
+      int e = errno;
+      skip_all(e);
+      return PosixError("chmod", e);
+    }
+  }
+  if (to_set & (kSetUid | kSetGid)) {
+    uid_t u = (to_set & kSetUid) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t g = (to_set & kSetGid) ? attr.st_gid : static_cast<gid_t>(-1);
+    if (fchownat(fd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      int e = errno;
+      skip_all(e);
+      return PosixError("chown", e);
+    }
+  }
+  if (to_set & kSetSize) {
+    int rc;
+    if (is_path_fd) {
+      UniqueFd w(open(proc.c_str(), O_WRONLY | O_CLOEXEC));
+      rc = w ? ftruncate(w.get(), attr.st_size) : -1;
+    } else {
+      rc = ftruncate(fd, attr.st_size);
+    }
+    if (rc != 0) {
+      int e = errno;
+      skip_all(e);
+      return PosixError("truncate", e);
+    }
+  }
+  if (to_set & (kSetAtime | kSetMtime | kSetAtimeNow | kSetMtimeNow)) {
+    struct timespec tv[2];
+    tv[0].tv_sec = 0;
+    tv[1].tv_sec = 0;
+    tv[0].tv_nsec = UTIME_OMIT;
+    tv[1].tv_nsec = UTIME_OMIT;
+    if (to_set & kSetAtimeNow) tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetAtime) tv[0] = attr.st_atim;
+    if (to_set & kSetMtimeNow) tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetMtime) tv[1] = attr.st_mtim;
+    int rc = is_path_fd ? utimensat(AT_FDCWD, proc.c_str(), tv, 0) : futimens(fd, tv);
+    if (rc != 0 && is_path_fd && errno == ENOENT) rc = utimensat(fd, "", tv, AT_EMPTY_PATH);
+    if (rc != 0) {
+      int e = errno;
+      skip_all(e);
+      return PosixError("utimens", e);
+    }
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Errno("fstat");
+  return st;
+}
+
+Result<std::string> Filesystem::ReadLink(uint64_t id) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  if (!path) return Status::Error(ENOENT, "unlinked");
+  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  if (!fd.ok()) return fd.status();
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlinkat(fd->get(), "", buf, sizeof buf);
+  if (n < 0) return Errno(*path);
+  if (n >= static_cast<ssize_t>(sizeof buf)) return Status::Error(ENAMETOOLONG, *path);
+  return std::string(buf, n);
+}
+
+// ---- namespace -------------------------------------------------------------
+
+// A directory and the path of a name in it, resolved under the TreeLock (held
+// by the caller for as long as the result is used).
+class Filesystem::Resolved {
+ public:
+  static Result<Resolved> In(Filesystem* fs, uint64_t parent_id, const std::string& name) {
+    Resolved r;
+    r.parent = fs->Node(parent_id);
+    if (!r.parent) return Status::Error(EINVAL, "unknown inode");
+    auto ppath = fs->inodes_.PathOf(*r.parent);
+    if (!ppath) return Status::Error(ENOENT, "directory unlinked");
+    auto fd = fs->OpenRel(*ppath, O_PATH | O_DIRECTORY);
+    if (!fd.ok()) return fd.status();
+    r.dirfd = std::move(fd.value());
+    r.path = Join(*ppath, name);
+    r.name = name;
+    return r;
+  }
+  Result<struct stat> ParentStat() const {
+    struct stat st;
+    if (fstat(dirfd.get(), &st) != 0) return PosixError("fstat", errno);
+    return st;
+  }
+  std::shared_ptr<Inode> parent;
+  UniqueFd dirfd;
+  std::string path;  // relative to DATADIR
+  std::string name;
+};
+
+Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::string& name,
+                                mode_t mode, dev_t rdev) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  auto pst = r->ParentStat();
+  if (!pst.ok()) return pst.status();
+  Record rec = NewRecord(Op::kMknod, c, r->path);
+  rec.mode = mode;
+  if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (mknodat(r->dirfd.get(), name.c_str(), mode, rdev) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, mode));
+  return MakeEntry(r->parent, name, r->dirfd.get());
+}
+
+Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::string& name,
+                                mode_t mode) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  auto pst = r->ParentStat();
+  if (!pst.ok()) return pst.status();
+  Record rec = NewRecord(Op::kMkdir, c, r->path);
+  rec.mode = S_IFDIR | (mode & 07777);
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (mkdirat(r->dirfd.get(), name.c_str(), mode) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFDIR | mode));
+  return MakeEntry(r->parent, name, r->dirfd.get());
+}
+
+Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, uint64_t parent,
+                                  const std::string& name) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  auto pst = r->ParentStat();
+  if (!pst.ok()) return pst.status();
+  Record rec = NewRecord(Op::kSymlink, c, r->path);
+  rec.mode = S_IFLNK | 0777;
+  rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
+                                                      nlohmann::json::error_handler_t::replace);
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (symlinkat(target.c_str(), r->dirfd.get(), name.c_str()) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFLNK));
+  return MakeEntry(r->parent, name, r->dirfd.get());
+}
+
+Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent,
+                               const std::string& new_name) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto old_path = inodes_.PathOf(*inode);
+  if (!old_path) return Status::Error(ENOENT, "unlinked");
+  auto r = Resolved::In(this, new_parent, new_name);
+  if (!r.ok()) return r.status();
+  auto src = OpenRel(*old_path, O_PATH | O_NOFOLLOW);
+  if (!src.ok()) return src.status();
+  Record rec = NewRecord(Op::kLink, c, *old_path);
+  rec.new_path = r->path;
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  // AT_EMPTY_PATH on an O_PATH fd links exactly this inode (needs
+  // CAP_DAC_READ_SEARCH, which the root daemon has).
+  if (linkat(src->get(), "", r->dirfd.get(), new_name.c_str(), AT_EMPTY_PATH) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  return MakeEntry(r->parent, new_name, r->dirfd.get());
+}
+
+Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  struct stat st;
+  if (fstatat(r->dirfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
+  Record rec = NewRecord(Op::kUnlink, c, r->path);
+  rec.mode = st.st_mode;
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (unlinkat(r->dirfd.get(), name.c_str(), 0) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  if (auto child = inodes_.Find(st.st_dev, st.st_ino))
+    inodes_.RemoveAlias(*child, r->parent.get(), name);
+  return Status::Ok();
+}
+
+Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  struct stat st;
+  if (fstatat(r->dirfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
+  Record rec = NewRecord(Op::kRmdir, c, r->path);
+  rec.mode = st.st_mode;
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (unlinkat(r->dirfd.get(), name.c_str(), AT_REMOVEDIR) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  if (auto child = inodes_.Find(st.st_dev, st.st_ino))
+    inodes_.RemoveAlias(*child, r->parent.get(), name);
+  return Status::Ok();
+}
+
+Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& name,
+                          uint64_t new_parent, const std::string& new_name, unsigned int flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+    return Status::Error(EINVAL, "unsupported rename flags");
+  // Exclusive: a rename changes the path of everything below it, and no other
+  // operation may name a path between this record and the rename itself.
+  ExclusiveTree tree(inodes_.tree());
+  auto src = Resolved::In(this, parent, name);
+  if (!src.ok()) return src.status();
+  auto dst = Resolved::In(this, new_parent, new_name);
+  if (!dst.ok()) return dst.status();
+  struct stat sst, dst_st;
+  if (fstatat(src->dirfd.get(), name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0)
+    return Errno(src->path);
+  bool dst_exists = fstatat(dst->dirfd.get(), new_name.c_str(), &dst_st, AT_SYMLINK_NOFOLLOW) == 0;
+  Record rec = NewRecord(Op::kRename, c, src->path);
+  rec.new_path = dst->path;
+  rec.mode = sst.st_mode;
+  if (flags) rec.flags = flags;
+  if (flags & RENAME_EXCHANGE) rec.detail = R"({"exchange":true})";
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  if (renameat2(src->dirfd.get(), name.c_str(), dst->dirfd.get(), new_name.c_str(), flags) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(src->path + " -> " + dst->path, e);
+  }
+  auto moved = inodes_.Find(sst.st_dev, sst.st_ino);
+  std::shared_ptr<Inode> other = dst_exists ? inodes_.Find(dst_st.st_dev, dst_st.st_ino) : nullptr;
+  if (moved == other && moved) return Status::Ok();  // two names of one inode: no-op
+  if (moved) inodes_.MoveAlias(*moved, src->parent.get(), name, dst->parent, new_name);
+  if (other) {
+    if (flags & RENAME_EXCHANGE)
+      inodes_.MoveAlias(*other, dst->parent.get(), new_name, src->parent, name);
+    else
+      inodes_.RemoveAlias(*other, dst->parent.get(), new_name);
+  }
+  return Status::Ok();
+}
+
+// ---- files ----------------------------------------------------------------
+
+namespace {
+int BackingOpenFlags(int flags, bool writeback) {
+  flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+  if (writeback) {
+    // The kernel may read pages of a file opened write-only to fill its
+    // cache, and it implements O_APPEND itself from the cached size.
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    flags &= ~O_APPEND;
+  }
+  return flags | O_CLOEXEC | O_NOFOLLOW;
+}
+}  // namespace
+
+Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t id, int flags) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  if (!path) return Status::Error(ENOENT, "unlinked");
+  Record rec;
+  bool truncating = writable && (flags & O_TRUNC);
+  if (truncating) {
+    // open(O_TRUNC) is a data change: record it, and treat the file as dirty
+    // from here to its close (the record is the intent).
+    std::lock_guard lk(inode->mu);
+    rec = NewRecord(Op::kTruncate, c, *path);
+    rec.size = 0;
+    rec.flags = flags;
+    SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+    inode->dirty.dirty = true;
+    inode->dirty.write_gen++;
+  }
+  auto fd = OpenRel(*path, BackingOpenFlags(flags, options_.writeback_cache));
+  if (!fd.ok()) {
+    if (truncating) Skip(rec, fd.status().code());
+    return fd.status();
+  }
+  auto fh = std::make_unique<FileHandle>();
+  fh->fd = std::move(fd.value());
+  fh->inode = inode;
+  fh->writable = writable;
+  return fh;
+}
+
+Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
+    const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags) {
+  SharedTree tree(inodes_.tree());
+  auto r = Resolved::In(this, parent, name);
+  if (!r.ok()) return r.status();
+  auto pst = r->ParentStat();
+  if (!pst.ok()) return pst.status();
+  Record rec = NewRecord(Op::kCreate, c, r->path);
+  rec.mode = S_IFREG | (mode & 07777);
+  rec.flags = flags;
+  rec.size = 0;
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  int fd = openat(r->dirfd.get(), name.c_str(),
+                  BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
+                  mode);
+  if (fd < 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError(r->path, e);
+  }
+  UniqueFd ufd(fd);
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFREG | mode));
+  auto e = MakeEntry(r->parent, name, r->dirfd.get());
+  if (!e.ok()) return e.status();
+  auto fh = std::make_unique<FileHandle>();
+  fh->fd = std::move(ufd);
+  fh->inode = inodes_.Get(e->id);
+  fh->writable = true;
+  {
+    // The create record is the intent for the data that follows.
+    std::lock_guard lk(fh->inode->mu);
+    fh->inode->dirty.dirty = true;
+    fh->inode->dirty.write_gen++;
+  }
+  return std::make_pair(*e, std::move(fh));
+}
+
+Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uint64_t length,
+                             bool* covered) {
+  *covered = false;
+  {
+    std::lock_guard lk(inode.mu);
+    if (inode.dirty.dirty) {
+      inode.dirty.inflight++;
+      inode.dirty.write_gen++;
+      return Status::Ok();
+    }
+  }
+  // Clean: commit the intent (naming the first range) before any byte moves.
+  // Lock order: TreeLock before Inode::mu.
+  SharedTree tree(inodes_.tree());
+  std::lock_guard lk(inode.mu);
+  if (!inode.dirty.dirty) {
+    auto path = inodes_.PathOf(inode);
+    if (path) {
+      Record rec = NewRecord(Op::kWrite, c, *path);
+      rec.ranges.push_back({offset, length});
+      SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+      counters_.intents++;
+      *covered = true;
+    }
+    // Nameless (unlinked while open): nothing in DATADIR changes; a later
+    // link(2) records the file whole.
+    inode.dirty.dirty = true;
+  }
+  inode.dirty.inflight++;
+  inode.dirty.write_gen++;
+  return Status::Ok();
+}
+
+void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool covered) {
+  bool enqueue = false;
+  {
+    std::lock_guard lk(inode.mu);
+    if (!covered) inode.dirty.pending.Add(offset, length);
+    if (--inode.dirty.inflight == 0) inode.cv.notify_all();
+    if (!inode.dirty.in_flush_list && !inode.dirty.pending.empty()) {
+      inode.dirty.in_flush_list = true;
+      enqueue = true;
+    }
+  }
+  if (enqueue) {
+    std::lock_guard lk(flush_mu_);
+    flush_list_.push_back(inode.shared_from_this());
+    flush_cv_.notify_one();
+  }
+}
+
+Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, size_t size,
+                                 const std::function<ssize_t(int, off_t)>& copy) {
+  Inode& inode = *fh->inode;
+  bool covered;
+  SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
+  ssize_t n = copy(fh->fd.get(), offset);
+  // Even a failed or short write may have changed bytes: cover the request.
+  EndData(inode, offset, n > 0 ? static_cast<uint64_t>(n) : size, covered);
+  if (n < 0) return PosixError("write", static_cast<int>(-n));
+  return static_cast<size_t>(n);
+}
+
+Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t offset,
+                             off_t length) {
+  Inode& inode = *fh->inode;
+  bool covered;
+  SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
+  int rc = fallocate(fh->fd.get(), mode, offset, length);
+  int e = errno;
+  EndData(inode, offset, length, covered);
+  if (rc != 0) return PosixError("fallocate", e);
+  return Status::Ok();
+}
+
+Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t off_in,
+                                         FileHandle* out, off_t off_out, size_t len, int flags) {
+  Inode& inode = *out->inode;
+  bool covered;
+  SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));
+  loff_t oi = off_in, oo = off_out;
+  ssize_t n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
+  int e = errno;
+  EndData(inode, off_out, n > 0 ? static_cast<uint64_t>(n) : len, covered);
+  if (n < 0) return PosixError("copy_file_range", e);
+  return static_cast<size_t>(n);
+}
+
+Result<off_t> Filesystem::Lseek(FileHandle* fh, off_t off, int whence) {
+  off_t r = lseek(fh->fd.get(), off, whence);
+  if (r < 0) return Errno("lseek");
+  return r;
+}
+
+Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra,
+                                     bool durable, bool mark_clean) {
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(inode);
+  uint64_t gen;
+  std::vector<ByteRange> ranges;
+  {
+    std::unique_lock lk(inode.mu);
+    inode.cv.wait(lk, [&] { return inode.dirty.inflight == 0; });
+    gen = inode.dirty.write_gen;
+    ranges = inode.dirty.pending.Take();
+  }
+  std::vector<Record> recs;
+  if (path) {
+    if (!ranges.empty()) {
+      Record r = NewRecord(Op::kWrite, c, *path);
+      r.ranges = std::move(ranges);
+      recs.push_back(std::move(r));
+    }
+    for (Record& r : extra) {
+      r.path = *path;
+      recs.push_back(std::move(r));
+    }
+  }
+  Status s = CommitAll(recs, durable);
+  if (!s.ok()) return s;
+  if (mark_clean) {
+    std::lock_guard lk(inode.mu);
+    if (inode.dirty.write_gen == gen && inode.dirty.inflight == 0 && inode.dirty.pending.empty())
+      inode.dirty.dirty = false;
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
+  if (!fh->writable) return Status::Ok();
+  Inode& inode = *fh->inode;
+  {
+    std::lock_guard lk(inode.mu);
+    if (!inode.dirty.dirty) return Status::Ok();
+  }
+  struct stat st;
+  if (fstat(fh->fd.get(), &st) != 0) return Errno("fstat");
+  Record close = NewRecord(Op::kClose, c, "");
+  close.size = st.st_size;
+  close.mode = st.st_mode;
+  close.detail = nlohmann::json{{"mtime_ns", int64_t(st.st_mtim.tv_sec) * 1000000000 +
+                                                 st.st_mtim.tv_nsec}}
+                     .dump();
+  std::vector<Record> extra;
+  extra.push_back(std::move(close));
+  return CommitInodeRanges(c, inode, std::move(extra), /*durable=*/false, /*mark_clean=*/true);
+}
+
+Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
+  // The journal becomes durable first: it must never be weaker than the data.
+  std::vector<Record> extra;
+  bool dirty;
+  {
+    std::lock_guard lk(fh->inode->mu);
+    dirty = fh->inode->dirty.dirty;
+  }
+  if (dirty) {
+    Record r = NewRecord(Op::kFsync, c, "");
+    if (datasync) r.flags = 1;
+    extra.push_back(std::move(r));
+  }
+  SCRIBEFS_RETURN_IF_ERROR(
+      CommitInodeRanges(c, *fh->inode, std::move(extra), /*durable=*/true, /*mark_clean=*/false));
+  int rc = datasync ? fdatasync(fh->fd.get()) : fsync(fh->fd.get());
+  if (rc != 0) return Errno("fsync");
+  return Status::Ok();
+}
+
+Status Filesystem::FlushAllRanges() {
+  std::vector<std::shared_ptr<Inode>> list;
+  {
+    std::lock_guard lk(flush_mu_);
+    list.swap(flush_list_);
+  }
+  if (list.empty()) return Status::Ok();
+  std::vector<Record> recs;
+  {
+    SharedTree tree(inodes_.tree());
+    for (auto& inode : list) {
+      std::vector<ByteRange> ranges;
+      {
+        std::lock_guard lk(inode->mu);
+        inode->dirty.in_flush_list = false;
+        ranges = inode->dirty.pending.Take();
+      }
+      if (ranges.empty()) continue;
+      auto path = inodes_.PathOf(*inode);
+      if (!path) continue;
+      Record r = NewRecord(Op::kWrite, Caller{}, *path);
+      r.ranges = std::move(ranges);
+      recs.push_back(std::move(r));
+    }
+    // Committed under the TreeLock so that no rename lands between the path
+    // lookups above and these records.
+    Status s = CommitAll(recs);
+    if (!s.ok()) return s;
+  }
+  counters_.range_flushes++;
+  return Status::Ok();
+}
+
+void Filesystem::FlusherLoop() {
+  std::unique_lock lk(flush_mu_);
+  while (true) {
+    flush_cv_.wait(lk, [&] { return stopping_ || !flush_list_.empty(); });
+    if (flush_list_.empty() && stopping_) return;
+    if (!stopping_) {
+      // Let more ranges gather: one commit for all of them.
+      flush_cv_.wait_for(lk, std::chrono::milliseconds(options_.range_flush_ms),
+                         [&] { return stopping_; });
+    }
+    lk.unlock();
+    (void)FlushAllRanges();  // failures are sticky in the journal and surface as EIO
+    lk.lock();
+  }
+}
+
+// ---- directories ------------------------------------------------------------
+
+Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(uint64_t id) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  UniqueFd fd;
+  {
+    SharedTree tree(inodes_.tree());
+    auto path = inodes_.PathOf(*inode);
+    if (!path) return Status::Error(ENOENT, "unlinked");
+    auto o = OpenRel(*path, O_RDONLY | O_DIRECTORY);
+    if (!o.ok()) return o.status();
+    fd = std::move(o.value());
+  }
+  DIR* d = fdopendir(fd.get());
+  if (!d) return Errno("opendir");
+  fd.Release();  // owned by d now
+  auto dh = std::make_unique<DirHandle>();
+  dh->dir = d;
+  dh->inode = inode;
+  return dh;
+}
+
+Status Filesystem::ReadDir(DirHandle* dh, int64_t offset,
+                           const std::function<bool(const char*, ino_t, unsigned char, int64_t)>& emit) {
+  DIR* d = static_cast<DIR*>(dh->dir);
+  if (offset != dh->offset) {
+    seekdir(d, offset);
+    dh->offset = offset;
+  }
+  while (true) {
+    errno = 0;
+    struct dirent* ent = readdir(d);
+    if (!ent) {
+      if (errno) return Errno("readdir");
+      return Status::Ok();
+    }
+    int64_t next = ent->d_off;
+    if (!emit(ent->d_name, ent->d_ino, ent->d_type, next)) {
+      // Not consumed: the next call starts at this entry again.
+      seekdir(d, dh->offset);
+      return Status::Ok();
+    }
+    dh->offset = next;
+  }
+}
+
+Status Filesystem::FsyncDir(const Caller& c, DirHandle* dh, bool datasync) {
+  std::vector<Record> none;
+  SCRIBEFS_RETURN_IF_ERROR(CommitAll(none, /*durable=*/true));
+  int fd = dirfd(static_cast<DIR*>(dh->dir));
+  if ((datasync ? fdatasync(fd) : fsync(fd)) != 0) return Errno("fsyncdir");
+  return Status::Ok();
+}
+
+Result<struct statvfs> Filesystem::StatFs() {
+  struct statvfs sv;
+  if (fstatvfs(root_fd_.get(), &sv) != 0) return Errno("statfs");
+  return sv;
+}
+
+// ---- xattrs -------------------------------------------------------------------
+// Through /proc/self/fd/N of an O_PATH descriptor: works for every file type
+// without opening FIFOs or devices for I/O.
+
+Result<std::string> Filesystem::GetXattr(uint64_t id, const std::string& name, size_t size) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  UniqueFd fd;
+  {
+    SharedTree tree(inodes_.tree());
+    auto path = inodes_.PathOf(*inode);
+    if (!path) return Status::Error(ENOENT, "unlinked");
+    auto o = OpenRel(*path, O_PATH | O_NOFOLLOW);
+    if (!o.ok()) return o.status();
+    fd = std::move(o.value());
+  }
+  std::string proc = ProcPath(fd.get());
+  std::string buf(size, '\0');
+  ssize_t n = getxattr(proc.c_str(), name.c_str(), size ? buf.data() : nullptr, size);
+  if (n < 0) return Errno("getxattr");
+  if (size == 0) return std::string(static_cast<size_t>(n), '\0');  // size probe
+  buf.resize(n);
+  return buf;
+}
+
+Result<std::string> Filesystem::ListXattr(uint64_t id, size_t size) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  UniqueFd fd;
+  {
+    SharedTree tree(inodes_.tree());
+    auto path = inodes_.PathOf(*inode);
+    if (!path) return Status::Error(ENOENT, "unlinked");
+    auto o = OpenRel(*path, O_PATH | O_NOFOLLOW);
+    if (!o.ok()) return o.status();
+    fd = std::move(o.value());
+  }
+  std::string proc = ProcPath(fd.get());
+  std::string buf(size, '\0');
+  ssize_t n = listxattr(proc.c_str(), size ? buf.data() : nullptr, size);
+  if (n < 0) return Errno("listxattr");
+  if (size == 0) return std::string(static_cast<size_t>(n), '\0');
+  buf.resize(n);
+  return buf;
+}
+
+Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,
+                            const std::string& value, int flags) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  if (!path) return Status::Error(ENOENT, "unlinked");
+  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  if (!fd.ok()) return fd.status();
+  Record rec = NewRecord(Op::kSetxattr, c, *path);
+  rec.flags = flags;
+  rec.detail = nlohmann::json{{"name", name}, {"size", value.size()}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  std::string proc = ProcPath(fd->get());
+  if (setxattr(proc.c_str(), name.c_str(), value.data(), value.size(), flags) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError("setxattr", e);
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& name) {
+  auto inode = Node(id);
+  if (!inode) return Status::Error(EINVAL, "unknown inode");
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(*inode);
+  if (!path) return Status::Error(ENOENT, "unlinked");
+  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  if (!fd.ok()) return fd.status();
+  Record rec = NewRecord(Op::kRemovexattr, c, *path);
+  rec.detail = nlohmann::json{{"name", name}}.dump(-1, ' ', false,
+                                                  nlohmann::json::error_handler_t::replace);
+  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  std::string proc = ProcPath(fd->get());
+  if (removexattr(proc.c_str(), name.c_str()) != 0) {
+    int e = errno;
+    Skip(rec, e);
+    return PosixError("removexattr", e);
+  }
+  return Status::Ok();
+}
+
+}  // namespace scribefs

@@ -1,0 +1,183 @@
+// Filesystem: the passthrough-with-journal logic behind the FUSE adapter.
+//
+// Every method is one filesystem operation on the backing directory (reached
+// through root_fd, opened before the mount so that mounting over DATADIR
+// works). Methods return a value or a Status carrying an errno; the adapter in
+// fuse_adapter.cc (the only file that includes fuse_lowlevel.h) converts that
+// once into a reply. No libfuse types here, so tests can drive it without a
+// mount.
+//
+// The journal invariant (README, "Semantics"): a mutation's record is committed
+// before the mutation reaches the backing directory. Namespace and metadata
+// changes commit their own record synchronously. Data writes commit an intent
+// record on the first write to a clean file; later writes only add byte ranges
+// to the inode's in-memory set, which RangeFlusher commits every few
+// milliseconds, and which Flush/Fsync commit before they return.
+//
+// Thread-safe: called from many FUSE worker threads at once.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "fs/inode_table.h"
+#include "journal/journal.h"
+
+namespace scribefs {
+
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+};
+
+struct FsOptions {
+  bool writeback_cache = true;
+  bool xattr = true;
+  // How long committed byte ranges may wait in memory before a group commit.
+  int range_flush_ms = 5;
+};
+
+struct Entry {
+  uint64_t id = 0;  // fuse node id
+  struct stat attr = {};
+};
+
+struct FileHandle {
+  UniqueFd fd;
+  std::shared_ptr<Inode> inode;
+  bool writable = false;
+};
+
+struct DirHandle {
+  UniqueFd fd;  // owned by dir's DIR* once opened
+  void* dir = nullptr;  // DIR*, opaque here to keep <dirent.h> out of the header
+  int64_t offset = 0;
+  std::shared_ptr<Inode> inode;
+  ~DirHandle();
+};
+
+// Counters for status and tests.
+struct FsCounters {
+  std::atomic<uint64_t> intents{0};      // synchronous first-write records
+  std::atomic<uint64_t> range_flushes{0};
+  std::atomic<uint64_t> journal_errors{0};
+};
+
+class Filesystem {
+ public:
+  // root_fd: an O_RDONLY|O_DIRECTORY descriptor of DATADIR.
+  Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options);
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  const FsOptions& options() const { return options_; }
+  InodeTable& inodes() { return inodes_; }
+  const FsCounters& counters() const { return counters_; }
+
+  // Commits every pending byte range now (shutdown, tests).
+  Status FlushAllRanges();
+  // Stops the range flusher after committing what is pending.
+  void Shutdown();
+
+  Result<Entry> Lookup(uint64_t parent, const std::string& name);
+  void Forget(uint64_t id, uint64_t nlookup);
+  Result<struct stat> GetAttr(uint64_t id, FileHandle* fh);
+  // to_set: a mask of kSet* bits below.
+  Result<struct stat> SetAttr(const Caller& c, uint64_t id, const struct stat& attr, int to_set,
+                              FileHandle* fh);
+  Result<std::string> ReadLink(uint64_t id);
+  Result<Entry> MkNod(const Caller& c, uint64_t parent, const std::string& name, mode_t mode,
+                      dev_t rdev);
+  Result<Entry> MkDir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode);
+  Result<Entry> Symlink(const Caller& c, const std::string& target, uint64_t parent,
+                        const std::string& name);
+  Result<Entry> Link(const Caller& c, uint64_t id, uint64_t new_parent,
+                     const std::string& new_name);
+  Status Unlink(const Caller& c, uint64_t parent, const std::string& name);
+  Status Rmdir(const Caller& c, uint64_t parent, const std::string& name);
+  Status Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
+                const std::string& new_name, unsigned int flags);
+
+  Result<std::unique_ptr<FileHandle>> Open(const Caller& c, uint64_t id, int flags);
+  Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Create(const Caller& c, uint64_t parent,
+                                                               const std::string& name,
+                                                               mode_t mode, int flags);
+  // Writes through copy(fd, offset), which returns bytes written or -errno.
+  Result<size_t> Write(const Caller& c, FileHandle* fh, off_t offset, size_t size,
+                       const std::function<ssize_t(int fd, off_t offset)>& copy);
+  Status Fallocate(const Caller& c, FileHandle* fh, int mode, off_t offset, off_t length);
+  Result<size_t> CopyFileRange(const Caller& c, FileHandle* in, off_t off_in, FileHandle* out,
+                               off_t off_out, size_t len, int flags);
+  Result<off_t> Lseek(FileHandle* fh, off_t off, int whence);
+  // close(2) of one descriptor: commits pending ranges and a close record.
+  Status Flush(const Caller& c, FileHandle* fh);
+  Status Fsync(const Caller& c, FileHandle* fh, bool datasync);
+
+  Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t id);
+  // Calls emit(name, d_ino, d_type, next_offset) for entries from dh->offset on
+  // until emit returns false (buffer full) or the directory ends.
+  Status ReadDir(DirHandle* dh, int64_t offset,
+                 const std::function<bool(const char* name, ino_t ino, unsigned char type,
+                                          int64_t next)>& emit);
+  Status FsyncDir(const Caller& c, DirHandle* dh, bool datasync);
+  Result<struct statvfs> StatFs();
+
+  Result<std::string> GetXattr(uint64_t id, const std::string& name, size_t size);
+  Result<std::string> ListXattr(uint64_t id, size_t size);
+  Status SetXattr(const Caller& c, uint64_t id, const std::string& name, const std::string& value,
+                  int flags);
+  Status RemoveXattr(const Caller& c, uint64_t id, const std::string& name);
+
+  static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2, kSetSize = 1 << 3,
+                       kSetAtime = 1 << 4, kSetMtime = 1 << 5, kSetAtimeNow = 1 << 7,
+                       kSetMtimeNow = 1 << 8;  // same values as FUSE_SET_ATTR_*
+
+ private:
+  class Resolved;  // a name resolved under the TreeLock
+  std::shared_ptr<Inode> Node(uint64_t id);
+  Result<UniqueFd> OpenRel(const std::string& rel, int flags);
+  Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);
+  Status Commit(Record& r, bool durable = false);
+  Status CommitAll(std::vector<Record>& rs, bool durable = false);
+  void Skip(const Record& r, int err);
+  Record NewRecord(Op op, const Caller& c, std::string path);
+  Status ChownNew(const Caller& c, int dirfd, const std::string& name, const struct stat& parent_st,
+                  mode_t mode);
+  // Data mutation gate: see DirtyState. Begin commits an intent record when the
+  // inode is clean (*covered = true: that record already names the range);
+  // End adds the range written unless it is covered.
+  Status BeginData(const Caller& c, Inode& inode, uint64_t offset, uint64_t length, bool* covered);
+  void EndData(Inode& inode, uint64_t offset, uint64_t length, bool covered);
+  // Commits inode's pending ranges plus `extra` records (close/fsync).
+  Status CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra, bool durable,
+                           bool mark_clean);
+  void FlusherLoop();
+
+  UniqueFd root_fd_;
+  Journal* const journal_;
+  const FsOptions options_;
+  InodeTable inodes_;
+  FsCounters counters_;
+
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  std::vector<std::shared_ptr<Inode>> flush_list_;  // GUARDED_BY(flush_mu_)
+  bool stopping_ = false;                            // GUARDED_BY(flush_mu_)
+  std::thread flusher_;
+};
+
+}  // namespace scribefs

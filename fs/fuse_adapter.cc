@@ -1,0 +1,493 @@
+// The one file that includes fuse_lowlevel.h. Each callback unpacks the
+// request, calls Filesystem, and replies exactly once. Exceptions never cross
+// into C: they become ENOMEM/EIO replies.
+#define FUSE_USE_VERSION 314
+#include "fs/fuse_adapter.h"
+
+#include <fuse_lowlevel.h>
+#include <sys/file.h>
+#include <csignal>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+
+#include <spdlog/spdlog.h>
+
+namespace scribefs {
+
+struct FuseServer::Context {
+  Filesystem* fs = nullptr;
+  double timeout = 1.0;
+};
+
+namespace {
+
+FuseServer::Context* Ctx(fuse_req_t req) {
+  return static_cast<FuseServer::Context*>(fuse_req_userdata(req));
+}
+Filesystem& Fs(fuse_req_t req) { return *Ctx(req)->fs; }
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid, c->pid};
+}
+
+FileHandle* Fh(fuse_file_info* fi) {
+  return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+}
+
+void ReplyErr(fuse_req_t req, const Status& s) { fuse_reply_err(req, s.ok() ? 0 : s.code()); }
+
+fuse_entry_param EntryParam(fuse_req_t req, const Entry& e) {
+  fuse_entry_param p;
+  memset(&p, 0, sizeof p);
+  p.ino = e.id;
+  p.attr = e.attr;
+  p.attr_timeout = Ctx(req)->timeout;
+  p.entry_timeout = Ctx(req)->timeout;
+  return p;
+}
+
+void ReplyEntry(fuse_req_t req, const Result<Entry>& e) {
+  if (!e.ok()) return ReplyErr(req, e.status());
+  fuse_entry_param p = EntryParam(req, e.value());
+  if (fuse_reply_entry(req, &p) != 0) Fs(req).Forget(p.ino, 1);  // interrupted: undo the reference
+}
+
+// Runs body, turning exceptions into replies (they must not reach C code).
+template <typename F>
+void Guard(fuse_req_t req, F&& body) {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& ex) {
+    spdlog::error("internal error: {}", ex.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void DoInit(void* userdata, fuse_conn_info* conn) {
+  // Writeback cache: the kernel batches small writes into large WRITE
+  // requests; safe because every change reaches the backing files only
+  // through this daemon. Splice avoids copying data through user space.
+  if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  conn->want &= ~FUSE_CAP_POSIX_LOCKS;  // locks stay local to the kernel
+  conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
+  auto* ctx = static_cast<FuseServer::Context*>(userdata);
+  if (!ctx->fs->options().writeback_cache) conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  conn->max_write = 1024 * 1024;
+  conn->max_readahead = 1024 * 1024;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  // The daemon applies the umask the kernel already applied; its own is 0.
+  conn->time_gran = 1;
+}
+
+void DoLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] {
+    auto e = Fs(req).Lookup(parent, name);
+    if (!e.ok() && e.status().code() == ENOENT && Ctx(req)->timeout > 0) {
+      // Negative entry: the kernel caches the absence for the timeout.
+      fuse_entry_param p;
+      memset(&p, 0, sizeof p);
+      p.entry_timeout = Ctx(req)->timeout;
+      fuse_reply_entry(req, &p);
+      return;
+    }
+    ReplyEntry(req, e);
+  });
+}
+
+void DoForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Fs(req).Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void DoForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Fs(req).Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void DoGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto st = Fs(req).GetAttr(ino, Fh(fi));
+    if (!st.ok()) return ReplyErr(req, st.status());
+    fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
+  });
+}
+
+void DoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto st = Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi));
+    if (!st.ok()) return ReplyErr(req, st.status());
+    fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
+  });
+}
+
+void DoReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Guard(req, [&] {
+    auto t = Fs(req).ReadLink(ino);
+    if (!t.ok()) return ReplyErr(req, t.status());
+    fuse_reply_readlink(req, t->c_str());
+  });
+}
+
+void DoMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Guard(req, [&] { ReplyEntry(req, Fs(req).MkNod(CallerOf(req), parent, name, mode, rdev)); });
+}
+
+void DoMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Guard(req, [&] { ReplyEntry(req, Fs(req).MkDir(CallerOf(req), parent, name, mode)); });
+}
+
+void DoSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] { ReplyEntry(req, Fs(req).Symlink(CallerOf(req), link, parent, name)); });
+}
+
+void DoLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] { ReplyEntry(req, Fs(req).Link(CallerOf(req), ino, parent, name)); });
+}
+
+void DoUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).Unlink(CallerOf(req), parent, name)); });
+}
+
+void DoRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).Rmdir(CallerOf(req), parent, name)); });
+}
+
+void DoRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  Guard(req, [&] {
+    ReplyErr(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags));
+  });
+}
+
+void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const FileHandle& fh) {
+  // Data changes only through this daemon, so cached pages stay valid.
+  fi->keep_cache = 1;
+  // Closing a read-only descriptor needs no journal work: skip FLUSH.
+  fi->noflush = !fh.writable;
+}
+
+void DoOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto fh = Fs(req).Open(CallerOf(req), ino, fi->flags);
+    if (!fh.ok()) return ReplyErr(req, fh.status());
+    SetOpenFlags(req, fi, *fh.value());
+    fi->fh = reinterpret_cast<uint64_t>(fh.value().get());
+    if (fuse_reply_open(req, fi) == 0) fh.value().release();
+  });
+}
+
+void DoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto r = Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags);
+    if (!r.ok()) return ReplyErr(req, r.status());
+    auto& [entry, fh] = r.value();
+    SetOpenFlags(req, fi, *fh);
+    fi->fh = reinterpret_cast<uint64_t>(fh.get());
+    fuse_entry_param p = EntryParam(req, entry);
+    if (fuse_reply_create(req, &p, fi) == 0) {
+      fh.release();
+    } else {
+      Fs(req).Forget(p.ino, 1);
+    }
+  });
+}
+
+void DoRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  // Zero-copy: libfuse splices from the backing fd into /dev/fuse.
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = Fh(fi)->fd.get();
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  Guard(req, [&] {
+    size_t size = fuse_buf_size(in);
+    auto n = Fs(req).Write(CallerOf(req), Fh(fi), off, size, [&](int fd, off_t o) -> ssize_t {
+      fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+      out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      out.buf[0].fd = fd;
+      out.buf[0].pos = o;
+      return fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+    });
+    if (!n.ok()) return ReplyErr(req, n.status());
+    fuse_reply_write(req, n.value());
+  });
+}
+
+void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).Flush(CallerOf(req), Fh(fi))); });
+}
+
+void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  delete Fh(fi);  // closes the backing fd
+  fuse_reply_err(req, 0);
+}
+
+void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0)); });
+}
+
+void DoOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto dh = Fs(req).OpenDir(ino);
+    if (!dh.ok()) return ReplyErr(req, dh.status());
+    fi->fh = reinterpret_cast<uint64_t>(dh.value().get());
+    fi->keep_cache = 1;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) == 0) dh.value().release();
+  });
+}
+
+void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
+                   bool plus) {
+  Guard(req, [&] {
+    auto* dh = reinterpret_cast<DirHandle*>(fi->fh);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    Status s = Fs(req).ReadDir(
+        dh, offset, [&](const char* name, ino_t d_ino, unsigned char type, int64_t next) -> bool {
+          bool dots = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+          size_t n;
+          if (plus) {
+            fuse_entry_param p;
+            memset(&p, 0, sizeof p);
+            Result<Entry> e = Status::Error(ENOENT, "");
+            if (!dots) {
+              e = Fs(req).Lookup(ino, name);
+              if (e.ok()) p = EntryParam(req, e.value());
+            }
+            if (dots || !e.ok()) {
+              // Attributes unknown (or raced with an unlink): a plain entry.
+              p.attr.st_ino = d_ino;
+              p.attr.st_mode = static_cast<mode_t>(type) << 12;
+            }
+            n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &p, next);
+            if (n > size - used) {
+              if (!dots && e.ok()) Fs(req).Forget(p.ino, 1);  // not sent: undo the reference
+              return false;
+            }
+          } else {
+            struct stat st;
+            memset(&st, 0, sizeof st);
+            st.st_ino = d_ino;
+            st.st_mode = static_cast<mode_t>(type) << 12;
+            n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+            if (n > size - used) return false;
+          }
+          used += n;
+          return true;
+        });
+    if (!s.ok() && used == 0) return ReplyErr(req, s);
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDirCommon(req, ino, size, off, fi, false);
+}
+void DoReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDirCommon(req, ino, size, off, fi, true);
+}
+
+void DoReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void DoFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  Guard(req, [&] {
+    ReplyErr(req, Fs(req).FsyncDir(CallerOf(req), reinterpret_cast<DirHandle*>(fi->fh),
+                                   datasync != 0));
+  });
+}
+
+void DoStatfs(fuse_req_t req, fuse_ino_t ino) {
+  Guard(req, [&] {
+    auto sv = Fs(req).StatFs();
+    if (!sv.ok()) return ReplyErr(req, sv.status());
+    fuse_reply_statfs(req, &sv.value());
+  });
+}
+
+void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  Guard(req, [&] {
+    ReplyErr(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags));
+  });
+}
+
+void DoGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guard(req, [&] {
+    auto v = Fs(req).GetXattr(ino, name, size);
+    if (!v.ok()) return ReplyErr(req, v.status());
+    if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+    fuse_reply_buf(req, v->data(), v->size());
+  });
+}
+
+void DoListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guard(req, [&] {
+    auto v = Fs(req).ListXattr(ino, size);
+    if (!v.ok()) return ReplyErr(req, v.status());
+    if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+    fuse_reply_buf(req, v->data(), v->size());
+  });
+}
+
+void DoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).RemoveXattr(CallerOf(req), ino, name)); });
+}
+
+void DoFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi) {
+  Guard(req, [&] { ReplyErr(req, Fs(req).Fallocate(CallerOf(req), Fh(fi), mode, offset, length)); });
+}
+
+void DoCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                     int flags) {
+  Guard(req, [&] {
+    auto n = Fs(req).CopyFileRange(CallerOf(req), Fh(fi_in), off_in, Fh(fi_out), off_out, len,
+                                   flags);
+    if (!n.ok()) return ReplyErr(req, n.status());
+    fuse_reply_write(req, n.value());
+  });
+}
+
+void DoLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  Guard(req, [&] {
+    auto r = Fs(req).Lseek(Fh(fi), off, whence);
+    if (!r.ok()) return ReplyErr(req, r.status());
+    fuse_reply_lseek(req, r.value());
+  });
+}
+
+fuse_lowlevel_ops MakeOps(bool xattr) {
+  fuse_lowlevel_ops ops;
+  memset(&ops, 0, sizeof ops);
+  ops.init = DoInit;
+  ops.lookup = DoLookup;
+  ops.forget = DoForget;
+  ops.forget_multi = DoForgetMulti;
+  ops.getattr = DoGetattr;
+  ops.setattr = DoSetattr;
+  ops.readlink = DoReadlink;
+  ops.mknod = DoMknod;
+  ops.mkdir = DoMkdir;
+  ops.symlink = DoSymlink;
+  ops.link = DoLink;
+  ops.unlink = DoUnlink;
+  ops.rmdir = DoRmdir;
+  ops.rename = DoRename;
+  ops.open = DoOpen;
+  ops.create = DoCreate;
+  ops.read = DoRead;
+  ops.write_buf = DoWriteBuf;
+  ops.flush = DoFlush;
+  ops.release = DoRelease;
+  ops.fsync = DoFsync;
+  ops.opendir = DoOpendir;
+  ops.readdir = DoReaddir;
+  ops.readdirplus = DoReaddirplus;
+  ops.releasedir = DoReleasedir;
+  ops.fsyncdir = DoFsyncdir;
+  ops.statfs = DoStatfs;
+  ops.fallocate = DoFallocate;
+  ops.copy_file_range = DoCopyFileRange;
+  ops.lseek = DoLseek;
+  if (xattr) {
+    // Without these the kernel answers ENOTSUP/ENODATA itself after the first
+    // ENOSYS, and stops asking before every write (see README, "xattrs").
+    ops.setxattr = DoSetxattr;
+    ops.getxattr = DoGetxattr;
+    ops.listxattr = DoListxattr;
+    ops.removexattr = DoRemovexattr;
+  }
+  return ops;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Mount(const FuseOptions& options,
+                                                       Filesystem* fs) {
+  std::unique_ptr<FuseServer> server(new FuseServer());
+  server->ctx_ = new Context();
+  server->ctx_->timeout = options.cache_timeout;
+  server->ctx_->fs = fs;
+  server->max_threads_ = options.max_threads;
+  server->clone_fd_ = options.clone_fd;
+
+  // The kernel checks permissions (default_permissions) against the caller:
+  // the daemon runs as root and must not lend its rights to anyone.
+  std::string opts = "default_permissions,subtype=scribefs,fsname=" + options.fsname;
+  for (const auto& o : options.fuse_opts) opts += "," + o;
+  std::vector<std::string> argv_s = {"scribefs", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_lowlevel_ops ops = MakeOps(fs->options().xattr);
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, server->ctx_);
+  fuse_opt_free_args(&args);
+  if (!se) return Status::Error(EINVAL, "fuse: cannot create session (bad -o option? see above)");
+  server->session_ = se;
+  if (fuse_set_signal_handlers(se) != 0)
+    return Status::Error(EIO, "fuse: cannot install signal handlers");
+  server->signals_ = true;
+  if (fuse_session_mount(se, options.mountpoint.c_str()) != 0)
+    return Status::Error(EIO, "fuse: cannot mount on " + options.mountpoint +
+                                  " (is /dev/fuse available and are you root?)");
+  server->mounted_ = true;
+  return server;
+}
+
+Status FuseServer::Run() {
+  auto* se = static_cast<fuse_session*>(session_);
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  if (!cfg) return Status::Error(ENOMEM, "fuse loop config");
+  fuse_loop_cfg_set_clone_fd(cfg, clone_fd_ ? 1 : 0);
+  fuse_loop_cfg_set_max_threads(cfg, max_threads_);
+  fuse_loop_cfg_set_idle_threads(cfg, max_threads_ / 2 ? max_threads_ / 2 : 1);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  if (rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP)
+    return Status::Error(rc < 0 ? -rc : EIO, "fuse loop ended with an error");
+  return Status::Ok();
+}
+
+FuseServer::~FuseServer() {
+  Unmount();
+  if (session_) {
+    auto* se = static_cast<fuse_session*>(session_);
+    if (signals_) fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+  }
+  delete ctx_;
+}
+
+void FuseServer::Exit() {
+  if (session_) fuse_session_exit(static_cast<fuse_session*>(session_));
+}
+
+void FuseServer::Unmount() {
+  if (mounted_ && session_) fuse_session_unmount(static_cast<fuse_session*>(session_));
+  mounted_ = false;
+}
+
+}  // namespace scribefs

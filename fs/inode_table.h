@@ -1,0 +1,137 @@
+// Inode and InodeTable: the daemon's view of the names it has handed to the kernel.
+//
+// scribefs is path-based: an Inode holds no file descriptor, only the names it
+// is known by (parent inode + name), so the daemon's fd use is bounded by open
+// files, not by known inodes (the fd limit here is 20,000; users have millions
+// of files). Every operation resolves an Inode to a path relative to DATADIR
+// and opens it beneath the DATADIR descriptor. The journal needs those paths
+// anyway.
+//
+// Locking. TreeLock guards every Inode's names: shared while a path is resolved
+// and used (including the journal commit that names it), exclusive while a
+// rename/unlink/link changes names, so a journal record never names a path that
+// a concurrent rename has made stale. Lock order:
+//   TreeLock  ->  Inode::mu  ->  Journal (internal)
+// TreeLock must never be acquired twice by one thread (it prefers writers).
+#pragma once
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <sys/stat.h>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "journal/range_set.h"
+
+namespace scribefs {
+
+// A writer-preferring reader/writer lock (glibc's default prefers readers, which
+// would let a stream of writes starve a rename).
+class TreeLock {
+ public:
+  TreeLock();
+  ~TreeLock();
+  TreeLock(const TreeLock&) = delete;
+  TreeLock& operator=(const TreeLock&) = delete;
+  void lock_shared() { pthread_rwlock_rdlock(&rw_); }
+  void unlock_shared() { pthread_rwlock_unlock(&rw_); }
+  void lock() { pthread_rwlock_wrlock(&rw_); }
+  void unlock() { pthread_rwlock_unlock(&rw_); }
+
+ private:
+  pthread_rwlock_t rw_;
+};
+
+struct Inode;
+
+struct Alias {
+  std::shared_ptr<Inode> parent;
+  std::string name;
+};
+
+// Per-file journaling state: whether the file has a committed intent record
+// ("dirty") and the byte ranges written since the last range record.
+struct DirtyState {
+  bool dirty = false;          // an intent record is committed and no close since
+  bool in_flush_list = false;  // queued for the periodic range flusher
+  uint32_t inflight = 0;       // data mutations between intent check and range add
+  uint64_t write_gen = 0;      // bumped by every data mutation
+  RangeSet pending{256};       // written, not yet in a committed record
+};
+
+struct Inode : std::enable_shared_from_this<Inode> {
+  Inode(dev_t d, ino_t i, mode_t m) : dev(d), ino(i), type(m & S_IFMT) {}
+  const dev_t dev;
+  const ino_t ino;
+  const mode_t type;  // S_IFMT bits
+
+  // Guarded by InodeTable::names_mu_ (and kept consistent with the backing
+  // tree by TreeLock). Empty: unlinked (or the root).
+  std::vector<Alias> aliases;
+
+  std::atomic<uint64_t> nlookup{0};  // kernel references
+
+  std::mutex mu;  // guards dirty
+  std::condition_variable cv;  // inflight reached 0
+  DirtyState dirty;
+};
+
+class InodeTable {
+ public:
+  // root_dev/root_ino identify DATADIR; the root's fuse id is FUSE_ROOT_ID (1).
+  InodeTable(dev_t root_dev, ino_t root_ino);
+
+  TreeLock& tree() { return tree_; }
+  const std::shared_ptr<Inode>& root() const { return root_; }
+
+  // The inode for a fuse id handed out earlier (nullptr for unknown ids: a bug
+  // in the caller or the kernel; callers answer EINVAL... never crash).
+  std::shared_ptr<Inode> Get(uint64_t fuse_id);
+  uint64_t FuseId(const Inode* inode) const;
+
+  // Finds or creates the inode for (dev, ino), adds one kernel reference and
+  // records (parent, name) as one of its names. Requires TreeLock (shared).
+  std::shared_ptr<Inode> Reference(dev_t dev, ino_t ino, mode_t mode,
+                                   const std::shared_ptr<Inode>& parent, const std::string& name);
+  // Looks up a known inode without adding a reference.
+  std::shared_ptr<Inode> Find(dev_t dev, ino_t ino);
+  // Drops n kernel references; the inode leaves the table at zero.
+  void Forget(uint64_t fuse_id, uint64_t n);
+
+  // Path relative to DATADIR ("" for the root); nullopt when the inode has no
+  // name left. Requires TreeLock (shared suffices).
+  std::optional<std::string> PathOf(const Inode& inode);
+  // Name changes. Require TreeLock exclusive.
+  void AddAlias(Inode& inode, const std::shared_ptr<Inode>& parent, const std::string& name);
+  void RemoveAlias(Inode& inode, const Inode* parent, const std::string& name);
+  void MoveAlias(Inode& inode, const Inode* old_parent, const std::string& old_name,
+                 const std::shared_ptr<Inode>& new_parent, const std::string& new_name);
+
+  size_t size();
+
+ private:
+  struct Key {
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.ino ^ (uint64_t(k.dev) << 48)); }
+  };
+
+  TreeLock tree_;
+  std::shared_ptr<Inode> root_;
+  std::mutex map_mu_;    // guards map_
+  std::mutex names_mu_;  // guards every Inode::aliases; taken after map_mu_
+  std::unordered_map<Key, std::shared_ptr<Inode>, KeyHash> map_;
+};
+
+}  // namespace scribefs

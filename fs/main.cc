@@ -1,0 +1,3 @@
+#include "fs/daemon.h"
+
+int main(int argc, char** argv) { return scribefs::DaemonMain(argc, argv); }
