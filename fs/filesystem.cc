@@ -43,6 +43,7 @@ Filesystem::Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options)
         fstat(root_fd_.get(), &st);
         return InodeTable(st.st_dev, st.st_ino);
       }()),
+      dir_fds_(options.dir_fd_cache),
       flusher_([this] { FlusherLoop(); }) {}
 
 Filesystem::~Filesystem() { Shutdown(); }
@@ -100,6 +101,73 @@ Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
   return Status::Error(EIO, "journal: " + s.message());
 }
 
+Status Filesystem::CommitWithPending(std::vector<Record>& rs, bool durable) {
+  std::vector<Record> all;
+  TakePending(&all);
+  if (all.empty()) return CommitAll(rs, durable);
+  size_t first = all.size();
+  for (Record& r : rs) all.push_back(std::move(r));
+  Status s = CommitAll(all, durable);
+  for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
+  return s;
+}
+
+Status Filesystem::CommitWithPending(Record& r) {
+  std::vector<Record> one;
+  one.push_back(std::move(r));
+  Status s = CommitWithPending(one);
+  r = std::move(one[0]);
+  return s;
+}
+
+void Filesystem::TakePending(std::vector<Record>* out) {
+  std::vector<std::shared_ptr<Inode>> list;
+  std::vector<Record> deferred;
+  {
+    std::lock_guard lk(flush_mu_);
+    if (flush_list_.empty() && deferred_.empty()) return;
+    list.swap(flush_list_);
+    deferred.swap(deferred_);
+  }
+  for (auto& inode : list) {
+    std::vector<ByteRange> ranges;
+    {
+      std::lock_guard lk(inode->mu);
+      inode->dirty.in_flush_list = false;
+      ranges = inode->dirty.pending.Take();
+    }
+    if (ranges.empty()) continue;
+    auto path = inodes_.PathOf(*inode);
+    if (!path) continue;  // unlinked: nothing of it is left in DATADIR
+    Record r = NewRecord(Op::kWrite, Caller{}, *path);
+    r.ranges = std::move(ranges);
+    out->push_back(std::move(r));
+  }
+  for (Record& r : deferred) out->push_back(std::move(r));
+}
+
+Status Filesystem::CommitWithDeferred(Record& r) {
+  // Only the deferred list (a leaf lock): callers may hold an Inode::mu.
+  std::vector<Record> all;
+  {
+    std::lock_guard lk(flush_mu_);
+    all.swap(deferred_);
+  }
+  if (all.empty()) return Commit(r);
+  all.push_back(std::move(r));
+  Status s = CommitAll(all);
+  r = std::move(all.back());
+  return s;
+}
+
+Result<DirFdCache::Fd> Filesystem::DirFd(const Inode& dir) {
+  return dir_fds_.Get(dir.dev, dir.ino, [&]() -> Result<UniqueFd> {
+    auto path = inodes_.PathOf(dir);
+    if (!path) return Status::Error(ENOENT, "directory unlinked");
+    return OpenRel(*path, O_PATH | O_DIRECTORY);
+  });
+}
+
 void Filesystem::Skip(const Record& r, int err) {
   // The record announced an operation that then failed locally: say so, so
   // that nobody replays it. Best effort: a failure here is sticky anyway.
@@ -135,11 +203,9 @@ Result<Entry> Filesystem::Lookup(uint64_t parent_id, const std::string& name) {
   auto parent = Node(parent_id);
   if (!parent) return Status::Error(EINVAL, "unknown inode");
   SharedTree tree(inodes_.tree());
-  auto ppath = inodes_.PathOf(*parent);
-  if (!ppath) return Status::Error(ENOENT, "parent unlinked");
-  auto pfd = OpenRel(*ppath, O_PATH | O_DIRECTORY);
+  auto pfd = DirFd(*parent);
   if (!pfd.ok()) return pfd.status();
-  return MakeEntry(parent, name, pfd->get());
+  return MakeEntry(parent, name, pfd.value()->get());
 }
 
 void Filesystem::Forget(uint64_t id, uint64_t nlookup) { inodes_.Forget(id, nlookup); }
@@ -157,13 +223,14 @@ Result<struct stat> Filesystem::GetAttr(uint64_t id, FileHandle* fh) {
     return st;
   }
   SharedTree tree(inodes_.tree());
-  auto path = inodes_.PathOf(*inode);
-  if (!path) return Status::Error(ENOENT, "unlinked");
-  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
-  if (!fd.ok()) return fd.status();
-  if (fstat(fd->get(), &st) != 0) return Errno(*path);
+  auto alias = inodes_.PrimaryAlias(*inode);
+  if (!alias) return Status::Error(ENOENT, "unlinked");
+  auto pfd = DirFd(*alias->parent);
+  if (!pfd.ok()) return pfd.status();
+  if (fstatat(pfd.value()->get(), alias->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return Errno(alias->name);
   if (st.st_ino != inode->ino || st.st_dev != inode->dev)
-    return Status::Error(ENOENT, *path + ": replaced outside the mount");
+    return Status::Error(ENOENT, alias->name + ": replaced outside the mount");
   return st;
 }
 
@@ -201,7 +268,7 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
       r.detail = d.dump();
       recs.push_back(std::move(r));
     }
-    SCRIBEFS_RETURN_IF_ERROR(CommitAll(recs));
+    SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(recs));
   }
   auto skip_all = [&](int err) {
     for (auto& r : recs) Skip(r, err);
@@ -302,7 +369,7 @@ class Filesystem::Resolved {
     if (!r.parent) return Status::Error(EINVAL, "unknown inode");
     auto ppath = fs->inodes_.PathOf(*r.parent);
     if (!ppath) return Status::Error(ENOENT, "directory unlinked");
-    auto fd = fs->OpenRel(*ppath, O_PATH | O_DIRECTORY);
+    auto fd = fs->DirFd(*r.parent);
     if (!fd.ok()) return fd.status();
     r.dirfd = std::move(fd.value());
     r.path = Join(*ppath, name);
@@ -311,11 +378,12 @@ class Filesystem::Resolved {
   }
   Result<struct stat> ParentStat() const {
     struct stat st;
-    if (fstat(dirfd.get(), &st) != 0) return PosixError("fstat", errno);
+    if (fstat(dirfd->get(), &st) != 0) return PosixError("fstat", errno);
     return st;
   }
+  int fd() const { return dirfd->get(); }
   std::shared_ptr<Inode> parent;
-  UniqueFd dirfd;
+  DirFdCache::Fd dirfd;
   std::string path;  // relative to DATADIR
   std::string name;
 };
@@ -330,14 +398,14 @@ Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::str
   Record rec = NewRecord(Op::kMknod, c, r->path);
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (mknodat(r->dirfd.get(), name.c_str(), mode, rdev) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (mknodat(r->fd(), name.c_str(), mode, rdev) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
   }
-  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, mode));
-  return MakeEntry(r->parent, name, r->dirfd.get());
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, mode));
+  return MakeEntry(r->parent, name, r->fd());
 }
 
 Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::string& name,
@@ -349,14 +417,14 @@ Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::str
   if (!pst.ok()) return pst.status();
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (mkdirat(r->dirfd.get(), name.c_str(), mode) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (mkdirat(r->fd(), name.c_str(), mode) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
   }
-  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFDIR | mode));
-  return MakeEntry(r->parent, name, r->dirfd.get());
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFDIR | mode));
+  return MakeEntry(r->parent, name, r->fd());
 }
 
 Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, uint64_t parent,
@@ -370,14 +438,14 @@ Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, ui
   rec.mode = S_IFLNK | 0777;
   rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
                                                       nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (symlinkat(target.c_str(), r->dirfd.get(), name.c_str()) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (symlinkat(target.c_str(), r->fd(), name.c_str()) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
   }
-  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFLNK));
-  return MakeEntry(r->parent, name, r->dirfd.get());
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFLNK));
+  return MakeEntry(r->parent, name, r->fd());
 }
 
 Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent,
@@ -393,15 +461,15 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
   if (!src.ok()) return src.status();
   Record rec = NewRecord(Op::kLink, c, *old_path);
   rec.new_path = r->path;
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
   // AT_EMPTY_PATH on an O_PATH fd links exactly this inode (needs
   // CAP_DAC_READ_SEARCH, which the root daemon has).
-  if (linkat(src->get(), "", r->dirfd.get(), new_name.c_str(), AT_EMPTY_PATH) != 0) {
+  if (linkat(src->get(), "", r->fd(), new_name.c_str(), AT_EMPTY_PATH) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
   }
-  return MakeEntry(r->parent, new_name, r->dirfd.get());
+  return MakeEntry(r->parent, new_name, r->fd());
 }
 
 Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
@@ -409,11 +477,11 @@ Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& n
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
   struct stat st;
-  if (fstatat(r->dirfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
+  if (fstatat(r->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
   Record rec = NewRecord(Op::kUnlink, c, r->path);
   rec.mode = st.st_mode;
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (unlinkat(r->dirfd.get(), name.c_str(), 0) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (unlinkat(r->fd(), name.c_str(), 0) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
@@ -428,15 +496,16 @@ Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& na
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
   struct stat st;
-  if (fstatat(r->dirfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
+  if (fstatat(r->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
   Record rec = NewRecord(Op::kRmdir, c, r->path);
   rec.mode = st.st_mode;
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (unlinkat(r->dirfd.get(), name.c_str(), AT_REMOVEDIR) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (unlinkat(r->fd(), name.c_str(), AT_REMOVEDIR) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(r->path, e);
   }
+  dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
   if (auto child = inodes_.Find(st.st_dev, st.st_ino))
     inodes_.RemoveAlias(*child, r->parent.get(), name);
   return Status::Ok();
@@ -454,16 +523,16 @@ Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& n
   auto dst = Resolved::In(this, new_parent, new_name);
   if (!dst.ok()) return dst.status();
   struct stat sst, dst_st;
-  if (fstatat(src->dirfd.get(), name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0)
+  if (fstatat(src->fd(), name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0)
     return Errno(src->path);
-  bool dst_exists = fstatat(dst->dirfd.get(), new_name.c_str(), &dst_st, AT_SYMLINK_NOFOLLOW) == 0;
+  bool dst_exists = fstatat(dst->fd(), new_name.c_str(), &dst_st, AT_SYMLINK_NOFOLLOW) == 0;
   Record rec = NewRecord(Op::kRename, c, src->path);
   rec.new_path = dst->path;
   rec.mode = sst.st_mode;
   if (flags) rec.flags = flags;
   if (flags & RENAME_EXCHANGE) rec.detail = R"({"exchange":true})";
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  if (renameat2(src->dirfd.get(), name.c_str(), dst->dirfd.get(), new_name.c_str(), flags) != 0) {
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  if (renameat2(src->fd(), name.c_str(), dst->fd(), new_name.c_str(), flags) != 0) {
     int e = errno;
     Skip(rec, e);
     return PosixError(src->path + " -> " + dst->path, e);
@@ -512,8 +581,9 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
     rec = NewRecord(Op::kTruncate, c, *path);
     rec.size = 0;
     rec.flags = flags;
-    SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+    SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(rec));  // Inode::mu is held
     inode->dirty.dirty = true;
+    inode->dirty.whole = true;
     inode->dirty.write_gen++;
   }
   auto fd = OpenRel(*path, BackingOpenFlags(flags, options_.writeback_cache));
@@ -539,8 +609,8 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
   rec.mode = S_IFREG | (mode & 07777);
   rec.flags = flags;
   rec.size = 0;
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
-  int fd = openat(r->dirfd.get(), name.c_str(),
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  int fd = openat(r->fd(), name.c_str(),
                   BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
                   mode);
   if (fd < 0) {
@@ -549,8 +619,8 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
     return PosixError(r->path, e);
   }
   UniqueFd ufd(fd);
-  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->dirfd.get(), name, *pst, S_IFREG | mode));
-  auto e = MakeEntry(r->parent, name, r->dirfd.get());
+  SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFREG | mode));
+  auto e = MakeEntry(r->parent, name, r->fd());
   if (!e.ok()) return e.status();
   auto fh = std::make_unique<FileHandle>();
   fh->fd = std::move(ufd);
@@ -560,6 +630,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
     // The create record is the intent for the data that follows.
     std::lock_guard lk(fh->inode->mu);
     fh->inode->dirty.dirty = true;
+    fh->inode->dirty.whole = true;
     fh->inode->dirty.write_gen++;
   }
   return std::make_pair(*e, std::move(fh));
@@ -585,13 +656,15 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
     if (path) {
       Record rec = NewRecord(Op::kWrite, c, *path);
       rec.ranges.push_back({offset, length});
-      SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+      // A deferred close of this file's previous session must come first.
+      SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(rec));
       counters_.intents++;
       *covered = true;
     }
     // Nameless (unlinked while open): nothing in DATADIR changes; a later
     // link(2) records the file whole.
     inode.dirty.dirty = true;
+    inode.dirty.whole = false;
   }
   inode.dirty.inflight++;
   inode.dirty.write_gen++;
@@ -683,7 +756,7 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
       recs.push_back(std::move(r));
     }
   }
-  Status s = CommitAll(recs, durable);
+  Status s = CommitWithPending(recs, durable);
   if (!s.ok()) return s;
   if (mark_clean) {
     std::lock_guard lk(inode.mu);
@@ -708,9 +781,38 @@ Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
   close.detail = nlohmann::json{{"mtime_ns", int64_t(st.st_mtim.tv_sec) * 1000000000 +
                                                  st.st_mtim.tv_nsec}}
                      .dump();
+  bool whole;
+  {
+    std::lock_guard lk(inode.mu);
+    whole = inode.dirty.whole;
+  }
+  if (whole) return DeferClose(inode, std::move(close));
   std::vector<Record> extra;
   extra.push_back(std::move(close));
   return CommitInodeRanges(c, inode, std::move(extra), /*durable=*/false, /*mark_clean=*/true);
+}
+
+Status Filesystem::DeferClose(Inode& inode, Record close) {
+  // The create/O_TRUNC record already covers every byte, so no range is
+  // uncovered: the close record joins the next group commit (at most
+  // range_flush_ms away, or sooner with the next namespace operation).
+  SharedTree tree(inodes_.tree());
+  auto path = inodes_.PathOf(inode);
+  {
+    std::unique_lock lk(inode.mu);
+    inode.cv.wait(lk, [&] { return inode.dirty.inflight == 0; });
+    inode.dirty.pending.Clear();
+    inode.dirty.dirty = false;
+    inode.dirty.whole = false;
+  }
+  if (!path) return Status::Ok();
+  close.path = *path;
+  {
+    std::lock_guard lk(flush_mu_);
+    deferred_.push_back(std::move(close));
+  }
+  flush_cv_.notify_one();
+  return journal_->health().ok() ? Status::Ok() : Status::Error(EIO, "journal failed");
 }
 
 Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
@@ -734,34 +836,13 @@ Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
 }
 
 Status Filesystem::FlushAllRanges() {
-  std::vector<std::shared_ptr<Inode>> list;
-  {
-    std::lock_guard lk(flush_mu_);
-    list.swap(flush_list_);
-  }
-  if (list.empty()) return Status::Ok();
+  // Paths are taken and committed under the TreeLock so that no rename lands
+  // between them.
+  SharedTree tree(inodes_.tree());
   std::vector<Record> recs;
-  {
-    SharedTree tree(inodes_.tree());
-    for (auto& inode : list) {
-      std::vector<ByteRange> ranges;
-      {
-        std::lock_guard lk(inode->mu);
-        inode->dirty.in_flush_list = false;
-        ranges = inode->dirty.pending.Take();
-      }
-      if (ranges.empty()) continue;
-      auto path = inodes_.PathOf(*inode);
-      if (!path) continue;
-      Record r = NewRecord(Op::kWrite, Caller{}, *path);
-      r.ranges = std::move(ranges);
-      recs.push_back(std::move(r));
-    }
-    // Committed under the TreeLock so that no rename lands between the path
-    // lookups above and these records.
-    Status s = CommitAll(recs);
-    if (!s.ok()) return s;
-  }
+  TakePending(&recs);
+  if (recs.empty()) return Status::Ok();
+  SCRIBEFS_RETURN_IF_ERROR(CommitAll(recs));
   counters_.range_flushes++;
   return Status::Ok();
 }
@@ -769,8 +850,8 @@ Status Filesystem::FlushAllRanges() {
 void Filesystem::FlusherLoop() {
   std::unique_lock lk(flush_mu_);
   while (true) {
-    flush_cv_.wait(lk, [&] { return stopping_ || !flush_list_.empty(); });
-    if (flush_list_.empty() && stopping_) return;
+    flush_cv_.wait(lk, [&] { return stopping_ || !flush_list_.empty() || !deferred_.empty(); });
+    if (flush_list_.empty() && deferred_.empty() && stopping_) return;
     if (!stopping_) {
       // Let more ranges gather: one commit for all of them.
       flush_cv_.wait_for(lk, std::chrono::milliseconds(options_.range_flush_ms),
@@ -902,7 +983,7 @@ Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& nam
   rec.flags = flags;
   rec.detail = nlohmann::json{{"name", name}, {"size", value.size()}}.dump(
       -1, ' ', false, nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
   std::string proc = ProcPath(fd->get());
   if (setxattr(proc.c_str(), name.c_str(), value.data(), value.size(), flags) != 0) {
     int e = errno;
@@ -923,7 +1004,7 @@ Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& 
   Record rec = NewRecord(Op::kRemovexattr, c, *path);
   rec.detail = nlohmann::json{{"name", name}}.dump(-1, ' ', false,
                                                   nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(Commit(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
   std::string proc = ProcPath(fd->get());
   if (removexattr(proc.c_str(), name.c_str()) != 0) {
     int e = errno;

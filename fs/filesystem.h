@@ -32,6 +32,7 @@
 
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "fs/dir_fd_cache.h"
 #include "fs/inode_table.h"
 #include "journal/journal.h"
 
@@ -48,6 +49,8 @@ struct FsOptions {
   bool xattr = true;
   // How long committed byte ranges may wait in memory before a group commit.
   int range_flush_ms = 5;
+  // Directory descriptors kept open (see DirFdCache).
+  size_t dir_fd_cache = 1024;
 };
 
 struct Entry {
@@ -153,6 +156,17 @@ class Filesystem {
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);
   Status Commit(Record& r, bool durable = false);
   Status CommitAll(std::vector<Record>& rs, bool durable = false);
+  // Commits rs together with every record waiting for a group commit
+  // (pending ranges, deferred closes), those first, in one transaction: the
+  // journal's order stays the order in which things happened. Requires the
+  // TreeLock and no Inode::mu held.
+  Status CommitWithPending(std::vector<Record>& rs, bool durable = false);
+  Status CommitWithPending(Record& r);
+  // Commits r after the deferred close records; safe with an Inode::mu held.
+  Status CommitWithDeferred(Record& r);
+  // Moves the waiting records into out. Requires the TreeLock.
+  void TakePending(std::vector<Record>* out);
+  Result<DirFdCache::Fd> DirFd(const Inode& dir);
   void Skip(const Record& r, int err);
   Record NewRecord(Op op, const Caller& c, std::string path);
   Status ChownNew(const Caller& c, int dirfd, const std::string& name, const struct stat& parent_st,
@@ -165,17 +179,20 @@ class Filesystem {
   // Commits inode's pending ranges plus `extra` records (close/fsync).
   Status CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra, bool durable,
                            bool mark_clean);
+  Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
 
   UniqueFd root_fd_;
   Journal* const journal_;
   const FsOptions options_;
   InodeTable inodes_;
+  DirFdCache dir_fds_;
   FsCounters counters_;
 
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
   std::vector<std::shared_ptr<Inode>> flush_list_;  // GUARDED_BY(flush_mu_)
+  std::vector<Record> deferred_;                     // GUARDED_BY(flush_mu_)
   bool stopping_ = false;                            // GUARDED_BY(flush_mu_)
   std::thread flusher_;
 };

@@ -134,6 +134,12 @@ std::optional<std::string> InodeTable::PathOf(const Inode& inode) {
   return path;
 }
 
+std::optional<Alias> InodeTable::PrimaryAlias(const Inode& inode) {
+  std::lock_guard lk(names_mu_);
+  if (inode.aliases.empty()) return std::nullopt;
+  return inode.aliases.back();
+}
+
 void InodeTable::AddAlias(Inode& inode, const std::shared_ptr<Inode>& parent,
                           const std::string& name) {
   std::lock_guard lk(names_mu_);

@@ -65,6 +65,10 @@ struct DirtyState {
   uint32_t inflight = 0;       // data mutations between intent check and range add
   uint64_t write_gen = 0;      // bumped by every data mutation
   RangeSet pending{256};       // written, not yet in a committed record
+  // The dirty session began with create or open(O_TRUNC): that record already
+  // covers every byte of the file, so ranges add nothing and close need not
+  // wait for a commit of its own.
+  bool whole = false;
 };
 
 struct Inode : std::enable_shared_from_this<Inode> {
@@ -109,6 +113,8 @@ class InodeTable {
   // Path relative to DATADIR ("" for the root); nullopt when the inode has no
   // name left. Requires TreeLock (shared suffices).
   std::optional<std::string> PathOf(const Inode& inode);
+  // The name paths use (newest alias), if any. Requires TreeLock.
+  std::optional<Alias> PrimaryAlias(const Inode& inode);
   // Name changes. Require TreeLock exclusive.
   void AddAlias(Inode& inode, const std::shared_ptr<Inode>& parent, const std::string& name);
   void RemoveAlias(Inode& inode, const Inode* parent, const std::string& name);

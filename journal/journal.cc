@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "common/unique_fd.h"
@@ -130,7 +131,21 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, 10000);
   SCRIBEFS_RETURN_IF_ERROR(EnsureSchema(raw, path));
+  // Checkpoints happen in the background thread (see CheckpointLoop).
+  SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA wal_autocheckpoint=0").WithContext(path));
+  SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA journal_size_limit=67108864").WithContext(path));
+  sqlite3* ck = nullptr;
+  rc = sqlite3_open_v2(path.c_str(), &ck,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+  SqliteDb ckpt(ck);
+  if (rc != SQLITE_OK) return SqliteError("journal " + path, ck, rc);
+  sqlite3_busy_timeout(ck, 10000);
+  SCRIBEFS_RETURN_IF_ERROR(Exec(ck, "PRAGMA synchronous=NORMAL").WithContext(path));
+  SCRIBEFS_RETURN_IF_ERROR(Exec(ck, "PRAGMA journal_size_limit=67108864").WithContext(path));
   std::unique_ptr<Journal> j(new Journal(path, std::move(options), std::move(db)));
+  j->ckpt_db_ = std::move(ckpt);
+  sqlite3_wal_hook(j->db_.get(), &Journal::WalHook, j.get());
+  j->ckpt_thread_ = std::thread([jp = j.get()] { jp->CheckpointLoop(); });
   auto ins = Prepare(j->db_.get(),
                      "INSERT INTO records(time_ns,op,path,new_path,ranges,size,mode,uid,gid,pid,"
                      "flags,detail,state,attempts,error,etag,sha256,version_id,state_ns) "
@@ -148,9 +163,44 @@ Journal::Journal(std::string path, Options options, SqliteDb db)
     : path_(std::move(path)), options_(std::move(options)), db_(std::move(db)) {}
 
 Journal::~Journal() {
-  // Leaves WAL contents in place; SQLite checkpoints on the last close.
+  {
+    std::lock_guard lk(ckpt_mu_);
+    ckpt_stop_ = true;
+  }
+  ckpt_cv_.notify_all();
+  if (ckpt_thread_.joinable()) ckpt_thread_.join();
+  // SQLite checkpoints what is left when the last connection closes.
   insert_.reset();
   skip_.reset();
+}
+
+int Journal::WalHook(void* self, sqlite3*, const char*, int pages) {
+  auto* j = static_cast<Journal*>(self);
+  if (pages >= j->options_.checkpoint_pages) {
+    std::lock_guard lk(j->ckpt_mu_);
+    if (!j->ckpt_wanted_) {
+      j->ckpt_wanted_ = true;
+      j->ckpt_cv_.notify_one();
+    }
+  }
+  return SQLITE_OK;
+}
+
+void Journal::CheckpointLoop() {
+  std::unique_lock lk(ckpt_mu_);
+  while (true) {
+    // Also every few seconds, so that an idle journal's WAL gets folded in.
+    ckpt_cv_.wait_for(lk, std::chrono::seconds(5), [&] { return ckpt_wanted_ || ckpt_stop_; });
+    if (ckpt_stop_) return;
+    ckpt_wanted_ = false;
+    lk.unlock();
+    // PASSIVE never blocks the writer; a busy reader just means "later".
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(ckpt_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                       &done);
+    (void)rc;
+    lk.lock();
+  }
 }
 
 Status Journal::health() const {

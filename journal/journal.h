@@ -21,6 +21,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "common/status.h"
 #include "journal/record.h"
@@ -36,6 +37,10 @@ class Journal {
     std::function<Status()> fault_hook;
     // Upper bound on records committed in one transaction.
     size_t max_group_records = 4096;
+    // WAL pages after which the background checkpointer copies the WAL into
+    // the database. Checkpoints fsync; running them off the commit path keeps
+    // commits at memory speed.
+    int checkpoint_pages = 4000;
   };
 
   // Opens (creating when absent, mode 0600) and migrates the journal at path.
@@ -72,6 +77,8 @@ class Journal {
   Status CommitBatch(Batch* batch);
   Status WriteGroup(std::span<Batch*> group);
   Status SyncWal();
+  void CheckpointLoop();
+  static int WalHook(void* self, sqlite3* db, const char* name, int pages);
 
   const std::string path_;
   const Options options_;
@@ -84,6 +91,14 @@ class Journal {
   SqliteDb db_;
   SqliteStmt insert_;
   SqliteStmt skip_;
+
+  // Background checkpointer: its own connection, woken by the WAL hook.
+  SqliteDb ckpt_db_;
+  std::mutex ckpt_mu_;
+  std::condition_variable ckpt_cv_;
+  bool ckpt_wanted_ = false;  // GUARDED_BY(ckpt_mu_)
+  bool ckpt_stop_ = false;    // GUARDED_BY(ckpt_mu_)
+  std::thread ckpt_thread_;
 };
 
 // Schema creation/migration shared by the writer and tests.
