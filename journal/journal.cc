@@ -131,6 +131,22 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, 10000);
   SCRIBEFS_RETURN_IF_ERROR(EnsureSchema(raw, path));
+  // A damaged journal must be refused, never silently reset or extended:
+  // check every page once at open (the journal is compacted, so this stays
+  // quick).
+  {
+    auto qc = Prepare(raw, "PRAGMA quick_check(1)");
+    if (!qc.ok()) return qc.status().WithContext("journal " + path);
+    int qrc = sqlite3_step(qc->get());
+    std::string verdict = qrc == SQLITE_ROW ? reinterpret_cast<const char*>(
+                                                  sqlite3_column_text(qc->get(), 0))
+                                            : sqlite3_errmsg(raw);
+    if (verdict != "ok")
+      return Status::Error(EUCLEAN, path + ": journal is corrupt (" + verdict +
+                                        "); refusing to use it. Move it aside to start a new "
+                                        "journal (pending changes in it would then be found by "
+                                        "reconciliation)");
+  }
   // Checkpoints happen in the background thread (see CheckpointLoop).
   SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA wal_autocheckpoint=0").WithContext(path));
   SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA journal_size_limit=67108864").WithContext(path));

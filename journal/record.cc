@@ -63,7 +63,11 @@ std::optional<std::vector<ByteRange>> RangesFromJson(std::string_view t) {
   };
   if (!expect('[')) return std::nullopt;
   skip_ws();
-  if (i < t.size() && t[i] == ']') return out;
+  if (i < t.size() && t[i] == ']') {  // "[]": nothing may follow but whitespace
+    ++i;
+    skip_ws();
+    return i == t.size() ? std::optional(out) : std::nullopt;
+  }
   while (true) {
     ByteRange r;
     if (!expect('[') || !number(&r.offset) || !expect(',') || !number(&r.length) || !expect(']'))

@@ -1,0 +1,200 @@
+// Durability of the journal: a durable commit or Sync() fdatasyncs the WAL,
+// a plain commit does not, and a failed sync is sticky like any failed commit.
+//
+// fdatasync() is interposed for this whole test binary (the executable's
+// definition takes precedence over libc's, for the journal library and for
+// libsqlite3 alike). It counts the calls made on the journal's -wal file and
+// can be told to fail them; every other call goes to the real fdatasync.
+// This lives in its own executable so that no other test runs with it.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "journal/journal.h"
+#include "journal/reader.h"
+
+namespace {
+std::mutex g_mu;
+std::string g_watched;              // GUARDED_BY(g_mu): the -wal path to count
+std::atomic<int> g_wal_syncs{0};    // fdatasync calls on g_watched
+std::atomic<int> g_fail_errno{0};   // when non-zero, those calls fail with it
+
+std::string FdPath(int fd) {
+  char link[64], buf[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, n) : std::string();
+}
+}  // namespace
+
+extern "C" int fdatasync(int fd) {
+  using Fn = int (*)(int);
+  static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fdatasync"));
+  bool watched;
+  {
+    std::lock_guard lk(g_mu);
+    watched = !g_watched.empty() && FdPath(fd) == g_watched;
+  }
+  if (watched) {
+    ++g_wal_syncs;
+    if (int e = g_fail_errno.load()) {
+      errno = e;
+      return -1;
+    }
+  }
+  return real(fd);
+}
+
+namespace scribefs {
+namespace {
+
+using ::testing::HasSubstr;
+
+class JournalDurabilityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/scribefs-jdt-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    // Canonical, so that it compares equal to /proc/self/fd links.
+    dir_ = std::filesystem::canonical(tmpl).string();
+    path_ = dir_ + "/journal.db";
+    auto j = Journal::Open(path_);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    j_ = std::move(j.value());
+    std::lock_guard lk(g_mu);
+    g_watched = path_ + "-wal";
+    g_wal_syncs = 0;
+    g_fail_errno = 0;
+  }
+  void TearDown() override {
+    {
+      std::lock_guard lk(g_mu);
+      g_watched.clear();
+    }
+    g_fail_errno = 0;
+    j_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  static Record Rec(const std::string& path) {
+    Record r;
+    r.op = Op::kWrite;
+    r.path = path;
+    return r;
+  }
+
+  std::string dir_, path_;
+  std::unique_ptr<Journal> j_;
+};
+
+TEST_F(JournalDurabilityTest, InterpositionWorks) {
+  // Guards the other tests: if the interposed fdatasync were not the one the
+  // library calls, their counts would prove nothing.
+  int fd = open((path_ + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(fdatasync(fd), 0);
+  close(fd);
+  EXPECT_EQ(g_wal_syncs.load(), 1);
+  g_wal_syncs = 0;
+}
+
+TEST_F(JournalDurabilityTest, PlainCommitDoesNotSync) {
+  for (int i = 0; i < 20; ++i) {
+    Record r = Rec("a");
+    ASSERT_TRUE(j_->Commit(r).ok());
+  }
+  EXPECT_EQ(g_wal_syncs.load(), 0) << "synchronous=NORMAL: plain commits need no fsync";
+}
+
+TEST_F(JournalDurabilityTest, DurableCommitSyncsTheWal) {
+  Record r = Rec("a");
+  ASSERT_TRUE(j_->Commit(r, /*durable=*/true).ok());
+  EXPECT_GE(g_wal_syncs.load(), 1);
+}
+
+TEST_F(JournalDurabilityTest, SyncSyncsTheWal) {
+  Record r = Rec("a");
+  ASSERT_TRUE(j_->Commit(r).ok());
+  ASSERT_EQ(g_wal_syncs.load(), 0);
+  ASSERT_TRUE(j_->Sync().ok());
+  EXPECT_GE(g_wal_syncs.load(), 1);
+}
+
+// A group of durable commits is synced once, as a whole: one fdatasync per
+// transaction, not one per caller.
+TEST_F(JournalDurabilityTest, OneSyncPerDurableGroup) {
+  std::atomic<int> groups{0};
+  Journal::Options opt;
+  opt.fault_hook = [&] {
+    ++groups;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return Status::Ok();
+  };
+  j_.reset();
+  auto j = Journal::Open(path_, opt);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  j_ = std::move(j.value());
+  g_wal_syncs = 0;
+
+  constexpr int kThreads = 4, kPer = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPer; ++i) {
+        Record r = Rec("x");
+        if (!j_->Commit(r, /*durable=*/true).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LT(groups.load(), kThreads * kPer) << "no batching happened";
+  EXPECT_EQ(g_wal_syncs.load(), groups.load());
+}
+
+TEST_F(JournalDurabilityTest, FailedSyncIsSticky) {
+  Record ok = Rec("ok");
+  ASSERT_TRUE(j_->Commit(ok, /*durable=*/true).ok());
+  g_fail_errno = EIO;
+  Record r = Rec("a");
+  Status s = j_->Commit(r, /*durable=*/true);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), EIO);
+  EXPECT_THAT(s.message(), HasSubstr(path_ + "-wal"));
+  EXPECT_THAT(s.message(), HasSubstr(strerror(EIO)));
+  g_fail_errno = 0;
+  EXPECT_FALSE(j_->health().ok());
+  Record later = Rec("later");
+  EXPECT_FALSE(j_->Commit(later).ok()) << "a failed WAL sync must be sticky";
+  EXPECT_FALSE(j_->Sync().ok());
+}
+
+TEST_F(JournalDurabilityTest, FailedSyncFromSyncIsSticky) {
+  g_fail_errno = ENOSPC;
+  Status s = j_->Sync();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), ENOSPC);
+  g_fail_errno = 0;
+  Record r = Rec("a");
+  EXPECT_FALSE(j_->Commit(r).ok());
+}
+
+}  // namespace
+}  // namespace scribefs

@@ -1,0 +1,156 @@
+#include "tools/stats_command.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+#include "journal/record.h"
+#include "tools/human.h"
+#include "tools/time_spec.h"
+
+namespace scribefs::ctl {
+namespace {
+
+const std::string_view kStates[] = {kStatePending, kStateUploading, kStateDone, kStateFailed,
+                                    kStateSkipped};
+
+// The known names in their canonical order, then any others the journal holds.
+std::vector<std::string> Ordered(const std::vector<std::string_view>& known,
+                                 const std::map<std::string, int64_t>& present,
+                                 bool include_absent_known) {
+  std::vector<std::string> out;
+  for (std::string_view k : known)
+    if (include_absent_known || present.count(std::string(k))) out.emplace_back(k);
+  for (const auto& [name, n] : present)
+    if (std::find(known.begin(), known.end(), name) == known.end()) out.push_back(name);
+  return out;
+}
+
+std::vector<std::string> StateColumns(const JournalStats& s) {
+  return Ordered({std::begin(kStates), std::end(kStates)}, s.by_state, true);
+}
+
+double AgeSeconds(int64_t then_ns, int64_t now_ns) {
+  return static_cast<double>(now_ns - then_ns) / 1e9;
+}
+
+int64_t Get(const std::map<std::string, int64_t>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? 0 : it->second;
+}
+
+void PrintTable(const JournalStats& s) {
+  std::vector<std::string> states = StateColumns(s);
+  std::vector<std::string> ops = Ordered(AllOpNames(), s.by_op, false);
+  // Cells: header row, one row per op, then the total row.
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header = {"OP"};
+  for (const std::string& st : states) header.push_back(EscapeControl(st));
+  header.push_back("total");
+  rows.push_back(header);
+  static const std::map<std::string, int64_t> kNone;
+  for (const std::string& op : ops) {
+    auto it = s.by_op_state.find(op);
+    const auto& cells = it == s.by_op_state.end() ? kNone : it->second;
+    std::vector<std::string> row = {EscapeControl(op)};
+    for (const std::string& st : states) row.push_back(std::to_string(Get(cells, st)));
+    row.push_back(std::to_string(Get(s.by_op, op)));
+    rows.push_back(row);
+  }
+  std::vector<std::string> total = {"total"};
+  for (const std::string& st : states) total.push_back(std::to_string(Get(s.by_state, st)));
+  total.push_back(std::to_string(s.records));
+  rows.push_back(total);
+
+  std::vector<size_t> widths(header.size(), 0);
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      size_t pad = widths[c] - row[c].size();
+      if (c == 0)
+        line += row[c] + std::string(pad, ' ');
+      else
+        line += "  " + std::string(pad, ' ') + row[c];  // numbers align right
+    }
+    puts(line.c_str());
+  }
+}
+
+}  // namespace
+
+nlohmann::ordered_json StatsToJson(const JournalStats& s, const std::string& journal,
+                                   int64_t now_ns) {
+  using Json = nlohmann::ordered_json;
+  Json by_op = Json::object(), by_state = Json::object(), by_op_state = Json::object();
+  for (const std::string& op : Ordered(AllOpNames(), s.by_op, false)) by_op[op] = Get(s.by_op, op);
+  for (const std::string& st : StateColumns(s)) by_state[st] = Get(s.by_state, st);
+  for (const std::string& op : Ordered(AllOpNames(), s.by_op, false)) {
+    Json cells = Json::object();
+    auto it = s.by_op_state.find(op);
+    if (it != s.by_op_state.end())
+      for (const std::string& st : StateColumns(s))
+        if (int64_t n = Get(it->second, st)) cells[st] = n;
+    by_op_state[op] = std::move(cells);
+  }
+  Json j;
+  j["journal"] = journal;
+  j["records"] = s.records;
+  j["max_seq"] = s.max_seq;
+  j["pending_records"] = s.pending_records;
+  j["pending_files"] = s.pending_files;
+  j["pending_bytes"] = s.pending_bytes;
+  j["oldest_pending_ns"] = s.oldest_pending_ns ? Json(*s.oldest_pending_ns) : Json(nullptr);
+  j["oldest_pending_age_s"] =
+      s.oldest_pending_ns ? Json(AgeSeconds(*s.oldest_pending_ns, now_ns)) : Json(nullptr);
+  j["by_op"] = std::move(by_op);
+  j["by_state"] = std::move(by_state);
+  j["by_op_state"] = std::move(by_op_state);
+  return j;
+}
+
+int RunStats(const GlobalOptions& global) {
+  StateLocation location;
+  int exit_code = kExitOk;
+  std::unique_ptr<JournalReader> reader = OpenJournalOrFail(global, &location, &exit_code);
+  if (!reader) return exit_code;
+  auto stats = reader->Stats();
+  if (!stats.ok()) return Fail(kExitFailure, stats.status().message());
+  const JournalStats& s = *stats;
+  int64_t now = NowNs();
+  const std::string journal = location.paths.journal();
+
+  if (global.json) {
+    std::string line = StatsToJson(s, journal, now)
+                           .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    puts(line.c_str());
+    return FinishOutput();
+  }
+
+  printf("journal:         %s\n", EscapeControl(journal).c_str());
+  printf("records:         %lld (max seq %lld)\n", static_cast<long long>(s.records),
+         static_cast<long long>(s.max_seq));
+  printf("pending:         %lld records, %lld files, %s (%lld bytes)\n",
+         static_cast<long long>(s.pending_records), static_cast<long long>(s.pending_files),
+         FormatBytes(static_cast<uint64_t>(std::max<int64_t>(s.pending_bytes, 0))).c_str(),
+         static_cast<long long>(s.pending_bytes));
+  if (s.oldest_pending_ns) {
+    printf("oldest pending:  %s ago (%s)\n",
+           FormatDuration(AgeSeconds(*s.oldest_pending_ns, now)).c_str(),
+           FormatLocalTime(*s.oldest_pending_ns).c_str());
+  } else {
+    printf("oldest pending:  -\n");
+  }
+  int64_t failed = Get(s.by_state, std::string(kStateFailed));
+  printf("failed:          %lld records%s\n", static_cast<long long>(failed),
+         failed ? " (see: scribectl journal --state failed)" : "");
+  if (s.records > 0) {
+    putchar('\n');
+    PrintTable(s);
+  }
+  return FinishOutput();
+}
+
+}  // namespace scribefs::ctl
