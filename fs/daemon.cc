@@ -32,9 +32,9 @@ struct Config {
   std::string state_dir;
   bool foreground = false;
   std::vector<std::string> fuse_opts;
-  std::string xattr = "on";
+  std::string xattr = "off";
   std::string writeback = "on";
-  double cache_timeout = 1.0;
+  double cache_timeout = 60.0;
   unsigned threads = 16;
   int range_flush_ms = 5;
   std::string log_level = "info";

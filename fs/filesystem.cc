@@ -644,6 +644,7 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
     if (inode.dirty.dirty) {
       inode.dirty.inflight++;
       inode.dirty.write_gen++;
+      *covered = inode.dirty.whole;  // a create/O_TRUNC record covers every byte
       return Status::Ok();
     }
   }
