@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config
   libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpat1-dev
   # tests and tools
   googletest libgtest-dev libgmock-dev sqlite3 attr util-linux psmisc procps fio
 )
