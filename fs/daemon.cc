@@ -22,6 +22,8 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
+#include "uploader/replicator.h"
+#include "uploader/store_factory.h"
 
 namespace scribefs {
 namespace {
@@ -38,6 +40,18 @@ struct Config {
   unsigned threads = 16;
   int range_flush_ms = 5;
   std::string log_level = "info";
+  // Replication (uploader/).
+  std::string target;  // empty: journal only
+  std::string endpoint, region, ca_file;
+  std::string mode = "async";
+  double sync_timeout = 30.0;
+  int workers = 4;
+  std::vector<std::string> excludes;
+  bool no_default_excludes = false;
+  std::string delete_mode = "propagate";
+  double part_size_mib = 8;
+  double stop_timeout = 10.0;
+  double open_file_delay = 10.0;
 };
 
 // An error that ends start-up, with the exit code to report.
@@ -189,7 +203,35 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (!journal.ok()) return fail(kExitFailure, "cannot open journal: " + journal.status().message());
   (void)journal.value()->SetMeta("datadir", cfg.datadir);
 
+  std::unique_ptr<Replicator> replicator;
+  if (!cfg.target.empty()) {
+    TargetOptions to;
+    to.endpoint = cfg.endpoint;
+    to.region = cfg.region;
+    to.ca_file = cfg.ca_file;
+    auto store = OpenStore(cfg.target, to);
+    if (!store.ok()) return fail(kExitUsage, "--target: " + store.status().message());
+    ReplicatorOptions ro;
+    ro.workers = cfg.workers;
+    ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
+    ro.delete_remote = cfg.delete_mode == "propagate";
+    if (cfg.no_default_excludes) ro.excludes.clear();
+    for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
+    ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
+    auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
+    if (!r.ok()) return fail(kExitFailure, r.status().message());
+    replicator = std::move(r.value());
+    Replicator* rp = replicator.get();
+    journal.value()->SetCommitListener([rp] { rp->Notify(); });
+    Status started = replicator->Start();
+    if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
+  }
+
   FsOptions fso;
+  if (replicator && cfg.mode == "sync") {
+    fso.waiter = replicator.get();
+    fso.sync_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.sync_timeout * 1000));
+  }
   fso.xattr = cfg.xattr == "on";
   fso.writeback_cache = cfg.writeback == "on";
   fso.range_flush_ms = cfg.range_flush_ms;
@@ -206,8 +248,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   auto server = FuseServer::Mount(fo, &fs);
   if (!server.ok()) return fail(kExitFailure, server.status().message());
 
-  spdlog::info("scribefs serving {} on {} (state {}, xattr {}, writeback {})", cfg.datadir,
-               mountpoint, cfg.state_dir, cfg.xattr, cfg.writeback);
+  spdlog::info("scribefs serving {} on {} (state {}, target {}, mode {}, xattr {}, writeback {})",
+               cfg.datadir, mountpoint, cfg.state_dir,
+               replicator ? replicator->store().Describe() : "none (journal only)", cfg.mode,
+               cfg.xattr, cfg.writeback);
   ready(nullptr);
   Status run = server.value()->Run();
   // Stop: no new requests; commit what is pending, then unmount.
@@ -215,6 +259,14 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Status flushed = fs.FlushAllRanges();
   server.value()->Unmount();
   server.value().reset();
+  if (replicator) {
+    // Let the uploads finish, up to --stop-timeout; the rest stays pending.
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(cfg.stop_timeout * 1000));
+    Status idle = replicator->WaitIdle(deadline);
+    if (!idle.ok()) spdlog::warn("stopping with uploads pending: {}", idle.message());
+    replicator->Stop(std::chrono::milliseconds(0));
+  }
   spdlog::info("scribefs stopped serving {}", cfg.datadir);
   if (!run.ok()) {
     spdlog::error("{}", run.message());
@@ -274,6 +326,62 @@ int DaemonMain(int argc, char** argv) {
   app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
+  auto* repl = "Replication";
+  app.add_option("--target", cfg.target,
+                 "Where to replicate: s3://BUCKET[/PREFIX] or file:///PATH (default: none, "
+                 "journal only)")
+      ->group(repl);
+  app.add_option("--endpoint", cfg.endpoint,
+                 "S3 endpoint URL for S3-compatible services (MinIO, Ceph RGW); path-style")
+      ->group(repl);
+  app.add_option("--region", cfg.region, "S3 region (default AWS_REGION or us-east-1)")->group(repl);
+  app.add_option("--ca-file", cfg.ca_file, "CA bundle to verify the S3 endpoint's TLS certificate")
+      ->group(repl);
+  app.add_option("--mode", cfg.mode,
+                 "async: writes return at local speed, uploads follow; sync: close, fsync and "
+                 "namespace operations return once stored in the target")
+      ->check(CLI::IsMember({"async", "sync"}))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--sync-timeout", cfg.sync_timeout,
+                 "Sync mode: seconds to wait for the target before answering EIO (the change "
+                 "stays pending)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--workers", cfg.workers, "Parallel uploads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--exclude", cfg.excludes,
+                 "Glob of paths to journal but not upload (repeatable; matched against the "
+                 "relative path and the file name). Always excluded unless "
+                 "--no-default-excludes: *.swp *.swx *~ .#*")
+      ->group(repl);
+  app.add_flag("--no-default-excludes", cfg.no_default_excludes,
+               "Upload editor temporary files too")
+      ->group(repl);
+  app.add_option("--delete", cfg.delete_mode,
+                 "propagate: delete objects of deleted files; keep: never delete in the target")
+      ->check(CLI::IsMember({"propagate", "keep"}))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--part-size", cfg.part_size_mib,
+                 "Multipart part size in MiB; larger files upload in parts and re-send only "
+                 "changed parts")
+      ->check(CLI::Range(5.0, 5120.0))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--open-file-delay", cfg.open_file_delay,
+                 "Seconds after which a file that stays open for writing is uploaded anyway")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--stop-timeout", cfg.stop_timeout,
+                 "On unmount/SIGTERM, seconds to let pending uploads finish before exiting")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(repl);
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");

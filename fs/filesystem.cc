@@ -1,8 +1,9 @@
 #include "fs/filesystem.h"
 
+#include "common/beneath.h"
+
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -27,6 +28,10 @@ std::string Join(const std::string& dir, const std::string& name) {
 Status Errno(const std::string& what) { return PosixError(what, errno); }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Sync mode: the newest record the current FUSE request committed and must
+// see uploaded before it replies (one request per thread at a time).
+thread_local int64_t tls_sync_seq = 0;
 
 }  // namespace
 
@@ -61,16 +66,9 @@ void Filesystem::Shutdown() {
 std::shared_ptr<Inode> Filesystem::Node(uint64_t id) { return inodes_.Get(id); }
 
 Result<UniqueFd> Filesystem::OpenRel(const std::string& rel, int flags) {
-  // Resolve strictly beneath DATADIR: no "..", no absolute or magic links, no
-  // symlinks in the path (the daemon's paths never need one; a symlink there
-  // could only come from outside the mount and must not lead elsewhere).
-  struct open_how how = {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
-  const char* p = rel.empty() ? "." : rel.c_str();
-  int fd = static_cast<int>(syscall(SYS_openat2, root_fd_.get(), p, &how, sizeof how));
-  if (fd < 0) return PosixError(rel.empty() ? "." : rel, errno == ELOOP ? ENOENT : errno);
-  return UniqueFd(fd);
+  // The daemon's paths never need a symlink; one in the way could only come
+  // from outside the mount and must not lead elsewhere.
+  return OpenBeneath(root_fd_.get(), rel, flags);
 }
 
 Record Filesystem::NewRecord(Op op, const Caller& c, std::string path) {
@@ -104,11 +102,16 @@ Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
 Status Filesystem::CommitWithPending(std::vector<Record>& rs, bool durable) {
   std::vector<Record> all;
   TakePending(&all);
-  if (all.empty()) return CommitAll(rs, durable);
+  if (all.empty()) {
+    Status s = CommitAll(rs, durable);
+    if (s.ok() && !rs.empty()) tls_sync_seq = rs.back().seq;
+    return s;
+  }
   size_t first = all.size();
   for (Record& r : rs) all.push_back(std::move(r));
   Status s = CommitAll(all, durable);
   for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
+  if (s.ok() && !rs.empty()) tls_sync_seq = rs.back().seq;
   return s;
 }
 
@@ -144,6 +147,18 @@ void Filesystem::TakePending(std::vector<Record>* out) {
     out->push_back(std::move(r));
   }
   for (Record& r : deferred) out->push_back(std::move(r));
+}
+
+Status Filesystem::AwaitUpload(bool op_ok) {
+  int64_t seq = tls_sync_seq;
+  tls_sync_seq = 0;
+  if (!op_ok || seq == 0 || !options_.waiter) return Status::Ok();
+  Status s = options_.waiter->WaitUploaded(
+      seq, std::chrono::steady_clock::now() + options_.sync_timeout);
+  if (s.ok()) return s;
+  spdlog::warn("sync mode: record {} not stored in the target: {} (it stays pending)", seq,
+               s.message());
+  return Status::Error(EIO, s.message());
 }
 
 Status Filesystem::CommitWithDeferred(Record& r) {
@@ -787,7 +802,8 @@ Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
     std::lock_guard lk(inode.mu);
     whole = inode.dirty.whole;
   }
-  if (whole) return DeferClose(inode, std::move(close));
+  // In sync mode close waits for the upload of its own record.
+  if (whole && !options_.waiter) return DeferClose(inode, std::move(close));
   std::vector<Record> extra;
   extra.push_back(std::move(close));
   return CommitInodeRanges(c, inode, std::move(extra), /*durable=*/false, /*mark_clean=*/true);

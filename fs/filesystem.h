@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -35,6 +36,7 @@
 #include "fs/dir_fd_cache.h"
 #include "fs/inode_table.h"
 #include "journal/journal.h"
+#include "journal/upload_waiter.h"
 
 namespace scribefs {
 
@@ -51,6 +53,10 @@ struct FsOptions {
   int range_flush_ms = 5;
   // Directory descriptors kept open (see DirFdCache).
   size_t dir_fd_cache = 1024;
+  // Sync mode: close, fsync and namespace operations return once their
+  // record is stored in the target (nullptr: async mode).
+  UploadWaiter* waiter = nullptr;
+  std::chrono::milliseconds sync_timeout{30000};
 };
 
 struct Entry {
@@ -90,6 +96,12 @@ class Filesystem {
   const FsOptions& options() const { return options_; }
   InodeTable& inodes() { return inodes_; }
   const FsCounters& counters() const { return counters_; }
+
+  // Sync mode: waits until what the calling thread's last operation recorded
+  // is stored in the target; EIO after sync_timeout (the records stay
+  // pending). Call after every mutating operation, with no lock held; op_ok
+  // false just forgets. Async mode: returns at once.
+  Status AwaitUpload(bool op_ok);
 
   // Commits every pending byte range now (shutdown, tests).
   Status FlushAllRanges();

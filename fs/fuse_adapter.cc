@@ -49,8 +49,21 @@ fuse_entry_param EntryParam(fuse_req_t req, const Entry& e) {
   return p;
 }
 
+// Sync mode: a mutation replies only once its record is in the target.
+Status Synced(fuse_req_t req, const Status& s) {
+  Status w = Fs(req).AwaitUpload(s.ok());
+  return s.ok() ? w : s;
+}
+
 void ReplyEntry(fuse_req_t req, const Result<Entry>& e) {
-  if (!e.ok()) return ReplyErr(req, e.status());
+  if (!e.ok()) {
+    (void)Fs(req).AwaitUpload(false);
+    return ReplyErr(req, e.status());
+  }
+  if (Status w = Fs(req).AwaitUpload(true); !w.ok()) {
+    Fs(req).Forget(e.value().id, 1);
+    return ReplyErr(req, w);
+  }
   fuse_entry_param p = EntryParam(req, e.value());
   if (fuse_reply_entry(req, &p) != 0) Fs(req).Forget(p.ino, 1);  // interrupted: undo the reference
 }
@@ -129,7 +142,7 @@ void DoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                fuse_file_info* fi) {
   Guard(req, [&] {
     auto st = Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi));
-    if (!st.ok()) return ReplyErr(req, st.status());
+    if (Status w = Synced(req, st.status()); !w.ok()) return ReplyErr(req, w);
     fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
   });
 }
@@ -159,17 +172,17 @@ void DoLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
 }
 
 void DoUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).Unlink(CallerOf(req), parent, name)); });
+  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Unlink(CallerOf(req), parent, name))); });
 }
 
 void DoRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).Rmdir(CallerOf(req), parent, name)); });
+  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Rmdir(CallerOf(req), parent, name))); });
 }
 
 void DoRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
   Guard(req, [&] {
-    ReplyErr(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags));
+    ReplyErr(req, Synced(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags)));
   });
 }
 
@@ -194,7 +207,10 @@ void DoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   Guard(req, [&] {
     auto r = Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags);
-    if (!r.ok()) return ReplyErr(req, r.status());
+    if (Status w = Synced(req, r.status()); !w.ok()) {
+      if (r.ok()) Fs(req).Forget(r.value().first.id, 1);
+      return ReplyErr(req, w);
+    }
     auto& [entry, fh] = r.value();
     SetOpenFlags(req, fi, *fh);
     fi->fh = reinterpret_cast<uint64_t>(fh.get());
@@ -232,7 +248,7 @@ void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 }
 
 void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).Flush(CallerOf(req), Fh(fi))); });
+  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Flush(CallerOf(req), Fh(fi)))); });
 }
 
 void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -241,7 +257,7 @@ void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0)); });
+  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0))); });
 }
 
 void DoOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -329,7 +345,7 @@ void DoStatfs(fuse_req_t req, fuse_ino_t ino) {
 void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guard(req, [&] {
-    ReplyErr(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags));
+    ReplyErr(req, Synced(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags)));
   });
 }
 
@@ -352,7 +368,7 @@ void DoListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void DoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).RemoveXattr(CallerOf(req), ino, name)); });
+  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).RemoveXattr(CallerOf(req), ino, name))); });
 }
 
 void DoFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,

@@ -17,6 +17,7 @@ struct Journal::Batch {
   std::span<Record> records;
   int64_t skip_seq = 0;
   int skip_err = 0;
+  const std::function<Status(sqlite3*)>* apply = nullptr;
   bool durable = false;
   bool done = false;
   Status status;
@@ -53,6 +54,22 @@ CREATE TABLE IF NOT EXISTS records(
 CREATE INDEX IF NOT EXISTS records_unfinished ON records(seq)
   WHERE state IN ('pending','uploading','failed');
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects(
+  path        TEXT PRIMARY KEY,
+  type        TEXT NOT NULL,
+  size        INTEGER NOT NULL,
+  mtime_ns    INTEGER NOT NULL,
+  mode        INTEGER NOT NULL,
+  uid         INTEGER NOT NULL,
+  gid         INTEGER NOT NULL,
+  ino         INTEGER,
+  etag        TEXT,
+  sha256      TEXT,
+  version_id  TEXT,
+  part_size   INTEGER NOT NULL DEFAULT 0,
+  seq         INTEGER,
+  uploaded_ns INTEGER
+) WITHOUT ROWID;
 )sql";
 
 int ReadIntPragma(sqlite3* db, const char* pragma, int* out) {
@@ -237,6 +254,12 @@ Status Journal::Sync() {
   return CommitBatch(&b);
 }
 
+Status Journal::Apply(const std::function<Status(sqlite3*)>& fn) {
+  Batch b;
+  b.apply = &fn;
+  return CommitBatch(&b);
+}
+
 Status Journal::MarkSkipped(int64_t seq, int err) {
   Batch b;
   b.skip_seq = seq;
@@ -277,6 +300,8 @@ Status Journal::CommitBatch(Batch* b) {
     if (q != b) q->cv.notify_one();
   }
   if (!queue_.empty()) queue_.front()->cv.notify_one();
+  lk.unlock();
+  if (s.ok() && on_commit_ && n > 0) on_commit_();
   return s;
 }
 
@@ -289,7 +314,7 @@ Status Journal::WriteGroup(std::span<Batch*> group) {
   bool any_write = false;
   for (Batch* q : group) {
     durable |= q->durable;
-    any_write |= !q->records.empty() || q->skip_seq != 0;
+    any_write |= !q->records.empty() || q->skip_seq != 0 || q->apply != nullptr;
   }
   sqlite3* db = db_.get();
   if (any_write) {
@@ -332,6 +357,13 @@ Status Journal::WriteGroup(std::span<Batch*> group) {
           return err;
         }
         r.seq = sqlite3_last_insert_rowid(db);
+      }
+      if (q->apply) {
+        Status as = (*q->apply)(db);
+        if (!as.ok()) {
+          sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+          return as.WithContext("journal update " + path_);
+        }
       }
       if (q->skip_seq != 0) {
         sqlite3_stmt* s = skip_.get();

@@ -59,9 +59,18 @@ class Journal {
   Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
+  // Runs fn with the writer's connection inside the next group transaction:
+  // the uploader's state changes share the one writer (no SQLITE_BUSY). A
+  // failure of fn rolls back the group and is sticky like any commit failure,
+  // so fn must only run statements that cannot fail for logical reasons.
+  Status Apply(const std::function<Status(sqlite3*)>& fn);
   // Marks a committed record as not applied: the local operation it announced
   // failed with err. Waits for the update to commit.
   Status MarkSkipped(int64_t seq, int err);
+
+  // Called after every group commit that inserted records (by the committing
+  // thread, no lock held). Set once, before concurrent use.
+  void SetCommitListener(std::function<void()> fn) { on_commit_ = std::move(fn); }
 
   // The sticky failure, ok while the journal is healthy.
   Status health() const;
@@ -91,6 +100,7 @@ class Journal {
   SqliteDb db_;
   SqliteStmt insert_;
   SqliteStmt skip_;
+  std::function<void()> on_commit_;
 
   // Background checkpointer: its own connection, woken by the WAL hook.
   SqliteDb ckpt_db_;

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/byte_range.h"
+
 namespace scribefs {
 
 enum class Op {
@@ -34,13 +36,6 @@ inline constexpr std::string_view kStateDone = "done";
 inline constexpr std::string_view kStateFailed = "failed";
 inline constexpr std::string_view kStateSkipped = "skipped";
 bool IsValidState(std::string_view s);
-
-struct ByteRange {
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  uint64_t end() const { return offset + length; }
-  bool operator==(const ByteRange&) const = default;
-};
 
 struct Record {
   int64_t seq = 0;      // assigned by the journal on commit

@@ -32,6 +32,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/byte_range.h"
 #include "common/status.h"
 
 namespace scribefs {
@@ -126,11 +127,7 @@ class [[nodiscard]] StoreResult {
 // "gid", "mtime" with decimal values, as s3fs does).
 using Metadata = std::map<std::string, std::string>;
 
-// A byte range [offset, offset + length), length > 0.
-struct ByteRange {
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
+// Ranges passed to a store have length > 0 (common/byte_range.h).
 
 // What to upload: bytes in memory, or a range of an open file. The store reads
 // the file twice (once to hash, once to send) and fails with SourceChanged

@@ -1,0 +1,109 @@
+#include "uploader/remote_index.h"
+
+namespace scribefs {
+namespace {
+
+const char* const kCols =
+    "path,type,size,mtime_ns,mode,uid,gid,ino,etag,sha256,version_id,part_size,seq,uploaded_ns";
+
+std::string Text(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
+
+RemoteObject Row(sqlite3_stmt* s) {
+  RemoteObject o;
+  o.path = Text(s, 0);
+  o.type = Text(s, 1);
+  o.size = sqlite3_column_int64(s, 2);
+  o.mtime_ns = sqlite3_column_int64(s, 3);
+  o.mode = static_cast<uint32_t>(sqlite3_column_int64(s, 4));
+  o.uid = static_cast<uint32_t>(sqlite3_column_int64(s, 5));
+  o.gid = static_cast<uint32_t>(sqlite3_column_int64(s, 6));
+  o.ino = sqlite3_column_int64(s, 7);
+  o.etag = Text(s, 8);
+  o.sha256 = Text(s, 9);
+  o.version_id = Text(s, 10);
+  o.part_size = sqlite3_column_int64(s, 11);
+  o.seq = sqlite3_column_int64(s, 12);
+  o.uploaded_ns = sqlite3_column_int64(s, 13);
+  return o;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RemoteIndex>> RemoteIndex::Open(const std::string& journal_path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(journal_path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  SqliteDb db(raw);
+  if (rc != SQLITE_OK) return SqliteError("remote index " + journal_path, raw, rc);
+  sqlite3_busy_timeout(raw, 10000);
+  return std::unique_ptr<RemoteIndex>(new RemoteIndex(std::move(db)));
+}
+
+Result<std::optional<RemoteObject>> RemoteIndex::Get(const std::string& path) {
+  auto st = Prepare(db_.get(), std::string("SELECT ") + kCols + " FROM objects WHERE path=?1");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_text(st->get(), 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_ROW) return std::optional<RemoteObject>(Row(st->get()));
+  if (rc == SQLITE_DONE) return std::optional<RemoteObject>();
+  return SqliteError("remote index", db_.get(), rc);
+}
+
+Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
+  // "dir/" .. "dir0" covers exactly the keys below dir ('0' follows '/').
+  std::string sql = std::string("SELECT ") + kCols + " FROM objects";
+  if (!dir.empty()) sql += " WHERE path=?1 OR (path >= ?2 AND path < ?3)";
+  sql += " ORDER BY path";
+  auto st = Prepare(db_.get(), sql);
+  if (!st.ok()) return st.status();
+  std::string lo = dir + "/", hi = dir + "0";
+  if (!dir.empty()) {
+    sqlite3_bind_text(st->get(), 1, dir.data(), static_cast<int>(dir.size()), SQLITE_STATIC);
+    sqlite3_bind_text(st->get(), 2, lo.data(), static_cast<int>(lo.size()), SQLITE_STATIC);
+    sqlite3_bind_text(st->get(), 3, hi.data(), static_cast<int>(hi.size()), SQLITE_STATIC);
+  }
+  std::vector<RemoteObject> out;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) out.push_back(Row(st->get()));
+  if (rc != SQLITE_DONE) return SqliteError("remote index", db_.get(), rc);
+  return out;
+}
+
+Status RemoteIndex::Upsert(sqlite3* db, const RemoteObject& o) {
+  auto st = Prepare(db, std::string("INSERT OR REPLACE INTO objects(") + kCols +
+                            ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+  if (!st.ok()) return st.status();
+  sqlite3_stmt* s = st->get();
+  sqlite3_bind_text(s, 1, o.path.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 2, o.type.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 3, static_cast<int64_t>(o.size));
+  sqlite3_bind_int64(s, 4, o.mtime_ns);
+  sqlite3_bind_int64(s, 5, o.mode);
+  sqlite3_bind_int64(s, 6, o.uid);
+  sqlite3_bind_int64(s, 7, o.gid);
+  sqlite3_bind_int64(s, 8, static_cast<int64_t>(o.ino));
+  sqlite3_bind_text(s, 9, o.etag.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 10, o.sha256.c_str(), -1, SQLITE_TRANSIENT);
+  if (o.version_id.empty()) sqlite3_bind_null(s, 11);
+  else sqlite3_bind_text(s, 11, o.version_id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 12, static_cast<int64_t>(o.part_size));
+  sqlite3_bind_int64(s, 13, o.seq);
+  sqlite3_bind_int64(s, 14, o.uploaded_ns);
+  int rc = sqlite3_step(s);
+  if (rc != SQLITE_DONE) return SqliteError("objects upsert", db, rc);
+  return Status::Ok();
+}
+
+Status RemoteIndex::Erase(sqlite3* db, const std::string& path) {
+  auto st = Prepare(db, "DELETE FROM objects WHERE path=?1");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_text(st->get(), 1, path.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_DONE) return SqliteError("objects delete", db, rc);
+  return Status::Ok();
+}
+
+}  // namespace scribefs

@@ -1,0 +1,123 @@
+// Replicator: replays the journal to an ObjectStore.
+//
+// A dispatcher thread reads pending records (woken by every journal commit) and
+// groups them by path; N workers reconcile one path at a time with the target:
+// the path's *current* local state is what gets stored, so many changes to one
+// path collapse into one upload. Per path, records are handled in journal
+// order; a path is never handled by two workers at once. A file still open for
+// writing waits for its close (or `open_file_delay`, for files that stay open).
+//
+// Errors: retryable ones (network, 5xx, throttling, a file changing during
+// its upload) are retried with exponential backoff and jitter, without limit,
+// the attempts and last error visible in the journal; permanent ones mark the
+// records failed with the server's code and message until RetryFailed().
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "journal/journal.h"
+#include "journal/range_set.h"
+#include "journal/record.h"
+#include "journal/upload_waiter.h"
+#include "uploader/object_store.h"
+#include "uploader/remote_index.h"
+
+namespace scribefs {
+
+struct ReplicatorOptions {
+  int workers = 4;
+  uint64_t part_size = 8ull << 20;
+  int part_parallelism = 4;       // parts of one file in flight at once
+  bool delete_remote = true;      // --delete propagate (false: keep)
+  std::vector<std::string> excludes = {"*.swp", "*.swx", "*~", ".#*"};
+  std::chrono::milliseconds open_file_delay{10000};
+  std::chrono::milliseconds max_backoff{30000};
+  std::chrono::milliseconds initial_backoff{250};
+};
+
+struct ReplicatorStats {
+  uint64_t uploads = 0, copies = 0, deletes = 0, skipped_unchanged = 0;
+  uint64_t retries = 0, failures = 0, partial_uploads = 0;
+  uint64_t bytes_sent = 0;  // request bodies sent to the store
+  size_t queued_paths = 0, in_flight = 0;
+  std::string last_error;
+};
+
+class Replicator : public UploadWaiter {
+ public:
+  // root_fd: a descriptor of DATADIR (the replicator dups it).
+  static Result<std::unique_ptr<Replicator>> Create(Journal* journal, int root_fd,
+                                                    std::unique_ptr<ObjectStore> store,
+                                                    ReplicatorOptions options);
+  ~Replicator() override;
+
+  // Resets records left 'uploading' by an earlier daemon to 'pending', then starts.
+  Status Start();
+  // Stops taking new work and waits up to `grace` for uploads in flight.
+  void Stop(std::chrono::milliseconds grace);
+  // New records were committed (called from the journal's commit listener).
+  void Notify();
+
+  Status WaitUploaded(int64_t seq, std::chrono::steady_clock::time_point deadline) override;
+  // Ok when nothing is pending or in flight (failed records do not count).
+  Status WaitIdle(std::chrono::steady_clock::time_point deadline);
+  // Requeues every failed record.
+  Status RetryFailed();
+
+  ReplicatorStats stats();
+  // stats() as a JSON object (kept in the journal's meta table, key "uploader").
+  std::string StatsJson();
+  ObjectStore& store() { return *store_; }
+  bool IsExcluded(const std::string& path) const;
+
+ private:
+  struct Work;         // everything pending for one path
+  struct Snapshot;     // what a worker takes from a Work
+  struct PathOutcome;  // what it reports back
+  Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
+             ReplicatorOptions options);
+  void DispatchLoop();
+  void WorkerLoop(int id);
+  void Ingest(const Record& r);  // requires mu_
+  Work& WorkFor(const std::string& path);  // requires mu_
+  void Schedule(const std::string& path, Work& w);  // requires mu_
+  void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
+  PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
+
+  Journal* const journal_;
+  UniqueFd root_;
+  std::unique_ptr<ObjectStore> store_;
+  const ReplicatorOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;    // workers: something may be ready
+  std::condition_variable notify_cv_;  // dispatcher: new records
+  std::condition_variable done_cv_;    // waiters: records finished
+  bool notified_ = false;
+  bool stop_ = false;
+  int64_t cursor_ = 0;  // highest seq ingested
+  std::map<std::string, std::unique_ptr<Work>> work_;
+  std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
+  std::unordered_map<int64_t, int> seq_refs_;  // seq -> Works still holding it
+  std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
+  std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
+  size_t in_flight_ = 0;
+  ReplicatorStats stats_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace scribefs
