@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DATA=$ROOT/demo/data
+TARGET=$ROOT/demo/target
 SCRIBEFS=$ROOT/build/fs/scribefs
 SCRIBECTL=$ROOT/build/tools/scribectl
 
@@ -24,8 +25,10 @@ if grep -qs " $DATA fuse.scribefs " /proc/mounts; then
   echo "quickstart: $DATA is already mounted"
 else
   # Over-mount: DATADIR itself becomes the mount; its state dir is derived from its path.
-  "$SCRIBEFS" "$DATA"
-  echo "quickstart: mounted scribefs over $DATA"
+  # Replicate to a local directory (the embedded default target; s3:// works the same).
+  mkdir -p "$TARGET"
+  "$SCRIBEFS" "$DATA" --target "file://$TARGET"
+  echo "quickstart: mounted scribefs over $DATA, replicating to file://$TARGET"
 fi
 
 # An application at work: create, append, rename, overwrite a block, delete.
@@ -39,6 +42,7 @@ dd if=/dev/zero of=blob.bin bs=4K count=1 seek=100 conv=notrunc status=none
 ln -sf notes/greeting.txt latest
 touch scratch && rm scratch
 cd "$ROOT"
+sleep 1  # uploads run behind, in the background
 
 echo
 echo "== scribectl -m $DATA journal --limit 25"
@@ -46,10 +50,14 @@ echo "== scribectl -m $DATA journal --limit 25"
 echo
 echo "== scribectl -m $DATA stats"
 "$SCRIBECTL" -m "$DATA" stats
+echo
+echo "== the replica in $TARGET"
+(cd "$TARGET" && find . -path ./.scribefs-local -prune -o -print | sort)
 cat <<EOT
 
 $DATA is mounted: everything you change there is journaled first.
   watch the journal:   $SCRIBECTL -m $DATA journal --follow
+  the replica:         ls -lR $TARGET
   as JSON:             $SCRIBECTL -m $DATA --json journal --op write
   with sqlite3:        sqlite3 -readonly /var/lib/scribefs/data-*/journal.db 'select * from records'
   unmount:             bash scripts/quickstart.sh --stop
