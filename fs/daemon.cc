@@ -218,6 +218,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     if (cfg.no_default_excludes) ro.excludes.clear();
     for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
     ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
+    ro.sync_mode = cfg.mode == "sync";
     auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
     if (!r.ok()) return fail(kExitFailure, r.status().message());
     replicator = std::move(r.value());

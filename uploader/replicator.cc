@@ -171,7 +171,7 @@ Replicator::Work& Replicator::WorkFor(const std::string& path) {
 
 void Replicator::Schedule(const std::string& path, Work& w) {
   Clock::time_point when = Clock::now();
-  if (w.open) {
+  if (w.open && !options_.sync_mode) {
     // Still being written: wait for the close, or upload what is there after a while.
     auto age = std::chrono::nanoseconds(NowNs() - w.last_ns);
     auto delay = std::chrono::duration_cast<Clock::duration>(options_.open_file_delay) -

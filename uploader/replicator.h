@@ -45,6 +45,9 @@ struct ReplicatorOptions {
   bool delete_remote = true;      // --delete propagate (false: keep)
   std::vector<std::string> excludes = {"*.swp", "*.swx", "*~", ".#*"};
   std::chrono::milliseconds open_file_delay{10000};
+  // Sync mode: every change is awaited by the operation that made it, so a
+  // file being written is not held back until its close.
+  bool sync_mode = false;
   std::chrono::milliseconds max_backoff{30000};
   std::chrono::milliseconds initial_backoff{250};
 };
