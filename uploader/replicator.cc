@@ -127,6 +127,16 @@ Status Replicator::Start() {
   SCRIBEFS_RETURN_IF_ERROR(journal_->Apply([](sqlite3* db) {
     return Exec(db, "UPDATE records SET state='pending' WHERE state='uploading'");
   }));
+  // Records an earlier daemon left pending may under-describe their files:
+  // byte ranges still in its memory when it died were never committed.
+  {
+    auto reader = JournalReader::Open(journal_->path());
+    if (!reader.ok()) return reader.status();
+    auto max = reader.value()->MaxSeq();
+    if (!max.ok()) return max.status();
+    std::lock_guard lk(mu_);
+    boot_seq_ = *max;
+  }
   threads_.emplace_back([this] { DispatchLoop(); });
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this, i] { WorkerLoop(i); });
   return Status::Ok();
@@ -239,7 +249,7 @@ void Replicator::Ingest(const Record& r) {
     case Op::kWrite:
       w.content_changed = true;
       w.open = true;
-      if (r.ranges.empty()) w.whole = true;
+      if (r.ranges.empty() || r.seq <= boot_seq_) w.whole = true;
       for (const auto& br : r.ranges) w.dirty.Add(br.offset, br.length);
       break;
     case Op::kCreate:

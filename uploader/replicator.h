@@ -113,6 +113,7 @@ class Replicator : public UploadWaiter {
   bool notified_ = false;
   bool stop_ = false;
   int64_t cursor_ = 0;  // highest seq ingested
+  int64_t boot_seq_ = 0;  // highest seq when Start() ran: earlier ones are an earlier daemon's
   std::map<std::string, std::unique_ptr<Work>> work_;
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
   std::unordered_map<int64_t, int> seq_refs_;  // seq -> Works still holding it
