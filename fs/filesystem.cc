@@ -192,6 +192,7 @@ void Filesystem::Skip(const Record& r, int err) {
 Result<Entry> Filesystem::MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name,
                                     int dirfd) {
   Entry e;
+  std::shared_lock identity(inodes_.identity());  // see InodeTable::identity()
   if (fstatat(dirfd, name.c_str(), &e.attr, AT_SYMLINK_NOFOLLOW) != 0) return Errno(name);
   auto inode = inodes_.Reference(e.attr.st_dev, e.attr.st_ino, e.attr.st_mode, parent, name);
   e.id = inodes_.FuseId(inode.get());
@@ -484,6 +485,9 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
     Skip(rec, e);
     return PosixError(r->path, e);
   }
+  // Name it first, so that it is the same object (and node id) as the source
+  // even when the source had no name left (a file linked back after unlink).
+  inodes_.AddAlias(*inode, r->parent, new_name);
   return MakeEntry(r->parent, new_name, r->fd());
 }
 
@@ -496,13 +500,18 @@ Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& n
   Record rec = NewRecord(Op::kUnlink, c, r->path);
   rec.mode = st.st_mode;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
-  if (unlinkat(r->fd(), name.c_str(), 0) != 0) {
-    int e = errno;
-    Skip(rec, e);
-    return PosixError(r->path, e);
+  {
+    // The name leaves the table before anyone can see its inode number reused.
+    std::unique_lock identity(inodes_.identity());
+    if (unlinkat(r->fd(), name.c_str(), 0) != 0) {
+      int e = errno;
+      identity.unlock();
+      Skip(rec, e);
+      return PosixError(r->path, e);
+    }
+    if (auto child = inodes_.Find(st.st_dev, st.st_ino))
+      inodes_.RemoveAlias(*child, r->parent.get(), name);
   }
-  if (auto child = inodes_.Find(st.st_dev, st.st_ino))
-    inodes_.RemoveAlias(*child, r->parent.get(), name);
   return Status::Ok();
 }
 
@@ -515,14 +524,18 @@ Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& na
   Record rec = NewRecord(Op::kRmdir, c, r->path);
   rec.mode = st.st_mode;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
-  if (unlinkat(r->fd(), name.c_str(), AT_REMOVEDIR) != 0) {
-    int e = errno;
-    Skip(rec, e);
-    return PosixError(r->path, e);
+  {
+    std::unique_lock identity(inodes_.identity());
+    if (unlinkat(r->fd(), name.c_str(), AT_REMOVEDIR) != 0) {
+      int e = errno;
+      identity.unlock();
+      Skip(rec, e);
+      return PosixError(r->path, e);
+    }
+    dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
+    if (auto child = inodes_.Find(st.st_dev, st.st_ino))
+      inodes_.RemoveAlias(*child, r->parent.get(), name);
   }
-  dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
-  if (auto child = inodes_.Find(st.st_dev, st.st_ino))
-    inodes_.RemoveAlias(*child, r->parent.get(), name);
   return Status::Ok();
 }
 

@@ -43,11 +43,20 @@ std::shared_ptr<Inode> InodeTable::Reference(dev_t dev, ino_t ino, mode_t mode,
   {
     std::lock_guard lk(map_mu_);
     auto [it, inserted] = map_.try_emplace(Key{dev, ino});
-    if (inserted || (it->second->type != (mode & S_IFMT))) {
-      // New, or the inode number was reused for a different kind of file
-      // (the old one is gone from the backing fs): start afresh.
-      it->second = std::make_shared<Inode>(dev, ino, mode);
+    if (!inserted && it->second != root_) {
+      bool nameless;
+      {
+        std::lock_guard nl(names_mu_);
+        nameless = it->second->aliases.empty();
+      }
+      if (nameless || it->second->type != (mode & S_IFMT)) {
+        // A dead file's object (see the header): keep it for the kernel's
+        // references, if any, and start afresh.
+        if (it->second->nlookup.load() > 0) detached_[it->second.get()] = it->second;
+        inserted = true;
+      }
     }
+    if (inserted) it->second = std::make_shared<Inode>(dev, ino, mode);
     inode = it->second;
     inode->nlookup.fetch_add(1);
   }
@@ -80,13 +89,20 @@ void InodeTable::Forget(uint64_t fuse_id, uint64_t n) {
     uint64_t before = inode->nlookup.load();
     inode->nlookup.store(before > n ? before - n : 0);
     if (before > n) return;
-    auto it = map_.find(Key{inode->dev, inode->ino});
-    if (it == map_.end() || it->second.get() != inode) return;
-    // Children still naming this directory keep it (and its place in the map)
-    // so that a later lookup finds the same object and renames stay coherent.
-    if (it->second.use_count() > 1) return;
-    work.push_back(std::move(it->second));
-    map_.erase(it);
+    if (auto d = detached_.find(inode); d != detached_.end()) {
+      // Replaced by a fresh object for a new file: only the kernel kept it.
+      work.push_back(std::move(d->second));
+      detached_.erase(d);
+    } else {
+      auto it = map_.find(Key{inode->dev, inode->ino});
+      if (it == map_.end() || it->second.get() != inode) return;
+      // Children still naming this directory keep it (and its place in the
+      // map) so that a later lookup finds the same object and renames stay
+      // coherent.
+      if (it->second.use_count() > 1) return;
+      work.push_back(std::move(it->second));
+      map_.erase(it);
+    }
   }
   // An erased inode releases its parents; a parent the kernel already forgot
   // and that nothing else names leaves the table too.
@@ -183,6 +199,11 @@ void InodeTable::MoveAlias(Inode& inode, const Inode* old_parent, const std::str
     }
     al.push_back({new_parent, new_name});  // newest name is the one paths use
   }
+}
+
+size_t InodeTable::detached() {
+  std::lock_guard lk(map_mu_);
+  return detached_.size();
 }
 
 size_t InodeTable::size() {

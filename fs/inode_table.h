@@ -24,6 +24,7 @@
 #include <memory>
 #include <sys/stat.h>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -102,7 +103,15 @@ class InodeTable {
   uint64_t FuseId(const Inode* inode) const;
 
   // Finds or creates the inode for (dev, ino), adds one kernel reference and
-  // records (parent, name) as one of its names. Requires TreeLock (shared).
+  // records (parent, name) as one of its names. Requires TreeLock (shared)
+  // and IdentityLock (shared).
+  //
+  // Inode numbers are reused by the backing filesystem as soon as a file is
+  // gone. An existing object that has no name left (its file was unlinked)
+  // or is of another type therefore describes a different, dead file: it is
+  // detached (kept until the kernel forgets its id) and a fresh object, with
+  // a fresh node id, is made for the new file. Handing the kernel the old id
+  // would give the new file the dead one's cached size and pages.
   std::shared_ptr<Inode> Reference(dev_t dev, ino_t ino, mode_t mode,
                                    const std::shared_ptr<Inode>& parent, const std::string& name);
   // Looks up a known inode without adding a reference.
@@ -122,6 +131,13 @@ class InodeTable {
                  const std::shared_ptr<Inode>& new_parent, const std::string& new_name);
 
   size_t size();
+  size_t detached();
+
+  // Held exclusively from unlinkat()/rmdir() until the name is dropped from
+  // the table, shared from fstatat() of a new entry until its Reference():
+  // a new file can then never pick up a just-deleted file's object while
+  // that object still carries the deleted name.
+  std::shared_mutex& identity() { return identity_; }
 
  private:
   struct Key {
@@ -138,6 +154,10 @@ class InodeTable {
   std::mutex map_mu_;    // guards map_
   std::mutex names_mu_;  // guards every Inode::aliases; taken after map_mu_
   std::unordered_map<Key, std::shared_ptr<Inode>, KeyHash> map_;
+  // Objects replaced by a fresh one for the same (dev, ino) while the kernel
+  // still holds their id; freed by Forget. Guarded by map_mu_.
+  std::unordered_map<const Inode*, std::shared_ptr<Inode>> detached_;
+  std::shared_mutex identity_;
 };
 
 }  // namespace scribefs
