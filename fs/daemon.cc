@@ -22,6 +22,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
+#include "uploader/reconciler.h"
 #include "uploader/replicator.h"
 #include "uploader/store_factory.h"
 
@@ -223,6 +224,24 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     if (!r.ok()) return fail(kExitFailure, r.status().message());
     replicator = std::move(r.value());
     Replicator* rp = replicator.get();
+    // What the objects table says was stored belongs to the target it was
+    // stored in: a new target starts from nothing.
+    std::string target = replicator->store().Describe();
+    auto last = journal.value()->GetMeta("target");
+    if (last.ok() && *last != target) {
+      spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
+      Status cleared = journal.value()->Apply(
+          [](sqlite3* db) { return Exec(db, "DELETE FROM objects"); });
+      if (!cleared.ok()) return fail(kExitFailure, cleared.message());
+    }
+    (void)journal.value()->SetMeta("target", target);
+    // Changes made while nobody journaled them (unmounted, or bypassing the
+    // mount) are found before the mount serves.
+    auto rec = ReconcileTree(journal.value().get(), root.get(),
+                             [rp](const std::string& p) { return rp->IsExcluded(p); });
+    if (!rec.ok()) return fail(kExitFailure, "start-up reconciliation: " + rec.status().message());
+    spdlog::info("start-up reconciliation: {} entries in {:.2f} s: {} new, {} changed, {} missing",
+                 rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing);
     journal.value()->SetCommitListener([rp] { rp->Notify(); });
     Status started = replicator->Start();
     if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
