@@ -19,6 +19,7 @@
 
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
+#include "fs/bdi.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
@@ -41,6 +42,8 @@ struct Config {
   unsigned threads = 16;
   int range_flush_ms = 5;
   std::string log_level = "info";
+  int max_dirty_ratio = 40;
+  int read_ahead_kb = 1024;
   // Replication (uploader/).
   std::string target;  // empty: journal only
   std::string endpoint, region, ca_file;
@@ -272,6 +275,11 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
                cfg.datadir, mountpoint, cfg.state_dir,
                replicator ? replicator->store().Describe() : "none (journal only)", cfg.mode,
                cfg.xattr, cfg.writeback);
+  // Let the kernel cache like it does for a local disk (see fs/bdi.h).
+  if (auto dev = MountDevice(mountpoint); dev.ok()) {
+    Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
+    if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
+  }
   ready(nullptr);
   Status run = server.value()->Run();
   // Stop: no new requests; commit what is pending, then unmount.
@@ -342,6 +350,15 @@ int DaemonMain(int argc, char** argv) {
   app.add_option("--range-flush-ms", cfg.range_flush_ms,
                  "Milliseconds dirty byte ranges may wait before their group commit")
       ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--max-dirty-ratio", cfg.max_dirty_ratio,
+                 "Percent of the kernel's dirty-page threshold this mount may use (the kernel "
+                 "default for FUSE is 1; 0 leaves it)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  app.add_option("--read-ahead-kb", cfg.read_ahead_kb,
+                 "Kernel read-ahead for the mount in KiB (FUSE default 128; 0 leaves it)")
+      ->check(CLI::Range(0, 65536))
       ->capture_default_str();
   app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))

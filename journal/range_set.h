@@ -1,10 +1,10 @@
 // RangeSet: a set of byte ranges kept sorted, merged and bounded.
 //
 // Adding a range merges it with ranges it overlaps or touches. When more than
-// max_ranges disjoint ranges would be kept, the two closest neighbours are
-// joined (covering the gap too): the set may grow to a superset of the bytes
-// written, never a subset, which is the safe direction for a journal of dirty
-// data. Not thread-safe.
+// max_ranges disjoint ranges would be kept, neighbours across the smallest
+// gaps are joined (covering the gaps too) until max_ranges/2 remain: the set
+// may grow to a superset of the bytes written, never a subset, which is the
+// safe direction for a journal of dirty data. Not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -29,7 +29,7 @@ class RangeSet {
   void Clear() { ranges_.clear(); }
 
  private:
-  void JoinClosestPair();
+  void Coarsen();
   size_t max_ranges_;
   std::map<uint64_t, uint64_t> ranges_;  // offset -> end (exclusive)
 };

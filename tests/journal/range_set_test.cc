@@ -96,28 +96,32 @@ TEST(RangeSetTest, SaturatesNearUint64Max) {
   EXPECT_EQ(s.bytes(), kMax);
 }
 
-TEST(RangeSetTest, BoundJoinsTheClosestNeighbours) {
+TEST(RangeSetTest, BoundJoinsAcrossTheSmallestGapsDownToHalf) {
   {
-    RangeSet s(2);
-    s.Add(0, 10);    // [0,10)
-    s.Add(100, 10);  // [100,110)
-    s.Add(190, 10);  // [190,200): gaps 90 then 80: the last pair is closest
-    EXPECT_EQ(s.ToVector(), R({{0, 10}, {100, 100}}));
+    RangeSet s(2);  // past the bound: down to 1 range
+    s.Add(0, 10);
+    s.Add(100, 10);
+    s.Add(190, 10);
+    EXPECT_EQ(s.ToVector(), R({{0, 200}}));
   }
   {
-    RangeSet s(3);
+    RangeSet s(4);  // 5 ranges, gaps 90, 20, 160, 90: keep 2, the 160 gap stays
     s.Add(0, 10);
     s.Add(100, 10);
     s.Add(130, 10);
-    s.Add(300, 10);  // gaps 90, 20, 160: the middle pair is closest
-    EXPECT_EQ(s.ToVector(), R({{0, 10}, {100, 40}, {300, 10}}));
+    s.Add(300, 10);
+    s.Add(400, 10);
+    EXPECT_EQ(s.ToVector(), R({{0, 140}, {300, 110}}));
   }
   {
-    RangeSet s(2);
+    RangeSet s(4);  // gaps 10, 10, 10, 500: ties joined only as far as needed
     s.Add(0, 10);
-    s.Add(100, 10);
-    s.Add(20, 10);  // gaps 10 then 70: the first pair is closest
-    EXPECT_EQ(s.ToVector(), R({{0, 30}, {100, 10}}));
+    s.Add(20, 10);
+    s.Add(40, 10);
+    s.Add(60, 10);
+    s.Add(570, 10);
+    EXPECT_EQ(s.size(), 2u);
+    EXPECT_EQ(s.ToVector(), R({{0, 70}, {570, 10}}));
   }
 }
 
