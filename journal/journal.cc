@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "common/unique_fd.h"
@@ -15,6 +16,7 @@ namespace scribefs {
 // to mark skipped. Lives on the caller's stack until done.
 struct Journal::Batch {
   std::span<Record> records;
+  size_t hold_last = 0;
   int64_t skip_seq = 0;
   int skip_err = 0;
   const std::function<Status(sqlite3*)>* apply = nullptr;
@@ -189,6 +191,11 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
                       "UPDATE records SET state='skipped', error=?2, state_ns=?3 WHERE seq=?1");
   if (!skip.ok()) return skip.status().WithContext(path);
   j->skip_ = std::move(skip.value());
+  {
+    auto max = Prepare(j->db_.get(), "SELECT coalesce(max(seq),0) FROM records");
+    if (!max.ok()) return max.status().WithContext(path);
+    if (sqlite3_step(max->get()) == SQLITE_ROW) j->last_seq_ = sqlite3_column_int64(max->get(), 0);
+  }
   return j;
 }
 
@@ -241,11 +248,35 @@ Status Journal::health() const {
   return sticky_;
 }
 
-Status Journal::Commit(std::span<Record> records, bool durable) {
+Status Journal::Commit(std::span<Record> records, bool durable, size_t hold_last) {
   Batch b;
   b.records = records;
   b.durable = durable;
+  b.hold_last = std::min(hold_last, records.size());
   return CommitBatch(&b);
+}
+
+void Journal::EndApply(int64_t seq) {
+  {
+    std::lock_guard lk(apply_mu_);
+    unapplied_.erase(seq);
+  }
+  if (on_commit_) on_commit_();  // the uploader may read further now
+}
+
+int64_t Journal::AppliedThrough() {
+  std::lock_guard lk(apply_mu_);
+  int64_t now = NowNs();
+  for (auto it = unapplied_.begin(); it != unapplied_.end();) {
+    if (now - it->second > 30'000'000'000LL) {
+      fprintf(stderr, "scribefs: journal record %lld was never marked applied; releasing it\n",
+              static_cast<long long>(it->first));
+      it = unapplied_.erase(it);
+      continue;
+    }
+    return it->first - 1;
+  }
+  return last_seq_.load();
 }
 
 Status Journal::Sync() {
@@ -358,6 +389,13 @@ Status Journal::WriteGroup(std::span<Batch*> group) {
         }
         r.seq = sqlite3_last_insert_rowid(db);
       }
+      // Held records are unapplied from before COMMIT makes them visible, so
+      // that no reader can see one without seeing its hold.
+      if (q->hold_last > 0) {
+        std::lock_guard lk(apply_mu_);
+        for (size_t i = q->records.size() - q->hold_last; i < q->records.size(); ++i)
+          unapplied_[q->records[i].seq] = now;
+      }
       if (q->apply) {
         Status as = (*q->apply)(db);
         if (!as.ok()) {
@@ -384,8 +422,15 @@ Status Journal::WriteGroup(std::span<Batch*> group) {
     if (rc != SQLITE_OK) {
       Status err = SqliteError("journal commit " + path_, db, rc);
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      std::lock_guard lk(apply_mu_);
+      for (Batch* q : group)
+        for (size_t i = q->records.size() - q->hold_last; i < q->records.size(); ++i)
+          unapplied_.erase(q->records[i].seq);
       return err;
     }
+    for (Batch* q : group)
+      for (const Record& r : q->records)
+        if (r.seq > last_seq_.load()) last_seq_.store(r.seq);
   }
   if (durable) return SyncWal();
   return Status::Ok();

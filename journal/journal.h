@@ -22,6 +22,8 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <atomic>
+#include <map>
 
 #include "common/status.h"
 #include "journal/record.h"
@@ -55,7 +57,10 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // Commits records in order and fills in their seq (and time_ns when 0).
-  Status Commit(std::span<Record> records, bool durable = false);
+  // The last `hold_last` records announce operations that are not applied yet
+  // (the record comes first, by the journal invariant): they count as
+  // unapplied until EndApply(seq), see AppliedThrough().
+  Status Commit(std::span<Record> records, bool durable = false, size_t hold_last = 0);
   Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
@@ -67,6 +72,15 @@ class Journal {
   // Marks a committed record as not applied: the local operation it announced
   // failed with err. Waits for the update to commit.
   Status MarkSkipped(int64_t seq, int err);
+
+  // The operation a held record announced is done (or failed): readers that
+  // act on local state may look at it now.
+  void EndApply(int64_t seq);
+  // The highest seq S such that every committed record up to S is applied:
+  // the uploader reconciles local state and must not act on a record whose
+  // operation has not happened yet. A hold older than 30 s is ignored (and
+  // logged once): a forgotten EndApply must not stall replication forever.
+  int64_t AppliedThrough();
 
   // Called after every group commit that inserted records (by the committing
   // thread, no lock held). Set once, before concurrent use.
@@ -101,6 +115,10 @@ class Journal {
   SqliteStmt insert_;
   SqliteStmt skip_;
   std::function<void()> on_commit_;
+  // Held (committed, not yet applied) seqs and when they were committed.
+  std::mutex apply_mu_;
+  std::map<int64_t, int64_t> unapplied_;  // GUARDED_BY(apply_mu_)
+  std::atomic<int64_t> last_seq_{0};
 
   // Background checkpointer: its own connection, woken by the WAL hook.
   SqliteDb ckpt_db_;
