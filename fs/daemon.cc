@@ -20,6 +20,7 @@
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
 #include "fs/bdi.h"
+#include "fs/control_verbs.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
@@ -55,6 +56,7 @@ struct Config {
   std::string delete_mode = "propagate";
   double part_size_mib = 8;
   double stop_timeout = 10.0;
+  double max_pause = 3600.0;  // pause points (control socket)
   double open_file_delay = 10.0;
 };
 
@@ -258,7 +260,21 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.xattr = cfg.xattr == "on";
   fso.writeback_cache = cfg.writeback == "on";
   fso.range_flush_ms = cfg.range_flush_ms;
+  // Pause points and the control socket (fs/control_verbs.h): every mutation
+  // passes the gate, declared before fs so that it outlives it.
+  MutationGate gate;
+  fso.gate = &gate;
+  UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
+  ControlPlane::Options cpo;
+  cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, replicator ? cfg.mode : "journal-only",
+              SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
+  cpo.max_pause_s = cfg.max_pause;
+  cpo.socket_path = paths.socket();
+  cpo.datadir_fd = sync_fd.get();
+  ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
+  if (Status cs = plane.Start(); !cs.ok())
+    return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
 
   FuseOptions fo;
   fo.mountpoint = mountpoint;
@@ -280,8 +296,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
     if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
   }
+  plane.WatchSession(server.value().get());
   ready(nullptr);
   Status run = server.value()->Run();
+  plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();
   Status flushed = fs.FlushAllRanges();
@@ -419,6 +437,11 @@ int DaemonMain(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(repl);
+  app.add_option("--max-pause", cfg.max_pause,
+                 "Longest pause (seconds) that `scribectl pause --timeout` or a checkpoint "
+                 "may ask for; every pause ends by itself after its timeout")
+      ->check(CLI::Range(1.0, 7.0 * 86400))
+      ->capture_default_str();
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");

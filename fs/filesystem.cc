@@ -32,6 +32,9 @@ std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 // Sync mode: the newest record the current FUSE request committed and must
 // see uploaded before it replies (one request per thread at a time).
 thread_local int64_t tls_sync_seq = 0;
+// Records the current request committed before performing its operation:
+// unapplied (Journal::AppliedThrough) until the request is done.
+thread_local std::vector<int64_t> tls_held;
 
 }  // namespace
 
@@ -102,16 +105,21 @@ Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
 Status Filesystem::CommitWithPending(std::vector<Record>& rs, bool durable) {
   std::vector<Record> all;
   TakePending(&all);
-  if (all.empty()) {
-    Status s = CommitAll(rs, durable);
-    if (s.ok() && !rs.empty()) tls_sync_seq = rs.back().seq;
-    return s;
-  }
+  // Our own records (last) stay unapplied until AwaitUpload: the uploader
+  // must not look at their paths before the operation has happened.
   size_t first = all.size();
   for (Record& r : rs) all.push_back(std::move(r));
-  Status s = CommitAll(all, durable);
+  Status s = all.empty() ? CommitAll(all, durable) : journal_->Commit(all, durable, rs.size());
+  if (!s.ok() && !all.empty()) {
+    if (counters_.journal_errors.fetch_add(1) == 0)
+      spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
+    s = Status::Error(EIO, "journal: " + s.message());
+  }
   for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
-  if (s.ok() && !rs.empty()) tls_sync_seq = rs.back().seq;
+  if (s.ok()) {
+    for (const Record& r : rs) tls_held.push_back(r.seq);
+    if (!rs.empty()) tls_sync_seq = rs.back().seq;
+  }
   return s;
 }
 
@@ -150,6 +158,9 @@ void Filesystem::TakePending(std::vector<Record>* out) {
 }
 
 Status Filesystem::AwaitUpload(bool op_ok) {
+  // The operation is done (or failed): its records may be replayed now.
+  for (int64_t held : tls_held) journal_->EndApply(held);
+  tls_held.clear();
   int64_t seq = tls_sync_seq;
   tls_sync_seq = 0;
   if (!op_ok || seq == 0 || !options_.waiter) return Status::Ok();
@@ -252,6 +263,7 @@ Result<struct stat> Filesystem::GetAttr(uint64_t id, FileHandle* fh) {
 
 Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const struct stat& attr,
                                         int to_set, FileHandle* fh) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   SharedTree tree(inodes_.tree());
@@ -406,6 +418,7 @@ class Filesystem::Resolved {
 
 Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::string& name,
                                 mode_t mode, dev_t rdev) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -426,6 +439,7 @@ Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::str
 
 Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::string& name,
                                 mode_t mode) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -445,6 +459,7 @@ Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::str
 
 Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, uint64_t parent,
                                   const std::string& name) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -466,6 +481,7 @@ Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, ui
 
 Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent,
                                const std::string& new_name) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   SharedTree tree(inodes_.tree());
@@ -492,6 +508,7 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
 }
 
 Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -516,6 +533,7 @@ Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& n
 }
 
 Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -543,6 +561,7 @@ Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& n
                           uint64_t new_parent, const std::string& new_name, unsigned int flags) {
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
     return Status::Error(EINVAL, "unsupported rename flags");
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   // Exclusive: a rename changes the path of everything below it, and no other
   // operation may name a path between this record and the rename itself.
   ExclusiveTree tree(inodes_.tree());
@@ -597,11 +616,13 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  bool truncating = writable && (flags & O_TRUNC);
+  // open(O_TRUNC) changes data: it passes the gate (before any lock).
+  MutationGate::Pass pass = truncating ? EnterGate() : MutationGate::Pass();
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
   Record rec;
-  bool truncating = writable && (flags & O_TRUNC);
   if (truncating) {
     // open(O_TRUNC) is a data change: record it, and treat the file as dirty
     // from here to its close (the record is the intent).
@@ -628,6 +649,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
 
 Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
     const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
@@ -720,6 +742,7 @@ void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool co
 
 Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, size_t size,
                                  const std::function<ssize_t(int, off_t)>& copy) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
@@ -732,6 +755,7 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
 
 Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t offset,
                              off_t length) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
@@ -744,6 +768,7 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
 
 Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t off_in,
                                          FileHandle* out, off_t off_out, size_t len, int flags) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   Inode& inode = *out->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));
@@ -802,6 +827,8 @@ Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
     std::lock_guard lk(inode.mu);
     if (!inode.dirty.dirty) return Status::Ok();
   }
+  // Closing a dirty file journals: it passes the gate (before any lock).
+  MutationGate::Pass pass = EnterGate();
   struct stat st;
   if (fstat(fh->fd.get(), &st) != 0) return Errno("fstat");
   Record close = NewRecord(Op::kClose, c, "");
@@ -846,6 +873,8 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
 }
 
 Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
+  // fsync of a dirty file journals: it passes the gate (before any lock).
+  MutationGate::Pass pass = NeedsGate(fh) ? EnterGate() : MutationGate::Pass();
   // The journal becomes durable first: it must never be weaker than the data.
   std::vector<Record> extra;
   bool dirty;
@@ -863,6 +892,12 @@ Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
   int rc = datasync ? fdatasync(fh->fd.get()) : fsync(fh->fd.get());
   if (rc != 0) return Errno("fsync");
   return Status::Ok();
+}
+
+bool Filesystem::NeedsGate(FileHandle* fh) {
+  if (!fh || !fh->writable) return false;
+  std::lock_guard lk(fh->inode->mu);
+  return fh->inode->dirty.dirty;
 }
 
 Status Filesystem::FlushAllRanges() {
@@ -1002,6 +1037,7 @@ Result<std::string> Filesystem::ListXattr(uint64_t id, size_t size) {
 
 Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,
                             const std::string& value, int flags) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   SharedTree tree(inodes_.tree());
@@ -1024,6 +1060,7 @@ Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& nam
 }
 
 Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& name) {
+  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   SharedTree tree(inodes_.tree());

@@ -35,6 +35,7 @@
 #include "common/unique_fd.h"
 #include "fs/dir_fd_cache.h"
 #include "fs/inode_table.h"
+#include "fs/mutation_gate.h"
 #include "journal/journal.h"
 #include "journal/upload_waiter.h"
 
@@ -57,6 +58,9 @@ struct FsOptions {
   // record is stored in the target (nullptr: async mode).
   UploadWaiter* waiter = nullptr;
   std::chrono::milliseconds sync_timeout{30000};
+  // Pause points: every mutating operation passes this gate before it takes
+  // any lock (nullptr: no pauses). Not owned; must outlive the Filesystem.
+  MutationGate* gate = nullptr;
 };
 
 struct Entry {
@@ -96,6 +100,10 @@ class Filesystem {
   const FsOptions& options() const { return options_; }
   InodeTable& inodes() { return inodes_; }
   const FsCounters& counters() const { return counters_; }
+  MutationGate* gate() const { return options_.gate; }
+  // True when closing fh (Flush) or fsyncing it would journal something, so
+  // that the operation passes the MutationGate.
+  bool NeedsGate(FileHandle* fh);
 
   // Sync mode: waits until what the calling thread's last operation recorded
   // is stored in the target; EIO after sync_timeout (the records stay
@@ -193,6 +201,10 @@ class Filesystem {
                            bool mark_clean);
   Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
+  // Passes the mutation gate (blocks while paused). Call before any lock.
+  MutationGate::Pass EnterGate() {
+    return options_.gate ? options_.gate->Enter() : MutationGate::Pass();
+  }
 
   UniqueFd root_fd_;
   Journal* const journal_;

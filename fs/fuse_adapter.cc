@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <new>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -81,6 +83,28 @@ void Guard(fuse_req_t req, F&& body) {
   }
 }
 
+// ---- pause points ------------------------------------------------------------
+// While the MutationGate is closed (paused), a mutating request is not run on
+// this FUSE worker thread, which must stay free to serve reads, but queued with
+// copies of its arguments; after the resume it runs from the top again on a
+// gate thread (and is queued again if another pause began meanwhile).
+// Filesystem::EnterGate() is the real barrier; this only keeps workers free.
+template <typename F>
+bool Held(fuse_req_t req, F&& again) {
+  MutationGate* gate = Fs(req).gate();
+  return gate && gate->closed() && gate->DeferIfClosed(std::forward<F>(again));
+}
+
+// A copy of a fuse_file_info that may be null.
+struct FiCopy {
+  explicit FiCopy(const fuse_file_info* fi) : present(fi != nullptr) {
+    if (fi) value = *fi;
+  }
+  fuse_file_info* get() { return present ? &value : nullptr; }
+  bool present;
+  fuse_file_info value{};
+};
+
 void DoInit(void* userdata, fuse_conn_info* conn) {
   // Writeback cache: the kernel batches small writes into large WRITE
   // requests; safe because every change reaches the backing files only
@@ -141,6 +165,10 @@ void DoGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void DoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                fuse_file_info* fi) {
   Guard(req, [&] {
+    if (Held(req, [req, ino, a = *attr, to_set, f = FiCopy(fi)]() mutable {
+          DoSetattr(req, ino, &a, to_set, f.get());
+        }))
+      return;
     auto st = Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi));
     if (Status w = Synced(req, st.status()); !w.ok()) return ReplyErr(req, w);
     fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
@@ -156,32 +184,58 @@ void DoReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void DoMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Guard(req, [&] { ReplyEntry(req, Fs(req).MkNod(CallerOf(req), parent, name, mode, rdev)); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoMknod(req, parent, n.c_str(), mode, rdev); }))
+      return;
+    ReplyEntry(req, Fs(req).MkNod(CallerOf(req), parent, name, mode, rdev));
+  });
 }
 
 void DoMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  Guard(req, [&] { ReplyEntry(req, Fs(req).MkDir(CallerOf(req), parent, name, mode)); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoMkdir(req, parent, n.c_str(), mode); })) return;
+    ReplyEntry(req, Fs(req).MkDir(CallerOf(req), parent, name, mode));
+  });
 }
 
 void DoSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyEntry(req, Fs(req).Symlink(CallerOf(req), link, parent, name)); });
+  Guard(req, [&] {
+    if (Held(req, [=, l = std::string(link), n = std::string(name)] {
+          DoSymlink(req, l.c_str(), parent, n.c_str());
+        }))
+      return;
+    ReplyEntry(req, Fs(req).Symlink(CallerOf(req), link, parent, name));
+  });
 }
 
 void DoLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyEntry(req, Fs(req).Link(CallerOf(req), ino, parent, name)); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoLink(req, ino, parent, n.c_str()); })) return;
+    ReplyEntry(req, Fs(req).Link(CallerOf(req), ino, parent, name));
+  });
 }
 
 void DoUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Unlink(CallerOf(req), parent, name))); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoUnlink(req, parent, n.c_str()); })) return;
+    ReplyErr(req, Synced(req, Fs(req).Unlink(CallerOf(req), parent, name)));
+  });
 }
 
 void DoRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Rmdir(CallerOf(req), parent, name))); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoRmdir(req, parent, n.c_str()); })) return;
+    ReplyErr(req, Synced(req, Fs(req).Rmdir(CallerOf(req), parent, name)));
+  });
 }
 
 void DoRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
   Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name), nn = std::string(newname)] {
+          DoRename(req, parent, n.c_str(), newparent, nn.c_str(), flags);
+        }))
+      return;
     ReplyErr(req, Synced(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags)));
   });
 }
@@ -195,6 +249,8 @@ void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const FileHandle& fh) {
 
 void DoOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
+    bool truncating = (fi->flags & O_ACCMODE) != O_RDONLY && (fi->flags & O_TRUNC);
+    if (truncating && Held(req, [req, ino, f = *fi]() mutable { DoOpen(req, ino, &f); })) return;
     auto fh = Fs(req).Open(CallerOf(req), ino, fi->flags);
     if (!fh.ok()) return ReplyErr(req, fh.status());
     SetOpenFlags(req, fi, *fh.value());
@@ -206,6 +262,10 @@ void DoOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void DoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name), f = *fi]() mutable {
+          DoCreate(req, parent, n.c_str(), mode, &f);
+        }))
+      return;
     auto r = Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags);
     if (Status w = Synced(req, r.status()); !w.ok()) {
       if (r.ok()) Fs(req).Forget(r.value().first.id, 1);
@@ -235,6 +295,26 @@ void DoRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   Guard(req, [&] {
     size_t size = fuse_buf_size(in);
+    MutationGate* gate = Fs(req).gate();
+    if (gate && gate->closed()) {
+      // The data lives in this worker's buffer (or pipe): keep a copy.
+      auto data = std::make_shared<std::string>(size, '\0');
+      fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+      mem.buf[0].mem = data->data();
+      ssize_t n = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
+      if (n < 0) return ReplyErr(req, PosixError("write", static_cast<int>(-n)));
+      data->resize(static_cast<size_t>(n));
+      if (gate->DeferIfClosed([req, ino, data, off, f = *fi]() mutable {
+            fuse_bufvec again = FUSE_BUFVEC_INIT(data->size());
+            again.buf[0].mem = data->data();
+            DoWriteBuf(req, ino, &again, off, &f);
+          }))
+        return;
+      // Opened meanwhile: write the copy now.
+      fuse_bufvec again = FUSE_BUFVEC_INIT(data->size());
+      again.buf[0].mem = data->data();
+      return DoWriteBuf(req, ino, &again, off, fi);
+    }
     auto n = Fs(req).Write(CallerOf(req), Fh(fi), off, size, [&](int fd, off_t o) -> ssize_t {
       fuse_bufvec out = FUSE_BUFVEC_INIT(size);
       out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -248,7 +328,12 @@ void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 }
 
 void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Flush(CallerOf(req), Fh(fi)))); });
+  Guard(req, [&] {
+    if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
+        Held(req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }))
+      return;
+    ReplyErr(req, Synced(req, Fs(req).Flush(CallerOf(req), Fh(fi))));
+  });
 }
 
 void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -257,7 +342,12 @@ void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0))); });
+  Guard(req, [&] {
+    if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
+        Held(req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); }))
+      return;
+    ReplyErr(req, Synced(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0)));
+  });
 }
 
 void DoOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -345,6 +435,10 @@ void DoStatfs(fuse_req_t req, fuse_ino_t ino) {
 void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name), v = std::string(value, size)] {
+          DoSetxattr(req, ino, n.c_str(), v.data(), v.size(), flags);
+        }))
+      return;
     ReplyErr(req, Synced(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags)));
   });
 }
@@ -368,18 +462,29 @@ void DoListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void DoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  Guard(req, [&] { ReplyErr(req, Synced(req, Fs(req).RemoveXattr(CallerOf(req), ino, name))); });
+  Guard(req, [&] {
+    if (Held(req, [=, n = std::string(name)] { DoRemovexattr(req, ino, n.c_str()); })) return;
+    ReplyErr(req, Synced(req, Fs(req).RemoveXattr(CallerOf(req), ino, name)));
+  });
 }
 
 void DoFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info* fi) {
-  Guard(req, [&] { ReplyErr(req, Fs(req).Fallocate(CallerOf(req), Fh(fi), mode, offset, length)); });
+  Guard(req, [&] {
+    if (Held(req, [=, f = *fi]() mutable { DoFallocate(req, ino, mode, offset, length, &f); }))
+      return;
+    ReplyErr(req, Fs(req).Fallocate(CallerOf(req), Fh(fi), mode, offset, length));
+  });
 }
 
 void DoCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
                      int flags) {
   Guard(req, [&] {
+    if (Held(req, [=, fin = *fi_in, fout = *fi_out]() mutable {
+          DoCopyFileRange(req, ino_in, off_in, &fin, ino_out, off_out, &fout, len, flags);
+        }))
+      return;
     auto n = Fs(req).CopyFileRange(CallerOf(req), Fh(fi_in), off_in, Fh(fi_out), off_out, len,
                                    flags);
     if (!n.ok()) return ReplyErr(req, n.status());
@@ -495,6 +600,10 @@ FuseServer::~FuseServer() {
     fuse_session_destroy(se);
   }
   delete ctx_;
+}
+
+bool FuseServer::Exiting() const {
+  return session_ && fuse_session_exited(static_cast<fuse_session*>(session_)) != 0;
 }
 
 void FuseServer::Exit() {

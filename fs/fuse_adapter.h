@@ -33,6 +33,9 @@ class FuseServer {
   Status Run();
   // Asks Run() to return (thread-safe, async-signal-unsafe).
   void Exit();
+  // True once the session was told to end (signal, unmount, Exit()): Run()
+  // is about to return once every request in progress has been answered.
+  bool Exiting() const;
   // Unmounts (idempotent).
   void Unmount();
 

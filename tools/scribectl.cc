@@ -1,6 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
-// mount directly (read-only, safe while the daemon writes it); later commands
-// talk to the daemon through its control socket.
+// mount directly (read-only, safe while the daemon writes it) and talks to the
+// daemon through its control socket (status, pause, resume, checkpoint,
+// checkpoints, flush, retry).
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -9,8 +10,8 @@
 //   1  failure (unreadable journal, I/O or SQLite error, ...)
 //   2  usage error: unknown command or option, bad option value
 //   3  no scribefs state (journal) for that mount: not mounted, or wrong -m/--state-dir
-//   4  reserved: the daemon is not running (commands that need the control socket)
-//   5  reserved: a wait timed out
+//   4  the daemon is not running (commands that need the control socket)
+//   5  a wait timed out (flush, checkpoint; a request the daemon did not answer)
 // Errors are printed on stderr as "scribectl: <message>".
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "journal/record.h"
+#include "tools/control_commands.h"
 #include "tools/ctl_common.h"
 #include "tools/journal_command.h"
 #include "tools/stats_command.h"
@@ -64,8 +66,9 @@ Exit status:
   1  failure (unreadable journal, I/O or database error)
   2  usage error (unknown command or option, bad value)
   3  no scribefs state for that mount (not mounted, or wrong -m / --state-dir)
-  4  the daemon is not running (reserved for commands that talk to it)
-  5  a wait timed out (reserved)
+  4  the daemon is not running (commands that talk to it: status, pause,
+     resume, checkpoint, checkpoints, flush, retry)
+  5  a wait timed out (flush, checkpoint)
 
 Run 'scribectl COMMAND --help' for the options of a command. The options
 above may also be given after the command.)";
@@ -110,6 +113,94 @@ max_seq, pending_records, pending_files, pending_bytes, oldest_pending_ns
 (ns since the epoch, or null), oldest_pending_age_s (seconds, or null),
 by_op ({op: records}), by_state ({state: records}, every state present)
 and by_op_state ({op: {state: records}}).)";
+
+const char* const kCommonOptions = R"(
+The global options -m DATADIR, --state-dir DIR and --json (see
+'scribectl --help') may come before or after the command. Exit codes:
+0 ok, 1 failed, 2 usage, 3 no state for that mount, 4 scribefs not
+running, 5 timed out.)";
+
+const std::string kStatusFooter = std::string(kCommonOptions) + R"(
+
+Asks the daemon (control socket) and reads the journal. When scribefs is
+not running, shows what the journal knows and exits 4.
+
+With --json, prints one object: running (bool), daemon (the daemon's
+answer: pid, version, datadir, mountpoint, state_dir, mode, target,
+journal_ok, pause {paused, seq, since_ns, until_ns, timeout_s, by,
+held_ops, in_flight, held_total, last_resume}, max_pause_s, uploader
+{queued_paths, in_flight, uploads, copies, deletes, partial_uploads,
+retries, failures, bytes_sent, upload_rate_bps, last_error} or null; null
+when not running) and journal {journal, records, max_seq, pending_records,
+pending_files, pending_bytes, oldest_pending_ns, oldest_pending_age_s,
+failed_records, last_checkpoint {name, seq, time_ns, paths, held_ms,
+manifest_key} or null}.)";
+
+const std::string kPauseFooter = std::string(kCommonOptions) + R"(
+
+New mutating operations of every kind (write, create, rename, unlink,
+chmod, truncate, ...) wait; reads, stat and readdir continue (but a
+directory in which a create/rename/unlink is waiting stays locked by the
+kernel until the resume). Operations in flight finish, their byte
+ranges are committed, a 'pause' record is made durable, and its
+sequence number is printed. Pauses do not nest: pausing again while
+paused fails (exit 1). The pause ends with 'scribectl resume', after
+its timeout (a 'resume' record with reason "timeout"), or when scribefs
+is stopped.
+
+With --json: {ok, seq, since_ns, until_ns, timeout_s, writeback_ms,
+drain_ms, sync_ms, writeback_complete}.)";
+
+const std::string kResumeFooter = std::string(kCommonOptions) + R"(
+
+Appends a 'resume' record (reason "command") and lets the held operations
+proceed. Fails (exit 1) when not paused, e.g. because the pause timed out.
+
+With --json: {ok, seq, pause_seq, held_ms, held_ops}.)";
+
+const std::string kCheckpointFooter = std::string(kCommonOptions) + R"(
+
+Steps: --pre hook; pause (or use the pause in place, which then stays);
+wait until every journal record up to the pause is stored in the target;
+store the manifest TARGET/.scribefs/checkpoints/NAME.json (every object:
+path, type, size, mode, uid, gid, mtime_ns, etag, sha256, version_id);
+append a 'checkpoint' record; resume; --post hook. Writes are held from
+the pause to the resume ("held" in the output).
+
+Hooks run with SCRIBEFS_CHECKPOINT=NAME, SCRIBEFS_HOOK=pre|post,
+SCRIBEFS_STATE_DIR, SCRIBEFS_DATADIR (with -m) and, for --post,
+SCRIBEFS_CHECKPOINT_RESULT=ok|failed; their output goes to stderr.
+On a terminal, progress is shown while uploads are awaited. Ctrl-C
+cancels the checkpoint (writes resume) and still runs --post.
+
+With --json: {ok, name, seq, checkpoint_seq, manifest_key, target, paths,
+time_ns, held_ms, writeback_ms, drain_ms, upload_wait_ms, manifest_ms,
+manifest_bytes, pre_exit, post_exit, error}.)";
+
+const std::string kCheckpointsFooter = std::string(kCommonOptions) + R"(
+
+Lists the checkpoints the journal recorded and, from the target, the
+manifests under .scribefs/checkpoints/ ("IN TARGET"). When scribefs is
+not running, lists the journal's only and exits 4.
+
+With --json: {journal: [{name, seq, time_ns, pause_seq, manifest_key,
+paths, held_ms, target}], target: [{name, key, size, mtime}] or null,
+target_error}.)";
+
+const std::string kFlushFooter = std::string(kCommonOptions) + R"(
+
+Waits until every change journaled before the command is stored in the
+target (files still open for writing are uploaded at once). Fails when
+such a record failed to upload (see 'scribectl journal --state failed').
+On a terminal, shows the pending count while it waits.
+
+With --json: {ok, seq, waited_ms}.)";
+
+const std::string kRetryFooter = std::string(kCommonOptions) + R"(
+
+Puts every failed record back to pending; the uploader tries them again.
+
+With --json: {ok, requeued}.)";
 
 int Main(int argc, char** argv) {
   GlobalOptions global;
@@ -185,6 +276,68 @@ int Main(int argc, char** argv) {
       "stats", "Summarize the journal: records by operation and state, pending work.");
   stats->footer(kStatsFooter);
 
+  // ---- commands that talk to the daemon (control socket) ----
+  CLI::App* status = app.add_subcommand(
+      "status", "Show the mount: running, mode, target, pause, pending work, last checkpoint.");
+  status->footer(kStatusFooter);
+
+  PauseOptions popts;
+  CLI::App* pause = app.add_subcommand(
+      "pause", "Hold every new mutating operation (reads continue) until 'resume' or the timeout.");
+  pause->add_option("-t,--timeout", popts.timeout_s,
+                    "Resume by itself after S seconds (default 60; at most the daemon's\n"
+                    "--max-pause, default 3600).")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  pause->add_flag("--sync", popts.sync,
+                  "Also make DATADIR's data durable (syncfs) before the pause is\n"
+                  "reported, e.g. before a block-level snapshot of the backing disk.");
+  pause->footer(kPauseFooter);
+
+  CLI::App* resume = app.add_subcommand("resume", "End the pause: held operations proceed.");
+  resume->footer(kResumeFooter);
+
+  CheckpointOptions copts;
+  CLI::App* checkpoint = app.add_subcommand(
+      "checkpoint", "Take a named, consistent checkpoint: pause, upload, store a manifest, resume.");
+  checkpoint->add_option("NAME", copts.name,
+                         "1-100 characters from A-Z a-z 0-9 . _ -, not starting with '.';\n"
+                         "names are never reused.")
+      ->required();
+  checkpoint
+      ->add_option("-t,--timeout", copts.timeout_s,
+                   "Give up (and resume) if the checkpoint is not complete S seconds\n"
+                   "after writes were paused (default 60). Exit code 5.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  checkpoint
+      ->add_option("--pre", copts.pre,
+                   "Run CMD (sh -c) before pausing, e.g. to make a database flush;\n"
+                   "if it fails, no checkpoint is taken (exit 1).")
+      ->type_name("CMD");
+  checkpoint
+      ->add_option("--post", copts.post,
+                   "Run CMD (sh -c) after the checkpoint, whether it succeeded or not\n"
+                   "(and after a failed --pre), e.g. to let the application go on.")
+      ->type_name("CMD");
+  checkpoint->footer(kCheckpointFooter);
+
+  CLI::App* checkpoints = app.add_subcommand(
+      "checkpoints", "List checkpoints: those the journal recorded and those in the target.");
+  checkpoints->footer(kCheckpointsFooter);
+
+  FlushOptions fopts;
+  CLI::App* flush = app.add_subcommand(
+      "flush", "Wait until every change made so far is stored in the target.");
+  flush->add_option("-t,--timeout", fopts.timeout_s,
+                    "Give up after S seconds (exit 5). Default: wait as long as it takes.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  flush->footer(kFlushFooter);
+
+  CLI::App* retry = app.add_subcommand("retry", "Requeue every failed upload.");
+  retry->footer(kRetryFooter);
+
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string where = "scribectl";
@@ -200,6 +353,13 @@ int Main(int argc, char** argv) {
 
   if (journal->parsed()) return RunJournal(global, jopts);
   if (stats->parsed()) return RunStats(global);
+  if (status->parsed()) return RunStatus(global);
+  if (pause->parsed()) return RunPause(global, popts);
+  if (resume->parsed()) return RunResume(global);
+  if (checkpoint->parsed()) return RunCheckpoint(global, copts);
+  if (checkpoints->parsed()) return RunCheckpoints(global);
+  if (flush->parsed()) return RunFlush(global, fopts);
+  if (retry->parsed()) return RunRetry(global);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 

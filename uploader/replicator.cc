@@ -31,6 +31,10 @@ struct Replicator::Work {
   bool whole = false;            // ranges do not describe the change: re-send everything
   bool open = false;             // written and not yet closed
   int64_t last_ns = 0;
+  // Time of the newest record that creates the path (create, mkdir, mknod,
+  // symlink, link or rename to it). Its record is committed before the
+  // operation itself, so for a moment the path may not exist yet.
+  int64_t created_ns = 0;
   bool in_flight = false;
   int attempts = 0;
   Clock::time_point sched{};
@@ -43,6 +47,7 @@ struct Replicator::Snapshot {
   bool content_changed = false;
   bool whole = false;
   int64_t max_seq = 0;
+  int64_t created_ns = 0;
 };
 
 struct Replicator::PathOutcome {
@@ -164,6 +169,7 @@ void Replicator::Notify() {
 }
 
 bool Replicator::IsExcluded(const std::string& path) const {
+  if (IsReserved(path)) return true;  // scribefs's own keys in the target
   auto slash = path.rfind('/');
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   for (const auto& g : options_.excludes) {
@@ -181,7 +187,7 @@ Replicator::Work& Replicator::WorkFor(const std::string& path) {
 
 void Replicator::Schedule(const std::string& path, Work& w) {
   Clock::time_point when = Clock::now();
-  if (w.open && !options_.sync_mode) {
+  if (w.open && !options_.sync_mode && drain_depth_ == 0) {
     // Still being written: wait for the close, or upload what is there after a while.
     auto age = std::chrono::nanoseconds(NowNs() - w.last_ns);
     auto delay = std::chrono::duration_cast<Clock::duration>(options_.open_file_delay) -
@@ -203,6 +209,11 @@ void Replicator::Schedule(const std::string& path, Work& w) {
   work_cv_.notify_one();
 }
 
+void Replicator::RescheduleOpenFiles() {
+  for (auto& [path, w] : work_)
+    if (w->open && !w->in_flight) Schedule(path, *w);
+}
+
 void Replicator::Ingest(const Record& r) {
   if (seq_refs_.count(r.seq)) return;  // already queued (re-read after RetryFailed)
   auto add = [&](const std::string& path) -> Work& {
@@ -222,8 +233,10 @@ void Replicator::Ingest(const Record& r) {
       bool exchange = r.flags && (*r.flags & 2 /* RENAME_EXCHANGE */);
       Work& dst = add(*r.new_path);
       dst.open = false;
+      dst.created_ns = r.time_ns;
       Work& src = add(r.path);
       src.open = false;
+      src.created_ns = 0;  // gone on purpose
       if (exchange) {
         dst.content_changed = src.content_changed = true;
       } else {
@@ -237,6 +250,7 @@ void Replicator::Ingest(const Record& r) {
     case Op::kLink: {
       if (!r.new_path) return;
       Work& dst = add(*r.new_path);
+      dst.created_ns = r.time_ns;
       dst.renamed_from.push_back(r.path);  // same content: copy server-side
       Schedule(*r.new_path, dst);
       return;
@@ -254,6 +268,12 @@ void Replicator::Ingest(const Record& r) {
       break;
     case Op::kCreate:
       w.content_changed = w.whole = w.open = true;
+      w.created_ns = r.time_ns;
+      break;
+    case Op::kMkdir:
+    case Op::kMknod:
+    case Op::kSymlink:
+      w.created_ns = r.time_ns;
       break;
     case Op::kTruncate:
       w.content_changed = w.whole = true;
@@ -266,6 +286,7 @@ void Replicator::Ingest(const Record& r) {
     case Op::kUnlink:
     case Op::kRmdir:
       w.open = false;
+      w.created_ns = 0;  // gone on purpose
       break;
     case Op::kReconcile:
       w.content_changed = w.whole = true;
@@ -288,9 +309,14 @@ void Replicator::DispatchLoop() {
     if (stop_) break;
     notified_ = false;
     int64_t from = cursor_ + 1;
+    // Never past a record whose operation has not happened yet: reconciling
+    // its path now would see the state before it (Journal::AppliedThrough).
+    int64_t until = journal_->AppliedThrough();
+    if (until < from) continue;
     lk.unlock();
     JournalFilter f;
     f.since_seq = from;
+    f.until_seq = until;
     f.limit = 20000;
     auto recs = reader.value()->Query(f);
     std::vector<int64_t> excluded;
@@ -383,6 +409,8 @@ void Replicator::WorkerLoop(int id) {
     snap.dirty = w.dirty.Take();
     snap.content_changed = w.content_changed;
     snap.whole = w.whole;
+    snap.created_ns = w.created_ns;
+    w.created_ns = 0;
     std::vector<int64_t> seqs = std::move(w.seqs);
     snap.max_seq = seqs.empty() ? 0 : *std::max_element(seqs.begin(), seqs.end());
     w.renamed_from.clear();
@@ -408,6 +436,7 @@ void Replicator::WorkerLoop(int id) {
       w.seqs.insert(w.seqs.begin(), seqs.begin(), seqs.end());
       for (auto& f : snap.renamed_from) w.renamed_from.push_back(f);
       w.content_changed |= snap.content_changed;
+      w.created_ns = std::max(w.created_ns, snap.created_ns);
       w.whole = true;  // the ranges were consumed; send it all next time
       if (retry) {
         w.attempts++;
@@ -598,6 +627,7 @@ ReplicatorStats Replicator::stats() {
 Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
                                               const Snapshot& snap) {
   PathOutcome out;
+  if (IsReserved(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
   auto fail_local = [&](const Status& s) {
     out.status = StoreStatus(s);
     return out;
@@ -611,6 +641,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   if (!fd.ok() || fstat(fd->get(), &st) != 0) {
     int err = fd.ok() ? errno : fd.status().code();
     if (err != ENOENT && err != ENOTDIR) return fail_local(PosixError(path, err));
+    // (Never "not there yet": the uploader reads no record whose operation
+    // has not happened, see Journal::AppliedThrough.)
     // Gone: delete what we stored under it (and below it, for a directory).
     if (!options_.delete_remote) return out;
     auto rows = index.Subtree(path);
@@ -825,8 +857,10 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     obj.version_id = out.version_id = c->version_id;
     obj.part_size = s.part_size;
     obj.uploaded_ns = NowNs();
-    if (!after()) return out;
+    // Stored either way: recorded, so that a later delete or rename finds it.
+    bool unchanged = after();
     record(obj);
+    if (!unchanged) return out;
     std::lock_guard lk(mu_);
     stats_.copies++;
     return out;
@@ -843,12 +877,15 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       out.status = put.status();
       return out;
     }
-    if (!after()) return out;
     obj.etag = out.etag = put->etag;
     obj.sha256 = out.sha256 = put->sha256_hex;
     obj.version_id = out.version_id = put->version_id;
     obj.uploaded_ns = NowNs();
+    // Stored either way: recorded, so that a later delete or rename finds it
+    // (the file changing meanwhile only means it goes up again).
+    bool unchanged = after();
     record(obj);
+    if (!unchanged) return out;
     std::lock_guard lk(mu_);
     stats_.uploads++;
     return out;
@@ -926,16 +963,20 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     out.status = complete.status();
     return out;
   }
-  if (!after()) return out;
-  auto sha = FileSha256(file->get(), obj.size);
-  if (!sha.ok()) return fail_local(sha.status());
-  if (!after()) return out;
   obj.etag = out.etag = complete->etag;
-  obj.sha256 = out.sha256 = *sha;
   obj.version_id = out.version_id = complete->version_id;
   obj.part_size = ps;
   obj.uploaded_ns = NowNs();
+  bool unchanged = after();
+  if (unchanged) {
+    auto sha = FileSha256(file->get(), obj.size);
+    if (!sha.ok()) return fail_local(sha.status());
+    obj.sha256 = out.sha256 = *sha;
+    unchanged = after();
+  }
+  // Stored either way: recorded, so that a later delete or rename finds it.
   record(obj);
+  if (!unchanged) return out;
   std::lock_guard lk(mu_);
   stats_.uploads++;
   if (copied_any) stats_.partial_uploads++;

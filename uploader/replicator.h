@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -81,6 +82,26 @@ class Replicator : public UploadWaiter {
   // Requeues every failed record.
   Status RetryFailed();
 
+  // ---- pause points (defined in replicator_drain.cc) ----
+  // Waits until no record with seq <= `seq` is pending or uploading. While
+  // it waits, files still open for writing are uploaded at once instead of
+  // after open_file_delay (a pause holds their writes, so they are stable).
+  // ETIMEDOUT at the deadline, ECANCELED when cancelled() turns true, EIO
+  // when records <= seq failed (they stay failed; `scribectl retry`).
+  // progress, if set, is called about every 200 ms.
+  struct DrainProgress {
+    int64_t pending = 0;        // records <= seq still pending or uploading
+    int64_t pending_bytes = 0;  // last known sizes of their files
+    int64_t failed = 0;
+  };
+  Status WaitUploadedThrough(int64_t seq, std::chrono::steady_clock::time_point deadline,
+                             const std::function<bool()>& cancelled = {},
+                             const std::function<void(const DrainProgress&)>& progress = {});
+  // Paths under this top-level directory are reserved for scribefs's own
+  // objects in the target (checkpoint manifests): never uploaded or deleted.
+  static constexpr const char* kReservedDir = ".scribefs";
+  static bool IsReserved(const std::string& path);
+
   ReplicatorStats stats();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
@@ -98,6 +119,7 @@ class Replicator : public UploadWaiter {
   void Ingest(const Record& r);  // requires mu_
   Work& WorkFor(const std::string& path);  // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
+  void RescheduleOpenFiles();  // requires mu_: open files go now (drain mode)
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
 
@@ -120,6 +142,7 @@ class Replicator : public UploadWaiter {
   std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
+  int drain_depth_ = 0;  // WaitUploadedThrough calls running: no open_file_delay
   ReplicatorStats stats_;
   std::vector<std::thread> threads_;
 };

@@ -1,0 +1,98 @@
+// The daemon's control verbs (README, "Control socket"): status, pause,
+// resume, checkpoint, checkpoints, flush, retry, rescan. Each is a
+// ControlHandler wired to the daemon's Filesystem, PauseController, Journal
+// and (when there is a target) Replicator. Part of the scribefs executable,
+// which alone may depend on both fs/ and uploader/.
+//
+// Thread-safe: handlers run concurrently on control connection threads;
+// checkpoints are serialized among themselves.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "fs/control_server.h"
+#include "fs/filesystem.h"
+#include "fs/pause_controller.h"
+#include "journal/journal.h"
+#include "uploader/replicator.h"
+
+namespace scribefs {
+
+// Bytes sent to the target over the last seconds, from samples taken by the
+// daemon once a second.
+class UploadRate {
+ public:
+  void Sample(uint64_t bytes_sent);
+  double BytesPerSecond() const;  // over the samples kept (up to 10 s)
+
+ private:
+  mutable std::mutex mu_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> samples_;
+};
+
+struct DaemonInfo {
+  std::string datadir, mountpoint, state_dir, mode, version;
+  int64_t started_ns = 0;
+  double default_pause_s = 60;
+};
+
+struct ControlDeps {
+  DaemonInfo info;
+  Journal* journal = nullptr;
+  Filesystem* fs = nullptr;
+  PauseController* pauser = nullptr;
+  Replicator* replicator = nullptr;  // nullptr: journal only (no --target)
+  UploadRate* rate = nullptr;
+};
+
+// The handlers; deps and everything it points to must outlive the server.
+std::map<std::string, ControlHandler> MakeControlHandlers(const ControlDeps* deps);
+
+class FuseServer;
+
+// Everything the daemon needs for pause points and the control socket, in
+// the order of their lifetimes, so that daemon.cc only creates, starts and
+// stops it:
+//   MutationGate gate;  FsOptions::gate = &gate;  Filesystem fs(...);
+//   ControlPlane plane(...);  plane.Start()  (before mounting)
+//   mount;  plane.WatchSession(server)  ...  server->Run();  plane.Stop();
+class ControlPlane {
+ public:
+  struct Options {
+    DaemonInfo info;
+    double max_pause_s = 3600;
+    std::string socket_path;
+    int datadir_fd = -1;  // for syncfs (pause --sync); not owned
+  };
+  ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
+               Options options);
+  ~ControlPlane();  // Stop()
+  // Creates the control socket (errno EADDRINUSE: another daemon owns it).
+  Status Start();
+  // Watches the session: once it ends (SIGTERM, unmount), held operations
+  // proceed, or the FUSE loop could not finish. Also samples the upload rate.
+  void WatchSession(FuseServer* server);
+  // After FuseServer::Run() returned: no pause survives, held operations have
+  // answered, the socket is gone. Idempotent.
+  void Stop();
+  PauseController& pauser() { return pauser_; }
+
+ private:
+  MutationGate* const gate_;
+  const Options options_;
+  PauseController pauser_;
+  UploadRate rate_;
+  ControlDeps deps_;
+  std::unique_ptr<ControlServer> server_;
+  std::atomic<bool> watch_stop_{false};
+  std::thread watcher_;
+};
+
+}  // namespace scribefs

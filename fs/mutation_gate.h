@@ -1,0 +1,128 @@
+// MutationGate: the gate every mutating filesystem operation passes through,
+// so that a pause can hold new mutations and wait for those in flight.
+//
+// Open (the normal state): Enter() returns at once and counts the operation
+// as in flight until its Pass is destroyed. Closed (paused): Enter() blocks
+// until the gate opens again, and DeferIfClosed() queues a continuation
+// instead, so that a held FUSE request does not occupy a FUSE worker thread
+// (reads must keep being served while writes are held). Close() shuts the
+// gate and waits until every operation in flight has finished.
+//
+// A Pass covers only the local operation: callers must destroy it before any
+// wait that may take long and does not change local state (the sync-mode wait
+// for an upload), or a Close() could wait for that wait.
+//
+// Lock order: Enter() is called before any filesystem lock (TreeLock,
+// Inode::mu), so a thread held at the gate holds no lock that a thread in
+// flight could need. A thread holding a Pass must never call Enter() again.
+//
+// Continuations queued while closed run, once the gate opens, on the gate's
+// own threads (started on demand, at most release_threads at once). A
+// continuation normally re-runs its operation from the top, so that it is
+// deferred again if the gate closed again in the meantime.
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+
+namespace scribefs {
+
+class MutationGate {
+ public:
+  // One operation in flight; Exit()s the gate when destroyed. A
+  // default-constructed Pass holds nothing (an ungated operation).
+  class [[nodiscard]] Pass {
+   public:
+    Pass() = default;
+    Pass(Pass&& o) noexcept : gate_(o.gate_) { o.gate_ = nullptr; }
+    Pass& operator=(Pass&& o) noexcept;
+    Pass(const Pass&) = delete;
+    Pass& operator=(const Pass&) = delete;
+    ~Pass() { Release(); }
+    // Ends the operation early (idempotent).
+    void Release();
+
+   private:
+    friend class MutationGate;
+    explicit Pass(MutationGate* gate) : gate_(gate) {}
+    MutationGate* gate_ = nullptr;
+  };
+
+  struct Stats {
+    bool closed = false;
+    bool shut_down = false;
+    uint64_t in_flight = 0;   // operations holding a Pass
+    uint64_t blocked = 0;     // threads waiting in Enter()
+    uint64_t deferred = 0;    // continuations queued, not yet released
+    uint64_t held_total = 0;  // operations held (blocked or deferred) since construction
+    uint64_t releasing = 0;   // released continuations queued or running on gate threads
+  };
+
+  explicit MutationGate(int release_threads = 8);
+  // Opens the gate, runs every queued continuation and joins the gate threads.
+  ~MutationGate();
+  MutationGate(const MutationGate&) = delete;
+  MutationGate& operator=(const MutationGate&) = delete;
+
+  // Waits while the gate is closed, then counts the caller in flight.
+  Pass Enter();
+  // While closed: queues fn to run on a gate thread once the gate opens and
+  // returns true (fn now owns the operation). While open: returns false and
+  // does nothing (the caller proceeds, normally through Enter()).
+  bool DeferIfClosed(std::function<void()> fn);
+  // Lock-free hint for the fast path (exact under DeferIfClosed's lock).
+  bool closed() const { return closed_hint_.load(std::memory_order_acquire); }
+
+  // Closes the gate and waits until nothing is in flight. If that does not
+  // happen by `deadline`, reopens the gate and fails with ETIMEDOUT. EBUSY
+  // when already closed, ESHUTDOWN after Shutdown().
+  Status Close(std::chrono::steady_clock::time_point deadline);
+  // Opens the gate: wakes the blocked threads and hands the queued
+  // continuations to the gate threads. Returns how many operations were
+  // held (blocked + deferred). No-op (0) when open.
+  uint64_t Open();
+  // Opens the gate for good (unmount): later Close() calls fail.
+  uint64_t Shutdown();
+  // Waits until every released continuation has finished running (tests,
+  // shutdown), at most until deadline. True when none is left.
+  bool WaitReleased(std::chrono::steady_clock::time_point deadline);
+
+  Stats stats() const;
+
+ private:
+  void Exit();
+  void ReleaseLocked(std::unique_lock<std::mutex>& lk);
+  void ReleaseLoop();
+
+  const int release_threads_;
+  mutable std::mutex mu_;
+  std::condition_variable open_cv_;              // Enter(): the gate opened
+  std::condition_variable drained_cv_;           // Close(): in_flight_ reached 0
+  std::condition_variable work_cv_;              // gate threads: continuations to run
+  std::condition_variable idle_cv_;              // WaitReleased(): releasing_ reached 0
+  bool closed_ = false;                          // GUARDED_BY(mu_)
+  std::atomic<bool> closed_hint_{false};         // closed_, readable without mu_
+  bool shut_down_ = false;                       // GUARDED_BY(mu_)
+  bool stopping_ = false;                        // GUARDED_BY(mu_): destructor
+  uint64_t in_flight_ = 0;                       // GUARDED_BY(mu_)
+  uint64_t blocked_ = 0;                         // GUARDED_BY(mu_)
+  uint64_t held_total_ = 0;                      // GUARDED_BY(mu_)
+  uint64_t releasing_ = 0;                       // GUARDED_BY(mu_): queued in run_ + running
+  std::vector<std::function<void()>> deferred_;  // GUARDED_BY(mu_)
+  std::deque<std::function<void()>> run_;        // GUARDED_BY(mu_): released, to run
+  int idle_threads_ = 0;                         // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;             // GUARDED_BY(mu_)
+};
+
+}  // namespace scribefs

@@ -1,0 +1,172 @@
+// MutationGate: Enter blocks only while closed, Close waits for what is in
+// flight (and gives up at its deadline), deferred continuations run on the
+// gate's threads once it opens, counts for status, shutdown.
+#include "fs/mutation_gate.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
+
+namespace scribefs {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// True if f is still not ready after d.
+template <typename T>
+bool StillWaiting(std::future<T>& f, std::chrono::milliseconds d = 300ms) {
+  return f.wait_for(d) == std::future_status::timeout;
+}
+
+TEST(MutationGate, OpenGateNeverBlocksAndCountsInFlight) {
+  MutationGate gate;
+  {
+    auto a = gate.Enter();
+    auto b = gate.Enter();
+    EXPECT_EQ(gate.stats().in_flight, 2u);
+    a.Release();
+    EXPECT_EQ(gate.stats().in_flight, 1u);
+  }
+  EXPECT_EQ(gate.stats().in_flight, 0u);
+  EXPECT_FALSE(gate.closed());
+}
+
+TEST(MutationGate, EnterBlocksWhileClosedAndProceedsOnOpen) {
+  MutationGate gate;
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  EXPECT_TRUE(gate.closed());
+  auto f = std::async(std::launch::async, [&] {
+    auto p = gate.Enter();
+    return Clock::now();
+  });
+  ASSERT_TRUE(StillWaiting(f)) << "Enter returned while the gate was closed";
+  EXPECT_EQ(gate.stats().blocked, 1u);
+  auto opened = Clock::now();
+  EXPECT_EQ(gate.Open(), 1u) << "one operation was held";
+  ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+  EXPECT_GE(f.get(), opened);
+  EXPECT_EQ(gate.stats().blocked, 0u);
+  EXPECT_EQ(gate.stats().held_total, 1u);
+}
+
+TEST(MutationGate, CloseWaitsForOperationsInFlight) {
+  MutationGate gate;
+  auto pass = gate.Enter();
+  auto f = std::async(std::launch::async, [&] { return gate.Close(Clock::now() + 5s); });
+  ASSERT_TRUE(StillWaiting(f)) << "Close returned with an operation in flight";
+  EXPECT_TRUE(gate.closed()) << "new operations must already be held while draining";
+  pass.Release();
+  ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(f.get().ok());
+  gate.Open();
+}
+
+TEST(MutationGate, CloseTimesOutAndReopens) {
+  MutationGate gate;
+  auto pass = gate.Enter();
+  Status s = gate.Close(Clock::now() + 100ms);
+  EXPECT_EQ(s.code(), ETIMEDOUT) << s.ToString();
+  EXPECT_FALSE(gate.closed()) << "a failed close must leave the gate open";
+  auto other = gate.Enter();  // must not block
+  EXPECT_EQ(gate.stats().in_flight, 2u);
+}
+
+TEST(MutationGate, PausesDoNotNest) {
+  MutationGate gate;
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  EXPECT_EQ(gate.Close(Clock::now() + 1s).code(), EBUSY);
+  gate.Open();
+  EXPECT_EQ(gate.Open(), 0u) << "opening an open gate is a no-op";
+}
+
+TEST(MutationGate, DeferIfClosedQueuesUntilOpenAndRunsOnAGateThread) {
+  MutationGate gate;
+  std::atomic<int> ran{0};
+  EXPECT_FALSE(gate.DeferIfClosed([&] { ran++; })) << "open gate: nothing is deferred";
+  EXPECT_EQ(ran.load(), 0);
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  std::promise<std::thread::id> where;
+  EXPECT_TRUE(gate.DeferIfClosed([&] {
+    ran++;
+    where.set_value(std::this_thread::get_id());
+  }));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(ran.load(), 0) << "a deferred operation ran while the gate was closed";
+  EXPECT_EQ(gate.stats().deferred, 1u);
+  EXPECT_EQ(gate.Open(), 1u);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_NE(where.get_future().get(), std::this_thread::get_id());
+  EXPECT_EQ(gate.stats().deferred, 0u);
+}
+
+TEST(MutationGate, ContinuationIsDeferredAgainWhenTheGateClosedAgain) {
+  MutationGate gate;
+  std::atomic<int> attempts{0}, done{0};
+  std::function<void()> op;
+  op = [&] {
+    attempts++;
+    if (gate.DeferIfClosed(op)) return;
+    auto p = gate.Enter();
+    done++;
+  };
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  op();
+  EXPECT_EQ(done.load(), 0);
+  // Reopen and close again at once: the continuation may find it closed.
+  gate.Open();
+  (void)gate.Close(Clock::now() + 1s);
+  std::this_thread::sleep_for(100ms);
+  gate.Open();
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(done.load(), 1) << "the operation must run exactly once, after " << attempts
+                            << " attempts";
+}
+
+TEST(MutationGate, ManyHeldOperationsAreReleasedInParallel) {
+  MutationGate gate(8);
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  std::atomic<int> done{0};
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_TRUE(gate.DeferIfClosed([&] {
+      std::this_thread::sleep_for(20ms);
+      done++;
+    }));
+  }
+  auto start = Clock::now();
+  EXPECT_EQ(gate.Open(), 80u);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 10s));
+  EXPECT_EQ(done.load(), 80);
+  // 80 x 20 ms one at a time would take 1.6 s; 8 threads take ~0.2 s.
+  EXPECT_LT(Clock::now() - start, 1s);
+}
+
+TEST(MutationGate, ShutdownOpensForGood) {
+  MutationGate gate;
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  auto f = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(f));
+  EXPECT_EQ(gate.Shutdown(), 1u);
+  ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+  EXPECT_EQ(gate.Close(Clock::now() + 1s).code(), ESHUTDOWN);
+  EXPECT_FALSE(gate.closed());
+  EXPECT_TRUE(gate.stats().shut_down);
+}
+
+TEST(MutationGate, DestructorRunsWhatIsQueued) {
+  std::atomic<int> ran{0};
+  {
+    MutationGate gate;
+    ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(gate.DeferIfClosed([&] { ran++; }));
+  }
+  EXPECT_EQ(ran.load(), 3) << "held operations must still be answered at shutdown";
+}
+
+}  // namespace
+}  // namespace scribefs

@@ -1,0 +1,289 @@
+// PauseController on a Filesystem driven directly (no mount): a pause holds
+// every kind of mutation and no read, drains what is in flight, commits
+// pending byte ranges before its record, and ends on resume, on timeout
+// (auto-thaw) and on shutdown, each with its resume record.
+#include "fs/pause_controller.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "journal/reader.h"
+
+namespace scribefs {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kRoot = 1;  // FUSE_ROOT_ID
+
+template <typename T>
+bool StillWaiting(std::future<T>& f, std::chrono::milliseconds d = 400ms) {
+  return f.wait_for(d) == std::future_status::timeout;
+}
+
+class PauseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/scribefs-pause-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << strerror(errno);
+    dir_ = tmpl;
+    ASSERT_EQ(mkdir((dir_ + "/data").c_str(), 0755), 0);
+    auto j = Journal::Open(dir_ + "/journal.db");
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    journal_ = std::move(j.value());
+    FsOptions o;
+    o.gate = &gate_;
+    UniqueFd root(open((dir_ + "/data").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root.valid());
+    fs_ = std::make_unique<Filesystem>(std::move(root), journal_.get(), o);
+    PauseOptions po;
+    po.max_pause_s = 30;
+    po.sync_backing = [this] {
+      synced_++;
+      return Status::Ok();
+    };
+    pauser_ = std::make_unique<PauseController>(&gate_, fs_.get(), journal_.get(), po);
+  }
+  void TearDown() override {
+    if (pauser_) pauser_->Shutdown();
+    pauser_.reset();
+    fs_.reset();
+    journal_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::vector<Record> Records() {
+    EXPECT_TRUE(fs_->FlushAllRanges().ok());
+    auto r = JournalReader::Open(dir_ + "/journal.db");
+    EXPECT_TRUE(r.ok());
+    auto q = r.value()->Query(JournalFilter{});
+    EXPECT_TRUE(q.ok());
+    return q.ok() ? std::move(q.value()) : std::vector<Record>{};
+  }
+  static const Record* Last(const std::vector<Record>& rs, Op op, const std::string& path = "") {
+    const Record* out = nullptr;
+    for (const auto& r : rs)
+      if (r.op == op && (path.empty() || r.path == path)) out = &r;
+    return out;
+  }
+  std::string data(const std::string& rel) const { return dir_ + "/data/" + rel; }
+  bool Exists(const std::string& rel) const {
+    struct stat st;
+    return lstat(data(rel).c_str(), &st) == 0;
+  }
+
+  std::string dir_;
+  MutationGate gate_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Filesystem> fs_;
+  std::unique_ptr<PauseController> pauser_;
+  std::atomic<int> synced_{0};
+  Caller c_{0, 0, 1};
+};
+
+TEST_F(PauseTest, HoldsMkdirUntilResumeAndJournalsInOrder) {
+  auto p = pauser_->Pause(10, "test");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_GT(p->seq, 0);
+  EXPECT_EQ(synced_.load(), 0) << "DATADIR is synced only when asked for";
+  auto f = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+  ASSERT_TRUE(StillWaiting(f)) << "mkdir completed during the pause";
+  EXPECT_FALSE(Exists("d"));
+  EXPECT_EQ(pauser_->state().gate.blocked, 1u);
+  auto r = pauser_->Resume("command");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->held_ops, 1u);
+  EXPECT_GE(r->held_ms, 400);
+  ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(f.get());
+  EXPECT_TRUE(Exists("d"));
+  auto rs = Records();
+  const Record* pause = Last(rs, Op::kPause);
+  const Record* resume = Last(rs, Op::kResume);
+  const Record* mk = Last(rs, Op::kMkdir, "d");
+  ASSERT_TRUE(pause && resume && mk);
+  EXPECT_LT(pause->seq, resume->seq);
+  EXPECT_LT(resume->seq, mk->seq) << "the held mkdir must be journaled after the resume";
+  EXPECT_EQ(pause->state, "done");
+  auto d = nlohmann::json::parse(resume->detail);
+  EXPECT_EQ(d["reason"], "command");
+  EXPECT_EQ(d["pause_seq"], pause->seq);
+}
+
+TEST_F(PauseTest, HoldsEveryKindOfMutation) {
+  auto cr = fs_->Create(c_, kRoot, "f", 0644, O_RDWR);
+  ASSERT_TRUE(cr.ok());
+  auto fh = std::move(cr.value().second);
+  ASSERT_TRUE(fs_->Flush(c_, fh.get()).ok());
+  ASSERT_TRUE(fs_->MkDir(c_, kRoot, "dir", 0755).ok());
+  uint64_t fid = cr.value().first.id;
+  ASSERT_TRUE(pauser_->Pause(10, "test").ok());
+  std::vector<std::pair<std::string, std::future<bool>>> ops;
+  auto launch = [&](std::string name, std::function<bool()> fn) {
+    ops.emplace_back(std::move(name), std::async(std::launch::async, std::move(fn)));
+  };
+  std::string payload = "hello";
+  launch("write", [&] {
+    return fs_
+        ->Write(c_, fh.get(), 0, payload.size(),
+                [&](int fd, off_t off) { return pwrite(fd, payload.data(), payload.size(), off); })
+        .ok();
+  });
+  launch("create", [&] { return fs_->Create(c_, kRoot, "g", 0644, O_RDWR).ok(); });
+  launch("rename", [&] { return fs_->Rename(c_, kRoot, "dir", kRoot, "dir2", 0).ok(); });
+  launch("symlink", [&] { return fs_->Symlink(c_, "f", kRoot, "ln").ok(); });
+  launch("setattr", [&] {
+    struct stat st = {};
+    st.st_mode = 0600;
+    return fs_->SetAttr(c_, fid, st, Filesystem::kSetMode, nullptr).ok();
+  });
+  launch("truncate-open", [&] { return fs_->Open(c_, fid, O_RDWR | O_TRUNC).ok(); });
+  launch("fallocate", [&] { return fs_->Fallocate(c_, fh.get(), 0, 0, 4096).ok(); });
+  std::this_thread::sleep_for(400ms);
+  for (auto& [name, f] : ops)
+    EXPECT_EQ(f.wait_for(0s), std::future_status::timeout) << name << " completed during the pause";
+  EXPECT_FALSE(Exists("g"));
+  EXPECT_FALSE(Exists("ln"));
+  EXPECT_TRUE(Exists("dir"));
+  EXPECT_EQ(pauser_->state().gate.blocked, ops.size());
+
+  // Reads are not held.
+  auto t = Clock::now();
+  EXPECT_TRUE(fs_->Lookup(kRoot, "f").ok());
+  EXPECT_TRUE(fs_->GetAttr(fid, nullptr).ok());
+  auto ro = fs_->Open(c_, fid, O_RDONLY);
+  EXPECT_TRUE(ro.ok());
+  auto dh = fs_->OpenDir(kRoot);
+  ASSERT_TRUE(dh.ok());
+  int entries = 0;
+  EXPECT_TRUE(fs_->ReadDir(dh.value().get(), 0,
+                           [&](const char*, ino_t, unsigned char, int64_t) {
+                             entries++;
+                             return true;
+                           })
+                  .ok());
+  EXPECT_GE(entries, 4);
+  EXPECT_LT(Clock::now() - t, 200ms) << "reads were slowed down by the pause";
+
+  ASSERT_TRUE(pauser_->Resume("command").ok());
+  for (auto& [name, f] : ops) {
+    ASSERT_EQ(f.wait_for(3s), std::future_status::ready) << name;
+    EXPECT_TRUE(f.get()) << name << " failed after the resume";
+  }
+  EXPECT_TRUE(Exists("g"));
+  EXPECT_TRUE(Exists("dir2"));
+}
+
+TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
+  auto cr = fs_->Create(c_, kRoot, "f", 0644, O_RDWR);
+  ASSERT_TRUE(cr.ok());
+  auto fh = std::move(cr.value().second);
+  ASSERT_TRUE(fs_->Flush(c_, fh.get()).ok());  // clean again
+  std::promise<void> entered, release;
+  auto release_f = release.get_future().share();
+  // A write that is inside the filesystem (past the gate) and stays there.
+  auto w = std::async(std::launch::async, [&] {
+    return fs_->Write(c_, fh.get(), 100, 10, [&](int fd, off_t off) -> ssize_t {
+      entered.set_value();
+      release_f.wait();
+      return pwrite(fd, "0123456789", 10, off);
+    });
+  });
+  entered.get_future().wait();
+  auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
+  ASSERT_TRUE(StillWaiting(p)) << "the pause did not wait for the write in flight";
+  release.set_value();
+  ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
+  auto pr = p.get();
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_GE(pr->drain_ms, 300);
+  ASSERT_TRUE(w.get().ok());
+  // A second write to the (now dirty) file only adds a pending range...
+  ASSERT_TRUE(pauser_->Resume("command").ok());
+  ASSERT_TRUE(fs_->Write(c_, fh.get(), 5000, 7,
+                         [&](int fd, off_t off) { return pwrite(fd, "abcdefg", 7, off); })
+                  .ok());
+  // ...which the pause commits before its own record.
+  auto p2 = pauser_->Pause(10, "test");
+  ASSERT_TRUE(p2.ok());
+  auto rs = Records();
+  bool covered = false;
+  for (const auto& r : rs)
+    if (r.op == Op::kWrite && r.path == "f" && r.seq < p2->seq)
+      for (const auto& br : r.ranges)
+        if (br.offset <= 5000 && br.offset + br.length >= 5007) covered = true;
+  EXPECT_TRUE(covered) << "the pending byte range was not committed before the pause record";
+}
+
+TEST_F(PauseTest, AutoThawAfterTimeout) {
+  auto start = Clock::now();
+  auto p = pauser_->Pause(0.6, "test");
+  ASSERT_TRUE(p.ok());
+  auto f = std::async(std::launch::async, [&] {
+    bool ok = fs_->MkDir(c_, kRoot, "late", 0755).ok();
+    return std::make_pair(ok, Clock::now());
+  });
+  auto [ok, when] = f.get();
+  EXPECT_TRUE(ok);
+  EXPECT_GE(when - start, 550ms) << "released before the timeout";
+  EXPECT_LT(when - start, 3s) << "the auto-thaw came late";
+  EXPECT_FALSE(pauser_->state().paused);
+  auto rs = Records();
+  const Record* resume = Last(rs, Op::kResume);
+  ASSERT_NE(resume, nullptr);
+  EXPECT_EQ(nlohmann::json::parse(resume->detail)["reason"], "timeout");
+  EXPECT_EQ(pauser_->Resume("command").status().code(), ENOENT) << "not paused any more";
+}
+
+TEST_F(PauseTest, RefusesNestingAndBadTimeouts) {
+  EXPECT_EQ(pauser_->Pause(0, "t").status().code(), EINVAL);
+  EXPECT_EQ(pauser_->Pause(-1, "t").status().code(), EINVAL);
+  EXPECT_EQ(pauser_->Pause(31, "t").status().code(), EINVAL) << "above max_pause_s";
+  EXPECT_EQ(pauser_->Resume("command").status().code(), ENOENT);
+  auto p = pauser_->Pause(10, "first");
+  ASSERT_TRUE(p.ok());
+  auto again = pauser_->Pause(10, "second");
+  EXPECT_EQ(again.status().code(), EBUSY);
+  EXPECT_NE(again.status().message().find("first"), std::string::npos) << again.status().message();
+  EXPECT_TRUE(pauser_->IsPaused(p->id));
+  EXPECT_EQ(pauser_->Resume("checkpoint", p->id + 1).status().code(), ENOENT)
+      << "only_id names another pause";
+  EXPECT_TRUE(pauser_->Resume("checkpoint", p->id).ok());
+  EXPECT_FALSE(pauser_->IsPaused(p->id));
+}
+
+TEST_F(PauseTest, SyncOnRequest) {
+  auto p = pauser_->Pause(10, "t", /*sync=*/true);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(synced_.load(), 1);
+  auto rs = Records();
+  EXPECT_TRUE(nlohmann::json::parse(Last(rs, Op::kPause)->detail).contains("sync_ms"));
+}
+
+TEST_F(PauseTest, ShutdownReleasesHeldOperationsAndRefusesNewPauses) {
+  ASSERT_TRUE(pauser_->Pause(10, "test").ok());
+  auto f = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+  ASSERT_TRUE(StillWaiting(f));
+  pauser_->Shutdown();
+  ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(f.get());
+  auto rs = Records();
+  const Record* resume = Last(rs, Op::kResume);
+  ASSERT_NE(resume, nullptr);
+  EXPECT_EQ(nlohmann::json::parse(resume->detail)["reason"], "unmount");
+  EXPECT_EQ(pauser_->Pause(10, "t").status().code(), ESHUTDOWN);
+  EXPECT_TRUE(fs_->MkDir(c_, kRoot, "after", 0755).ok()) << "the gate must stay open";
+}
+
+}  // namespace
+}  // namespace scribefs

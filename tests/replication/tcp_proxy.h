@@ -1,0 +1,73 @@
+// TcpProxy: the project's fault-injection tool for the network between the
+// uploader and its S3 server. It forwards 127.0.0.1:port() to an upstream
+// host:port and can be taken down and brought back on the same port:
+//
+//   auto proxy = TcpProxy::Start("127.0.0.1", rgw_port);   // up
+//   scribefs --endpoint proxy->url() ...
+//   proxy->Down();   // new connections are refused, open ones are cut
+//   proxy->Up();     // listens again on the same port
+//
+// Down() closes the listening socket (a connect gets ECONNREFUSED, as when the
+// server is stopped) and shuts down both sides of every open connection (a
+// request in flight sees its connection reset / closed early). Each accepted
+// connection is served by its own thread; bytes are forwarded unchanged.
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace scribefs::rep {
+
+class TcpProxy {
+ public:
+  // Listens on 127.0.0.1:listen_port (0: a free port). nullptr (and *error
+  // set) when the port cannot be bound.
+  static std::unique_ptr<TcpProxy> Start(const std::string& upstream_host, int upstream_port,
+                                         int listen_port = 0, std::string* error = nullptr);
+  ~TcpProxy();
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // Refuses new connections and cuts the open ones. Idempotent.
+  void Down();
+  // Listens again on the same port. Idempotent; false (with *error) when the
+  // port cannot be bound again.
+  bool Up(std::string* error = nullptr);
+  bool is_up() const { return up_; }
+
+  uint64_t accepted() const { return accepted_; }            // connections accepted so far
+  uint64_t bytes_forwarded() const { return forwarded_; }    // both directions
+  size_t open_connections();
+
+ private:
+  struct Conn;
+  TcpProxy(std::string host, int upstream_port);
+  bool Listen(int port, std::string* error);
+  void AcceptLoop(int listen_fd, int wake_fd);
+  void Serve(Conn* c);
+  void ReapFinished();  // joins connection threads that ended
+
+  const std::string host_;
+  const int upstream_port_;
+  int port_ = 0;
+  std::atomic<bool> up_{false};
+  std::atomic<uint64_t> accepted_{0}, forwarded_{0};
+
+  std::mutex mu_;  // guards the members below
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: wakes the accept loop to stop
+  std::thread acceptor_;
+  std::list<std::unique_ptr<Conn>> conns_;
+};
+
+}  // namespace scribefs::rep

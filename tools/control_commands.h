@@ -1,0 +1,37 @@
+// scribectl commands that talk to the daemon through its control socket:
+// status, pause, resume, checkpoint, checkpoints, flush, retry. Each prints a
+// human summary, or with --json one JSON object on stdout (errors still go to
+// stderr as "scribectl: ..."), and returns an exit code (tools/ctl_common.h).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "tools/ctl_common.h"
+
+namespace scribefs::ctl {
+
+struct PauseOptions {
+  double timeout_s = 60;
+  bool sync = false;
+};
+
+struct CheckpointOptions {
+  std::string name;
+  double timeout_s = 60;
+  std::optional<std::string> pre, post;  // hook commands (sh -c)
+};
+
+struct FlushOptions {
+  std::optional<double> timeout_s;  // none: wait as long as it takes
+};
+
+int RunStatus(const GlobalOptions& global);
+int RunPause(const GlobalOptions& global, const PauseOptions& options);
+int RunResume(const GlobalOptions& global);
+int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options);
+int RunCheckpoints(const GlobalOptions& global);
+int RunFlush(const GlobalOptions& global, const FlushOptions& options);
+int RunRetry(const GlobalOptions& global);
+
+}  // namespace scribefs::ctl
