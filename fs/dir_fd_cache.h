@@ -17,6 +17,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/inode_key.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -33,14 +34,8 @@ class DirFdCache {
   size_t size();
 
  private:
-  struct Key {
-    dev_t dev;
-    ino_t ino;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.ino ^ (uint64_t(k.dev) << 48)); }
-  };
+  using Key = InodeKey;
+  using KeyHash = InodeKeyHash;
   using Lru = std::list<std::pair<Key, Fd>>;
 
   const size_t capacity_;

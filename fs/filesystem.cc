@@ -508,49 +508,33 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
 }
 
 Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  return RemoveName(c, parent, name, /*dir=*/false);
+}
+
+Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
+  return RemoveName(c, parent, name, /*dir=*/true);
+}
+
+Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
   if (!r.ok()) return r.status();
   struct stat st;
   if (fstatat(r->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
-  Record rec = NewRecord(Op::kUnlink, c, r->path);
+  Record rec = NewRecord(dir ? Op::kRmdir : Op::kUnlink, c, r->path);
   rec.mode = st.st_mode;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
   {
     // The name leaves the table before anyone can see its inode number reused.
     std::unique_lock identity(inodes_.identity());
-    if (unlinkat(r->fd(), name.c_str(), 0) != 0) {
+    if (unlinkat(r->fd(), name.c_str(), dir ? AT_REMOVEDIR : 0) != 0) {
       int e = errno;
       identity.unlock();
       Skip(rec, e);
       return PosixError(r->path, e);
     }
-    if (auto child = inodes_.Find(st.st_dev, st.st_ino))
-      inodes_.RemoveAlias(*child, r->parent.get(), name);
-  }
-  return Status::Ok();
-}
-
-Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
-  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
-  SharedTree tree(inodes_.tree());
-  auto r = Resolved::In(this, parent, name);
-  if (!r.ok()) return r.status();
-  struct stat st;
-  if (fstatat(r->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
-  Record rec = NewRecord(Op::kRmdir, c, r->path);
-  rec.mode = st.st_mode;
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
-  {
-    std::unique_lock identity(inodes_.identity());
-    if (unlinkat(r->fd(), name.c_str(), AT_REMOVEDIR) != 0) {
-      int e = errno;
-      identity.unlock();
-      Skip(rec, e);
-      return PosixError(r->path, e);
-    }
-    dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
+    if (dir) dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
     if (auto child = inodes_.Find(st.st_dev, st.st_ino))
       inodes_.RemoveAlias(*child, r->parent.get(), name);
   }

@@ -184,6 +184,8 @@ class Filesystem {
   Status CommitWithPending(Record& r);
   // Commits r after the deferred close records; safe with an Inode::mu held.
   Status CommitWithDeferred(Record& r);
+  // unlink (dir false) or rmdir (dir true) of parent/name.
+  Status RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir);
   // Moves the waiting records into out. Requires the TreeLock.
   void TakePending(std::vector<Record>* out);
   Result<DirFdCache::Fd> DirFd(const Inode& dir);

@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/inode_key.h"
 #include "journal/range_set.h"
 
 namespace scribefs {
@@ -140,14 +141,8 @@ class InodeTable {
   std::shared_mutex& identity() { return identity_; }
 
  private:
-  struct Key {
-    dev_t dev;
-    ino_t ino;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.ino ^ (uint64_t(k.dev) << 48)); }
-  };
+  using Key = InodeKey;
+  using KeyHash = InodeKeyHash;
 
   TreeLock tree_;
   std::shared_ptr<Inode> root_;
