@@ -977,7 +977,11 @@ Result<struct statvfs> Filesystem::StatFs() {
 // Through /proc/self/fd/N of an O_PATH descriptor: works for every file type
 // without opening FIFOs or devices for I/O.
 
-Result<std::string> Filesystem::GetXattr(uint64_t id, const std::string& name, size_t size) {
+// getxattr/listxattr: `call(proc_path, buf, size)` with the usual size-probe
+// convention (size 0 asks for the length).
+Result<std::string> Filesystem::ReadXattrs(
+    uint64_t id, size_t size, const char* what,
+    const std::function<ssize_t(const char*, char*, size_t)>& call) {
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   UniqueFd fd;
@@ -991,32 +995,22 @@ Result<std::string> Filesystem::GetXattr(uint64_t id, const std::string& name, s
   }
   std::string proc = ProcPath(fd.get());
   std::string buf(size, '\0');
-  ssize_t n = getxattr(proc.c_str(), name.c_str(), size ? buf.data() : nullptr, size);
-  if (n < 0) return Errno("getxattr");
+  ssize_t n = call(proc.c_str(), size ? buf.data() : nullptr, size);
+  if (n < 0) return Errno(what);
   if (size == 0) return std::string(static_cast<size_t>(n), '\0');  // size probe
   buf.resize(n);
   return buf;
 }
 
+Result<std::string> Filesystem::GetXattr(uint64_t id, const std::string& name, size_t size) {
+  return ReadXattrs(id, size, "getxattr", [&](const char* p, char* b, size_t n) {
+    return getxattr(p, name.c_str(), b, n);
+  });
+}
+
 Result<std::string> Filesystem::ListXattr(uint64_t id, size_t size) {
-  auto inode = Node(id);
-  if (!inode) return Status::Error(EINVAL, "unknown inode");
-  UniqueFd fd;
-  {
-    SharedTree tree(inodes_.tree());
-    auto path = inodes_.PathOf(*inode);
-    if (!path) return Status::Error(ENOENT, "unlinked");
-    auto o = OpenRel(*path, O_PATH | O_NOFOLLOW);
-    if (!o.ok()) return o.status();
-    fd = std::move(o.value());
-  }
-  std::string proc = ProcPath(fd.get());
-  std::string buf(size, '\0');
-  ssize_t n = listxattr(proc.c_str(), size ? buf.data() : nullptr, size);
-  if (n < 0) return Errno("listxattr");
-  if (size == 0) return std::string(static_cast<size_t>(n), '\0');
-  buf.resize(n);
-  return buf;
+  return ReadXattrs(id, size, "listxattr",
+                    [](const char* p, char* b, size_t n) { return listxattr(p, b, n); });
 }
 
 Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,

@@ -184,6 +184,8 @@ class Filesystem {
   Status CommitWithPending(Record& r);
   // Commits r after the deferred close records; safe with an Inode::mu held.
   Status CommitWithDeferred(Record& r);
+  Result<std::string> ReadXattrs(uint64_t id, size_t size, const char* what,
+                                 const std::function<ssize_t(const char*, char*, size_t)>& call);
   // unlink (dir false) or rmdir (dir true) of parent/name.
   Status RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir);
   // Moves the waiting records into out. Requires the TreeLock.
