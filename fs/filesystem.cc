@@ -205,7 +205,18 @@ Result<Entry> Filesystem::MakeEntry(const std::shared_ptr<Inode>& parent, const 
   Entry e;
   std::shared_lock identity(inodes_.identity());  // see InodeTable::identity()
   if (fstatat(dirfd, name.c_str(), &e.attr, AT_SYMLINK_NOFOLLOW) != 0) return Errno(name);
-  auto inode = inodes_.Reference(e.attr.st_dev, e.attr.st_ino, e.attr.st_mode, parent, name);
+  // The file handle carries the inode generation (see Inode::handle).
+  struct {
+    struct file_handle fh;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } h;
+  h.fh.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  std::string handle;
+  if (name_to_handle_at(dirfd, name.c_str(), &h.fh, &mount_id, 0) == 0)
+    handle.assign(reinterpret_cast<const char*>(h.fh.f_handle), h.fh.handle_bytes);
+  auto inode =
+      inodes_.Reference(e.attr.st_dev, e.attr.st_ino, e.attr.st_mode, handle, parent, name);
   e.id = inodes_.FuseId(inode.get());
   return e;
 }

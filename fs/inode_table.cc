@@ -37,6 +37,7 @@ uint64_t InodeTable::FuseId(const Inode* inode) const {
 }
 
 std::shared_ptr<Inode> InodeTable::Reference(dev_t dev, ino_t ino, mode_t mode,
+                                             const std::string& handle,
                                              const std::shared_ptr<Inode>& parent,
                                              const std::string& name) {
   std::shared_ptr<Inode> inode;
@@ -49,14 +50,15 @@ std::shared_ptr<Inode> InodeTable::Reference(dev_t dev, ino_t ino, mode_t mode,
         std::lock_guard nl(names_mu_);
         nameless = it->second->aliases.empty();
       }
-      if (nameless || it->second->type != (mode & S_IFMT)) {
+      bool reborn = !handle.empty() && !it->second->handle.empty() && it->second->handle != handle;
+      if (nameless || reborn || it->second->type != (mode & S_IFMT)) {
         // A dead file's object (see the header): keep it for the kernel's
         // references, if any, and start afresh.
         if (it->second->nlookup.load() > 0) detached_[it->second.get()] = it->second;
         inserted = true;
       }
     }
-    if (inserted) it->second = std::make_shared<Inode>(dev, ino, mode);
+    if (inserted) it->second = std::make_shared<Inode>(dev, ino, mode, handle);
     inode = it->second;
     inode->nlookup.fetch_add(1);
   }

@@ -74,10 +74,15 @@ struct DirtyState {
 };
 
 struct Inode : std::enable_shared_from_this<Inode> {
-  Inode(dev_t d, ino_t i, mode_t m) : dev(d), ino(i), type(m & S_IFMT) {}
+  Inode(dev_t d, ino_t i, mode_t m, std::string h = {})
+      : dev(d), ino(i), type(m & S_IFMT), handle(std::move(h)) {}
   const dev_t dev;
   const ino_t ino;
   const mode_t type;  // S_IFMT bits
+  // The backing filesystem's file handle (name_to_handle_at): it carries the
+  // inode's generation, so a reused inode number is told apart even when the
+  // old file was deleted behind the mount's back. Empty where unsupported.
+  const std::string handle;
 
   // Guarded by InodeTable::names_mu_ (and kept consistent with the backing
   // tree by TreeLock). Empty: unlinked (or the root).
@@ -113,7 +118,7 @@ class InodeTable {
   // detached (kept until the kernel forgets its id) and a fresh object, with
   // a fresh node id, is made for the new file. Handing the kernel the old id
   // would give the new file the dead one's cached size and pages.
-  std::shared_ptr<Inode> Reference(dev_t dev, ino_t ino, mode_t mode,
+  std::shared_ptr<Inode> Reference(dev_t dev, ino_t ino, mode_t mode, const std::string& handle,
                                    const std::shared_ptr<Inode>& parent, const std::string& name);
   // Looks up a known inode without adding a reference.
   std::shared_ptr<Inode> Find(dev_t dev, ino_t ino);
