@@ -381,18 +381,24 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
   return st;
 }
 
-Result<std::string> Filesystem::ReadLink(uint64_t id) {
+Result<UniqueFd> Filesystem::OpenNode(uint64_t id, int flags) {
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
+  // The descriptor names the inode itself: the lock is only needed to
+  // resolve the path, not while the caller uses it.
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
-  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  return OpenRel(*path, flags);
+}
+
+Result<std::string> Filesystem::ReadLink(uint64_t id) {
+  auto fd = OpenNode(id, O_PATH | O_NOFOLLOW);
   if (!fd.ok()) return fd.status();
   char buf[PATH_MAX + 1];
   ssize_t n = readlinkat(fd->get(), "", buf, sizeof buf);
-  if (n < 0) return Errno(*path);
-  if (n >= static_cast<ssize_t>(sizeof buf)) return Status::Error(ENAMETOOLONG, *path);
+  if (n < 0) return Errno("readlink");
+  if (n >= static_cast<ssize_t>(sizeof buf)) return Status::Error(ENAMETOOLONG, "readlink");
   return std::string(buf, n);
 }
 
@@ -928,15 +934,9 @@ void Filesystem::FlusherLoop() {
 Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(uint64_t id) {
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
-  UniqueFd fd;
-  {
-    SharedTree tree(inodes_.tree());
-    auto path = inodes_.PathOf(*inode);
-    if (!path) return Status::Error(ENOENT, "unlinked");
-    auto o = OpenRel(*path, O_RDONLY | O_DIRECTORY);
-    if (!o.ok()) return o.status();
-    fd = std::move(o.value());
-  }
+  auto o = OpenNode(id, O_RDONLY | O_DIRECTORY);
+  if (!o.ok()) return o.status();
+  UniqueFd fd = std::move(o.value());
   DIR* d = fdopendir(fd.get());
   if (!d) return Errno("opendir");
   fd.Release();  // owned by d now
@@ -993,17 +993,9 @@ Result<struct statvfs> Filesystem::StatFs() {
 Result<std::string> Filesystem::ReadXattrs(
     uint64_t id, size_t size, const char* what,
     const std::function<ssize_t(const char*, char*, size_t)>& call) {
-  auto inode = Node(id);
-  if (!inode) return Status::Error(EINVAL, "unknown inode");
-  UniqueFd fd;
-  {
-    SharedTree tree(inodes_.tree());
-    auto path = inodes_.PathOf(*inode);
-    if (!path) return Status::Error(ENOENT, "unlinked");
-    auto o = OpenRel(*path, O_PATH | O_NOFOLLOW);
-    if (!o.ok()) return o.status();
-    fd = std::move(o.value());
-  }
+  auto o = OpenNode(id, O_PATH | O_NOFOLLOW);
+  if (!o.ok()) return o.status();
+  UniqueFd fd = std::move(o.value());
   std::string proc = ProcPath(fd.get());
   std::string buf(size, '\0');
   ssize_t n = call(proc.c_str(), size ? buf.data() : nullptr, size);

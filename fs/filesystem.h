@@ -173,6 +173,8 @@ class Filesystem {
   class Resolved;  // a name resolved under the TreeLock
   std::shared_ptr<Inode> Node(uint64_t id);
   Result<UniqueFd> OpenRel(const std::string& rel, int flags);
+  // Opens inode `id` by its current path (resolved under the TreeLock).
+  Result<UniqueFd> OpenNode(uint64_t id, int flags);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);
   Status Commit(Record& r, bool durable = false);
   Status CommitAll(std::vector<Record>& rs, bool durable = false);
