@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -240,6 +241,13 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
       if (!cleared.ok()) return fail(kExitFailure, cleared.message());
     }
     (void)journal.value()->SetMeta("target", target);
+    // What scribectl verify/restore need to reach the same target without
+    // being told again (never the credentials: those stay in the environment).
+    (void)journal.value()->SetMeta("endpoint", cfg.endpoint);
+    (void)journal.value()->SetMeta("region", cfg.region);
+    (void)journal.value()->SetMeta("ca_file", cfg.ca_file);
+    (void)journal.value()->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
+    (void)journal.value()->SetMeta("delete", cfg.delete_mode);
     // Changes made while nobody journaled them (unmounted, or bypassing the
     // mount) are found before the mount serves.
     auto rec = ReconcileTree(journal.value().get(), root.get(),

@@ -109,6 +109,17 @@ Result<int64_t> JournalReader::MaxSeq() {
   return sqlite3_column_int64(st->get(), 0);
 }
 
+Result<std::optional<std::string>> JournalReader::Meta(const std::string& key) {
+  auto st = Prepare(db_.get(), "SELECT value FROM meta WHERE key=?1");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_text(st->get(), 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqliteError("journal meta", db_.get(), rc);
+  const unsigned char* v = sqlite3_column_text(st->get(), 0);
+  return std::optional<std::string>(v ? reinterpret_cast<const char*>(v) : "");
+}
+
 Result<JournalStats> JournalReader::Stats() {
   JournalStats out;
   // One read transaction so that the figures agree with each other.

@@ -49,6 +49,9 @@ class JournalReader {
   Result<std::vector<Record>> Query(const JournalFilter& filter);
   Result<JournalStats> Stats();
   Result<int64_t> MaxSeq();
+  // A value of the meta table (what the daemon noted: datadir, target, ...);
+  // nullopt when the key is absent.
+  Result<std::optional<std::string>> Meta(const std::string& key);
 
  private:
   explicit JournalReader(SqliteDb db) : db_(std::move(db)) {}

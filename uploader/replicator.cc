@@ -168,17 +168,6 @@ void Replicator::Notify() {
   notify_cv_.notify_one();
 }
 
-bool Replicator::IsExcluded(const std::string& path) const {
-  if (IsReserved(path)) return true;  // scribefs's own keys in the target
-  auto slash = path.rfind('/');
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  for (const auto& g : options_.excludes) {
-    if (fnmatch(g.c_str(), path.c_str(), FNM_PATHNAME) == 0) return true;
-    if (fnmatch(g.c_str(), base.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
-
 Replicator::Work& Replicator::WorkFor(const std::string& path) {
   auto& w = work_[path];
   if (!w) w = std::make_unique<Work>();
@@ -627,7 +616,7 @@ ReplicatorStats Replicator::stats() {
 Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
                                               const Snapshot& snap) {
   PathOutcome out;
-  if (IsReserved(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
+  if (IsReservedPath(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
   auto fail_local = [&](const Status& s) {
     out.status = StoreStatus(s);
     return out;

@@ -34,6 +34,7 @@
 #include "journal/range_set.h"
 #include "journal/record.h"
 #include "journal/upload_waiter.h"
+#include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
 #include "uploader/remote_index.h"
 
@@ -44,7 +45,7 @@ struct ReplicatorOptions {
   uint64_t part_size = 8ull << 20;
   int part_parallelism = 4;       // parts of one file in flight at once
   bool delete_remote = true;      // --delete propagate (false: keep)
-  std::vector<std::string> excludes = {"*.swp", "*.swx", "*~", ".#*"};
+  std::vector<std::string> excludes = DefaultExcludes();
   std::chrono::milliseconds open_file_delay{10000};
   // Sync mode: every change is awaited by the operation that made it, so a
   // file being written is not held back until its close.
@@ -97,16 +98,12 @@ class Replicator : public UploadWaiter {
   Status WaitUploadedThrough(int64_t seq, std::chrono::steady_clock::time_point deadline,
                              const std::function<bool()>& cancelled = {},
                              const std::function<void(const DrainProgress&)>& progress = {});
-  // Paths under this top-level directory are reserved for scribefs's own
-  // objects in the target (checkpoint manifests): never uploaded or deleted.
-  static constexpr const char* kReservedDir = ".scribefs";
-  static bool IsReserved(const std::string& path);
 
   ReplicatorStats stats();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
   ObjectStore& store() { return *store_; }
-  bool IsExcluded(const std::string& path) const;
+  bool IsExcluded(const std::string& path) const { return filter_.Excluded(path); }
 
  private:
   struct Work;         // everything pending for one path
@@ -127,6 +124,7 @@ class Replicator : public UploadWaiter {
   UniqueFd root_;
   std::unique_ptr<ObjectStore> store_;
   const ReplicatorOptions options_;
+  const ExcludeFilter filter_{options_.excludes};
 
   std::mutex mu_;
   std::condition_variable work_cv_;    // workers: something may be ready

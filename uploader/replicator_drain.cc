@@ -11,12 +11,6 @@ namespace scribefs {
 
 using Clock = std::chrono::steady_clock;
 
-bool Replicator::IsReserved(const std::string& path) {
-  const std::string_view r = kReservedDir;
-  return path == r ||
-         (path.size() > r.size() && path.compare(0, r.size(), r) == 0 && path[r.size()] == '/');
-}
-
 Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
                                        const std::function<bool()>& cancelled,
                                        const std::function<void(const DrainProgress&)>& progress) {

@@ -1,0 +1,110 @@
+#include "tools/target_access.h"
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "journal/reader.h"
+#include "uploader/store_factory.h"
+
+namespace scribefs::ctl {
+
+void AddTargetOptions(CLI::App* cmd, TargetFlags* flags) {
+  const char* g = "Target (default: what the mount's daemon last used)";
+  cmd->add_option("--target", flags->target,
+                  "s3://BUCKET[/PREFIX] or file:///PATH; credentials come from "
+                  "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+      ->group(g);
+  cmd->add_option("--endpoint", flags->endpoint, "S3 endpoint URL (path-style), e.g. http://127.0.0.1:7480")
+      ->group(g);
+  cmd->add_option("--region", flags->region, "S3 region (default AWS_REGION or us-east-1)")->group(g);
+  cmd->add_option("--ca-file", flags->ca_file, "CA bundle to verify the endpoint's TLS certificate")
+      ->group(g);
+  cmd->add_option("--exclude", flags->excludes,
+                  "Also ignore paths matching this glob (repeatable), as scribefs --exclude")
+      ->group(g);
+  cmd->add_flag("--no-default-excludes", flags->no_default_excludes,
+                "Without -m, do not ignore the default excludes (*.swp *.swx *~ .#*)")
+      ->group(g);
+}
+
+namespace {
+
+bool MountNamed(const GlobalOptions& g) {
+  return !g.datadir.empty() || !g.state_dir.empty() || getenv("SCRIBEFS_STATE_DIR") != nullptr;
+}
+
+std::string MetaOr(JournalReader& r, const std::string& key) {
+  auto v = r.Meta(key);
+  return v.ok() && v->has_value() ? **v : std::string();
+}
+
+}  // namespace
+
+std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
+                                                  const TargetFlags& flags, int* exit_code) {
+  ResolvedTarget out;
+  TargetOptions to;
+  std::string url = flags.target;
+  to.endpoint = flags.endpoint;
+  to.region = flags.region;
+  to.ca_file = flags.ca_file;
+  std::vector<std::string> excludes;
+  bool have_journal_excludes = false;
+
+  if (url.empty() || MountNamed(global)) {
+    if (!MountNamed(global)) {
+      *exit_code = Fail(kExitUsage,
+                        "no target: give --target URL (s3://BUCKET[/PREFIX] or file:///PATH), or "
+                        "name a mount with -m DATADIR");
+      return std::nullopt;
+    }
+    StateLocation loc;
+    auto reader = OpenJournalOrFail(global, &loc, exit_code);
+    if (!reader) {
+      if (!url.empty() && *exit_code == kExitNoState) {
+        // --target says everything needed; the mount is optional then.
+        *exit_code = kExitOk;
+      } else {
+        return std::nullopt;
+      }
+    } else {
+      out.datadir = !loc.datadir.empty() ? loc.datadir : MetaOr(*reader, "datadir");
+      if (url.empty()) {
+        url = MetaOr(*reader, "target");
+        if (url.empty()) {
+          *exit_code = Fail(kExitUsage, "the mount's journal names no target (scribefs ran "
+                                        "without --target); give --target URL");
+          return std::nullopt;
+        }
+        out.from_journal = true;
+        if (to.endpoint.empty()) to.endpoint = MetaOr(*reader, "endpoint");
+        if (to.region.empty()) to.region = MetaOr(*reader, "region");
+        if (to.ca_file.empty()) to.ca_file = MetaOr(*reader, "ca_file");
+      }
+      std::string ex = MetaOr(*reader, "excludes");
+      if (!ex.empty()) {
+        auto j = nlohmann::json::parse(ex, nullptr, false);
+        if (j.is_array()) {
+          for (const auto& e : j)
+            if (e.is_string()) excludes.push_back(e.get<std::string>());
+          have_journal_excludes = true;
+        }
+      }
+    }
+  }
+  if (!have_journal_excludes && !flags.no_default_excludes) excludes = DefaultExcludes();
+  for (const auto& e : flags.excludes) excludes.push_back(e);
+
+  auto store = OpenStore(url, to);
+  if (!store.ok()) {
+    *exit_code = Fail(kExitUsage, "target " + url + ": " + store.status().message());
+    return std::nullopt;
+  }
+  out.store = std::move(store.value());
+  out.url = out.store->Describe();
+  out.filter = ExcludeFilter(std::move(excludes));
+  *exit_code = kExitOk;
+  return out;
+}
+
+}  // namespace scribefs::ctl

@@ -1,0 +1,43 @@
+// ExcludeFilter: which paths of DATADIR are never replicated.
+//
+// Two sources: the reserved top-level directory ".scribefs" (scribefs's own
+// objects in the target, such as checkpoint manifests; a local file there
+// would collide with them), and the --exclude glob patterns. A pattern
+// matches either the whole relative path (fnmatch with FNM_PATHNAME, so "*"
+// stays within one component: "logs/*.tmp") or the last component alone
+// ("*.swp" matches "a/b/c.swp"), as rsync's unanchored patterns do.
+//
+// The daemon (what it uploads), `scribectl verify` (what it compares) and
+// `scribectl restore` share this one definition, so that they agree on what
+// belongs in the target. Immutable after construction; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace scribefs {
+
+// Top-level directory reserved for scribefs in the target.
+inline constexpr std::string_view kReservedDir = ".scribefs";
+
+// The --exclude default: editor swap and backup files.
+std::vector<std::string> DefaultExcludes();
+
+// True for ".scribefs" and everything below it.
+bool IsReservedPath(std::string_view path);
+
+class ExcludeFilter {
+ public:
+  ExcludeFilter() = default;
+  explicit ExcludeFilter(std::vector<std::string> patterns) : patterns_(std::move(patterns)) {}
+
+  // `path` is relative to DATADIR ("a/b.txt"), without a leading "/".
+  bool Excluded(const std::string& path) const;
+  const std::vector<std::string>& patterns() const { return patterns_; }
+
+ private:
+  std::vector<std::string> patterns_;
+};
+
+}  // namespace scribefs
