@@ -187,12 +187,18 @@ json Flush(const ControlDeps& d, const json& req, const ControlRequest& ctx) {
   // Byte ranges still in memory belong to what must be uploaded.
   Status s = d.fs->FlushAllRanges();
   if (!s.ok()) return Error(s);
+  auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
+  // After an unclean stop, what the earlier daemon left in the target is
+  // part of "everything so far" (uploader/orphan_sweep.h).
+  if (d.sweep) {
+    s = d.sweep->Wait(deadline, [&] { return ctx.Cancelled(); });
+    if (!s.ok()) return Error(s);
+  }
   auto reader = JournalReader::Open(d.journal->path());
   if (!reader.ok()) return Error(reader.status());
   auto max = reader.value()->MaxSeq();
   if (!max.ok()) return Error(max.status());
-  auto deadline =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
   s = d.replicator->WaitUploadedThrough(*max, deadline, [&] { return ctx.Cancelled(); });
   if (!s.ok()) return Error(s);
   return json{{"seq", *max}, {"waited_ms", MsSince(start)}};
@@ -436,6 +442,7 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.pauser = &pauser_;
   deps_.replicator = replicator;
   deps_.rate = &rate_;
+  deps_.sweep = options_.sweep;
 }
 
 ControlPlane::~ControlPlane() { Stop(); }

@@ -21,6 +21,7 @@
 #include "fs/filesystem.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
+#include "uploader/orphan_sweep.h"
 #include "uploader/replicator.h"
 
 namespace scribefs {
@@ -50,6 +51,7 @@ struct ControlDeps {
   PauseController* pauser = nullptr;
   Replicator* replicator = nullptr;  // nullptr: journal only (no --target)
   UploadRate* rate = nullptr;
+  OrphanSweep* sweep = nullptr;  // may be null
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -70,6 +72,7 @@ class ControlPlane {
     double max_pause_s = 3600;
     std::string socket_path;
     int datadir_fd = -1;  // for syncfs (pause --sync); not owned
+    OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

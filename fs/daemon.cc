@@ -25,6 +25,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
+#include "uploader/orphan_sweep.h"
 #include "uploader/reconciler.h"
 #include "uploader/replicator.h"
 #include "uploader/store_factory.h"
@@ -57,6 +58,7 @@ struct Config {
   std::string delete_mode = "propagate";
   double part_size_mib = 8;
   double stop_timeout = 10.0;
+  double crash_check_delay = 30.0;
   double max_pause = 3600.0;  // pause points (control socket)
   double open_file_delay = 10.0;
 };
@@ -211,6 +213,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   (void)journal.value()->SetMeta("datadir", cfg.datadir);
 
   std::unique_ptr<Replicator> replicator;
+  std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
   if (!cfg.target.empty()) {
     TargetOptions to;
     to.endpoint = cfg.endpoint;
@@ -258,6 +261,19 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     journal.value()->SetCommitListener([rp] { rp->Notify(); });
     Status started = replicator->Start();
     if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
+    // An earlier daemon that did not stop cleanly may have left requests in
+    // flight that the server completes after this start (uploader/orphan_sweep.h).
+    sweep = std::make_unique<OrphanSweep>(journal.value().get(), &replicator->store(),
+                                          [rp](const std::string& p) { return rp->IsExcluded(p); });
+    if (!last.ok() || *last != target) {
+      // A new target: nothing of an earlier daemon's can be in it.
+    } else if (auto clean = journal.value()->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
+      spdlog::warn("the previous scribefs did not stop cleanly: the target will be checked for "
+                   "objects it left in flight in {:.0f} s (--crash-check-delay)",
+                   cfg.crash_check_delay);
+      sweep->Schedule(std::chrono::milliseconds(static_cast<int64_t>(cfg.crash_check_delay * 1000)));
+    }
+    (void)journal.value()->SetMeta("clean_stop", "0");
   }
 
   FsOptions fso;
@@ -278,6 +294,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, replicator ? cfg.mode : "journal-only",
               SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
   cpo.max_pause_s = cfg.max_pause;
+  cpo.sweep = sweep.get();
   cpo.socket_path = paths.socket();
   cpo.datadir_fd = sync_fd.get();
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
@@ -319,7 +336,13 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
                     std::chrono::milliseconds(static_cast<int64_t>(cfg.stop_timeout * 1000));
     Status idle = replicator->WaitIdle(deadline);
     if (!idle.ok()) spdlog::warn("stopping with uploads pending: {}", idle.message());
+    bool sweep_pending = sweep->pending();
+    sweep.reset();
     replicator->Stop(std::chrono::milliseconds(0));
+    // Every request has ended (the workers are joined): the next daemon need
+    // not look for objects this one left in flight, unless a check it
+    // inherited has not run yet.
+    if (!sweep_pending) (void)journal.value()->SetMeta("clean_stop", "1");
   }
   spdlog::info("scribefs stopped serving {}", cfg.datadir);
   if (!run.ok()) {
@@ -442,6 +465,13 @@ int DaemonMain(int argc, char** argv) {
       ->group(repl);
   app.add_option("--stop-timeout", cfg.stop_timeout,
                  "On unmount/SIGTERM, seconds to let pending uploads finish before exiting")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(repl);
+  app.add_option("--crash-check-delay", cfg.crash_check_delay,
+                 "After an unclean stop (crash, kill -9), list the target this many seconds "
+                 "after start and delete objects that the earlier daemon's last requests "
+                 "left behind for files deleted since")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(repl);

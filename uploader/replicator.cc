@@ -636,9 +636,31 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     if (!options_.delete_remote) return out;
     auto rows = index.Subtree(path);
     if (!rows.ok()) return fail_local(rows.status());
-    if (rows->empty()) return out;
     std::vector<std::string> keys;
     for (const auto& r : *rows) keys.push_back(KeyFor(r));
+    if (rows->empty()) {
+      // Nothing recorded, yet something may be stored: an upload whose
+      // answer was lost (a timeout after the server stored it), or one that
+      // an earlier daemon finished just before it was killed, before it
+      // could record it. Deleting a key that does not exist succeeds, so
+      // delete both names the path could have had (file, directory marker):
+      // one request, and no orphan can survive a crash.
+      keys = {path, path + "/"};
+    } else if (rows->front().path == path && rows->front().type == "dir") {
+      // A directory: objects below it that were stored but not recorded (a
+      // crash in the middle of copying a renamed directory) go too.
+      std::set<std::string> known(keys.begin(), keys.end());
+      ListOptions lo;
+      lo.prefix = path + "/";
+      StoreStatus listed = store_->List(lo, [&](const ListEntry& e) {
+        if (!known.count(e.key)) keys.push_back(e.key);
+        return true;
+      });
+      if (!listed.ok()) {
+        out.status = listed;
+        return out;
+      }
+    }
     out.status = store_->DeleteMany(keys);
     if (!out.status.ok()) return out;
     Status s = journal_->Apply([&](sqlite3* db) -> Status {
@@ -647,7 +669,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     });
     if (!s.ok()) return fail_local(s);
     std::lock_guard lk(mu_);
-    stats_.deletes += keys.size();
+    stats_.deletes += rows->size();
     return out;
   }
 
