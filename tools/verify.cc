@@ -159,8 +159,14 @@ std::string Join(const std::vector<std::string>& parts) {
 struct Outcome {
   std::vector<std::string> reasons;  // empty: identical
   std::string error;                 // not empty: could not compare
+  bool retryable = false;            // the error may go away (network, 5xx, throttling)
   uint64_t bytes = 0;
 };
+
+void StoreFailed(const StoreStatus& status, Outcome* out) {
+  out->error = status.message();
+  out->retryable = status.retryable();
+}
 
 std::string SizeReason(uint64_t local, uint64_t target) {
   return "size: local " + std::to_string(local) + ", target " + std::to_string(target);
@@ -174,7 +180,7 @@ void CompareFileContent(ObjectStore* store, const std::string& key, int fd, cons
   if (size == 0) {
     auto head = store->Head(key);
     if (!head.ok()) {
-      out->error = head.status().message();
+      StoreFailed(head.status(), out);
       return;
     }
     if (head->size != 0) out->reasons.push_back(SizeReason(0, head->size));
@@ -202,7 +208,7 @@ void CompareFileContent(ObjectStore* store, const std::string& key, int fd, cons
           return;
         }
       }
-      out->error = got.status().message();
+      StoreFailed(got.status(), out);
       return;
     }
     if (off == 0) {
@@ -214,6 +220,7 @@ void CompareFileContent(ObjectStore* store, const std::string& key, int fd, cons
       }
     } else if (got->info.etag != etag) {
       out->error = "the object changed while it was read";
+      out->retryable = true;
       return;
     }
     if (got->body.size() != len) {
@@ -275,7 +282,7 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
     if (config.quick) {
       auto head = store->Head(key);
       if (!head.ok()) {
-        out.error = head.status().message();
+        StoreFailed(head.status(), &out);
         return out;
       }
       if (head->size != uint64_t(now.st_size))
@@ -309,7 +316,7 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
     auto got = store->Get(key, ByteRange{0, uint64_t(PATH_MAX) + 1});
     if (!got.ok() && got.status().error_code() == "InvalidRange") got = store->Get(key);
     if (!got.ok()) {
-      out.error = got.status().message();
+      StoreFailed(got.status(), &out);
       return out;
     }
     if (got->body != link)
@@ -323,7 +330,7 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
   // again) and special files: the object's metadata.
   auto head = store->Head(key);
   if (!head.ok()) {
-    out.error = head.status().message();
+    StoreFailed(head.status(), &out);
     return out;
   }
   if (!S_ISDIR(st.st_mode) && head->size != 0) out.reasons.push_back(SizeReason(0, head->size));
@@ -481,10 +488,17 @@ Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const Ex
     threads.emplace_back([&] {
       for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
         Outcome o;
-        try {
-          o = CompareOne(store, root.get(), *jobs[j], config);
-        } catch (const std::exception& ex) {
-          o.error = ex.what();
+        // Transient store errors (network, 5xx, throttling) are tried
+        // again a few times, as the uploader would.
+        for (int attempt = 0;; ++attempt) {
+          o = Outcome();
+          try {
+            o = CompareOne(store, root.get(), *jobs[j], config);
+          } catch (const std::exception& ex) {
+            o.error = ex.what();
+          }
+          if (o.error.empty() || !o.retryable || attempt == 3) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
         }
         std::lock_guard lk(mu);
         outcomes[j] = std::move(o);
