@@ -1,7 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
 // mount directly (read-only, safe while the daemon writes it) and talks to the
 // daemon through its control socket (status, pause, resume, checkpoint,
-// checkpoints, flush, retry).
+// checkpoints, flush, retry). verify reads the target and DATADIR directly.
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -12,6 +12,7 @@
 //   3  no scribefs state (journal) for that mount: not mounted, or wrong -m/--state-dir
 //   4  the daemon is not running (commands that need the control socket)
 //   5  a wait timed out (flush, checkpoint; a request the daemon did not answer)
+//   6  verify: the target differs from the directory
 // Errors are printed on stderr as "scribectl: <message>".
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "tools/journal_command.h"
 #include "tools/stats_command.h"
 #include "tools/time_spec.h"
+#include "tools/verify_command.h"
 
 namespace scribefs::ctl {
 namespace {
@@ -69,6 +71,7 @@ Exit status:
   4  the daemon is not running (commands that talk to it: status, pause,
      resume, checkpoint, checkpoints, flush, retry)
   5  a wait timed out (flush, checkpoint)
+  6  verify found differences between the target and the directory
 
 Run 'scribectl COMMAND --help' for the options of a command. The options
 above may also be given after the command.)";
@@ -195,6 +198,45 @@ such a record failed to upload (see 'scribectl journal --state failed').
 On a terminal, shows the pending count while it waits.
 
 With --json: {ok, seq, waited_ms}.)";
+
+const char* const kVerifyFooter = R"(
+The global options -m DATADIR, --state-dir DIR and --json (see
+'scribectl --help') may come before or after the command.
+
+Compares every path of the directory (DATADIR of the mount, or --dir) with
+the target (the mount's, as its daemon last noted it in the journal, or
+--target): "missing" = a local path without an object, "extra" = an
+object without a local path, "different" = both exist but differ:
+type; regular files: size and content (SHA-256 of both; with --quick the
+size and the mtime metadata instead, without reading content); symlinks:
+the link target; directories: the "dir/" marker (so empty directories
+count); fifos, sockets, devices: their empty object; for all: mode and
+owner (x-amz-meta-mode/uid/gid), for files also mtime. Paths matched by
+the excludes (the daemon's --exclude list from the journal, or the default
+*.swp *.swx *~ .#*, plus --exclude) and the reserved .scribefs/ prefix
+(checkpoint manifests) are ignored on both sides. Directories are named
+with a trailing "/". Nothing is changed on either side.
+
+Run 'scribectl flush' first: in async mode, changes not yet uploaded are
+reported as differences. A file that changes while verify runs may be
+reported too. Reading DATADIR while it is mounted is fine (passthrough).
+
+Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+(AWS_SESSION_TOKEN), as for scribefs; they are never printed.
+
+Exit codes: 0 identical; 6 differences found; 1 some path could not be
+compared (or listing the target failed); 2 usage; 3 no state for that
+mount (and no --target).
+
+With --json: {identical, checked, missing: [path], extra: [path],
+different: [{path, reason}], errors: [{path, error}], seconds, quick,
+path, bytes_compared, target, dir}.
+
+Examples:
+  scribectl -m /data flush && scribectl -m /data verify
+  scribectl -m /data verify --quick --path docs
+  scribectl verify --target s3://backup/data --endpoint http://rgw:7480 --dir /data
+  scribectl -m /data --json verify | jq -r '.different[].path')";
 
 const std::string kRetryFooter = std::string(kCommonOptions) + R"(
 
@@ -338,6 +380,34 @@ int Main(int argc, char** argv) {
   CLI::App* retry = app.add_subcommand("retry", "Requeue every failed upload.");
   retry->footer(kRetryFooter);
 
+  VerifyOptions vopts;
+  CLI::App* verify = app.add_subcommand(
+      "verify", "Compare the target with the directory: missing, extra and different paths.");
+  verify->add_flag("--quick", vopts.quick,
+                   "Compare files by size and mtime metadata only (no content download).");
+  verify
+      ->add_option("--path", vopts.path,
+                   "Only this path (a file, or a directory and everything below it),\n"
+                   "relative to the directory; a leading '/' is ignored.")
+      ->type_name("PATH");
+  verify
+      ->add_option("--dir", vopts.dir,
+                   "Compare with DIR instead of the mount's DATADIR (needed when only\n"
+                   "--target is given).")
+      ->type_name("DIR");
+  verify->add_option("-j,--workers", vopts.workers, "Parallel requests to the target (default 8).")
+      ->type_name("N")
+      ->check(CLI::Range(1, 64).description(""));
+  verify
+      ->add_option("-n,--limit", vopts.limit,
+                   "List at most N paths of each kind (default 20; 0 = all). --json\n"
+                   "always lists all.")
+      ->type_name("N")
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
+  AddTargetOptions(verify, &vopts.target);
+  verify->footer(kVerifyFooter);
+
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string where = "scribectl";
@@ -360,6 +430,7 @@ int Main(int argc, char** argv) {
   if (checkpoints->parsed()) return RunCheckpoints(global);
   if (flush->parsed()) return RunFlush(global, fopts);
   if (retry->parsed()) return RunRetry(global);
+  if (verify->parsed()) return RunVerify(global, vopts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 
