@@ -5,7 +5,9 @@
 // would collide with them), and the --exclude glob patterns. A pattern
 // matches either the whole relative path (fnmatch with FNM_PATHNAME, so "*"
 // stays within one component: "logs/*.tmp") or the last component alone
-// ("*.swp" matches "a/b/c.swp"), as rsync's unanchored patterns do.
+// ("*.swp" matches "a/b/c.swp"), as rsync's unanchored patterns do. A path
+// below an excluded directory is excluded ("--exclude cache" covers
+// "cache/x" and "a/cache/y").
 //
 // The daemon (what it uploads), `scribectl verify` (what it compares) and
 // `scribectl restore` share this one definition, so that they agree on what
