@@ -457,7 +457,8 @@ TEST_F(CheckpointTest, VersionedBucketKeepsCheckpointsRestorable) {
     EXPECT_EQ(GenOf(now->body), 2) << "the overwrite did not reach the target";
     std::string out = root() + "/fetched-" + path;
     RunResult g = Aws(*s3_, {"get-object", "--bucket", bucket_, "--key", prefix_ + "/" + path,
-                             "--version-id", e["version_id"].get<std::string>(), out});
+                             // "=": an RGW version id may begin with "-".
+                             "--version-id=" + e["version_id"].get<std::string>(), out});
     ASSERT_EQ(g.exit_code, 0) << g.Describe();
     auto body = it::ReadFile(out);
     ASSERT_TRUE(body.has_value());
