@@ -638,6 +638,22 @@ StoreStatus S3Store::CreateBucket() {
   return StoreStatus();
 }
 
+StoreStatus S3Store::EnableVersioning() {
+  Call call;
+  call.op = "PUT BUCKET VERSIONING " + options_.bucket;
+  call.method = "PUT";
+  call.bucket_level = true;
+  call.query.emplace_back("versioning", "");
+  const std::string body =
+      "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+      "<Status>Enabled</Status></VersioningConfiguration>";
+  Payload payload = Payload::FromMemory(body);
+  call.payload = &payload;
+  auto r = Perform(call);
+  if (!r.ok()) return r.status();
+  return StoreStatus();
+}
+
 static Status CheckKeyFor(const std::string& key, const char* op) {
   return ValidateKey(key).WithContext(op);
 }
@@ -678,14 +694,16 @@ StoreResult<PutResult> S3Store::Put(const std::string& key, const Payload& paylo
   return out;
 }
 
-StoreResult<ObjectInfo> S3Store::GetImpl(const std::string& key, std::optional<ByteRange> range,
-                                         int fd, std::string* body) {
+StoreResult<ObjectInfo> S3Store::GetImpl(const std::string& key, const std::string& version_id,
+                                         std::optional<ByteRange> range, int fd,
+                                         std::string* body) {
   SCRIBEFS_RETURN_IF_ERROR(CheckKeyFor(key, "GET"));
   Call call;
   call.op = "GET";
   call.method = "GET";
   call.key = key;
   call.out_fd = fd;
+  if (!version_id.empty()) call.query.emplace_back("versionId", version_id);
   if (range) {
     if (range->length == 0)
       return StoreStatus(Status::Error(EINVAL, "GET " + key + ": empty range"));
@@ -712,24 +730,39 @@ StoreResult<ObjectInfo> S3Store::GetImpl(const std::string& key, std::optional<B
 }
 
 StoreResult<GetResult> S3Store::Get(const std::string& key, std::optional<ByteRange> range) {
+  return GetVersion(key, "", range);
+}
+
+StoreResult<ObjectInfo> S3Store::GetToFile(const std::string& key, int fd,
+                                           std::optional<ByteRange> range) {
+  return GetImpl(key, "", range, fd, nullptr);
+}
+
+StoreResult<GetResult> S3Store::GetVersion(const std::string& key, const std::string& version_id,
+                                           std::optional<ByteRange> range) {
   GetResult out;
-  auto info = GetImpl(key, range, -1, &out.body);
+  auto info = GetImpl(key, version_id, range, -1, &out.body);
   if (!info.ok()) return info.status();
   out.info = std::move(info).value();
   return out;
 }
 
-StoreResult<ObjectInfo> S3Store::GetToFile(const std::string& key, int fd,
-                                           std::optional<ByteRange> range) {
-  return GetImpl(key, range, fd, nullptr);
+StoreResult<ObjectInfo> S3Store::GetVersionToFile(const std::string& key,
+                                                  const std::string& version_id, int fd,
+                                                  std::optional<ByteRange> range) {
+  return GetImpl(key, version_id, range, fd, nullptr);
 }
 
-StoreResult<ObjectInfo> S3Store::Head(const std::string& key) {
+StoreResult<ObjectInfo> S3Store::Head(const std::string& key) { return HeadVersion(key, ""); }
+
+StoreResult<ObjectInfo> S3Store::HeadVersion(const std::string& key,
+                                             const std::string& version_id) {
   SCRIBEFS_RETURN_IF_ERROR(CheckKeyFor(key, "HEAD"));
   Call call;
   call.op = "HEAD";
   call.method = "HEAD";
   call.key = key;
+  if (!version_id.empty()) call.query.emplace_back("versionId", version_id);
   auto r = Perform(call);
   if (!r.ok()) return r.status();
   ObjectInfo info;

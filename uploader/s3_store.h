@@ -64,6 +64,8 @@ class S3Store : public ObjectStore {
 
   // Creates the bucket (ok when it already exists and is ours). For tests and setup.
   StoreStatus CreateBucket();
+  // Turns on versioning for the bucket (PUT ?versioning). For tests and setup.
+  StoreStatus EnableVersioning();
 
   std::string Describe() const override;
   StoreResult<PutResult> Put(const std::string& key, const Payload& payload,
@@ -73,6 +75,14 @@ class S3Store : public ObjectStore {
   StoreResult<ObjectInfo> GetToFile(const std::string& key, int fd,
                                     std::optional<ByteRange> range = std::nullopt) override;
   StoreResult<ObjectInfo> Head(const std::string& key) override;
+  // ?versionId=V (signed like every query parameter).
+  StoreResult<GetResult> GetVersion(const std::string& key, const std::string& version_id,
+                                    std::optional<ByteRange> range = std::nullopt) override;
+  StoreResult<ObjectInfo> GetVersionToFile(const std::string& key, const std::string& version_id,
+                                           int fd,
+                                           std::optional<ByteRange> range = std::nullopt) override;
+  StoreResult<ObjectInfo> HeadVersion(const std::string& key,
+                                      const std::string& version_id) override;
   StoreStatus Delete(const std::string& key) override;
   StoreStatus DeleteMany(const std::vector<std::string>& keys) override;
   StoreResult<CopyResult> Copy(const std::string& src_key, const std::string& dst_key,
@@ -109,8 +119,8 @@ class S3Store : public ObjectStore {
   StoreResult<Response> Perform(Call& call);
   CurlPtr AcquireHandle();
   void ReleaseHandle(CurlPtr handle);
-  StoreResult<ObjectInfo> GetImpl(const std::string& key, std::optional<ByteRange> range, int fd,
-                                  std::string* body);
+  StoreResult<ObjectInfo> GetImpl(const std::string& key, const std::string& version_id,
+                                  std::optional<ByteRange> range, int fd, std::string* body);
 
   const S3Options options_;
   const std::string scheme_;  // "http" or "https"
