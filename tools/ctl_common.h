@@ -18,6 +18,7 @@ inline constexpr int kExitUsage = 2;     // bad command line
 inline constexpr int kExitNoState = 3;   // no journal/state for that mount
 inline constexpr int kExitNoDaemon = 4;  // reserved: the daemon is not running
 inline constexpr int kExitTimeout = 5;   // reserved: a wait timed out
+inline constexpr int kExitRefused = 6;   // restore: keys refused as unsafe (nothing else failed)
 
 struct GlobalOptions {
   std::string datadir;    // -m DATADIR, as given

@@ -1,7 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
 // mount directly (read-only, safe while the daemon writes it) and talks to the
 // daemon through its control socket (status, pause, resume, checkpoint,
-// checkpoints, flush, retry).
+// checkpoints, flush, retry); restore reads the target directly.
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -12,6 +12,7 @@
 //   3  no scribefs state (journal) for that mount: not mounted, or wrong -m/--state-dir
 //   4  the daemon is not running (commands that need the control socket)
 //   5  a wait timed out (flush, checkpoint; a request the daemon did not answer)
+//   6  restore: some keys were refused as unsafe (and nothing else failed)
 // Errors are printed on stderr as "scribectl: <message>".
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "tools/control_commands.h"
 #include "tools/ctl_common.h"
 #include "tools/journal_command.h"
+#include "tools/restore_command.h"
 #include "tools/stats_command.h"
 #include "tools/time_spec.h"
 
@@ -69,6 +71,7 @@ Exit status:
   4  the daemon is not running (commands that talk to it: status, pause,
      resume, checkpoint, checkpoints, flush, retry)
   5  a wait timed out (flush, checkpoint)
+  6  restore: keys refused as unsafe (nothing else failed)
 
 Run 'scribectl COMMAND --help' for the options of a command. The options
 above may also be given after the command.)";
@@ -338,6 +341,9 @@ int Main(int argc, char** argv) {
   CLI::App* retry = app.add_subcommand("retry", "Requeue every failed upload.");
   retry->footer(kRetryFooter);
 
+  RestoreCommandOptions ropts;
+  CLI::App* restore = AddRestoreCommand(&app, &ropts);
+
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string where = "scribectl";
@@ -360,6 +366,7 @@ int Main(int argc, char** argv) {
   if (checkpoints->parsed()) return RunCheckpoints(global);
   if (flush->parsed()) return RunFlush(global, fopts);
   if (retry->parsed()) return RunRetry(global);
+  if (restore->parsed()) return RunRestore(global, ropts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 
