@@ -31,6 +31,7 @@
 #include <atomic>
 #include <ctime>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -129,6 +130,10 @@ class S3Store : public ObjectStore {
 
   std::mutex pool_mu_;
   std::vector<CurlPtr> pool_;  // GUARDED_BY(pool_mu_): idle handles
+
+  // The socket each handle last connected, for TCP_QUICKACK (s3_store.cc).
+  std::mutex sockets_mu_;
+  std::map<const void*, int> sockets_;  // GUARDED_BY(sockets_mu_)
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_sent_{0};
