@@ -707,7 +707,7 @@ struct Restorer::Impl {
       if (maybe) {
         auto h = WithRetries(opt.max_attempts, [&] { return store->Head(e.key); });
         if (!h.ok()) {
-          Finish(e, Outcome::kFailed, Vanished(h.status()));
+          Finish(e, Outcome::kFailed, Vanished(e, h.status()));
           return false;
         }
         if (std::string err = ApplyMetadata(*h, &e); !err.empty()) {
@@ -761,9 +761,15 @@ struct Restorer::Impl {
     return true;
   }
 
-  static std::string Vanished(const StoreStatus& s) {
-    if (s.not_found()) return "no longer in the target (deleted during the restore?)";
-    return s.message();
+  // The message for a failed read of e's object.
+  std::string Vanished(const Entry& e, const StoreStatus& s) const {
+    if (!s.not_found()) return s.message();
+    if (!e.from_manifest) return "no longer in the target (deleted during the restore?)";
+    if (e.version_id.empty()) {
+      return "deleted from the target since checkpoint \"" + opt.checkpoint +
+             "\"; the bucket keeps no version of it (versioning is off), so that content is gone";
+    }
+    return "version " + e.version_id + " is no longer in the target";
   }
 
   std::string ChangedSinceCheckpoint(const Entry& e, const std::string& etag_now) const {
@@ -876,7 +882,7 @@ struct Restorer::Impl {
     auto got =
         WithRetries(opt.max_attempts, [&] { return store->GetVersion(e.key, e.version_id); });
     if (!got.ok()) {
-      Finish(e, Outcome::kFailed, Vanished(got.status()));
+      Finish(e, Outcome::kFailed, Vanished(e, got.status()));
       return;
     }
     bytes += got->body.size();
@@ -950,7 +956,7 @@ struct Restorer::Impl {
       auto h =
           WithRetries(opt.max_attempts, [&] { return store->HeadVersion(e.key, e.version_id); });
       if (!h.ok()) {
-        Finish(e, Outcome::kFailed, Vanished(h.status()));
+        Finish(e, Outcome::kFailed, Vanished(e, h.status()));
         return;
       }
       int64_t v = 0;
@@ -1012,7 +1018,7 @@ struct Restorer::Impl {
     {
       std::lock_guard lock(j.mu);
       if (!r.ok()) {
-        if (j.part_error.empty()) j.part_error = Vanished(r.status());
+        if (j.part_error.empty()) j.part_error = Vanished(e, r.status());
       } else {
         j.part_info[static_cast<size_t>(part)] = *r;
         uint64_t n = range ? range->length : r->size;
