@@ -19,6 +19,7 @@ inline constexpr int kExitNoState = 3;   // no journal/state for that mount
 inline constexpr int kExitNoDaemon = 4;  // reserved: the daemon is not running
 inline constexpr int kExitTimeout = 5;   // reserved: a wait timed out
 inline constexpr int kExitDifferences = 6;  // verify: the target differs from the directory
+inline constexpr int kExitRefused = 7;      // restore: keys refused as unsafe (nothing else failed)
 
 struct GlobalOptions {
   std::string datadir;    // -m DATADIR, as given

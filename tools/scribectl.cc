@@ -1,7 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
 // mount directly (read-only, safe while the daemon writes it) and talks to the
 // daemon through its control socket (status, pause, resume, checkpoint,
-// checkpoints, flush, retry). verify reads the target and DATADIR directly.
+// checkpoints, flush, retry). verify and restore read the target directly.
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -13,6 +13,7 @@
 //   4  the daemon is not running (commands that need the control socket)
 //   5  a wait timed out (flush, checkpoint; a request the daemon did not answer)
 //   6  verify: the target differs from the directory
+//   7  restore: some keys were refused as unsafe (and nothing else failed)
 // Errors are printed on stderr as "scribectl: <message>".
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include "tools/control_commands.h"
 #include "tools/ctl_common.h"
 #include "tools/journal_command.h"
+#include "tools/restore_command.h"
 #include "tools/stats_command.h"
 #include "tools/time_spec.h"
 #include "tools/verify_command.h"
@@ -72,6 +74,7 @@ Exit status:
      resume, checkpoint, checkpoints, flush, retry)
   5  a wait timed out (flush, checkpoint)
   6  verify found differences between the target and the directory
+  7  restore: keys refused as unsafe (nothing else failed)
 
 Run 'scribectl COMMAND --help' for the options of a command. The options
 above may also be given after the command.)";
@@ -407,6 +410,8 @@ int Main(int argc, char** argv) {
           [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
   AddTargetOptions(verify, &vopts.target);
   verify->footer(kVerifyFooter);
+  RestoreCommandOptions ropts;
+  CLI::App* restore = AddRestoreCommand(&app, &ropts);
 
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
@@ -431,6 +436,7 @@ int Main(int argc, char** argv) {
   if (flush->parsed()) return RunFlush(global, fopts);
   if (retry->parsed()) return RunRetry(global);
   if (verify->parsed()) return RunVerify(global, vopts);
+  if (restore->parsed()) return RunRestore(global, ropts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 

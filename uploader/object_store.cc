@@ -74,4 +74,35 @@ StoreResult<std::vector<ListEntry>> ObjectStore::ListAll(const ListOptions& opti
   return out;
 }
 
+namespace {
+
+StoreStatus NoVersions(const std::string& key, const char* op) {
+  StoreErrorInfo info;
+  info.error_code = "NotImplemented";
+  return StoreStatus(
+      Status::Error(ENOTSUP, std::string(op) + " " + key + ": this store keeps no versions"), info);
+}
+
+}  // namespace
+
+StoreResult<GetResult> ObjectStore::GetVersion(const std::string& key,
+                                               const std::string& version_id,
+                                               std::optional<ByteRange> range) {
+  if (!version_id.empty()) return NoVersions(key, "GET");
+  return Get(key, range);
+}
+
+StoreResult<ObjectInfo> ObjectStore::GetVersionToFile(const std::string& key,
+                                                      const std::string& version_id, int fd,
+                                                      std::optional<ByteRange> range) {
+  if (!version_id.empty()) return NoVersions(key, "GET");
+  return GetToFile(key, fd, range);
+}
+
+StoreResult<ObjectInfo> ObjectStore::HeadVersion(const std::string& key,
+                                                 const std::string& version_id) {
+  if (!version_id.empty()) return NoVersions(key, "HEAD");
+  return Head(key);
+}
+
 }  // namespace scribefs

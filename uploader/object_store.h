@@ -272,6 +272,20 @@ class ObjectStore {
   // Size, ETag, metadata, version; not_found() when there is no such object.
   virtual StoreResult<ObjectInfo> Head(const std::string& key) = 0;
 
+  // The same three reads of one version of the object (a versioned S3
+  // bucket: the version_id a Put, Copy or CompleteMultipartUpload returned).
+  // An empty version_id reads the current version, exactly as Get, GetToFile
+  // and Head do. not_found() when that version does not exist. Stores
+  // without versions (LocalStore) keep these defaults, which fail a
+  // non-empty version_id with ENOTSUP ("NotImplemented", not retryable).
+  virtual StoreResult<GetResult> GetVersion(const std::string& key, const std::string& version_id,
+                                            std::optional<ByteRange> range = std::nullopt);
+  virtual StoreResult<ObjectInfo> GetVersionToFile(const std::string& key,
+                                                   const std::string& version_id, int fd,
+                                                   std::optional<ByteRange> range = std::nullopt);
+  virtual StoreResult<ObjectInfo> HeadVersion(const std::string& key,
+                                              const std::string& version_id);
+
   // Deleting a key that does not exist succeeds, as in S3.
   virtual StoreStatus Delete(const std::string& key) = 0;
   // Deletes all keys (any number; batched internally). Fails if any key could

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <ctime>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +65,8 @@ class S3Store : public ObjectStore {
 
   // Creates the bucket (ok when it already exists and is ours). For tests and setup.
   StoreStatus CreateBucket();
+  // Turns on versioning for the bucket (PUT ?versioning). For tests and setup.
+  StoreStatus EnableVersioning();
 
   std::string Describe() const override;
   StoreResult<PutResult> Put(const std::string& key, const Payload& payload,
@@ -73,6 +76,14 @@ class S3Store : public ObjectStore {
   StoreResult<ObjectInfo> GetToFile(const std::string& key, int fd,
                                     std::optional<ByteRange> range = std::nullopt) override;
   StoreResult<ObjectInfo> Head(const std::string& key) override;
+  // ?versionId=V (signed like every query parameter).
+  StoreResult<GetResult> GetVersion(const std::string& key, const std::string& version_id,
+                                    std::optional<ByteRange> range = std::nullopt) override;
+  StoreResult<ObjectInfo> GetVersionToFile(const std::string& key, const std::string& version_id,
+                                           int fd,
+                                           std::optional<ByteRange> range = std::nullopt) override;
+  StoreResult<ObjectInfo> HeadVersion(const std::string& key,
+                                      const std::string& version_id) override;
   StoreStatus Delete(const std::string& key) override;
   StoreStatus DeleteMany(const std::vector<std::string>& keys) override;
   StoreResult<CopyResult> Copy(const std::string& src_key, const std::string& dst_key,
@@ -109,8 +120,8 @@ class S3Store : public ObjectStore {
   StoreResult<Response> Perform(Call& call);
   CurlPtr AcquireHandle();
   void ReleaseHandle(CurlPtr handle);
-  StoreResult<ObjectInfo> GetImpl(const std::string& key, std::optional<ByteRange> range, int fd,
-                                  std::string* body);
+  StoreResult<ObjectInfo> GetImpl(const std::string& key, const std::string& version_id,
+                                  std::optional<ByteRange> range, int fd, std::string* body);
 
   const S3Options options_;
   const std::string scheme_;  // "http" or "https"
@@ -119,6 +130,10 @@ class S3Store : public ObjectStore {
 
   std::mutex pool_mu_;
   std::vector<CurlPtr> pool_;  // GUARDED_BY(pool_mu_): idle handles
+
+  // The socket each handle last connected, for TCP_QUICKACK (s3_store.cc).
+  std::mutex sockets_mu_;
+  std::map<const void*, int> sockets_;  // GUARDED_BY(sockets_mu_)
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_sent_{0};

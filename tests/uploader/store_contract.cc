@@ -132,6 +132,40 @@ TEST_P(StoreContract, GetToFile) {
   EXPECT_EQ(testing_util::ReadFile(path), "");  // an error body never lands in the file
 }
 
+// The version reads with an empty version id are the plain reads; a version
+// the store does not have is an error (LocalStore keeps no versions at all:
+// ENOTSUP; an unversioned S3 bucket: the server's error).
+TEST_P(StoreContract, VersionReadsOfTheCurrentVersion) {
+  TempDir dir;
+  std::string data = Blob(5000, 4);
+  auto put = store_->Put("v/x", Payload::FromMemory(data), kMeta);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  auto got = store_->GetVersion("v/x", "");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->body == data);
+  EXPECT_EQ(got->info.etag, put->etag);
+  EXPECT_EQ(got->info.metadata, kMeta);
+  auto range = store_->GetVersion("v/x", "", ByteRange{100, 50});
+  ASSERT_TRUE(range.ok()) << range.status().ToString();
+  EXPECT_EQ(range->body, data.substr(100, 50));
+  auto head = store_->HeadVersion("v/x", "");
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->size, data.size());
+  EXPECT_EQ(head->etag, put->etag);
+  std::string path = dir.path() + "/out";
+  UniqueFd out(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  ASSERT_TRUE(out.valid());
+  auto info = store_->GetVersionToFile("v/x", "", out.get());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  out.Reset();
+  EXPECT_TRUE(testing_util::ReadFile(path) == data);
+
+  auto missing = store_->GetVersion("v/x", "no-such-version-0123456789");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_FALSE(missing.status().retryable()) << missing.status().ToString();
+  EXPECT_FALSE(store_->HeadVersion("v/x", "no-such-version-0123456789").ok());
+}
+
 TEST_P(StoreContract, MissingObjectIsNotFound) {
   auto head = store_->Head("no/such/key");
   ASSERT_FALSE(head.ok());

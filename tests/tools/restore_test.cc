@@ -1,0 +1,595 @@
+// The restore engine (tools/restore.h) against an in-memory ObjectStore that
+// holds whatever a test puts there, hostile keys included: the safety rules,
+// every kind of entry, resume, --path, ranges, checkpoint manifests, and that
+// a failed download leaves nothing behind. No mount, no server: fast. The
+// end-to-end tests on real mounts and RGW are in restore_e2e_test.cc.
+#include "tools/restore.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "uploader/checkpoint.h"
+#include "uploader/digest.h"
+
+namespace scribefs::ctl {
+namespace {
+
+std::string Md5Hex(const std::string& s) { return HexEncode(*Md5(s)); }
+std::string Sha256Hex(const std::string& s) { return HexEncode(*Sha256(s)); }
+
+StoreStatus Unsupported() { return StoreStatus(Status::Error(ENOTSUP, "not in the fake")); }
+
+// An in-memory store with versions. Keys are not validated on Put: a test may
+// store what a hostile client could.
+class FakeStore : public ObjectStore {
+ public:
+  struct Version {
+    std::string body;
+    Metadata meta;
+    std::string etag, version_id;
+  };
+
+  std::string Put(const std::string& key, const std::string& body, const Metadata& meta = {},
+                  const std::string& etag = "") {
+    std::lock_guard lock(mu_);
+    auto& versions = objects_[key];
+    Version v{body, meta, etag.empty() ? Md5Hex(body) : etag, "v" + std::to_string(++seq_)};
+    versions.push_back(v);
+    return v.version_id;
+  }
+  void Remove(const std::string& key) {
+    std::lock_guard lock(mu_);
+    objects_.erase(key);
+  }
+  void FailGets(const std::string& key) {
+    std::lock_guard lock(mu_);
+    failing_.insert(key);
+  }
+  int gets() const { return gets_; }
+  int heads() const { return heads_; }
+
+  std::string Describe() const override { return "fake://"; }
+  StoreResult<PutResult> Put(const std::string&, const Payload&, const Metadata&) override {
+    return Unsupported();
+  }
+  StoreResult<GetResult> Get(const std::string& key, std::optional<ByteRange> range) override {
+    return GetVersion(key, "", range);
+  }
+  StoreResult<ObjectInfo> GetToFile(const std::string& key, int fd,
+                                    std::optional<ByteRange> range) override {
+    return GetVersionToFile(key, "", fd, range);
+  }
+  StoreResult<ObjectInfo> Head(const std::string& key) override { return HeadVersion(key, ""); }
+  StoreResult<GetResult> GetVersion(const std::string& key, const std::string& version_id,
+                                    std::optional<ByteRange> range) override {
+    ++gets_;
+    auto v = Find(key, version_id);
+    if (!v.ok()) return v.status();
+    {
+      std::lock_guard lock(mu_);
+      if (failing_.count(key)) {
+        StoreErrorInfo info;
+        info.error_code = "AccessDenied";
+        return StoreStatus(Status::Error(EACCES, "GET " + key + ": HTTP 403 AccessDenied"), info);
+      }
+    }
+    GetResult out;
+    out.info = Info(key, *v);
+    uint64_t off = range ? range->offset : 0;
+    uint64_t len = range ? std::min<uint64_t>(range->length, v->body.size() - off) : v->body.size();
+    out.body = v->body.substr(off, len);
+    return out;
+  }
+  StoreResult<ObjectInfo> GetVersionToFile(const std::string& key, const std::string& version_id,
+                                           int fd, std::optional<ByteRange> range) override {
+    auto g = GetVersion(key, version_id, range);
+    if (!g.ok()) return g.status();
+    if (write(fd, g->body.data(), g->body.size()) != static_cast<ssize_t>(g->body.size())) {
+      return StoreStatus(PosixError("write", errno));
+    }
+    return g->info;
+  }
+  StoreResult<ObjectInfo> HeadVersion(const std::string& key,
+                                      const std::string& version_id) override {
+    ++heads_;
+    auto v = Find(key, version_id);
+    if (!v.ok()) return v.status();
+    return Info(key, *v);
+  }
+  StoreStatus Delete(const std::string&) override { return Unsupported(); }
+  StoreStatus DeleteMany(const std::vector<std::string>&) override { return Unsupported(); }
+  StoreResult<CopyResult> Copy(const std::string&, const std::string&,
+                               const CopyOptions&) override {
+    return Unsupported();
+  }
+  StoreStatus List(const ListOptions& options,
+                   const std::function<bool(const ListEntry&)>& fn) override {
+    std::vector<ListEntry> all;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [key, versions] : objects_) {
+        if (key.compare(0, options.prefix.size(), options.prefix) != 0) continue;
+        const Version& v = versions.back();
+        all.push_back(ListEntry{key, false, v.body.size(), v.etag, 1700000000});
+      }
+    }
+    for (const auto& e : all)
+      if (!fn(e)) break;
+    return StoreStatus();
+  }
+  StoreResult<std::string> CreateMultipartUpload(const std::string&, const Metadata&) override {
+    return Unsupported();
+  }
+  StoreResult<PartResult> UploadPart(const std::string&, const std::string&, int,
+                                     const Payload&) override {
+    return Unsupported();
+  }
+  StoreResult<PartResult> UploadPartCopy(const std::string&, const std::string&, int,
+                                         const std::string&, ByteRange,
+                                         const std::string&) override {
+    return Unsupported();
+  }
+  StoreResult<PutResult> CompleteMultipartUpload(const std::string&, const std::string&,
+                                                 const std::vector<CompletedPart>&) override {
+    return Unsupported();
+  }
+  StoreStatus AbortMultipartUpload(const std::string&, const std::string&) override {
+    return Unsupported();
+  }
+  StoreResult<std::vector<MultipartUpload>> ListMultipartUploads(const std::string&) override {
+    return Unsupported();
+  }
+  StoreStats stats() const override { return {}; }
+
+ private:
+  StoreResult<Version> Find(const std::string& key, const std::string& version_id) {
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    StoreErrorInfo info;
+    info.error_code = "NoSuchKey";
+    if (it == objects_.end()) return StoreStatus(Status::Error(ENOENT, "no " + key), info);
+    if (version_id.empty()) return it->second.back();
+    for (const auto& v : it->second)
+      if (v.version_id == version_id) return v;
+    return StoreStatus(Status::Error(ENOENT, "no version " + version_id), info);
+  }
+  static ObjectInfo Info(const std::string& key, const Version& v) {
+    return ObjectInfo{key, v.body.size(), v.etag, v.version_id, v.meta, 1700000000};
+  }
+
+  std::mutex mu_;
+  std::map<std::string, std::vector<Version>> objects_;
+  std::set<std::string> failing_;
+  int seq_ = 0;
+  std::atomic<int> gets_{0}, heads_{0};
+};
+
+// Metadata as the uploader writes it.
+Metadata Meta(mode_t mode, int64_t mtime_ns, uid_t uid = 0, gid_t gid = 0) {
+  return {{"mode", std::to_string(mode)},
+          {"uid", std::to_string(uid)},
+          {"gid", std::to_string(gid)},
+          {"mtime", std::to_string(mtime_ns / 1000000000)},
+          {"scribefs-mtime-ns", std::to_string(mtime_ns)}};
+}
+
+constexpr int64_t kT1 = 1700000000123456789;
+constexpr int64_t kT2 = 1600000000987654321;
+
+class RestoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/scribefs-restore-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+    dest_ = base_ + "/dest";
+    canary_ = base_ + "/canary";
+    ASSERT_EQ(mkdir(dest_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(canary_.c_str(), 0755), 0);
+  }
+  void TearDown() override {
+    std::string cmd = "rm -rf '" + base_ + "'";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+  }
+
+  RestoreSummary Restore(RestoreOptions o = {}) {
+    UniqueFd root(open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    EXPECT_TRUE(root.valid());
+    o.set_owner = geteuid() == 0;
+    Restorer r(&store_, root.get(), &filter_, o);
+    auto s = r.Run();
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return {};
+    last_progress_paths_ = r.progress().done_paths;
+    return *s;
+  }
+
+  std::string Read(const std::string& rel) {
+    std::string out;
+    UniqueFd fd(open((dest_ + "/" + rel).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return "(missing)";
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, n);
+    return out;
+  }
+  struct stat Lstat(const std::string& rel) {
+    struct stat st {};
+    if (lstat((dest_ + "/" + rel).c_str(), &st) != 0) st.st_mode = 0;
+    return st;
+  }
+  static int64_t Mtime(const struct stat& st) {
+    return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
+  // Every name below dir (recursive, relative), not following symlinks.
+  static std::set<std::string> Tree(const std::string& dir, const std::string& rel = "") {
+    std::set<std::string> out;
+    DIR* d = opendir((dir + (rel.empty() ? "" : "/" + rel)).c_str());
+    if (!d) return out;
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      std::string r = rel.empty() ? n : rel + "/" + n;
+      out.insert(r);
+      if (e->d_type == DT_DIR) {
+        for (auto& s : Tree(dir, r)) out.insert(s);
+      }
+    }
+    closedir(d);
+    return out;
+  }
+  static std::string Names(const std::set<std::string>& s) {
+    std::string out;
+    for (const auto& n : s) out += n + " ";
+    return out;
+  }
+
+  FakeStore store_;
+  ExcludeFilter filter_{DefaultExcludes()};
+  std::string base_, dest_, canary_;
+  uint64_t last_progress_paths_ = 0;
+};
+
+TEST(UnsafeKeyReason, RefusesEscapesAndOddPaths) {
+  EXPECT_EQ(UnsafeKeyReason("a"), "");
+  EXPECT_EQ(UnsafeKeyReason("a/b/c.txt"), "");
+  EXPECT_EQ(UnsafeKeyReason("dir/"), "");
+  EXPECT_EQ(UnsafeKeyReason("..a/b..c/..."), "");
+  for (const char* bad : {"", "/", "/etc/x", "../x", "a/../../x", "a/..", "..", ".", "./a", "a/./b",
+                          "a//b", "a//", "//", "a/b/../c/"}) {
+    EXPECT_NE(UnsafeKeyReason(bad), "") << "\"" << bad << "\"";
+  }
+  EXPECT_NE(UnsafeKeyReason(std::string("a\0b", 3)), "");
+}
+
+TEST_F(RestoreTest, EveryKindWithItsAttributes) {
+  store_.Put("a.txt", "hello", Meta(S_IFREG | 0640, kT1));
+  store_.Put("exec.sh", "#!/bin/sh\n", Meta(S_IFREG | 0755, kT2));
+  store_.Put("d/", "", Meta(S_IFDIR | 0750, kT2));
+  store_.Put("d/nested/deep/f", std::string(100000, 'x'), Meta(S_IFREG | 0600, kT1));
+  store_.Put("empty/", "", Meta(S_IFDIR | 0700, kT1));
+  store_.Put("link", "a.txt", Meta(S_IFLNK | 0777, kT2));
+  store_.Put("dangling", "/nonexistent/target", Meta(S_IFLNK | 0777, kT1));
+  store_.Put("fifo", "", Meta(S_IFIFO | 0644, kT1));
+  store_.Put("plain", "no metadata");  // from another S3 client
+  store_.Put("e", "");
+  RestoreSummary s = Restore();
+  EXPECT_EQ(s.failed.size(), 0u) << s.failed[0].path << ": " << s.failed[0].error;
+  EXPECT_EQ(s.refused.size(), 0u);
+  EXPECT_EQ(s.restored, 10u);
+  EXPECT_EQ(last_progress_paths_, 10u);
+
+  EXPECT_EQ(Read("a.txt"), "hello");
+  EXPECT_EQ(Lstat("a.txt").st_mode, S_IFREG | 0640u);
+  EXPECT_EQ(Mtime(Lstat("a.txt")), kT1);
+  EXPECT_EQ(Lstat("exec.sh").st_mode, S_IFREG | 0755u);
+  EXPECT_EQ(Mtime(Lstat("exec.sh")), kT2);
+  EXPECT_EQ(Read("d/nested/deep/f"), std::string(100000, 'x'));
+  EXPECT_EQ(Lstat("d").st_mode, S_IFDIR | 0750u);
+  EXPECT_EQ(Mtime(Lstat("d")), kT2) << "a directory's mtime is set after its contents";
+  EXPECT_TRUE(S_ISDIR(Lstat("d/nested").st_mode));
+  EXPECT_EQ(Lstat("empty").st_mode, S_IFDIR | 0700u);
+  EXPECT_EQ(Mtime(Lstat("empty")), kT1);
+  ASSERT_TRUE(S_ISLNK(Lstat("link").st_mode));
+  char buf[256] = {};
+  ASSERT_GT(readlink((dest_ + "/link").c_str(), buf, sizeof buf), 0);
+  EXPECT_STREQ(buf, "a.txt");
+  EXPECT_EQ(Mtime(Lstat("link")), kT2);
+  EXPECT_TRUE(S_ISLNK(Lstat("dangling").st_mode));
+  EXPECT_EQ(Lstat("fifo").st_mode, S_IFIFO | 0644u);
+  EXPECT_EQ(Read("plain"), "no metadata");
+  EXPECT_EQ(Lstat("plain").st_mode, S_IFREG | 0644u);
+  EXPECT_EQ(Lstat("plain").st_mtim.tv_sec, 1700000000) << "Last-Modified";
+  EXPECT_EQ(Read("e"), "");
+  // No temporary file anywhere.
+  for (const auto& n : Tree(dest_)) EXPECT_EQ(n.find("scribefs-restore"), std::string::npos) << n;
+}
+
+TEST_F(RestoreTest, HostileKeysAreRefusedAndNothingLeavesTheDirectory) {
+  store_.Put("../x", "escape");
+  store_.Put("/etc/x", "escape");
+  store_.Put("a/../../x", "escape");
+  store_.Put("a//b", "odd");
+  store_.Put("./dot", "odd");
+  store_.Put(std::string("nul\0byte", 8), "odd");
+  // A symlink to a directory outside, then a key below it.
+  store_.Put("link", canary_, Meta(S_IFLNK | 0777, kT1));
+  store_.Put("link/evil", "escape");
+  store_.Put("link/deeper/evil", "escape");
+  store_.Put("link2", canary_, Meta(S_IFLNK | 0777, kT1));
+  store_.Put("link2/", "", Meta(S_IFDIR | 0755, kT1));
+  store_.Put("good", "fine");
+  RestoreSummary s = Restore();
+  std::set<std::string> refused;
+  for (const auto& r : s.refused) refused.insert(r.key);
+  EXPECT_EQ(refused, (std::set<std::string>{"../x", "/etc/x", "a/../../x", "a//b", "./dot",
+                                            std::string("nul\0byte", 8), "link/evil",
+                                            "link/deeper/evil", "link2/"}));
+  EXPECT_EQ(s.failed.size(), 0u);
+  EXPECT_EQ(Read("good"), "fine");
+  EXPECT_TRUE(S_ISLNK(Lstat("link").st_mode)) << "the symlink itself is restored";
+  EXPECT_TRUE(Tree(canary_).empty()) << Names(Tree(canary_));
+  EXPECT_EQ(Tree(base_),
+            (std::set<std::string>{"dest", "canary", "dest/good", "dest/link", "dest/link2"}))
+      << Names(Tree(base_));
+}
+
+TEST_F(RestoreTest, SymlinkAlreadyInTheDestinationIsNeverFollowed) {
+  ASSERT_EQ(symlink(canary_.c_str(), (dest_ + "/sub").c_str()), 0);
+  ASSERT_EQ(mkdir((dest_ + "/real").c_str(), 0755), 0);
+  ASSERT_EQ(symlink(canary_.c_str(), (dest_ + "/real/inner").c_str()), 0);
+  store_.Put("sub/x", "escape");
+  store_.Put("sub/", "", Meta(S_IFDIR | 0755, kT1));
+  store_.Put("real/inner/y", "escape");
+  store_.Put("real/ok", "fine");
+  RestoreSummary s = Restore();
+  std::set<std::string> refused;
+  for (const auto& r : s.refused) refused.insert(r.key);
+  EXPECT_EQ(refused, (std::set<std::string>{"sub/", "sub/x", "real/inner/y"}));
+  EXPECT_EQ(Read("real/ok"), "fine");
+  EXPECT_TRUE(Tree(canary_).empty()) << Names(Tree(canary_));
+}
+
+TEST_F(RestoreTest, ResumeSkipsWhatIsRightAndFixesWhatIsNot) {
+  for (int i = 0; i < 20; ++i) {
+    store_.Put("dir" + std::to_string(i % 3) + "/f" + std::to_string(i),
+               "content " + std::to_string(i), Meta(S_IFREG | 0644, kT1 + i));
+  }
+  store_.Put("dir0/", "", Meta(S_IFDIR | 0755, kT2));
+  store_.Put("l", "dir0", Meta(S_IFLNK | 0777, kT1));
+  store_.Put("big", std::string(300000, 'b'), Meta(S_IFREG | 0600, kT1), "0123abcd-3");
+  RestoreSummary first = Restore();
+  EXPECT_EQ(first.restored, 23u);
+  EXPECT_EQ(first.failed.size(), 0u);
+
+  int gets_before = store_.gets();
+  RestoreSummary second = Restore();
+  EXPECT_EQ(second.restored, 0u);
+  EXPECT_EQ(second.skipped, 23u);
+  EXPECT_EQ(second.bytes, 4u) << "only the link target, \"dir0\"";
+  EXPECT_EQ(store_.gets() - gets_before, 1) << "files are checked with HEAD, not downloaded";
+
+  // Same size and mtime, other bytes: the hash check catches it.
+  std::string path = dest_ + "/dir1/f4";
+  struct stat before = Lstat("dir1/f4");
+  {
+    UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(pwrite(fd.get(), "X", 1, 0), 1);
+  }
+  struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  ASSERT_EQ(chmod((dest_ + "/dir2/f5").c_str(), 0600), 0);  // only the mode is wrong
+  ASSERT_EQ(unlink((dest_ + "/dir0/f0").c_str()), 0);
+  RestoreSummary third = Restore();
+  EXPECT_EQ(third.restored, 3u) << "f4, f0 and dir0 (its mtime changed)";
+  EXPECT_EQ(third.skipped, 20u);
+  EXPECT_EQ(Read("dir1/f4"), "content 4");
+  EXPECT_EQ(Read("dir0/f0"), "content 0");
+  EXPECT_EQ(Lstat("dir2/f5").st_mode, S_IFREG | 0644u);
+  EXPECT_EQ(Mtime(Lstat("dir0")), kT2);
+}
+
+TEST_F(RestoreTest, PathLimitsTheRestoreToASubtree) {
+  store_.Put("docs/a", "1");
+  store_.Put("docs/sub/b", "2");
+  store_.Put("docs/", "", Meta(S_IFDIR | 0711, kT1));
+  store_.Put("docsx", "3");
+  store_.Put("other/c", "4");
+  RestoreOptions o;
+  o.path = "docs";
+  RestoreSummary s = Restore(o);
+  EXPECT_EQ(s.restored, 3u);
+  EXPECT_EQ(Tree(dest_), (std::set<std::string>{"docs", "docs/a", "docs/sub", "docs/sub/b"}))
+      << Names(Tree(dest_));
+  EXPECT_EQ(Lstat("docs").st_mode, S_IFDIR | 0711u);
+  o.path = "other/c";
+  s = Restore(o);
+  EXPECT_EQ(s.restored, 1u);
+  EXPECT_EQ(Read("other/c"), "4");
+}
+
+TEST_F(RestoreTest, ExcludedAndReservedPathsAreLeftOut) {
+  store_.Put("keep", "1");
+  store_.Put("notes.swp", "2");
+  store_.Put(".scribefs/checkpoints/x.json", "{}");
+  RestoreSummary s = Restore();
+  EXPECT_EQ(s.restored, 1u);
+  EXPECT_EQ(s.excluded, 1u);
+  EXPECT_EQ(Tree(dest_), (std::set<std::string>{"keep"}));
+}
+
+TEST_F(RestoreTest, LargeFilesComeInRangesFromSeveralWorkers) {
+  std::string big;
+  for (int i = 0; i < 300000; ++i) big += static_cast<char>('a' + (i * 7 + i / 13) % 26);
+  store_.Put("big", big, Meta(S_IFREG | 0644, kT1));
+  store_.Put("small", "s");
+  RestoreOptions o;
+  o.range_threshold = 100000;
+  o.range_size = 65536;
+  o.workers = 4;
+  int before = store_.gets();
+  RestoreSummary s = Restore(o);
+  EXPECT_EQ(s.failed.size(), 0u);
+  EXPECT_EQ(store_.gets() - before, 5 + 1) << "300000 bytes in 5 ranges, and the small file";
+  EXPECT_TRUE(Read("big") == big);
+  EXPECT_EQ(Mtime(Lstat("big")), kT1);
+  EXPECT_EQ(s.bytes, big.size() + 1);
+}
+
+TEST_F(RestoreTest, AFailedDownloadLeavesNothingBehind) {
+  store_.Put("ok", "fine");
+  store_.Put("bad", "secret");
+  store_.FailGets("bad");
+  // A file already under that name stays as it was.
+  ASSERT_EQ(mkdir((dest_ + "/d").c_str(), 0755), 0);
+  store_.Put("d/bad", "secret");
+  store_.FailGets("d/bad");
+  {
+    UniqueFd fd(open((dest_ + "/d/bad").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_EQ(write(fd.get(), "old", 3), 3);
+  }
+  RestoreSummary s = Restore();
+  ASSERT_EQ(s.failed.size(), 2u);
+  EXPECT_EQ(s.failed[0].path, "bad");
+  EXPECT_NE(s.failed[0].error.find("AccessDenied"), std::string::npos) << s.failed[0].error;
+  EXPECT_EQ(s.failed[1].path, "d/bad");
+  EXPECT_EQ(Tree(dest_), (std::set<std::string>{"ok", "d", "d/bad"})) << Names(Tree(dest_));
+  EXPECT_EQ(Read("d/bad"), "old");
+}
+
+TEST_F(RestoreTest, AFileWhereTheTargetHasADirectoryFails) {
+  store_.Put("x/y", "1");
+  ASSERT_TRUE(UniqueFd(open((dest_ + "/x").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644)).valid());
+  ASSERT_EQ(mkdir((dest_ + "/z").c_str(), 0755), 0);
+  store_.Put("z", "file where a directory is");
+  RestoreSummary s = Restore();
+  ASSERT_EQ(s.failed.size(), 2u);
+  EXPECT_EQ(s.failed[0].path, "x/y");
+  EXPECT_EQ(s.failed[1].path, "z");
+  EXPECT_TRUE(S_ISDIR(Lstat("z").st_mode));
+}
+
+// A manifest as the daemon writes it (uploader/checkpoint.cc).
+nlohmann::json ManifestEntry(const std::string& path, const std::string& type,
+                             const std::string& body, mode_t mode, int64_t mtime_ns,
+                             const std::string& version_id, const std::string& etag = "") {
+  nlohmann::json e;
+  e["path"] = path;
+  e["key"] = type == "dir" ? path + "/" : path;
+  e["type"] = type;
+  e["size"] = body.size();
+  e["mode"] = mode;
+  e["uid"] = getuid();
+  e["gid"] = getgid();
+  e["mtime_ns"] = mtime_ns;
+  e["etag"] = etag.empty() ? Md5Hex(body) : etag;
+  e["sha256"] = type == "dir" ? nlohmann::json(nullptr) : nlohmann::json(Sha256Hex(body));
+  e["version_id"] = version_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(version_id);
+  return e;
+}
+
+void PutManifest(FakeStore& store, const std::string& name, const nlohmann::json& entries) {
+  nlohmann::json m = {{"format", "scribefs-checkpoint"},
+                      {"version", 1},
+                      {"name", name},
+                      {"time_ns", kT1},
+                      {"journal_seq", 7},
+                      {"target", "fake://"},
+                      {"paths", entries.size()},
+                      {"entries", entries}};
+  store.Put(CheckpointManifestKey(name), m.dump());
+}
+
+TEST_F(RestoreTest, CheckpointRestoresOldVersionsByVersionId) {
+  std::string v1 = store_.Put("f", "old content", Meta(S_IFREG | 0600, kT1));
+  std::string l1 = store_.Put("l", "f", Meta(S_IFLNK | 0777, kT1));
+  nlohmann::json entries = nlohmann::json::array();
+  entries.push_back(ManifestEntry("d", "dir", "", S_IFDIR | 0700, kT2, ""));
+  entries.push_back(ManifestEntry("f", "file", "old content", S_IFREG | 0600, kT1, v1));
+  entries.push_back(ManifestEntry("l", "symlink", "f", S_IFLNK | 0777, kT1, l1));
+  PutManifest(store_, "before", entries);
+  // Later the files change and new ones appear; the checkpoint ignores them.
+  store_.Put("f", "new content!", Meta(S_IFREG | 0644, kT2));
+  store_.Put("l", "elsewhere", Meta(S_IFLNK | 0777, kT2));
+  store_.Put("new", "not in the checkpoint");
+  RestoreOptions o;
+  o.checkpoint = "before";
+  RestoreSummary s = Restore(o);
+  EXPECT_EQ(s.failed.size(), 0u) << s.failed[0].path << ": " << s.failed[0].error;
+  EXPECT_EQ(s.restored, 3u);
+  EXPECT_EQ(Read("f"), "old content");
+  EXPECT_EQ(Lstat("f").st_mode, S_IFREG | 0600u);
+  EXPECT_EQ(Mtime(Lstat("f")), kT1);
+  char buf[64] = {};
+  ASSERT_GT(readlink((dest_ + "/l").c_str(), buf, sizeof buf), 0);
+  EXPECT_STREQ(buf, "f");
+  EXPECT_EQ(Lstat("d").st_mode, S_IFDIR | 0700u);
+  EXPECT_EQ(Tree(dest_), (std::set<std::string>{"d", "f", "l"}));
+  // Again: all there, nothing downloaded.
+  int gets = store_.gets();
+  s = Restore(o);
+  EXPECT_EQ(s.skipped, 3u);
+  EXPECT_EQ(store_.gets(), gets + 1) << "only the manifest";
+}
+
+TEST_F(RestoreTest, CheckpointOfAnUnversionedBucketNamesOverwrittenPaths) {
+  store_.Put("same", "unchanged");
+  store_.Put("changed", "before");
+  nlohmann::json entries = nlohmann::json::array();
+  entries.push_back(ManifestEntry("changed", "file", "before", S_IFREG | 0644, kT1, ""));
+  entries.push_back(ManifestEntry("same", "file", "unchanged", S_IFREG | 0644, kT1, ""));
+  PutManifest(store_, "cp", entries);
+  store_.Put("changed", "after!");  // overwritten, no versions kept
+  RestoreOptions o;
+  o.checkpoint = "cp";
+  RestoreSummary s = Restore(o);
+  ASSERT_EQ(s.failed.size(), 1u);
+  EXPECT_EQ(s.failed[0].path, "changed");
+  EXPECT_NE(s.failed[0].error.find("changed in the target since checkpoint \"cp\""),
+            std::string::npos)
+      << s.failed[0].error;
+  EXPECT_EQ(Read("same"), "unchanged");
+  EXPECT_EQ(Tree(dest_), (std::set<std::string>{"same"})) << "nothing written for \"changed\"";
+}
+
+TEST_F(RestoreTest, HostileManifestEntriesAreRefused) {
+  store_.Put("x", "1");
+  nlohmann::json entries = nlohmann::json::array();
+  entries.push_back(ManifestEntry("../x", "file", "1", S_IFREG | 0644, kT1, ""));
+  auto mismatched = ManifestEntry("ok", "file", "1", S_IFREG | 0644, kT1, "");
+  mismatched["key"] = "x";
+  entries.push_back(mismatched);
+  PutManifest(store_, "evil", entries);
+  RestoreOptions o;
+  o.checkpoint = "evil";
+  RestoreSummary s = Restore(o);
+  EXPECT_EQ(s.refused.size(), 2u);
+  EXPECT_TRUE(Tree(dest_).empty()) << Names(Tree(dest_));
+}
+
+TEST_F(RestoreTest, MissingCheckpointIsAnError) {
+  UniqueFd root(open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  RestoreOptions o;
+  o.checkpoint = "nope";
+  Restorer r(&store_, root.get(), nullptr, o);
+  auto s = r.Run();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ENOENT);
+  EXPECT_NE(s.status().message().find("no checkpoint \"nope\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace scribefs::ctl

@@ -1,0 +1,410 @@
+#include "tools/restore_command.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "tools/human.h"
+#include "tools/restore.h"
+#include "uploader/checkpoint.h"
+#include "uploader/store_factory.h"
+
+namespace scribefs::ctl {
+namespace {
+
+const char* const kRestoreFooter = R"(
+The global options -m DATADIR, --state-dir DIR and --json (see
+'scribectl --help') may come before or after the command.
+
+What is restored: without --checkpoint, every object the target holds now
+(except its .scribefs/ prefix and excluded paths); with --checkpoint NAME,
+exactly the paths of that checkpoint's manifest, each by its version id
+when the bucket is versioned. Regular files, directories (also empty
+ones), symlinks and special files (FIFOs, sockets; device nodes as root),
+with their mode and mtime, and their uid/gid when run as root. Directory
+attributes are set after their contents. Nothing outside DIR is deleted
+or changed; nothing in DIR that the target does not name is removed.
+
+Safety: nothing is written outside DIR. Keys that are absolute, contain
+an empty, "." or ".." component or a NUL byte, and keys below a symlink
+(one in the target, or one already in DIR) are refused: they are named
+in the output, counted, nothing is written for them, and the exit code
+is 7. Each file is downloaded to a temporary name beside it
+(.NAME.scribefs-restore-XXXXXX) and renamed into place only when it is
+complete and verified, so an interrupted restore never leaves a partial
+file under a real name (Ctrl-C also removes the temporary files).
+DIR must not be the mount's DATADIR or mount point, lie inside one, or
+contain one, while scribefs serves it (use --force to insist).
+
+Resume: running the same command again skips every file that already has
+the object's size and mtime and the content hash that is known: the
+checkpoint's SHA-256; otherwise the ETag when it is an MD5 (single-part
+uploads); multipart objects without a SHA-256 are compared by size and
+mtime only. Symlinks with the same target, and existing directories and
+special files, are kept too; their mode, owner and mtime are corrected.
+
+Verification: every download is checked before it is renamed into place:
+the checkpoint's SHA-256, or the MD5 of a single-part ETag. A checkpoint
+entry without a version id whose object has since been overwritten (an
+unversioned bucket) fails, named, and nothing is written for it.
+
+Exit status: 0 everything restored or already up to date; 1 some paths
+failed (listed), or the restore could not run (target unreachable, no such
+checkpoint); 2 usage error, or DIR is a live mount's (use --force);
+3 no state for -m; 7 some keys were refused as unsafe and nothing else
+failed; 130 interrupted.
+
+With --json: {ok, target, checkpoint, to, restored, skipped, excluded,
+bytes, failed: [{path, error}], refused: [{key, reason}], seconds}.
+
+Examples:
+  scribectl -m /srv/data restore --to /srv/restored
+  scribectl -m /srv/data restore --to /tmp/r --checkpoint nightly-1
+  scribectl restore --target s3://backups/srv --endpoint http://rgw:7480 \
+      --to /srv/data.new --path projects/alpha
+  scribectl --json restore --target file:///mnt/usb/replica --to /srv/data)";
+
+// The absolute, canonical form of `path`, which may not exist yet: its
+// deepest existing ancestor resolved with realpath, the rest appended.
+Result<std::string> CanonicalFuture(const std::string& path) {
+  std::string abs = path;
+  if (abs.empty()) return Status::Error(EINVAL, "empty path");
+  if (abs[0] != '/') {
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return PosixError("getcwd", errno);
+    abs = std::string(cwd) + "/" + abs;
+  }
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= abs.size()) {
+    size_t end = abs.find('/', start);
+    if (end == std::string::npos) end = abs.size();
+    std::string part = abs.substr(start, end - start);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = end + 1;
+  }
+  // Find the deepest existing prefix.
+  for (size_t n = parts.size() + 1; n-- > 0;) {
+    std::string prefix = "/";
+    for (size_t i = 0; i < n; ++i) prefix += (i ? "/" : "") + parts[i];
+    char real[PATH_MAX];
+    if (realpath(prefix.c_str(), real)) {
+      std::string out = real;
+      for (size_t i = n; i < parts.size(); ++i) out += (out == "/" ? "" : "/") + parts[i];
+      return out;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) return PosixError(prefix, errno);
+  }
+  return Status::Error(ENOENT, "cannot resolve " + path);
+}
+
+bool SameOrBelow(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7') {
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+struct LiveMount {
+  std::string mountpoint;
+  std::string datadir;  // the mount's source (scribefs names it after DATADIR)
+};
+
+// The scribefs mounts of this machine (fstype fuse.scribefs).
+std::vector<LiveMount> ScribefsMounts() {
+  std::vector<LiveMount> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::vector<std::string> left, right;
+    auto split = [](const std::string& s, std::vector<std::string>* v) {
+      size_t i = 0;
+      while (i < s.size()) {
+        size_t j = s.find(' ', i);
+        if (j == std::string::npos) j = s.size();
+        v->push_back(s.substr(i, j - i));
+        i = j + 1;
+      }
+    };
+    split(line.substr(0, sep), &left);
+    split(line.substr(sep + 3), &right);
+    if (left.size() < 5 || right.size() < 2 || right[0] != "fuse.scribefs") continue;
+    out.push_back({Unescape(left[4]), Unescape(right[1])});
+  }
+  return out;
+}
+
+// Why restoring into dest would write into a live scribefs DATADIR or
+// mount, or "" when it would not.
+std::string LiveMountConflict(const std::string& dest, const std::string& journal_datadir) {
+  std::vector<std::pair<std::string, std::string>> guarded;  // path, what it is
+  for (const LiveMount& m : ScribefsMounts()) {
+    guarded.emplace_back(m.mountpoint, "the mount point of a running scribefs");
+    if (!m.datadir.empty() && m.datadir[0] == '/') {
+      guarded.emplace_back(m.datadir, "the DATADIR of a running scribefs");
+    }
+  }
+  if (!journal_datadir.empty()) guarded.emplace_back(journal_datadir, "the mount's DATADIR");
+  for (const auto& [path, what] : guarded) {
+    char real[PATH_MAX];
+    std::string p = realpath(path.c_str(), real) ? std::string(real) : path;
+    if (SameOrBelow(dest, p)) {
+      return dest + (dest == p ? " is " : " is inside ") + p + ", " + what;
+    }
+    if (SameOrBelow(p, dest)) return dest + " contains " + p + ", " + what;
+  }
+  return "";
+}
+
+Status MakeDirs(const std::string& path) {
+  std::string cur;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    cur = path.substr(0, end);
+    if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      return PosixError("mkdir " + cur, errno);
+    }
+    start = end + 1;
+  }
+  return Status::Ok();
+}
+
+std::string Rate(double bytes, double seconds) {
+  if (!(seconds > 0)) return "-";
+  char buf[48];
+  snprintf(buf, sizeof buf, "%.1f MB/s", bytes / seconds / 1e6);
+  return buf;
+}
+
+std::string ProgressLine(const RestoreProgress& p, double seconds) {
+  char buf[256];
+  uint64_t done = p.done_bytes.load();
+  snprintf(buf, sizeof buf, "restore: %llu/%llu paths, %s of %s, %s",
+           static_cast<unsigned long long>(p.done_paths.load()),
+           static_cast<unsigned long long>(p.total_paths.load()), FormatBytes(done).c_str(),
+           FormatBytes(p.total_bytes.load()).c_str(),
+           Rate(static_cast<double>(done), seconds).c_str());
+  return buf;
+}
+
+}  // namespace
+
+CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
+  CLI::App* cmd = app->add_subcommand(
+      "restore", "Copy the target (or a checkpoint) back into a local directory.");
+  cmd->add_option("--to", o->to,
+                  "Restore into DIR (created if missing). Must not be the live\n"
+                  "DATADIR or mount point (see --force).")
+      ->type_name("DIR")
+      ->required();
+  cmd->add_option("--checkpoint", o->checkpoint,
+                  "Restore the state of checkpoint NAME (its manifest) instead of\n"
+                  "the target's current objects.")
+      ->type_name("NAME");
+  cmd->add_option("--path", o->path,
+                  "Restore only PREFIX and what is below it (a path relative to\n"
+                  "DATADIR: 'docs' is docs and docs/..., not docsx).")
+      ->type_name("PREFIX");
+  cmd->add_option("-j,--workers", o->workers, "Parallel downloads (default 8).")
+      ->type_name("N")
+      ->check(CLI::Range(1, 256).description(""));
+  cmd->add_flag("--force", o->force,
+                "Restore even into a running scribefs mount, its DATADIR, or a\n"
+                "directory containing one (every write is then journaled and\n"
+                "uploaded again).");
+  AddTargetOptions(cmd, &o->target);
+  cmd->footer(kRestoreFooter);
+  return cmd;
+}
+
+int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
+  // --path and --checkpoint.
+  std::string prefix = o.path;
+  while (!prefix.empty() && prefix.front() == '/') prefix.erase(0, 1);
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  if (!prefix.empty()) {
+    if (std::string why = UnsafeKeyReason(prefix); !why.empty()) {
+      return Fail(kExitUsage, "--path \"" + EscapeControl(o.path) + "\": " + why);
+    }
+  }
+  if (!o.checkpoint.empty()) {
+    if (Status s = ValidateCheckpointName(o.checkpoint); !s.ok()) {
+      return Fail(kExitUsage, "--checkpoint: " + s.message());
+    }
+  }
+  // A file:// target that does not exist would be created empty by the store.
+  if (!o.target.target.empty()) {
+    auto url = ParseTargetUrl(o.target.target);
+    if (url.ok() && url->kind == TargetUrl::Kind::kFile) {
+      struct stat st;
+      if (stat(url->path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return Fail(kExitFailure, "target " + o.target.target + ": no such directory");
+      }
+    }
+  }
+  int exit_code = kExitOk;
+  auto target = ResolveTargetOrFail(global, o.target, &exit_code);
+  if (!target) return exit_code;
+
+  // The destination.
+  auto dest = CanonicalFuture(o.to);
+  if (!dest.ok()) return Fail(kExitUsage, "--to " + o.to + ": " + dest.status().message());
+  if (!o.force) {
+    if (std::string why = LiveMountConflict(*dest, target->datadir); !why.empty()) {
+      return Fail(kExitUsage, "refusing to restore into " + *dest + ": " + why +
+                                  ". Restore elsewhere and move the files, or give --force.");
+    }
+  }
+  if (Status s = MakeDirs(*dest); !s.ok()) return Fail(kExitFailure, s.message());
+  UniqueFd root(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Fail(kExitFailure, *dest + ": " + strerror(errno));
+
+  RestoreOptions ro;
+  ro.checkpoint = o.checkpoint;
+  ro.path = prefix;
+  ro.workers = o.workers;
+  ro.set_owner = geteuid() == 0;
+  Restorer restorer(target->store.get(), root.get(), &target->filter, ro);
+
+  // Ctrl-C / SIGTERM / SIGHUP: remove the temporary files, then exit. The
+  // signals are taken by a monitor thread (which also draws the progress
+  // line); every other thread has them blocked.
+  sigset_t signals, old_mask;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, &old_mask);
+  std::atomic<bool> finished{false};
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread monitor([&] {
+    bool shown = false;
+    while (!finished) {
+      struct timespec wait = {0, 250'000'000};
+      int sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig > 0) {
+        restorer.AbandonTempFiles();
+        const RestoreProgress& p = restorer.progress();
+        fprintf(stderr,
+                "%sscribectl: interrupted after %llu of %llu paths; temporary files "
+                "removed. Run the same command again to resume.\n",
+                shown ? "\r\033[K" : "", static_cast<unsigned long long>(p.done_paths.load()),
+                static_cast<unsigned long long>(p.total_paths.load()));
+        fflush(stderr);
+        _exit(128 + sig);
+      }
+      if (tty && !finished) {
+        double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        fprintf(stderr, "\r\033[K%s", ProgressLine(restorer.progress(), secs).c_str());
+        fflush(stderr);
+        shown = true;
+      }
+    }
+    if (shown) {
+      fprintf(stderr, "\r\033[K");
+      fflush(stderr);
+    }
+  });
+  auto result = restorer.Run();
+  finished = true;
+  monitor.join();
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+
+  if (!result.ok()) return Fail(kExitFailure, "restore: " + result.status().message());
+  const RestoreSummary& s = *result;
+  int code = !s.failed.empty() ? kExitFailure : !s.refused.empty() ? kExitRefused : kExitOk;
+
+  if (!o.checkpoint.empty() && !s.manifest_target.empty() && s.manifest_target != target->url) {
+    fprintf(stderr, "scribectl: note: checkpoint \"%s\" was taken for %s; restored from %s\n",
+            o.checkpoint.c_str(), s.manifest_target.c_str(), target->url.c_str());
+  }
+  if (global.json) {
+    nlohmann::ordered_json j;
+    j["ok"] = code == kExitOk;
+    j["target"] = target->url;
+    j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(o.checkpoint);
+    j["to"] = *dest;
+    j["restored"] = s.restored;
+    j["skipped"] = s.skipped;
+    j["excluded"] = s.excluded;
+    j["bytes"] = s.bytes;
+    j["failed"] = nlohmann::ordered_json::array();
+    for (const auto& f : s.failed) j["failed"].push_back({{"path", f.path}, {"error", f.error}});
+    j["refused"] = nlohmann::ordered_json::array();
+    for (const auto& r : s.refused) j["refused"].push_back({{"key", r.key}, {"reason", r.reason}});
+    j["seconds"] = std::round(s.seconds * 1000) / 1000;
+    printf("%s\n",
+           j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+  } else {
+    printf(
+        "Restored %s%s into %s in %s: %llu restored, %llu already up to date, %llu failed, "
+        "%llu refused",
+        target->url.c_str(),
+        o.checkpoint.empty() ? "" : (" (checkpoint " + o.checkpoint + ")").c_str(), dest->c_str(),
+        FormatDuration(s.seconds).c_str(), static_cast<unsigned long long>(s.restored),
+        static_cast<unsigned long long>(s.skipped),
+        static_cast<unsigned long long>(s.failed.size()),
+        static_cast<unsigned long long>(s.refused.size()));
+    if (s.excluded) printf(", %llu excluded", static_cast<unsigned long long>(s.excluded));
+    printf(".\nDownloaded %s (%s, %.0f paths/s).\n", FormatBytes(s.bytes).c_str(),
+           Rate(static_cast<double>(s.bytes), s.seconds).c_str(),
+           s.seconds > 0 ? static_cast<double>(s.restored) / s.seconds : 0.0);
+    for (const auto& f : s.failed) {
+      printf("FAILED   %s: %s\n", EscapeControl(f.path).c_str(), EscapeControl(f.error).c_str());
+    }
+    for (const auto& r : s.refused) {
+      printf("REFUSED  \"%s\": %s\n", EscapeControl(r.key).c_str(),
+             EscapeControl(r.reason).c_str());
+    }
+  }
+  int out = FinishOutput();
+  if (out != kExitOk) return out;
+  if (code == kExitFailure) {
+    Fail(code, std::to_string(s.failed.size()) + " path(s) could not be restored (listed above)");
+  } else if (code == kExitRefused) {
+    Fail(code, std::to_string(s.refused.size()) +
+                   " key(s) refused as unsafe; nothing was written for them (listed above)");
+  }
+  return code;
+}
+
+}  // namespace scribefs::ctl
