@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -119,11 +120,13 @@ bool IsScribefsMount(const std::string& path) {
 }
 
 // A daemon killed with SIGKILL leaves its mount behind ("Transport endpoint
-// is not connected"). Detach it so that DATADIR is reachable again.
+// is not connected"). Detach it so that DATADIR is reachable again. Asked
+// with statfs, which always goes to the daemon: a stat of the mount point may
+// be answered from the kernel's attribute cache long after the daemon died.
 void ClearStaleMount(const std::string& path) {
   if (!IsScribefsMount(path)) return;
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) return;  // alive: the lock check reports it
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) == 0) return;  // alive: the lock check reports it
   if (errno != ENOTCONN) return;
   if (umount2(path.c_str(), MNT_DETACH) == 0)
     spdlog::warn("detached the stale scribefs mount on {} left by a daemon that died", path);
