@@ -286,6 +286,23 @@ void Replicator::Ingest(const Record& r) {
   if (!w.in_flight) Schedule(r.path, w);
 }
 
+bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
+  std::vector<std::string> stack = {from};
+  std::set<std::string> seen;
+  while (!stack.empty()) {
+    std::string p = std::move(stack.back());
+    stack.pop_back();
+    if (!seen.insert(p).second) continue;
+    auto it = work_.find(p);
+    if (it == work_.end()) continue;
+    for (const auto& d : it->second->waits_for) {
+      if (d == target) return true;
+      stack.push_back(d);
+    }
+  }
+  return false;
+}
+
 void Replicator::DispatchLoop() {
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) {
@@ -376,15 +393,18 @@ void Replicator::WorkerLoop(int id) {
     Work& w = *wit->second;
     w.scheduled = false;
     if (w.in_flight) continue;  // rescheduled when the worker finishes
-    // A renamed-from path waits until its content was copied to the new name.
+    // A renamed-from path waits until its content was copied to the new name,
+    // unless that name waits for this one in turn (a -> b then b -> a): the
+    // cycle would never clear, so this path goes first (a copy that then
+    // finds its source gone uploads instead).
     bool blocked = false;
     for (auto d = w.waits_for.begin(); d != w.waits_for.end();) {
-      if (work_.count(*d)) {
-        blocked = true;
-        ++d;
-      } else {
+      if (!work_.count(*d)) {
         d = w.waits_for.erase(d);
+        continue;
       }
+      if (!WaitsOn(*d, path)) blocked = true;
+      ++d;
     }
     if (blocked) {
       w.sched = Clock::now() + std::chrono::milliseconds(20);

@@ -117,6 +117,9 @@ class Replicator : public UploadWaiter {
   Work& WorkFor(const std::string& path);  // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
   void RescheduleOpenFiles();  // requires mu_: open files go now (drain mode)
+  // True when `from` waits, directly or through other renamed-from paths,
+  // for `target` to be stored first. Requires mu_.
+  bool WaitsOn(const std::string& from, const std::string& target);
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
 

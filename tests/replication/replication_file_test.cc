@@ -116,6 +116,26 @@ TEST_F(ReplicationFile, RapidDeletesAndRenamesOfUploadedPathsReachTarget) {
   ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(target, want));
 }
 
+// Renames that come back to where they started (a -> b -> a, and a swap of
+// two names through a third) must not leave the uploader waiting forever:
+// each old name waits until its content was copied to the new name, and here
+// the new name waits for the old one in turn.
+TEST_F(ReplicationFile, RenamesInACycleReachTarget) {
+  std::string target = root() + "/target";
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + target, {}));
+  ASSERT_TRUE(it::WriteFile(mp("a"), "a"));
+  ASSERT_TRUE(it::WriteFile(mp("x"), "x"));
+  ASSERT_TRUE(it::WriteFile(mp("y"), "y"));
+  ASSERT_TRUE(Flush(30));
+  ASSERT_EQ(rename(mp("a").c_str(), mp("b").c_str()), 0);
+  ASSERT_EQ(rename(mp("b").c_str(), mp("a").c_str()), 0);
+  ASSERT_EQ(rename(mp("x").c_str(), mp("t").c_str()), 0);
+  ASSERT_EQ(rename(mp("y").c_str(), mp("x").c_str()), 0);
+  ASSERT_EQ(rename(mp("t").c_str(), mp("y").c_str()), 0);
+  ASSERT_TRUE(Flush(30));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(target, ExpectedObjects(data())));
+}
+
 // ---- TcpProxy ------------------------------------------------------------------
 
 // A one-connection-at-a-time echo server on 127.0.0.1.
