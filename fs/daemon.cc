@@ -253,11 +253,15 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     (void)journal.value()->SetMeta("delete", cfg.delete_mode);
     // Changes made while nobody journaled them (unmounted, or bypassing the
     // mount) are found before the mount serves.
-    auto rec = ReconcileTree(journal.value().get(), root.get(),
-                             [rp](const std::string& p) { return rp->IsExcluded(p); });
+    ReconcileOptions rco;
+    rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
+    rco.scan = "start";
+    auto rec = ReconcileTree(journal.value().get(), root.get(), rco);
     if (!rec.ok()) return fail(kExitFailure, "start-up reconciliation: " + rec.status().message());
-    spdlog::info("start-up reconciliation: {} entries in {:.2f} s: {} new, {} changed, {} missing",
-                 rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing);
+    spdlog::info(
+        "start-up reconciliation: {} entries in {:.3f} s: {} new, {} changed, {} missing, "
+        "{} left to pending records",
+        rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing, rec->pending);
     journal.value()->SetCommitListener([rp] { rp->Notify(); });
     Status started = replicator->Start();
     if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());

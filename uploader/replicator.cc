@@ -248,15 +248,20 @@ void Replicator::Ingest(const Record& r) {
       break;
   }
   Work& w = add(r.path);
+  // An earlier daemon's records: the files it had open were closed when it
+  // ended (or died), so nothing waits for a close; and byte ranges still in
+  // its memory were never committed, so its writes count as whole-file.
+  const bool earlier = r.seq <= boot_seq_;
   switch (r.op) {
     case Op::kWrite:
       w.content_changed = true;
-      w.open = true;
-      if (r.ranges.empty() || r.seq <= boot_seq_) w.whole = true;
+      w.open = !earlier;
+      if (r.ranges.empty() || earlier) w.whole = true;
       for (const auto& br : r.ranges) w.dirty.Add(br.offset, br.length);
       break;
     case Op::kCreate:
-      w.content_changed = w.whole = w.open = true;
+      w.content_changed = w.whole = true;
+      w.open = !earlier;
       w.created_ns = r.time_ns;
       break;
     case Op::kMkdir:
@@ -266,7 +271,7 @@ void Replicator::Ingest(const Record& r) {
       break;
     case Op::kTruncate:
       w.content_changed = w.whole = true;
-      if (r.flags) w.open = true;  // open(O_TRUNC): a close follows
+      if (r.flags && !earlier) w.open = true;  // open(O_TRUNC): a close follows
       break;
     case Op::kClose:
     case Op::kFsync:
