@@ -50,6 +50,7 @@ struct ControlDeps {
   PauseController* pauser = nullptr;
   Replicator* replicator = nullptr;  // nullptr: journal only (no --target)
   UploadRate* rate = nullptr;
+  int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -69,7 +70,7 @@ class ControlPlane {
     DaemonInfo info;
     double max_pause_s = 3600;
     std::string socket_path;
-    int datadir_fd = -1;  // for syncfs (pause --sync); not owned
+    int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

@@ -1,7 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
 // mount directly (read-only, safe while the daemon writes it) and talks to the
 // daemon through its control socket (status, pause, resume, checkpoint,
-// checkpoints, flush, retry).
+// checkpoints, flush, retry, rescan).
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -67,8 +67,8 @@ Exit status:
   2  usage error (unknown command or option, bad value)
   3  no scribefs state for that mount (not mounted, or wrong -m / --state-dir)
   4  the daemon is not running (commands that talk to it: status, pause,
-     resume, checkpoint, checkpoints, flush, retry)
-  5  a wait timed out (flush, checkpoint)
+     resume, checkpoint, checkpoints, flush, retry, rescan)
+  5  a wait timed out (flush, checkpoint, rescan)
 
 Run 'scribectl COMMAND --help' for the options of a command. The options
 above may also be given after the command.)";
@@ -201,6 +201,21 @@ const std::string kRetryFooter = std::string(kCommonOptions) + R"(
 Puts every failed record back to pending; the uploader tries them again.
 
 With --json: {ok, requeued}.)";
+
+const std::string kRescanFooter = std::string(kCommonOptions) + R"(
+
+Compares DATADIR with what the target holds (as the daemon does at every
+start) and journals a 'reconcile' record for every path that is new,
+changed (type, size, mtime, mode or owner) or missing, so that changes
+made to DATADIR behind the mount's back (scribefs mounted on a separate
+MOUNTPOINT, DATADIR written directly) are uploaded. Paths whose changes
+are still waiting for their upload are left to those records ("already
+pending"). The scan does not hold writes; the final check does, for a
+moment ("writes held"). During a pause, that check waits for the resume.
+Then 'scribectl flush' waits until the changes are stored.
+
+With --json: {ok, scanned, new, changed, missing, pending, records,
+seconds, hold_ms, waited_for_pause}.)";
 
 int Main(int argc, char** argv) {
   GlobalOptions global;
@@ -338,6 +353,15 @@ int Main(int argc, char** argv) {
   CLI::App* retry = app.add_subcommand("retry", "Requeue every failed upload.");
   retry->footer(kRetryFooter);
 
+  RescanOptions ropts;
+  CLI::App* rescan = app.add_subcommand(
+      "rescan", "Find changes made to DATADIR behind the mount and upload them.");
+  rescan->add_option("-t,--timeout", ropts.timeout_s,
+                     "Give up after S seconds (exit 5). Default: wait as long as it takes.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  rescan->footer(kRescanFooter);
+
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string where = "scribectl";
@@ -360,6 +384,7 @@ int Main(int argc, char** argv) {
   if (checkpoints->parsed()) return RunCheckpoints(global);
   if (flush->parsed()) return RunFlush(global, fopts);
   if (retry->parsed()) return RunRetry(global);
+  if (rescan->parsed()) return RunRescan(global, ropts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 
