@@ -16,6 +16,7 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "uploader/digest.h"
+#include "uploader/stale_uploads.h"
 
 namespace scribefs {
 
@@ -308,12 +309,43 @@ bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
   return false;
 }
 
+void Replicator::CleanStaleUploads() {
+  // A few attempts only: a target that is down must not hold back the
+  // uploads for long (they retry on their own); what is left is tried again
+  // at the next start.
+  auto backoff = options_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    auto r = AbortStaleUploads(*store_, journal_->path());
+    if (r.ok()) {
+      if (r->listed > 0)
+        spdlog::info(
+            "uploader: stale multipart uploads: {} aborted (left unfinished by an earlier daemon), "
+            "{} not this mount's left alone{}",
+            r->aborted, r->foreign,
+            r->failed ? fmt::format(", {} could not be aborted ({})", r->failed, r->last_error)
+                      : std::string());
+      return;
+    }
+    if (!r.status().retryable() || attempt >= 5) {
+      spdlog::warn("uploader: stale multipart uploads not cleaned up (next start tries again): {}",
+                   ErrorText(r.status()));
+      return;
+    }
+    std::unique_lock lk(mu_);
+    if (notify_cv_.wait_for(lk, backoff, [&] { return stop_; })) return;
+    backoff *= 2;
+  }
+}
+
 void Replicator::DispatchLoop() {
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) {
     spdlog::error("uploader: cannot read the journal: {}", reader.status().message());
     return;
   }
+  // Before anything is uploaded, so that no upload of this daemon can be
+  // mistaken for a stale one (uploader/stale_uploads.h).
+  CleanStaleUploads();
   std::unique_lock lk(mu_);
   while (!stop_) {
     notify_cv_.wait_for(lk, std::chrono::milliseconds(500), [&] { return notified_ || stop_; });

@@ -70,7 +70,9 @@ class Replicator : public UploadWaiter {
                                                     ReplicatorOptions options);
   ~Replicator() override;
 
-  // Resets records left 'uploading' by an earlier daemon to 'pending', then starts.
+  // Resets records left 'uploading' by an earlier daemon to 'pending', then
+  // starts. Before its first upload, the uploader aborts the multipart
+  // uploads an earlier daemon of this mount left unfinished.
   Status Start();
   // Stops taking new work and waits up to `grace` for uploads in flight.
   void Stop(std::chrono::milliseconds grace);
@@ -111,6 +113,9 @@ class Replicator : public UploadWaiter {
   struct PathOutcome;  // what it reports back
   Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
              ReplicatorOptions options);
+  // Aborts the multipart uploads an earlier daemon left unfinished
+  // (uploader/stale_uploads.h); runs once, before the first upload.
+  void CleanStaleUploads();
   void DispatchLoop();
   void WorkerLoop(int id);
   void Ingest(const Record& r);  // requires mu_

@@ -1,6 +1,7 @@
 // Recovery pieces without a mount: ReconcileTree's rules (what it reports,
 // what it leaves to records still to upload, the second look on a live
-// mount).
+// mount) and AbortStaleUploads' rule for "this mount's" unfinished
+// multipart uploads, on a LocalStore.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,12 +9,15 @@
 #include <fcntl.h>
 
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "journal/reader.h"
 #include "tests/uploader/test_util.h"
+#include "uploader/local_store.h"
 #include "uploader/reconciler.h"
 #include "uploader/remote_index.h"
+#include "uploader/stale_uploads.h"
 
 namespace scribefs {
 namespace {
@@ -213,6 +217,59 @@ TEST_F(ReconcileTest, ExcludedPathsAreNeitherScannedNorReported) {
   ReconcileReport rep = Run(o);
   EXPECT_EQ(rep.scanned, 0u);
   EXPECT_TRUE(Reported().empty());
+}
+
+// ---- stale multipart uploads ---------------------------------------------------
+
+TEST(StaleUploadsTest, AbortsOnlyThisMountsUnfinishedUploads) {
+  TempDir dir;
+  auto store = LocalStore::Open(dir.path() + "/target");
+  ASSERT_TRUE(store.ok());
+  auto journal = Journal::Open(dir.path() + "/journal.db");
+  ASSERT_TRUE(journal.ok());
+  // The journal knows "stored" (objects table) and "pending" (a record not
+  // yet uploaded); "done-only" only through a record that is done.
+  RemoteObject o;
+  o.path = "stored";
+  o.type = "file";
+  ASSERT_TRUE(
+      (*journal)->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); }).ok());
+  Record pending;
+  pending.op = Op::kWrite;
+  pending.path = "dir/pending";
+  Record done;
+  done.op = Op::kWrite;
+  done.path = "done-only";
+  done.state = "done";
+  Record renamed;
+  renamed.op = Op::kRename;
+  renamed.path = "a";
+  renamed.new_path = "renamed-to";
+  ASSERT_TRUE((*journal)->Commit(pending).ok());
+  ASSERT_TRUE((*journal)->Commit(done).ok());
+  ASSERT_TRUE((*journal)->Commit(renamed).ok());
+  std::map<std::string, std::string> ids;
+  for (const char* key :
+       {"stored", "dir/pending", "renamed-to", "done-only", "someone-else", ".scribefs/stored"}) {
+    auto id = (*store)->CreateMultipartUpload(key, {});
+    ASSERT_TRUE(id.ok()) << key;
+    ids[key] = *id;
+  }
+  auto rep = AbortStaleUploads(**store, (*journal)->path());
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->listed, 6u);
+  EXPECT_EQ(rep->aborted, 3u);
+  EXPECT_EQ(rep->foreign, 3u);
+  EXPECT_EQ(rep->failed, 0u);
+  auto left = (*store)->ListMultipartUploads("");
+  ASSERT_TRUE(left.ok());
+  std::set<std::string> keys;
+  for (const auto& u : *left) keys.insert(u.key);
+  EXPECT_EQ(keys, (std::set<std::string>{".scribefs/stored", "done-only", "someone-else"}));
+  // Nothing left of ours: a second run aborts nothing.
+  rep = AbortStaleUploads(**store, (*journal)->path());
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->aborted, 0u);
 }
 
 }  // namespace
