@@ -799,7 +799,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
     if (n < 0) return fail_local(PosixError(path, errno));
     obj.size = n;
-    if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns) return out;
+    if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns && old->ino == obj.ino)
+      return out;
     auto put = store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
     if (!put.ok()) {
       out.status = put.status();
@@ -844,8 +845,12 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   meta = MetaFor(st);
   same_meta = old && old->type == "file" && old->mode == obj.mode && old->uid == obj.uid &&
               old->gid == obj.gid;
+  // The same file as stored: size, mtime and inode. The inode tells apart
+  // another file renamed over this name with the same size and mtime (two
+  // files written within one clock tick).
   bool same_content = old && old->type == "file" && old->size == obj.size &&
-                      old->mtime_ns == obj.mtime_ns && !snap.content_changed;
+                      old->mtime_ns == obj.mtime_ns && old->ino == obj.ino &&
+                      !snap.content_changed;
   auto after = [&]() -> bool {
     struct stat st2;
     if (fstat(file->get(), &st2) != 0 || st2.st_size != st.st_size || MtimeNs(st2) != obj.mtime_ns) {
