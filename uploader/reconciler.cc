@@ -40,9 +40,12 @@ struct Stored {
   uint32_t mode = 0, uid = 0, gid = 0;
 };
 
-// The same comparison the uploader makes before it skips an upload: type,
-// mode and owner, and for anything but a directory (whose mtime moves with
-// every entry) size and mtime.
+// Type, mode and owner, and for anything but a directory (whose mtime moves
+// with every entry) size and mtime: rsync's quick check. Not the inode number
+// (the uploader also compares it, for paths the journal names): a DATADIR
+// copied to another filesystem would then be uploaded again in full. So, as
+// with rsync, a file replaced by another of the same size and mtime while
+// nobody watched is not noticed.
 bool Same(const Stored& o, const struct stat& st) {
   return o.type == TypeOf(st.st_mode) && o.mode == st.st_mode && o.uid == st.st_uid &&
          o.gid == st.st_gid &&
