@@ -736,12 +736,22 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   bool same_meta = old && old->type == obj.type && old->mode == obj.mode && old->uid == obj.uid &&
                    old->gid == obj.gid;
 
+  // Records what was stored. Then: is it still there under this name? The
+  // path, or a directory above it, may have been renamed or removed during
+  // the upload, and that record's own upload may have run already (a
+  // directory's removal deletes what is stored below it, which did not yet
+  // include this). Then go again: the next attempt finds the path gone and
+  // deletes what was just stored, instead of leaving it in the target.
   auto record = [&](const RemoteObject& o) -> bool {
     Status s = journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
     if (!s.ok()) {
       out.status = StoreStatus(s);
       return false;
     }
+    auto again = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
+    struct stat now;
+    if (!again.ok() || fstat(again->get(), &now) != 0 || now.st_ino != o.ino)
+      out.changed_during = true;
     return true;
   };
 
