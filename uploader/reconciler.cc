@@ -80,11 +80,18 @@ class Coverage {
     // not walk them as a rename target.
     if (op == Op::kRename && new_path && !(flags & 2)) subtree_.insert(*new_path);
   }
-  bool Covers(const std::string& path) const {
+  // gone(dir): whether `dir` no longer exists locally (asked only for a
+  // missing path's ancestors that a record names).
+  bool Covers(const std::string& path, bool missing,
+              const std::function<bool(const std::string&)>& gone) const {
     if (self_.count(path)) return true;
-    if (subtree_.empty()) return false;
-    for (size_t p = path.rfind('/'); p != std::string::npos && p > 0; p = path.rfind('/', p - 1))
-      if (subtree_.count(path.substr(0, p))) return true;
+    for (size_t p = path.rfind('/'); p != std::string::npos && p > 0; p = path.rfind('/', p - 1)) {
+      std::string dir = path.substr(0, p);
+      if (subtree_.count(dir)) return true;
+      // The uploader finds a named directory gone and deletes everything it
+      // stored below it (e.g. the source of a rename still to upload).
+      if (missing && self_.count(dir) && gone(dir)) return true;
+    }
     return false;
   }
 
@@ -271,6 +278,10 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
   // 3. Keep what no record still to upload covers; on a live mount, only
   // what still differs now (see ReconcileOptions::quiesce).
   std::vector<Candidate> report;
+  auto gone = [&](const std::string& dir) {
+    auto st = StatNow(root_fd, dir);
+    return st.ok() && !st->has_value();  // an error counts as there: report
+  };
   auto check_live = [&]() -> Status {
     ReadTxn txn(db->get());
     SCRIBEFS_RETURN_IF_ERROR(txn.Begin());
@@ -280,7 +291,7 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
                        "SELECT type, size, mtime_ns, mode, uid, gid FROM objects WHERE path=?1");
     if (!get.ok()) return get.status();
     for (Candidate& c : candidates) {
-      if (now.Covers(c.path)) {
+      if (now.Covers(c.path, c.reason == Reason::kMissing, gone)) {
         rep.pending++;
         continue;
       }
@@ -311,7 +322,7 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
     rep.hold_ms = std::chrono::duration<double, std::milli>(Clock::now() - h).count();
   } else {
     for (Candidate& c : candidates) {
-      if (coverage.Covers(c.path))
+      if (coverage.Covers(c.path, c.reason == Reason::kMissing, gone))
         rep.pending++;
       else
         report.push_back(std::move(c));

@@ -12,8 +12,11 @@
 // parts). It is counted as `pending`. Which records cover a path:
 //   - any unfinished record naming it (path, or new_path of a rename/link;
 //     not the source of a link, which the uploader does not look at again);
-//   - an unfinished rename of one of its ancestor directories (the uploader
-//     walks a renamed directory and stores everything below it as it is now).
+//   - an unfinished rename to one of its ancestor directories (the uploader
+//     walks a renamed directory and stores everything below it as it is now);
+//   - for a path gone locally: an unfinished record naming one of its
+//     ancestors that is gone too (the uploader deletes everything it stored
+//     below a path it finds gone, e.g. the old name of a renamed directory).
 //
 // Two uses:
 //   - at start-up, before the mount serves and the uploader runs: nothing

@@ -150,12 +150,22 @@ TEST_F(ReconcileTest, LeavesPathsToRecordsStillToUpload) {
   Pending(Op::kMkdir, "made");                     // ... but not a new directory
   Pending(Op::kRename, "x", "swapped", 2);         // ... nor RENAME_EXCHANGE
   Pending(Op::kRename, "renamed-from", "elsewhere");
+  // Stored below a directory whose rename is still to upload (the directory's
+  // own marker not stored yet): gone with it, or not, if the name is back.
+  StoredRow(Row("old-dir/inner", "file", 1));
+  Pending(Op::kRename, "old-dir", "new-dir");
+  ASSERT_EQ(mkdir(D("back").c_str(), 0755), 0);
+  ASSERT_NO_FATAL_FAILURE(Stored("back"));
+  StoredRow(Row("back/inner", "file", 1));
+  Pending(Op::kRename, "back", "away");
   ReconcileReport rep = Run();
   std::map<std::string, std::string> want = {{"linked-from", "new"},   {"failed", "new"},
-                                             {"made/child", "new"},    {"swapped/child", "new"}};
+                                             {"made/child", "new"},    {"swapped/child", "new"},
+                                             {"back/inner", "missing"}};
   EXPECT_EQ(Reported(), want);
-  // written, linked-to, moved, moved/child, made, swapped, renamed-from
-  EXPECT_EQ(rep.pending, 7u);
+  // written, linked-to, moved, moved/child, made, swapped, renamed-from,
+  // old-dir/inner
+  EXPECT_EQ(rep.pending, 8u);
 }
 
 TEST_F(ReconcileTest, LiveLooksAgainInsideQuiesceAndSkipsWhatTheMountDid) {
