@@ -52,6 +52,7 @@ struct ControlDeps {
   Replicator* replicator = nullptr;  // nullptr: journal only (no --target)
   UploadRate* rate = nullptr;
   OrphanSweep* sweep = nullptr;  // may be null
+  int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -71,7 +72,7 @@ class ControlPlane {
     DaemonInfo info;
     double max_pause_s = 3600;
     std::string socket_path;
-    int datadir_fd = -1;  // for syncfs (pause --sync); not owned
+    int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,

@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -121,11 +122,13 @@ bool IsScribefsMount(const std::string& path) {
 }
 
 // A daemon killed with SIGKILL leaves its mount behind ("Transport endpoint
-// is not connected"). Detach it so that DATADIR is reachable again.
+// is not connected"). Detach it so that DATADIR is reachable again. Asked
+// with statfs, which always goes to the daemon: a stat of the mount point may
+// be answered from the kernel's attribute cache long after the daemon died.
 void ClearStaleMount(const std::string& path) {
   if (!IsScribefsMount(path)) return;
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) return;  // alive: the lock check reports it
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) == 0) return;  // alive: the lock check reports it
   if (errno != ENOTCONN) return;
   if (umount2(path.c_str(), MNT_DETACH) == 0)
     spdlog::warn("detached the stale scribefs mount on {} left by a daemon that died", path);
@@ -253,11 +256,15 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     (void)journal.value()->SetMeta("delete", cfg.delete_mode);
     // Changes made while nobody journaled them (unmounted, or bypassing the
     // mount) are found before the mount serves.
-    auto rec = ReconcileTree(journal.value().get(), root.get(),
-                             [rp](const std::string& p) { return rp->IsExcluded(p); });
+    ReconcileOptions rco;
+    rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
+    rco.scan = "start";
+    auto rec = ReconcileTree(journal.value().get(), root.get(), rco);
     if (!rec.ok()) return fail(kExitFailure, "start-up reconciliation: " + rec.status().message());
-    spdlog::info("start-up reconciliation: {} entries in {:.2f} s: {} new, {} changed, {} missing",
-                 rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing);
+    spdlog::info(
+        "start-up reconciliation: {} entries in {:.3f} s: {} new, {} changed, {} missing, "
+        "{} left to pending records",
+        rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing, rec->pending);
     journal.value()->SetCommitListener([rp] { rp->Notify(); });
     Status started = replicator->Start();
     if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());

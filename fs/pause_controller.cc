@@ -203,6 +203,31 @@ void PauseController::Shutdown() {
   gate_->Shutdown();
 }
 
+Result<double> PauseController::Hold(Clock::time_point deadline,
+                                     const std::function<Status()>& fn) {
+  std::lock_guard ctl(ctl_mu_);
+  {
+    std::lock_guard lk(mu_);
+    if (shut_down_) return Status::Error(ESHUTDOWN, "the mount is being unmounted");
+    if (paused_)
+      return Status::Error(EBUSY, "paused by " + by_ + " (pause record " + std::to_string(seq_) +
+                                      ")");
+  }
+  auto closed_at = Clock::now();
+  Status s = gate_->Close(deadline);
+  if (!s.ok()) {
+    if (s.code() == EBUSY || s.code() == ESHUTDOWN) return s;
+    return s.WithContext("draining mutations in flight");
+  }
+  s = fs_->FlushAllRanges();
+  if (s.ok()) s = fn();
+  else s = s.WithContext("committing pending byte ranges");
+  gate_->Open();
+  double held = MsSince(closed_at);
+  if (!s.ok()) return s;
+  return held;
+}
+
 PauseState PauseController::state() const {
   PauseState st;
   {

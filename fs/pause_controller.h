@@ -101,6 +101,20 @@ class PauseController {
   // Unmount: resumes (reason "unmount") if paused, opens the gate for good.
   void Shutdown();
 
+  // Runs fn while no mutation through the mount is in flight or can start:
+  // closes the gate, waits for the mutations in flight (until `deadline`),
+  // commits the byte ranges still in memory, runs fn, opens the gate. Unlike
+  // a pause it writes no record and does not push the kernel's cached writes
+  // (what the kernel still caches has not reached DATADIR either), so it is
+  // for short looks at DATADIR and the journal that must not race the mount
+  // (rescan). Serialized with Pause/Resume: a pause asked for meanwhile waits
+  // for fn. EBUSY while paused (a pause promises that neither DATADIR nor the
+  // journal changes, so the caller waits for its end), ESHUTDOWN when
+  // unmounting, ETIMEDOUT when the mutations in flight did not finish in
+  // time; otherwise fn's status. Returns how long the gate was closed (ms).
+  Result<double> Hold(std::chrono::steady_clock::time_point deadline,
+                      const std::function<Status()>& fn);
+
   PauseState state() const;
   // True while pause `id` is the current one.
   bool IsPaused(uint64_t id) const;

@@ -149,10 +149,15 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
   if (rc != SQLITE_OK) return SqliteError("journal " + path, raw, rc);
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, 10000);
-  SCRIBEFS_RETURN_IF_ERROR(EnsureSchema(raw, path));
-  // A damaged journal must be refused, never silently reset or extended:
-  // check every page once at open (the journal is compacted, so this stays
-  // quick).
+  // A damaged journal must be refused, never silently reset, extended or
+  // "repaired": check every page once, before anything is written (the
+  // schema statements below write page 1, and closing the connection would
+  // then copy it into the damaged file).
+  {
+    int app_id = 0;
+    rc = ReadIntPragma(raw, "PRAGMA application_id", &app_id);
+    if (rc != SQLITE_OK) return SqliteError(path + ": not a readable SQLite database", raw, rc);
+  }
   {
     auto qc = Prepare(raw, "PRAGMA quick_check(1)");
     if (!qc.ok()) return qc.status().WithContext("journal " + path);
@@ -166,6 +171,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
                                         "journal (pending changes in it would then be found by "
                                         "reconciliation)");
   }
+  SCRIBEFS_RETURN_IF_ERROR(EnsureSchema(raw, path));
   // Checkpoints happen in the background thread (see CheckpointLoop).
   SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA wal_autocheckpoint=0").WithContext(path));
   SCRIBEFS_RETURN_IF_ERROR(Exec(raw, "PRAGMA journal_size_limit=67108864").WithContext(path));

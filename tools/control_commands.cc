@@ -602,4 +602,29 @@ int RunRetry(const GlobalOptions& global) {
   return FinishOutput();
 }
 
+int RunRescan(const GlobalOptions& global, const RescanOptions& options) {
+  StateLocation loc;
+  int code;
+  auto client = ConnectOrFail(global, &loc, &code);
+  if (!client) return code;
+  json req = {{"cmd", "rescan"}, {"timeout_s", options.timeout_s.value_or(7 * 86400.0)}};
+  auto r = LongCall(*client, req, loc, "rescan");
+  if (!r.ok()) {
+    if (r.status().code() == ECANCELED) return Fail(128 + g_signal.load(), "interrupted");
+    return Fail(kExitFailure, r.status().message());
+  }
+  json answer = std::move(r.value());
+  if (!answer.value("ok", false)) return FailAnswer(global, answer);
+  if (global.json) return PrintJson(answer);
+  auto n = [&](const char* k) { return static_cast<long long>(answer.value(k, int64_t(0))); };
+  printf("rescan: %lld entries in %s: %lld new, %lld changed, %lld missing", n("scanned"),
+         FormatDuration(Num(answer, "seconds")).c_str(), n("new"), n("changed"), n("missing"));
+  if (n("pending") > 0) printf(" (%lld more already pending)", n("pending"));
+  printf("; writes held %s\n", Ms(Num(answer, "hold_ms")).c_str());
+  if (n("records") > 0)
+    printf("journaled %lld reconcile record(s); 'scribectl flush' waits for their upload\n",
+           n("records"));
+  return FinishOutput();
+}
+
 }  // namespace scribefs::ctl

@@ -1,5 +1,5 @@
 // scribectl commands that talk to the daemon through its control socket:
-// status, pause, resume, checkpoint, checkpoints, flush, retry. Each prints a
+// status, pause, resume, checkpoint, checkpoints, flush, retry, rescan. Each prints a
 // human summary, or with --json one JSON object on stdout (errors still go to
 // stderr as "scribectl: ..."), and returns an exit code (tools/ctl_common.h).
 #pragma once
@@ -33,5 +33,10 @@ int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options)
 int RunCheckpoints(const GlobalOptions& global);
 int RunFlush(const GlobalOptions& global, const FlushOptions& options);
 int RunRetry(const GlobalOptions& global);
+
+struct RescanOptions {
+  std::optional<double> timeout_s;  // none: wait as long as it takes
+};
+int RunRescan(const GlobalOptions& global, const RescanOptions& options);
 
 }  // namespace scribefs::ctl

@@ -1,7 +1,7 @@
 // scribectl: the command-line client of scribefs. It reads the journal of a
 // mount directly (read-only, safe while the daemon writes it) and talks to the
 // daemon through its control socket (status, pause, resume, checkpoint,
-// checkpoints, flush, retry). verify and restore read the target directly.
+// checkpoints, flush, retry, rescan). verify and restore read the target directly.
 //
 //   scribectl [-m DATADIR | --state-dir DIR] [--json] COMMAND [options]
 //
@@ -71,8 +71,8 @@ Exit status:
   2  usage error (unknown command or option, bad value)
   3  no scribefs state for that mount (not mounted, or wrong -m / --state-dir)
   4  the daemon is not running (commands that talk to it: status, pause,
-     resume, checkpoint, checkpoints, flush, retry)
-  5  a wait timed out (flush, checkpoint)
+     resume, checkpoint, checkpoints, flush, retry, rescan)
+  5  a wait timed out (flush, checkpoint, rescan)
   6  verify found differences between the target and the directory
   7  restore: keys refused as unsafe (nothing else failed)
 
@@ -247,6 +247,21 @@ Puts every failed record back to pending; the uploader tries them again.
 
 With --json: {ok, requeued}.)";
 
+const std::string kRescanFooter = std::string(kCommonOptions) + R"(
+
+Compares DATADIR with what the target holds (as the daemon does at every
+start) and journals a 'reconcile' record for every path that is new,
+changed (type, size, mtime, mode or owner) or missing, so that changes
+made to DATADIR behind the mount's back (scribefs mounted on a separate
+MOUNTPOINT, DATADIR written directly) are uploaded. Paths whose changes
+are still waiting for their upload are left to those records ("already
+pending"). The scan does not hold writes; the final check does, for a
+moment ("writes held"). During a pause, that check waits for the resume.
+Then 'scribectl flush' waits until the changes are stored.
+
+With --json: {ok, scanned, new, changed, missing, pending, records,
+seconds, hold_ms, waited_for_pause}.)";
+
 int Main(int argc, char** argv) {
   GlobalOptions global;
   JournalOptions jopts;
@@ -412,6 +427,14 @@ int Main(int argc, char** argv) {
   verify->footer(kVerifyFooter);
   RestoreCommandOptions ropts;
   CLI::App* restore = AddRestoreCommand(&app, &ropts);
+  RescanOptions scopts;
+  CLI::App* rescan = app.add_subcommand(
+      "rescan", "Find changes made to DATADIR behind the mount and upload them.");
+  rescan->add_option("-t,--timeout", scopts.timeout_s,
+                     "Give up after S seconds (exit 5). Default: wait as long as it takes.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  rescan->footer(kRescanFooter);
 
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
@@ -437,6 +460,7 @@ int Main(int argc, char** argv) {
   if (retry->parsed()) return RunRetry(global);
   if (verify->parsed()) return RunVerify(global, vopts);
   if (restore->parsed()) return RunRestore(global, ropts);
+  if (rescan->parsed()) return RunRescan(global, scopts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 

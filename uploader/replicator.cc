@@ -16,6 +16,7 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "uploader/digest.h"
+#include "uploader/stale_uploads.h"
 
 namespace scribefs {
 
@@ -248,15 +249,20 @@ void Replicator::Ingest(const Record& r) {
       break;
   }
   Work& w = add(r.path);
+  // An earlier daemon's records: the files it had open were closed when it
+  // ended (or died), so nothing waits for a close; and byte ranges still in
+  // its memory were never committed, so its writes count as whole-file.
+  const bool earlier = r.seq <= boot_seq_;
   switch (r.op) {
     case Op::kWrite:
       w.content_changed = true;
-      w.open = true;
-      if (r.ranges.empty() || r.seq <= boot_seq_) w.whole = true;
+      w.open = !earlier;
+      if (r.ranges.empty() || earlier) w.whole = true;
       for (const auto& br : r.ranges) w.dirty.Add(br.offset, br.length);
       break;
     case Op::kCreate:
-      w.content_changed = w.whole = w.open = true;
+      w.content_changed = w.whole = true;
+      w.open = !earlier;
       w.created_ns = r.time_ns;
       break;
     case Op::kMkdir:
@@ -266,7 +272,7 @@ void Replicator::Ingest(const Record& r) {
       break;
     case Op::kTruncate:
       w.content_changed = w.whole = true;
-      if (r.flags) w.open = true;  // open(O_TRUNC): a close follows
+      if (r.flags && !earlier) w.open = true;  // open(O_TRUNC): a close follows
       break;
     case Op::kClose:
     case Op::kFsync:
@@ -286,12 +292,60 @@ void Replicator::Ingest(const Record& r) {
   if (!w.in_flight) Schedule(r.path, w);
 }
 
+bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
+  std::vector<std::string> stack = {from};
+  std::set<std::string> seen;
+  while (!stack.empty()) {
+    std::string p = std::move(stack.back());
+    stack.pop_back();
+    if (!seen.insert(p).second) continue;
+    auto it = work_.find(p);
+    if (it == work_.end()) continue;
+    for (const auto& d : it->second->waits_for) {
+      if (d == target) return true;
+      stack.push_back(d);
+    }
+  }
+  return false;
+}
+
+void Replicator::CleanStaleUploads() {
+  // A few attempts only: a target that is down must not hold back the
+  // uploads for long (they retry on their own); what is left is tried again
+  // at the next start.
+  auto backoff = options_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    auto r = AbortStaleUploads(*store_, journal_->path());
+    if (r.ok()) {
+      if (r->listed > 0)
+        spdlog::info(
+            "uploader: stale multipart uploads: {} aborted (left unfinished by an earlier daemon), "
+            "{} not this mount's left alone{}",
+            r->aborted, r->foreign,
+            r->failed ? fmt::format(", {} could not be aborted ({})", r->failed, r->last_error)
+                      : std::string());
+      return;
+    }
+    if (!r.status().retryable() || attempt >= 5) {
+      spdlog::warn("uploader: stale multipart uploads not cleaned up (next start tries again): {}",
+                   ErrorText(r.status()));
+      return;
+    }
+    std::unique_lock lk(mu_);
+    if (notify_cv_.wait_for(lk, backoff, [&] { return stop_; })) return;
+    backoff *= 2;
+  }
+}
+
 void Replicator::DispatchLoop() {
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) {
     spdlog::error("uploader: cannot read the journal: {}", reader.status().message());
     return;
   }
+  // Before anything is uploaded, so that no upload of this daemon can be
+  // mistaken for a stale one (uploader/stale_uploads.h).
+  CleanStaleUploads();
   std::unique_lock lk(mu_);
   while (!stop_) {
     notify_cv_.wait_for(lk, std::chrono::milliseconds(500), [&] { return notified_ || stop_; });
@@ -376,15 +430,18 @@ void Replicator::WorkerLoop(int id) {
     Work& w = *wit->second;
     w.scheduled = false;
     if (w.in_flight) continue;  // rescheduled when the worker finishes
-    // A renamed-from path waits until its content was copied to the new name.
+    // A renamed-from path waits until its content was copied to the new name,
+    // unless that name waits for this one in turn (a -> b then b -> a): the
+    // cycle would never clear, so this path goes first (a copy that then
+    // finds its source gone uploads instead).
     bool blocked = false;
     for (auto d = w.waits_for.begin(); d != w.waits_for.end();) {
-      if (work_.count(*d)) {
-        blocked = true;
-        ++d;
-      } else {
+      if (!work_.count(*d)) {
         d = w.waits_for.erase(d);
+        continue;
       }
+      if (!WaitsOn(*d, path)) blocked = true;
+      ++d;
     }
     if (blocked) {
       w.sched = Clock::now() + std::chrono::milliseconds(20);
@@ -701,12 +758,22 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   bool same_meta = old && old->type == obj.type && old->mode == obj.mode && old->uid == obj.uid &&
                    old->gid == obj.gid;
 
+  // Records what was stored. Then: is it still there under this name? The
+  // path, or a directory above it, may have been renamed or removed during
+  // the upload, and that record's own upload may have run already (a
+  // directory's removal deletes what is stored below it, which did not yet
+  // include this). Then go again: the next attempt finds the path gone and
+  // deletes what was just stored, instead of leaving it in the target.
   auto record = [&](const RemoteObject& o) -> bool {
     Status s = journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
     if (!s.ok()) {
       out.status = StoreStatus(s);
       return false;
     }
+    auto again = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
+    struct stat now;
+    if (!again.ok() || fstat(again->get(), &now) != 0 || now.st_ino != o.ino)
+      out.changed_during = true;
     return true;
   };
 
@@ -764,7 +831,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
     if (n < 0) return fail_local(PosixError(path, errno));
     obj.size = n;
-    if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns) return out;
+    if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns && old->ino == obj.ino)
+      return out;
     auto put = store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
     if (!put.ok()) {
       out.status = put.status();
@@ -809,8 +877,12 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   meta = MetaFor(st);
   same_meta = old && old->type == "file" && old->mode == obj.mode && old->uid == obj.uid &&
               old->gid == obj.gid;
+  // The same file as stored: size, mtime and inode. The inode tells apart
+  // another file renamed over this name with the same size and mtime (two
+  // files written within one clock tick).
   bool same_content = old && old->type == "file" && old->size == obj.size &&
-                      old->mtime_ns == obj.mtime_ns && !snap.content_changed;
+                      old->mtime_ns == obj.mtime_ns && old->ino == obj.ino &&
+                      !snap.content_changed;
   auto after = [&]() -> bool {
     struct stat st2;
     if (fstat(file->get(), &st2) != 0 || st2.st_size != st.st_size || MtimeNs(st2) != obj.mtime_ns) {

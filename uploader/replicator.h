@@ -70,7 +70,9 @@ class Replicator : public UploadWaiter {
                                                     ReplicatorOptions options);
   ~Replicator() override;
 
-  // Resets records left 'uploading' by an earlier daemon to 'pending', then starts.
+  // Resets records left 'uploading' by an earlier daemon to 'pending', then
+  // starts. Before its first upload, the uploader aborts the multipart
+  // uploads an earlier daemon of this mount left unfinished.
   Status Start();
   // Stops taking new work and waits up to `grace` for uploads in flight.
   void Stop(std::chrono::milliseconds grace);
@@ -111,12 +113,18 @@ class Replicator : public UploadWaiter {
   struct PathOutcome;  // what it reports back
   Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
              ReplicatorOptions options);
+  // Aborts the multipart uploads an earlier daemon left unfinished
+  // (uploader/stale_uploads.h); runs once, before the first upload.
+  void CleanStaleUploads();
   void DispatchLoop();
   void WorkerLoop(int id);
   void Ingest(const Record& r);  // requires mu_
   Work& WorkFor(const std::string& path);  // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
   void RescheduleOpenFiles();  // requires mu_: open files go now (drain mode)
+  // True when `from` waits, directly or through other renamed-from paths,
+  // for `target` to be stored first. Requires mu_.
+  bool WaitsOn(const std::string& from, const std::string& target);
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
 

@@ -14,8 +14,8 @@
 namespace scribefs::ctltest {
 namespace {
 
-const std::vector<std::string> kCommands = {"status",      "pause", "resume", "checkpoint",
-                                            "checkpoints", "flush", "retry"};
+const std::vector<std::string> kCommands = {"status", "pause", "resume", "checkpoint",
+                                            "checkpoints", "flush", "retry", "rescan"};
 
 class ScribectlTest : public it::MountTest {
  protected:

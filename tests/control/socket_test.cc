@@ -65,9 +65,12 @@ TEST_F(SocketTest, BadRequestsGetErrorsAndTheDaemonKeepsServing) {
   a = Ask(state(), R"({"cmd":"checkpoint","name":"../../etc"})");
   EXPECT_EQ(a["ok"], false);
   EXPECT_EQ(a["code"], "invalid");
-  a = Ask(state(), R"({"cmd":"rescan"})");
+  a = Ask(state(), R"({"cmd":"rescan"})");  // journal only: nothing to compare with
   EXPECT_EQ(a["ok"], false);
-  EXPECT_EQ(a["code"], "unsupported");
+  EXPECT_EQ(a["code"], "no_target");
+  a = Ask(state(), R"({"cmd":"rescan","timeout_s":-1})");
+  EXPECT_EQ(a["ok"], false);
+  EXPECT_EQ(a["code"], "invalid");
   ExpectAlive();
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -283,6 +284,47 @@ TEST_F(PauseTest, ShutdownReleasesHeldOperationsAndRefusesNewPauses) {
   EXPECT_EQ(nlohmann::json::parse(resume->detail)["reason"], "unmount");
   EXPECT_EQ(pauser_->Pause(10, "t").status().code(), ESHUTDOWN);
   EXPECT_TRUE(fs_->MkDir(c_, kRoot, "after", 0755).ok()) << "the gate must stay open";
+}
+
+// Hold (rescan's brief look): fn runs with the gate closed and nothing in
+// flight; mutations wait for it and go on after; no pause or resume record;
+// refused while paused; a pause asked for meanwhile waits for fn.
+TEST_F(PauseTest, HoldRunsWithMutationsHeldAndWritesNoRecord) {
+  std::future<bool> mk;
+  std::future<bool> pause;
+  auto h = pauser_->Hold(Clock::now() + 5s, [&]() -> Status {
+    EXPECT_TRUE(pauser_->state().gate.closed);
+    EXPECT_EQ(pauser_->state().gate.in_flight, 0u);
+    mk = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+    pause = std::async(std::launch::async, [&] {
+      auto p = pauser_->Pause(10, "meanwhile");
+      return p.ok() && pauser_->Resume("command").ok();
+    });
+    EXPECT_TRUE(StillWaiting(mk, 200ms)) << "mkdir ran while held";
+    EXPECT_FALSE(Exists("d"));
+    EXPECT_TRUE(StillWaiting(pause, 100ms)) << "a pause began inside the hold";
+    return Status::Ok();
+  });
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_GE(*h, 200);
+  ASSERT_EQ(mk.wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(mk.get());
+  ASSERT_EQ(pause.wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(pause.get()) << "the pause asked for during the hold must succeed after it";
+  auto rs = Records();
+  EXPECT_EQ(Last(rs, Op::kPause)->detail.find("meanwhile") != std::string::npos, true);
+  EXPECT_EQ(std::count_if(rs.begin(), rs.end(), [](const Record& r) { return r.op == Op::kPause; }),
+            1) << "the hold itself wrote a pause record";
+  // fn's error comes back; the gate is open again.
+  h = pauser_->Hold(Clock::now() + 5s, [] { return Status::Error(EIO, "boom"); });
+  EXPECT_EQ(h.status().code(), EIO);
+  EXPECT_TRUE(fs_->MkDir(c_, kRoot, "after-error", 0755).ok());
+  // Refused while paused, and after shutdown.
+  ASSERT_TRUE(pauser_->Pause(10, "t").ok());
+  EXPECT_EQ(pauser_->Hold(Clock::now() + 5s, [] { return Status::Ok(); }).status().code(), EBUSY);
+  pauser_->Shutdown();
+  EXPECT_EQ(pauser_->Hold(Clock::now() + 5s, [] { return Status::Ok(); }).status().code(),
+            ESHUTDOWN);
 }
 
 }  // namespace

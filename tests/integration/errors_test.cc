@@ -1,11 +1,17 @@
 // Failure handling: bad input at start-up (clear message, exit code, nothing
-// changed) and a journal that cannot grow (sticky EIO, nothing unrecorded).
+// changed), a journal that cannot grow (sticky EIO, nothing unrecorded), and
+// a journal the daemon cannot use at start (state directory read-only, the
+// file corrupt or truncated: refused, named, left exactly as it was).
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
 
 #include "common/unique_fd.h"
 #include "tests/integration/mount_fixture.h"
@@ -269,6 +275,90 @@ TEST_F(JournalFailureTest, FullJournalIsStickyAndNothingSlipsByUnrecorded) {
   }
   EXPECT_EQ(unnamed, 0) << "in the backing dir but not in the journal:" << unnamed_list;
   EXPECT_GE(in_backing, created);
+}
+
+// ---- a journal the daemon cannot use at start ------------------------------------
+
+// A state directory with a journal of a few hundred records (mounted once,
+// changes made, unmounted cleanly), then damaged in some way: the next start
+// must fail with a message naming what is wrong, mount nothing, and leave
+// journal.db byte for byte as it was (no silent reset or repair).
+class JournalAtStartTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(Mount());
+    for (int i = 0; i < 300; ++i)
+      ASSERT_TRUE(WriteFile(mp("f" + std::to_string(i)), std::string(i, 'x')));
+    ASSERT_EQ(Unmount(), 0);
+    journal_ = state("journal.db");
+  }
+  static std::string Bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Starts the daemon on the same DATADIR and state dir and checks the
+  // contract; `needles` must appear on stderr.
+  void ExpectRefusedAtStart(const std::vector<std::string>& needles) {
+    std::string before = Bytes(journal_);
+    ASSERT_GT(before.size(), 8u * 4096);
+    auto mounts_before = MountsUnder(root());
+    RunResult r = StartDaemon(Options());
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_NE(r.exit_code, 0) << r.Describe();
+    for (const auto& n : needles)
+      EXPECT_NE(r.err.find(n), std::string::npos) << "stderr lacks '" << n << "': " << r.err;
+    EXPECT_EQ(MountsUnder(root()), mounts_before) << "something was mounted";
+    EXPECT_FALSE(IsMounted(mnt()));
+    EXPECT_TRUE(Bytes(journal_) == before) << "journal.db changed";
+    printf("[   INFO   ] refused: %s", r.err.c_str());
+  }
+  std::string journal_;
+};
+
+// Root ignores permission bits (chmod 0500 would not stop it), so the state
+// directory is made read-only the way that binds root too: a read-only bind
+// mount of it onto itself.
+TEST_F(JournalAtStartTest, ReadOnlyStateDirIsRefused) {
+  ASSERT_EQ(mount(state().c_str(), state().c_str(), nullptr, MS_BIND, nullptr), 0)
+      << strerror(errno);
+  struct Unbind {
+    std::string path;
+    ~Unbind() { umount2(path.c_str(), MNT_DETACH); }
+  } unbind{state()};
+  ASSERT_EQ(mount(nullptr, state().c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
+            0)
+      << strerror(errno);
+  // Even root cannot write there now.
+  int probe = open(state("probe").c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_LT(probe, 0) << "the state dir is still writable";
+  ASSERT_EQ(errno, EROFS);
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAtStart({state(), "Read-only file system"}));
+}
+
+// Garbage over a few pages in the middle of the file.
+TEST_F(JournalAtStartTest, CorruptJournalIsRefusedAndLeftAlone) {
+  struct stat st;
+  ASSERT_EQ(stat(journal_.c_str(), &st), 0);
+  UniqueFd fd(open(journal_.c_str(), O_WRONLY));
+  ASSERT_TRUE(fd.valid());
+  std::string junk(3 * 4096, '\0');
+  std::mt19937 rng(7);
+  for (char& c : junk) c = static_cast<char>(rng());
+  off_t at = (st.st_size / 2) & ~off_t{4095};
+  ASSERT_EQ(pwrite(fd.get(), junk.data(), junk.size(), at), static_cast<ssize_t>(junk.size()));
+  fd.Reset();
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAtStart({journal_, "corrupt"}));
+}
+
+// Cut to half its length (e.g. a copy that did not finish).
+TEST_F(JournalAtStartTest, TruncatedJournalIsRefusedAndLeftAlone) {
+  struct stat st;
+  ASSERT_EQ(stat(journal_.c_str(), &st), 0);
+  ASSERT_EQ(truncate(journal_.c_str(), (st.st_size / 2) & ~off_t{4095}), 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAtStart({journal_}));
 }
 
 }  // namespace

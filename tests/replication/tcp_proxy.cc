@@ -9,8 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace scribefs::rep {
@@ -203,7 +206,10 @@ void TcpProxy::Serve(Conn* c) {
       for (int i = 0; i < 2 && open; ++i) {
         if (!p[i].revents) continue;
         int from = i == 0 ? client : up, to = i == 0 ? up : client;
-        ssize_t n = read(from, buf.data(), buf.size());
+        uint64_t rate = i == 0 ? upload_rate_.load() : 0;
+        size_t want = buf.size();
+        if (rate > 0) want = std::max<size_t>(1, std::min<uint64_t>(want, rate / 20));
+        ssize_t n = read(from, buf.data(), want);
         if (n <= 0) {
           open = false;
           break;
@@ -218,6 +224,8 @@ void TcpProxy::Serve(Conn* c) {
           off += w;
         }
         forwarded_ += off;
+        if (rate > 0 && open)
+          std::this_thread::sleep_for(std::chrono::microseconds(off * 1000000 / rate));
       }
     }
   }

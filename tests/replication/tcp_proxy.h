@@ -45,6 +45,11 @@ class TcpProxy {
   bool Up(std::string* error = nullptr);
   bool is_up() const { return up_; }
 
+  // Slows what clients send upstream to about this many bytes per second
+  // per connection (0: no limit, the default), e.g. to catch an upload in
+  // the middle. Applies to connections open and new.
+  void SetUploadRate(uint64_t bytes_per_second) { upload_rate_ = bytes_per_second; }
+
   uint64_t accepted() const { return accepted_; }            // connections accepted so far
   uint64_t bytes_forwarded() const { return forwarded_; }    // both directions
   size_t open_connections();
@@ -62,6 +67,7 @@ class TcpProxy {
   int port_ = 0;
   std::atomic<bool> up_{false};
   std::atomic<uint64_t> accepted_{0}, forwarded_{0};
+  std::atomic<uint64_t> upload_rate_{0};
 
   std::mutex mu_;  // guards the members below
   int listen_fd_ = -1;
