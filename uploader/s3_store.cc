@@ -261,13 +261,28 @@ size_t WriteCallback(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
+// The answer's header fields, and whether the blank line that ends them
+// arrived: curl (7.88) reports success for a response whose header the
+// connection cut short, with the fields it got so far (an ETag may be
+// missing), so Perform checks `complete` itself.
+struct HeaderSink {
+  std::map<std::string, std::string>* headers = nullptr;
+  bool complete = false;
+};
+
 size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
-  auto* headers = static_cast<std::map<std::string, std::string>*>(userdata);
+  auto* sink = static_cast<HeaderSink*>(userdata);
+  auto* headers = sink->headers;
   size_t n = size * nitems;
   std::string line(buffer, n);
   while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
   if (line.rfind("HTTP/", 0) == 0) {
     headers->clear();  // a new response (after 100 Continue)
+    sink->complete = false;
+    return n;
+  }
+  if (line.empty()) {
+    sink->complete = true;
     return n;
   }
   size_t colon = line.find(':');
@@ -492,7 +507,8 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
   set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L));
   if (!options_.ca_file.empty()) set(curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str()));
   set(curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, HeaderCallback));
-  set(curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers));
+  HeaderSink header_sink{&resp.headers};
+  set(curl_easy_setopt(h, CURLOPT_HEADERDATA, &header_sink));
   set(curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteCallback));
   set(curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink));
   if (call.payload) {
@@ -587,6 +603,18 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
         break;
     }
     return StoreStatus(Status::Error(code, what + ": " + detail), info);
+  }
+
+  if (!header_sink.complete) {
+    // The connection ended inside the answer's header: whatever the status
+    // line said, fields (ETag, Content-Length) may be missing.
+    StoreErrorInfo info;
+    info.error_code = "CurlError";
+    info.retryable = true;
+    return StoreStatus(
+        Status::Error(ECONNRESET,
+                      what + ": connection closed in the middle of the answer's header"),
+        info);
   }
 
   bool http_ok = resp.status >= 200 && resp.status < 300;
