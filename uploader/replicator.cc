@@ -102,6 +102,32 @@ Result<std::string> FileSha256(int fd, uint64_t size) {
   return HexEncode(*d);
 }
 
+// The RetryCauses counter a retried attempt that ended with `s` counts in
+// (ok: the file changed while it was stored).
+uint64_t& RetryCauseCounter(ReplicatorStats::RetryCauses& c, const StoreStatus& s) {
+  static const char* const kThrottling[] = {"SlowDown", "Throttling", "ThrottlingException",
+                                            "RequestLimitExceeded", "TooManyRequests"};
+  if (s.ok() || s.error_code() == "SourceChanged") return c.changed;
+  const StoreErrorInfo& i = s.info();
+  if (i.http_status == 503 || i.http_status == 429 ||
+      std::find(std::begin(kThrottling), std::end(kThrottling), i.error_code) !=
+          std::end(kThrottling))
+    return c.throttled;
+  if (i.http_status >= 500 || i.error_code == "InternalError") return c.server_error;
+  if (i.http_status == 0 && i.error_code == "CurlError") return c.network;
+  return c.other;
+}
+
+// Stores the uploader's counters (StatsJson) in the journal's meta table, for
+// scribectl stats and tests.
+Status WriteCounters(sqlite3* db, const std::string& counters) {
+  auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
+  if (!m.ok()) return m.status();
+  sqlite3_bind_text(m->get(), 1, counters.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(m->get()) != SQLITE_DONE) return SqliteError("meta", db, 0);
+  return Status::Ok();
+}
+
 std::string ErrorText(const StoreStatus& s) {
   std::string t = s.message();
   if (!s.error_code().empty() && t.find(s.error_code()) == std::string::npos)
@@ -110,6 +136,14 @@ std::string ErrorText(const StoreStatus& s) {
 }
 
 }  // namespace
+
+std::map<std::string, uint64_t> RetryCauseCounts(const ReplicatorStats::RetryCauses& c) {
+  return {{"server_error", c.server_error},
+          {"throttled", c.throttled},
+          {"network", c.network},
+          {"changed", c.changed},
+          {"other", c.other}};
+}
 
 Result<std::unique_ptr<Replicator>> Replicator::Create(Journal* journal, int root_fd,
                                                        std::unique_ptr<ObjectStore> store,
@@ -430,6 +464,7 @@ void Replicator::WorkerLoop(int id) {
       if (retry) {
         w.attempts++;
         stats_.retries++;
+        RetryCauseCounter(stats_.retry_causes, out.status)++;
         if (!out.status.ok()) {
           stats_.last_error = path + ": " + ErrorText(out.status);
           if (w.attempts == 1 || w.attempts % 10 == 0)
@@ -438,6 +473,9 @@ void Replicator::WorkerLoop(int id) {
           int attempts = w.attempts;
           std::vector<int64_t> s2 = w.seqs;
           lk.unlock();
+          // The counters go with the attempts, so that an outage shows in
+          // `scribectl stats` while it lasts.
+          std::string counters = StatsJson();
           (void)journal_->Apply([&](sqlite3* db) -> Status {
             auto st = Prepare(db, "UPDATE records SET attempts=?2, error=?3 WHERE seq=?1");
             if (!st.ok()) return st.status();
@@ -448,7 +486,7 @@ void Replicator::WorkerLoop(int id) {
               sqlite3_bind_text(st->get(), 3, err.c_str(), -1, SQLITE_TRANSIENT);
               if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
             }
-            return Status::Ok();
+            return WriteCounters(db, counters);
           });
           lk.lock();
         }
@@ -518,12 +556,7 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
       }
       if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
     }
-    // The uploader's counters, for scribectl stats and tests.
-    auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
-    if (!m.ok()) return m.status();
-    sqlite3_bind_text(m->get(), 1, counters.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(m->get()) != SQLITE_DONE) return SqliteError("meta", db, 0);
-    return Status::Ok();
+    return WriteCounters(db, counters);
   });
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
@@ -595,6 +628,7 @@ std::string Replicator::StatsJson() {
                       {"partial_uploads", st.partial_uploads},
                       {"skipped_unchanged", st.skipped_unchanged},
                       {"retries", st.retries},
+                      {"retry_causes", RetryCauseCounts(st.retry_causes)},
                       {"failures", st.failures},
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},

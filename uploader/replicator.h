@@ -56,11 +56,25 @@ struct ReplicatorOptions {
 
 struct ReplicatorStats {
   uint64_t uploads = 0, copies = 0, deletes = 0, skipped_unchanged = 0;
+  // retries: attempts at a path that failed and were scheduled again (a path
+  // retried 3 times counts 3); failures: records failed for good (4xx).
   uint64_t retries = 0, failures = 0, partial_uploads = 0;
+  // The retries by cause; they add up to `retries`.
+  struct RetryCauses {
+    uint64_t server_error = 0;  // HTTP 5xx other than 503 (500 InternalError, ...)
+    uint64_t throttled = 0;     // 503 (SlowDown, ServiceUnavailable), 429, throttling codes
+    uint64_t network = 0;       // no HTTP answer: refused, reset, cut short, timed out
+    uint64_t changed = 0;       // the local file changed while it was being stored
+    uint64_t other = 0;         // other retryable errors (e.g. 400 RequestTimeout, BadDigest)
+  } retry_causes;
   uint64_t bytes_sent = 0;  // request bodies sent to the store
   size_t queued_paths = 0, in_flight = 0;
   std::string last_error;
 };
+
+// The retry causes by name (server_error, throttled, network, changed,
+// other), as StatsJson and the control socket's status show them.
+std::map<std::string, uint64_t> RetryCauseCounts(const ReplicatorStats::RetryCauses& causes);
 
 class Replicator : public UploadWaiter {
  public:
