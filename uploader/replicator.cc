@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 #include <random>
 
@@ -188,6 +189,7 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
     // Let in-flight uploads finish (up to grace); nothing new starts.
     stop_ = true;
     work_cv_.notify_all();
+    stop_cv_.notify_all();
     notify_cv_.notify_all();
     done_cv_.wait_for(lk, grace, [&] { return in_flight_ == 0; });
   }
@@ -463,7 +465,7 @@ void Replicator::WorkerLoop(int id) {
       w.whole = true;  // the ranges were consumed; send it all next time
       if (retry) {
         w.attempts++;
-        stats_.retries++;
+        stats_.retries++;  // (as CountRetry, under the lock we hold)
         RetryCauseCounter(stats_.retry_causes, out.status)++;
         if (!out.status.ok()) {
           stats_.last_error = path + ": " + ErrorText(out.status);
@@ -513,6 +515,42 @@ void Replicator::WorkerLoop(int id) {
     }
     done_cv_.notify_all();
   }
+}
+
+void Replicator::CountRetry(const std::string& path, const StoreStatus& status) {
+  std::lock_guard lk(mu_);
+  stats_.retries++;
+  RetryCauseCounter(stats_.retry_causes, status)++;
+  if (!status.ok()) stats_.last_error = path + ": " + ErrorText(status);
+}
+
+namespace {
+const StoreStatus& StatusOf(const StoreStatus& s) { return s; }
+template <typename T>
+const StoreStatus& StatusOf(const StoreResult<T>& r) {
+  return r.status();
+}
+}  // namespace
+
+template <typename Op>
+auto Replicator::WithRequestRetries(const std::string& path, Op op) -> decltype(op()) {
+  constexpr int kRequestTries = 4;
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto r = op();
+  for (int attempt = 1; attempt < kRequestTries && StatusOf(r).retryable() &&
+                        StatusOf(r).error_code() != "SourceChanged";
+       ++attempt) {
+    CountRetry(path, StatusOf(r));
+    double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
+                std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+    {
+      std::unique_lock lk(mu_);
+      if (stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; }))
+        break;
+    }
+    r = op();
+  }
+  return r;
 }
 
 // Marks the seqs this path held as finished (done, or failed with out's
@@ -673,7 +711,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     if (rows->empty()) return out;
     std::vector<std::string> keys;
     for (const auto& r : *rows) keys.push_back(KeyFor(r));
-    out.status = store_->DeleteMany(keys);
+    out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
     if (!out.status.ok()) return out;
     Status s = journal_->Apply([&](sqlite3* db) -> Status {
       for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
@@ -702,7 +740,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     if (rows.ok()) {
       std::vector<std::string> keys;
       for (const auto& r : *rows) keys.push_back(KeyFor(r));
-      out.status = store_->DeleteMany(keys);
+      out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
       if (!out.status.ok()) return out;
       (void)journal_->Apply([&](sqlite3* db) -> Status {
         for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
@@ -726,7 +764,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     // Directory marker; a directory's mtime changes with every entry, so
     // only mode and owner count.
     if (!same_meta) {
-      auto put = store_->Put(path + "/", Payload::FromMemory(""), meta);
+      auto put = WithRequestRetries(
+          path, [&] { return store_->Put(path + "/", Payload::FromMemory(""), meta); });
       if (!put.ok()) {
         out.status = put.status();
         return out;
@@ -777,7 +816,9 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     if (n < 0) return fail_local(PosixError(path, errno));
     obj.size = n;
     if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns) return out;
-    auto put = store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
+    auto put = WithRequestRetries(path, [&] {
+      return store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
+    });
     if (!put.ok()) {
       out.status = put.status();
       return out;
@@ -794,7 +835,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
 
   if (!S_ISREG(st.st_mode)) {  // FIFO, socket, device: an empty object with its mode
     if (same_meta) return out;
-    auto put = store_->Put(path, Payload::FromMemory(""), meta);
+    auto put =
+        WithRequestRetries(path, [&] { return store_->Put(path, Payload::FromMemory(""), meta); });
     if (!put.ok()) {
       out.status = put.status();
       return out;
@@ -842,7 +884,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     CopyOptions co;
     co.metadata = meta;
     co.if_match = old->etag;
-    auto c = store_->Copy(path, path, co);
+    auto c = WithRequestRetries(path, [&] { return store_->Copy(path, path, co); });
     if (c.ok()) {
       obj.etag = out.etag = c->etag.empty() ? old->etag : c->etag;
       obj.sha256 = out.sha256 = old->sha256;
@@ -867,7 +909,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     CopyOptions co;
     co.metadata = meta;
     co.if_match = s.etag;
-    auto c = store_->Copy(s.path, path, co);
+    auto c = WithRequestRetries(path, [&] { return store_->Copy(s.path, path, co); });
     if (!c.ok()) {
       if (c.status().retryable()) {
         out.status = c.status();
@@ -891,7 +933,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
 
   uint64_t ps = options_.part_size;
   if (obj.size <= ps) {
-    auto put = store_->Put(path, Payload::FromFile(file->get(), 0, obj.size), meta);
+    auto put = WithRequestRetries(
+        path, [&] { return store_->Put(path, Payload::FromFile(file->get(), 0, obj.size), meta); });
     if (!put.ok()) {
       if (put.status().error_code() == "SourceChanged") {
         out.changed_during = true;
@@ -925,7 +968,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   bool partial = old && old->type == "file" && old->part_size == ps && !snap.whole &&
                  !old->etag.empty() && old->size > 0;
   if (partial) {
-    auto head = store_->Head(path);
+    auto head = WithRequestRetries(path, [&] { return store_->Head(path); });
     if (!head.ok() || head->etag != old->etag) partial = false;
   }
   auto part_dirty = [&](uint64_t off, uint64_t len) {
@@ -934,7 +977,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       if (r.offset < off + len && off < r.end()) return true;
     return false;
   };
-  auto upload_id = store_->CreateMultipartUpload(path, meta);
+  auto upload_id =
+      WithRequestRetries(path, [&] { return store_->CreateMultipartUpload(path, meta); });
   if (!upload_id.ok()) {
     out.status = upload_id.status();
     return out;
@@ -948,11 +992,15 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       uint64_t off = i * ps, len = std::min(ps, obj.size - off);
       int pn = static_cast<int>(i + 1);
       if (part_dirty(off, len)) {
-        auto r = store_->UploadPart(path, *upload_id, pn, Payload::FromFile(file->get(), off, len));
+        auto r = WithRequestRetries(path, [&] {
+          return store_->UploadPart(path, *upload_id, pn, Payload::FromFile(file->get(), off, len));
+        });
         if (r.ok()) done[i] = {pn, r->etag};
         else errors[i] = r.status();
       } else {
-        auto r = store_->UploadPartCopy(path, *upload_id, pn, path, ByteRange{off, len}, old->etag);
+        auto r = WithRequestRetries(path, [&] {
+          return store_->UploadPartCopy(path, *upload_id, pn, path, ByteRange{off, len}, old->etag);
+        });
         if (r.ok()) {
           done[i] = {pn, r->etag};
           copied_any = true;
@@ -971,7 +1019,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   }
   for (uint64_t i = 0; i < nparts; ++i) {
     if (!errors[i].ok()) {
-      (void)store_->AbortMultipartUpload(path, *upload_id);
+      (void)WithRequestRetries(path,
+                               [&] { return store_->AbortMultipartUpload(path, *upload_id); });
       if (errors[i].precondition_failed() || errors[i].error_code() == "SourceChanged") {
         out.changed_during = true;  // next attempt sends everything (whole)
         return out;
@@ -982,7 +1031,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   }
   auto complete = store_->CompleteMultipartUpload(path, *upload_id, done);
   if (!complete.ok()) {
-    (void)store_->AbortMultipartUpload(path, *upload_id);
+    (void)WithRequestRetries(path, [&] { return store_->AbortMultipartUpload(path, *upload_id); });
     out.status = complete.status();
     return out;
   }
