@@ -1,6 +1,7 @@
 #include "uploader/s3_store.h"
 
 #include <curl/curl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,6 +118,14 @@ std::string DefaultCode(long http_status) {
   }
 }
 
+// Whether the file behind fd lost its last name: a file deleted while it
+// is being uploaded is not stored (its delete follows), and the store stops
+// reading it at once, so that its blocks are freed (a full disk).
+bool Unlinked(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
+
 std::once_flag g_curl_init_once;
 CURLcode g_curl_init_rc = CURLE_OK;
 
@@ -159,6 +168,7 @@ struct UploadSource {
   uint64_t pos = 0;
   std::optional<Hasher> hasher;
   bool changed = false;
+  bool deleted = false;  // the file lost its last name (st_nlink 0)
   Status error;
 };
 
@@ -171,6 +181,10 @@ size_t ReadCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
   if (want == 0) return 0;
   size_t got = 0;
   if (p.is_file()) {
+    if (Unlinked(p.fd())) {
+      src->deleted = true;
+      return CURL_READFUNC_ABORT;
+    }
     while (got < want) {
       ssize_t n =
           pread(p.fd(), buffer + got, want - got, static_cast<off_t>(p.offset() + src->pos + got));
@@ -430,6 +444,12 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
         }
         Status st = hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
         if (!st.ok()) return StoreStatus(st.WithContext(what));
+        if (Unlinked(p.fd())) {
+          StoreErrorInfo info;
+          info.retryable = true;
+          info.error_code = "SourceChanged";
+          return StoreStatus(Status::Error(EAGAIN, what + ": source file was deleted"), info);
+        }
         off += static_cast<uint64_t>(n);
       }
     } else {
@@ -561,11 +581,13 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
     info.error_code = "CurlError";
     int code = EIO;
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (src.changed) {
+    if (src.changed || src.deleted) {
       info.retryable = true;
       info.error_code = "SourceChanged";
-      return StoreStatus(Status::Error(EAGAIN, what + ": source file changed during the upload"),
-                         info);
+      return StoreStatus(
+          Status::Error(EAGAIN, what + (src.deleted ? ": source file deleted during the upload"
+                                                    : ": source file changed during the upload")),
+          info);
     }
     if (!src.error.ok()) return StoreStatus(src.error.WithContext(what));
     if (!sink.error.ok()) return StoreStatus(sink.error.WithContext(what));
