@@ -141,6 +141,7 @@ json Status_(const ControlDeps& d, const json&, const ControlRequest&) {
                      {"deletes", st.deletes},
                      {"partial_uploads", st.partial_uploads},
                      {"retries", st.retries},
+                     {"retry_causes", RetryCauseCounts(st.retry_causes)},
                      {"failures", st.failures},
                      {"bytes_sent", st.bytes_sent},
                      {"upload_rate_bps", d.rate ? d.rate->BytesPerSecond() : 0.0},

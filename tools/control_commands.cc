@@ -281,6 +281,21 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
                            " uploads, " + std::to_string(u.value("copies", 0)) + " copies, " +
                            std::to_string(u.value("deletes", 0)) + " deletes, " +
                            FormatBytes(u.value("bytes_sent", uint64_t(0))) + " sent since start");
+      uint64_t retries = u.value("retries", uint64_t(0)),
+               failures = u.value("failures", uint64_t(0));
+      if (retries > 0 || failures > 0) {
+        std::string causes;
+        if (u.contains("retry_causes") && u["retry_causes"].is_object()) {
+          for (const auto& [cause, n] : u["retry_causes"].items()) {
+            if (!n.is_number_unsigned() || n.get<uint64_t>() == 0) continue;
+            causes +=
+                (causes.empty() ? " (" : ", ") + cause + " " + std::to_string(n.get<uint64_t>());
+          }
+          if (!causes.empty()) causes += ")";
+        }
+        line("retries:", std::to_string(retries) + causes + "; " + std::to_string(failures) +
+                             " failed for good");
+      }
       if (!Str(u, "last_error").empty()) line("last error:", Str(u, "last_error"));
     }
   } else {

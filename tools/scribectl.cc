@@ -117,8 +117,11 @@ of the oldest pending record, and a table of records by operation and state.
 With --json, prints one JSON object with the keys journal, records,
 max_seq, pending_records, pending_files, pending_bytes, oldest_pending_ns
 (ns since the epoch, or null), oldest_pending_age_s (seconds, or null),
-by_op ({op: records}), by_state ({state: records}, every state present)
-and by_op_state ({op: {state: records}}).)";
+by_op ({op: records}), by_state ({state: records}, every state present),
+by_op_state ({op: {state: records}}) and uploader (the uploader's counters as
+the daemon last stored them: uploads, copies, deletes, partial_uploads,
+skipped_unchanged, retries, retry_causes {server_error, throttled, network,
+changed, other}, failures, bytes_sent, last_error; null without a target).)";
 
 const char* const kCommonOptions = R"(
 The global options -m DATADIR, --state-dir DIR and --json (see

@@ -122,9 +122,18 @@ int RunStats(const GlobalOptions& global) {
   int64_t now = NowNs();
   const std::string journal = location.paths.journal();
 
+  // The uploader's counters, as the daemon last noted them (absent without a
+  // target, or before its first upload).
+  nlohmann::ordered_json uploader = nullptr;
+  if (auto meta = reader->Meta("uploader"); meta.ok() && meta->has_value()) {
+    uploader = nlohmann::ordered_json::parse(**meta, nullptr, /*allow_exceptions=*/false);
+    if (uploader.is_discarded()) uploader = nullptr;
+  }
+
   if (global.json) {
-    std::string line = StatsToJson(s, journal, now)
-                           .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    nlohmann::ordered_json j = StatsToJson(s, journal, now);
+    j["uploader"] = uploader;
+    std::string line = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     puts(line.c_str());
     return FinishOutput();
   }
@@ -146,6 +155,26 @@ int RunStats(const GlobalOptions& global) {
   int64_t failed = Get(s.by_state, std::string(kStateFailed));
   printf("failed:          %lld records%s\n", static_cast<long long>(failed),
          failed ? " (see: scribectl journal --state failed)" : "");
+  if (uploader.is_object()) {
+    auto n = [&](const char* key) { return uploader.value(key, uint64_t(0)); };
+    std::string causes;
+    if (uploader.contains("retry_causes") && uploader["retry_causes"].is_object()) {
+      for (const auto& [cause, v] : uploader["retry_causes"].items()) {
+        if (!v.is_number_unsigned() || v.get<uint64_t>() == 0) continue;
+        causes += (causes.empty() ? " (" : ", ") + cause + " " + std::to_string(v.get<uint64_t>());
+      }
+      if (!causes.empty()) causes += ")";
+    }
+    printf("uploader:        %llu uploads, %llu copies, %llu deletes, %s sent\n",
+           static_cast<unsigned long long>(n("uploads")),
+           static_cast<unsigned long long>(n("copies")),
+           static_cast<unsigned long long>(n("deletes")), FormatBytes(n("bytes_sent")).c_str());
+    printf("retries:         %llu%s; %llu failed for good\n",
+           static_cast<unsigned long long>(n("retries")), causes.c_str(),
+           static_cast<unsigned long long>(n("failures")));
+    std::string last_error = uploader.value("last_error", std::string());
+    if (!last_error.empty()) printf("last error:      %s\n", EscapeControl(last_error).c_str());
+  }
   if (s.records > 0) {
     putchar('\n');
     PrintTable(s);

@@ -25,6 +25,7 @@ StoreStatus S3LikeError(int code, int http_status, const std::string& error_code
   StoreErrorInfo info;
   info.http_status = http_status;
   info.error_code = error_code;
+  info.retryable = error_code == "SourceChanged";  // as the ObjectStore contract says
   return StoreStatus(Status::Error(code, message + " (" + error_code + ")"), info);
 }
 
@@ -471,6 +472,12 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
       }
       if (n == 0) {
         return S3LikeError(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
+      }
+      // A file deleted meanwhile is not stored (its delete follows); stop
+      // reading it, so that its blocks are freed.
+      struct stat src_st;
+      if (fstat(payload.fd(), &src_st) == 0 && src_st.st_nlink == 0) {
+        return S3LikeError(EAGAIN, 0, "SourceChanged", "source file deleted during the upload");
       }
       std::string_view chunk(buf.data(), static_cast<size_t>(n));
       Status st = hasher->Update(chunk);

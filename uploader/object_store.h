@@ -132,7 +132,10 @@ using Metadata = std::map<std::string, std::string>;
 // What to upload: bytes in memory, or a range of an open file. The store reads
 // the file twice (once to hash, once to send) and fails with SourceChanged
 // (retryable) if what it sent differs from what it hashed, so a file that
-// changes during the upload is never stored with a wrong checksum.
+// changes during the upload is never stored with a wrong checksum. Likewise
+// when the file loses its last name (st_nlink 0) while it is read: a deleted
+// file is not stored, and the store stops reading it at once (so that a
+// delete frees the disk space without waiting for the upload).
 class Payload {
  public:
   // `data` must stay alive while the call that uses the Payload runs.

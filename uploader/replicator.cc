@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 #include <random>
 
@@ -103,6 +104,32 @@ Result<std::string> FileSha256(int fd, uint64_t size) {
   return HexEncode(*d);
 }
 
+// The RetryCauses counter a retried attempt that ended with `s` counts in
+// (ok: the file changed while it was stored).
+uint64_t& RetryCauseCounter(ReplicatorStats::RetryCauses& c, const StoreStatus& s) {
+  static const char* const kThrottling[] = {"SlowDown", "Throttling", "ThrottlingException",
+                                            "RequestLimitExceeded", "TooManyRequests"};
+  if (s.ok() || s.error_code() == "SourceChanged") return c.changed;
+  const StoreErrorInfo& i = s.info();
+  if (i.http_status == 503 || i.http_status == 429 ||
+      std::find(std::begin(kThrottling), std::end(kThrottling), i.error_code) !=
+          std::end(kThrottling))
+    return c.throttled;
+  if (i.http_status >= 500 || i.error_code == "InternalError") return c.server_error;
+  if (i.http_status == 0 && i.error_code == "CurlError") return c.network;
+  return c.other;
+}
+
+// Stores the uploader's counters (StatsJson) in the journal's meta table, for
+// scribectl stats and tests.
+Status WriteCounters(sqlite3* db, const std::string& counters) {
+  auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
+  if (!m.ok()) return m.status();
+  sqlite3_bind_text(m->get(), 1, counters.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(m->get()) != SQLITE_DONE) return SqliteError("meta", db, 0);
+  return Status::Ok();
+}
+
 std::string ErrorText(const StoreStatus& s) {
   std::string t = s.message();
   if (!s.error_code().empty() && t.find(s.error_code()) == std::string::npos)
@@ -111,6 +138,14 @@ std::string ErrorText(const StoreStatus& s) {
 }
 
 }  // namespace
+
+std::map<std::string, uint64_t> RetryCauseCounts(const ReplicatorStats::RetryCauses& c) {
+  return {{"server_error", c.server_error},
+          {"throttled", c.throttled},
+          {"network", c.network},
+          {"changed", c.changed},
+          {"other", c.other}};
+}
 
 Result<std::unique_ptr<Replicator>> Replicator::Create(Journal* journal, int root_fd,
                                                        std::unique_ptr<ObjectStore> store,
@@ -155,6 +190,7 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
     // Let in-flight uploads finish (up to grace); nothing new starts.
     stop_ = true;
     work_cv_.notify_all();
+    stop_cv_.notify_all();
     notify_cv_.notify_all();
     done_cv_.wait_for(lk, grace, [&] { return in_flight_ == 0; });
   }
@@ -486,7 +522,8 @@ void Replicator::WorkerLoop(int id) {
       w.whole = true;  // the ranges were consumed; send it all next time
       if (retry) {
         w.attempts++;
-        stats_.retries++;
+        stats_.retries++;  // (as CountRetry, under the lock we hold)
+        RetryCauseCounter(stats_.retry_causes, out.status)++;
         if (!out.status.ok()) {
           stats_.last_error = path + ": " + ErrorText(out.status);
           if (w.attempts == 1 || w.attempts % 10 == 0)
@@ -495,6 +532,9 @@ void Replicator::WorkerLoop(int id) {
           int attempts = w.attempts;
           std::vector<int64_t> s2 = w.seqs;
           lk.unlock();
+          // The counters go with the attempts, so that an outage shows in
+          // `scribectl stats` while it lasts.
+          std::string counters = StatsJson();
           (void)journal_->Apply([&](sqlite3* db) -> Status {
             auto st = Prepare(db, "UPDATE records SET attempts=?2, error=?3 WHERE seq=?1");
             if (!st.ok()) return st.status();
@@ -505,7 +545,7 @@ void Replicator::WorkerLoop(int id) {
               sqlite3_bind_text(st->get(), 3, err.c_str(), -1, SQLITE_TRANSIENT);
               if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
             }
-            return Status::Ok();
+            return WriteCounters(db, counters);
           });
           lk.lock();
         }
@@ -532,6 +572,42 @@ void Replicator::WorkerLoop(int id) {
     }
     done_cv_.notify_all();
   }
+}
+
+void Replicator::CountRetry(const std::string& path, const StoreStatus& status) {
+  std::lock_guard lk(mu_);
+  stats_.retries++;
+  RetryCauseCounter(stats_.retry_causes, status)++;
+  if (!status.ok()) stats_.last_error = path + ": " + ErrorText(status);
+}
+
+namespace {
+const StoreStatus& StatusOf(const StoreStatus& s) { return s; }
+template <typename T>
+const StoreStatus& StatusOf(const StoreResult<T>& r) {
+  return r.status();
+}
+}  // namespace
+
+template <typename Op>
+auto Replicator::WithRequestRetries(const std::string& path, Op op) -> decltype(op()) {
+  constexpr int kRequestTries = 4;
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto r = op();
+  for (int attempt = 1; attempt < kRequestTries && StatusOf(r).retryable() &&
+                        StatusOf(r).error_code() != "SourceChanged";
+       ++attempt) {
+    CountRetry(path, StatusOf(r));
+    double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
+                std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+    {
+      std::unique_lock lk(mu_);
+      if (stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; }))
+        break;
+    }
+    r = op();
+  }
+  return r;
 }
 
 // Marks the seqs this path held as finished (done, or failed with out's
@@ -575,12 +651,7 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
       }
       if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
     }
-    // The uploader's counters, for scribectl stats and tests.
-    auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
-    if (!m.ok()) return m.status();
-    sqlite3_bind_text(m->get(), 1, counters.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(m->get()) != SQLITE_DONE) return SqliteError("meta", db, 0);
-    return Status::Ok();
+    return WriteCounters(db, counters);
   });
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
@@ -652,6 +723,7 @@ std::string Replicator::StatsJson() {
                       {"partial_uploads", st.partial_uploads},
                       {"skipped_unchanged", st.skipped_unchanged},
                       {"retries", st.retries},
+                      {"retry_causes", RetryCauseCounts(st.retry_causes)},
                       {"failures", st.failures},
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},
@@ -718,7 +790,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
         return out;
       }
     }
-    out.status = store_->DeleteMany(keys);
+    out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
     if (!out.status.ok()) return out;
     Status s = journal_->Apply([&](sqlite3* db) -> Status {
       for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
@@ -747,7 +819,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     if (rows.ok()) {
       std::vector<std::string> keys;
       for (const auto& r : *rows) keys.push_back(KeyFor(r));
-      out.status = store_->DeleteMany(keys);
+      out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
       if (!out.status.ok()) return out;
       (void)journal_->Apply([&](sqlite3* db) -> Status {
         for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
@@ -781,7 +853,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     // Directory marker; a directory's mtime changes with every entry, so
     // only mode and owner count.
     if (!same_meta) {
-      auto put = store_->Put(path + "/", Payload::FromMemory(""), meta);
+      auto put = WithRequestRetries(
+          path, [&] { return store_->Put(path + "/", Payload::FromMemory(""), meta); });
       if (!put.ok()) {
         out.status = put.status();
         return out;
@@ -833,7 +906,9 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     obj.size = n;
     if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns && old->ino == obj.ino)
       return out;
-    auto put = store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
+    auto put = WithRequestRetries(path, [&] {
+      return store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
+    });
     if (!put.ok()) {
       out.status = put.status();
       return out;
@@ -850,7 +925,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
 
   if (!S_ISREG(st.st_mode)) {  // FIFO, socket, device: an empty object with its mode
     if (same_meta) return out;
-    auto put = store_->Put(path, Payload::FromMemory(""), meta);
+    auto put =
+        WithRequestRetries(path, [&] { return store_->Put(path, Payload::FromMemory(""), meta); });
     if (!put.ok()) {
       out.status = put.status();
       return out;
@@ -902,7 +978,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     CopyOptions co;
     co.metadata = meta;
     co.if_match = old->etag;
-    auto c = store_->Copy(path, path, co);
+    auto c = WithRequestRetries(path, [&] { return store_->Copy(path, path, co); });
     if (c.ok()) {
       obj.etag = out.etag = c->etag.empty() ? old->etag : c->etag;
       obj.sha256 = out.sha256 = old->sha256;
@@ -927,7 +1003,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     CopyOptions co;
     co.metadata = meta;
     co.if_match = s.etag;
-    auto c = store_->Copy(s.path, path, co);
+    auto c = WithRequestRetries(path, [&] { return store_->Copy(s.path, path, co); });
     if (!c.ok()) {
       if (c.status().retryable()) {
         out.status = c.status();
@@ -951,7 +1027,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
 
   uint64_t ps = options_.part_size;
   if (obj.size <= ps) {
-    auto put = store_->Put(path, Payload::FromFile(file->get(), 0, obj.size), meta);
+    auto put = WithRequestRetries(
+        path, [&] { return store_->Put(path, Payload::FromFile(file->get(), 0, obj.size), meta); });
     if (!put.ok()) {
       if (put.status().error_code() == "SourceChanged") {
         out.changed_during = true;
@@ -985,7 +1062,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   bool partial = old && old->type == "file" && old->part_size == ps && !snap.whole &&
                  !old->etag.empty() && old->size > 0;
   if (partial) {
-    auto head = store_->Head(path);
+    auto head = WithRequestRetries(path, [&] { return store_->Head(path); });
     if (!head.ok() || head->etag != old->etag) partial = false;
   }
   auto part_dirty = [&](uint64_t off, uint64_t len) {
@@ -994,7 +1071,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       if (r.offset < off + len && off < r.end()) return true;
     return false;
   };
-  auto upload_id = store_->CreateMultipartUpload(path, meta);
+  auto upload_id =
+      WithRequestRetries(path, [&] { return store_->CreateMultipartUpload(path, meta); });
   if (!upload_id.ok()) {
     out.status = upload_id.status();
     return out;
@@ -1008,11 +1086,15 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       uint64_t off = i * ps, len = std::min(ps, obj.size - off);
       int pn = static_cast<int>(i + 1);
       if (part_dirty(off, len)) {
-        auto r = store_->UploadPart(path, *upload_id, pn, Payload::FromFile(file->get(), off, len));
+        auto r = WithRequestRetries(path, [&] {
+          return store_->UploadPart(path, *upload_id, pn, Payload::FromFile(file->get(), off, len));
+        });
         if (r.ok()) done[i] = {pn, r->etag};
         else errors[i] = r.status();
       } else {
-        auto r = store_->UploadPartCopy(path, *upload_id, pn, path, ByteRange{off, len}, old->etag);
+        auto r = WithRequestRetries(path, [&] {
+          return store_->UploadPartCopy(path, *upload_id, pn, path, ByteRange{off, len}, old->etag);
+        });
         if (r.ok()) {
           done[i] = {pn, r->etag};
           copied_any = true;
@@ -1031,7 +1113,8 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   }
   for (uint64_t i = 0; i < nparts; ++i) {
     if (!errors[i].ok()) {
-      (void)store_->AbortMultipartUpload(path, *upload_id);
+      (void)WithRequestRetries(path,
+                               [&] { return store_->AbortMultipartUpload(path, *upload_id); });
       if (errors[i].precondition_failed() || errors[i].error_code() == "SourceChanged") {
         out.changed_during = true;  // next attempt sends everything (whole)
         return out;
@@ -1042,7 +1125,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   }
   auto complete = store_->CompleteMultipartUpload(path, *upload_id, done);
   if (!complete.ok()) {
-    (void)store_->AbortMultipartUpload(path, *upload_id);
+    (void)WithRequestRetries(path, [&] { return store_->AbortMultipartUpload(path, *upload_id); });
     out.status = complete.status();
     return out;
   }

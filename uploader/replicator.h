@@ -8,7 +8,8 @@
 // writing waits for its close (or `open_file_delay`, for files that stay open).
 //
 // Errors: retryable ones (network, 5xx, throttling, a file changing during
-// its upload) are retried with exponential backoff and jitter, without limit,
+// its upload) are retried with exponential backoff and jitter, without limit
+// (each request first a few times on its own, see WithRequestRetries),
 // the attempts and last error visible in the journal; permanent ones mark the
 // records failed with the server's code and message until RetryFailed().
 //
@@ -56,11 +57,27 @@ struct ReplicatorOptions {
 
 struct ReplicatorStats {
   uint64_t uploads = 0, copies = 0, deletes = 0, skipped_unchanged = 0;
+  // retries: failed attempts that were tried again: one request (again
+  // after a short backoff, a few times), or a path's upload as a whole
+  // (later, with exponential backoff, without limit). failures: records
+  // failed for good (4xx).
   uint64_t retries = 0, failures = 0, partial_uploads = 0;
+  // The retries by cause; they add up to `retries`.
+  struct RetryCauses {
+    uint64_t server_error = 0;  // HTTP 5xx other than 503 (500 InternalError, ...)
+    uint64_t throttled = 0;     // 503 (SlowDown, ServiceUnavailable), 429, throttling codes
+    uint64_t network = 0;       // no HTTP answer: refused, reset, cut short, timed out
+    uint64_t changed = 0;       // the local file changed while it was being stored
+    uint64_t other = 0;         // other retryable errors (e.g. 400 RequestTimeout, BadDigest)
+  } retry_causes;
   uint64_t bytes_sent = 0;  // request bodies sent to the store
   size_t queued_paths = 0, in_flight = 0;
   std::string last_error;
 };
+
+// The retry causes by name (server_error, throttled, network, changed,
+// other), as StatsJson and the control socket's status show them.
+std::map<std::string, uint64_t> RetryCauseCounts(const ReplicatorStats::RetryCauses& causes);
 
 class Replicator : public UploadWaiter {
  public:
@@ -126,6 +143,19 @@ class Replicator : public UploadWaiter {
   // for `target` to be stored first. Requires mu_.
   bool WaitsOn(const std::string& from, const std::string& target);
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
+  // Counts a failed attempt that is tried again (stats_.retries, its cause).
+  void CountRetry(const std::string& path, const StoreStatus& status);
+  // Runs one store request, and again (up to 4 times in all, backing off
+  // 250 ms, 500 ms, 1 s) while it fails with a retryable error other than
+  // SourceChanged, before the path's upload as a whole is retried (with the
+  // long backoff). So one failed part does not restart a multipart upload
+  // (a large file would never complete under a steady rate of transient
+  // errors), nor one failed copy the walk of a renamed directory. Not for
+  // CompleteMultipartUpload: a second try after an answer was lost may find
+  // the upload gone (NoSuchUpload, permanent).
+  // Returns early when the replicator stops.
+  template <typename Op>
+  auto WithRequestRetries(const std::string& path, Op op) -> decltype(op());
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
 
   Journal* const journal_;
@@ -138,6 +168,7 @@ class Replicator : public UploadWaiter {
   std::condition_variable work_cv_;    // workers: something may be ready
   std::condition_variable notify_cv_;  // dispatcher: new records
   std::condition_variable done_cv_;    // waiters: records finished
+  std::condition_variable stop_cv_;    // request retries back off here: Stop() ends the wait
   bool notified_ = false;
   bool stop_ = false;
   int64_t cursor_ = 0;  // highest seq ingested

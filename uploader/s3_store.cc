@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +121,14 @@ std::string DefaultCode(long http_status) {
   }
 }
 
+// Whether the file behind fd lost its last name: a file deleted while it
+// is being uploaded is not stored (its delete follows), and the store stops
+// reading it at once, so that its blocks are freed (a full disk).
+bool Unlinked(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
+
 std::once_flag g_curl_init_once;
 CURLcode g_curl_init_rc = CURLE_OK;
 
@@ -162,6 +171,7 @@ struct UploadSource {
   uint64_t pos = 0;
   std::optional<Hasher> hasher;
   bool changed = false;
+  bool deleted = false;  // the file lost its last name (st_nlink 0)
   Status error;
 };
 
@@ -174,6 +184,10 @@ size_t ReadCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
   if (want == 0) return 0;
   size_t got = 0;
   if (p.is_file()) {
+    if (Unlinked(p.fd())) {
+      src->deleted = true;
+      return CURL_READFUNC_ABORT;
+    }
     while (got < want) {
       ssize_t n =
           pread(p.fd(), buffer + got, want - got, static_cast<off_t>(p.offset() + src->pos + got));
@@ -264,18 +278,24 @@ size_t WriteCallback(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
-// Receives the response headers. At the blank line that ends them it also
-// acknowledges at once (TCP_QUICKACK): Ceph RGW's beast frontend writes the
-// headers and the body of a response in two segments, and with Nagle on its
-// side the body waits for our ACK of the headers, which Linux delays by up to
-// 40 ms: every small GET took 44 ms instead of 1 ms. libcurl 7.88 does not
-// tell a callback the socket of the transfer in progress (CURLINFO_ACTIVESOCKET
-// is set only afterwards), so the socket callback notes each handle's socket.
+// Receives the response headers, and notes whether the blank line that ends
+// them arrived: curl (7.88) reports success for a response whose header the
+// connection cut short, with the fields it got so far (an ETag may be
+// missing), so Perform checks `complete` itself.
+//
+// At that blank line it also acknowledges at once (TCP_QUICKACK): Ceph RGW's
+// beast frontend writes the headers and the body of a response in two
+// segments, and with Nagle on its side the body waits for our ACK of the
+// headers, which Linux delays by up to 40 ms: every small GET took 44 ms
+// instead of 1 ms. libcurl 7.88 does not tell a callback the socket of the
+// transfer in progress (CURLINFO_ACTIVESOCKET is set only afterwards), so the
+// socket callback notes each handle's socket.
 struct HeaderSink {
   CURL* handle = nullptr;
   std::map<std::string, std::string>* headers = nullptr;
   std::mutex* sockets_mu = nullptr;
   std::map<const void*, int>* sockets = nullptr;  // GUARDED_BY(*sockets_mu)
+  bool complete = false;
 };
 
 int SockoptCallback(void* clientp, curl_socket_t fd, curlsocktype purpose) {
@@ -302,10 +322,12 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
     }
     int one = 1;
     if (sock >= 0) (void)setsockopt(sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    sink->complete = true;
     return n;
   }
   if (line.rfind("HTTP/", 0) == 0) {
     headers->clear();  // a new response (after 100 Continue)
+    sink->complete = false;
     return n;
   }
   size_t colon = line.find(':');
@@ -453,6 +475,12 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
         }
         Status st = hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
         if (!st.ok()) return StoreStatus(st.WithContext(what));
+        if (Unlinked(p.fd())) {
+          StoreErrorInfo info;
+          info.retryable = true;
+          info.error_code = "SourceChanged";
+          return StoreStatus(Status::Error(EAGAIN, what + ": source file was deleted"), info);
+        }
         off += static_cast<uint64_t>(n);
       }
     } else {
@@ -586,11 +614,13 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
     info.error_code = "CurlError";
     int code = EIO;
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (src.changed) {
+    if (src.changed || src.deleted) {
       info.retryable = true;
       info.error_code = "SourceChanged";
-      return StoreStatus(Status::Error(EAGAIN, what + ": source file changed during the upload"),
-                         info);
+      return StoreStatus(
+          Status::Error(EAGAIN, what + (src.deleted ? ": source file deleted during the upload"
+                                                    : ": source file changed during the upload")),
+          info);
     }
     if (!src.error.ok()) return StoreStatus(src.error.WithContext(what));
     if (!sink.error.ok()) return StoreStatus(sink.error.WithContext(what));
@@ -628,6 +658,18 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
         break;
     }
     return StoreStatus(Status::Error(code, what + ": " + detail), info);
+  }
+
+  if (!header_sink.complete) {
+    // The connection ended inside the answer's header: whatever the status
+    // line said, fields (ETag, Content-Length) may be missing.
+    StoreErrorInfo info;
+    info.error_code = "CurlError";
+    info.retryable = true;
+    return StoreStatus(
+        Status::Error(ECONNRESET,
+                      what + ": connection closed in the middle of the answer's header"),
+        info);
   }
 
   bool http_ok = resp.status >= 200 && resp.status < 300;

@@ -148,7 +148,8 @@ std::vector<std::string> SampleKeys() {
 }
 
 void VerifyS3Mirror(const S3Env& env, const std::string& bucket,
-                    const std::map<std::string, Expected>& want, const std::string& download_dir) {
+                    const std::map<std::string, Expected>& want, const std::string& download_dir,
+                    const std::vector<std::string>& aws_head_keys) {
   // 1. The listing (AWS CLI) equals the directory.
   std::string error;
   auto listed = AwsList(env, bucket, &error);
@@ -207,7 +208,7 @@ void VerifyS3Mirror(const S3Env& env, const std::string& bucket,
   EXPECT_TRUE(bad_meta.empty()) << bad_meta.size() << " metadata problems:" << Head(bad_meta);
 
   std::vector<std::future<std::pair<std::string, std::string>>> heads;
-  for (const auto& key : SampleKeys()) {
+  for (const auto& key : aws_head_keys) {
     heads.push_back(std::async(std::launch::async, [&env, &bucket, &want, key] {
       std::string err;
       auto j = AwsHead(env, bucket, key, &err);

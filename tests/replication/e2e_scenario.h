@@ -26,10 +26,11 @@ std::vector<std::string> SampleKeys();
 // The s3:// mirror: `aws s3api list-objects-v2` equals `want` (every file,
 // marker, symlink; sizes), `aws s3 cp --recursive` into download_dir gives
 // bodies whose SHA-256 equal the local ones, and every object's metadata
-// (HEAD with scribefs's S3 client; SampleKeys() also with `aws s3api
+// (HEAD with scribefs's S3 client; `aws_head_keys` also with `aws s3api
 // head-object`) matches.
 void VerifyS3Mirror(const S3Env& env, const std::string& bucket,
-                    const std::map<std::string, Expected>& want, const std::string& download_dir);
+                    const std::map<std::string, Expected>& want, const std::string& download_dir,
+                    const std::vector<std::string>& aws_head_keys = SampleKeys());
 
 // The file:// mirror: the target directory (without .scribefs-local) holds
 // exactly `want` (directories for markers, regular files for files and

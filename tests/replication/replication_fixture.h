@@ -22,7 +22,11 @@ class ReplicationTest : public it::MountTest {
     std::string error;
     auto env = LoadS3Env(&error);
     ASSERT_TRUE(env.has_value()) << error;
-    env_ = *env;
+    SetUpS3On(*env, tag);
+  }
+  // The same on another S3 server (e.g. a test's private RGW).
+  void SetUpS3On(const S3Env& env, const std::string& tag) {
+    env_ = env;
     // The daemon (a child of this process) takes its credentials from here.
     setenv("AWS_ACCESS_KEY_ID", env_.access_key.c_str(), 1);
     setenv("AWS_SECRET_ACCESS_KEY", env_.secret_key.c_str(), 1);

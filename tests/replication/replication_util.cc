@@ -23,6 +23,11 @@ std::optional<S3Env> LoadS3Env(std::string* error) {
     *error = "SCRIBEFS_TEST_S3_ENV is not set (run through ctest, whose fixture rgw_up starts RGW)";
     return std::nullopt;
   }
+  return LoadS3EnvFile(path, error);
+}
+
+std::optional<S3Env> LoadS3EnvFile(const std::string& file, std::string* error) {
+  const char* path = file.c_str();
   std::ifstream in(path);
   if (!in) {
     *error = std::string("cannot read ") + path + ": did the rgw_up fixture fail?";
@@ -204,6 +209,9 @@ UploaderCounters ReadCounters(const std::string& state_dir) {
     c.skipped_unchanged = j.value("skipped_unchanged", uint64_t(0));
     c.retries = j.value("retries", uint64_t(0));
     c.failures = j.value("failures", uint64_t(0));
+    if (j.contains("retry_causes") && j["retry_causes"].is_object())
+      for (const auto& [cause, n] : j["retry_causes"].items())
+        if (n.is_number_unsigned()) c.retry_causes[cause] = n.get<uint64_t>();
     c.bytes_sent = j.value("bytes_sent", uint64_t(0));
     c.last_error = j.value("last_error", std::string());
     c.updated_ns = j.value("updated_ns", int64_t(0));

@@ -34,6 +34,8 @@ struct S3Env {
 // Reads the env file named by $SCRIBEFS_TEST_S3_ENV (written by rgw-up.sh).
 // nullopt with *error when it is missing or incomplete.
 std::optional<S3Env> LoadS3Env(std::string* error);
+// The same from an env file at `path` (e.g. a private cluster's DIR/env).
+std::optional<S3Env> LoadS3EnvFile(const std::string& path, std::string* error);
 
 // A fresh, valid bucket name: "rep-TAG-PID-RANDOM".
 std::string NewBucketName(const std::string& tag);
@@ -70,6 +72,7 @@ struct UploaderCounters {
   bool present = false;  // meta 'uploader' exists
   uint64_t uploads = 0, copies = 0, deletes = 0, partial_uploads = 0, skipped_unchanged = 0;
   uint64_t retries = 0, failures = 0, bytes_sent = 0;
+  std::map<std::string, uint64_t> retry_causes;  // server_error, throttled, network, changed, other
   std::string last_error;
   int64_t updated_ns = 0;
   std::string raw;

@@ -18,14 +18,6 @@
 
 namespace scribefs::rep {
 
-struct TcpProxy::Conn {
-  int client = -1;
-  int upstream = -1;
-  bool cut = false;  // Down() was called: do not (re)connect
-  std::atomic<bool> finished{false};
-  std::thread thread;
-};
-
 std::unique_ptr<TcpProxy> TcpProxy::Start(const std::string& upstream_host, int upstream_port,
                                           int listen_port, std::string* error) {
   std::unique_ptr<TcpProxy> p(new TcpProxy(upstream_host, upstream_port));
@@ -161,79 +153,84 @@ void TcpProxy::AcceptLoop(int listen_fd, int wake_fd) {
     Conn* raw = c.get();
     std::lock_guard lk(mu_);
     conns_.push_back(std::move(c));
-    raw->thread = std::thread([this, raw] { Serve(raw); });
+    raw->thread = std::thread([this, raw] { RunConnection(raw); });
   }
 }
 
-void TcpProxy::Serve(Conn* c) {
-  // Connect upstream.
-  int up = -1;
-  {
-    addrinfo hints{}, *res = nullptr;
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host_.c_str(), std::to_string(upstream_port_).c_str(), &hints, &res) == 0 &&
-        res) {
-      up = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (up >= 0 && connect(up, res->ai_addr, res->ai_addrlen) != 0) {
-        close(up);
-        up = -1;
-      }
-      freeaddrinfo(res);
-    }
-  }
-  int client;
-  {
-    std::lock_guard lk(mu_);
-    if (up >= 0 && c->cut) {
-      close(up);
-      up = -1;
-    }
-    c->upstream = up;
-    client = c->client;
-  }
-  if (up >= 0) {
-    int one = 1;
-    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    std::vector<char> buf(256 * 1024);
-    bool open = true;
-    while (open) {
-      pollfd p[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
-      if (poll(p, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      for (int i = 0; i < 2 && open; ++i) {
-        if (!p[i].revents) continue;
-        int from = i == 0 ? client : up, to = i == 0 ? up : client;
-        uint64_t rate = i == 0 ? upload_rate_.load() : 0;
-        size_t want = buf.size();
-        if (rate > 0) want = std::max<size_t>(1, std::min<uint64_t>(want, rate / 20));
-        ssize_t n = read(from, buf.data(), want);
-        if (n <= 0) {
-          open = false;
-          break;
-        }
-        ssize_t off = 0;
-        while (off < n) {
-          ssize_t w = send(to, buf.data() + off, n - off, MSG_NOSIGNAL);
-          if (w <= 0) {
-            open = false;
-            break;
-          }
-          off += w;
-        }
-        forwarded_ += off;
-        if (rate > 0 && open)
-          std::this_thread::sleep_for(std::chrono::microseconds(off * 1000000 / rate));
-      }
-    }
-  }
+void TcpProxy::RunConnection(Conn* c) {
+  Serve(c);
   std::lock_guard lk(mu_);
   if (c->client >= 0) close(c->client);
   if (c->upstream >= 0) close(c->upstream);
   c->client = c->upstream = -1;
   c->finished = true;
+}
+
+int TcpProxy::ConnectUpstream(Conn* c) {
+  int up = -1;
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host_.c_str(), std::to_string(upstream_port_).c_str(), &hints, &res) == 0 &&
+      res) {
+    up = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (up >= 0 && connect(up, res->ai_addr, res->ai_addrlen) != 0) {
+      close(up);
+      up = -1;
+    }
+    freeaddrinfo(res);
+  }
+  if (up >= 0) {
+    int one = 1;
+    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  std::lock_guard lk(mu_);
+  if (up >= 0 && c->cut) {
+    close(up);
+    up = -1;
+  }
+  if (c->upstream >= 0) close(c->upstream);
+  c->upstream = up;
+  return up;
+}
+
+void TcpProxy::Serve(Conn* c) {
+  int up = ConnectUpstream(c);
+  if (up < 0) return;
+  const int client = c->client;
+  std::vector<char> buf(256 * 1024);
+  bool open = true;
+  while (open) {
+    pollfd p[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2 && open; ++i) {
+      if (!p[i].revents) continue;
+      int from = i == 0 ? client : up, to = i == 0 ? up : client;
+      uint64_t rate = i == 0 ? upload_rate_.load() : 0;
+      size_t want = buf.size();
+      if (rate > 0) want = std::max<size_t>(1, std::min<uint64_t>(want, rate / 20));
+      ssize_t n = read(from, buf.data(), want);
+      if (n <= 0) {
+        open = false;
+        break;
+      }
+      ssize_t off = 0;
+      while (off < n) {
+        ssize_t w = send(to, buf.data() + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) {
+          open = false;
+          break;
+        }
+        off += w;
+      }
+      forwarded_ += off;
+      if (rate > 0 && open)
+        std::this_thread::sleep_for(std::chrono::microseconds(off * 1000000 / rate));
+    }
+  }
 }
 
 }  // namespace scribefs::rep

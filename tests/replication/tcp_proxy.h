@@ -12,6 +12,12 @@
 // request in flight sees its connection reset / closed early). Each accepted
 // connection is served by its own thread; bytes are forwarded unchanged.
 //
+// Subclasses change what happens on a connection by overriding Serve() (see
+// FaultProxy, fault_proxy.h, which speaks HTTP); the listening, Down/Up and
+// the connection threads stay here. A subclass must call Down() in its own
+// destructor, so that no connection thread runs its Serve() on a half
+// destroyed object.
+//
 // Thread-safe.
 #pragma once
 
@@ -31,7 +37,7 @@ class TcpProxy {
   // set) when the port cannot be bound.
   static std::unique_ptr<TcpProxy> Start(const std::string& upstream_host, int upstream_port,
                                          int listen_port = 0, std::string* error = nullptr);
-  ~TcpProxy();
+  virtual ~TcpProxy();
   TcpProxy(const TcpProxy&) = delete;
   TcpProxy& operator=(const TcpProxy&) = delete;
 
@@ -54,13 +60,33 @@ class TcpProxy {
   uint64_t bytes_forwarded() const { return forwarded_; }    // both directions
   size_t open_connections();
 
- private:
-  struct Conn;
+ protected:
+  // One accepted connection. Its descriptors are closed by the thread that
+  // runs Serve() once Serve returns; Down() shuts them down (not closes) to
+  // wake a Serve blocked in read/poll.
+  struct Conn {
+    int client = -1;
+    int upstream = -1;             // guarded by mu_ (set through ConnectUpstream)
+    std::atomic<bool> cut{false};  // Down() was called: do not (re)connect
+    std::atomic<bool> finished{false};
+    std::thread thread;
+  };
   TcpProxy(std::string host, int upstream_port);
+  // Listens on 127.0.0.1:port (0: any free port); called once by Start.
   bool Listen(int port, std::string* error);
+  // Serves one connection until it ends; runs on the connection's own
+  // thread. The default forwards bytes both ways unchanged.
+  virtual void Serve(Conn* c);
+  // Connects to the upstream server and registers the descriptor in c (so
+  // that Down() cuts it); -1 when that fails or the proxy is going down.
+  // Closes the previous upstream descriptor of c, if any.
+  int ConnectUpstream(Conn* c);
+  void CountForwarded(uint64_t n) { forwarded_ += n; }  // for bytes_forwarded()
+
+ private:
   void AcceptLoop(int listen_fd, int wake_fd);
-  void Serve(Conn* c);
-  void ReapFinished();  // joins connection threads that ended
+  void RunConnection(Conn* c);  // Serve, then close its descriptors
+  void ReapFinished();          // joins connection threads that ended
 
   const std::string host_;
   const int upstream_port_;

@@ -92,6 +92,28 @@ TEST_P(StoreContract, PutFromFileRange) {
   EXPECT_TRUE(got->body == expect);
 }
 
+// A file deleted while (or before) it is read for an upload is not stored:
+// SourceChanged (retryable; the uploader then finds the path gone).
+TEST_P(StoreContract, DeletedSourceFileIsNotStored) {
+  TempDir dir;
+  std::string data = Blob(kMinPartSize + 1000, 2);
+  UniqueFd fd = testing_util::WriteFile(dir.path() + "/doomed", data);
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(unlink((dir.path() + "/doomed").c_str()), 0);
+  auto put = store_->Put("doomed", Payload::FromFile(fd.get(), 0, data.size()), {});
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().error_code(), "SourceChanged") << put.status().ToString();
+  EXPECT_TRUE(put.status().retryable());
+  EXPECT_TRUE(store_->Head("doomed").status().not_found());
+
+  auto id = store_->CreateMultipartUpload("doomed-mp", {});
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto part = store_->UploadPart("doomed-mp", *id, 1, Payload::FromFile(fd.get(), 0, kMinPartSize));
+  EXPECT_FALSE(part.ok());
+  EXPECT_EQ(part.status().error_code(), "SourceChanged") << part.status().ToString();
+  EXPECT_TRUE(store_->AbortMultipartUpload("doomed-mp", *id).ok());
+}
+
 TEST_P(StoreContract, RangeGet) {
   std::string data = Blob(1000, 2);
   ASSERT_STORE_OK(store_->Put("r", Payload::FromMemory(data), {}));
