@@ -583,19 +583,29 @@ int RunCheckpoints(const GlobalOptions& global) {
   return kExitOk;
 }
 
-int RunFlush(const GlobalOptions& global, const FlushOptions& options) {
+// Runs a verb that may take long ({"cmd":cmd,"timeout_s":...}: flush,
+// rescan) with progress on a terminal. kExitOk with the daemon's ok answer
+// in *answer; otherwise the exit code, the error printed.
+static int RunLongVerb(const GlobalOptions& global, const std::string& cmd,
+                       std::optional<double> timeout_s, json* answer) {
   StateLocation loc;
   int code;
   auto client = ConnectOrFail(global, &loc, &code);
   if (!client) return code;
-  json req = {{"cmd", "flush"}, {"timeout_s", options.timeout_s.value_or(7 * 86400.0)}};
-  auto r = LongCall(*client, req, loc, "flush");
+  json req = {{"cmd", cmd}, {"timeout_s", timeout_s.value_or(7 * 86400.0)}};
+  auto r = LongCall(*client, req, loc, cmd);
   if (!r.ok()) {
     if (r.status().code() == ECANCELED) return Fail(128 + g_signal.load(), "interrupted");
     return Fail(kExitFailure, r.status().message());
   }
-  json answer = std::move(r.value());
-  if (!answer.value("ok", false)) return FailAnswer(global, answer);
+  *answer = std::move(r.value());
+  if (!answer->value("ok", false)) return FailAnswer(global, *answer);
+  return kExitOk;
+}
+
+int RunFlush(const GlobalOptions& global, const FlushOptions& options) {
+  json answer;
+  if (int rc = RunLongVerb(global, "flush", options.timeout_s, &answer); rc != kExitOk) return rc;
   if (global.json) return PrintJson(answer);
   printf("flushed: everything up to journal seq %lld is in the target (waited %s)\n",
          static_cast<long long>(answer.value("seq", int64_t(0))),
@@ -618,18 +628,8 @@ int RunRetry(const GlobalOptions& global) {
 }
 
 int RunRescan(const GlobalOptions& global, const RescanOptions& options) {
-  StateLocation loc;
-  int code;
-  auto client = ConnectOrFail(global, &loc, &code);
-  if (!client) return code;
-  json req = {{"cmd", "rescan"}, {"timeout_s", options.timeout_s.value_or(7 * 86400.0)}};
-  auto r = LongCall(*client, req, loc, "rescan");
-  if (!r.ok()) {
-    if (r.status().code() == ECANCELED) return Fail(128 + g_signal.load(), "interrupted");
-    return Fail(kExitFailure, r.status().message());
-  }
-  json answer = std::move(r.value());
-  if (!answer.value("ok", false)) return FailAnswer(global, answer);
+  json answer;
+  if (int rc = RunLongVerb(global, "rescan", options.timeout_s, &answer); rc != kExitOk) return rc;
   if (global.json) return PrintJson(answer);
   auto n = [&](const char* k) { return static_cast<long long>(answer.value(k, int64_t(0))); };
   printf("rescan: %lld entries in %s: %lld new, %lld changed, %lld missing", n("scanned"),
