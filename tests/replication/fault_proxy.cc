@@ -9,29 +9,10 @@
 #include <thread>
 
 #include "tests/replication/http_wire.h"
+#include "uploader/xml.h"
 
 namespace scribefs::rep {
 namespace {
-
-std::string XmlText(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
 
 // The answer S3 gives for InternalError / SlowDown.
 std::string ErrorAnswer(FaultKind kind, const HttpHead& request, uint64_t number, bool keep) {
@@ -43,7 +24,7 @@ std::string ErrorAnswer(FaultKind kind, const HttpHead& request, uint64_t number
            (slow ? "SlowDown" : "InternalError") + "</Code><Message>" +
            (slow ? "Please reduce your request rate."
                  : "We encountered an internal error. Please try again.") +
-           "</Message><Resource>" + XmlText(request.target.substr(0, request.target.find('?'))) +
+           "</Message><Resource>" + XmlEscape(request.target.substr(0, request.target.find('?'))) +
            "</Resource><RequestId>" + request_id + "</RequestId></Error>";
   }
   return std::string("HTTP/1.1 ") +
