@@ -39,6 +39,9 @@ struct Replicator::Work {
   int64_t created_ns = 0;
   bool in_flight = false;
   int attempts = 0;
+  // A reconcile record (start-up scan, rescan, the check after a crash):
+  // the target may hold what the journal never saw stored.
+  bool reconcile = false;
   Clock::time_point sched{};
   bool scheduled = false;
 };
@@ -50,6 +53,11 @@ struct Replicator::Snapshot {
   bool whole = false;
   int64_t max_seq = 0;
   int64_t created_ns = 0;
+  // Something may be stored under the path that the objects table does not
+  // know: an earlier attempt failed (its answer may have been lost after the
+  // server stored it), an earlier daemon had the path in hand when it died,
+  // or a reconcile record (e.g. the check after a crash) names it.
+  bool maybe_stored = false;
 };
 
 struct Replicator::PathOutcome {
@@ -246,6 +254,7 @@ void Replicator::Ingest(const Record& r) {
     Work& w = WorkFor(path);
     w.seqs.push_back(r.seq);
     w.last_ns = r.time_ns;
+    if (r.op == Op::kReconcile) w.reconcile = true;
     seq_refs_[r.seq]++;
     return w;
   };
@@ -495,6 +504,10 @@ void Replicator::WorkerLoop(int id) {
     w.created_ns = 0;
     std::vector<int64_t> seqs = std::move(w.seqs);
     snap.max_seq = seqs.empty() ? 0 : *std::max_element(seqs.begin(), seqs.end());
+    snap.maybe_stored = w.attempts > 0 || w.reconcile ||
+                        (!seqs.empty() &&
+                         *std::min_element(seqs.begin(), seqs.end()) <= boot_seq_);
+    w.reconcile = false;
     w.renamed_from.clear();
     w.seqs.clear();
     w.content_changed = w.whole = false;
@@ -768,12 +781,14 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     std::vector<std::string> keys;
     for (const auto& r : *rows) keys.push_back(KeyFor(r));
     if (rows->empty()) {
-      // Nothing recorded, yet something may be stored: an upload whose
-      // answer was lost (a timeout after the server stored it), or one that
-      // an earlier daemon finished just before it was killed, before it
-      // could record it. Deleting a key that does not exist succeeds, so
-      // delete both names the path could have had (file, directory marker):
-      // one request, and no orphan can survive a crash.
+      // Nothing recorded: usually nothing stored either (a file created and
+      // deleted before its upload), and no request is needed. But an upload
+      // whose answer was lost (a timeout after the server stored it), or one
+      // that an earlier daemon finished just before it was killed, before it
+      // could record it, did store something. Deleting a key that does not
+      // exist succeeds, so then delete both names the path could have had
+      // (file, directory marker) in one request.
+      if (!snap.maybe_stored) return out;
       keys = {path, path + "/"};
     } else if (rows->front().path == path && rows->front().type == "dir") {
       // A directory: objects below it that were stored but not recorded (a
