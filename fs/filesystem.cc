@@ -12,6 +12,7 @@
 #include <climits>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -28,6 +29,16 @@ std::string Join(const std::string& dir, const std::string& name) {
 Status Errno(const std::string& what) { return PosixError(what, errno); }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// The permission bits a new node in directory dirfd gets. POSIX: a default
+// ACL of the parent replaces the umask. The backing filesystem applies a
+// default ACL itself (the daemon's own umask is 0), so the caller's umask is
+// applied here only where there is none (see Caller::umask).
+mode_t CreationMode(int dirfd, mode_t mode, mode_t umask) {
+  if (umask == 0) return mode;
+  if (getxattr(ProcPath(dirfd).c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
+  return mode & ~umask;
+}
 
 // Sync mode: the newest record the current FUSE request committed and must
 // see uploaded before it replies (one request per thread at a time).
@@ -441,6 +452,7 @@ Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::str
   if (!r.ok()) return r.status();
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
+  mode = CreationMode(r->fd(), mode, c.umask);
   Record rec = NewRecord(Op::kMknod, c, r->path);
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
@@ -462,6 +474,7 @@ Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::str
   if (!r.ok()) return r.status();
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
+  mode = CreationMode(r->fd(), mode, c.umask);
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
@@ -656,6 +669,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
   if (!r.ok()) return r.status();
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
+  mode = CreationMode(r->fd(), mode, c.umask);
   Record rec = NewRecord(Op::kCreate, c, r->path);
   rec.mode = S_IFREG | (mode & 07777);
   rec.flags = flags;
@@ -1011,9 +1025,36 @@ Result<std::string> Filesystem::GetXattr(uint64_t id, const std::string& name, s
   });
 }
 
-Result<std::string> Filesystem::ListXattr(uint64_t id, size_t size) {
-  return ReadXattrs(id, size, "listxattr",
-                    [](const char* p, char* b, size_t n) { return listxattr(p, b, n); });
+Result<std::string> Filesystem::ListXattr(const Caller& c, uint64_t id, size_t size,
+                                          bool acl_only) {
+  auto o = OpenNode(id, O_PATH | O_NOFOLLOW);
+  if (!o.ok()) return o.status();
+  std::string proc = ProcPath(o->get());
+  // The whole list, then the names this caller may see: the size the kernel
+  // probes for must be that of the filtered list.
+  std::string all;
+  for (int attempt = 0;; ++attempt) {
+    ssize_t n = listxattr(proc.c_str(), nullptr, 0);
+    if (n < 0) return Errno("listxattr");
+    all.resize(static_cast<size_t>(n));
+    n = n ? listxattr(proc.c_str(), all.data(), all.size()) : 0;
+    if (n >= 0) {
+      all.resize(static_cast<size_t>(n));
+      break;
+    }
+    if (errno != ERANGE || attempt == 3) return Errno("listxattr");  // ERANGE: it grew
+  }
+  std::string shown;
+  for (size_t i = 0; i < all.size();) {
+    std::string_view name(all.data() + i);
+    i += name.size() + 1;
+    if (acl_only && name != "system.posix_acl_access" && name != "system.posix_acl_default")
+      continue;
+    shown.append(name).push_back('\0');
+  }
+  if (size == 0) return std::string(shown.size(), '\0');  // size probe
+  if (shown.size() > size) return Status::Error(ERANGE, "listxattr");
+  return shown;
 }
 
 Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,

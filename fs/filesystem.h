@@ -45,6 +45,10 @@ struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
+  // The caller's umask when the kernel left it to us (FUSE_CAP_DONT_MASK,
+  // negotiated with POSIX ACLs): create, mkdir and mknod apply it unless the
+  // parent directory has a default ACL. 0: the kernel has applied it.
+  mode_t umask = 0;
 };
 
 struct FsOptions {
@@ -160,7 +164,8 @@ class Filesystem {
   Result<struct statvfs> StatFs();
 
   Result<std::string> GetXattr(uint64_t id, const std::string& name, size_t size);
-  Result<std::string> ListXattr(uint64_t id, size_t size);
+  // acl_only: list only system.posix_acl_* names (xattrs off, ACLs on).
+  Result<std::string> ListXattr(const Caller& c, uint64_t id, size_t size, bool acl_only);
   Status SetXattr(const Caller& c, uint64_t id, const std::string& name, const std::string& value,
                   int flags);
   Status RemoveXattr(const Caller& c, uint64_t id, const std::string& name);

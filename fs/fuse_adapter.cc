@@ -13,6 +13,8 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -21,6 +23,10 @@ namespace scribefs {
 struct FuseServer::Context {
   Filesystem* fs = nullptr;
   double timeout = 1.0;
+  // Other users reach the mount (allow_other/allow_root): the kernel must
+  // enforce their POSIX ACLs, not only the mode bits (see DoInit).
+  bool acl = false;
+  bool dont_mask = false;  // negotiated: the umask is ours to apply
 };
 
 namespace {
@@ -32,7 +38,7 @@ Filesystem& Fs(fuse_req_t req) { return *Ctx(req)->fs; }
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid, c->pid};
+  return Caller{c->uid, c->gid, c->pid, Ctx(req)->dont_mask ? c->umask : mode_t{0}};
 }
 
 FileHandle* Fh(fuse_file_info* fi) {
@@ -120,6 +126,21 @@ void DoInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_POSIX_LOCKS;  // locks stay local to the kernel
   conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
   auto* ctx = static_cast<FuseServer::Context*>(userdata);
+  if (ctx->acl) {
+    // With default_permissions alone the kernel checks mode bits only and the
+    // root daemon then acts, so an ACL entry that denies a user would be
+    // ignored. With POSIX_ACL the kernel reads ACLs (getxattr
+    // system.posix_acl_*) and enforces them; a default ACL is applied by the
+    // backing filesystem on create, and the umask, which a default ACL
+    // replaces, is left to us (DONT_MASK, Caller::umask).
+    if (conn->capable & FUSE_CAP_POSIX_ACL) {
+      conn->want |= FUSE_CAP_POSIX_ACL;
+      if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
+    } else {
+      spdlog::error("the kernel does not support POSIX ACLs on FUSE: ACLs are not enforced");
+    }
+    ctx->dont_mask = (conn->want & FUSE_CAP_DONT_MASK) != 0;
+  }
   if (!ctx->fs->options().writeback_cache) conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   conn->max_write = 1024 * 1024;
   conn->max_readahead = 1024 * 1024;
@@ -432,9 +453,24 @@ void DoStatfs(fuse_req_t req, fuse_ino_t ino) {
   });
 }
 
+// POSIX ACLs travel as these xattrs; they pass even with --xattr off.
+bool IsAclName(const char* name) {
+  return strcmp(name, "system.posix_acl_access") == 0 ||
+         strcmp(name, "system.posix_acl_default") == 0;
+}
+
+// With --xattr off the handlers exist only for ACLs: anything else is
+// unsupported (ENOTSUP, not ENOSYS, which would turn ACLs off in the kernel).
+bool XattrRefused(fuse_req_t req, const char* name) {
+  if (Fs(req).options().xattr || IsAclName(name)) return false;
+  fuse_reply_err(req, EOPNOTSUPP);
+  return true;
+}
+
 void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guard(req, [&] {
+    if (XattrRefused(req, name)) return;
     if (Held(req, [=, n = std::string(name), v = std::string(value, size)] {
           DoSetxattr(req, ino, n.c_str(), v.data(), v.size(), flags);
         }))
@@ -445,6 +481,7 @@ void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 
 void DoGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Guard(req, [&] {
+    if (XattrRefused(req, name)) return;
     auto v = Fs(req).GetXattr(ino, name, size);
     if (!v.ok()) return ReplyErr(req, v.status());
     if (size == 0) return (void)fuse_reply_xattr(req, v->size());
@@ -454,7 +491,7 @@ void DoGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void DoListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Guard(req, [&] {
-    auto v = Fs(req).ListXattr(ino, size);
+    auto v = Fs(req).ListXattr(CallerOf(req), ino, size, !Fs(req).options().xattr);
     if (!v.ok()) return ReplyErr(req, v.status());
     if (size == 0) return (void)fuse_reply_xattr(req, v->size());
     fuse_reply_buf(req, v->data(), v->size());
@@ -463,6 +500,7 @@ void DoListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void DoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Guard(req, [&] {
+    if (XattrRefused(req, name)) return;
     if (Held(req, [=, n = std::string(name)] { DoRemovexattr(req, ino, n.c_str()); })) return;
     ReplyErr(req, Synced(req, Fs(req).RemoveXattr(CallerOf(req), ino, name)));
   });
@@ -500,6 +538,7 @@ void DoLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   });
 }
 
+// xattr: --xattr on, or ACLs, which the kernel reads and writes as xattrs.
 fuse_lowlevel_ops MakeOps(bool xattr) {
   fuse_lowlevel_ops ops;
   memset(&ops, 0, sizeof ops);
@@ -535,13 +574,31 @@ fuse_lowlevel_ops MakeOps(bool xattr) {
   ops.lseek = DoLseek;
   if (xattr) {
     // Without these the kernel answers ENOTSUP/ENODATA itself after the first
-    // ENOSYS, and stops asking before every write (see README, "xattrs").
+    // ENOSYS, and stops asking before every write (see README, "xattrs"). With
+    // them it asks for security.capability before every write: the price
+    // of --xattr on, and of ACLs on a shared mount.
     ops.setxattr = DoSetxattr;
     ops.getxattr = DoGetxattr;
     ops.listxattr = DoListxattr;
     ops.removexattr = DoRemovexattr;
   }
   return ops;
+}
+
+// True when -o allow_other or allow_root lets users other than the daemon's
+// own reach the mount.
+bool SharedWithOthers(const std::vector<std::string>& fuse_opts) {
+  for (const std::string& opts : fuse_opts) {
+    size_t start = 0;
+    while (start <= opts.size()) {
+      size_t end = opts.find(',', start);
+      if (end == std::string::npos) end = opts.size();
+      std::string_view o(opts.data() + start, end - start);
+      if (o == "allow_other" || o == "allow_root") return true;
+      start = end + 1;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -552,6 +609,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(const FuseOptions& options
   server->ctx_ = new Context();
   server->ctx_->timeout = options.cache_timeout;
   server->ctx_->fs = fs;
+  server->ctx_->acl = SharedWithOthers(options.fuse_opts);
   server->max_threads_ = options.max_threads;
   server->clone_fd_ = options.clone_fd;
 
@@ -563,7 +621,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(const FuseOptions& options
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  fuse_lowlevel_ops ops = MakeOps(fs->options().xattr);
+  fuse_lowlevel_ops ops = MakeOps(fs->options().xattr || server->ctx_->acl);
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, server->ctx_);
   fuse_opt_free_args(&args);
   if (!se) return Status::Error(EINVAL, "fuse: cannot create session (bad -o option? see above)");

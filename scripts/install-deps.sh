@@ -9,7 +9,7 @@ PACKAGES=(
   libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpat1-dev
   # tests and tools
-  googletest libgtest-dev libgmock-dev sqlite3 attr util-linux psmisc procps fio
+  googletest libgtest-dev libgmock-dev sqlite3 attr acl util-linux psmisc procps fio
 )
 # Real S3 for the uploader tests: a throwaway Ceph RADOS Gateway, and the AWS CLI
 # to look at what landed.
