@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <nlohmann/json.hpp>
@@ -53,6 +54,18 @@ DirHandle::~DirHandle() {
   if (dir) closedir(static_cast<DIR*>(dir));
 }
 
+FileHandle::FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w)
+    : fd(std::move(f)), inode(std::move(i)), writable(w) {
+  std::lock_guard lk(inode->fds_mu);
+  inode->open_fds.push_back(fd.get());
+}
+
+FileHandle::~FileHandle() {
+  std::lock_guard lk(inode->fds_mu);
+  auto& fds = inode->open_fds;
+  fds.erase(std::find(fds.begin(), fds.end(), fd.get()));
+}
+
 Filesystem::Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options)
     : root_fd_(std::move(root_fd)),
       journal_(journal),
@@ -83,6 +96,14 @@ Result<UniqueFd> Filesystem::OpenRel(const std::string& rel, int flags) {
   // The daemon's paths never need a symlink; one in the way could only come
   // from outside the mount and must not lead elsewhere.
   return OpenBeneath(root_fd_.get(), rel, flags);
+}
+
+Result<UniqueFd> Filesystem::OpenFdOf(Inode& inode) {
+  std::lock_guard lk(inode.fds_mu);  // the descriptor stays open while we dup it
+  if (inode.open_fds.empty()) return Status::Error(ENOENT, "unlinked");
+  int fd = fcntl(inode.open_fds.front(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return Errno("dup");
+  return UniqueFd(fd);
 }
 
 Record Filesystem::NewRecord(Op op, const Caller& c, std::string path) {
@@ -273,7 +294,13 @@ Result<struct stat> Filesystem::GetAttr(uint64_t id, FileHandle* fh) {
   }
   SharedTree tree(inodes_.tree());
   auto alias = inodes_.PrimaryAlias(*inode);
-  if (!alias) return Status::Error(ENOENT, "unlinked");
+  if (!alias) {
+    // Unlinked while open: the open file still answers (st_nlink 0).
+    auto fd = OpenFdOf(*inode);
+    if (!fd.ok()) return fd.status();
+    if (fstat(fd->get(), &st) != 0) return Errno("fstat");
+    return st;
+  }
   auto pfd = DirFd(*alias->parent);
   if (!pfd.ok()) return pfd.status();
   if (fstatat(pfd.value()->get(), alias->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -291,7 +318,6 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   bool is_root = inode == inodes_.root();
-  if (!path && !fh) return Status::Error(ENOENT, "unlinked");
 
   // Records first: a truncate, and one setattr naming every attribute set.
   std::vector<Record> recs;
@@ -324,20 +350,24 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
     for (auto& r : recs) Skip(r, err);
   };
 
-  // An fd for the inode itself: the open file if there is one, else O_PATH.
+  // An fd for the inode itself: the open file if there is one, else O_PATH;
+  // without a name (unlinked while open, fchmod), another open file's.
   UniqueFd own;
   int fd = fh ? fh->fd.get() : -1;
+  bool is_path_fd = false;
   if (fd < 0) {
-    auto o = is_root ? OpenRel("", O_PATH | O_DIRECTORY) : OpenRel(*path, O_PATH | O_NOFOLLOW);
+    auto o = !path     ? OpenFdOf(*inode)
+             : is_root ? OpenRel("", O_PATH | O_DIRECTORY)
+                       : OpenRel(*path, O_PATH | O_NOFOLLOW);
     if (!o.ok()) {
       skip_all(o.status().code());
       return o.status();
     }
     own = std::move(o.value());
     fd = own.get();
+    is_path_fd = path.has_value();
   }
   std::string proc = ProcPath(fd);
-  bool is_path_fd = !fh;
   if (to_set & kSetMode) {
     int rc = is_path_fd ? chmod(proc.c_str(), attr.st_mode & 07777) : fchmod(fd, attr.st_mode & 07777);
     if (rc != 0) {
@@ -654,11 +684,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
     if (truncating) Skip(rec, fd.status().code());
     return fd.status();
   }
-  auto fh = std::make_unique<FileHandle>();
-  fh->fd = std::move(fd.value());
-  fh->inode = inode;
-  fh->writable = writable;
-  return fh;
+  return std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
 }
 
 Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
@@ -687,10 +713,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
   SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFREG | mode));
   auto e = MakeEntry(r->parent, name, r->fd());
   if (!e.ok()) return e.status();
-  auto fh = std::make_unique<FileHandle>();
-  fh->fd = std::move(ufd);
-  fh->inode = inodes_.Get(e->id);
-  fh->writable = true;
+  auto fh = std::make_unique<FileHandle>(std::move(ufd), inodes_.Get(e->id), true);
   {
     // The create record is the intent for the data that follows.
     std::lock_guard lk(fh->inode->mu);

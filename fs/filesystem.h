@@ -73,6 +73,10 @@ struct Entry {
 };
 
 struct FileHandle {
+  FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w);  // lists fd in inode->open_fds
+  ~FileHandle();  // takes it out before it is closed
+  FileHandle(const FileHandle&) = delete;
+  FileHandle& operator=(const FileHandle&) = delete;
   UniqueFd fd;
   std::shared_ptr<Inode> inode;
   bool writable = false;
@@ -178,6 +182,9 @@ class Filesystem {
   class Resolved;  // a name resolved under the TreeLock
   std::shared_ptr<Inode> Node(uint64_t id);
   Result<UniqueFd> OpenRel(const std::string& rel, int flags);
+  // A duplicate of a descriptor an open file holds on inode: how an inode
+  // with no name left (unlinked while open) is still reached. ENOENT if none.
+  Result<UniqueFd> OpenFdOf(Inode& inode);
   // Opens inode `id` by its current path (resolved under the TreeLock).
   Result<UniqueFd> OpenNode(uint64_t id, int flags);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);

@@ -93,6 +93,12 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::mutex mu;  // guards dirty
   std::condition_variable cv;  // inflight reached 0
   DirtyState dirty;
+
+  // The descriptors that open files hold on this inode (FileHandle::fd): the
+  // only way left to an inode whose last name was unlinked while it was open
+  // (fstat, fchmod on such a file). Guarded by fds_mu, a leaf lock.
+  std::mutex fds_mu;
+  std::vector<int> open_fds;
 };
 
 class InodeTable {
