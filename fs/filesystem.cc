@@ -645,7 +645,12 @@ Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& n
 
 namespace {
 int BackingOpenFlags(int flags, bool writeback) {
-  flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+  // O_DIRECT stays with the kernel, which sends the application's direct I/O
+  // as it is: the data reaches us behind a request header, in a buffer no
+  // O_DIRECT descriptor accepts (EINVAL even for aligned 4 KiB writes), and
+  // the kernel's writeback of cached pages of the same file may use this
+  // descriptor with a partial last page.
+  flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
   if (writeback) {
     // The kernel may read pages of a file opened write-only to fill its
     // cache, and it implements O_APPEND itself from the cached size.
