@@ -31,6 +31,14 @@ Result<DirFdCache::Fd> DirFdCache::Get(dev_t dev, ino_t ino,
   return shared;
 }
 
+DirFdCache::Fd DirFdCache::Peek(dev_t dev, ino_t ino) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(Key{dev, ino});
+  if (it == map_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
 void DirFdCache::Invalidate(dev_t dev, ino_t ino) {
   Fd evicted;
   std::lock_guard lk(mu_);

@@ -30,6 +30,8 @@ class DirFdCache {
 
   // The cached descriptor for (dev, ino), or open() inserted and returned.
   Result<Fd> Get(dev_t dev, ino_t ino, const std::function<Result<UniqueFd>()>& open);
+  // The cached descriptor for (dev, ino), or nullptr (opens nothing).
+  Fd Peek(dev_t dev, ino_t ino);
   void Invalidate(dev_t dev, ino_t ino);
   size_t size();
 

@@ -219,11 +219,44 @@ Status Filesystem::CommitWithDeferred(Record& r) {
 }
 
 Result<DirFdCache::Fd> Filesystem::DirFd(const Inode& dir) {
-  return dir_fds_.Get(dir.dev, dir.ino, [&]() -> Result<UniqueFd> {
-    auto path = inodes_.PathOf(dir);
-    if (!path) return Status::Error(ENOENT, "directory unlinked");
-    return OpenRel(*path, O_PATH | O_DIRECTORY);
-  });
+  if (auto fd = dir_fds_.Peek(dir.dev, dir.ino)) return fd;
+  // Up to the nearest ancestor with a cached descriptor (or the root)...
+  const Inode* root = inodes_.root().get();
+  std::vector<std::pair<const Inode*, Alias>> chain;  // dir first
+  DirFdCache::Fd base;
+  for (const Inode* cur = &dir;;) {
+    if (cur == root) {
+      auto fd = dir_fds_.Get(cur->dev, cur->ino,
+                             [&] { return OpenRel("", O_PATH | O_DIRECTORY); });
+      if (!fd.ok()) return fd.status();
+      base = std::move(fd.value());
+      break;
+    }
+    if (cur != &dir && (base = dir_fds_.Peek(cur->dev, cur->ino))) break;
+    auto alias = inodes_.PrimaryAlias(*cur);
+    if (!alias) return Status::Error(ENOENT, "directory unlinked");
+    if (chain.size() > 1u << 16) return Status::Error(ELOOP, "directory chain");  // a bug
+    const Inode* node = cur;
+    cur = alias->parent.get();  // kept alive by the alias, now in chain
+    chain.emplace_back(node, std::move(*alias));
+  }
+  // ...then down again, one name per openat2().
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    const Inode& d = *it->first;
+    int parent_fd = base->get();
+    auto fd = dir_fds_.Get(d.dev, d.ino, [&]() -> Result<UniqueFd> {
+      auto o = OpenBeneath(parent_fd, it->second.name, O_PATH | O_DIRECTORY);
+      if (!o.ok()) return o.status();
+      struct stat st;
+      if (fstat(o->get(), &st) != 0) return Errno("fstat");
+      if (st.st_ino != d.ino || st.st_dev != d.dev)
+        return Status::Error(ENOENT, it->second.name + ": replaced outside the mount");
+      return o;
+    });
+    if (!fd.ok()) return fd.status();
+    base = std::move(fd.value());
+  }
+  return base;
 }
 
 void Filesystem::Skip(const Record& r, int err) {
@@ -358,7 +391,7 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
   if (fd < 0) {
     auto o = !path     ? OpenFdOf(*inode)
              : is_root ? OpenRel("", O_PATH | O_DIRECTORY)
-                       : OpenRel(*path, O_PATH | O_NOFOLLOW);
+                       : OpenByName(*inode, O_PATH | O_NOFOLLOW);
     if (!o.ok()) {
       skip_all(o.status().code());
       return o.status();
@@ -426,11 +459,18 @@ Result<UniqueFd> Filesystem::OpenNode(uint64_t id, int flags) {
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   // The descriptor names the inode itself: the lock is only needed to
-  // resolve the path, not while the caller uses it.
+  // resolve the name, not while the caller uses it.
   SharedTree tree(inodes_.tree());
-  auto path = inodes_.PathOf(*inode);
-  if (!path) return Status::Error(ENOENT, "unlinked");
-  return OpenRel(*path, flags);
+  return OpenByName(*inode, flags);
+}
+
+Result<UniqueFd> Filesystem::OpenByName(const Inode& inode, int flags) {
+  if (&inode == inodes_.root().get()) return OpenRel("", flags);
+  auto alias = inodes_.PrimaryAlias(inode);
+  if (!alias) return Status::Error(ENOENT, "unlinked");
+  auto parent_fd = DirFd(*alias->parent);
+  if (!parent_fd.ok()) return parent_fd.status();
+  return OpenBeneath(parent_fd.value()->get(), alias->name, flags);
 }
 
 Result<std::string> Filesystem::ReadLink(uint64_t id) {
@@ -549,7 +589,7 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
   if (!old_path) return Status::Error(ENOENT, "unlinked");
   auto r = Resolved::In(this, new_parent, new_name);
   if (!r.ok()) return r.status();
-  auto src = OpenRel(*old_path, O_PATH | O_NOFOLLOW);
+  auto src = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!src.ok()) return src.status();
   Record rec = NewRecord(Op::kLink, c, *old_path);
   rec.new_path = r->path;
@@ -684,7 +724,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
     inode->dirty.whole = true;
     inode->dirty.write_gen++;
   }
-  auto fd = OpenRel(*path, BackingOpenFlags(flags, options_.writeback_cache));
+  auto fd = OpenByName(*inode, BackingOpenFlags(flags, options_.writeback_cache));
   if (!fd.ok()) {
     if (truncating) Skip(rec, fd.status().code());
     return fd.status();
@@ -1093,7 +1133,7 @@ Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& nam
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
-  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  auto fd = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!fd.ok()) return fd.status();
   Record rec = NewRecord(Op::kSetxattr, c, *path);
   rec.flags = flags;
@@ -1116,7 +1156,7 @@ Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& 
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
-  auto fd = OpenRel(*path, O_PATH | O_NOFOLLOW);
+  auto fd = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!fd.ok()) return fd.status();
   Record rec = NewRecord(Op::kRemovexattr, c, *path);
   rec.detail = nlohmann::json{{"name", name}}.dump(-1, ' ', false,

@@ -185,8 +185,12 @@ class Filesystem {
   // A duplicate of a descriptor an open file holds on inode: how an inode
   // with no name left (unlinked while open) is still reached. ENOENT if none.
   Result<UniqueFd> OpenFdOf(Inode& inode);
-  // Opens inode `id` by its current path (resolved under the TreeLock).
+  // Opens inode `id` by its current name (resolved under the TreeLock).
   Result<UniqueFd> OpenNode(uint64_t id, int flags);
+  // Opens inode by its newest name, beneath its parent directory's
+  // descriptor: no system call sees more than one component, so trees
+  // deeper than PATH_MAX work as on the disk. Requires the TreeLock.
+  Result<UniqueFd> OpenByName(const Inode& inode, int flags);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);
   Status Commit(Record& r, bool durable = false);
   Status CommitAll(std::vector<Record>& rs, bool durable = false);
@@ -204,6 +208,9 @@ class Filesystem {
   Status RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir);
   // Moves the waiting records into out. Requires the TreeLock.
   void TakePending(std::vector<Record>* out);
+  // The O_PATH descriptor of directory `dir`, opened (on a cache miss)
+  // below the nearest cached ancestor one name at a time. Requires the
+  // TreeLock.
   Result<DirFdCache::Fd> DirFd(const Inode& dir);
   void Skip(const Record& r, int err);
   Record NewRecord(Op op, const Caller& c, std::string path);
