@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -11,6 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
 #include <string_view>
@@ -35,6 +39,22 @@ std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 // ACL of the parent replaces the umask. The backing filesystem applies a
 // default ACL itself (the daemon's own umask is 0), so the caller's umask is
 // applied here only where there is none (see Caller::umask).
+// Whether thread/process pid has CAP_SYS_ADMIN, which the kernel requires
+// for seeing trusted.* xattr names. Unknown (it has exited): no.
+bool HasSysAdmin(pid_t pid) {
+  std::string status = "/proc/" + std::to_string(pid) + "/status";
+  UniqueFd fd(open(status.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  char buf[4096];
+  ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* eff = strstr(buf, "\nCapEff:");
+  if (!eff) return false;
+  unsigned long long caps = strtoull(eff + strlen("\nCapEff:"), nullptr, 16);
+  return (caps >> CAP_SYS_ADMIN) & 1;
+}
+
 mode_t CreationMode(int dirfd, mode_t mode, mode_t umask) {
   if (umask == 0) return mode;
   if (getxattr(ProcPath(dirfd).c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
@@ -1112,12 +1132,17 @@ Result<std::string> Filesystem::ListXattr(const Caller& c, uint64_t id, size_t s
     }
     if (errno != ERANGE || attempt == 3) return Errno("listxattr");  // ERANGE: it grew
   }
+  std::optional<bool> admin;  // asked only when there is a trusted.* name
   std::string shown;
   for (size_t i = 0; i < all.size();) {
     std::string_view name(all.data() + i);
     i += name.size() + 1;
     if (acl_only && name != "system.posix_acl_access" && name != "system.posix_acl_default")
       continue;
+    if (name.starts_with("trusted.")) {
+      if (!admin) admin = HasSysAdmin(c.pid);
+      if (!*admin) continue;  // hidden from users, as the kernel does on ext4
+    }
     shown.append(name).push_back('\0');
   }
   if (size == 0) return std::string(shown.size(), '\0');  // size probe

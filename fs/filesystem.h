@@ -169,6 +169,7 @@ class Filesystem {
 
   Result<std::string> GetXattr(uint64_t id, const std::string& name, size_t size);
   // acl_only: list only system.posix_acl_* names (xattrs off, ACLs on).
+  // trusted.* names only for callers with CAP_SYS_ADMIN.
   Result<std::string> ListXattr(const Caller& c, uint64_t id, size_t size, bool acl_only);
   Status SetXattr(const Caller& c, uint64_t id, const std::string& name, const std::string& value,
                   int flags);
