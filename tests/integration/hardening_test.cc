@@ -171,13 +171,13 @@ TEST_F(HardeningTest, AclsAreEnforcedThroughAllowOtherMount) {
 // Item 12: a file that is open and then unlinked keeps working through its
 // descriptor: fstat (st_nlink 0), I/O, fchmod, ftruncate.
 TEST_F(HardeningTest, OpenUnlinkedFileKeepsWorking) {
-  ASSERT_NO_FATAL_FAILURE(Mount());
+  Options o;
+  o.args = {"--cache-timeout", "0"};  // every fstat asks the daemon
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
   UniqueFd fd(open(mp("gone").c_str(), O_CREAT | O_RDWR, 0644));
   ASSERT_TRUE(fd) << strerror(errno);
   ASSERT_EQ(write(fd.get(), "hello", 5), 5);
   ASSERT_EQ(unlink(mp("gone").c_str()), 0);
-  // Past the attribute timeout (1 s), so that fstat asks the daemon.
-  usleep(1'200'000);
   struct stat st;
   ASSERT_EQ(fstat(fd.get(), &st), 0) << strerror(errno);
   EXPECT_EQ(st.st_nlink, 0u);
@@ -306,10 +306,11 @@ TEST_F(DeepTreeTest, OperationsBeyondPathMaxWork) {
   EXPECT_EQ(st.st_nlink, 2u);
   ASSERT_EQ(fstatat(b.get(), "l", &st, AT_SYMLINK_NOFOLLOW), 0);
   EXPECT_EQ(st.st_uid, kNobody);
+  d.Reset();  // the mount must not be busy
   EXPECT_EQ(Unmount(), 0);
   auto rs = Records();
   std::string f = RelDir() + "/f";
-  EXPECT_EQ(Find(rs, Op::kSetattr, f).size(), 2u);
+  EXPECT_GE(Find(rs, Op::kSetattr, f).size(), 2u);  // chmod, chown (+ truncate's times)
   EXPECT_EQ(Find(rs, Op::kTruncate, f).size(), 1u);
   EXPECT_EQ(Find(rs, Op::kLink, f, RelDir() + "/f2").size(), 1u);
 }
@@ -349,6 +350,35 @@ TEST_F(HardeningTest, TrustedXattrNamesAreHiddenFromUsers) {
   while (len + 1 < sizeof r.text && (r.text[len] || r.text[len + 1])) ++len;
   EXPECT_EQ(names(r.text, len ? len + 1 : 0), (std::set<std::string>{"user.pub"}));
   EXPECT_EQ(Unmount(), 0);
+}
+
+// Item 14: a change through one hard link is journaled under every name the
+// daemon knows, so that the target's copies of all names are refreshed.
+TEST_F(HardeningTest, WriteThroughOneHardLinkCoversEveryName) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_TRUE(WriteFile(mp("h1"), "a", 0644));
+  ASSERT_EQ(link(mp("h1").c_str(), mp("h2").c_str()), 0) << strerror(errno);
+  {
+    UniqueFd fd(open(mp("h1").c_str(), O_WRONLY | O_APPEND));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(write(fd.get(), "b", 1), 1);
+  }
+  {
+    // Through the other name, in place (no O_TRUNC, no create).
+    UniqueFd fd(open(mp("h2").c_str(), O_WRONLY));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(pwrite(fd.get(), "c", 1, 2), 1);
+  }
+  ASSERT_EQ(truncate(mp("h1").c_str(), 2), 0);
+  EXPECT_EQ(ReadFile(data("h2")).value_or(""), "ab");
+  EXPECT_EQ(Unmount(), 0);
+  auto rs = Records();
+  std::string all;
+  for (const auto& r : rs) all += "\n  " + Dump(r);
+  EXPECT_TRUE(DataCovered(rs, "h2", 1, 1)) << "the append through h1:" << all;
+  EXPECT_TRUE(DataCovered(rs, "h1", 2, 1)) << "the write through h2:" << all;
+  EXPECT_FALSE(Find(rs, Op::kClose, "h2").empty()) << all;
+  EXPECT_EQ(Find(rs, Op::kTruncate, "h2").size(), 1u) << all;
 }
 
 }  // namespace
