@@ -200,11 +200,12 @@ void Filesystem::TakePending(std::vector<Record>* out) {
       ranges = inode->dirty.pending.Take();
     }
     if (ranges.empty()) continue;
-    auto path = inodes_.PathOf(*inode);
-    if (!path) continue;  // unlinked: nothing of it is left in DATADIR
-    Record r = NewRecord(Op::kWrite, Caller{}, *path);
-    r.ranges = std::move(ranges);
-    out->push_back(std::move(r));
+    // Every name (none when unlinked: nothing of it is left in DATADIR).
+    for (const std::string& path : inodes_.PathsOf(*inode)) {
+      Record r = NewRecord(Op::kWrite, Caller{}, path);
+      r.ranges = ranges;
+      out->push_back(std::move(r));
+    }
   }
   for (Record& r : deferred) out->push_back(std::move(r));
 }
@@ -224,17 +225,17 @@ Status Filesystem::AwaitUpload(bool op_ok) {
   return Status::Error(EIO, s.message());
 }
 
-Status Filesystem::CommitWithDeferred(Record& r) {
+Status Filesystem::CommitWithDeferred(std::vector<Record>& rs) {
   // Only the deferred list (a leaf lock): callers may hold an Inode::mu.
   std::vector<Record> all;
   {
     std::lock_guard lk(flush_mu_);
     all.swap(deferred_);
   }
-  if (all.empty()) return Commit(r);
-  all.push_back(std::move(r));
+  size_t first = all.size();
+  for (Record& r : rs) all.push_back(std::move(r));
   Status s = CommitAll(all);
-  r = std::move(all.back());
+  for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
   return s;
 }
 
@@ -371,12 +372,14 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   bool is_root = inode == inodes_.root();
+  // The change reaches every hard link of the file.
+  std::vector<std::string> paths = inodes_.PathsOf(*inode);
 
   // Records first: a truncate, and one setattr naming every attribute set.
   std::vector<Record> recs;
-  if (path) {
+  for (const std::string& name_path : paths) {
     if (to_set & kSetSize) {
-      Record r = NewRecord(Op::kTruncate, c, *path);
+      Record r = NewRecord(Op::kTruncate, c, name_path);
       r.size = attr.st_size;
       recs.push_back(std::move(r));
     }
@@ -391,14 +394,14 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
     else if (to_set & kSetMtime)
       d["mtime"] = int64_t(attr.st_mtim.tv_sec) * 1000000000 + attr.st_mtim.tv_nsec;
     if (!d.empty()) {
-      Record r = NewRecord(Op::kSetattr, c, *path);
+      Record r = NewRecord(Op::kSetattr, c, name_path);
       if (to_set & kSetMode) r.mode = (inode->type | (attr.st_mode & 07777));
       r.flags = to_set;
       r.detail = d.dump();
       recs.push_back(std::move(r));
     }
-    SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(recs));
   }
+  if (path) SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(recs));
   auto skip_all = [&](int err) {
     for (auto& r : recs) Skip(r, err);
   };
@@ -731,22 +734,26 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
-  Record rec;
+  std::vector<Record> recs;
   if (truncating) {
-    // open(O_TRUNC) is a data change: record it, and treat the file as dirty
-    // from here to its close (the record is the intent).
+    // open(O_TRUNC) is a data change (of every hard link): record it, and
+    // treat the file as dirty from here to its close (the record is the
+    // intent).
     std::lock_guard lk(inode->mu);
-    rec = NewRecord(Op::kTruncate, c, *path);
-    rec.size = 0;
-    rec.flags = flags;
-    SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(rec));  // Inode::mu is held
+    for (const std::string& name_path : inodes_.PathsOf(*inode)) {
+      Record rec = NewRecord(Op::kTruncate, c, name_path);
+      rec.size = 0;
+      rec.flags = flags;
+      recs.push_back(std::move(rec));
+    }
+    SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(recs));  // Inode::mu is held
     inode->dirty.dirty = true;
     inode->dirty.whole = true;
     inode->dirty.write_gen++;
   }
   auto fd = OpenByName(*inode, BackingOpenFlags(flags, options_.writeback_cache));
   if (!fd.ok()) {
-    if (truncating) Skip(rec, fd.status().code());
+    for (const Record& rec : recs) Skip(rec, fd.status().code());
     return fd.status();
   }
   return std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
@@ -806,12 +813,16 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
   SharedTree tree(inodes_.tree());
   std::lock_guard lk(inode.mu);
   if (!inode.dirty.dirty) {
-    auto path = inodes_.PathOf(inode);
-    if (path) {
-      Record rec = NewRecord(Op::kWrite, c, *path);
+    // One intent per hard link: the write changes the file under every name.
+    std::vector<Record> recs;
+    for (const std::string& path : inodes_.PathsOf(inode)) {
+      Record rec = NewRecord(Op::kWrite, c, path);
       rec.ranges.push_back({offset, length});
+      recs.push_back(std::move(rec));
+    }
+    if (!recs.empty()) {
       // A deferred close of this file's previous session must come first.
-      SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(rec));
+      SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(recs));
       counters_.intents++;
       *covered = true;
     }
@@ -892,7 +903,7 @@ Result<off_t> Filesystem::Lseek(FileHandle* fh, off_t off, int whence) {
 Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra,
                                      bool durable, bool mark_clean) {
   SharedTree tree(inodes_.tree());
-  auto path = inodes_.PathOf(inode);
+  std::vector<std::string> paths = inodes_.PathsOf(inode);  // every hard link
   uint64_t gen;
   std::vector<ByteRange> ranges;
   {
@@ -902,15 +913,15 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
     ranges = inode.dirty.pending.Take();
   }
   std::vector<Record> recs;
-  if (path) {
+  for (const std::string& path : paths) {
     if (!ranges.empty()) {
-      Record r = NewRecord(Op::kWrite, c, *path);
-      r.ranges = std::move(ranges);
+      Record r = NewRecord(Op::kWrite, c, path);
+      r.ranges = ranges;
       recs.push_back(std::move(r));
     }
-    for (Record& r : extra) {
-      r.path = *path;
-      recs.push_back(std::move(r));
+    for (const Record& r : extra) {
+      recs.push_back(r);
+      recs.back().path = path;
     }
   }
   Status s = CommitWithPending(recs, durable);
@@ -957,7 +968,7 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
   // uncovered: the close record joins the next group commit (at most
   // range_flush_ms away, or sooner with the next namespace operation).
   SharedTree tree(inodes_.tree());
-  auto path = inodes_.PathOf(inode);
+  std::vector<std::string> paths = inodes_.PathsOf(inode);  // every hard link
   {
     std::unique_lock lk(inode.mu);
     inode.cv.wait(lk, [&] { return inode.dirty.inflight == 0; });
@@ -965,11 +976,13 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
     inode.dirty.dirty = false;
     inode.dirty.whole = false;
   }
-  if (!path) return Status::Ok();
-  close.path = *path;
+  if (paths.empty()) return Status::Ok();
   {
     std::lock_guard lk(flush_mu_);
-    deferred_.push_back(std::move(close));
+    for (const std::string& path : paths) {
+      deferred_.push_back(close);
+      deferred_.back().path = path;
+    }
   }
   flush_cv_.notify_one();
   return journal_->health().ok() ? Status::Ok() : Status::Error(EIO, "journal failed");

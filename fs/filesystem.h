@@ -201,8 +201,8 @@ class Filesystem {
   // TreeLock and no Inode::mu held.
   Status CommitWithPending(std::vector<Record>& rs, bool durable = false);
   Status CommitWithPending(Record& r);
-  // Commits r after the deferred close records; safe with an Inode::mu held.
-  Status CommitWithDeferred(Record& r);
+  // Commits rs after the deferred close records; safe with an Inode::mu held.
+  Status CommitWithDeferred(std::vector<Record>& rs);
   Result<std::string> ReadXattrs(uint64_t id, size_t size, const char* what,
                                  const std::function<ssize_t(const char*, char*, size_t)>& call);
   // unlink (dir false) or rmdir (dir true) of parent/name.

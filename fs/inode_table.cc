@@ -152,6 +152,21 @@ std::optional<std::string> InodeTable::PathOf(const Inode& inode) {
   return path;
 }
 
+std::vector<std::string> InodeTable::PathsOf(const Inode& inode) {
+  if (&inode == root_.get()) return {std::string()};
+  std::vector<Alias> aliases;
+  {
+    std::lock_guard lk(names_mu_);
+    aliases = inode.aliases;
+  }
+  std::vector<std::string> paths;
+  for (auto it = aliases.rbegin(); it != aliases.rend(); ++it) {
+    auto dir = PathOf(*it->parent);
+    if (dir) paths.push_back(dir->empty() ? it->name : *dir + "/" + it->name);
+  }
+  return paths;
+}
+
 std::optional<Alias> InodeTable::PrimaryAlias(const Inode& inode) {
   std::lock_guard lk(names_mu_);
   if (inode.aliases.empty()) return std::nullopt;

@@ -134,6 +134,10 @@ class InodeTable {
   // Path relative to DATADIR ("" for the root); nullopt when the inode has no
   // name left. Requires TreeLock (shared suffices).
   std::optional<std::string> PathOf(const Inode& inode);
+  // The paths of every name the table knows for inode (newest first; ""
+  // for the root, empty when unlinked): a data change through one hard
+  // link changes them all. Requires TreeLock (shared suffices).
+  std::vector<std::string> PathsOf(const Inode& inode);
   // The name paths use (newest alias), if any. Requires TreeLock.
   std::optional<Alias> PrimaryAlias(const Inode& inode);
   // Name changes. Require TreeLock exclusive.
