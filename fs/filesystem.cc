@@ -35,10 +35,6 @@ Status Errno(const std::string& what) { return PosixError(what, errno); }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-// The permission bits a new node in directory dirfd gets. POSIX: a default
-// ACL of the parent replaces the umask. The backing filesystem applies a
-// default ACL itself (the daemon's own umask is 0), so the caller's umask is
-// applied here only where there is none (see Caller::umask).
 // Whether thread/process pid has CAP_SYS_ADMIN, which the kernel requires
 // for seeing trusted.* xattr names. Unknown (it has exited): no.
 bool HasSysAdmin(pid_t pid) {
@@ -55,6 +51,10 @@ bool HasSysAdmin(pid_t pid) {
   return (caps >> CAP_SYS_ADMIN) & 1;
 }
 
+// The permission bits a new node in directory dirfd gets. POSIX: a default
+// ACL of the parent replaces the umask. The backing filesystem applies a
+// default ACL itself (the daemon's own umask is 0), so the caller's umask is
+// applied here only where there is none (see Caller::umask).
 mode_t CreationMode(int dirfd, mode_t mode, mode_t umask) {
   if (umask == 0) return mode;
   if (getxattr(ProcPath(dirfd).c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
@@ -83,7 +83,7 @@ FileHandle::FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w)
 FileHandle::~FileHandle() {
   std::lock_guard lk(inode->fds_mu);
   auto& fds = inode->open_fds;
-  fds.erase(std::find(fds.begin(), fds.end(), fd.get()));
+  if (auto it = std::find(fds.begin(), fds.end(), fd.get()); it != fds.end()) fds.erase(it);
 }
 
 Filesystem::Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options)
