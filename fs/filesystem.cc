@@ -61,12 +61,6 @@ mode_t CreationMode(int dirfd, mode_t mode, mode_t umask) {
   return mode & ~umask;
 }
 
-// Sync mode: the newest record the current FUSE request committed and must
-// see uploaded before it replies (one request per thread at a time).
-thread_local int64_t tls_sync_seq = 0;
-// Records the current request committed before performing its operation:
-// unapplied (Journal::AppliedThrough) until the request is done.
-thread_local std::vector<int64_t> tls_held;
 
 }  // namespace
 
@@ -154,10 +148,20 @@ Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
   return Status::Error(EIO, "journal: " + s.message());
 }
 
-Status Filesystem::CommitWithPending(std::vector<Record>& rs, bool durable) {
+void SyncTicket::Hold(const std::vector<Record>& committed) {
+  for (const Record& r : committed) held_.push_back(r.seq);
+  if (!committed.empty()) seq_ = committed.back().seq;
+}
+
+void SyncTicket::Release() {
+  for (int64_t held : held_) journal_->EndApply(held);
+  held_.clear();
+}
+
+Status Filesystem::CommitWithPending(std::vector<Record>& rs, SyncTicket& ticket, bool durable) {
   std::vector<Record> all;
   TakePending(&all);
-  // Our own records (last) stay unapplied until AwaitUpload: the uploader
+  // Our own records (last) stay unapplied until Settle: the uploader
   // must not look at their paths before the operation has happened.
   size_t first = all.size();
   for (Record& r : rs) all.push_back(std::move(r));
@@ -168,17 +172,14 @@ Status Filesystem::CommitWithPending(std::vector<Record>& rs, bool durable) {
     s = Status::Error(EIO, "journal: " + s.message());
   }
   for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
-  if (s.ok()) {
-    for (const Record& r : rs) tls_held.push_back(r.seq);
-    if (!rs.empty()) tls_sync_seq = rs.back().seq;
-  }
+  if (s.ok()) ticket.Hold(rs);
   return s;
 }
 
-Status Filesystem::CommitWithPending(Record& r) {
+Status Filesystem::CommitWithPending(Record& r, SyncTicket& ticket) {
   std::vector<Record> one;
   one.push_back(std::move(r));
-  Status s = CommitWithPending(one);
+  Status s = CommitWithPending(one, ticket);
   r = std::move(one[0]);
   return s;
 }
@@ -210,12 +211,10 @@ void Filesystem::TakePending(std::vector<Record>* out) {
   for (Record& r : deferred) out->push_back(std::move(r));
 }
 
-Status Filesystem::AwaitUpload(bool op_ok) {
+Status Filesystem::Await(SyncTicket& ticket, bool op_ok) {
   // The operation is done (or failed): its records may be replayed now.
-  for (int64_t held : tls_held) journal_->EndApply(held);
-  tls_held.clear();
-  int64_t seq = tls_sync_seq;
-  tls_sync_seq = 0;
+  ticket.Release();
+  int64_t seq = ticket.seq();
   if (!op_ok || seq == 0 || !options_.waiter) return Status::Ok();
   Status s = options_.waiter->WaitUploaded(
       seq, std::chrono::steady_clock::now() + options_.sync_timeout);
@@ -223,6 +222,104 @@ Status Filesystem::AwaitUpload(bool op_ok) {
   spdlog::warn("sync mode: record {} not stored in the target: {} (it stays pending)", seq,
                s.message());
   return Status::Error(EIO, s.message());
+}
+
+Status Filesystem::Settle(Mutation<Status> m) {
+  Status w = Await(m.ticket_, m.outcome_.ok());
+  return m.outcome_.ok() ? w : m.outcome_;
+}
+
+// ---- mutating operations: the outcome and its ticket ------------------------
+// Each runs its Do* body with a fresh ticket and hands both to the caller,
+// who must Settle them (README, "Replication", sync mode).
+
+Mutation<Result<struct stat>> Filesystem::SetAttr(const Caller& c, uint64_t id,
+                                                  const struct stat& attr, int to_set,
+                                                  FileHandle* fh) {
+  SyncTicket t(journal_);
+  auto r = DoSetAttr(t, c, id, attr, to_set, fh);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Result<Entry>> Filesystem::MkNod(const Caller& c, uint64_t parent,
+                                          const std::string& name, mode_t mode, dev_t rdev) {
+  SyncTicket t(journal_);
+  auto r = DoMkNod(t, c, parent, name, mode, rdev);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Result<Entry>> Filesystem::MkDir(const Caller& c, uint64_t parent,
+                                          const std::string& name, mode_t mode) {
+  SyncTicket t(journal_);
+  auto r = DoMkDir(t, c, parent, name, mode);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Result<Entry>> Filesystem::Symlink(const Caller& c, const std::string& target,
+                                            uint64_t parent, const std::string& name) {
+  SyncTicket t(journal_);
+  auto r = DoSymlink(t, c, target, parent, name);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Result<Entry>> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent,
+                                         const std::string& new_name) {
+  SyncTicket t(journal_);
+  auto r = DoLink(t, c, id, new_parent, new_name);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Status> Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  SyncTicket t(journal_);
+  Status s = RemoveName(c, parent, name, /*dir=*/false, t);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Status> Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
+  SyncTicket t(journal_);
+  Status s = RemoveName(c, parent, name, /*dir=*/true, t);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Status> Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& name,
+                                    uint64_t new_parent, const std::string& new_name,
+                                    unsigned int flags) {
+  SyncTicket t(journal_);
+  Status s = DoRename(t, c, parent, name, new_parent, new_name, flags);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Result<Filesystem::Created>> Filesystem::Create(const Caller& c, uint64_t parent,
+                                                         const std::string& name, mode_t mode,
+                                                         int flags) {
+  SyncTicket t(journal_);
+  auto r = DoCreate(t, c, parent, name, mode, flags);
+  return {std::move(r), std::move(t)};
+}
+
+Mutation<Status> Filesystem::Flush(const Caller& c, FileHandle* fh) {
+  SyncTicket t(journal_);
+  Status s = DoFlush(t, c, fh);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Status> Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
+  SyncTicket t(journal_);
+  Status s = DoFsync(t, c, fh, datasync);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Status> Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,
+                                      const std::string& value, int flags) {
+  SyncTicket t(journal_);
+  Status s = DoSetXattr(t, c, id, name, value, flags);
+  return {std::move(s), std::move(t)};
+}
+
+Mutation<Status> Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& name) {
+  SyncTicket t(journal_);
+  Status s = DoRemoveXattr(t, c, id, name);
+  return {std::move(s), std::move(t)};
 }
 
 Status Filesystem::CommitWithDeferred(std::vector<Record>& rs) {
@@ -364,8 +461,8 @@ Result<struct stat> Filesystem::GetAttr(uint64_t id, FileHandle* fh) {
   return st;
 }
 
-Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const struct stat& attr,
-                                        int to_set, FileHandle* fh) {
+Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64_t id,
+                                          const struct stat& attr, int to_set, FileHandle* fh) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
@@ -401,7 +498,7 @@ Result<struct stat> Filesystem::SetAttr(const Caller& c, uint64_t id, const stru
       recs.push_back(std::move(r));
     }
   }
-  if (path) SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(recs));
+  if (path) SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(recs, t));
   auto skip_all = [&](int err) {
     for (auto& r : recs) Skip(r, err);
   };
@@ -537,8 +634,8 @@ class Filesystem::Resolved {
   std::string name;
 };
 
-Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::string& name,
-                                mode_t mode, dev_t rdev) {
+Result<Entry> Filesystem::DoMkNod(SyncTicket& t, const Caller& c, uint64_t parent,
+                                  const std::string& name, mode_t mode, dev_t rdev) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -549,7 +646,7 @@ Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::str
   Record rec = NewRecord(Op::kMknod, c, r->path);
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   if (mknodat(r->fd(), name.c_str(), mode, rdev) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -559,8 +656,8 @@ Result<Entry> Filesystem::MkNod(const Caller& c, uint64_t parent, const std::str
   return MakeEntry(r->parent, name, r->fd());
 }
 
-Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::string& name,
-                                mode_t mode) {
+Result<Entry> Filesystem::DoMkDir(SyncTicket& t, const Caller& c, uint64_t parent,
+                                  const std::string& name, mode_t mode) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -570,7 +667,7 @@ Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::str
   mode = CreationMode(r->fd(), mode, c.umask);
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   if (mkdirat(r->fd(), name.c_str(), mode) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -580,8 +677,8 @@ Result<Entry> Filesystem::MkDir(const Caller& c, uint64_t parent, const std::str
   return MakeEntry(r->parent, name, r->fd());
 }
 
-Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, uint64_t parent,
-                                  const std::string& name) {
+Result<Entry> Filesystem::DoSymlink(SyncTicket& t, const Caller& c, const std::string& target,
+                                    uint64_t parent, const std::string& name) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -592,7 +689,7 @@ Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, ui
   rec.mode = S_IFLNK | 0777;
   rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
                                                       nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   if (symlinkat(target.c_str(), r->fd(), name.c_str()) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -602,8 +699,8 @@ Result<Entry> Filesystem::Symlink(const Caller& c, const std::string& target, ui
   return MakeEntry(r->parent, name, r->fd());
 }
 
-Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent,
-                               const std::string& new_name) {
+Result<Entry> Filesystem::DoLink(SyncTicket& t, const Caller& c, uint64_t id,
+                                 uint64_t new_parent, const std::string& new_name) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
@@ -616,7 +713,7 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
   if (!src.ok()) return src.status();
   Record rec = NewRecord(Op::kLink, c, *old_path);
   rec.new_path = r->path;
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   // AT_EMPTY_PATH on an O_PATH fd links exactly this inode (needs
   // CAP_DAC_READ_SEARCH, which the root daemon has).
   if (linkat(src->get(), "", r->fd(), new_name.c_str(), AT_EMPTY_PATH) != 0) {
@@ -630,15 +727,8 @@ Result<Entry> Filesystem::Link(const Caller& c, uint64_t id, uint64_t new_parent
   return MakeEntry(r->parent, new_name, r->fd());
 }
 
-Status Filesystem::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
-  return RemoveName(c, parent, name, /*dir=*/false);
-}
-
-Status Filesystem::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
-  return RemoveName(c, parent, name, /*dir=*/true);
-}
-
-Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir) {
+Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir,
+                              SyncTicket& t) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -647,7 +737,7 @@ Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::strin
   if (fstatat(r->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(r->path);
   Record rec = NewRecord(dir ? Op::kRmdir : Op::kUnlink, c, r->path);
   rec.mode = st.st_mode;
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   {
     // The name leaves the table before anyone can see its inode number reused.
     std::unique_lock identity(inodes_.identity());
@@ -664,8 +754,9 @@ Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::strin
   return Status::Ok();
 }
 
-Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& name,
-                          uint64_t new_parent, const std::string& new_name, unsigned int flags) {
+Status Filesystem::DoRename(SyncTicket& t, const Caller& c, uint64_t parent,
+                            const std::string& name, uint64_t new_parent,
+                            const std::string& new_name, unsigned int flags) {
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
     return Status::Error(EINVAL, "unsupported rename flags");
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
@@ -685,7 +776,7 @@ Status Filesystem::Rename(const Caller& c, uint64_t parent, const std::string& n
   rec.mode = sst.st_mode;
   if (flags) rec.flags = flags;
   if (flags & RENAME_EXCHANGE) rec.detail = R"({"exchange":true})";
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   if (renameat2(src->fd(), name.c_str(), dst->fd(), new_name.c_str(), flags) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -759,8 +850,9 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   return std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
 }
 
-Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
-    const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags) {
+Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
+                                                 uint64_t parent, const std::string& name,
+                                                 mode_t mode, int flags) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -772,7 +864,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(
   rec.mode = S_IFREG | (mode & 07777);
   rec.flags = flags;
   rec.size = 0;
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   int fd = openat(r->fd(), name.c_str(),
                   BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
                   mode);
@@ -901,7 +993,7 @@ Result<off_t> Filesystem::Lseek(FileHandle* fh, off_t off, int whence) {
 }
 
 Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra,
-                                     bool durable, bool mark_clean) {
+                                     bool durable, bool mark_clean, SyncTicket& t) {
   SharedTree tree(inodes_.tree());
   std::vector<std::string> paths = inodes_.PathsOf(inode);  // every hard link
   uint64_t gen;
@@ -924,7 +1016,7 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
       recs.back().path = path;
     }
   }
-  Status s = CommitWithPending(recs, durable);
+  Status s = CommitWithPending(recs, t, durable);
   if (!s.ok()) return s;
   if (mark_clean) {
     std::lock_guard lk(inode.mu);
@@ -934,7 +1026,7 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
   return Status::Ok();
 }
 
-Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
+Status Filesystem::DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh) {
   if (!fh->writable) return Status::Ok();
   Inode& inode = *fh->inode;
   {
@@ -960,7 +1052,7 @@ Status Filesystem::Flush(const Caller& c, FileHandle* fh) {
   if (whole && !options_.waiter) return DeferClose(inode, std::move(close));
   std::vector<Record> extra;
   extra.push_back(std::move(close));
-  return CommitInodeRanges(c, inode, std::move(extra), /*durable=*/false, /*mark_clean=*/true);
+  return CommitInodeRanges(c, inode, std::move(extra), /*durable=*/false, /*mark_clean=*/true, t);
 }
 
 Status Filesystem::DeferClose(Inode& inode, Record close) {
@@ -988,7 +1080,7 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
   return journal_->health().ok() ? Status::Ok() : Status::Error(EIO, "journal failed");
 }
 
-Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
+Status Filesystem::DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool datasync) {
   // fsync of a dirty file journals: it passes the gate (before any lock).
   MutationGate::Pass pass = NeedsGate(fh) ? EnterGate() : MutationGate::Pass();
   // The journal becomes durable first: it must never be weaker than the data.
@@ -1003,8 +1095,8 @@ Status Filesystem::Fsync(const Caller& c, FileHandle* fh, bool datasync) {
     if (datasync) r.flags = 1;
     extra.push_back(std::move(r));
   }
-  SCRIBEFS_RETURN_IF_ERROR(
-      CommitInodeRanges(c, *fh->inode, std::move(extra), /*durable=*/true, /*mark_clean=*/false));
+  SCRIBEFS_RETURN_IF_ERROR(CommitInodeRanges(c, *fh->inode, std::move(extra), /*durable=*/true,
+                                             /*mark_clean=*/false, t));
   int rc = datasync ? fdatasync(fh->fd.get()) : fsync(fh->fd.get());
   if (rc != 0) return Errno("fsync");
   return Status::Ok();
@@ -1163,8 +1255,8 @@ Result<std::string> Filesystem::ListXattr(const Caller& c, uint64_t id, size_t s
   return shown;
 }
 
-Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& name,
-                            const std::string& value, int flags) {
+Status Filesystem::DoSetXattr(SyncTicket& t, const Caller& c, uint64_t id,
+                              const std::string& name, const std::string& value, int flags) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
@@ -1177,7 +1269,7 @@ Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& nam
   rec.flags = flags;
   rec.detail = nlohmann::json{{"name", name}, {"size", value.size()}}.dump(
       -1, ' ', false, nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   std::string proc = ProcPath(fd->get());
   if (setxattr(proc.c_str(), name.c_str(), value.data(), value.size(), flags) != 0) {
     int e = errno;
@@ -1187,7 +1279,8 @@ Status Filesystem::SetXattr(const Caller& c, uint64_t id, const std::string& nam
   return Status::Ok();
 }
 
-Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& name) {
+Status Filesystem::DoRemoveXattr(SyncTicket& t, const Caller& c, uint64_t id,
+                                 const std::string& name) {
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
@@ -1199,7 +1292,7 @@ Status Filesystem::RemoveXattr(const Caller& c, uint64_t id, const std::string& 
   Record rec = NewRecord(Op::kRemovexattr, c, *path);
   rec.detail = nlohmann::json{{"name", name}}.dump(-1, ' ', false,
                                                   nlohmann::json::error_handler_t::replace);
-  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec));
+  SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
   std::string proc = ProcPath(fd->get());
   if (removexattr(proc.c_str(), name.c_str()) != 0) {
     int e = errno;

@@ -14,6 +14,14 @@
 // to the inode's in-memory set, which RangeFlusher commits every few
 // milliseconds, and which Flush/Fsync commit before they return.
 //
+// Mutating methods whose own records name their change (namespace and
+// metadata changes, close, fsync) return a Mutation: the outcome together with
+// the SyncTicket of the records committed for it. The caller takes the outcome
+// out with Settle(), which releases those records to the uploader and, in
+// sync mode, waits until they are stored in the target; there is no other way
+// to the outcome, so no reply can forget the wait. Only code that holds a
+// ticket can commit records that sync mode waits for (CommitWithPending).
+//
 // Thread-safe: called from many FUSE worker threads at once.
 #pragma once
 
@@ -29,6 +37,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -90,6 +99,58 @@ struct DirHandle {
   ~DirHandle();
 };
 
+// The sync-wait obligation of one mutating operation: the records it
+// committed ahead of performing its change, which stay unapplied in the
+// journal (Journal::AppliedThrough) until the operation is done, and the
+// newest of them, which sync mode must see stored in the target before the
+// operation replies. Only a mutating Filesystem method fills one in; it leaves
+// it inside the Mutation it returns. Move-only; if it is destroyed without
+// being settled (an exception on the way to the reply), its records are
+// released (never waited for), so a lost ticket cannot stall the uploader.
+class SyncTicket {
+ public:
+  explicit SyncTicket(Journal* journal) : journal_(journal) {}
+  SyncTicket(SyncTicket&& o) noexcept
+      : journal_(o.journal_), held_(std::move(o.held_)), seq_(std::exchange(o.seq_, 0)) {
+    o.held_.clear();
+  }
+  SyncTicket& operator=(SyncTicket&&) = delete;
+  SyncTicket(const SyncTicket&) = delete;
+  ~SyncTicket() { Release(); }
+
+  // The seq sync mode waits for (0: nothing to wait for).
+  int64_t seq() const { return seq_; }
+  // Records held unapplied until Release().
+  const std::vector<int64_t>& held() const { return held_; }
+  // Adds records the operation committed before performing its change.
+  void Hold(const std::vector<Record>& committed);
+  // The operation is done (or failed): its records may be replayed now.
+  void Release();
+
+ private:
+  Journal* journal_;
+  std::vector<int64_t> held_;
+  int64_t seq_ = 0;
+};
+
+// What a mutating Filesystem method returns: its outcome R (a Status or a
+// Result<T>) and the SyncTicket for it. The outcome can only be taken out by
+// Filesystem::Settle, which releases the held records and, in sync mode,
+// waits for the upload: a caller cannot reply without having done both.
+template <typename R>
+class [[nodiscard]] Mutation {
+ public:
+  Mutation(R outcome, SyncTicket ticket) : outcome_(std::move(outcome)), ticket_(std::move(ticket)) {}
+  Mutation(Mutation&&) = default;
+  // For tests: what Settle would wait for and release.
+  const SyncTicket& ticket() const { return ticket_; }
+
+ private:
+  friend class Filesystem;
+  R outcome_;
+  SyncTicket ticket_;
+};
+
 // Counters for status and tests.
 struct FsCounters {
   std::atomic<uint64_t> intents{0};      // synchronous first-write records
@@ -113,11 +174,22 @@ class Filesystem {
   // that the operation passes the MutationGate.
   bool NeedsGate(FileHandle* fh);
 
-  // Sync mode: waits until what the calling thread's last operation recorded
-  // is stored in the target; EIO after sync_timeout (the records stay
-  // pending). Call after every mutating operation, with no lock held; op_ok
-  // false just forgets. Async mode: returns at once.
-  Status AwaitUpload(bool op_ok);
+  // Ends a mutating operation: releases the records its ticket holds and, in
+  // sync mode, when the operation succeeded, waits until its newest record is
+  // stored in the target; EIO after sync_timeout (the records stay pending).
+  // A successful outcome whose wait failed is undone where it handed out a
+  // reference (an Entry's lookup count) and becomes that EIO. Async mode
+  // returns at once. Call with no lock held.
+  Status Settle(Mutation<Status> m);
+  template <typename T>
+  Result<T> Settle(Mutation<Result<T>> m) {
+    Status w = Await(m.ticket_, m.outcome_.ok());
+    if (m.outcome_.ok() && !w.ok()) {
+      Undo(m.outcome_.value());
+      return w;
+    }
+    return std::move(m.outcome_);
+  }
 
   // Commits every pending byte range now (shutdown, tests).
   Status FlushAllRanges();
@@ -128,25 +200,26 @@ class Filesystem {
   void Forget(uint64_t id, uint64_t nlookup);
   Result<struct stat> GetAttr(uint64_t id, FileHandle* fh);
   // to_set: a mask of kSet* bits below.
-  Result<struct stat> SetAttr(const Caller& c, uint64_t id, const struct stat& attr, int to_set,
-                              FileHandle* fh);
+  Mutation<Result<struct stat>> SetAttr(const Caller& c, uint64_t id, const struct stat& attr,
+                                        int to_set, FileHandle* fh);
   Result<std::string> ReadLink(uint64_t id);
-  Result<Entry> MkNod(const Caller& c, uint64_t parent, const std::string& name, mode_t mode,
-                      dev_t rdev);
-  Result<Entry> MkDir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode);
-  Result<Entry> Symlink(const Caller& c, const std::string& target, uint64_t parent,
-                        const std::string& name);
-  Result<Entry> Link(const Caller& c, uint64_t id, uint64_t new_parent,
-                     const std::string& new_name);
-  Status Unlink(const Caller& c, uint64_t parent, const std::string& name);
-  Status Rmdir(const Caller& c, uint64_t parent, const std::string& name);
-  Status Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
-                const std::string& new_name, unsigned int flags);
+  Mutation<Result<Entry>> MkNod(const Caller& c, uint64_t parent, const std::string& name,
+                                mode_t mode, dev_t rdev);
+  Mutation<Result<Entry>> MkDir(const Caller& c, uint64_t parent, const std::string& name,
+                                mode_t mode);
+  Mutation<Result<Entry>> Symlink(const Caller& c, const std::string& target, uint64_t parent,
+                                  const std::string& name);
+  Mutation<Result<Entry>> Link(const Caller& c, uint64_t id, uint64_t new_parent,
+                               const std::string& new_name);
+  Mutation<Status> Unlink(const Caller& c, uint64_t parent, const std::string& name);
+  Mutation<Status> Rmdir(const Caller& c, uint64_t parent, const std::string& name);
+  Mutation<Status> Rename(const Caller& c, uint64_t parent, const std::string& name,
+                          uint64_t new_parent, const std::string& new_name, unsigned int flags);
 
   Result<std::unique_ptr<FileHandle>> Open(const Caller& c, uint64_t id, int flags);
-  Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Create(const Caller& c, uint64_t parent,
-                                                               const std::string& name,
-                                                               mode_t mode, int flags);
+  using Created = std::pair<Entry, std::unique_ptr<FileHandle>>;
+  Mutation<Result<Created>> Create(const Caller& c, uint64_t parent, const std::string& name,
+                                   mode_t mode, int flags);
   // Writes through copy(fd, offset), which returns bytes written or -errno.
   Result<size_t> Write(const Caller& c, FileHandle* fh, off_t offset, size_t size,
                        const std::function<ssize_t(int fd, off_t offset)>& copy);
@@ -155,8 +228,8 @@ class Filesystem {
                                off_t off_out, size_t len, int flags);
   Result<off_t> Lseek(FileHandle* fh, off_t off, int whence);
   // close(2) of one descriptor: commits pending ranges and a close record.
-  Status Flush(const Caller& c, FileHandle* fh);
-  Status Fsync(const Caller& c, FileHandle* fh, bool datasync);
+  Mutation<Status> Flush(const Caller& c, FileHandle* fh);
+  Mutation<Status> Fsync(const Caller& c, FileHandle* fh, bool datasync);
 
   Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t id);
   // Calls emit(name, d_ino, d_type, next_offset) for entries from dh->offset on
@@ -171,9 +244,9 @@ class Filesystem {
   // acl_only: list only system.posix_acl_* names (xattrs off, ACLs on).
   // trusted.* names only for callers with CAP_SYS_ADMIN.
   Result<std::string> ListXattr(const Caller& c, uint64_t id, size_t size, bool acl_only);
-  Status SetXattr(const Caller& c, uint64_t id, const std::string& name, const std::string& value,
-                  int flags);
-  Status RemoveXattr(const Caller& c, uint64_t id, const std::string& name);
+  Mutation<Status> SetXattr(const Caller& c, uint64_t id, const std::string& name,
+                            const std::string& value, int flags);
+  Mutation<Status> RemoveXattr(const Caller& c, uint64_t id, const std::string& name);
 
   static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2, kSetSize = 1 << 3,
                        kSetAtime = 1 << 4, kSetMtime = 1 << 5, kSetAtimeNow = 1 << 7,
@@ -181,6 +254,35 @@ class Filesystem {
 
  private:
   class Resolved;  // a name resolved under the TreeLock
+  // The mutating operations proper, behind the public methods that wrap their
+  // outcome and ticket into a Mutation (the do_/sfs_ split of passthrough_hp).
+  Result<struct stat> DoSetAttr(SyncTicket& t, const Caller& c, uint64_t id,
+                                const struct stat& attr, int to_set, FileHandle* fh);
+  Result<Entry> DoMkNod(SyncTicket& t, const Caller& c, uint64_t parent, const std::string& name,
+                        mode_t mode, dev_t rdev);
+  Result<Entry> DoMkDir(SyncTicket& t, const Caller& c, uint64_t parent, const std::string& name,
+                        mode_t mode);
+  Result<Entry> DoSymlink(SyncTicket& t, const Caller& c, const std::string& target,
+                          uint64_t parent, const std::string& name);
+  Result<Entry> DoLink(SyncTicket& t, const Caller& c, uint64_t id, uint64_t new_parent,
+                       const std::string& new_name);
+  Status DoRename(SyncTicket& t, const Caller& c, uint64_t parent, const std::string& name,
+                  uint64_t new_parent, const std::string& new_name, unsigned int flags);
+  Result<Created> DoCreate(SyncTicket& t, const Caller& c, uint64_t parent,
+                           const std::string& name, mode_t mode, int flags);
+  Status DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh);
+  Status DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool datasync);
+  Status DoSetXattr(SyncTicket& t, const Caller& c, uint64_t id, const std::string& name,
+                    const std::string& value, int flags);
+  Status DoRemoveXattr(SyncTicket& t, const Caller& c, uint64_t id, const std::string& name);
+  // Releases ticket's records; in sync mode waits for its seq when op_ok.
+  Status Await(SyncTicket& ticket, bool op_ok);
+  // Undoes what a successful outcome handed out when its sync wait failed:
+  // the lookup reference of a new entry (a created file's handle closes with
+  // the outcome).
+  void Undo(const Entry& e) { Forget(e.id, 1); }
+  void Undo(const Created& c) { Forget(c.first.id, 1); }
+  void Undo(const struct stat&) {}
   std::shared_ptr<Inode> Node(uint64_t id);
   Result<UniqueFd> OpenRel(const std::string& rel, int flags);
   // A duplicate of a descriptor an open file holds on inode: how an inode
@@ -199,14 +301,16 @@ class Filesystem {
   // (pending ranges, deferred closes), those first, in one transaction: the
   // journal's order stays the order in which things happened. Requires the
   // TreeLock and no Inode::mu held.
-  Status CommitWithPending(std::vector<Record>& rs, bool durable = false);
-  Status CommitWithPending(Record& r);
+  // Our own records (rs) are held in ticket until the operation is done.
+  Status CommitWithPending(std::vector<Record>& rs, SyncTicket& ticket, bool durable = false);
+  Status CommitWithPending(Record& r, SyncTicket& ticket);
   // Commits rs after the deferred close records; safe with an Inode::mu held.
   Status CommitWithDeferred(std::vector<Record>& rs);
   Result<std::string> ReadXattrs(uint64_t id, size_t size, const char* what,
                                  const std::function<ssize_t(const char*, char*, size_t)>& call);
   // unlink (dir false) or rmdir (dir true) of parent/name.
-  Status RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir);
+  Status RemoveName(const Caller& c, uint64_t parent, const std::string& name, bool dir,
+                    SyncTicket& ticket);
   // Moves the waiting records into out. Requires the TreeLock.
   void TakePending(std::vector<Record>* out);
   // The O_PATH descriptor of directory `dir`, opened (on a cache miss)
@@ -224,7 +328,7 @@ class Filesystem {
   void EndData(Inode& inode, uint64_t offset, uint64_t length, bool covered);
   // Commits inode's pending ranges plus `extra` records (close/fsync).
   Status CommitInodeRanges(const Caller& c, Inode& inode, std::vector<Record> extra, bool durable,
-                           bool mark_clean);
+                           bool mark_clean, SyncTicket& ticket);
   Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
   // Passes the mutation gate (blocks while paused). Call before any lock.

@@ -57,24 +57,21 @@ fuse_entry_param EntryParam(fuse_req_t req, const Entry& e) {
   return p;
 }
 
-// Sync mode: a mutation replies only once its record is in the target.
-Status Synced(fuse_req_t req, const Status& s) {
-  Status w = Fs(req).AwaitUpload(s.ok());
-  return s.ok() ? w : s;
-}
-
 void ReplyEntry(fuse_req_t req, const Result<Entry>& e) {
-  if (!e.ok()) {
-    (void)Fs(req).AwaitUpload(false);
-    return ReplyErr(req, e.status());
-  }
-  if (Status w = Fs(req).AwaitUpload(true); !w.ok()) {
-    Fs(req).Forget(e.value().id, 1);
-    return ReplyErr(req, w);
-  }
+  if (!e.ok()) return ReplyErr(req, e.status());
   fuse_entry_param p = EntryParam(req, e.value());
   if (fuse_reply_entry(req, &p) != 0) Fs(req).Forget(p.ino, 1);  // interrupted: undo the reference
 }
+
+// The replies of mutating operations. A Mutation's outcome can only be taken
+// out through Filesystem::Settle, which releases the records it holds and, in
+// sync mode, returns only once its record is in the target (README,
+// "Replication"): every mutating callback replies through one of these.
+void ReplyEntry(fuse_req_t req, Mutation<Result<Entry>> m) {
+  ReplyEntry(req, Fs(req).Settle(std::move(m)));
+}
+
+void ReplyErr(fuse_req_t req, Mutation<Status> m) { ReplyErr(req, Fs(req).Settle(std::move(m))); }
 
 // Runs body, turning exceptions into replies (they must not reach C code).
 template <typename F>
@@ -190,8 +187,8 @@ void DoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
           DoSetattr(req, ino, &a, to_set, f.get());
         }))
       return;
-    auto st = Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi));
-    if (Status w = Synced(req, st.status()); !w.ok()) return ReplyErr(req, w);
+    auto st = Fs(req).Settle(Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi)));
+    if (!st.ok()) return ReplyErr(req, st.status());
     fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
   });
 }
@@ -239,14 +236,14 @@ void DoLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
 void DoUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, [&] {
     if (Held(req, [=, n = std::string(name)] { DoUnlink(req, parent, n.c_str()); })) return;
-    ReplyErr(req, Synced(req, Fs(req).Unlink(CallerOf(req), parent, name)));
+    ReplyErr(req, Fs(req).Unlink(CallerOf(req), parent, name));
   });
 }
 
 void DoRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, [&] {
     if (Held(req, [=, n = std::string(name)] { DoRmdir(req, parent, n.c_str()); })) return;
-    ReplyErr(req, Synced(req, Fs(req).Rmdir(CallerOf(req), parent, name)));
+    ReplyErr(req, Fs(req).Rmdir(CallerOf(req), parent, name));
   });
 }
 
@@ -257,7 +254,7 @@ void DoRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
           DoRename(req, parent, n.c_str(), newparent, nn.c_str(), flags);
         }))
       return;
-    ReplyErr(req, Synced(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags)));
+    ReplyErr(req, Fs(req).Rename(CallerOf(req), parent, name, newparent, newname, flags));
   });
 }
 
@@ -287,11 +284,8 @@ void DoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
           DoCreate(req, parent, n.c_str(), mode, &f);
         }))
       return;
-    auto r = Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags);
-    if (Status w = Synced(req, r.status()); !w.ok()) {
-      if (r.ok()) Fs(req).Forget(r.value().first.id, 1);
-      return ReplyErr(req, w);
-    }
+    auto r = Fs(req).Settle(Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags));
+    if (!r.ok()) return ReplyErr(req, r.status());
     auto& [entry, fh] = r.value();
     SetOpenFlags(req, fi, *fh);
     fi->fh = reinterpret_cast<uint64_t>(fh.get());
@@ -353,7 +347,7 @@ void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
         Held(req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }))
       return;
-    ReplyErr(req, Synced(req, Fs(req).Flush(CallerOf(req), Fh(fi))));
+    ReplyErr(req, Fs(req).Flush(CallerOf(req), Fh(fi)));
   });
 }
 
@@ -367,7 +361,7 @@ void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
         Held(req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); }))
       return;
-    ReplyErr(req, Synced(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0)));
+    ReplyErr(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0));
   });
 }
 
@@ -475,7 +469,7 @@ void DoSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
           DoSetxattr(req, ino, n.c_str(), v.data(), v.size(), flags);
         }))
       return;
-    ReplyErr(req, Synced(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags)));
+    ReplyErr(req, Fs(req).SetXattr(CallerOf(req), ino, name, std::string(value, size), flags));
   });
 }
 
@@ -502,7 +496,7 @@ void DoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Guard(req, [&] {
     if (XattrRefused(req, name)) return;
     if (Held(req, [=, n = std::string(name)] { DoRemovexattr(req, ino, n.c_str()); })) return;
-    ReplyErr(req, Synced(req, Fs(req).RemoveXattr(CallerOf(req), ino, name)));
+    ReplyErr(req, Fs(req).RemoveXattr(CallerOf(req), ino, name));
   });
 }
 

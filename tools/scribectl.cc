@@ -265,9 +265,212 @@ Then 'scribectl flush' waits until the changes are stored.
 With --json: {ok, scanned, new, changed, missing, pending, records,
 seconds, hold_ms, waited_for_pause}.)";
 
+// Every subcommand and the options it fills in.
+struct Commands {
+  JournalOptions jopts;
+  PauseOptions popts;
+  CheckpointOptions copts;
+  FlushOptions fopts;
+  VerifyOptions vopts;
+  RestoreCommandOptions ropts;
+  RescanOptions scopts;
+  CLI::App* journal = nullptr;
+  CLI::App* stats = nullptr;
+  CLI::App* status = nullptr;
+  CLI::App* pause = nullptr;
+  CLI::App* resume = nullptr;
+  CLI::App* checkpoint = nullptr;
+  CLI::App* checkpoints = nullptr;
+  CLI::App* flush = nullptr;
+  CLI::App* retry = nullptr;
+  CLI::App* verify = nullptr;
+  CLI::App* restore = nullptr;
+  CLI::App* rescan = nullptr;
+};
+
+// -m, --state-dir, --json: accepted before or after the command.
+void AddGlobalOptions(CLI::App& app, GlobalOptions& global) {
+  app.add_option("-m,--mount", global.datadir,
+                 "The data directory that scribefs serves (as given to the scribefs\n"
+                 "daemon). Its state directory, which holds the journal, is derived\n"
+                 "from the absolute path of DATADIR.")
+      ->type_name("DATADIR");
+  app.add_option("--state-dir", global.state_dir,
+                 "Use the state directory DIR (the one holding journal.db) instead of\n"
+                 "deriving it from -m. Overrides -m.")
+      ->type_name("DIR");
+  app.add_flag("--json", global.json,
+               "Machine-readable output for scripts (see the help of each command).");
+}
+
+// Commands that read the journal: journal (log), stats.
+void AddJournalCommands(CLI::App& app, Commands& c) {
+  c.journal =
+      app.add_subcommand("journal", "List journal records: every change and its upload state.");
+  c.journal->alias("log");
+  c.journal
+      ->add_option("--since", c.jopts.since,
+                   std::string("Only records at or after this point. ") + kTimeFormsHelp + ".")
+      ->type_name("SEQ|TIME")
+      ->check(CheckedBy(ValidateSeqOrTime));
+  c.journal
+      ->add_option("--until", c.jopts.until,
+                   "Only records at or before this point (same forms as --since).")
+      ->type_name("SEQ|TIME")
+      ->check(CheckedBy(ValidateSeqOrTime));
+  c.journal
+      ->add_option("--path", c.jopts.path_glob,
+                   "Only records whose path or new path matches GLOB (SQLite GLOB:\n"
+                   "* and ? match any characters including '/', [abc] a set; case\n"
+                   "sensitive). Paths are relative to DATADIR; a leading '/' is\n"
+                   "ignored, so 'docs/*' and '/docs/*' both match everything under docs.")
+      ->type_name("GLOB");
+  c.journal->add_option("--op", c.jopts.op, "Only records of this operation, one of:\n" + OpList())
+      ->type_name("OP")
+      ->check(CheckedBy(ValidateOpName));
+  c.journal
+      ->add_option("--state", c.jopts.state,
+                   "Only records in this upload state: pending (not yet uploaded),\n"
+                   "uploading, done, failed (see the error; 'scribectl retry' requeues),\n"
+                   "or skipped (the local operation failed; nothing to upload).")
+      ->type_name("STATE")
+      ->check(CheckedBy(ValidateStateName));
+  c.journal
+      ->add_option("-n,--limit", c.jopts.limit,
+                   "Show only the last N matching records (still oldest first).\n"
+                   "Default: all, or the last 10 with --follow and no --since.")
+      ->type_name("N")
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
+  c.journal->add_flag("-f,--follow", c.jopts.follow,
+                    "After listing, keep printing new records as they are committed\n"
+                    "(polls every 200 ms) until interrupted (Ctrl-C or SIGTERM; exit 0).\n"
+                    "Cannot be combined with --until.");
+  c.journal->footer(kJournalFooter);
+
+  c.stats = app.add_subcommand(
+      "stats", "Summarize the journal: records by operation and state, pending work.");
+  c.stats->footer(kStatsFooter);
+}
+
+// Commands that talk to the daemon (control socket).
+void AddControlCommands(CLI::App& app, Commands& c) {
+  c.status = app.add_subcommand(
+      "status", "Show the mount: running, mode, target, pause, pending work, last checkpoint.");
+  c.status->footer(kStatusFooter);
+
+  c.pause = app.add_subcommand(
+      "pause", "Hold every new mutating operation (reads continue) until 'resume' or the timeout.");
+  c.pause->add_option("-t,--timeout", c.popts.timeout_s,
+                    "Resume by itself after S seconds (default 60; at most the daemon's\n"
+                    "--max-pause, default 3600).")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  c.pause->add_flag("--sync", c.popts.sync,
+                  "Also make DATADIR's data durable (syncfs) before the pause is\n"
+                  "reported, e.g. before a block-level snapshot of the backing disk.");
+  c.pause->footer(kPauseFooter);
+
+  c.resume = app.add_subcommand("resume", "End the pause: held operations proceed.");
+  c.resume->footer(kResumeFooter);
+
+  c.checkpoint = app.add_subcommand(
+      "checkpoint", "Take a named, consistent checkpoint: pause, upload, store a manifest, resume.");
+  c.checkpoint->add_option("NAME", c.copts.name,
+                         "1-100 characters from A-Z a-z 0-9 . _ -, not starting with '.';\n"
+                         "names are never reused.")
+      ->required();
+  c.checkpoint
+      ->add_option("-t,--timeout", c.copts.timeout_s,
+                   "Give up (and resume) if the checkpoint is not complete S seconds\n"
+                   "after writes were paused (default 60). Exit code 5.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  c.checkpoint
+      ->add_option("--pre", c.copts.pre,
+                   "Run CMD (sh -c) before pausing, e.g. to make a database flush;\n"
+                   "if it fails, no checkpoint is taken (exit 1).")
+      ->type_name("CMD");
+  c.checkpoint
+      ->add_option("--post", c.copts.post,
+                   "Run CMD (sh -c) after the checkpoint, whether it succeeded or not\n"
+                   "(and after a failed --pre), e.g. to let the application go on.")
+      ->type_name("CMD");
+  c.checkpoint->footer(kCheckpointFooter);
+
+  c.checkpoints = app.add_subcommand(
+      "checkpoints", "List checkpoints: those the journal recorded and those in the target.");
+  c.checkpoints->footer(kCheckpointsFooter);
+
+  c.flush = app.add_subcommand(
+      "flush", "Wait until every change made so far is stored in the target.");
+  c.flush->add_option("-t,--timeout", c.fopts.timeout_s,
+                    "Give up after S seconds (exit 5). Default: wait as long as it takes.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  c.flush->footer(kFlushFooter);
+
+  c.retry = app.add_subcommand("retry", "Requeue every failed upload.");
+  c.retry->footer(kRetryFooter);
+}
+
+// Commands that read the target: verify and restore; and rescan.
+void AddTargetCommands(CLI::App& app, Commands& c) {
+  c.verify = app.add_subcommand(
+      "verify", "Compare the target with the directory: missing, extra and different paths.");
+  c.verify->add_flag("--quick", c.vopts.quick,
+                   "Compare files by size and mtime metadata only (no content download).");
+  c.verify
+      ->add_option("--path", c.vopts.path,
+                   "Only this path (a file, or a directory and everything below it),\n"
+                   "relative to the directory; a leading '/' is ignored.")
+      ->type_name("PATH");
+  c.verify
+      ->add_option("--dir", c.vopts.dir,
+                   "Compare with DIR instead of the mount's DATADIR (needed when only\n"
+                   "--target is given).")
+      ->type_name("DIR");
+  c.verify->add_option("-j,--workers", c.vopts.workers, "Parallel requests to the target (default 8).")
+      ->type_name("N")
+      ->check(CLI::Range(1, 64).description(""));
+  c.verify
+      ->add_option("-n,--limit", c.vopts.limit,
+                   "List at most N paths of each kind (default 20; 0 = all). --json\n"
+                   "always lists all.")
+      ->type_name("N")
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
+  AddTargetOptions(c.verify, &c.vopts.target);
+  c.verify->footer(kVerifyFooter);
+  c.restore = AddRestoreCommand(&app, &c.ropts);
+  c.rescan = app.add_subcommand(
+      "rescan", "Find changes made to DATADIR behind the mount and upload them.");
+  c.rescan->add_option("-t,--timeout", c.scopts.timeout_s,
+                     "Give up after S seconds (exit 5). Default: wait as long as it takes.")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+  c.rescan->footer(kRescanFooter);
+}
+
+int Dispatch(const GlobalOptions& global, Commands& c) {
+  if (c.journal->parsed()) return RunJournal(global, c.jopts);
+  if (c.stats->parsed()) return RunStats(global);
+  if (c.status->parsed()) return RunStatus(global);
+  if (c.pause->parsed()) return RunPause(global, c.popts);
+  if (c.resume->parsed()) return RunResume(global);
+  if (c.checkpoint->parsed()) return RunCheckpoint(global, c.copts);
+  if (c.checkpoints->parsed()) return RunCheckpoints(global);
+  if (c.flush->parsed()) return RunFlush(global, c.fopts);
+  if (c.retry->parsed()) return RunRetry(global);
+  if (c.verify->parsed()) return RunVerify(global, c.vopts);
+  if (c.restore->parsed()) return RunRestore(global, c.ropts);
+  if (c.rescan->parsed()) return RunRescan(global, c.scopts);
+  return Fail(kExitUsage, "no command given; run 'scribectl --help'");
+}
+
 int Main(int argc, char** argv) {
   GlobalOptions global;
-  JournalOptions jopts;
+  Commands c;
 
   CLI::App app(
       "scribectl: inspect and control a scribefs mount.\n"
@@ -280,164 +483,10 @@ int Main(int argc, char** argv) {
   app.get_formatter()->column_width(28);
   app.option_defaults()->always_capture_default(false);
 
-  app.add_option("-m,--mount", global.datadir,
-                 "The data directory that scribefs serves (as given to the scribefs\n"
-                 "daemon). Its state directory, which holds the journal, is derived\n"
-                 "from the absolute path of DATADIR.")
-      ->type_name("DATADIR");
-  app.add_option("--state-dir", global.state_dir,
-                 "Use the state directory DIR (the one holding journal.db) instead of\n"
-                 "deriving it from -m. Overrides -m.")
-      ->type_name("DIR");
-  app.add_flag("--json", global.json,
-               "Machine-readable output for scripts (see the help of each command).");
-
-  CLI::App* journal =
-      app.add_subcommand("journal", "List journal records: every change and its upload state.");
-  journal->alias("log");
-  journal
-      ->add_option("--since", jopts.since,
-                   std::string("Only records at or after this point. ") + kTimeFormsHelp + ".")
-      ->type_name("SEQ|TIME")
-      ->check(CheckedBy(ValidateSeqOrTime));
-  journal
-      ->add_option("--until", jopts.until,
-                   "Only records at or before this point (same forms as --since).")
-      ->type_name("SEQ|TIME")
-      ->check(CheckedBy(ValidateSeqOrTime));
-  journal
-      ->add_option("--path", jopts.path_glob,
-                   "Only records whose path or new path matches GLOB (SQLite GLOB:\n"
-                   "* and ? match any characters including '/', [abc] a set; case\n"
-                   "sensitive). Paths are relative to DATADIR; a leading '/' is\n"
-                   "ignored, so 'docs/*' and '/docs/*' both match everything under docs.")
-      ->type_name("GLOB");
-  journal->add_option("--op", jopts.op, "Only records of this operation, one of:\n" + OpList())
-      ->type_name("OP")
-      ->check(CheckedBy(ValidateOpName));
-  journal
-      ->add_option("--state", jopts.state,
-                   "Only records in this upload state: pending (not yet uploaded),\n"
-                   "uploading, done, failed (see the error; 'scribectl retry' requeues),\n"
-                   "or skipped (the local operation failed; nothing to upload).")
-      ->type_name("STATE")
-      ->check(CheckedBy(ValidateStateName));
-  journal
-      ->add_option("-n,--limit", jopts.limit,
-                   "Show only the last N matching records (still oldest first).\n"
-                   "Default: all, or the last 10 with --follow and no --since.")
-      ->type_name("N")
-      ->check(CLI::Validator(
-          [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
-  journal->add_flag("-f,--follow", jopts.follow,
-                    "After listing, keep printing new records as they are committed\n"
-                    "(polls every 200 ms) until interrupted (Ctrl-C or SIGTERM; exit 0).\n"
-                    "Cannot be combined with --until.");
-  journal->footer(kJournalFooter);
-
-  CLI::App* stats = app.add_subcommand(
-      "stats", "Summarize the journal: records by operation and state, pending work.");
-  stats->footer(kStatsFooter);
-
-  // ---- commands that talk to the daemon (control socket) ----
-  CLI::App* status = app.add_subcommand(
-      "status", "Show the mount: running, mode, target, pause, pending work, last checkpoint.");
-  status->footer(kStatusFooter);
-
-  PauseOptions popts;
-  CLI::App* pause = app.add_subcommand(
-      "pause", "Hold every new mutating operation (reads continue) until 'resume' or the timeout.");
-  pause->add_option("-t,--timeout", popts.timeout_s,
-                    "Resume by itself after S seconds (default 60; at most the daemon's\n"
-                    "--max-pause, default 3600).")
-      ->type_name("S")
-      ->check(CLI::PositiveNumber);
-  pause->add_flag("--sync", popts.sync,
-                  "Also make DATADIR's data durable (syncfs) before the pause is\n"
-                  "reported, e.g. before a block-level snapshot of the backing disk.");
-  pause->footer(kPauseFooter);
-
-  CLI::App* resume = app.add_subcommand("resume", "End the pause: held operations proceed.");
-  resume->footer(kResumeFooter);
-
-  CheckpointOptions copts;
-  CLI::App* checkpoint = app.add_subcommand(
-      "checkpoint", "Take a named, consistent checkpoint: pause, upload, store a manifest, resume.");
-  checkpoint->add_option("NAME", copts.name,
-                         "1-100 characters from A-Z a-z 0-9 . _ -, not starting with '.';\n"
-                         "names are never reused.")
-      ->required();
-  checkpoint
-      ->add_option("-t,--timeout", copts.timeout_s,
-                   "Give up (and resume) if the checkpoint is not complete S seconds\n"
-                   "after writes were paused (default 60). Exit code 5.")
-      ->type_name("S")
-      ->check(CLI::PositiveNumber);
-  checkpoint
-      ->add_option("--pre", copts.pre,
-                   "Run CMD (sh -c) before pausing, e.g. to make a database flush;\n"
-                   "if it fails, no checkpoint is taken (exit 1).")
-      ->type_name("CMD");
-  checkpoint
-      ->add_option("--post", copts.post,
-                   "Run CMD (sh -c) after the checkpoint, whether it succeeded or not\n"
-                   "(and after a failed --pre), e.g. to let the application go on.")
-      ->type_name("CMD");
-  checkpoint->footer(kCheckpointFooter);
-
-  CLI::App* checkpoints = app.add_subcommand(
-      "checkpoints", "List checkpoints: those the journal recorded and those in the target.");
-  checkpoints->footer(kCheckpointsFooter);
-
-  FlushOptions fopts;
-  CLI::App* flush = app.add_subcommand(
-      "flush", "Wait until every change made so far is stored in the target.");
-  flush->add_option("-t,--timeout", fopts.timeout_s,
-                    "Give up after S seconds (exit 5). Default: wait as long as it takes.")
-      ->type_name("S")
-      ->check(CLI::PositiveNumber);
-  flush->footer(kFlushFooter);
-
-  CLI::App* retry = app.add_subcommand("retry", "Requeue every failed upload.");
-  retry->footer(kRetryFooter);
-
-  VerifyOptions vopts;
-  CLI::App* verify = app.add_subcommand(
-      "verify", "Compare the target with the directory: missing, extra and different paths.");
-  verify->add_flag("--quick", vopts.quick,
-                   "Compare files by size and mtime metadata only (no content download).");
-  verify
-      ->add_option("--path", vopts.path,
-                   "Only this path (a file, or a directory and everything below it),\n"
-                   "relative to the directory; a leading '/' is ignored.")
-      ->type_name("PATH");
-  verify
-      ->add_option("--dir", vopts.dir,
-                   "Compare with DIR instead of the mount's DATADIR (needed when only\n"
-                   "--target is given).")
-      ->type_name("DIR");
-  verify->add_option("-j,--workers", vopts.workers, "Parallel requests to the target (default 8).")
-      ->type_name("N")
-      ->check(CLI::Range(1, 64).description(""));
-  verify
-      ->add_option("-n,--limit", vopts.limit,
-                   "List at most N paths of each kind (default 20; 0 = all). --json\n"
-                   "always lists all.")
-      ->type_name("N")
-      ->check(CLI::Validator(
-          [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
-  AddTargetOptions(verify, &vopts.target);
-  verify->footer(kVerifyFooter);
-  RestoreCommandOptions ropts;
-  CLI::App* restore = AddRestoreCommand(&app, &ropts);
-  RescanOptions scopts;
-  CLI::App* rescan = app.add_subcommand(
-      "rescan", "Find changes made to DATADIR behind the mount and upload them.");
-  rescan->add_option("-t,--timeout", scopts.timeout_s,
-                     "Give up after S seconds (exit 5). Default: wait as long as it takes.")
-      ->type_name("S")
-      ->check(CLI::PositiveNumber);
-  rescan->footer(kRescanFooter);
+  AddGlobalOptions(app, global);
+  AddJournalCommands(app, c);
+  AddControlCommands(app, c);
+  AddTargetCommands(app, c);
 
   app.footer(kMainFooter);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
@@ -452,19 +501,7 @@ int Main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 
-  if (journal->parsed()) return RunJournal(global, jopts);
-  if (stats->parsed()) return RunStats(global);
-  if (status->parsed()) return RunStatus(global);
-  if (pause->parsed()) return RunPause(global, popts);
-  if (resume->parsed()) return RunResume(global);
-  if (checkpoint->parsed()) return RunCheckpoint(global, copts);
-  if (checkpoints->parsed()) return RunCheckpoints(global);
-  if (flush->parsed()) return RunFlush(global, fopts);
-  if (retry->parsed()) return RunRetry(global);
-  if (verify->parsed()) return RunVerify(global, vopts);
-  if (restore->parsed()) return RunRestore(global, ropts);
-  if (rescan->parsed()) return RunRescan(global, scopts);
-  return Fail(kExitUsage, "no command given; run 'scribectl --help'");
+  return Dispatch(global, c);
 }
 
 }  // namespace

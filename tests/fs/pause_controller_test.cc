@@ -77,6 +77,11 @@ class PauseTest : public ::testing::Test {
       if (r.op == op && (path.empty() || r.path == path)) out = &r;
     return out;
   }
+  // Ends a mutating operation as the FUSE adapter does.
+  template <typename R>
+  auto Done(Mutation<R> m) {
+    return fs_->Settle(std::move(m));
+  }
   std::string data(const std::string& rel) const { return dir_ + "/data/" + rel; }
   bool Exists(const std::string& rel) const {
     struct stat st;
@@ -97,7 +102,7 @@ TEST_F(PauseTest, HoldsMkdirUntilResumeAndJournalsInOrder) {
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_GT(p->seq, 0);
   EXPECT_EQ(synced_.load(), 0) << "DATADIR is synced only when asked for";
-  auto f = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+  auto f = std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
   ASSERT_TRUE(StillWaiting(f)) << "mkdir completed during the pause";
   EXPECT_FALSE(Exists("d"));
   EXPECT_EQ(pauser_->state().gate.blocked, 1u);
@@ -122,11 +127,11 @@ TEST_F(PauseTest, HoldsMkdirUntilResumeAndJournalsInOrder) {
 }
 
 TEST_F(PauseTest, HoldsEveryKindOfMutation) {
-  auto cr = fs_->Create(c_, kRoot, "f", 0644, O_RDWR);
+  auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
-  ASSERT_TRUE(fs_->Flush(c_, fh.get()).ok());
-  ASSERT_TRUE(fs_->MkDir(c_, kRoot, "dir", 0755).ok());
+  ASSERT_TRUE(Done(fs_->Flush(c_, fh.get())).ok());
+  ASSERT_TRUE(Done(fs_->MkDir(c_, kRoot, "dir", 0755)).ok());
   uint64_t fid = cr.value().first.id;
   ASSERT_TRUE(pauser_->Pause(10, "test").ok());
   std::vector<std::pair<std::string, std::future<bool>>> ops;
@@ -140,13 +145,13 @@ TEST_F(PauseTest, HoldsEveryKindOfMutation) {
                 [&](int fd, off_t off) { return pwrite(fd, payload.data(), payload.size(), off); })
         .ok();
   });
-  launch("create", [&] { return fs_->Create(c_, kRoot, "g", 0644, O_RDWR).ok(); });
-  launch("rename", [&] { return fs_->Rename(c_, kRoot, "dir", kRoot, "dir2", 0).ok(); });
-  launch("symlink", [&] { return fs_->Symlink(c_, "f", kRoot, "ln").ok(); });
+  launch("create", [&] { return Done(fs_->Create(c_, kRoot, "g", 0644, O_RDWR)).ok(); });
+  launch("rename", [&] { return Done(fs_->Rename(c_, kRoot, "dir", kRoot, "dir2", 0)).ok(); });
+  launch("symlink", [&] { return Done(fs_->Symlink(c_, "f", kRoot, "ln")).ok(); });
   launch("setattr", [&] {
     struct stat st = {};
     st.st_mode = 0600;
-    return fs_->SetAttr(c_, fid, st, Filesystem::kSetMode, nullptr).ok();
+    return Done(fs_->SetAttr(c_, fid, st, Filesystem::kSetMode, nullptr)).ok();
   });
   launch("truncate-open", [&] { return fs_->Open(c_, fid, O_RDWR | O_TRUNC).ok(); });
   launch("fallocate", [&] { return fs_->Fallocate(c_, fh.get(), 0, 0, 4096).ok(); });
@@ -186,10 +191,10 @@ TEST_F(PauseTest, HoldsEveryKindOfMutation) {
 }
 
 TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
-  auto cr = fs_->Create(c_, kRoot, "f", 0644, O_RDWR);
+  auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
-  ASSERT_TRUE(fs_->Flush(c_, fh.get()).ok());  // clean again
+  ASSERT_TRUE(Done(fs_->Flush(c_, fh.get())).ok());  // clean again
   std::promise<void> entered, release;
   auto release_f = release.get_future().share();
   // A write that is inside the filesystem (past the gate) and stays there.
@@ -231,7 +236,7 @@ TEST_F(PauseTest, AutoThawAfterTimeout) {
   auto p = pauser_->Pause(0.6, "test");
   ASSERT_TRUE(p.ok());
   auto f = std::async(std::launch::async, [&] {
-    bool ok = fs_->MkDir(c_, kRoot, "late", 0755).ok();
+    bool ok = Done(fs_->MkDir(c_, kRoot, "late", 0755)).ok();
     return std::make_pair(ok, Clock::now());
   });
   auto [ok, when] = f.get();
@@ -273,7 +278,7 @@ TEST_F(PauseTest, SyncOnRequest) {
 
 TEST_F(PauseTest, ShutdownReleasesHeldOperationsAndRefusesNewPauses) {
   ASSERT_TRUE(pauser_->Pause(10, "test").ok());
-  auto f = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+  auto f = std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
   ASSERT_TRUE(StillWaiting(f));
   pauser_->Shutdown();
   ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
@@ -283,7 +288,7 @@ TEST_F(PauseTest, ShutdownReleasesHeldOperationsAndRefusesNewPauses) {
   ASSERT_NE(resume, nullptr);
   EXPECT_EQ(nlohmann::json::parse(resume->detail)["reason"], "unmount");
   EXPECT_EQ(pauser_->Pause(10, "t").status().code(), ESHUTDOWN);
-  EXPECT_TRUE(fs_->MkDir(c_, kRoot, "after", 0755).ok()) << "the gate must stay open";
+  EXPECT_TRUE(Done(fs_->MkDir(c_, kRoot, "after", 0755)).ok()) << "the gate must stay open";
 }
 
 // Hold (rescan's brief look): fn runs with the gate closed and nothing in
@@ -295,7 +300,7 @@ TEST_F(PauseTest, HoldRunsWithMutationsHeldAndWritesNoRecord) {
   auto h = pauser_->Hold(Clock::now() + 5s, [&]() -> Status {
     EXPECT_TRUE(pauser_->state().gate.closed);
     EXPECT_EQ(pauser_->state().gate.in_flight, 0u);
-    mk = std::async(std::launch::async, [&] { return fs_->MkDir(c_, kRoot, "d", 0755).ok(); });
+    mk = std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
     pause = std::async(std::launch::async, [&] {
       auto p = pauser_->Pause(10, "meanwhile");
       return p.ok() && pauser_->Resume("command").ok();
@@ -318,7 +323,7 @@ TEST_F(PauseTest, HoldRunsWithMutationsHeldAndWritesNoRecord) {
   // fn's error comes back; the gate is open again.
   h = pauser_->Hold(Clock::now() + 5s, [] { return Status::Error(EIO, "boom"); });
   EXPECT_EQ(h.status().code(), EIO);
-  EXPECT_TRUE(fs_->MkDir(c_, kRoot, "after-error", 0755).ok());
+  EXPECT_TRUE(Done(fs_->MkDir(c_, kRoot, "after-error", 0755)).ok());
   // Refused while paused, and after shutdown.
   ASSERT_TRUE(pauser_->Pause(10, "t").ok());
   EXPECT_EQ(pauser_->Hold(Clock::now() + 5s, [] { return Status::Ok(); }).status().code(), EBUSY);

@@ -1,8 +1,8 @@
-// The daemon's control verbs (README, "Control socket"): status, pause,
-// resume, checkpoint, checkpoints, flush, retry, rescan. Each is a
-// ControlHandler wired to the daemon's Filesystem, PauseController, Journal
-// and (when there is a target) Replicator. Part of the scribefs executable,
-// which alone may depend on both fs/ and uploader/.
+// The daemon's control plane: the control socket (control_server.h) with the
+// verbs of README, "Control socket" (status, pause, resume, checkpoint,
+// checkpoints, flush, retry, rescan; one file each, see verbs.h), wired to the
+// daemon's Filesystem, PauseController, Journal and (when there is a target)
+// Replicator. Part of daemon/, which alone depends on both fs/ and uploader/.
 //
 // Thread-safe: handlers run concurrently on control connection threads;
 // checkpoints are serialized among themselves.
@@ -17,7 +17,7 @@
 #include <string>
 #include <thread>
 
-#include "fs/control_server.h"
+#include "daemon/control_server.h"
 #include "fs/filesystem.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"

@@ -1,4 +1,8 @@
-// The scribefs daemon: parses the command line, checks it, mounts, serves.
+// The scribefs daemon (executable main: daemon/main.cc). DaemonMain parses the
+// command line (options.h), checks it (startup_checks.h), goes to the
+// background unless -f (daemonize.h), and serves: it wires the journal, the
+// uploader, the Filesystem, the control plane (control_plane.h) and the FUSE
+// session together, and shuts them down in order (daemon.cc).
 #pragma once
 
 namespace scribefs {

@@ -1,7 +1,7 @@
 // ControlServer: framing (one JSON object per line), error answers for bad
 // requests, oversize lines, vanishing and stalling clients, the connection
 // cap, cancellation of slow handlers, and safe creation of the socket.
-#include "fs/control_server.h"
+#include "daemon/control_server.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "fs/control_server.h"
+#include "daemon/control_server.h"
 
 #include <fcntl.h>
 #include <poll.h>

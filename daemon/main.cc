@@ -1,3 +1,3 @@
-#include "fs/daemon.h"
+#include "daemon/daemon.h"
 
 int main(int argc, char** argv) { return scribefs::DaemonMain(argc, argv); }

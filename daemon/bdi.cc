@@ -1,4 +1,4 @@
-#include "fs/bdi.h"
+#include "daemon/bdi.h"
 
 #include <fcntl.h>
 #include <unistd.h>

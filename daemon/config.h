@@ -1,0 +1,47 @@
+// The daemon's settings, as the command line (daemon/options.h) leaves them
+// and the start-up checks (daemon/startup_checks.h) canonicalize them, and the
+// error that ends start-up.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace scribefs {
+
+struct Config {
+  std::string datadir;
+  std::string mountpoint;  // empty: mount over DATADIR
+  std::string state_dir;
+  bool foreground = false;
+  std::vector<std::string> fuse_opts;
+  std::string xattr = "off";
+  std::string writeback = "on";
+  double cache_timeout = 60.0;
+  unsigned threads = 16;
+  int range_flush_ms = 5;
+  std::string log_level = "info";
+  int max_dirty_ratio = 40;
+  int read_ahead_kb = 1024;
+  // Replication (uploader/).
+  std::string target;  // empty: journal only
+  std::string endpoint, region, ca_file;
+  std::string mode = "async";
+  double sync_timeout = 30.0;
+  int workers = 4;
+  std::vector<std::string> excludes;
+  bool no_default_excludes = false;
+  std::string delete_mode = "propagate";
+  double part_size_mib = 8;
+  double stop_timeout = 10.0;
+  double crash_check_delay = 30.0;
+  double max_pause = 3600.0;  // pause points (control socket)
+  double open_file_delay = 10.0;
+};
+
+// An error that ends start-up, with the exit code to report.
+struct StartError {
+  int exit_code;
+  std::string message;
+};
+
+}  // namespace scribefs

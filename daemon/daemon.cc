@@ -1,0 +1,278 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/state_dir.h"
+#include "common/unique_fd.h"
+#include "daemon/bdi.h"
+#include "daemon/config.h"
+#include "daemon/control_plane.h"
+#include "daemon/daemonize.h"
+#include "daemon/options.h"
+#include "daemon/startup_checks.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_adapter.h"
+#include "journal/journal.h"
+#include "uploader/orphan_sweep.h"
+#include "uploader/reconciler.h"
+#include "uploader/replicator.h"
+#include "uploader/store_factory.h"
+
+namespace scribefs {
+namespace {
+
+void SetupLogging(const Config& cfg, bool to_file, const std::string& log_path) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (to_file) {
+    // Owner-only from the first byte (the daemon's umask is 0).
+    UniqueFd fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    logger = spdlog::basic_logger_mt("scribefs", log_path);
+  } else {
+    logger = spdlog::stderr_color_mt("scribefs");
+  }
+  logger->set_level(spdlog::level::from_str(cfg.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+FsOptions MakeFsOptions(const Config& cfg, Replicator* replicator) {
+  FsOptions fso;
+  if (replicator && cfg.mode == "sync") {
+    fso.waiter = replicator;
+    fso.sync_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.sync_timeout * 1000));
+  }
+  fso.xattr = cfg.xattr == "on";
+  fso.writeback_cache = cfg.writeback == "on";
+  fso.range_flush_ms = cfg.range_flush_ms;
+  return fso;
+}
+
+FuseOptions MakeFuseOptions(const Config& cfg, const std::string& mountpoint) {
+  FuseOptions fo;
+  fo.mountpoint = mountpoint;
+  fo.fsname = cfg.datadir;
+  for (char& c : fo.fsname)
+    if (c == ',' || c == ' ' || c == '\\') c = '_';
+  fo.fuse_opts = cfg.fuse_opts;
+  fo.cache_timeout = cfg.cache_timeout;
+  fo.max_threads = cfg.threads;
+  return fo;
+}
+
+// Shutdown of the uploader, after the unmount: lets the uploads finish, up to
+// --stop-timeout (the rest stays pending), and records a clean stop.
+void StopReplication(const Config& cfg, Journal* journal, Replicator* replicator,
+                     std::unique_ptr<OrphanSweep>& sweep) {
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(cfg.stop_timeout * 1000));
+  Status idle = replicator->WaitIdle(deadline);
+  if (!idle.ok()) spdlog::warn("stopping with uploads pending: {}", idle.message());
+  bool sweep_pending = sweep->pending();
+  sweep.reset();
+  replicator->Stop(std::chrono::milliseconds(0));
+  // Every request has ended (the workers are joined): the next daemon need
+  // not look for objects this one left in flight, unless a check it
+  // inherited has not run yet.
+  if (!sweep_pending) (void)journal->SetMeta("clean_stop", "1");
+}
+
+// Runs the daemon proper. `ready` is called once the mount serves (or with
+// the error that stopped start-up).
+int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
+  auto fail = [&](int code, const std::string& msg) {
+    StartError e{code, msg};
+    ready(&e);
+    return code;
+  };
+  std::string mountpoint = cfg.mountpoint.empty() ? cfg.datadir : cfg.mountpoint;
+
+  if (auto e = PrepareStateDir(cfg.state_dir)) return fail(e->exit_code, e->message);
+  StatePaths paths{cfg.state_dir};
+
+  UniqueFd lock;
+  if (auto e = LockStateDir(cfg, paths.lock(), lock)) return fail(e->exit_code, e->message);
+
+  ClearStaleMount(mountpoint);
+  if (IsScribefsMount(mountpoint))
+    return fail(kExitBusy, mountpoint + " is already a scribefs mount (served by another daemon)");
+
+  // Opened before mounting: with the mount over DATADIR this descriptor is the
+  // daemon's only way to the real files.
+  UniqueFd root(open(cfg.datadir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return fail(kExitUsage, "cannot open DATADIR " + cfg.datadir + ": " + strerror(errno));
+
+  auto journal = Journal::Open(paths.journal());
+  if (!journal.ok()) return fail(kExitFailure, "cannot open journal: " + journal.status().message());
+  (void)journal.value()->SetMeta("datadir", cfg.datadir);
+
+  std::unique_ptr<Replicator> replicator;
+  std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
+  if (!cfg.target.empty()) {
+    TargetOptions to;
+    to.endpoint = cfg.endpoint;
+    to.region = cfg.region;
+    to.ca_file = cfg.ca_file;
+    auto store = OpenStore(cfg.target, to);
+    if (!store.ok()) return fail(kExitUsage, "--target: " + store.status().message());
+    ReplicatorOptions ro;
+    ro.workers = cfg.workers;
+    ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
+    ro.delete_remote = cfg.delete_mode == "propagate";
+    if (cfg.no_default_excludes) ro.excludes.clear();
+    for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
+    ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
+    ro.sync_mode = cfg.mode == "sync";
+    auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
+    if (!r.ok()) return fail(kExitFailure, r.status().message());
+    replicator = std::move(r.value());
+    Replicator* rp = replicator.get();
+    // What the objects table says was stored belongs to the target it was
+    // stored in: a new target starts from nothing.
+    std::string target = replicator->store().Describe();
+    auto last = journal.value()->GetMeta("target");
+    if (last.ok() && *last != target) {
+      spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
+      Status cleared = journal.value()->Apply(
+          [](sqlite3* db) { return Exec(db, "DELETE FROM objects"); });
+      if (!cleared.ok()) return fail(kExitFailure, cleared.message());
+    }
+    (void)journal.value()->SetMeta("target", target);
+    // What scribectl verify/restore need to reach the same target without
+    // being told again (never the credentials: those stay in the environment).
+    (void)journal.value()->SetMeta("endpoint", cfg.endpoint);
+    (void)journal.value()->SetMeta("region", cfg.region);
+    (void)journal.value()->SetMeta("ca_file", cfg.ca_file);
+    (void)journal.value()->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
+    (void)journal.value()->SetMeta("delete", cfg.delete_mode);
+    // Changes made while nobody journaled them (unmounted, or bypassing the
+    // mount) are found before the mount serves.
+    ReconcileOptions rco;
+    rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
+    rco.scan = "start";
+    auto rec = ReconcileTree(journal.value().get(), root.get(), rco);
+    if (!rec.ok()) return fail(kExitFailure, "start-up reconciliation: " + rec.status().message());
+    spdlog::info(
+        "start-up reconciliation: {} entries in {:.3f} s: {} new, {} changed, {} missing, "
+        "{} left to pending records",
+        rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing, rec->pending);
+    journal.value()->SetCommitListener([rp] { rp->Notify(); });
+    Status started = replicator->Start();
+    if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
+    // An earlier daemon that did not stop cleanly may have left requests in
+    // flight that the server completes after this start (uploader/orphan_sweep.h).
+    sweep = std::make_unique<OrphanSweep>(journal.value().get(), &replicator->store(),
+                                          [rp](const std::string& p) { return rp->IsExcluded(p); });
+    if (!last.ok() || *last != target) {
+      // A new target: nothing of an earlier daemon's can be in it.
+    } else if (auto clean = journal.value()->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
+      spdlog::warn("the previous scribefs did not stop cleanly: the target will be checked for "
+                   "objects it left in flight in {:.0f} s (--crash-check-delay)",
+                   cfg.crash_check_delay);
+      sweep->Schedule(std::chrono::milliseconds(static_cast<int64_t>(cfg.crash_check_delay * 1000)));
+    }
+    (void)journal.value()->SetMeta("clean_stop", "0");
+  }
+
+  FsOptions fso = MakeFsOptions(cfg, replicator.get());
+  // Pause points and the control socket (daemon/control_plane.h): every mutation
+  // passes the gate, declared before fs so that it outlives it.
+  MutationGate gate;
+  fso.gate = &gate;
+  UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
+  Filesystem fs(std::move(root), journal.value().get(), fso);
+  ControlPlane::Options cpo;
+  cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, replicator ? cfg.mode : "journal-only",
+              SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
+  cpo.max_pause_s = cfg.max_pause;
+  cpo.sweep = sweep.get();
+  cpo.socket_path = paths.socket();
+  cpo.datadir_fd = sync_fd.get();
+  ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
+  if (Status cs = plane.Start(); !cs.ok())
+    return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
+
+  auto server = FuseServer::Mount(MakeFuseOptions(cfg, mountpoint), &fs);
+  if (!server.ok()) return fail(kExitFailure, server.status().message());
+
+  spdlog::info("scribefs serving {} on {} (state {}, target {}, mode {}, xattr {}, writeback {})",
+               cfg.datadir, mountpoint, cfg.state_dir,
+               replicator ? replicator->store().Describe() : "none (journal only)", cfg.mode,
+               cfg.xattr, cfg.writeback);
+  // Let the kernel cache like it does for a local disk (see daemon/bdi.h).
+  if (auto dev = MountDevice(mountpoint); dev.ok()) {
+    Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
+    if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
+  }
+  plane.WatchSession(server.value().get());
+  ready(nullptr);
+  Status run = server.value()->Run();
+  plane.Stop();  // no pause outlives the session; held operations have answered
+  // Stop: no new requests; commit what is pending, then unmount.
+  fs.Shutdown();
+  Status flushed = fs.FlushAllRanges();
+  server.value()->Unmount();
+  server.value().reset();
+  if (replicator) StopReplication(cfg, journal.value().get(), replicator.get(), sweep);
+  spdlog::info("scribefs stopped serving {}", cfg.datadir);
+  if (!run.ok()) {
+    spdlog::error("{}", run.message());
+    return kExitFailure;
+  }
+  if (!flushed.ok()) {
+    spdlog::error("final journal commit failed: {}", flushed.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int DaemonMain(int argc, char** argv) {
+  Config cfg;
+  if (auto exit_code = ParseCommandLine(argc, argv, cfg)) return *exit_code;
+  // Validate before anything changes on disk.
+  if (auto e = CheckCommandLine(cfg)) {
+    fprintf(stderr, "scribefs: %s\n", e->message.c_str());
+    return e->exit_code;
+  }
+
+  // Modes reach the backing files exactly as the kernel computed them.
+  umask(0);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  if (cfg.foreground) {
+    SetupLogging(cfg, false, "");
+    return Serve(cfg, [&](const StartError* e) {
+      if (e) spdlog::error("{}", e->message);
+    });
+  }
+  return RunInBackground(cfg, [&cfg](const ReadyFn& report) {
+    // The log goes to the state dir; create it first (PrepareStateDir repeats
+    // this harmlessly) so the log has somewhere to be.
+    if (auto e = PrepareStateDir(cfg.state_dir)) {
+      report(&*e);
+      return e->exit_code;
+    }
+    SetupLogging(cfg, true, cfg.state_dir + "/scribefs.log");
+    int rc = Serve(cfg, report);
+    spdlog::shutdown();
+    return rc;
+  });
+}
+
+}  // namespace scribefs

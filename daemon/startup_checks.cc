@@ -1,0 +1,178 @@
+// Start-up checks of the daemon: paths, the state directory, its lock, a
+// stale mount left by a daemon that died (daemon/startup_checks.h).
+#include "daemon/startup_checks.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/state_dir.h"
+#include "daemon/daemon.h"
+
+namespace scribefs {
+
+// Canonical form of a path that may not exist yet: realpath of the longest
+// existing ancestor plus the rest, lexically normalized.
+std::string CanonicalMaybeMissing(const std::string& path) {
+  std::string abs = path;
+  if (abs.empty() || abs[0] != '/') {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd)) abs = std::string(cwd) + "/" + abs;
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(abs);
+  std::string item;
+  while (std::getline(ss, item, '/')) {
+    if (item.empty() || item == ".") continue;
+    if (item == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(item);
+  }
+  // Find the longest prefix that exists and resolve it.
+  for (size_t n = parts.size();; --n) {
+    std::string prefix = "/";
+    for (size_t i = 0; i < n; ++i) prefix += (i ? "/" : "") + parts[i];
+    auto c = CanonicalDir(prefix);
+    if (c.ok() || n == 0) {
+      std::string out = c.ok() ? c.value() : prefix;
+      for (size_t i = n; i < parts.size(); ++i) out += (out == "/" ? "" : "/") + parts[i];
+      return out;
+    }
+  }
+}
+
+// A scribefs mount at exactly `path`, per /proc/self/mountinfo.
+bool IsScribefsMount(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent maj:min root mountpoint opts ... - fstype source superopts
+    std::istringstream ls(line);
+    std::string id, parent, majmin, root, mnt;
+    ls >> id >> parent >> majmin >> root >> mnt;
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype;
+    rest >> fstype;
+    if (mnt == path && fstype == "fuse.scribefs") return true;
+  }
+  return false;
+}
+
+// A daemon killed with SIGKILL leaves its mount behind ("Transport endpoint
+// is not connected"). Detach it so that DATADIR is reachable again. Asked
+// with statfs, which always goes to the daemon: a stat of the mount point may
+// be answered from the kernel's attribute cache long after the daemon died.
+void ClearStaleMount(const std::string& path) {
+  if (!IsScribefsMount(path)) return;
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) == 0) return;  // alive: the lock check reports it
+  if (errno != ENOTCONN) return;
+  if (umount2(path.c_str(), MNT_DETACH) == 0)
+    spdlog::warn("detached the stale scribefs mount on {} left by a daemon that died", path);
+}
+
+std::optional<StartError> PrepareStateDir(const std::string& dir) {
+  // Parents as usual, the state dir itself owner-only.
+  std::string partial;
+  std::stringstream ss(dir);
+  std::string item;
+  while (std::getline(ss, item, '/')) {
+    if (item.empty()) continue;
+    partial += "/" + item;
+    if (mkdir(partial.c_str(), partial == dir ? 0700 : 0755) != 0 && errno != EEXIST)
+      return StartError{kExitUsage,
+                        "cannot create state directory " + partial + ": " + strerror(errno)};
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return StartError{kExitUsage, "state directory " + dir + " is not a directory"};
+  if (st.st_uid != geteuid())
+    return StartError{kExitUsage, "state directory " + dir + " belongs to another user"};
+  if ((st.st_mode & 07777) != 0700 && chmod(dir.c_str(), 0700) != 0)
+    return StartError{kExitUsage,
+                      "cannot make state directory " + dir + " owner-only: " + strerror(errno)};
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    return StartError{kExitUsage,
+                      "state directory " + dir + " is not writable: " + strerror(errno)};
+  return std::nullopt;
+}
+
+std::optional<StartError> CheckCommandLine(Config& cfg) {
+  struct stat st;
+  if (stat(cfg.datadir.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      // A stale mount of ours: cleared below once we know the path.
+    } else {
+      return StartError{kExitUsage, "DATADIR " + cfg.datadir + ": " + strerror(errno)};
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    return StartError{kExitUsage, "DATADIR " + cfg.datadir + " is not a directory"};
+  }
+  std::string datadir = CanonicalMaybeMissing(cfg.datadir);
+  if (datadir == "/") return StartError{kExitUsage, "refusing to serve / itself"};
+  cfg.datadir = datadir;
+  if (!cfg.mountpoint.empty()) {
+    cfg.mountpoint = CanonicalMaybeMissing(cfg.mountpoint);
+    struct stat mst;
+    if (stat(cfg.mountpoint.c_str(), &mst) != 0 && errno != ENOTCONN)
+      return StartError{kExitUsage, "MOUNTPOINT " + cfg.mountpoint + ": " + strerror(errno)};
+    if (cfg.mountpoint == cfg.datadir) cfg.mountpoint.clear();
+  }
+  if (cfg.state_dir.empty()) cfg.state_dir = DefaultStateDir(cfg.datadir);
+  cfg.state_dir = CanonicalMaybeMissing(cfg.state_dir);
+  if (PathIsWithin(cfg.state_dir, cfg.datadir))
+    return StartError{kExitUsage, "state directory " + cfg.state_dir +
+                                      " must not be inside DATADIR " + cfg.datadir +
+                                      " (the journal would journal itself)"};
+  if (PathIsWithin(cfg.datadir, cfg.state_dir))
+    return StartError{kExitUsage, "DATADIR " + cfg.datadir +
+                                      " must not be inside the state directory " + cfg.state_dir};
+  if (!cfg.mountpoint.empty() && PathIsWithin(cfg.state_dir, cfg.mountpoint))
+    return StartError{kExitUsage,
+                      "state directory " + cfg.state_dir + " must not be inside MOUNTPOINT"};
+  if (!cfg.mountpoint.empty() &&
+      (PathIsWithin(cfg.mountpoint, cfg.datadir) || PathIsWithin(cfg.datadir, cfg.mountpoint)))
+    return StartError{kExitUsage,
+                      "MOUNTPOINT and DATADIR must not contain each other "
+                      "(omit MOUNTPOINT to mount over DATADIR)"};
+  if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0)
+    return StartError{kExitFailure, "/dev/fuse is not accessible: " + std::string(strerror(errno))};
+  return std::nullopt;
+}
+
+std::optional<StartError> LockStateDir(const Config& cfg, const std::string& lock_path,
+                                       UniqueFd& lock) {
+  // One daemon per state dir: an flock held for the daemon's lifetime.
+  lock = UniqueFd(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock)
+    return StartError{kExitUsage, "cannot open lock file " + lock_path + ": " + strerror(errno)};
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    ssize_t n = pread(lock.get(), buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, n) : "?";
+    while (!pid.empty() && isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+    return StartError{kExitBusy, "another scribefs daemon (pid " + pid +
+                                     ") already uses state directory " + cfg.state_dir + " for " +
+                                     cfg.datadir};
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(lock.get(), 0) != 0 || pwrite(lock.get(), pid.data(), pid.size(), 0) < 0)
+    return StartError{kExitFailure, "cannot write lock file " + lock_path};
+  return std::nullopt;
+}
+
+}  // namespace scribefs

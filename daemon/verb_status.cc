@@ -1,0 +1,71 @@
+// The `status` verb: what the daemon serves, the pause, the uploader.
+#include <unistd.h>
+
+#include <cmath>
+
+#include "daemon/verbs.h"
+
+namespace scribefs::verbs {
+namespace {
+
+json PauseJson(const PauseState& st) {
+  json j;
+  j["paused"] = st.paused;
+  if (st.paused) {
+    j["seq"] = st.seq;
+    j["since_ns"] = st.since_ns;
+    j["until_ns"] = st.until_ns;
+    j["timeout_s"] = st.timeout_s;
+    j["by"] = st.by;
+  }
+  j["held_ops"] = st.gate.blocked + st.gate.deferred;
+  j["in_flight"] = st.gate.in_flight;
+  j["held_total"] = st.gate.held_total;
+  if (st.last_resume) {
+    j["last_resume"] = {{"seq", st.last_resume->seq},
+                        {"reason", st.last_resume->reason},
+                        {"pause_seq", st.last_resume->pause_seq},
+                        {"held_ms", std::round(st.last_resume->held_ms * 10) / 10},
+                        {"held_ops", st.last_resume->held_ops}};
+  }
+  return j;
+}
+
+}  // namespace
+
+json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
+  json j;
+  j["pid"] = getpid();
+  j["version"] = d.info.version;
+  j["datadir"] = d.info.datadir;
+  j["mountpoint"] = d.info.mountpoint;
+  j["state_dir"] = d.info.state_dir;
+  j["mode"] = d.info.mode;
+  j["started_ns"] = d.info.started_ns;
+  j["target"] = d.replicator ? json(d.replicator->store().Describe()) : json(nullptr);
+  Status health = d.journal->health();
+  j["journal_ok"] = health.ok();
+  if (!health.ok()) j["journal_error"] = health.message();
+  j["pause"] = PauseJson(d.pauser->state());
+  j["max_pause_s"] = d.pauser->max_pause_s();
+  if (d.replicator) {
+    ReplicatorStats st = d.replicator->stats();
+    j["uploader"] = {{"queued_paths", st.queued_paths},
+                     {"in_flight", st.in_flight},
+                     {"uploads", st.uploads},
+                     {"copies", st.copies},
+                     {"deletes", st.deletes},
+                     {"partial_uploads", st.partial_uploads},
+                     {"retries", st.retries},
+                     {"retry_causes", RetryCauseCounts(st.retry_causes)},
+                     {"failures", st.failures},
+                     {"bytes_sent", st.bytes_sent},
+                     {"upload_rate_bps", d.rate ? d.rate->BytesPerSecond() : 0.0},
+                     {"last_error", st.last_error}};
+  } else {
+    j["uploader"] = nullptr;
+  }
+  return j;
+}
+
+}  // namespace scribefs::verbs

@@ -1,0 +1,79 @@
+// Helpers shared by the control verbs (daemon/verbs.h).
+#include <cmath>
+
+#include "daemon/verbs.h"
+#include "journal/reader.h"
+
+namespace scribefs::verbs {
+
+double MsSince(Clock::time_point t) {
+  return std::round(std::chrono::duration<double, std::milli>(Clock::now() - t).count() * 10) / 10;
+}
+
+// The "code" of an error answer, from the errno of the status.
+std::string CodeOf(const Status& s) {
+  switch (s.code()) {
+    case ETIMEDOUT:
+      return "timeout";
+    case EBUSY:
+      return "busy";
+    case ENOENT:
+      return "not_found";
+    case EINVAL:
+      return "invalid";
+    case EEXIST:
+      return "exists";
+    case ESHUTDOWN:
+      return "unmounting";
+    case ECANCELED:
+      return "cancelled";
+    default:
+      return "failed";
+  }
+}
+
+json Error(const Status& s, const std::string& code) {
+  return json{{"ok", false}, {"error", s.message()}, {"code", code.empty() ? CodeOf(s) : code}};
+}
+
+json Error(const std::string& code, const std::string& message) {
+  return json{{"ok", false}, {"error", message}, {"code", code}};
+}
+
+// A positive number of seconds from request field `key`, or `def`.
+Result<double> Seconds(const json& req, const char* key, double def, double max) {
+  auto it = req.find(key);
+  if (it == req.end() || it->is_null()) return def;
+  if (!it->is_number()) return Status::Error(EINVAL, std::string(key) + " must be a number");
+  double v = it->get<double>();
+  if (!(v > 0) || v > max)
+    return Status::Error(EINVAL, std::string(key) + " must be > 0 and at most " +
+                                     std::to_string(static_cast<int64_t>(max)));
+  return v;
+}
+
+json Detail(const Record& r) {
+  if (r.detail.empty()) return json::object();
+  json d = json::parse(r.detail, nullptr, false);
+  return d.is_object() ? d : json::object();
+}
+
+Record ControlRecord(Op op, const json& detail) {
+  Record r;
+  r.op = op;
+  r.path = "";
+  r.state = std::string(kStateDone);
+  r.detail = detail.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+// Checkpoint records of the journal, oldest first.
+Result<std::vector<Record>> CheckpointRecords(const std::string& journal_path) {
+  auto reader = JournalReader::Open(journal_path);
+  if (!reader.ok()) return reader.status();
+  JournalFilter f;
+  f.op = std::string(OpName(Op::kCheckpoint));
+  return reader.value()->Query(f);
+}
+
+}  // namespace scribefs::verbs
