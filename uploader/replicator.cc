@@ -1,6 +1,5 @@
 #include "uploader/replicator.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
@@ -17,6 +16,7 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "uploader/digest.h"
+#include "uploader/object_layout.h"
 #include "uploader/stale_uploads.h"
 
 namespace scribefs {
@@ -69,31 +69,7 @@ struct Replicator::PathOutcome {
 
 namespace {
 
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
-
-Metadata MetaFor(const struct stat& st) {
-  // s3fs-compatible: decimal st_mode (type bits included), uid, gid, mtime in
-  // seconds; scribefs-mtime-ns keeps the exact time for restore.
-  Metadata m;
-  m["mode"] = std::to_string(st.st_mode);
-  m["uid"] = std::to_string(st.st_uid);
-  m["gid"] = std::to_string(st.st_gid);
-  m["mtime"] = std::to_string(st.st_mtim.tv_sec);
-  m["scribefs-mtime-ns"] = std::to_string(MtimeNs(st));
-  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) m["rdev"] = std::to_string(st.st_rdev);
-  return m;
-}
-
-const char* TypeOf(mode_t m) {
-  if (S_ISREG(m)) return "file";
-  if (S_ISDIR(m)) return "dir";
-  if (S_ISLNK(m)) return "symlink";
-  return "special";
-}
-
-std::string KeyFor(const RemoteObject& o) { return o.type == "dir" ? o.path + "/" : o.path; }
+std::string KeyFor(const RemoteObject& o) { return ObjectKey(o.path, o.type == kTypeDir); }
 
 Result<std::string> FileSha256(int fd, uint64_t size) {
   auto h = Hasher::Create(Hasher::Algorithm::kSha256);
@@ -790,7 +766,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       // (file, directory marker) in one request.
       if (!snap.maybe_stored) return out;
       keys = {path, path + "/"};
-    } else if (rows->front().path == path && rows->front().type == "dir") {
+    } else if (rows->front().path == path && rows->front().type == kTypeDir) {
       // A directory: objects below it that were stored but not recorded (a
       // crash in the middle of copying a renamed directory) go too.
       std::set<std::string> known(keys.begin(), keys.end());
@@ -819,14 +795,14 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
 
   RemoteObject obj;
   obj.path = path;
-  obj.type = TypeOf(st.st_mode);
+  obj.type = ObjectTypeOf(st.st_mode);
   obj.mtime_ns = MtimeNs(st);
   obj.mode = st.st_mode;
   obj.uid = st.st_uid;
   obj.gid = st.st_gid;
   obj.ino = st.st_ino;
   obj.seq = snap.max_seq;
-  Metadata meta = MetaFor(st);
+  Metadata meta = EncodeMetadata(st);
   const std::optional<RemoteObject>& old = row.value();
   // A different kind of object used to live here: remove it first.
   if (old && old->type != obj.type && options_.delete_remote) {
@@ -889,18 +865,9 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     while (!stack.empty()) {
       auto [dir, from] = stack.back();
       stack.pop_back();
-      auto dfd = OpenBeneath(root_.get(), dir, O_RDONLY | O_DIRECTORY);
-      if (!dfd.ok()) continue;  // changed meanwhile: its own records cover it
-      DIR* d = fdopendir(dfd->get());
-      if (!d) continue;
-      dfd->Release();
-      std::vector<std::string> names;
-      while (struct dirent* e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-      }
-      closedir(d);
-      for (const auto& n : names) {
+      auto names = ListDir(root_.get(), dir);
+      if (!names.ok()) continue;  // changed meanwhile: its own records cover it
+      for (const auto& n : *names) {
         std::string child = dir + "/" + n, child_from = from + "/" + n;
         if (IsExcluded(child)) continue;
         Snapshot cs;
@@ -965,13 +932,13 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   obj.size = st.st_size;
   obj.mtime_ns = MtimeNs(st);
   obj.mode = st.st_mode;
-  meta = MetaFor(st);
-  same_meta = old && old->type == "file" && old->mode == obj.mode && old->uid == obj.uid &&
+  meta = EncodeMetadata(st);
+  same_meta = old && old->type == kTypeFile && old->mode == obj.mode && old->uid == obj.uid &&
               old->gid == obj.gid;
   // The same file as stored: size, mtime and inode. The inode tells apart
   // another file renamed over this name with the same size and mtime (two
   // files written within one clock tick).
-  bool same_content = old && old->type == "file" && old->size == obj.size &&
+  bool same_content = old && old->type == kTypeFile && old->size == obj.size &&
                       old->mtime_ns == obj.mtime_ns && old->ino == obj.ino &&
                       !snap.content_changed;
   auto after = [&]() -> bool {
@@ -1012,7 +979,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     auto src = index.Get(*it);
     if (!src.ok() || !*src) continue;
     const RemoteObject& s = **src;
-    if (s.type != "file" || s.size != obj.size || s.mtime_ns != obj.mtime_ns || s.ino != obj.ino ||
+    if (s.type != kTypeFile || s.size != obj.size || s.mtime_ns != obj.mtime_ns || s.ino != obj.ino ||
         obj.size > kMaxCopy || snap.content_changed)
       continue;
     CopyOptions co;
@@ -1074,7 +1041,7 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   }
   // Re-send only parts the journal saw change, if the stored object is the
   // one we recorded and was cut the same way.
-  bool partial = old && old->type == "file" && old->part_size == ps && !snap.whole &&
+  bool partial = old && old->type == kTypeFile && old->part_size == ps && !snap.whole &&
                  !old->etag.empty() && old->size > 0;
   if (partial) {
     auto head = WithRequestRetries(path, [&] { return store_->Head(path); });
