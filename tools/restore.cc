@@ -21,6 +21,7 @@
 #include "common/unique_fd.h"
 #include "uploader/checkpoint.h"
 #include "uploader/digest.h"
+#include "uploader/object_layout.h"
 
 namespace scribefs::ctl {
 
@@ -65,10 +66,6 @@ std::string Base(const std::string& path) {
 bool IsBelow(const std::string& path, const std::string& dir) {
   return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
          path[dir.size()] == '/';
-}
-
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
 // A decimal metadata value (as the uploader writes them); false when absent or not a number.
@@ -403,7 +400,6 @@ struct Restorer::Impl {
   }
 
   Status BuildFromManifest() {
-    using json = nlohmann::json;
     const std::string mkey = CheckpointManifestKey(opt.checkpoint);
     auto got = WithRetries(opt.max_attempts, [&] { return store->Get(mkey); });
     if (!got.ok()) {
@@ -414,65 +410,44 @@ struct Restorer::Impl {
       return got.status().status().WithContext("reading the manifest of checkpoint \"" +
                                                opt.checkpoint + "\"");
     }
-    json m = json::parse(got->body, nullptr, false);
     const std::string what = "the manifest " + mkey;
-    if (m.is_discarded() || !m.is_object()) return Status::Error(EINVAL, what + " is not JSON");
-    if (m.value("format", "") != "scribefs-checkpoint") {
-      return Status::Error(EINVAL, what + " is not a scribefs checkpoint manifest");
-    }
-    if (!m.contains("version") || !m["version"].is_number_integer() || m["version"] != 1) {
-      return Status::Error(EINVAL, what + ": unsupported format version (this scribectl reads 1)");
-    }
-    if (m.contains("target") && m["target"].is_string()) manifest_target = m["target"];
-    if (!m.contains("entries") || !m["entries"].is_array()) {
-      return Status::Error(EINVAL, what + " has no entries");
-    }
-    auto str = [](const json& j, const char* k) {
-      return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
-    };
-    size_t n = 0;
-    for (const json& j : m["entries"]) {
-      ++n;
-      if (!j.is_object() || !j.contains("path") || !j["path"].is_string() || !j.contains("key") ||
-          !j["key"].is_string() || !j.contains("type") || !j["type"].is_string()) {
-        return Status::Error(EINVAL, what + ": entry " + std::to_string(n) + " is malformed");
-      }
+    auto manifest = ParseManifest(got->body, what);
+    if (!manifest.ok()) return manifest.status();
+    manifest_target = manifest->target;
+    for (ManifestEntry& j : manifest->entries) {
       Entry e;
-      const std::string key = j["key"];
-      const std::string type = j["type"];
+      const std::string& key = j.key;
+      const std::string& type = j.type;
       if (!Admit(key, &e.path, &e.marker)) continue;
-      if (j["path"] != e.path || e.marker != (type == "dir")) {
-        refused.push_back({key, "the manifest names it for another path (\"" +
-                                    j["path"].get<std::string>() + "\")"});
+      if (j.path != e.path || e.marker != (type == kTypeDir)) {
+        refused.push_back({key, "the manifest names it for another path (\"" + j.path + "\")"});
         continue;
       }
       e.key = key;
       e.from_manifest = true;
-      if (type == "file") {
+      if (type == kTypeFile) {
         e.kind = Kind::kFile;
-      } else if (type == "dir") {
+      } else if (type == kTypeDir) {
         e.kind = Kind::kDir;
-      } else if (type == "symlink") {
+      } else if (type == kTypeSymlink) {
         e.kind = Kind::kSymlink;
-      } else if (type == "special") {
+      } else if (type == kTypeSpecial) {
         e.kind = Kind::kSpecial;
       } else {
         return Status::Error(EINVAL,
                              what + ": entry \"" + e.path + "\" has unknown type \"" + type + "\"");
       }
-      try {
-        e.mode = j.at("mode").get<mode_t>();
-        e.uid = j.at("uid").get<uid_t>();
-        e.gid = j.at("gid").get<gid_t>();
-        e.mtime_ns = j.at("mtime_ns").get<int64_t>();
-        e.size = j.at("size").get<uint64_t>();
-      } catch (const json::exception&) {
+      if (!j.has_attributes)
         return Status::Error(EINVAL, what + ": entry \"" + e.path + "\" lacks its attributes");
-      }
+      e.mode = j.mode;
+      e.uid = j.uid;
+      e.gid = j.gid;
+      e.mtime_ns = j.mtime_ns;
+      e.size = j.size;
       e.meta_known = e.has_owner = e.mtime_known = e.mtime_exact = true;
-      e.etag = str(j, "etag");
-      e.sha256 = str(j, "sha256");
-      e.version_id = str(j, "version_id");
+      e.etag = std::move(j.etag);
+      e.sha256 = std::move(j.sha256);
+      e.version_id = std::move(j.version_id);
       entries.push_back(std::move(e));
     }
     return Status::Ok();

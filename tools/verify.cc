@@ -1,6 +1,5 @@
 #include "tools/verify.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -20,13 +19,10 @@
 #include "common/beneath.h"
 #include "common/unique_fd.h"
 #include "uploader/digest.h"
+#include "uploader/object_layout.h"
 
 namespace scribefs::ctl {
 namespace {
-
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
 
 // Excluded itself, or below an excluded directory (whose subtree the
 // start-up scan does not look into either), or reserved.
@@ -39,14 +35,6 @@ bool Ignored(const ExcludeFilter& filter, const std::string& path) {
 bool InScope(const std::string& prefix, const std::string& path) {
   return prefix.empty() || path == prefix ||
          (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
-}
-
-std::string KeyOf(const std::string& path, mode_t mode) {
-  return S_ISDIR(mode) ? path + "/" : path;
-}
-
-std::string PathOf(const std::string& key) {
-  return key.ends_with('/') ? key.substr(0, key.size() - 1) : key;
 }
 
 const char* TypeName(mode_t mode) {
@@ -83,19 +71,6 @@ std::string NsString(int64_t ns) {
   return buf;
 }
 
-std::optional<uint64_t> ParseU64(const Metadata& m, const std::string& name) {
-  auto it = m.find(name);
-  if (it == m.end() || it->second.empty()) return std::nullopt;
-  try {
-    size_t used = 0;
-    unsigned long long v = std::stoull(it->second, &used, 10);
-    if (used != it->second.size()) return std::nullopt;
-    return v;
-  } catch (...) {
-    return std::nullopt;
-  }
-}
-
 struct LocalEntry {
   std::string path;
   struct stat st;
@@ -104,12 +79,12 @@ struct LocalEntry {
 // Compares one object's metadata with the local entry, appending reasons.
 void CompareMetadata(const Metadata& meta, const struct stat& st, bool check_mtime,
                      std::vector<std::string>* reasons) {
-  auto mode = ParseU64(meta, "mode");
-  if (!mode) {
+  const DecodedMetadata target = DecodeMetadata(meta);
+  if (!target.mode) {
     reasons->push_back("metadata: no x-amz-meta-mode");
     return;
   }
-  mode_t target_mode = static_cast<mode_t>(*mode);
+  mode_t target_mode = static_cast<mode_t>(*target.mode);
   if ((target_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
     reasons->push_back(std::string("type: local ") + TypeName(st.st_mode) + ", target " +
                        TypeName(target_mode));
@@ -118,14 +93,15 @@ void CompareMetadata(const Metadata& meta, const struct stat& st, bool check_mti
   // A symlink's permissions are always 0777 and not its own to change.
   if (!S_ISLNK(st.st_mode) && (target_mode & 07777) != (st.st_mode & 07777))
     reasons->push_back("mode: local " + Octal(st.st_mode) + ", target " + Octal(target_mode));
-  auto uid = ParseU64(meta, "uid"), gid = ParseU64(meta, "gid");
+  const auto& uid = target.uid;
+  const auto& gid = target.gid;
   if ((uid && *uid != st.st_uid) || (gid && *gid != st.st_gid))
     reasons->push_back("owner: local " + std::to_string(st.st_uid) + ":" +
                        std::to_string(st.st_gid) + ", target " +
                        (uid ? std::to_string(*uid) : "?") + ":" +
                        (gid ? std::to_string(*gid) : "?"));
   if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
-    auto rdev = ParseU64(meta, "rdev");
+    const auto& rdev = target.rdev;
     if (!rdev || *rdev != st.st_rdev)
       reasons->push_back("device number: local " + std::to_string(major(st.st_rdev)) + "," +
                          std::to_string(minor(st.st_rdev)) + ", target " +
@@ -133,16 +109,17 @@ void CompareMetadata(const Metadata& meta, const struct stat& st, bool check_mti
                                : std::string("none")));
   }
   if (check_mtime) {
-    if (auto ns = ParseU64(meta, "scribefs-mtime-ns")) {
-      if (int64_t(*ns) != MtimeNs(st))
-        reasons->push_back("mtime: local " + NsString(MtimeNs(st)) + ", target " +
-                           NsString(int64_t(*ns)));
-    } else if (auto s = ParseU64(meta, "mtime")) {  // s3fs: whole seconds
-      if (int64_t(*s) != int64_t(st.st_mtim.tv_sec))
-        reasons->push_back("mtime: local " + std::to_string(st.st_mtim.tv_sec) + ", target " +
-                           std::to_string(*s));
-    } else {
+    if (!target.mtime_ns) {
       reasons->push_back("metadata: no x-amz-meta-mtime");
+    } else if (target.mtime_exact) {
+      if (*target.mtime_ns != MtimeNs(st))
+        reasons->push_back("mtime: local " + NsString(MtimeNs(st)) + ", target " +
+                           NsString(*target.mtime_ns));
+    } else {  // s3fs: whole seconds
+      int64_t secs = *target.mtime_ns / 1000000000;
+      if (secs != int64_t(st.st_mtim.tv_sec))
+        reasons->push_back("mtime: local " + std::to_string(st.st_mtim.tv_sec) + ", target " +
+                           std::to_string(secs));
     }
   }
 }
@@ -265,7 +242,7 @@ void CompareFileContent(ObjectStore* store, const std::string& key, int fd, cons
 Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
                    const VerifyConfig& config) {
   Outcome out;
-  const std::string key = KeyOf(local.path, local.st.st_mode);
+  const std::string key = ObjectKey(local.path, S_ISDIR(local.st.st_mode));
   const struct stat& st = local.st;
   if (S_ISREG(st.st_mode)) {
     auto fd = OpenBeneath(root_fd, local.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -340,16 +317,7 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
 
 Status WalkLocal(int root_fd, const std::string& prefix, const ExcludeFilter& filter,
                  std::map<std::string, LocalEntry>* entries, std::vector<VerifyError>* errors) {
-  struct Dir {
-    std::string path;
-    UniqueFd fd;
-  };
-  std::vector<Dir> stack;
-  if (prefix.empty()) {
-    auto root = OpenBeneath(root_fd, "", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (!root.ok()) return root.status();
-    stack.push_back({"", std::move(root.value())});
-  } else {
+  if (!prefix.empty()) {
     if (Ignored(filter, prefix)) return Status::Ok();
     auto fd = OpenBeneath(root_fd, prefix, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (!fd.ok()) {
@@ -358,54 +326,22 @@ Status WalkLocal(int root_fd, const std::string& prefix, const ExcludeFilter& fi
     }
     LocalEntry e{prefix, {}};
     if (fstat(fd->get(), &e.st) != 0) return PosixError(prefix, errno);
-    (*entries)[KeyOf(prefix, e.st.st_mode)] = e;
-    if (S_ISDIR(e.st.st_mode)) {
-      auto dir = OpenBeneath(root_fd, prefix, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (!dir.ok()) return dir.status().WithContext(prefix);
-      stack.push_back({prefix, std::move(dir.value())});
-    }
+    (*entries)[ObjectKey(prefix, S_ISDIR(e.st.st_mode))] = e;
+    if (!S_ISDIR(e.st.st_mode)) return Status::Ok();
   }
-  while (!stack.empty()) {
-    Dir dir = std::move(stack.back());
-    stack.pop_back();
-    int dfd = fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 3);
-    DIR* d = dfd < 0 ? nullptr : fdopendir(dfd);
-    if (!d) {
-      int err = errno;
-      if (dfd >= 0) close(dfd);
-      errors->push_back(
-          {dir.path.empty() ? "." : dir.path + "/", PosixError("opendir", err).message()});
-      continue;
-    }
-    errno = 0;
-    while (struct dirent* de = readdir(d)) {
-      std::string name = de->d_name;
-      if (name == "." || name == "..") continue;
-      std::string path = dir.path.empty() ? name : dir.path + "/" + name;
-      if (filter.Excluded(path)) continue;  // and, for a directory, everything below it
-      LocalEntry e{path, {}};
-      if (fstatat(dir.fd.get(), name.c_str(), &e.st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno != ENOENT) errors->push_back({path, PosixError("stat", errno).message()});
-        errno = 0;
-        continue;
-      }
-      (*entries)[KeyOf(path, e.st.st_mode)] = e;
-      if (S_ISDIR(e.st.st_mode)) {
-        int cfd =
-            openat(dir.fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (cfd >= 0)
-          stack.push_back({path, UniqueFd(cfd)});
-        else if (errno != ENOENT)
-          errors->push_back({path + "/", PosixError("opendir", errno).message()});
-      }
-      errno = 0;
-    }
-    if (errno != 0)
-      errors->push_back(
-          {dir.path.empty() ? "." : dir.path + "/", PosixError("readdir", errno).message()});
-    closedir(d);
-  }
-  return Status::Ok();
+  WalkCallbacks cb;
+  // Excluded: and, for a directory, everything below it.
+  cb.skip = [&](const std::string& path) { return filter.Excluded(path); };
+  cb.visit = [&](const std::string& path, const struct stat& st) {
+    (*entries)[ObjectKey(path, S_ISDIR(st.st_mode))] = LocalEntry{path, st};
+    return true;
+  };
+  cb.error = [&](const std::string& where, const Status& s) {
+    errors->push_back({where, s.message()});
+  };
+  Status s = WalkTree(root_fd, prefix, cb);
+  if (!s.ok() && !prefix.empty()) return s.WithContext(prefix);
+  return s;
 }
 
 }  // namespace
@@ -442,7 +378,7 @@ Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const Ex
   ListOptions lo;
   lo.prefix = config.prefix;
   StoreStatus ls = store->List(lo, [&](const ListEntry& e) {
-    std::string path = PathOf(e.key);
+    std::string path = PathOfKey(e.key);
     if (path.empty() || !InScope(config.prefix, path) || Ignored(filter, path)) return true;
     remote[e.key] = e;
     return true;
@@ -471,7 +407,7 @@ Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const Ex
     rep.missing.push_back(key);
   }
   for (const auto& [key, e] : remote) {
-    seen_paths[PathOf(key)] = true;
+    seen_paths[PathOfKey(key)] = true;
     if (!local.count(key)) rep.extra.push_back(key);
   }
   rep.checked = seen_paths.size();
@@ -522,7 +458,7 @@ Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const Ex
   for (auto& t : threads) t.join();
 
   for (size_t j = 0; j < jobs.size(); ++j) {
-    std::string key = KeyOf(jobs[j]->path, jobs[j]->st.st_mode);
+    std::string key = ObjectKey(jobs[j]->path, S_ISDIR(jobs[j]->st.st_mode));
     rep.bytes_compared += outcomes[j].bytes;
     if (!outcomes[j].error.empty())
       rep.errors.push_back({key, outcomes[j].error});

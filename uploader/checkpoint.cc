@@ -1,7 +1,5 @@
 #include "uploader/checkpoint.h"
 
-#include <ctime>
-
 #include "journal/sqlite_util.h"
 #include "uploader/remote_index.h"
 
@@ -28,54 +26,22 @@ std::string CheckpointManifestKey(std::string_view name) {
   return std::string(kCheckpointKeyPrefix) + std::string(name) + ".json";
 }
 
-std::string IsoTimeUtc(int64_t time_ns) {
-  time_t secs = static_cast<time_t>(time_ns / 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[80];
-  snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((time_ns / 1000000) % 1000));
-  return out;
-}
-
 Result<nlohmann::ordered_json> BuildManifest(const std::string& journal_path,
                                              const ManifestHeader& header, size_t* paths) {
-  using Json = nlohmann::ordered_json;
   auto index = RemoteIndex::Open(journal_path);
   if (!index.ok()) return index.status();
   // One SELECT: one consistent snapshot of the table.
   auto rows = index.value()->All();
   if (!rows.ok()) return rows.status().WithContext("reading the objects table");
-  Json entries = Json::array();
+  std::vector<ManifestEntry> entries;
+  entries.reserve(rows->size());
   for (const RemoteObject& o : *rows) {
     if (o.path.empty()) continue;  // DATADIR itself has no object
-    Json e;
-    e["path"] = o.path;
-    e["key"] = o.type == "dir" ? o.path + "/" : o.path;
-    e["type"] = o.type;
-    e["size"] = o.size;
-    e["mode"] = o.mode;
-    e["uid"] = o.uid;
-    e["gid"] = o.gid;
-    e["mtime_ns"] = o.mtime_ns;
-    e["etag"] = o.etag;
-    e["sha256"] = o.sha256.empty() ? Json(nullptr) : Json(o.sha256);
-    e["version_id"] = o.version_id.empty() ? Json(nullptr) : Json(o.version_id);
-    entries.push_back(std::move(e));
+    entries.push_back({o.path, ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode,
+                       o.uid, o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id});
   }
   *paths = entries.size();
-  Json m;
-  m["format"] = "scribefs-checkpoint";
-  m["version"] = 1;
-  m["name"] = header.name;
-  m["time_ns"] = header.time_ns;
-  m["time"] = IsoTimeUtc(header.time_ns);
-  m["journal_seq"] = header.journal_seq;
-  m["target"] = header.target;
-  m["paths"] = entries.size();
-  m["entries"] = std::move(entries);
-  return m;
+  return ManifestJson(header, entries);
 }
 
 StoreResult<std::vector<StoredCheckpoint>> ListStoredCheckpoints(ObjectStore& store) {

@@ -8,12 +8,8 @@
 // is versioned. With a versioned bucket the manifest stays restorable after
 // later writes overwrite the objects.
 //
-// Manifest format (JSON, one object):
-//   {"format":"scribefs-checkpoint","version":1,"name":"...","time_ns":N,
-//    "time":"2026-01-02T03:04:05.123Z","journal_seq":S,"target":"s3://b/p",
-//    "paths":N,"entries":[{"path":"a/b","key":"a/b","type":"file","size":..,
-//    "mode":..,"uid":..,"gid":..,"mtime_ns":..,"etag":"..","sha256":"..",
-//    "version_id":".."|null}, ...]}   (entries sorted by path)
+// The manifest format (and its reader) belongs to uploader/object_layout.h;
+// entries are sorted by path.
 //
 // Plain functions; thread-safe.
 #pragma once
@@ -25,11 +21,11 @@
 #include <vector>
 
 #include "common/status.h"
+#include "uploader/object_layout.h"
 #include "uploader/object_store.h"
 
 namespace scribefs {
 
-inline constexpr std::string_view kCheckpointKeyPrefix = ".scribefs/checkpoints/";
 inline constexpr size_t kMaxCheckpointName = 100;
 
 // Names: 1..100 characters from [A-Za-z0-9._-], not starting with '.' (so no
@@ -37,13 +33,6 @@ inline constexpr size_t kMaxCheckpointName = 100;
 Status ValidateCheckpointName(std::string_view name);
 // ".scribefs/checkpoints/NAME.json" (relative to the target's prefix).
 std::string CheckpointManifestKey(std::string_view name);
-
-struct ManifestHeader {
-  std::string name;
-  int64_t time_ns = 0;
-  int64_t journal_seq = 0;  // the pause record the checkpoint describes
-  std::string target;       // ObjectStore::Describe(): no secrets
-};
 
 // Builds the manifest from the `objects` table of the journal at
 // journal_path (one read transaction). *paths gets the number of entries.
@@ -58,8 +47,5 @@ struct StoredCheckpoint {
   int64_t mtime = 0;  // server's Last-Modified, unix seconds
 };
 StoreResult<std::vector<StoredCheckpoint>> ListStoredCheckpoints(ObjectStore& store);
-
-// "2026-01-02T03:04:05.123Z"
-std::string IsoTimeUtc(int64_t time_ns);
 
 }  // namespace scribefs

@@ -6,12 +6,6 @@ namespace scribefs {
 
 std::vector<std::string> DefaultExcludes() { return {"*.swp", "*.swx", "*~", ".#*"}; }
 
-bool IsReservedPath(std::string_view path) {
-  return path == kReservedDir ||
-         (path.size() > kReservedDir.size() && path.starts_with(kReservedDir) &&
-          path[kReservedDir.size()] == '/');
-}
-
 bool ExcludeFilter::Excluded(const std::string& path) const {
   if (IsReservedPath(path)) return true;
   if (patterns_.empty()) return false;

@@ -18,16 +18,12 @@
 #include <string_view>
 #include <vector>
 
-namespace scribefs {
+#include "uploader/object_layout.h"  // kReservedDir, IsReservedPath
 
-// Top-level directory reserved for scribefs in the target.
-inline constexpr std::string_view kReservedDir = ".scribefs";
+namespace scribefs {
 
 // The --exclude default: editor swap and backup files.
 std::vector<std::string> DefaultExcludes();
-
-// True for ".scribefs" and everything below it.
-bool IsReservedPath(std::string_view path);
 
 class ExcludeFilter {
  public:

@@ -1,6 +1,5 @@
 #include "uploader/replicator.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
@@ -17,6 +16,9 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "uploader/digest.h"
+#include "uploader/object_layout.h"
+#include "uploader/plan_executor.h"
+#include "uploader/upload_plan.h"
 #include "uploader/stale_uploads.h"
 
 namespace scribefs {
@@ -60,57 +62,7 @@ struct Replicator::Snapshot {
   bool maybe_stored = false;
 };
 
-struct Replicator::PathOutcome {
-  StoreStatus status;
-  bool changed_during = false;  // local file changed while uploading: go again
-  std::string etag, sha256, version_id;
-  uint64_t bytes = 0;
-};
-
 namespace {
-
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
-
-Metadata MetaFor(const struct stat& st) {
-  // s3fs-compatible: decimal st_mode (type bits included), uid, gid, mtime in
-  // seconds; scribefs-mtime-ns keeps the exact time for restore.
-  Metadata m;
-  m["mode"] = std::to_string(st.st_mode);
-  m["uid"] = std::to_string(st.st_uid);
-  m["gid"] = std::to_string(st.st_gid);
-  m["mtime"] = std::to_string(st.st_mtim.tv_sec);
-  m["scribefs-mtime-ns"] = std::to_string(MtimeNs(st));
-  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) m["rdev"] = std::to_string(st.st_rdev);
-  return m;
-}
-
-const char* TypeOf(mode_t m) {
-  if (S_ISREG(m)) return "file";
-  if (S_ISDIR(m)) return "dir";
-  if (S_ISLNK(m)) return "symlink";
-  return "special";
-}
-
-std::string KeyFor(const RemoteObject& o) { return o.type == "dir" ? o.path + "/" : o.path; }
-
-Result<std::string> FileSha256(int fd, uint64_t size) {
-  auto h = Hasher::Create(Hasher::Algorithm::kSha256);
-  if (!h.ok()) return h.status();
-  std::string buf(1 << 20, '\0');
-  uint64_t off = 0;
-  while (off < size) {
-    ssize_t n = pread(fd, buf.data(), std::min<uint64_t>(buf.size(), size - off), off);
-    if (n < 0) return PosixError("read", errno);
-    if (n == 0) break;
-    SCRIBEFS_RETURN_IF_ERROR(h->Update(std::string_view(buf.data(), n)));
-    off += n;
-  }
-  auto d = h->Finish();
-  if (!d.ok()) return d.status();
-  return HexEncode(*d);
-}
 
 // The RetryCauses counter a retried attempt that ended with `s` counts in
 // (ok: the file changed while it was stored).
@@ -518,6 +470,7 @@ void Replicator::WorkerLoop(int id) {
     PathOutcome out = Reconcile(*index.value(), path, snap);
 
     lk.lock();
+    CountOutcome(out);
     in_flight_--;
     w.in_flight = false;
     if (out.status.ok() && !out.changed_during) {
@@ -587,6 +540,14 @@ void Replicator::WorkerLoop(int id) {
   }
 }
 
+void Replicator::CountOutcome(const PathOutcome& out) {
+  stats_.uploads += out.uploads;
+  stats_.copies += out.copies;
+  stats_.deletes += out.deletes;
+  stats_.partial_uploads += out.partial_uploads;
+  stats_.skipped_unchanged += out.skipped_unchanged;
+}
+
 void Replicator::CountRetry(const std::string& path, const StoreStatus& status) {
   std::lock_guard lk(mu_);
   stats_.retries++;
@@ -594,33 +555,14 @@ void Replicator::CountRetry(const std::string& path, const StoreStatus& status) 
   if (!status.ok()) stats_.last_error = path + ": " + ErrorText(status);
 }
 
-namespace {
-const StoreStatus& StatusOf(const StoreStatus& s) { return s; }
-template <typename T>
-const StoreStatus& StatusOf(const StoreResult<T>& r) {
-  return r.status();
-}
-}  // namespace
-
-template <typename Op>
-auto Replicator::WithRequestRetries(const std::string& path, Op op) -> decltype(op()) {
-  constexpr int kRequestTries = 4;
+bool Replicator::RequestRetryWait(const std::string& path, int attempt,
+                                  const StoreStatus& status) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto r = op();
-  for (int attempt = 1; attempt < kRequestTries && StatusOf(r).retryable() &&
-                        StatusOf(r).error_code() != "SourceChanged";
-       ++attempt) {
-    CountRetry(path, StatusOf(r));
-    double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
-                std::uniform_real_distribution<double>(0.5, 1.0)(rng);
-    {
-      std::unique_lock lk(mu_);
-      if (stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; }))
-        break;
-    }
-    r = op();
-  }
-  return r;
+  CountRetry(path, status);
+  double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
+              std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+  std::unique_lock lk(mu_);
+  return !stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; });
 }
 
 // Marks the seqs this path held as finished (done, or failed with out's
@@ -754,8 +696,11 @@ ReplicatorStats Replicator::stats() {
 }
 
 // ---- reconciling one path ---------------------------------------------------
+//
+// Gathers what PlanUpload decides on (the local state, the index rows), and
+// has a PlanExecutor perform the plan.
 
-Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
+PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
                                               const Snapshot& snap) {
   PathOutcome out;
   if (IsReservedPath(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
@@ -763,405 +708,91 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
     out.status = StoreStatus(s);
     return out;
   };
+  PathChange change;
+  change.renamed_from = snap.renamed_from;
+  change.dirty = snap.dirty;
+  change.content_changed = snap.content_changed;
+  change.whole = snap.whole;
+  change.max_seq = snap.max_seq;
+  change.maybe_stored = snap.maybe_stored;
+  PlanOptions popt;
+  popt.delete_remote = options_.delete_remote;
+  popt.part_size = options_.part_size;
+
+  RemoteState remote;
   auto row = index.Get(path);
   if (!row.ok()) return fail_local(row.status());
+  remote.current = std::move(row.value());
 
   // What is there now?
+  LocalState local;
+  UniqueFd file;
   auto fd = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
-  struct stat st;
-  if (!fd.ok() || fstat(fd->get(), &st) != 0) {
+  if (!fd.ok() || fstat(fd->get(), &local.st) != 0) {
     int err = fd.ok() ? errno : fd.status().code();
     if (err != ENOENT && err != ENOTDIR) return fail_local(PosixError(path, err));
-    // (Never "not there yet": the uploader reads no record whose operation
-    // has not happened, see Journal::AppliedThrough.)
-    // Gone: delete what we stored under it (and below it, for a directory).
-    if (!options_.delete_remote) return out;
-    auto rows = index.Subtree(path);
-    if (!rows.ok()) return fail_local(rows.status());
-    std::vector<std::string> keys;
-    for (const auto& r : *rows) keys.push_back(KeyFor(r));
-    if (rows->empty()) {
-      // Nothing recorded: usually nothing stored either (a file created and
-      // deleted before its upload), and no request is needed. But an upload
-      // whose answer was lost (a timeout after the server stored it), or one
-      // that an earlier daemon finished just before it was killed, before it
-      // could record it, did store something. Deleting a key that does not
-      // exist succeeds, so then delete both names the path could have had
-      // (file, directory marker) in one request.
-      if (!snap.maybe_stored) return out;
-      keys = {path, path + "/"};
-    } else if (rows->front().path == path && rows->front().type == "dir") {
-      // A directory: objects below it that were stored but not recorded (a
-      // crash in the middle of copying a renamed directory) go too.
-      std::set<std::string> known(keys.begin(), keys.end());
-      ListOptions lo;
-      lo.prefix = path + "/";
-      StoreStatus listed = store_->List(lo, [&](const ListEntry& e) {
-        if (!known.count(e.key)) keys.push_back(e.key);
-        return true;
-      });
-      if (!listed.ok()) {
-        out.status = listed;
-        return out;
+    // Gone. (Never "not there yet": the uploader reads no record whose
+    // operation has not happened, see Journal::AppliedThrough.)
+    if (options_.delete_remote) {
+      auto rows = index.Subtree(path);
+      if (!rows.ok()) return fail_local(rows.status());
+      remote.subtree = std::move(rows.value());
+    }
+  } else {
+    local.exists = true;
+    const std::string_view type = ObjectTypeOf(local.st.st_mode);
+    if (remote.current && remote.current->type != type && options_.delete_remote) {
+      auto rows = index.Subtree(path);
+      if (rows.ok()) remote.subtree = std::move(rows.value());
+    }
+    if (S_ISLNK(local.st.st_mode)) {
+      char target[PATH_MAX + 1];
+      ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
+      if (n < 0) return fail_local(PosixError(path, errno));
+      local.link_target.assign(target, n);
+    } else if (S_ISREG(local.st.st_mode)) {
+      auto f = OpenBeneath(root_.get(), path, O_RDONLY | O_NOFOLLOW);
+      if (!f.ok()) {
+        if (f.status().code() == ENOENT) {
+          out.changed_during = true;  // vanished between two looks: the unlink's record follows
+          return out;
+        }
+        return fail_local(f.status());
+      }
+      file = std::move(f.value());
+      if (fstat(file.get(), &local.file_st) != 0) return fail_local(PosixError(path, errno));
+      for (const auto& from : snap.renamed_from) {
+        auto src = index.Get(from);
+        remote.sources.push_back(src.ok() ? std::move(src.value()) : std::nullopt);
       }
     }
-    out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
-    if (!out.status.ok()) return out;
-    Status s = journal_->Apply([&](sqlite3* db) -> Status {
-      for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
+  }
+
+  UploadPlan plan = PlanUpload(path, local, remote, change, popt);
+  PlanExecutor::Env env;
+  env.store = store_.get();
+  env.root_fd = root_.get();
+  env.part_parallelism = options_.part_parallelism;
+  env.retry_wait = [&](int attempt, const StoreStatus& status) {
+    return RequestRetryWait(path, attempt, status);
+  };
+  env.record = [&](const RemoteObject& o) {
+    return journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
+  };
+  env.erase = [&](const std::vector<std::string>& paths) {
+    return journal_->Apply([&](sqlite3* db) -> Status {
+      for (const auto& p : paths) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, p));
       return Status::Ok();
     });
-    if (!s.ok()) return fail_local(s);
-    std::lock_guard lk(mu_);
-    stats_.deletes += rows->size();
-    return out;
-  }
-
-  RemoteObject obj;
-  obj.path = path;
-  obj.type = TypeOf(st.st_mode);
-  obj.mtime_ns = MtimeNs(st);
-  obj.mode = st.st_mode;
-  obj.uid = st.st_uid;
-  obj.gid = st.st_gid;
-  obj.ino = st.st_ino;
-  obj.seq = snap.max_seq;
-  Metadata meta = MetaFor(st);
-  const std::optional<RemoteObject>& old = row.value();
-  // A different kind of object used to live here: remove it first.
-  if (old && old->type != obj.type && options_.delete_remote) {
-    auto rows = index.Subtree(path);
-    if (rows.ok()) {
-      std::vector<std::string> keys;
-      for (const auto& r : *rows) keys.push_back(KeyFor(r));
-      out.status = WithRequestRetries(path, [&] { return store_->DeleteMany(keys); });
-      if (!out.status.ok()) return out;
-      (void)journal_->Apply([&](sqlite3* db) -> Status {
-        for (const auto& r : *rows) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, r.path));
-        return Status::Ok();
-      });
-    }
-  }
-  bool same_meta = old && old->type == obj.type && old->mode == obj.mode && old->uid == obj.uid &&
-                   old->gid == obj.gid;
-
-  // Records what was stored. Then: is it still there under this name? The
-  // path, or a directory above it, may have been renamed or removed during
-  // the upload, and that record's own upload may have run already (a
-  // directory's removal deletes what is stored below it, which did not yet
-  // include this). Then go again: the next attempt finds the path gone and
-  // deletes what was just stored, instead of leaving it in the target.
-  auto record = [&](const RemoteObject& o) -> bool {
-    Status s = journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
-    if (!s.ok()) {
-      out.status = StoreStatus(s);
-      return false;
-    }
-    auto again = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
-    struct stat now;
-    if (!again.ok() || fstat(again->get(), &now) != 0 || now.st_ino != o.ino)
-      out.changed_during = true;
-    return true;
   };
-
-  if (S_ISDIR(st.st_mode)) {
-    // Directory marker; a directory's mtime changes with every entry, so
-    // only mode and owner count.
-    if (!same_meta) {
-      auto put = WithRequestRetries(
-          path, [&] { return store_->Put(path + "/", Payload::FromMemory(""), meta); });
-      if (!put.ok()) {
-        out.status = put.status();
-        return out;
-      }
-      obj.etag = put->etag;
-      obj.version_id = put->version_id;
-      obj.sha256 = put->sha256_hex;
-      obj.uploaded_ns = NowNs();
-      if (!record(obj)) return out;
-      std::lock_guard lk(mu_);
-      stats_.uploads++;
-    }
-    if (snap.renamed_from.empty()) return out;
-    // A directory moved here: everything below it is new under this name.
-    // Walk it, copying what the old name already stored.
-    std::vector<std::pair<std::string, std::string>> stack = {{path, snap.renamed_from.back()}};
-    while (!stack.empty()) {
-      auto [dir, from] = stack.back();
-      stack.pop_back();
-      auto dfd = OpenBeneath(root_.get(), dir, O_RDONLY | O_DIRECTORY);
-      if (!dfd.ok()) continue;  // changed meanwhile: its own records cover it
-      DIR* d = fdopendir(dfd->get());
-      if (!d) continue;
-      dfd->Release();
-      std::vector<std::string> names;
-      while (struct dirent* e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-      }
-      closedir(d);
-      for (const auto& n : names) {
-        std::string child = dir + "/" + n, child_from = from + "/" + n;
-        if (IsExcluded(child)) continue;
-        Snapshot cs;
-        cs.renamed_from = {child_from};
-        cs.max_seq = snap.max_seq;
-        PathOutcome co = Reconcile(index, child, cs);
-        if (!co.status.ok() || co.changed_during) return co;
-        // Reconcile recursed into child directories through renamed_from.
-      }
-    }
-    return out;
-  }
-
-  if (S_ISLNK(st.st_mode)) {
-    char target[PATH_MAX + 1];
-    ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
-    if (n < 0) return fail_local(PosixError(path, errno));
-    obj.size = n;
-    if (same_meta && old->size == obj.size && old->mtime_ns == obj.mtime_ns && old->ino == obj.ino)
-      return out;
-    auto put = WithRequestRetries(path, [&] {
-      return store_->Put(path, Payload::FromMemory(std::string_view(target, n)), meta);
-    });
-    if (!put.ok()) {
-      out.status = put.status();
-      return out;
-    }
-    obj.etag = out.etag = put->etag;
-    obj.sha256 = out.sha256 = put->sha256_hex;
-    obj.version_id = out.version_id = put->version_id;
-    obj.uploaded_ns = NowNs();
-    record(obj);
-    std::lock_guard lk(mu_);
-    stats_.uploads++;
-    return out;
-  }
-
-  if (!S_ISREG(st.st_mode)) {  // FIFO, socket, device: an empty object with its mode
-    if (same_meta) return out;
-    auto put =
-        WithRequestRetries(path, [&] { return store_->Put(path, Payload::FromMemory(""), meta); });
-    if (!put.ok()) {
-      out.status = put.status();
-      return out;
-    }
-    obj.etag = put->etag;
-    obj.uploaded_ns = NowNs();
-    record(obj);
-    return out;
-  }
-
-  // A regular file.
-  auto file = OpenBeneath(root_.get(), path, O_RDONLY | O_NOFOLLOW);
-  if (!file.ok()) {
-    if (file.status().code() == ENOENT) {
-      out.changed_during = true;  // vanished between two looks: the unlink's record follows
-      return out;
-    }
-    return fail_local(file.status());
-  }
-  if (fstat(file->get(), &st) != 0) return fail_local(PosixError(path, errno));
-  obj.size = st.st_size;
-  obj.mtime_ns = MtimeNs(st);
-  obj.mode = st.st_mode;
-  meta = MetaFor(st);
-  same_meta = old && old->type == "file" && old->mode == obj.mode && old->uid == obj.uid &&
-              old->gid == obj.gid;
-  // The same file as stored: size, mtime and inode. The inode tells apart
-  // another file renamed over this name with the same size and mtime (two
-  // files written within one clock tick).
-  bool same_content = old && old->type == "file" && old->size == obj.size &&
-                      old->mtime_ns == obj.mtime_ns && old->ino == obj.ino &&
-                      !snap.content_changed;
-  auto after = [&]() -> bool {
-    struct stat st2;
-    if (fstat(file->get(), &st2) != 0 || st2.st_size != st.st_size || MtimeNs(st2) != obj.mtime_ns) {
-      out.changed_during = true;
-      return false;
-    }
-    return true;
+  env.reconcile_child = [&](const std::string& child, const std::string& from) {
+    if (IsExcluded(child)) return PathOutcome();
+    Snapshot cs;
+    cs.renamed_from = {from};
+    cs.max_seq = snap.max_seq;
+    return Reconcile(index, child, cs);
   };
-
-  if (same_content) {
-    if (same_meta) {
-      std::lock_guard lk(mu_);
-      stats_.skipped_unchanged++;
-      return out;
-    }
-    // Only mode/owner changed: rewrite the metadata in place.
-    CopyOptions co;
-    co.metadata = meta;
-    co.if_match = old->etag;
-    auto c = WithRequestRetries(path, [&] { return store_->Copy(path, path, co); });
-    if (c.ok()) {
-      obj.etag = out.etag = c->etag.empty() ? old->etag : c->etag;
-      obj.sha256 = out.sha256 = old->sha256;
-      obj.version_id = out.version_id = c->version_id;
-      obj.part_size = old->part_size;
-      obj.uploaded_ns = NowNs();
-      record(obj);
-      return out;
-    }
-    // Fall through to a full upload.
-  }
-
-  // Renamed or linked here with its content unchanged: copy server-side.
-  constexpr uint64_t kMaxCopy = 5ull << 30;
-  for (auto it = snap.renamed_from.rbegin(); it != snap.renamed_from.rend(); ++it) {
-    auto src = index.Get(*it);
-    if (!src.ok() || !*src) continue;
-    const RemoteObject& s = **src;
-    if (s.type != "file" || s.size != obj.size || s.mtime_ns != obj.mtime_ns || s.ino != obj.ino ||
-        obj.size > kMaxCopy || snap.content_changed)
-      continue;
-    CopyOptions co;
-    co.metadata = meta;
-    co.if_match = s.etag;
-    auto c = WithRequestRetries(path, [&] { return store_->Copy(s.path, path, co); });
-    if (!c.ok()) {
-      if (c.status().retryable()) {
-        out.status = c.status();
-        return out;
-      }
-      break;  // source gone or changed: upload instead
-    }
-    obj.etag = out.etag = c->etag;
-    obj.sha256 = out.sha256 = s.sha256;
-    obj.version_id = out.version_id = c->version_id;
-    obj.part_size = s.part_size;
-    obj.uploaded_ns = NowNs();
-    // Stored either way: recorded, so that a later delete or rename finds it.
-    bool unchanged = after();
-    record(obj);
-    if (!unchanged) return out;
-    std::lock_guard lk(mu_);
-    stats_.copies++;
-    return out;
-  }
-
-  uint64_t ps = options_.part_size;
-  if (obj.size <= ps) {
-    auto put = WithRequestRetries(
-        path, [&] { return store_->Put(path, Payload::FromFile(file->get(), 0, obj.size), meta); });
-    if (!put.ok()) {
-      if (put.status().error_code() == "SourceChanged") {
-        out.changed_during = true;
-        return out;
-      }
-      out.status = put.status();
-      return out;
-    }
-    obj.etag = out.etag = put->etag;
-    obj.sha256 = out.sha256 = put->sha256_hex;
-    obj.version_id = out.version_id = put->version_id;
-    obj.uploaded_ns = NowNs();
-    // Stored either way: recorded, so that a later delete or rename finds it
-    // (the file changing meanwhile only means it goes up again).
-    bool unchanged = after();
-    record(obj);
-    if (!unchanged) return out;
-    std::lock_guard lk(mu_);
-    stats_.uploads++;
-    return out;
-  }
-
-  // Multipart. Part size grows if the file would need more than 10,000 parts.
-  uint64_t nparts = (obj.size + ps - 1) / ps;
-  if (nparts > uint64_t(kMaxParts)) {
-    ps = ((obj.size + kMaxParts - 1) / kMaxParts + (1 << 20) - 1) & ~uint64_t((1 << 20) - 1);
-    nparts = (obj.size + ps - 1) / ps;
-  }
-  // Re-send only parts the journal saw change, if the stored object is the
-  // one we recorded and was cut the same way.
-  bool partial = old && old->type == "file" && old->part_size == ps && !snap.whole &&
-                 !old->etag.empty() && old->size > 0;
-  if (partial) {
-    auto head = WithRequestRetries(path, [&] { return store_->Head(path); });
-    if (!head.ok() || head->etag != old->etag) partial = false;
-  }
-  auto part_dirty = [&](uint64_t off, uint64_t len) {
-    if (!partial || off + len > old->size) return true;
-    for (const auto& r : snap.dirty)
-      if (r.offset < off + len && off < r.end()) return true;
-    return false;
-  };
-  auto upload_id =
-      WithRequestRetries(path, [&] { return store_->CreateMultipartUpload(path, meta); });
-  if (!upload_id.ok()) {
-    out.status = upload_id.status();
-    return out;
-  }
-  std::vector<CompletedPart> done(nparts);
-  std::vector<StoreStatus> errors(nparts);
-  std::atomic<uint64_t> next{0};
-  std::atomic<bool> copied_any{false};
-  auto run = [&] {
-    for (uint64_t i; (i = next.fetch_add(1)) < nparts;) {
-      uint64_t off = i * ps, len = std::min(ps, obj.size - off);
-      int pn = static_cast<int>(i + 1);
-      if (part_dirty(off, len)) {
-        auto r = WithRequestRetries(path, [&] {
-          return store_->UploadPart(path, *upload_id, pn, Payload::FromFile(file->get(), off, len));
-        });
-        if (r.ok()) done[i] = {pn, r->etag};
-        else errors[i] = r.status();
-      } else {
-        auto r = WithRequestRetries(path, [&] {
-          return store_->UploadPartCopy(path, *upload_id, pn, path, ByteRange{off, len}, old->etag);
-        });
-        if (r.ok()) {
-          done[i] = {pn, r->etag};
-          copied_any = true;
-        } else {
-          errors[i] = r.status();
-        }
-      }
-      if (!errors[i].ok()) return;
-    }
-  };
-  {
-    std::vector<std::future<void>> fs;
-    int par = std::max(1, std::min<int>(options_.part_parallelism, int(nparts)));
-    for (int t = 0; t < par; ++t) fs.push_back(std::async(std::launch::async, run));
-    for (auto& f : fs) f.get();
-  }
-  for (uint64_t i = 0; i < nparts; ++i) {
-    if (!errors[i].ok()) {
-      (void)WithRequestRetries(path,
-                               [&] { return store_->AbortMultipartUpload(path, *upload_id); });
-      if (errors[i].precondition_failed() || errors[i].error_code() == "SourceChanged") {
-        out.changed_during = true;  // next attempt sends everything (whole)
-        return out;
-      }
-      out.status = errors[i];
-      return out;
-    }
-  }
-  auto complete = store_->CompleteMultipartUpload(path, *upload_id, done);
-  if (!complete.ok()) {
-    (void)WithRequestRetries(path, [&] { return store_->AbortMultipartUpload(path, *upload_id); });
-    out.status = complete.status();
-    return out;
-  }
-  obj.etag = out.etag = complete->etag;
-  obj.version_id = out.version_id = complete->version_id;
-  obj.part_size = ps;
-  obj.uploaded_ns = NowNs();
-  bool unchanged = after();
-  if (unchanged) {
-    auto sha = FileSha256(file->get(), obj.size);
-    if (!sha.ok()) return fail_local(sha.status());
-    obj.sha256 = out.sha256 = *sha;
-    unchanged = after();
-  }
-  // Stored either way: recorded, so that a later delete or rename finds it.
-  record(obj);
-  if (!unchanged) return out;
-  std::lock_guard lk(mu_);
-  stats_.uploads++;
-  if (copied_any) stats_.partial_uploads++;
-  return out;
+  return PlanExecutor(std::move(env)).Execute(path, plan, file.get(), local.link_target);
 }
 
 }  // namespace scribefs

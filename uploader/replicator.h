@@ -9,7 +9,7 @@
 //
 // Errors: retryable ones (network, 5xx, throttling, a file changing during
 // its upload) are retried with exponential backoff and jitter, without limit
-// (each request first a few times on its own, see WithRequestRetries),
+// (each request first a few times on its own, see PlanExecutor),
 // the attempts and last error visible in the journal; permanent ones mark the
 // records failed with the server's code and message until RetryFailed().
 //
@@ -37,6 +37,7 @@
 #include "journal/upload_waiter.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
+#include "uploader/plan_executor.h"
 #include "uploader/remote_index.h"
 
 namespace scribefs {
@@ -127,7 +128,6 @@ class Replicator : public UploadWaiter {
  private:
   struct Work;         // everything pending for one path
   struct Snapshot;     // what a worker takes from a Work
-  struct PathOutcome;  // what it reports back
   Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
              ReplicatorOptions options);
   // Aborts the multipart uploads an earlier daemon left unfinished
@@ -145,17 +145,14 @@ class Replicator : public UploadWaiter {
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
   // Counts a failed attempt that is tried again (stats_.retries, its cause).
   void CountRetry(const std::string& path, const StoreStatus& status);
-  // Runs one store request, and again (up to 4 times in all, backing off
-  // 250 ms, 500 ms, 1 s) while it fails with a retryable error other than
-  // SourceChanged, before the path's upload as a whole is retried (with the
-  // long backoff). So one failed part does not restart a multipart upload
-  // (a large file would never complete under a steady rate of transient
-  // errors), nor one failed copy the walk of a renamed directory. Not for
-  // CompleteMultipartUpload: a second try after an answer was lost may find
-  // the upload gone (NoSuchUpload, permanent).
-  // Returns early when the replicator stops.
-  template <typename Op>
-  auto WithRequestRetries(const std::string& path, Op op) -> decltype(op());
+  // Adds a path's counters to stats_. Requires mu_.
+  void CountOutcome(const PathOutcome& out);
+  // Between two tries of one store request (PlanExecutor): counts the retry
+  // and backs off 250 ms, 500 ms, 1 s (with jitter); false when the
+  // replicator stops meanwhile.
+  bool RequestRetryWait(const std::string& path, int attempt, const StoreStatus& status);
+  // Gathers the path's local and remote state, plans (uploader/upload_plan.h)
+  // and executes the plan (uploader/plan_executor.h).
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
 
   Journal* const journal_;

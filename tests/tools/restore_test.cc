@@ -1,5 +1,6 @@
-// The restore engine (tools/restore.h) against an in-memory ObjectStore that
-// holds whatever a test puts there, hostile keys included: the safety rules,
+// The restore engine (tools/restore.h) against the in-memory ObjectStore of
+// the tests (tests/uploader/memory_store.h), which holds whatever a test puts
+// there with PutRaw, hostile keys included: the safety rules,
 // every kind of entry, resume, --path, ranges, checkpoint manifests, and that
 // a failed download leaves nothing behind. No mount, no server: fast. The
 // end-to-end tests on real mounts and RGW are in restore_e2e_test.cc.
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "tests/uploader/memory_store.h"
 #include "uploader/checkpoint.h"
 #include "uploader/digest.h"
 
@@ -28,153 +30,6 @@ namespace {
 
 std::string Md5Hex(const std::string& s) { return HexEncode(*Md5(s)); }
 std::string Sha256Hex(const std::string& s) { return HexEncode(*Sha256(s)); }
-
-StoreStatus Unsupported() { return StoreStatus(Status::Error(ENOTSUP, "not in the fake")); }
-
-// An in-memory store with versions. Keys are not validated on Put: a test may
-// store what a hostile client could.
-class FakeStore : public ObjectStore {
- public:
-  struct Version {
-    std::string body;
-    Metadata meta;
-    std::string etag, version_id;
-  };
-
-  std::string Put(const std::string& key, const std::string& body, const Metadata& meta = {},
-                  const std::string& etag = "") {
-    std::lock_guard lock(mu_);
-    auto& versions = objects_[key];
-    Version v{body, meta, etag.empty() ? Md5Hex(body) : etag, "v" + std::to_string(++seq_)};
-    versions.push_back(v);
-    return v.version_id;
-  }
-  void Remove(const std::string& key) {
-    std::lock_guard lock(mu_);
-    objects_.erase(key);
-  }
-  void FailGets(const std::string& key) {
-    std::lock_guard lock(mu_);
-    failing_.insert(key);
-  }
-  int gets() const { return gets_; }
-  int heads() const { return heads_; }
-
-  std::string Describe() const override { return "fake://"; }
-  StoreResult<PutResult> Put(const std::string&, const Payload&, const Metadata&) override {
-    return Unsupported();
-  }
-  StoreResult<GetResult> Get(const std::string& key, std::optional<ByteRange> range) override {
-    return GetVersion(key, "", range);
-  }
-  StoreResult<ObjectInfo> GetToFile(const std::string& key, int fd,
-                                    std::optional<ByteRange> range) override {
-    return GetVersionToFile(key, "", fd, range);
-  }
-  StoreResult<ObjectInfo> Head(const std::string& key) override { return HeadVersion(key, ""); }
-  StoreResult<GetResult> GetVersion(const std::string& key, const std::string& version_id,
-                                    std::optional<ByteRange> range) override {
-    ++gets_;
-    auto v = Find(key, version_id);
-    if (!v.ok()) return v.status();
-    {
-      std::lock_guard lock(mu_);
-      if (failing_.count(key)) {
-        StoreErrorInfo info;
-        info.error_code = "AccessDenied";
-        return StoreStatus(Status::Error(EACCES, "GET " + key + ": HTTP 403 AccessDenied"), info);
-      }
-    }
-    GetResult out;
-    out.info = Info(key, *v);
-    uint64_t off = range ? range->offset : 0;
-    uint64_t len = range ? std::min<uint64_t>(range->length, v->body.size() - off) : v->body.size();
-    out.body = v->body.substr(off, len);
-    return out;
-  }
-  StoreResult<ObjectInfo> GetVersionToFile(const std::string& key, const std::string& version_id,
-                                           int fd, std::optional<ByteRange> range) override {
-    auto g = GetVersion(key, version_id, range);
-    if (!g.ok()) return g.status();
-    if (write(fd, g->body.data(), g->body.size()) != static_cast<ssize_t>(g->body.size())) {
-      return StoreStatus(PosixError("write", errno));
-    }
-    return g->info;
-  }
-  StoreResult<ObjectInfo> HeadVersion(const std::string& key,
-                                      const std::string& version_id) override {
-    ++heads_;
-    auto v = Find(key, version_id);
-    if (!v.ok()) return v.status();
-    return Info(key, *v);
-  }
-  StoreStatus Delete(const std::string&) override { return Unsupported(); }
-  StoreStatus DeleteMany(const std::vector<std::string>&) override { return Unsupported(); }
-  StoreResult<CopyResult> Copy(const std::string&, const std::string&,
-                               const CopyOptions&) override {
-    return Unsupported();
-  }
-  StoreStatus List(const ListOptions& options,
-                   const std::function<bool(const ListEntry&)>& fn) override {
-    std::vector<ListEntry> all;
-    {
-      std::lock_guard lock(mu_);
-      for (const auto& [key, versions] : objects_) {
-        if (key.compare(0, options.prefix.size(), options.prefix) != 0) continue;
-        const Version& v = versions.back();
-        all.push_back(ListEntry{key, false, v.body.size(), v.etag, 1700000000});
-      }
-    }
-    for (const auto& e : all)
-      if (!fn(e)) break;
-    return StoreStatus();
-  }
-  StoreResult<std::string> CreateMultipartUpload(const std::string&, const Metadata&) override {
-    return Unsupported();
-  }
-  StoreResult<PartResult> UploadPart(const std::string&, const std::string&, int,
-                                     const Payload&) override {
-    return Unsupported();
-  }
-  StoreResult<PartResult> UploadPartCopy(const std::string&, const std::string&, int,
-                                         const std::string&, ByteRange,
-                                         const std::string&) override {
-    return Unsupported();
-  }
-  StoreResult<PutResult> CompleteMultipartUpload(const std::string&, const std::string&,
-                                                 const std::vector<CompletedPart>&) override {
-    return Unsupported();
-  }
-  StoreStatus AbortMultipartUpload(const std::string&, const std::string&) override {
-    return Unsupported();
-  }
-  StoreResult<std::vector<MultipartUpload>> ListMultipartUploads(const std::string&) override {
-    return Unsupported();
-  }
-  StoreStats stats() const override { return {}; }
-
- private:
-  StoreResult<Version> Find(const std::string& key, const std::string& version_id) {
-    std::lock_guard lock(mu_);
-    auto it = objects_.find(key);
-    StoreErrorInfo info;
-    info.error_code = "NoSuchKey";
-    if (it == objects_.end()) return StoreStatus(Status::Error(ENOENT, "no " + key), info);
-    if (version_id.empty()) return it->second.back();
-    for (const auto& v : it->second)
-      if (v.version_id == version_id) return v;
-    return StoreStatus(Status::Error(ENOENT, "no version " + version_id), info);
-  }
-  static ObjectInfo Info(const std::string& key, const Version& v) {
-    return ObjectInfo{key, v.body.size(), v.etag, v.version_id, v.meta, 1700000000};
-  }
-
-  std::mutex mu_;
-  std::map<std::string, std::vector<Version>> objects_;
-  std::set<std::string> failing_;
-  int seq_ = 0;
-  std::atomic<int> gets_{0}, heads_{0};
-};
 
 // Metadata as the uploader writes it.
 Metadata Meta(mode_t mode, int64_t mtime_ns, uid_t uid = 0, gid_t gid = 0) {
@@ -256,7 +111,7 @@ class RestoreTest : public ::testing::Test {
     return out;
   }
 
-  FakeStore store_;
+  MemoryStore store_;
   ExcludeFilter filter_{DefaultExcludes()};
   std::string base_, dest_, canary_;
   uint64_t last_progress_paths_ = 0;
@@ -275,16 +130,16 @@ TEST(UnsafeKeyReason, RefusesEscapesAndOddPaths) {
 }
 
 TEST_F(RestoreTest, EveryKindWithItsAttributes) {
-  store_.Put("a.txt", "hello", Meta(S_IFREG | 0640, kT1));
-  store_.Put("exec.sh", "#!/bin/sh\n", Meta(S_IFREG | 0755, kT2));
-  store_.Put("d/", "", Meta(S_IFDIR | 0750, kT2));
-  store_.Put("d/nested/deep/f", std::string(100000, 'x'), Meta(S_IFREG | 0600, kT1));
-  store_.Put("empty/", "", Meta(S_IFDIR | 0700, kT1));
-  store_.Put("link", "a.txt", Meta(S_IFLNK | 0777, kT2));
-  store_.Put("dangling", "/nonexistent/target", Meta(S_IFLNK | 0777, kT1));
-  store_.Put("fifo", "", Meta(S_IFIFO | 0644, kT1));
-  store_.Put("plain", "no metadata");  // from another S3 client
-  store_.Put("e", "");
+  store_.PutRaw("a.txt", "hello", Meta(S_IFREG | 0640, kT1));
+  store_.PutRaw("exec.sh", "#!/bin/sh\n", Meta(S_IFREG | 0755, kT2));
+  store_.PutRaw("d/", "", Meta(S_IFDIR | 0750, kT2));
+  store_.PutRaw("d/nested/deep/f", std::string(100000, 'x'), Meta(S_IFREG | 0600, kT1));
+  store_.PutRaw("empty/", "", Meta(S_IFDIR | 0700, kT1));
+  store_.PutRaw("link", "a.txt", Meta(S_IFLNK | 0777, kT2));
+  store_.PutRaw("dangling", "/nonexistent/target", Meta(S_IFLNK | 0777, kT1));
+  store_.PutRaw("fifo", "", Meta(S_IFIFO | 0644, kT1));
+  store_.PutRaw("plain", "no metadata");  // from another S3 client
+  store_.PutRaw("e", "");
   RestoreSummary s = Restore();
   EXPECT_EQ(s.failed.size(), 0u) << s.failed[0].path << ": " << s.failed[0].error;
   EXPECT_EQ(s.refused.size(), 0u);
@@ -318,19 +173,19 @@ TEST_F(RestoreTest, EveryKindWithItsAttributes) {
 }
 
 TEST_F(RestoreTest, HostileKeysAreRefusedAndNothingLeavesTheDirectory) {
-  store_.Put("../x", "escape");
-  store_.Put("/etc/x", "escape");
-  store_.Put("a/../../x", "escape");
-  store_.Put("a//b", "odd");
-  store_.Put("./dot", "odd");
-  store_.Put(std::string("nul\0byte", 8), "odd");
+  store_.PutRaw("../x", "escape");
+  store_.PutRaw("/etc/x", "escape");
+  store_.PutRaw("a/../../x", "escape");
+  store_.PutRaw("a//b", "odd");
+  store_.PutRaw("./dot", "odd");
+  store_.PutRaw(std::string("nul\0byte", 8), "odd");
   // A symlink to a directory outside, then a key below it.
-  store_.Put("link", canary_, Meta(S_IFLNK | 0777, kT1));
-  store_.Put("link/evil", "escape");
-  store_.Put("link/deeper/evil", "escape");
-  store_.Put("link2", canary_, Meta(S_IFLNK | 0777, kT1));
-  store_.Put("link2/", "", Meta(S_IFDIR | 0755, kT1));
-  store_.Put("good", "fine");
+  store_.PutRaw("link", canary_, Meta(S_IFLNK | 0777, kT1));
+  store_.PutRaw("link/evil", "escape");
+  store_.PutRaw("link/deeper/evil", "escape");
+  store_.PutRaw("link2", canary_, Meta(S_IFLNK | 0777, kT1));
+  store_.PutRaw("link2/", "", Meta(S_IFDIR | 0755, kT1));
+  store_.PutRaw("good", "fine");
   RestoreSummary s = Restore();
   std::set<std::string> refused;
   for (const auto& r : s.refused) refused.insert(r.key);
@@ -350,10 +205,10 @@ TEST_F(RestoreTest, SymlinkAlreadyInTheDestinationIsNeverFollowed) {
   ASSERT_EQ(symlink(canary_.c_str(), (dest_ + "/sub").c_str()), 0);
   ASSERT_EQ(mkdir((dest_ + "/real").c_str(), 0755), 0);
   ASSERT_EQ(symlink(canary_.c_str(), (dest_ + "/real/inner").c_str()), 0);
-  store_.Put("sub/x", "escape");
-  store_.Put("sub/", "", Meta(S_IFDIR | 0755, kT1));
-  store_.Put("real/inner/y", "escape");
-  store_.Put("real/ok", "fine");
+  store_.PutRaw("sub/x", "escape");
+  store_.PutRaw("sub/", "", Meta(S_IFDIR | 0755, kT1));
+  store_.PutRaw("real/inner/y", "escape");
+  store_.PutRaw("real/ok", "fine");
   RestoreSummary s = Restore();
   std::set<std::string> refused;
   for (const auto& r : s.refused) refused.insert(r.key);
@@ -364,12 +219,12 @@ TEST_F(RestoreTest, SymlinkAlreadyInTheDestinationIsNeverFollowed) {
 
 TEST_F(RestoreTest, ResumeSkipsWhatIsRightAndFixesWhatIsNot) {
   for (int i = 0; i < 20; ++i) {
-    store_.Put("dir" + std::to_string(i % 3) + "/f" + std::to_string(i),
+    store_.PutRaw("dir" + std::to_string(i % 3) + "/f" + std::to_string(i),
                "content " + std::to_string(i), Meta(S_IFREG | 0644, kT1 + i));
   }
-  store_.Put("dir0/", "", Meta(S_IFDIR | 0755, kT2));
-  store_.Put("l", "dir0", Meta(S_IFLNK | 0777, kT1));
-  store_.Put("big", std::string(300000, 'b'), Meta(S_IFREG | 0600, kT1), "0123abcd-3");
+  store_.PutRaw("dir0/", "", Meta(S_IFDIR | 0755, kT2));
+  store_.PutRaw("l", "dir0", Meta(S_IFLNK | 0777, kT1));
+  store_.PutRaw("big", std::string(300000, 'b'), Meta(S_IFREG | 0600, kT1), "0123abcd-3");
   RestoreSummary first = Restore();
   EXPECT_EQ(first.restored, 23u);
   EXPECT_EQ(first.failed.size(), 0u);
@@ -403,11 +258,11 @@ TEST_F(RestoreTest, ResumeSkipsWhatIsRightAndFixesWhatIsNot) {
 }
 
 TEST_F(RestoreTest, PathLimitsTheRestoreToASubtree) {
-  store_.Put("docs/a", "1");
-  store_.Put("docs/sub/b", "2");
-  store_.Put("docs/", "", Meta(S_IFDIR | 0711, kT1));
-  store_.Put("docsx", "3");
-  store_.Put("other/c", "4");
+  store_.PutRaw("docs/a", "1");
+  store_.PutRaw("docs/sub/b", "2");
+  store_.PutRaw("docs/", "", Meta(S_IFDIR | 0711, kT1));
+  store_.PutRaw("docsx", "3");
+  store_.PutRaw("other/c", "4");
   RestoreOptions o;
   o.path = "docs";
   RestoreSummary s = Restore(o);
@@ -422,9 +277,9 @@ TEST_F(RestoreTest, PathLimitsTheRestoreToASubtree) {
 }
 
 TEST_F(RestoreTest, ExcludedAndReservedPathsAreLeftOut) {
-  store_.Put("keep", "1");
-  store_.Put("notes.swp", "2");
-  store_.Put(".scribefs/checkpoints/x.json", "{}");
+  store_.PutRaw("keep", "1");
+  store_.PutRaw("notes.swp", "2");
+  store_.PutRaw(".scribefs/checkpoints/x.json", "{}");
   RestoreSummary s = Restore();
   EXPECT_EQ(s.restored, 1u);
   EXPECT_EQ(s.excluded, 1u);
@@ -434,8 +289,8 @@ TEST_F(RestoreTest, ExcludedAndReservedPathsAreLeftOut) {
 TEST_F(RestoreTest, LargeFilesComeInRangesFromSeveralWorkers) {
   std::string big;
   for (int i = 0; i < 300000; ++i) big += static_cast<char>('a' + (i * 7 + i / 13) % 26);
-  store_.Put("big", big, Meta(S_IFREG | 0644, kT1));
-  store_.Put("small", "s");
+  store_.PutRaw("big", big, Meta(S_IFREG | 0644, kT1));
+  store_.PutRaw("small", "s");
   RestoreOptions o;
   o.range_threshold = 100000;
   o.range_size = 65536;
@@ -450,12 +305,12 @@ TEST_F(RestoreTest, LargeFilesComeInRangesFromSeveralWorkers) {
 }
 
 TEST_F(RestoreTest, AFailedDownloadLeavesNothingBehind) {
-  store_.Put("ok", "fine");
-  store_.Put("bad", "secret");
+  store_.PutRaw("ok", "fine");
+  store_.PutRaw("bad", "secret");
   store_.FailGets("bad");
   // A file already under that name stays as it was.
   ASSERT_EQ(mkdir((dest_ + "/d").c_str(), 0755), 0);
-  store_.Put("d/bad", "secret");
+  store_.PutRaw("d/bad", "secret");
   store_.FailGets("d/bad");
   {
     UniqueFd fd(open((dest_ + "/d/bad").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
@@ -471,10 +326,10 @@ TEST_F(RestoreTest, AFailedDownloadLeavesNothingBehind) {
 }
 
 TEST_F(RestoreTest, AFileWhereTheTargetHasADirectoryFails) {
-  store_.Put("x/y", "1");
+  store_.PutRaw("x/y", "1");
   ASSERT_TRUE(UniqueFd(open((dest_ + "/x").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644)).valid());
   ASSERT_EQ(mkdir((dest_ + "/z").c_str(), 0755), 0);
-  store_.Put("z", "file where a directory is");
+  store_.PutRaw("z", "file where a directory is");
   RestoreSummary s = Restore();
   ASSERT_EQ(s.failed.size(), 2u);
   EXPECT_EQ(s.failed[0].path, "x/y");
@@ -501,7 +356,7 @@ nlohmann::json ManifestEntry(const std::string& path, const std::string& type,
   return e;
 }
 
-void PutManifest(FakeStore& store, const std::string& name, const nlohmann::json& entries) {
+void PutManifest(MemoryStore& store, const std::string& name, const nlohmann::json& entries) {
   nlohmann::json m = {{"format", "scribefs-checkpoint"},
                       {"version", 1},
                       {"name", name},
@@ -510,21 +365,21 @@ void PutManifest(FakeStore& store, const std::string& name, const nlohmann::json
                       {"target", "fake://"},
                       {"paths", entries.size()},
                       {"entries", entries}};
-  store.Put(CheckpointManifestKey(name), m.dump());
+  store.PutRaw(CheckpointManifestKey(name), m.dump());
 }
 
 TEST_F(RestoreTest, CheckpointRestoresOldVersionsByVersionId) {
-  std::string v1 = store_.Put("f", "old content", Meta(S_IFREG | 0600, kT1));
-  std::string l1 = store_.Put("l", "f", Meta(S_IFLNK | 0777, kT1));
+  std::string v1 = store_.PutRaw("f", "old content", Meta(S_IFREG | 0600, kT1));
+  std::string l1 = store_.PutRaw("l", "f", Meta(S_IFLNK | 0777, kT1));
   nlohmann::json entries = nlohmann::json::array();
   entries.push_back(ManifestEntry("d", "dir", "", S_IFDIR | 0700, kT2, ""));
   entries.push_back(ManifestEntry("f", "file", "old content", S_IFREG | 0600, kT1, v1));
   entries.push_back(ManifestEntry("l", "symlink", "f", S_IFLNK | 0777, kT1, l1));
   PutManifest(store_, "before", entries);
   // Later the files change and new ones appear; the checkpoint ignores them.
-  store_.Put("f", "new content!", Meta(S_IFREG | 0644, kT2));
-  store_.Put("l", "elsewhere", Meta(S_IFLNK | 0777, kT2));
-  store_.Put("new", "not in the checkpoint");
+  store_.PutRaw("f", "new content!", Meta(S_IFREG | 0644, kT2));
+  store_.PutRaw("l", "elsewhere", Meta(S_IFLNK | 0777, kT2));
+  store_.PutRaw("new", "not in the checkpoint");
   RestoreOptions o;
   o.checkpoint = "before";
   RestoreSummary s = Restore(o);
@@ -546,13 +401,13 @@ TEST_F(RestoreTest, CheckpointRestoresOldVersionsByVersionId) {
 }
 
 TEST_F(RestoreTest, CheckpointOfAnUnversionedBucketNamesOverwrittenPaths) {
-  store_.Put("same", "unchanged");
-  store_.Put("changed", "before");
+  store_.PutRaw("same", "unchanged");
+  store_.PutRaw("changed", "before");
   nlohmann::json entries = nlohmann::json::array();
   entries.push_back(ManifestEntry("changed", "file", "before", S_IFREG | 0644, kT1, ""));
   entries.push_back(ManifestEntry("same", "file", "unchanged", S_IFREG | 0644, kT1, ""));
   PutManifest(store_, "cp", entries);
-  store_.Put("changed", "after!");  // overwritten, no versions kept
+  store_.PutRaw("changed", "after!");  // overwritten, no versions kept
   RestoreOptions o;
   o.checkpoint = "cp";
   RestoreSummary s = Restore(o);
@@ -566,7 +421,7 @@ TEST_F(RestoreTest, CheckpointOfAnUnversionedBucketNamesOverwrittenPaths) {
 }
 
 TEST_F(RestoreTest, HostileManifestEntriesAreRefused) {
-  store_.Put("x", "1");
+  store_.PutRaw("x", "1");
   nlohmann::json entries = nlohmann::json::array();
   entries.push_back(ManifestEntry("../x", "file", "1", S_IFREG | 0644, kT1, ""));
   auto mismatched = ManifestEntry("ok", "file", "1", S_IFREG | 0644, kT1, "");

@@ -1,0 +1,263 @@
+// A real Replicator over a temp DATADIR, a temp journal and the in-memory
+// store behind the fault injector (tests/uploader/memory_store.h): no mount,
+// no server. Records are committed as the mount would commit them, for
+// changes made directly in DATADIR.
+#include "uploader/replicator.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "journal/reader.h"
+#include "tests/uploader/memory_store.h"
+#include "tests/uploader/test_util.h"
+#include "uploader/object_layout.h"
+
+namespace scribefs {
+namespace {
+
+using std::chrono::milliseconds;
+using testing_util::TempDir;
+
+class ReplicatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = dir_.path() + "/data";
+    ASSERT_EQ(mkdir(data_.c_str(), 0755), 0);
+    auto j = Journal::Open(dir_.path() + "/journal.db");
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    journal_ = std::move(j).value();
+    root_ = UniqueFd(open(data_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root_.valid());
+    options_.workers = 2;
+    options_.initial_backoff = milliseconds(5);
+    options_.max_backoff = milliseconds(40);
+    options_.open_file_delay = milliseconds(100);
+    auto mem = std::make_unique<MemoryStore>();
+    mem_ = mem.get();
+    owned_store_ = std::make_unique<FaultyStore>(std::move(mem));
+    store_ = owned_store_.get();
+  }
+  void TearDown() override { rep_.reset(); }
+
+  void Start() {
+    ASSERT_TRUE(owned_store_);
+    auto r = Replicator::Create(journal_.get(), root_.get(), std::move(owned_store_), options_);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    rep_ = std::move(r).value();
+    ASSERT_TRUE(rep_->Start().ok());
+  }
+  FaultyStore& store() { return *store_; }
+
+  std::string D(const std::string& rel) { return data_ + "/" + rel; }
+  void WriteFile(const std::string& rel, const std::string& content) {
+    UniqueFd fd = testing_util::WriteFile(D(rel), content);
+    ASSERT_TRUE(fd.valid()) << rel;
+  }
+  int64_t Commit(Op op, const std::string& path, std::optional<std::string> new_path = {},
+                 std::vector<ByteRange> ranges = {}) {
+    Record r;
+    r.op = op;
+    r.path = path;
+    r.new_path = std::move(new_path);
+    r.ranges = std::move(ranges);
+    EXPECT_TRUE(journal_->Commit(r).ok());
+    if (rep_) rep_->Notify();
+    return r.seq;
+  }
+  // A new file as the mount journals it: create, write, close.
+  void Created(const std::string& rel, const std::string& content) {
+    ASSERT_NO_FATAL_FAILURE(WriteFile(rel, content));
+    Commit(Op::kCreate, rel);
+    Commit(Op::kWrite, rel, {}, {{0, content.size()}});
+    Commit(Op::kClose, rel);
+  }
+  void Flush() {
+    Status s = rep_->WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  std::map<int64_t, Record> Records() {
+    std::map<int64_t, Record> out;
+    auto reader = JournalReader::Open(journal_->path());
+    EXPECT_TRUE(reader.ok());
+    auto recs = reader.value()->Query({});
+    EXPECT_TRUE(recs.ok());
+    for (auto& r : *recs) out[r.seq] = r;
+    return out;
+  }
+  std::string Body(const std::string& key) {
+    auto v = mem_->Newest(key);
+    return v ? v->body : "<none>";
+  }
+
+  TempDir dir_;
+  std::string data_;
+  std::unique_ptr<Journal> journal_;
+  UniqueFd root_;
+  ReplicatorOptions options_;
+  MemoryStore* mem_ = nullptr;
+  FaultyStore* store_ = nullptr;
+  std::unique_ptr<FaultyStore> owned_store_;  // until Start() hands it over
+  std::unique_ptr<Replicator> rep_;
+};
+
+TEST_F(ReplicatorTest, ManyChangesToOnePathCollapseIntoOneUpload) {
+  ASSERT_NO_FATAL_FAILURE(WriteFile("f", "final content"));
+  Commit(Op::kCreate, "f");
+  for (int i = 0; i < 5; ++i) Commit(Op::kWrite, "f", {}, {{uint64_t(i), 1}});
+  Commit(Op::kSetattr, "f");
+  Commit(Op::kClose, "f");
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(store().calls("Put"), 1);
+  EXPECT_EQ(Body("f"), "final content");
+  struct stat st;
+  ASSERT_EQ(lstat(D("f").c_str(), &st), 0);
+  EXPECT_EQ(mem_->Newest("f")->meta, EncodeMetadata(st));
+  for (const auto& [seq, r] : Records()) EXPECT_EQ(r.state, "done") << seq;
+  EXPECT_EQ(rep_->stats().uploads, 1u);
+}
+
+TEST_F(ReplicatorTest, RenameOfUnchangedContentIsAServerSideCopy) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_EQ(mkdir(D("d").c_str(), 0755), 0);
+  Commit(Op::kMkdir, "d");
+  ASSERT_NO_FATAL_FAILURE(Created("d/a", "content of a"));
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  int puts = store().calls("Put");
+  EXPECT_EQ(puts, 2);  // the marker "d/" and "d/a"
+  ASSERT_EQ(rename(D("d/a").c_str(), D("d/b").c_str()), 0);
+  Commit(Op::kRename, "d/a", "d/b");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(store().calls("Put"), puts) << "no upload for a rename";
+  EXPECT_EQ(store().calls("Copy"), 1);
+  EXPECT_EQ(mem_->Keys(), (std::vector<std::string>{"d/", "d/b"}));
+  EXPECT_EQ(Body("d/b"), "content of a");
+  EXPECT_EQ(rep_->stats().copies, 1u);
+  EXPECT_EQ(rep_->stats().deletes, 1u);
+}
+
+TEST_F(ReplicatorTest, RenamedDirectoryCopiesEverythingBelowIt) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_EQ(mkdir(D("old").c_str(), 0755), 0);
+  Commit(Op::kMkdir, "old");
+  ASSERT_EQ(mkdir(D("old/sub").c_str(), 0755), 0);
+  Commit(Op::kMkdir, "old/sub");
+  ASSERT_NO_FATAL_FAILURE(Created("old/sub/f", "deep"));
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  ASSERT_EQ(rename(D("old").c_str(), D("new").c_str()), 0);
+  Commit(Op::kRename, "old", "new");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(mem_->Keys(), (std::vector<std::string>{"new/", "new/sub/", "new/sub/f"}));
+  EXPECT_EQ(Body("new/sub/f"), "deep");
+  EXPECT_EQ(store().calls("Copy"), 1) << "the file is copied, not uploaded again";
+}
+
+TEST_F(ReplicatorTest, DeletePropagates) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Created("f", "x"));
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  ASSERT_EQ(mem_->Keys(), std::vector<std::string>{"f"});
+  ASSERT_EQ(unlink(D("f").c_str()), 0);
+  Commit(Op::kUnlink, "f");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_TRUE(mem_->Keys().empty());
+  EXPECT_EQ(rep_->stats().deletes, 1u);
+}
+
+TEST_F(ReplicatorTest, DeleteKeepLeavesTheObject) {
+  options_.delete_remote = false;
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Created("f", "x"));
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  ASSERT_EQ(unlink(D("f").c_str()), 0);
+  int64_t seq = Commit(Op::kUnlink, "f");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(mem_->Keys(), std::vector<std::string>{"f"});
+  EXPECT_EQ(Records()[seq].state, "done");
+}
+
+TEST_F(ReplicatorTest, RetriesAfterInjected503sUntilStored) {
+  ASSERT_NO_FATAL_FAILURE(Created("f", "eventually"));
+  // More than one request's own tries (4): the path as a whole goes again.
+  store().Inject("Put", FaultyStore::Unavailable(), 6);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(Body("f"), "eventually");
+  EXPECT_EQ(store().calls("Put"), 7);
+  ReplicatorStats st = rep_->stats();
+  EXPECT_EQ(st.retries, 6u);
+  EXPECT_EQ(st.retry_causes.throttled, 6u);
+  EXPECT_EQ(st.failures, 0u);
+  for (const auto& [seq, r] : Records()) EXPECT_EQ(r.state, "done") << seq;
+}
+
+TEST_F(ReplicatorTest, PermanentErrorFailsTheRecordsUntilRetried) {
+  ASSERT_NO_FATAL_FAILURE(Created("f", "denied"));
+  store().Inject("Put", FaultyStore::Forbidden(), 1);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(store().calls("Put"), 1) << "a 4xx is not retried";
+  EXPECT_TRUE(mem_->Keys().empty());
+  for (const auto& [seq, r] : Records()) {
+    EXPECT_EQ(r.state, "failed") << seq;
+    ASSERT_TRUE(r.error) << seq;
+    EXPECT_NE(r.error->find("AccessDenied"), std::string::npos) << *r.error;
+  }
+  EXPECT_EQ(rep_->stats().failures, 1u);
+  ASSERT_TRUE(rep_->RetryFailed().ok());
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(Body("f"), "denied");
+  for (const auto& [seq, r] : Records()) EXPECT_EQ(r.state, "done") << seq;
+}
+
+TEST_F(ReplicatorTest, LostAnswerThenDeleteRemovesWhatWasStored) {
+  // Every PUT reaches the store but its answer is lost; the file is deleted
+  // before the path is tried again: the object the index never recorded
+  // must go too.
+  ASSERT_NO_FATAL_FAILURE(Created("f", "orphan?"));
+  options_.initial_backoff = milliseconds(200);  // the path waits 100-200 ms before it goes again
+  store().Inject("Put", FaultyStore::NetworkError(), 4, FaultyStore::Fault::kCutAfter);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (store().calls("Put") < 4 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(1));
+  ASSERT_EQ(store().calls("Put"), 4);
+  ASSERT_EQ(unlink(D("f").c_str()), 0);
+  Commit(Op::kUnlink, "f");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_TRUE(mem_->Keys().empty()) << "left in the target: " << mem_->Keys().front();
+  for (const auto& [seq, r] : Records()) EXPECT_EQ(r.state, "done") << seq;
+}
+
+TEST_F(ReplicatorTest, LargeFileResendsOnlyTheChangedPart) {
+  options_.part_size = kMinPartSize;
+  std::string data = testing_util::Blob(2 * kMinPartSize + 1000, 3);
+  ASSERT_NO_FATAL_FAILURE(Created("big", data));
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(store().calls("UploadPart"), 3);
+  ASSERT_TRUE(Body("big") == data);
+  // Change 10 bytes in the middle part.
+  {
+    UniqueFd fd(open(D("big").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(pwrite(fd.get(), "0123456789", 10, kMinPartSize + 5), 10);
+  }
+  data.replace(kMinPartSize + 5, 10, "0123456789");
+  Commit(Op::kWrite, "big", {}, {{kMinPartSize + 5, 10}});
+  Commit(Op::kClose, "big");
+  ASSERT_NO_FATAL_FAILURE(Flush());
+  EXPECT_EQ(store().calls("UploadPart"), 4) << "one part sent again";
+  EXPECT_EQ(store().calls("UploadPartCopy"), 2) << "two copied from the stored object";
+  EXPECT_TRUE(Body("big") == data);
+  EXPECT_EQ(rep_->stats().partial_uploads, 1u);
+}
+
+}  // namespace
+}  // namespace scribefs

@@ -1,0 +1,264 @@
+#include "uploader/object_layout.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <ctime>
+
+#include "common/beneath.h"
+#include "common/unique_fd.h"
+
+namespace scribefs {
+
+bool IsReservedPath(std::string_view path) {
+  return path == kReservedDir ||
+         (path.size() > kReservedDir.size() && path.starts_with(kReservedDir) &&
+          path[kReservedDir.size()] == '/');
+}
+
+std::string ObjectKey(std::string_view path, bool is_dir) {
+  std::string key(path);
+  if (is_dir) key.push_back('/');
+  return key;
+}
+
+std::string PathOfKey(std::string_view key) {
+  if (IsMarkerKey(key)) key.remove_suffix(1);
+  return std::string(key);
+}
+
+std::string_view ObjectTypeOf(mode_t mode) {
+  if (S_ISREG(mode)) return kTypeFile;
+  if (S_ISDIR(mode)) return kTypeDir;
+  if (S_ISLNK(mode)) return kTypeSymlink;
+  return kTypeSpecial;
+}
+
+int64_t MtimeNs(const struct stat& st) {
+  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+Metadata EncodeMetadata(const struct stat& st) {
+  // s3fs-compatible: decimal st_mode (type bits included), uid, gid, mtime in
+  // seconds; scribefs-mtime-ns keeps the exact time for restore.
+  Metadata m;
+  m[kMetaMode] = std::to_string(st.st_mode);
+  m[kMetaUid] = std::to_string(st.st_uid);
+  m[kMetaGid] = std::to_string(st.st_gid);
+  m[kMetaMtime] = std::to_string(st.st_mtim.tv_sec);
+  m[kMetaMtimeNs] = std::to_string(MtimeNs(st));
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) m[kMetaRdev] = std::to_string(st.st_rdev);
+  return m;
+}
+
+namespace {
+
+template <typename T>
+std::optional<T> ParseDecimal(const Metadata& m, const char* name) {
+  auto it = m.find(name);
+  if (it == m.end() || it->second.empty()) return std::nullopt;
+  const char* begin = it->second.data();
+  const char* end = begin + it->second.size();
+  T v{};
+  auto [ptr, ec] = std::from_chars(begin, end, v);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::optional<uint64_t> MetaUint(const Metadata& m, const char* name) {
+  return ParseDecimal<uint64_t>(m, name);
+}
+
+DecodedMetadata DecodeMetadata(const Metadata& m) {
+  DecodedMetadata d;
+  d.mode = MetaUint(m, kMetaMode);
+  d.uid = MetaUint(m, kMetaUid);
+  d.gid = MetaUint(m, kMetaGid);
+  d.rdev = MetaUint(m, kMetaRdev);
+  if (auto ns = ParseDecimal<int64_t>(m, kMetaMtimeNs)) {
+    d.mtime_ns = *ns;
+    d.mtime_exact = true;
+  } else if (auto s = ParseDecimal<int64_t>(m, kMetaMtime)) {
+    constexpr int64_t kMaxSeconds = INT64_MAX / 1000000000;
+    if (*s >= -kMaxSeconds && *s <= kMaxSeconds) d.mtime_ns = *s * 1000000000;
+  }
+  return d;
+}
+
+// ---- manifests ------------------------------------------------------------------
+
+std::string IsoTimeUtc(int64_t time_ns) {
+  time_t secs = static_cast<time_t>(time_ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[80];
+  snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((time_ns / 1000000) % 1000));
+  return out;
+}
+
+nlohmann::ordered_json ManifestJson(const ManifestHeader& header,
+                                    const std::vector<ManifestEntry>& entries) {
+  using Json = nlohmann::ordered_json;
+  auto or_null = [](const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); };
+  Json list = Json::array();
+  for (const ManifestEntry& o : entries) {
+    Json e;
+    e["path"] = o.path;
+    e["key"] = o.key;
+    e["type"] = o.type;
+    e["size"] = o.size;
+    e["mode"] = o.mode;
+    e["uid"] = o.uid;
+    e["gid"] = o.gid;
+    e["mtime_ns"] = o.mtime_ns;
+    e["etag"] = o.etag;
+    e["sha256"] = or_null(o.sha256);
+    e["version_id"] = or_null(o.version_id);
+    list.push_back(std::move(e));
+  }
+  Json m;
+  m["format"] = "scribefs-checkpoint";
+  m["version"] = kManifestVersion;
+  m["name"] = header.name;
+  m["time_ns"] = header.time_ns;
+  m["time"] = IsoTimeUtc(header.time_ns);
+  m["journal_seq"] = header.journal_seq;
+  m["target"] = header.target;
+  m["paths"] = list.size();
+  m["entries"] = std::move(list);
+  return m;
+}
+
+Result<Manifest> ParseManifest(std::string_view body, const std::string& what) {
+  using json = nlohmann::json;
+  json m = json::parse(body, nullptr, false);
+  if (m.is_discarded() || !m.is_object()) return Status::Error(EINVAL, what + " is not JSON");
+  if (m.value("format", "") != "scribefs-checkpoint")
+    return Status::Error(EINVAL, what + " is not a scribefs checkpoint manifest");
+  if (!m.contains("version") || !m["version"].is_number_integer() ||
+      m["version"] != kManifestVersion)
+    return Status::Error(EINVAL, what + ": unsupported format version (this scribectl reads 1)");
+  Manifest out;
+  if (m.contains("target") && m["target"].is_string()) out.target = m["target"];
+  if (!m.contains("entries") || !m["entries"].is_array())
+    return Status::Error(EINVAL, what + " has no entries");
+  auto str = [](const json& j, const char* k) {
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+  };
+  size_t n = 0;
+  for (const json& j : m["entries"]) {
+    ++n;
+    if (!j.is_object() || !j.contains("path") || !j["path"].is_string() || !j.contains("key") ||
+        !j["key"].is_string() || !j.contains("type") || !j["type"].is_string())
+      return Status::Error(EINVAL, what + ": entry " + std::to_string(n) + " is malformed");
+    ManifestEntry e;
+    e.path = j["path"];
+    e.key = j["key"];
+    e.type = j["type"];
+    try {
+      e.mode = j.at("mode").get<uint32_t>();
+      e.uid = j.at("uid").get<uint32_t>();
+      e.gid = j.at("gid").get<uint32_t>();
+      e.mtime_ns = j.at("mtime_ns").get<int64_t>();
+      e.size = j.at("size").get<uint64_t>();
+    } catch (const json::exception&) {
+      e.has_attributes = false;
+    }
+    e.etag = str(j, "etag");
+    e.sha256 = str(j, "sha256");
+    e.version_id = str(j, "version_id");
+    out.entries.push_back(std::move(e));
+  }
+  return out;
+}
+
+// ---- the walk -------------------------------------------------------------------
+
+Result<std::vector<std::string>> ListDir(int root_fd, const std::string& dir) {
+  auto dfd = OpenBeneath(root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (!dfd.ok()) return dfd.status();
+  DIR* d = fdopendir(dfd->get());
+  if (!d) return PosixError("opendir " + dir, errno);
+  dfd->Release();  // d owns it now
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  int err = errno;
+  closedir(d);
+  if (err != 0) return PosixError("readdir " + dir, err);
+  return names;
+}
+
+namespace {
+
+struct OpenDir {
+  std::string path;
+  UniqueFd fd;
+};
+
+std::string DirWhere(const std::string& path) { return path.empty() ? "." : path + "/"; }
+
+// Reads one directory of the walk, visiting its entries; subdirectories to
+// descend into go onto `stack`.
+void WalkOne(OpenDir dir, const WalkCallbacks& cb, std::vector<OpenDir>* stack) {
+  // fdopendir takes a descriptor of its own: dir.fd stays for fstatat/openat.
+  int dfd = fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 3);
+  DIR* d = dfd < 0 ? nullptr : fdopendir(dfd);
+  if (!d) {
+    int err = errno;
+    if (dfd >= 0) close(dfd);
+    if (cb.error) cb.error(DirWhere(dir.path), PosixError("opendir", err));
+    return;
+  }
+  errno = 0;
+  while (struct dirent* de = readdir(d)) {
+    std::string name = de->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = dir.path.empty() ? name : dir.path + "/" + name;
+    if (cb.skip && cb.skip(path)) continue;
+    struct stat st;
+    if (fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT && cb.error) cb.error(path, PosixError("stat", errno));
+      errno = 0;
+      continue;
+    }
+    bool descend = cb.visit ? cb.visit(path, st) : true;
+    if (descend && S_ISDIR(st.st_mode)) {
+      int cfd = openat(dir.fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (cfd >= 0)
+        stack->push_back({path, UniqueFd(cfd)});
+      else if (errno != ENOENT && cb.error)
+        cb.error(path + "/", PosixError("opendir", errno));
+    }
+    errno = 0;
+  }
+  if (errno != 0 && cb.error) cb.error(DirWhere(dir.path), PosixError("readdir", errno));
+  closedir(d);
+}
+
+}  // namespace
+
+Status WalkTree(int root_fd, const std::string& start, const WalkCallbacks& callbacks) {
+  int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (start.empty() ? 0 : O_NOFOLLOW);
+  auto root = OpenBeneath(root_fd, start, flags);
+  if (!root.ok()) return root.status();
+  std::vector<OpenDir> stack;
+  stack.push_back({start, std::move(root.value())});
+  while (!stack.empty()) {
+    OpenDir dir = std::move(stack.back());
+    stack.pop_back();
+    WalkOne(std::move(dir), callbacks, &stack);
+  }
+  return Status::Ok();
+}
+
+}  // namespace scribefs
