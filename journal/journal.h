@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 #include "journal/record.h"
+#include "journal/schema.h"
 #include "journal/sqlite_util.h"
 
 namespace scribefs {
@@ -128,9 +129,5 @@ class Journal {
   bool ckpt_stop_ = false;    // GUARDED_BY(ckpt_mu_)
   std::thread ckpt_thread_;
 };
-
-// Schema creation/migration shared by the writer and tests.
-Status EnsureSchema(sqlite3* db, const std::string& path);
-inline constexpr int kSchemaVersion = 1;
 
 }  // namespace scribefs

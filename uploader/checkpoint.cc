@@ -3,7 +3,7 @@
 #include <ctime>
 
 #include "journal/sqlite_util.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 

@@ -37,7 +37,7 @@
 #include "journal/upload_waiter.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 
