@@ -66,7 +66,9 @@ class Journal {
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
   // Runs fn with the writer's connection inside the next group transaction:
-  // the uploader's state changes share the one writer (no SQLITE_BUSY). A
+  // the uploader's state changes share the one writer (no SQLITE_BUSY). For
+  // the typed calls of journal/ (UploadStateStore, RemoteIndex), which own
+  // the statements; other folders call those rather than write SQL. A
   // failure of fn rolls back the group and is sticky like any commit failure,
   // so fn must only run statements that cannot fail for logical reasons.
   Status Apply(const std::function<Status(sqlite3*)>& fn);

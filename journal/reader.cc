@@ -20,6 +20,10 @@ std::optional<int64_t> OptInt(sqlite3_stmt* s, int i) {
   if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
   return sqlite3_column_int64(s, i);
 }
+bool IsControlOp(const std::string& op) {
+  return op == OpName(Op::kPause) || op == OpName(Op::kResume) || op == OpName(Op::kCheckpoint);
+}
+
 }  // namespace
 
 Record ReadRecordRow(sqlite3_stmt* s) {
@@ -64,7 +68,13 @@ Result<std::unique_ptr<JournalReader>> JournalReader::Open(const std::string& pa
   if (rc != SQLITE_ROW) return SqliteError("journal " + path, raw, rc);
   if (sqlite3_column_int(check->get(), 0) != kApplicationId)
     return Status::Error(EINVAL, path + ": not a scribefs journal");
-  return std::unique_ptr<JournalReader>(new JournalReader(std::move(db)));
+  // Read-only: an older journal is read as it is (the daemon migrates it).
+  int version = 0;
+  rc = ReadIntPragma(raw, "PRAGMA user_version", &version);
+  if (rc != SQLITE_OK) return SqliteError("journal " + path, raw, rc);
+  auto reader = std::unique_ptr<JournalReader>(new JournalReader(std::move(db)));
+  reader->schema_version_ = version;
+  return reader;
 }
 
 Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
@@ -74,8 +84,20 @@ Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
   if (f.since_ns) where += " AND time_ns >= ?3";
   if (f.until_ns) where += " AND time_ns <= ?4";
   if (f.path_glob) where += " AND (path GLOB ?5 OR new_path GLOB ?5)";
-  if (f.op) where += " AND op = ?6";
-  if (f.state) where += " AND state = ?7";
+  if (f.op) {
+    where += " AND op = ?6";
+    // The last pause/resume/checkpoint (scribectl status) is a seek in the
+    // partial index records_control, which SQLite uses only when the query
+    // names its condition.
+    if (schema_version_ >= 3 && IsControlOp(*f.op))
+      where += " AND op IN ('pause','resume','checkpoint')";
+  }
+  if (f.state) {
+    where += " AND state = ?7";
+    // Likewise records_unfinished for the states it holds (retry, --state).
+    if (*f.state == kStatePending || *f.state == kStateUploading || *f.state == kStateFailed)
+      where += " AND state IN ('pending','uploading','failed')";
+  }
   std::string sql = std::string("SELECT ") + kRecordColumns + " FROM records" + where;
   if (f.newest_first && f.limit) {
     sql = "SELECT * FROM (" + sql + " ORDER BY seq DESC LIMIT ?8) ORDER BY seq";
@@ -209,7 +231,11 @@ Result<JournalStats> JournalReader::Stats() {
     ~EndTxn() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
   } end{db_.get()};
   {
-    auto st = Prepare(db_.get(), "SELECT op, state, count(*) FROM records GROUP BY op, state");
+    // Schema version 3 keeps these counts (triggers); older journals, read
+    // before a daemon migrated them, are counted.
+    auto st = Prepare(db_.get(), schema_version_ >= 3
+                                     ? "SELECT op, state, n FROM record_counts WHERE n > 0"
+                                     : "SELECT op, state, count(*) FROM records GROUP BY op, state");
     if (!st.ok()) return st.status();
     int rc;
     while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {

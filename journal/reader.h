@@ -98,6 +98,7 @@ class JournalReader {
   friend class RemoteIndex;  // reads the objects table through db_
   explicit JournalReader(SqliteDb db) : db_(std::move(db)) {}
   SqliteDb db_;
+  int schema_version_ = 0;  // of the file as opened (see schema.h)
   SqliteStmt names_unfinished_;
 };
 

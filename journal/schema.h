@@ -34,7 +34,7 @@ struct Migration {
 std::span<const Migration> Migrations();
 
 // The version this build writes: the last step's.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // Checks that db (the file at path) is an empty SQLite file or a scribefs
 // journal of version <= kSchemaVersion, switches it to WAL, and migrates it

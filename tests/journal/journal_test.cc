@@ -161,7 +161,8 @@ TEST_F(JournalTest, SchemaIsPresent) {
   EXPECT_THAT(tables, ::testing::IsSupersetOf({"records", "meta", "sqlite_sequence"}));
   auto indexes = raw.Column("SELECT name FROM sqlite_master WHERE type='index' AND "
                             "tbl_name='records' AND sql IS NOT NULL");
-  EXPECT_THAT(indexes, ::testing::UnorderedElementsAre("records_unfinished", "records_path_size"));
+  EXPECT_THAT(indexes, ::testing::UnorderedElementsAre("records_unfinished", "records_path_size",
+                                                      "records_control"));
   // Columns, in order, are what the reader selects (kRecordColumns).
   std::string cols;
   for (const auto& c : raw.Column("SELECT name FROM pragma_table_info('records') ORDER BY cid"))

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 
 #include "journal/journal.h"
@@ -141,6 +142,11 @@ TEST_F(SchemaTest, VersionOneJournalIsMigratedAndKeepsItsRows) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->pending_files, 3);    // a, b (rename source), d
   EXPECT_EQ(stats->pending_bytes, 4096);  // a's last size; b and d have none
+  // Counts kept since version 3 start from the rows version 1 wrote.
+  EXPECT_EQ(stats->records, 5);
+  EXPECT_EQ(stats->by_state["pending"], 3);
+  EXPECT_EQ(stats->by_state["failed"], 1);
+  EXPECT_EQ(stats->by_op_state["create"]["done"], 1);
   auto target = (*reader)->Meta("target");
   ASSERT_TRUE(target.ok());
   EXPECT_EQ(*target, "file:///t");
@@ -210,6 +216,36 @@ TEST_F(SchemaTest, LastSizeOfAPathUsesAnIndex) {
       3);
   ASSERT_FALSE(plan.empty());
   EXPECT_THAT(plan[0], HasSubstr("USING INDEX records_path_size"));
+}
+
+// Version 3 keeps the count of records per op and state by triggers: every
+// way a record is written, changed or deleted moves it between counts.
+TEST_F(SchemaTest, CountsFollowInsertsStateChangesAndDeletes) {
+  auto j = Journal::Open(db_path());
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  Record a, b;
+  a.op = b.op = Op::kMkdir;
+  a.path = "a";
+  b.path = "b";
+  ASSERT_TRUE((*j)->Commit(a).ok());
+  ASSERT_TRUE((*j)->Commit(b).ok());
+  ASSERT_TRUE((*j)->MarkSkipped(a.seq, ENOENT).ok());
+  auto counts = [&] {
+    auto reader = JournalReader::Open(db_path());
+    EXPECT_TRUE(reader.ok());
+    auto st = (*reader)->Stats();
+    EXPECT_TRUE(st.ok());
+    return st.ok() ? st->by_op_state["mkdir"] : std::map<std::string, int64_t>{};
+  };
+  EXPECT_EQ(counts(), (std::map<std::string, int64_t>{{"pending", 1}, {"skipped", 1}}));
+  {
+    // What a user may do with `sqlite3 journal.db`, or a future retention.
+    RawDb raw(db_path());
+    raw.Exec("DELETE FROM records WHERE seq=" + std::to_string(b.seq));
+  }
+  EXPECT_EQ(counts(), (std::map<std::string, int64_t>{{"skipped", 1}}));
+  RawDb raw(db_path(), SQLITE_OPEN_READONLY);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM records"), raw.Int("SELECT sum(n) FROM record_counts"));
 }
 
 }  // namespace
