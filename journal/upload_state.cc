@@ -7,8 +7,10 @@ namespace scribefs {
 namespace {
 
 void BindText(sqlite3_stmt* s, int i, const std::string& v) {
-  if (v.empty()) sqlite3_bind_null(s, i);
-  else sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  if (v.empty())
+    sqlite3_bind_null(s, i);
+  else
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
 
 // Runs sql once per seq with ?1 = seq and the other parameters set by bind.
@@ -30,8 +32,7 @@ Status ForEachSeq(sqlite3* db, const char* sql, std::span<const int64_t> seqs, B
 Status WriteCounters(sqlite3* db, const std::string& counters) {
   auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
   if (!m.ok()) return m.status();
-  sqlite3_bind_text(m->get(), 1, counters.data(), static_cast<int>(counters.size()),
-                    SQLITE_STATIC);
+  sqlite3_bind_text(m->get(), 1, counters.data(), static_cast<int>(counters.size()), SQLITE_STATIC);
   int rc = sqlite3_step(m->get());
   if (rc != SQLITE_DONE) return SqliteError("meta", db, rc);
   return Status::Ok();
@@ -59,13 +60,11 @@ Status UploadStateStore::MarkExcluded(std::span<const int64_t> seqs) {
 Status UploadStateStore::RecordAttempt(std::span<const int64_t> seqs, int64_t attempts,
                                        const std::string& error, const std::string& counters) {
   return journal_->Apply([&](sqlite3* db) -> Status {
-    SCRIBEFS_RETURN_IF_ERROR(
-        ForEachSeq(db, "UPDATE records SET attempts=?2, error=?3 WHERE seq=?1", seqs,
-                   [&](sqlite3_stmt* s) {
-                     sqlite3_bind_int64(s, 2, attempts);
-                     sqlite3_bind_text(s, 3, error.data(), static_cast<int>(error.size()),
-                                       SQLITE_STATIC);
-                   }));
+    SCRIBEFS_RETURN_IF_ERROR(ForEachSeq(
+        db, "UPDATE records SET attempts=?2, error=?3 WHERE seq=?1", seqs, [&](sqlite3_stmt* s) {
+          sqlite3_bind_int64(s, 2, attempts);
+          sqlite3_bind_text(s, 3, error.data(), static_cast<int>(error.size()), SQLITE_STATIC);
+        }));
     return WriteCounters(db, counters);
   });
 }
@@ -92,15 +91,14 @@ Status UploadStateStore::MarkFailed(std::span<const int64_t> seqs, const std::st
                                     const std::string& counters) {
   int64_t now = NowNs();
   return journal_->Apply([&](sqlite3* db) -> Status {
-    SCRIBEFS_RETURN_IF_ERROR(ForEachSeq(db,
-                                        "UPDATE records SET state='failed', state_ns=?2, "
-                                        "error=?3, attempts=attempts+1 WHERE seq=?1",
-                                        seqs, [&](sqlite3_stmt* s) {
-                                          sqlite3_bind_int64(s, 2, now);
-                                          sqlite3_bind_text(s, 3, error.data(),
-                                                            static_cast<int>(error.size()),
-                                                            SQLITE_STATIC);
-                                        }));
+    SCRIBEFS_RETURN_IF_ERROR(ForEachSeq(
+        db,
+        "UPDATE records SET state='failed', state_ns=?2, "
+        "error=?3, attempts=attempts+1 WHERE seq=?1",
+        seqs, [&](sqlite3_stmt* s) {
+          sqlite3_bind_int64(s, 2, now);
+          sqlite3_bind_text(s, 3, error.data(), static_cast<int>(error.size()), SQLITE_STATIC);
+        }));
     return WriteCounters(db, counters);
   });
 }

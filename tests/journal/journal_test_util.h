@@ -3,10 +3,9 @@
 // `sqlite3 journal.db` would), or for building a journal by hand.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -40,8 +39,7 @@ class TempDir {
 // A raw sqlite3 connection for looking behind the API.
 class RawDb {
  public:
-  explicit RawDb(const std::string& path,
-                 int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) {
+  explicit RawDb(const std::string& path, int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) {
     int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
     EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errstr(rc);
     sqlite3_busy_timeout(db_, 5000);

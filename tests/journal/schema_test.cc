@@ -83,11 +83,13 @@ class SchemaTest : public ::testing::Test {
         "(200,'close','a',4096,1,1,7,'pending',0,NULL,200),"
         "(300,'write','b',NULL,1,1,7,'failed',3,NULL,300),"
         "(400,'rename','b',NULL,1,1,7,'pending',0,NULL,400)");
-    raw.Exec("UPDATE records SET new_path='c', error=NULL WHERE seq=4;"
-             "UPDATE records SET error='AccessDenied: no' WHERE seq=3");
+    raw.Exec(
+        "UPDATE records SET new_path='c', error=NULL WHERE seq=4;"
+        "UPDATE records SET error='AccessDenied: no' WHERE seq=3");
     raw.Exec("INSERT INTO meta(key,value) VALUES('datadir','/srv/data'),('target','file:///t')");
-    raw.Exec("INSERT INTO objects(path,type,size,mtime_ns,mode,uid,gid,ino,etag,sha256,"
-             "part_size,seq,uploaded_ns) VALUES('a','file',0,5,33188,1,1,9,'e1','s1',0,1,160)");
+    raw.Exec(
+        "INSERT INTO objects(path,type,size,mtime_ns,mode,uid,gid,ino,etag,sha256,"
+        "part_size,seq,uploaded_ns) VALUES('a','file',0,5,33188,1,1,9,'e1','s1',0,1,160)");
   }
 
   TempDir dir_;
@@ -140,7 +142,7 @@ TEST_F(SchemaTest, VersionOneJournalIsMigratedAndKeepsItsRows) {
   EXPECT_EQ((*all)[4].path, "d");
   auto stats = (*reader)->Stats();
   ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->pending_files, 3);    // a, b (rename source), d
+  EXPECT_EQ(stats->pending_files, 3);     // a, b (rename source), d
   EXPECT_EQ(stats->pending_bytes, 4096);  // a's last size; b and d have none
   // Counts kept since version 3 start from the rows version 1 wrote.
   EXPECT_EQ(stats->records, 5);

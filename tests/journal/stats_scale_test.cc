@@ -10,9 +10,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "journal/journal.h"
 #include "journal/reader.h"
@@ -42,8 +41,9 @@ class StatsScaleTest : public ::testing::Test {
              ") INSERT INTO records(time_ns, op, path, size, uid, gid, pid, state, state_ns) "
              "SELECT n, CASE WHEN n % 4 = 0 THEN 'close' ELSE 'write' END, 'f' || (n % 100000), "
              "CASE WHEN n % 4 = 0 THEN n ELSE NULL END, 0, 0, 0, 'done', n FROM i");
-    raw.Exec("INSERT INTO records(time_ns, op, path, uid, gid, pid, state) "
-             "VALUES(5, 'checkpoint', '', 0, 0, 0, 'done')");
+    raw.Exec(
+        "INSERT INTO records(time_ns, op, path, uid, gid, pid, state) "
+        "VALUES(5, 'checkpoint', '', 0, 0, 0, 'done')");
     raw.Exec("WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n < " +
              std::to_string(kPendingPaths - 1) +
              ") INSERT INTO records(time_ns, op, path, size, uid, gid, pid, state) "
@@ -66,11 +66,11 @@ TEST_F(StatsScaleTest, ReaderFiguresAreExactAndQueriesUseIndexes) {
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   auto t0 = std::chrono::steady_clock::now();
   auto st = (*reader)->Stats();
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(st.ok()) << st.status().ToString();
-  printf("JournalReader::Stats on %lld records: %.1f ms\n",
-         static_cast<long long>(st->records), ms);
+  printf("JournalReader::Stats on %lld records: %.1f ms\n", static_cast<long long>(st->records),
+         ms);
   EXPECT_EQ(st->records, kRecords + 1 + 2 * kPendingPaths);
   EXPECT_EQ(st->by_state["done"], kRecords + 1);
   EXPECT_EQ(st->by_state["pending"], 2 * kPendingPaths);
@@ -103,8 +103,8 @@ TEST_F(StatsScaleTest, ReaderFiguresAreExactAndQueriesUseIndexes) {
 }
 
 TEST_F(StatsScaleTest, ScribectlStatsAnswers) {
-  std::string cmd = std::string(SCRIBECTL_BIN) + " --state-dir " + dir_->path() +
-                    " --json stats 2>&1";
+  std::string cmd =
+      std::string(SCRIBECTL_BIN) + " --state-dir " + dir_->path() + " --json stats 2>&1";
   auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -113,8 +113,8 @@ TEST_F(StatsScaleTest, ScribectlStatsAnswers) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int rc = pclose(p);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   printf("scribectl --json stats: %.1f ms (whole process)\n", ms);
   ASSERT_EQ(rc, 0) << out;
   auto j = nlohmann::json::parse(out, nullptr, false);
