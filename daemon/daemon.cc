@@ -24,6 +24,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
+#include "journal/remote_index.h"
 #include "uploader/orphan_sweep.h"
 #include "uploader/reconciler.h"
 #include "uploader/replicator.h"
@@ -143,8 +144,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     auto last = journal.value()->GetMeta("target");
     if (last.ok() && *last != target) {
       spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
-      Status cleared = journal.value()->Apply(
-          [](sqlite3* db) { return Exec(db, "DELETE FROM objects"); });
+      Status cleared = RemoteIndex::ForgetAll(*journal.value());
       if (!cleared.ok()) return fail(kExitFailure, cleared.message());
     }
     (void)journal.value()->SetMeta("target", target);

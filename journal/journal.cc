@@ -28,65 +28,6 @@ struct Journal::Batch {
 
 namespace {
 
-constexpr int kApplicationId = 0x53435246;  // "SCRF": identifies a scribefs journal
-
-const char* const kSchemaSql = R"sql(
-CREATE TABLE IF NOT EXISTS records(
-  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-  time_ns    INTEGER NOT NULL,
-  op         TEXT NOT NULL,
-  path       TEXT NOT NULL,
-  new_path   TEXT,
-  ranges     TEXT,
-  size       INTEGER,
-  mode       INTEGER,
-  uid        INTEGER,
-  gid        INTEGER,
-  pid        INTEGER,
-  flags      INTEGER,
-  detail     TEXT,
-  state      TEXT NOT NULL DEFAULT 'pending',
-  attempts   INTEGER NOT NULL DEFAULT 0,
-  error      TEXT,
-  etag       TEXT,
-  sha256     TEXT,
-  version_id TEXT,
-  state_ns   INTEGER
-);
-CREATE INDEX IF NOT EXISTS records_unfinished ON records(seq)
-  WHERE state IN ('pending','uploading','failed');
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS objects(
-  path        TEXT PRIMARY KEY,
-  type        TEXT NOT NULL,
-  size        INTEGER NOT NULL,
-  mtime_ns    INTEGER NOT NULL,
-  mode        INTEGER NOT NULL,
-  uid         INTEGER NOT NULL,
-  gid         INTEGER NOT NULL,
-  ino         INTEGER,
-  etag        TEXT,
-  sha256      TEXT,
-  version_id  TEXT,
-  part_size   INTEGER NOT NULL DEFAULT 0,
-  seq         INTEGER,
-  uploaded_ns INTEGER
-) WITHOUT ROWID;
-)sql";
-
-int ReadIntPragma(sqlite3* db, const char* pragma, int* out) {
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(db, pragma, -1, &s, nullptr);
-  if (rc != SQLITE_OK) return rc;
-  rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) {
-    *out = sqlite3_column_int(s, 0);
-    rc = SQLITE_OK;
-  }
-  sqlite3_finalize(s);
-  return rc;
-}
-
 void BindOptText(sqlite3_stmt* s, int i, const std::optional<std::string>& v) {
   if (v) sqlite3_bind_text(s, i, v->data(), static_cast<int>(v->size()), SQLITE_STATIC);
   else sqlite3_bind_null(s, i);
@@ -97,37 +38,6 @@ void BindOptInt(sqlite3_stmt* s, int i, const std::optional<int64_t>& v) {
 }
 
 }  // namespace
-
-Status EnsureSchema(sqlite3* db, const std::string& path) {
-  int app_id = 0, version = 0;
-  int rc = ReadIntPragma(db, "PRAGMA application_id", &app_id);
-  if (rc != SQLITE_OK) return SqliteError(path + ": not a readable SQLite database", db, rc);
-  rc = ReadIntPragma(db, "PRAGMA user_version", &version);
-  if (rc != SQLITE_OK) return SqliteError(path, db, rc);
-  if (app_id == 0) {
-    int tables = 0;
-    rc = ReadIntPragma(db, "SELECT count(*) FROM sqlite_master", &tables);
-    if (rc != SQLITE_OK) return SqliteError(path, db, rc);
-    if (tables != 0)
-      return Status::Error(EINVAL, path + ": not a scribefs journal (foreign SQLite database)");
-  } else if (app_id != kApplicationId) {
-    return Status::Error(EINVAL, path + ": not a scribefs journal (application_id mismatch)");
-  } else if (version > kSchemaVersion) {
-    return Status::Error(EINVAL, path + ": journal schema version " + std::to_string(version) +
-                                     " is newer than this scribefs supports (" +
-                                     std::to_string(kSchemaVersion) + ")");
-  }
-  // WAL survives process crashes on commit; NORMAL skips the per-commit fsync
-  // (Journal::Sync provides it when an application asks for durability).
-  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL").WithContext(path));
-  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous=NORMAL").WithContext(path));
-  SCRIBEFS_RETURN_IF_ERROR(Exec(db, std::string("BEGIN IMMEDIATE;") + kSchemaSql +
-                                        "PRAGMA application_id=" + std::to_string(kApplicationId) +
-                                        ";PRAGMA user_version=" + std::to_string(kSchemaVersion) +
-                                        ";COMMIT;")
-                               .WithContext(path));
-  return Status::Ok();
-}
 
 Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options options) {
   // Create the file ourselves so that it is 0600 from the first instant;

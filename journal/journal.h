@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 #include "journal/record.h"
+#include "journal/schema.h"
 #include "journal/sqlite_util.h"
 
 namespace scribefs {
@@ -65,7 +66,9 @@ class Journal {
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
   // Runs fn with the writer's connection inside the next group transaction:
-  // the uploader's state changes share the one writer (no SQLITE_BUSY). A
+  // the uploader's state changes share the one writer (no SQLITE_BUSY). For
+  // the typed calls of journal/ (UploadStateStore, RemoteIndex), which own
+  // the statements; other folders call those rather than write SQL. A
   // failure of fn rolls back the group and is sticky like any commit failure,
   // so fn must only run statements that cannot fail for logical reasons.
   Status Apply(const std::function<Status(sqlite3*)>& fn);
@@ -128,9 +131,5 @@ class Journal {
   bool ckpt_stop_ = false;    // GUARDED_BY(ckpt_mu_)
   std::thread ckpt_thread_;
 };
-
-// Schema creation/migration shared by the writer and tests.
-Status EnsureSchema(sqlite3* db, const std::string& path);
-inline constexpr int kSchemaVersion = 1;
 
 }  // namespace scribefs

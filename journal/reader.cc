@@ -3,7 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "journal/journal.h"
+#include "journal/schema.h"
 
 namespace scribefs {
 
@@ -20,6 +20,10 @@ std::optional<int64_t> OptInt(sqlite3_stmt* s, int i) {
   if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
   return sqlite3_column_int64(s, i);
 }
+bool IsControlOp(const std::string& op) {
+  return op == OpName(Op::kPause) || op == OpName(Op::kResume) || op == OpName(Op::kCheckpoint);
+}
+
 }  // namespace
 
 Record ReadRecordRow(sqlite3_stmt* s) {
@@ -62,9 +66,15 @@ Result<std::unique_ptr<JournalReader>> JournalReader::Open(const std::string& pa
   if (!check.ok()) return check.status().WithContext("journal " + path);
   rc = sqlite3_step(check->get());
   if (rc != SQLITE_ROW) return SqliteError("journal " + path, raw, rc);
-  if (sqlite3_column_int(check->get(), 0) != 0x53435246)
+  if (sqlite3_column_int(check->get(), 0) != kApplicationId)
     return Status::Error(EINVAL, path + ": not a scribefs journal");
-  return std::unique_ptr<JournalReader>(new JournalReader(std::move(db)));
+  // Read-only: an older journal is read as it is (the daemon migrates it).
+  int version = 0;
+  rc = ReadIntPragma(raw, "PRAGMA user_version", &version);
+  if (rc != SQLITE_OK) return SqliteError("journal " + path, raw, rc);
+  auto reader = std::unique_ptr<JournalReader>(new JournalReader(std::move(db)));
+  reader->schema_version_ = version;
+  return reader;
 }
 
 Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
@@ -74,8 +84,20 @@ Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
   if (f.since_ns) where += " AND time_ns >= ?3";
   if (f.until_ns) where += " AND time_ns <= ?4";
   if (f.path_glob) where += " AND (path GLOB ?5 OR new_path GLOB ?5)";
-  if (f.op) where += " AND op = ?6";
-  if (f.state) where += " AND state = ?7";
+  if (f.op) {
+    where += " AND op = ?6";
+    // The last pause/resume/checkpoint (scribectl status) is a seek in the
+    // partial index records_control, which SQLite uses only when the query
+    // names its condition.
+    if (schema_version_ >= 3 && IsControlOp(*f.op))
+      where += " AND op IN ('pause','resume','checkpoint')";
+  }
+  if (f.state) {
+    where += " AND state = ?7";
+    // Likewise records_unfinished for the states it holds (retry, --state).
+    if (*f.state == kStatePending || *f.state == kStateUploading || *f.state == kStateFailed)
+      where += " AND state IN ('pending','uploading','failed')";
+  }
   std::string sql = std::string("SELECT ") + kRecordColumns + " FROM records" + where;
   if (f.newest_first && f.limit) {
     sql = "SELECT * FROM (" + sql + " ORDER BY seq DESC LIMIT ?8) ORDER BY seq";
@@ -120,6 +142,86 @@ Result<std::optional<std::string>> JournalReader::Meta(const std::string& key) {
   return std::optional<std::string>(v ? reinterpret_cast<const char*>(v) : "");
 }
 
+JournalReader::Snapshot::~Snapshot() {
+  if (db_) sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+}
+
+Result<JournalReader::Snapshot> JournalReader::BeginSnapshot() {
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db_.get(), "BEGIN").WithContext("journal snapshot"));
+  return Snapshot(db_.get());
+}
+
+Result<std::vector<UnfinishedRecord>> JournalReader::Unfinished() {
+  // The WHERE is exactly that of the partial index records_unfinished.
+  auto st = Prepare(db_.get(),
+                    "SELECT op, path, new_path, flags, state FROM records "
+                    "WHERE state IN ('pending','uploading','failed') ORDER BY seq");
+  if (!st.ok()) return st.status();
+  sqlite3_stmt* s = st->get();
+  std::vector<UnfinishedRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    auto op = ParseOp(OptText(s, 0).value_or(""));
+    if (!op) continue;  // written by a newer scribefs: not ours to interpret
+    UnfinishedRecord r;
+    r.op = *op;
+    r.path = OptText(s, 1).value_or("");
+    r.new_path = OptText(s, 2);
+    r.flags = OptInt(s, 3).value_or(0);
+    r.state = OptText(s, 4).value_or("");
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return SqliteError("journal: reading unfinished records", db_.get(), rc);
+  return out;
+}
+
+Result<bool> JournalReader::NamesUnfinished(const std::string& path) {
+  if (!names_unfinished_) {
+    auto st = Prepare(db_.get(),
+                      "SELECT EXISTS(SELECT 1 FROM records WHERE "
+                      "state IN ('pending','uploading','failed') AND (path=?1 OR new_path=?1))");
+    if (!st.ok()) return st.status();
+    names_unfinished_ = std::move(st.value());
+  }
+  sqlite3_stmt* s = names_unfinished_.get();
+  StmtResetter reset(s);
+  sqlite3_bind_text(s, 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
+  return sqlite3_column_int(s, 0) != 0;
+}
+
+Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq) {
+  // Served by the partial index records_unfinished.
+  auto st = Prepare(db_.get(),
+                    "SELECT count(*), coalesce(sum(state='failed'),0) FROM records "
+                    "WHERE state IN ('pending','uploading','failed') AND seq <= ?1");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 1, seq);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
+  UnfinishedCount c;
+  c.failed = sqlite3_column_int64(st->get(), 1);
+  c.pending = sqlite3_column_int64(st->get(), 0) - c.failed;
+  return c;
+}
+
+Result<int64_t> JournalReader::PendingBytesThrough(int64_t seq) {
+  // The paths come from records_unfinished, each one's size from
+  // records_path_size (schema version 2): bounded by the pending work, not
+  // by the length of the journal.
+  auto st = Prepare(db_.get(),
+                    "SELECT coalesce(sum((SELECT size FROM records r2 WHERE r2.path=p.path AND "
+                    "r2.size IS NOT NULL ORDER BY seq DESC LIMIT 1)),0) FROM (SELECT DISTINCT "
+                    "path FROM records WHERE state IN ('pending','uploading','failed') "
+                    "AND state != 'failed' AND seq <= ?1) p");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 1, seq);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
+  return sqlite3_column_int64(st->get(), 0);
+}
+
 Result<JournalStats> JournalReader::Stats() {
   JournalStats out;
   // One read transaction so that the figures agree with each other.
@@ -129,7 +231,11 @@ Result<JournalStats> JournalReader::Stats() {
     ~EndTxn() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
   } end{db_.get()};
   {
-    auto st = Prepare(db_.get(), "SELECT op, state, count(*) FROM records GROUP BY op, state");
+    // Schema version 3 keeps these counts (triggers); older journals, read
+    // before a daemon migrated them, are counted.
+    auto st = Prepare(db_.get(), schema_version_ >= 3
+                                     ? "SELECT op, state, n FROM record_counts WHERE n > 0"
+                                     : "SELECT op, state, count(*) FROM records GROUP BY op, state");
     if (!st.ok()) return st.status();
     int rc;
     while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
@@ -144,10 +250,14 @@ Result<JournalStats> JournalReader::Stats() {
     if (rc != SQLITE_DONE) return SqliteError("journal stats", db_.get(), rc);
   }
   {
-    // Pending work: distinct paths, and for each the last size the journal knows.
+    // Pending work: distinct paths, and for each the last size the journal
+    // knows. The WHERE names the partial index records_unfinished's condition
+    // so that SQLite uses it (an IN list that is a subset is not matched);
+    // the sizes come from records_path_size. Bounded by the pending work.
     auto st = Prepare(db_.get(),
                       "WITH p AS (SELECT path, min(time_ns) AS t, count(*) AS n FROM records "
-                      "  WHERE state IN ('pending','uploading') GROUP BY path) "
+                      "  WHERE state IN ('pending','uploading','failed') AND state != 'failed' "
+                      "  GROUP BY path) "
                       "SELECT count(*), coalesce(sum(n),0), min(t), coalesce(sum((SELECT size FROM "
                       "records r WHERE r.path=p.path AND r.size IS NOT NULL ORDER BY seq DESC "
                       "LIMIT 1)),0) FROM p");

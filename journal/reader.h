@@ -40,6 +40,21 @@ struct JournalStats {
   std::optional<int64_t> oldest_pending_ns;
 };
 
+// A record still to upload, as far as deciding what it covers needs it.
+struct UnfinishedRecord {
+  Op op = Op::kWrite;
+  std::string path;
+  std::optional<std::string> new_path;
+  int64_t flags = 0;
+  std::string state;  // pending | uploading | failed
+};
+
+// Records up to a seq that are not uploaded yet.
+struct UnfinishedCount {
+  int64_t pending = 0;  // pending or uploading
+  int64_t failed = 0;
+};
+
 class JournalReader {
  public:
   // Fails with a clear message when the file is missing, unreadable, or not a
@@ -53,9 +68,38 @@ class JournalReader {
   // nullopt when the key is absent.
   Result<std::optional<std::string>> Meta(const std::string& key);
 
+  // Every record not uploaded yet (pending, uploading, failed), oldest first.
+  Result<std::vector<UnfinishedRecord>> Unfinished();
+  // Whether a record not uploaded yet names path (as path or new_path).
+  Result<bool> NamesUnfinished(const std::string& path);
+  // What is left to upload of the records up to seq, and the sum of the last
+  // known size of each path a pending record up to seq names.
+  Result<UnfinishedCount> UnfinishedThrough(int64_t seq);
+  Result<int64_t> PendingBytesThrough(int64_t seq);
+
+  // A read transaction: every read of this reader (and of a RemoteIndex over
+  // it) until the Snapshot ends sees one state of the journal.
+  class Snapshot {
+   public:
+    ~Snapshot();
+    Snapshot(Snapshot&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+    Snapshot& operator=(Snapshot&&) = delete;
+
+   private:
+    friend class JournalReader;
+    explicit Snapshot(sqlite3* db) : db_(db) {}
+    sqlite3* db_;
+  };
+  Result<Snapshot> BeginSnapshot();
+
  private:
+  friend class RemoteIndex;  // reads the objects table through db_
   explicit JournalReader(SqliteDb db) : db_(std::move(db)) {}
   SqliteDb db_;
+  int schema_version_ = 0;  // of the file as opened (see schema.h)
+  SqliteStmt names_unfinished_;
 };
 
 // Reads one row of a "SELECT <kRecordColumns> FROM records" statement.

@@ -33,4 +33,17 @@ Status Exec(sqlite3* db, const std::string& sql) {
   return Status::Ok();
 }
 
+int ReadIntPragma(sqlite3* db, const char* sql, int* out) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+  if (rc != SQLITE_OK) return rc;
+  SqliteStmt owner(s);
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *out = sqlite3_column_int(s, 0);
+    rc = SQLITE_OK;
+  }
+  return rc;
+}
+
 }  // namespace scribefs

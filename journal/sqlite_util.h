@@ -24,6 +24,9 @@ Status SqliteError(const std::string& context, sqlite3* db, int rc);
 
 Result<SqliteStmt> Prepare(sqlite3* db, const std::string& sql);
 Status Exec(sqlite3* db, const std::string& sql);
+// Runs a statement that yields one integer (a PRAGMA, a count) into *out;
+// returns the SQLite result code (SQLITE_OK when *out was set).
+int ReadIntPragma(sqlite3* db, const char* sql, int* out);
 
 // Resets a statement for reuse when it goes out of scope.
 class StmtResetter {

@@ -1,7 +1,7 @@
 #include "uploader/checkpoint.h"
 
 #include "journal/sqlite_util.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 

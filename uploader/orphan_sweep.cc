@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "uploader/exclude_filter.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 

@@ -27,7 +27,7 @@
 
 #include "common/status.h"
 #include "uploader/object_store.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 #include "uploader/upload_plan.h"
 
 namespace scribefs {

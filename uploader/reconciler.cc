@@ -13,7 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/beneath.h"
-#include "journal/sqlite_util.h"
+#include "journal/reader.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 namespace {
@@ -52,21 +53,15 @@ bool Same(const Stored& o, const struct stat& st) {
          (S_ISDIR(st.st_mode) || (o.size == uint64_t(st.st_size) && o.mtime_ns == MtimeNs(st)));
 }
 
-Stored StoredRow(sqlite3_stmt* s, int first) {
+Stored StoredOf(const RemoteObject& r) {
   Stored o;
-  const unsigned char* t = sqlite3_column_text(s, first);
-  o.type = t ? reinterpret_cast<const char*>(t) : "";
-  o.size = static_cast<uint64_t>(sqlite3_column_int64(s, first + 1));
-  o.mtime_ns = sqlite3_column_int64(s, first + 2);
-  o.mode = static_cast<uint32_t>(sqlite3_column_int64(s, first + 3));
-  o.uid = static_cast<uint32_t>(sqlite3_column_int64(s, first + 4));
-  o.gid = static_cast<uint32_t>(sqlite3_column_int64(s, first + 5));
+  o.type = r.type;
+  o.size = r.size;
+  o.mtime_ns = r.mtime_ns;
+  o.mode = r.mode;
+  o.uid = r.uid;
+  o.gid = r.gid;
   return o;
-}
-
-std::string ColumnText(sqlite3_stmt* s, int i) {
-  const unsigned char* t = sqlite3_column_text(s, i);
-  return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
 }
 
 // The paths that journal records still to upload will store anyway (see the
@@ -100,56 +95,33 @@ class Coverage {
   std::unordered_set<std::string> subtree_;
 };
 
-// Loads the records not yet uploaded (the partial index records_unfinished
-// serves exactly this WHERE). Failed records do not count: they are not
-// retried until `scribectl retry`, so a path that also changed behind the
-// mount is reported.
-Status LoadCoverage(sqlite3* db, Coverage* cov) {
-  auto st = Prepare(db,
-                    "SELECT op, path, new_path, flags, state FROM records "
-                    "WHERE state IN ('pending','uploading','failed')");
-  if (!st.ok()) return st.status();
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
-    std::string state = ColumnText(st->get(), 4);
-    if (state == kStateFailed) continue;
-    auto op = ParseOp(ColumnText(st->get(), 0));
-    if (!op) continue;
-    std::string path = ColumnText(st->get(), 1);
-    std::optional<std::string> np;
-    if (sqlite3_column_type(st->get(), 2) != SQLITE_NULL) np = ColumnText(st->get(), 2);
-    cov->Add(*op, path, np ? &*np : nullptr, sqlite3_column_int64(st->get(), 3));
+// Loads the records not yet uploaded. Failed records do not count: they are
+// not retried until `scribectl retry`, so a path that also changed behind
+// the mount is reported.
+Status LoadCoverage(JournalReader& reader, Coverage* cov) {
+  auto recs = reader.Unfinished();
+  if (!recs.ok()) return recs.status().WithContext("reconcile: reading pending records");
+  for (const UnfinishedRecord& r : *recs) {
+    if (r.state == kStateFailed) continue;
+    cov->Add(r.op, r.path, r.new_path ? &*r.new_path : nullptr, r.flags);
   }
-  if (rc != SQLITE_DONE) return SqliteError("reconcile: reading pending records", db, rc);
   return Status::Ok();
 }
 
-// A read transaction on a connection of its own: everything read inside it
-// is one consistent state of the journal (WAL snapshot).
-class ReadTxn {
- public:
-  explicit ReadTxn(sqlite3* db) : db_(db) {}
-  Status Begin() {
-    SCRIBEFS_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
-    open_ = true;
-    return Status::Ok();
-  }
-  ~ReadTxn() {
-    if (open_) (void)Exec(db_, "COMMIT");
-  }
-
- private:
-  sqlite3* db_;
-  bool open_ = false;
+// The journal as reconciliation reads it: records and the objects table on
+// one read-only connection, so that a snapshot covers both.
+struct JournalView {
+  std::unique_ptr<JournalReader> reader;
+  std::unique_ptr<RemoteIndex> index;
 };
 
-Result<SqliteDb> OpenReadOnly(const std::string& path) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  SqliteDb db(raw);
-  if (rc != SQLITE_OK) return SqliteError("reconcile: opening " + path, raw, rc);
-  sqlite3_busy_timeout(raw, 10000);
-  return db;
+Result<JournalView> OpenView(const std::string& path) {
+  auto reader = JournalReader::Open(path);
+  if (!reader.ok()) return reader.status().WithContext("reconcile");
+  JournalView v;
+  v.reader = std::move(reader.value());
+  v.index = RemoteIndex::Over(*v.reader);
+  return v;
 }
 
 enum class Reason { kNew, kChanged, kMissing };
@@ -185,34 +157,26 @@ Result<std::optional<struct stat>> StatNow(int root_fd, const std::string& path)
   return std::optional<struct stat>(st);
 }
 
-}  // namespace
+using Known = std::unordered_map<std::string, Stored>;
+using Excluded = std::function<bool(const std::string&)>;
 
-Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
-                                      const ReconcileOptions& options) {
-  auto t0 = Clock::now();
-  ReconcileReport rep;
-  auto excluded = [&](const std::string& p) { return options.excluded && options.excluded(p); };
-  auto db = OpenReadOnly(journal->path());
-  if (!db.ok()) return db.status();
+// 1. What the target holds, and (at start-up) what is still to upload, as of
+// one moment.
+Status LoadKnown(JournalView& view, Coverage* coverage, Known* known) {
+  auto snap = view.reader->BeginSnapshot();
+  if (!snap.ok()) return snap.status();
+  auto all = view.index->All();
+  if (!all.ok()) return all.status().WithContext("reconcile: reading objects");
+  for (const RemoteObject& o : *all) known->emplace(o.path, StoredOf(o));
+  if (coverage) SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, coverage));
+  return Status::Ok();
+}
 
-  // 1. What the target holds, and what is still to upload, as of one moment.
-  std::unordered_map<std::string, Stored> known;
-  Coverage coverage;
-  {
-    ReadTxn txn(db->get());
-    SCRIBEFS_RETURN_IF_ERROR(txn.Begin());
-    auto st = Prepare(db->get(), "SELECT path, type, size, mtime_ns, mode, uid, gid FROM objects");
-    if (!st.ok()) return st.status();
-    int rc;
-    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
-      known.emplace(ColumnText(st->get(), 0), StoredRow(st->get(), 1));
-    if (rc != SQLITE_DONE) return SqliteError("reconcile: reading objects", db->get(), rc);
-    if (!options.quiesce) SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(db->get(), &coverage));
-  }
-
-  // 2. Walk the tree: depth-first over directory descriptors, never
-  // following symlinks. Every difference is a candidate.
-  std::vector<Candidate> candidates;
+// 2. Walks the tree: depth-first over directory descriptors, never following
+// symlinks. Every difference from `known` is a candidate; what is left in
+// `known` afterwards is not in DATADIR any more.
+Status WalkTree(int root_fd, const ReconcileOptions& options, const Excluded& excluded,
+                ReconcileReport* rep, Known* known, std::vector<Candidate>* candidates) {
   struct Dir {
     std::string path;
     UniqueFd fd;
@@ -242,16 +206,16 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
       if (excluded(path)) continue;
       struct stat st;
       if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
-      if ((++rep.scanned & 4095) == 0 && options.cancelled && options.cancelled()) {
+      if ((++rep->scanned & 4095) == 0 && options.cancelled && options.cancelled()) {
         closedir(d);
         return Status::Error(ECANCELED, "reconcile: cancelled");
       }
-      auto it = known.find(path);
-      if (it == known.end()) {
-        candidates.push_back({path, Reason::kNew, st});
+      auto it = known->find(path);
+      if (it == known->end()) {
+        candidates->push_back({path, Reason::kNew, st});
       } else {
-        if (!Same(it->second, st)) candidates.push_back({path, Reason::kChanged, st});
-        known.erase(it);
+        if (!Same(it->second, st)) candidates->push_back({path, Reason::kChanged, st});
+        known->erase(it);
       }
       if (S_ISDIR(st.st_mode)) {
         int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -260,8 +224,13 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
     }
     closedir(d);
   }
-  // What the target holds but DATADIR no longer has (keys below a vanished
-  // directory are removed with it: report only the topmost).
+  return Status::Ok();
+}
+
+// What the target holds but DATADIR no longer has (keys below a vanished
+// directory are removed with it: report only the topmost).
+void AddMissing(const Known& known, const Excluded& excluded,
+                std::vector<Candidate>* candidates) {
   for (const auto& [p, o] : known) {
     bool parent_missing = false;
     for (size_t s = p.rfind('/'); s != std::string::npos && s > 0; s = p.rfind('/', s - 1)) {
@@ -271,54 +240,110 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
       }
     }
     if (parent_missing || excluded(p)) continue;
-    candidates.push_back({p, Reason::kMissing, {}});
+    candidates->push_back({p, Reason::kMissing, {}});
   }
+}
+
+using Gone = std::function<bool(const std::string&)>;
+
+// 3, on a live mount: keeps the candidates that still differ from the
+// objects table as it is now and that no record still to upload covers
+// (see ReconcileOptions::quiesce). Runs inside quiesce.
+Status CheckLive(JournalView& view, int root_fd, const Gone& gone,
+                 std::vector<Candidate>& candidates, ReconcileReport* rep,
+                 std::vector<Candidate>* report) {
+  auto snap = view.reader->BeginSnapshot();
+  if (!snap.ok()) return snap.status();
+  Coverage now;
+  SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, &now));
+  for (Candidate& c : candidates) {
+    if (now.Covers(c.path, c.reason == Reason::kMissing, gone)) {
+      rep->pending++;
+      continue;
+    }
+    auto local = StatNow(root_fd, c.path);
+    if (!local.ok()) return local.status();
+    auto row = view.index->Get(c.path);
+    if (!row.ok()) return row.status().WithContext("reconcile: reading objects");
+    std::optional<Stored> stored;
+    if (*row) stored = StoredOf(**row);
+    if (!*local && !stored) continue;                          // gone, and never stored
+    if (*local && stored && Same(*stored, **local)) continue;  // stored as it is
+    c.reason = !*local ? Reason::kMissing : (!stored ? Reason::kNew : Reason::kChanged);
+    if (*local) c.st = **local;
+    report->push_back(std::move(c));
+  }
+  return Status::Ok();
+}
+
+// 4. Journals a reconcile record for each reported path.
+Status JournalReport(Journal* journal, const std::vector<Candidate>& report,
+                     const std::string& scan, ReconcileReport* rep) {
+  std::vector<Record> batch;
+  auto flush = [&]() -> Status {
+    if (batch.empty()) return Status::Ok();
+    Status s = journal->Commit(batch);
+    batch.clear();
+    return s;
+  };
+  for (const Candidate& c : report) {
+    switch (c.reason) {
+      case Reason::kNew:
+        rep->new_paths++;
+        break;
+      case Reason::kChanged:
+        rep->changed++;
+        break;
+      case Reason::kMissing:
+        rep->missing++;
+        break;
+    }
+    Record r;
+    r.op = Op::kReconcile;
+    r.path = c.path;
+    if (c.reason != Reason::kMissing) {
+      r.mode = c.st.st_mode;
+      if (S_ISREG(c.st.st_mode)) r.size = c.st.st_size;
+    }
+    r.detail = nlohmann::json{{"reason", ReasonName(c.reason)}, {"scan", scan}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+    batch.push_back(std::move(r));
+    if (batch.size() >= 2000) SCRIBEFS_RETURN_IF_ERROR(flush());
+  }
+  return flush();
+}
+
+}  // namespace
+
+Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
+                                      const ReconcileOptions& options) {
+  auto t0 = Clock::now();
+  ReconcileReport rep;
+  Excluded excluded = [&](const std::string& p) {
+    return options.excluded && options.excluded(p);
+  };
+  auto view = OpenView(journal->path());
+  if (!view.ok()) return view.status();
+
+  Known known;
+  Coverage coverage;
+  SCRIBEFS_RETURN_IF_ERROR(LoadKnown(*view, options.quiesce ? nullptr : &coverage, &known));
+  std::vector<Candidate> candidates;
+  SCRIBEFS_RETURN_IF_ERROR(WalkTree(root_fd, options, excluded, &rep, &known, &candidates));
+  AddMissing(known, excluded, &candidates);
   known.clear();
 
   // 3. Keep what no record still to upload covers; on a live mount, only
   // what still differs now (see ReconcileOptions::quiesce).
   std::vector<Candidate> report;
-  auto gone = [&](const std::string& dir) {
+  Gone gone = [&](const std::string& dir) {
     auto st = StatNow(root_fd, dir);
     return st.ok() && !st->has_value();  // an error counts as there: report
   };
-  auto check_live = [&]() -> Status {
-    ReadTxn txn(db->get());
-    SCRIBEFS_RETURN_IF_ERROR(txn.Begin());
-    Coverage now;
-    SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(db->get(), &now));
-    auto get = Prepare(db->get(),
-                       "SELECT type, size, mtime_ns, mode, uid, gid FROM objects WHERE path=?1");
-    if (!get.ok()) return get.status();
-    for (Candidate& c : candidates) {
-      if (now.Covers(c.path, c.reason == Reason::kMissing, gone)) {
-        rep.pending++;
-        continue;
-      }
-      auto local = StatNow(root_fd, c.path);
-      if (!local.ok()) return local.status();
-      std::optional<Stored> stored;
-      {
-        StmtResetter reset(get->get());
-        sqlite3_bind_text(get->get(), 1, c.path.data(), static_cast<int>(c.path.size()),
-                          SQLITE_STATIC);
-        int rc = sqlite3_step(get->get());
-        if (rc == SQLITE_ROW)
-          stored = StoredRow(get->get(), 0);
-        else if (rc != SQLITE_DONE)
-          return SqliteError("reconcile: reading objects", db->get(), rc);
-      }
-      if (!*local && !stored) continue;                        // gone, and never stored
-      if (*local && stored && Same(*stored, **local)) continue;  // stored as it is
-      c.reason = !*local ? Reason::kMissing : (!stored ? Reason::kNew : Reason::kChanged);
-      if (*local) c.st = **local;
-      report.push_back(std::move(c));
-    }
-    return Status::Ok();
-  };
   if (options.quiesce) {
     auto h = Clock::now();
-    SCRIBEFS_RETURN_IF_ERROR(options.quiesce(check_live));
+    SCRIBEFS_RETURN_IF_ERROR(options.quiesce(
+        [&] { return CheckLive(*view, root_fd, gone, candidates, &rep, &report); }));
     rep.hold_ms = std::chrono::duration<double, std::milli>(Clock::now() - h).count();
   } else {
     for (Candidate& c : candidates) {
@@ -330,39 +355,7 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
   }
   candidates.clear();
 
-  // 4. Journal them.
-  std::vector<Record> batch;
-  auto flush = [&]() -> Status {
-    if (batch.empty()) return Status::Ok();
-    Status s = journal->Commit(batch);
-    batch.clear();
-    return s;
-  };
-  for (const Candidate& c : report) {
-    switch (c.reason) {
-      case Reason::kNew:
-        rep.new_paths++;
-        break;
-      case Reason::kChanged:
-        rep.changed++;
-        break;
-      case Reason::kMissing:
-        rep.missing++;
-        break;
-    }
-    Record r;
-    r.op = Op::kReconcile;
-    r.path = c.path;
-    if (c.reason != Reason::kMissing) {
-      r.mode = c.st.st_mode;
-      if (S_ISREG(c.st.st_mode)) r.size = c.st.st_size;
-    }
-    r.detail = nlohmann::json{{"reason", ReasonName(c.reason)}, {"scan", options.scan}}.dump(
-        -1, ' ', false, nlohmann::json::error_handler_t::replace);
-    batch.push_back(std::move(r));
-    if (batch.size() >= 2000) SCRIBEFS_RETURN_IF_ERROR(flush());
-  }
-  SCRIBEFS_RETURN_IF_ERROR(flush());
+  SCRIBEFS_RETURN_IF_ERROR(JournalReport(journal, report, options.scan, &rep));
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rep;
 }

@@ -15,6 +15,7 @@
 
 #include "common/beneath.h"
 #include "journal/reader.h"
+#include "journal/upload_state.h"
 #include "uploader/digest.h"
 #include "uploader/object_layout.h"
 #include "uploader/plan_executor.h"
@@ -80,16 +81,6 @@ uint64_t& RetryCauseCounter(ReplicatorStats::RetryCauses& c, const StoreStatus& 
   return c.other;
 }
 
-// Stores the uploader's counters (StatsJson) in the journal's meta table, for
-// scribectl stats and tests.
-Status WriteCounters(sqlite3* db, const std::string& counters) {
-  auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
-  if (!m.ok()) return m.status();
-  sqlite3_bind_text(m->get(), 1, counters.c_str(), -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(m->get()) != SQLITE_DONE) return SqliteError("meta", db, 0);
-  return Status::Ok();
-}
-
 std::string ErrorText(const StoreStatus& s) {
   std::string t = s.message();
   if (!s.error_code().empty() && t.find(s.error_code()) == std::string::npos)
@@ -125,9 +116,7 @@ Replicator::~Replicator() { Stop(std::chrono::milliseconds(0)); }
 
 Status Replicator::Start() {
   // Uploads an earlier daemon had in flight did not finish: do them again.
-  SCRIBEFS_RETURN_IF_ERROR(journal_->Apply([](sqlite3* db) {
-    return Exec(db, "UPDATE records SET state='pending' WHERE state='uploading'");
-  }));
+  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).ResetUploading());
   // Records an earlier daemon left pending may under-describe their files:
   // byte ranges still in its memory when it died were never committed.
   {
@@ -378,19 +367,7 @@ void Replicator::DispatchLoop() {
     if (recs->size() == 20000) notified_ = true;  // more to read
     if (!excluded.empty()) {
       lk.unlock();
-      Status s = journal_->Apply([&](sqlite3* db) -> Status {
-        auto st = Prepare(db,
-                          "UPDATE records SET state='skipped', error='excluded (--exclude)', "
-                          "state_ns=?2 WHERE seq=?1");
-        if (!st.ok()) return st.status();
-        for (int64_t seq : excluded) {
-          StmtResetter reset(st->get());
-          sqlite3_bind_int64(st->get(), 1, seq);
-          sqlite3_bind_int64(st->get(), 2, NowNs());
-          if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
-        }
-        return Status::Ok();
-      });
+      Status s = UploadStateStore(journal_).MarkExcluded(excluded);
       lk.lock();
       if (s.ok()) {
         for (int64_t seq : excluded) {
@@ -501,18 +478,7 @@ void Replicator::WorkerLoop(int id) {
           // The counters go with the attempts, so that an outage shows in
           // `scribectl stats` while it lasts.
           std::string counters = StatsJson();
-          (void)journal_->Apply([&](sqlite3* db) -> Status {
-            auto st = Prepare(db, "UPDATE records SET attempts=?2, error=?3 WHERE seq=?1");
-            if (!st.ok()) return st.status();
-            for (int64_t seq : s2) {
-              StmtResetter reset(st->get());
-              sqlite3_bind_int64(st->get(), 1, seq);
-              sqlite3_bind_int64(st->get(), 2, attempts);
-              sqlite3_bind_text(st->get(), 3, err.c_str(), -1, SQLITE_TRANSIENT);
-              if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
-            }
-            return WriteCounters(db, counters);
-          });
+          (void)UploadStateStore(journal_).RecordAttempt(s2, attempts, err, counters);
           lk.lock();
         }
       } else {
@@ -584,30 +550,9 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   bool ok = out.status.ok();
   std::string err = ok ? "" : ErrorText(out.status);
   std::string counters = StatsJson();
-  Status s = journal_->Apply([&](sqlite3* db) -> Status {
-    auto st = Prepare(db,
-                      ok ? "UPDATE records SET state='done', state_ns=?2, error=NULL, etag=?3, "
-                           "sha256=?4, version_id=?5 WHERE seq=?1"
-                         : "UPDATE records SET state='failed', state_ns=?2, error=?3, "
-                           "attempts=attempts+1 WHERE seq=?1");
-    if (!st.ok()) return st.status();
-    for (int64_t seq : complete) {
-      StmtResetter reset(st->get());
-      sqlite3_bind_int64(st->get(), 1, seq);
-      sqlite3_bind_int64(st->get(), 2, NowNs());
-      if (ok) {
-        if (!out.etag.empty()) sqlite3_bind_text(st->get(), 3, out.etag.c_str(), -1, SQLITE_TRANSIENT);
-        if (!out.sha256.empty())
-          sqlite3_bind_text(st->get(), 4, out.sha256.c_str(), -1, SQLITE_TRANSIENT);
-        if (!out.version_id.empty())
-          sqlite3_bind_text(st->get(), 5, out.version_id.c_str(), -1, SQLITE_TRANSIENT);
-      } else {
-        sqlite3_bind_text(st->get(), 3, err.c_str(), -1, SQLITE_TRANSIENT);
-      }
-      if (sqlite3_step(st->get()) != SQLITE_DONE) return SqliteError("update", db, 0);
-    }
-    return WriteCounters(db, counters);
-  });
+  UploadStateStore state(journal_);
+  Status s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
+                : state.MarkFailed(complete, err, counters);
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
   auto now = Clock::now();
@@ -659,9 +604,7 @@ Status Replicator::WaitIdle(Clock::time_point deadline) {
 }
 
 Status Replicator::RetryFailed() {
-  SCRIBEFS_RETURN_IF_ERROR(journal_->Apply([](sqlite3* db) {
-    return Exec(db, "UPDATE records SET state='pending', attempts=0 WHERE state='failed'");
-  }));
+  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).RequeueFailed());
   std::lock_guard lk(mu_);
   cursor_ = 0;  // re-read: the requeued records are below the cursor
   notified_ = true;

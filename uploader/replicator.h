@@ -37,8 +37,8 @@
 #include "journal/upload_waiter.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
+#include "journal/remote_index.h"
 #include "uploader/plan_executor.h"
-#include "uploader/remote_index.h"
 
 namespace scribefs {
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string_view>
 
+#include "journal/reader.h"
 #include "uploader/replicator.h"
 
 namespace scribefs {
@@ -16,22 +17,8 @@ Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
                                        const std::function<void(const DrainProgress&)>& progress) {
   // The journal is the authority on what is still to do; a read-only
   // connection of our own sees every commit (WAL).
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(journal_->path().c_str(), &raw,
-                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  SqliteDb db(raw);
-  if (rc != SQLITE_OK) return SqliteError("journal " + journal_->path(), raw, rc);
-  sqlite3_busy_timeout(raw, 5000);
-  // Served by the partial index records_unfinished.
-  auto count = Prepare(raw,
-                       "SELECT count(*), coalesce(sum(state='failed'),0) FROM records "
-                       "WHERE state IN ('pending','uploading','failed') AND seq <= ?1");
-  if (!count.ok()) return count.status();
-  auto bytes = Prepare(raw,
-                       "SELECT coalesce(sum((SELECT size FROM records r2 WHERE r2.path=p.path AND "
-                       "r2.size IS NOT NULL ORDER BY seq DESC LIMIT 1)),0) FROM (SELECT DISTINCT "
-                       "path FROM records WHERE state IN ('pending','uploading') AND seq <= ?1) p");
-  if (!bytes.ok()) return bytes.status();
+  auto reader = JournalReader::Open(journal_->path());
+  if (!reader.ok()) return reader.status();
 
   {
     std::lock_guard lk(mu_);
@@ -52,13 +39,10 @@ Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
   while (true) {
     DrainProgress p;
     {
-      StmtResetter reset(count->get());
-      sqlite3_bind_int64(count->get(), 1, seq);
-      rc = sqlite3_step(count->get());
-      if (rc != SQLITE_ROW) return SqliteError("journal query", raw, rc);
-      int64_t unfinished = sqlite3_column_int64(count->get(), 0);
-      p.failed = sqlite3_column_int64(count->get(), 1);
-      p.pending = unfinished - p.failed;
+      auto left = (*reader)->UnfinishedThrough(seq);
+      if (!left.ok()) return left.status();
+      p.pending = left->pending;
+      p.failed = left->failed;
     }
     if (p.failed > 0)
       return Status::Error(EIO, std::to_string(p.failed) + " record(s) up to journal seq " +
@@ -72,10 +56,8 @@ Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
       return Status::Error(ETIMEDOUT, std::to_string(p.pending) + " record(s) up to journal seq " +
                                           std::to_string(seq) + " still not uploaded");
     if (progress && now - last_progress >= std::chrono::milliseconds(200)) {
-      StmtResetter reset(bytes->get());
-      sqlite3_bind_int64(bytes->get(), 1, seq);
-      if (sqlite3_step(bytes->get()) == SQLITE_ROW)
-        p.pending_bytes = sqlite3_column_int64(bytes->get(), 0);
+      auto bytes = (*reader)->PendingBytesThrough(seq);
+      if (bytes.ok()) p.pending_bytes = *bytes;
       progress(p);
       last_progress = now;
     }

@@ -1,6 +1,7 @@
 #include "uploader/stale_uploads.h"
 
-#include "journal/sqlite_util.h"
+#include "journal/reader.h"
+#include "journal/remote_index.h"
 #include "uploader/exclude_filter.h"
 
 namespace scribefs {
@@ -13,29 +14,24 @@ StoreResult<StaleUploadReport> AbortStaleUploads(ObjectStore& store,
   rep.listed = uploads->size();
   if (uploads->empty()) return rep;
 
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(journal_path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  SqliteDb db(raw);
-  if (rc != SQLITE_OK) return StoreStatus(SqliteError("opening " + journal_path, raw, rc));
-  sqlite3_busy_timeout(raw, 10000);
-  // The unfinished records are found through the partial index
-  // records_unfinished, not by scanning the whole journal.
-  auto known = Prepare(raw,
-                       "SELECT EXISTS(SELECT 1 FROM objects WHERE path=?1) OR "
-                       "EXISTS(SELECT 1 FROM records WHERE state IN ('pending','uploading','failed') "
-                       "AND (path=?1 OR new_path=?1))");
-  if (!known.ok()) return StoreStatus(known.status());
+  auto reader = JournalReader::Open(journal_path);
+  if (!reader.ok()) return StoreStatus(reader.status());
+  auto index = RemoteIndex::Over(**reader);
+  // A path this mount's journal knows: stored, or named by a record still to
+  // upload (see the header).
+  auto known = [&](const std::string& key) -> Result<bool> {
+    auto stored = index->Get(key);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) return true;
+    return (*reader)->NamesUnfinished(key);
+  };
 
   for (const MultipartUpload& u : *uploads) {
     bool ours = false;
     if (!IsReservedPath(u.key)) {
-      StmtResetter reset(known->get());
-      sqlite3_bind_text(known->get(), 1, u.key.data(), static_cast<int>(u.key.size()),
-                        SQLITE_STATIC);
-      rc = sqlite3_step(known->get());
-      if (rc != SQLITE_ROW) return StoreStatus(SqliteError("reading " + journal_path, raw, rc));
-      ours = sqlite3_column_int(known->get(), 0) != 0;
+      auto k = known(u.key);
+      if (!k.ok()) return StoreStatus(k.status().WithContext("reading " + journal_path));
+      ours = *k;
     }
     if (!ours) {
       rep.foreign++;

@@ -36,7 +36,7 @@
 
 #include "common/byte_range.h"
 #include "uploader/object_store.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 
 namespace scribefs {
 

@@ -16,7 +16,7 @@
 #include "tests/uploader/test_util.h"
 #include "uploader/local_store.h"
 #include "uploader/reconciler.h"
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
 #include "uploader/stale_uploads.h"
 
 namespace scribefs {
@@ -67,7 +67,7 @@ class ReconcileTest : public ::testing::Test {
     return o;
   }
   void StoredRow(const RemoteObject& o) {
-    ASSERT_TRUE(journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); }).ok());
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, o).ok());
   }
   void Pending(Op op, const std::string& path, std::optional<std::string> new_path = {},
                int64_t flags = 0, const std::string& state = "pending") {
@@ -242,8 +242,7 @@ TEST(StaleUploadsTest, AbortsOnlyThisMountsUnfinishedUploads) {
   RemoteObject o;
   o.path = "stored";
   o.type = "file";
-  ASSERT_TRUE(
-      (*journal)->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); }).ok());
+  ASSERT_TRUE(RemoteIndex::Store(**journal, o).ok());
   Record pending;
   pending.op = Op::kWrite;
   pending.path = "dir/pending";

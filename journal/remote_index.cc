@@ -1,4 +1,7 @@
-#include "uploader/remote_index.h"
+#include "journal/remote_index.h"
+
+#include "journal/journal.h"
+#include "journal/reader.h"
 
 namespace scribefs {
 namespace {
@@ -39,17 +42,27 @@ Result<std::unique_ptr<RemoteIndex>> RemoteIndex::Open(const std::string& journa
   SqliteDb db(raw);
   if (rc != SQLITE_OK) return SqliteError("remote index " + journal_path, raw, rc);
   sqlite3_busy_timeout(raw, 10000);
-  return std::unique_ptr<RemoteIndex>(new RemoteIndex(std::move(db)));
+  sqlite3* p = db.get();
+  return std::unique_ptr<RemoteIndex>(new RemoteIndex(std::move(db), p));
+}
+
+std::unique_ptr<RemoteIndex> RemoteIndex::Over(JournalReader& reader) {
+  return std::unique_ptr<RemoteIndex>(new RemoteIndex(nullptr, reader.db_.get()));
 }
 
 Result<std::optional<RemoteObject>> RemoteIndex::Get(const std::string& path) {
-  auto st = Prepare(db_.get(), std::string("SELECT ") + kCols + " FROM objects WHERE path=?1");
-  if (!st.ok()) return st.status();
-  sqlite3_bind_text(st->get(), 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(st->get());
-  if (rc == SQLITE_ROW) return std::optional<RemoteObject>(Row(st->get()));
+  if (!get_) {
+    auto st = Prepare(db_, std::string("SELECT ") + kCols + " FROM objects WHERE path=?1");
+    if (!st.ok()) return st.status();
+    get_ = std::move(st.value());
+  }
+  sqlite3_stmt* s = get_.get();
+  StmtResetter reset(s);
+  sqlite3_bind_text(s, 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) return std::optional<RemoteObject>(Row(s));
   if (rc == SQLITE_DONE) return std::optional<RemoteObject>();
-  return SqliteError("remote index", db_.get(), rc);
+  return SqliteError("remote index", db_, rc);
 }
 
 Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
@@ -57,7 +70,7 @@ Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
   std::string sql = std::string("SELECT ") + kCols + " FROM objects";
   if (!dir.empty()) sql += " WHERE path=?1 OR (path >= ?2 AND path < ?3)";
   sql += " ORDER BY path";
-  auto st = Prepare(db_.get(), sql);
+  auto st = Prepare(db_, sql);
   if (!st.ok()) return st.status();
   std::string lo = dir + "/", hi = dir + "0";
   if (!dir.empty()) {
@@ -68,8 +81,24 @@ Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
   std::vector<RemoteObject> out;
   int rc;
   while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) out.push_back(Row(st->get()));
-  if (rc != SQLITE_DONE) return SqliteError("remote index", db_.get(), rc);
+  if (rc != SQLITE_DONE) return SqliteError("remote index", db_, rc);
   return out;
+}
+
+Status RemoteIndex::Store(Journal& journal, const RemoteObject& o) {
+  return journal.Apply([&](sqlite3* db) { return Upsert(db, o); });
+}
+
+Status RemoteIndex::Forget(Journal& journal, std::span<const std::string> paths) {
+  if (paths.empty()) return Status::Ok();
+  return journal.Apply([&](sqlite3* db) -> Status {
+    for (const std::string& p : paths) SCRIBEFS_RETURN_IF_ERROR(Erase(db, p));
+    return Status::Ok();
+  });
+}
+
+Status RemoteIndex::ForgetAll(Journal& journal) {
+  return journal.Apply([](sqlite3* db) { return Exec(db, "DELETE FROM objects"); });
 }
 
 Status RemoteIndex::Upsert(sqlite3* db, const RemoteObject& o) {

@@ -1,0 +1,152 @@
+#include "journal/schema.h"
+
+#include "journal/sqlite_util.h"
+
+namespace scribefs {
+namespace {
+
+// Version 1: the first released schema. Never edit: journals in the field
+// were created by exactly this.
+const char* const kV1 = R"sql(
+CREATE TABLE IF NOT EXISTS records(
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_ns    INTEGER NOT NULL,
+  op         TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  new_path   TEXT,
+  ranges     TEXT,
+  size       INTEGER,
+  mode       INTEGER,
+  uid        INTEGER,
+  gid        INTEGER,
+  pid        INTEGER,
+  flags      INTEGER,
+  detail     TEXT,
+  state      TEXT NOT NULL DEFAULT 'pending',
+  attempts   INTEGER NOT NULL DEFAULT 0,
+  error      TEXT,
+  etag       TEXT,
+  sha256     TEXT,
+  version_id TEXT,
+  state_ns   INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_unfinished ON records(seq)
+  WHERE state IN ('pending','uploading','failed');
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects(
+  path        TEXT PRIMARY KEY,
+  type        TEXT NOT NULL,
+  size        INTEGER NOT NULL,
+  mtime_ns    INTEGER NOT NULL,
+  mode        INTEGER NOT NULL,
+  uid         INTEGER NOT NULL,
+  gid         INTEGER NOT NULL,
+  ino         INTEGER,
+  etag        TEXT,
+  sha256      TEXT,
+  version_id  TEXT,
+  part_size   INTEGER NOT NULL DEFAULT 0,
+  seq         INTEGER,
+  uploaded_ns INTEGER
+) WITHOUT ROWID;
+)sql";
+
+// Version 2: "the last size the journal knows of a path" (stats' pending
+// bytes, the progress of flush and checkpoint) is a seek in this index. In
+// version 1 it scanned the whole records table once per pending path: with
+// 1M records and 2,000 pending files `scribectl stats` did not finish in
+// 120 s. Partial, so records without a size (most writes) cost nothing.
+const char* const kV2 = R"sql(
+CREATE INDEX IF NOT EXISTS records_path_size ON records(path, seq) WHERE size IS NOT NULL;
+)sql";
+
+// Version 3: `scribectl stats` and `status` answer in a bounded time on any
+// journal (10M records: well under 100 ms). The count of records per op and
+// state is kept up to date by triggers instead of counted by a scan (two
+// small upserts per record written), and the last pause, resume or
+// checkpoint is a seek in a partial index that other records do not enter.
+const char* const kV3 = R"sql(
+CREATE TABLE IF NOT EXISTS record_counts(
+  op    TEXT NOT NULL,
+  state TEXT NOT NULL,
+  n     INTEGER NOT NULL,
+  PRIMARY KEY(op, state)
+) WITHOUT ROWID;
+DELETE FROM record_counts;
+INSERT INTO record_counts(op, state, n) SELECT op, state, count(*) FROM records GROUP BY op, state;
+CREATE TRIGGER IF NOT EXISTS records_count_insert AFTER INSERT ON records BEGIN
+  INSERT INTO record_counts(op, state, n) VALUES(new.op, new.state, 1)
+    ON CONFLICT(op, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_count_update AFTER UPDATE OF op, state ON records
+  WHEN old.op IS NOT new.op OR old.state IS NOT new.state BEGIN
+  UPDATE record_counts SET n = n - 1 WHERE op = old.op AND state = old.state;
+  INSERT INTO record_counts(op, state, n) VALUES(new.op, new.state, 1)
+    ON CONFLICT(op, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_count_delete AFTER DELETE ON records BEGIN
+  UPDATE record_counts SET n = n - 1 WHERE op = old.op AND state = old.state;
+END;
+CREATE INDEX IF NOT EXISTS records_control ON records(op, seq)
+  WHERE op IN ('pause','resume','checkpoint');
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
+static_assert(std::size(kMigrations) == kSchemaVersion,
+              "kSchemaVersion must be the last migration step");
+
+// What kind of file db is, before anything is written to it: its version
+// (0 for an empty file), or why it is refused.
+Result<int> ExistingVersion(sqlite3* db, const std::string& path) {
+  int app_id = 0, version = 0;
+  int rc = ReadIntPragma(db, "PRAGMA application_id", &app_id);
+  if (rc != SQLITE_OK) return SqliteError(path + ": not a readable SQLite database", db, rc);
+  rc = ReadIntPragma(db, "PRAGMA user_version", &version);
+  if (rc != SQLITE_OK) return SqliteError(path, db, rc);
+  if (app_id == 0) {
+    int tables = 0;
+    rc = ReadIntPragma(db, "SELECT count(*) FROM sqlite_master", &tables);
+    if (rc != SQLITE_OK) return SqliteError(path, db, rc);
+    if (tables != 0)
+      return Status::Error(EINVAL, path + ": not a scribefs journal (foreign SQLite database)");
+    return 0;
+  }
+  if (app_id != kApplicationId)
+    return Status::Error(EINVAL, path + ": not a scribefs journal (application_id mismatch)");
+  if (version > kSchemaVersion)
+    return Status::Error(EINVAL, path + ": journal schema version " + std::to_string(version) +
+                                     " is newer than this scribefs supports (" +
+                                     std::to_string(kSchemaVersion) +
+                                     "); use the scribefs that wrote it, or a newer one");
+  return version;
+}
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+Status EnsureSchema(sqlite3* db, const std::string& path) {
+  auto version = ExistingVersion(db, path);
+  if (!version.ok()) return version.status();
+  // WAL survives process crashes on commit; NORMAL skips the per-commit fsync
+  // (Journal::Sync provides it when an application asks for durability).
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL").WithContext(path));
+  SCRIBEFS_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous=NORMAL").WithContext(path));
+  if (*version == kSchemaVersion) return Status::Ok();
+  // Every step and the new version commit together: a crash mid-way leaves
+  // the journal at its old version, to be migrated again at the next open.
+  std::string sql = "BEGIN IMMEDIATE;";
+  for (const Migration& m : kMigrations)
+    if (m.to > *version) sql += m.sql;
+  sql += "PRAGMA application_id=" + std::to_string(kApplicationId) +
+         ";PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";COMMIT;";
+  Status s = Exec(db, sql);
+  if (!s.ok()) {
+    (void)Exec(db, "ROLLBACK");
+    return s.WithContext(path + ": migrating the journal from schema version " +
+                         std::to_string(*version) + " to " + std::to_string(kSchemaVersion));
+  }
+  return Status::Ok();
+}
+
+}  // namespace scribefs
