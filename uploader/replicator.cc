@@ -112,6 +112,20 @@ Result<std::string> FileSha256(int fd, uint64_t size) {
   return HexEncode(*d);
 }
 
+// Before a multipart upload is completed: the SHA-256 of the file's `size`
+// bytes into *sha256, then `unchanged` (size and mtime as when the parts were
+// read). An error when the file changed (unchanged() false: it notes that
+// itself) or could not be read; the caller then aborts the upload.
+Status CheckUnchangedBeforeComplete(int fd, uint64_t size, std::string* sha256,
+                                    const std::function<bool()>& unchanged) {
+  if (!unchanged()) return Status::Error(EAGAIN, "changed during the upload");
+  auto sha = FileSha256(fd, size);
+  if (!sha.ok()) return sha.status();
+  if (!unchanged()) return Status::Error(EAGAIN, "changed during the upload");
+  *sha256 = *sha;
+  return Status::Ok();
+}
+
 // The RetryCauses counter a retried attempt that ended with `s` counts in
 // (ok: the file changed while it was stored).
 uint64_t& RetryCauseCounter(ReplicatorStats::RetryCauses& c, const StoreStatus& s) {
@@ -1138,6 +1152,15 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
       return out;
     }
   }
+  // Completing makes the object (a version, in a versioned bucket): parts of
+  // a file that changed while they went up must not become one, torn.
+  if (Status torn = CheckUnchangedBeforeComplete(file->get(), obj.size, &obj.sha256, after);
+      !torn.ok()) {
+    (void)WithRequestRetries(path, [&] { return store_->AbortMultipartUpload(path, *upload_id); });
+    if (out.changed_during) return out;
+    return fail_local(torn);
+  }
+  out.sha256 = obj.sha256;
   auto complete = store_->CompleteMultipartUpload(path, *upload_id, done);
   if (!complete.ok()) {
     (void)WithRequestRetries(path, [&] { return store_->AbortMultipartUpload(path, *upload_id); });
@@ -1149,12 +1172,6 @@ Replicator::PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::str
   obj.part_size = ps;
   obj.uploaded_ns = NowNs();
   bool unchanged = after();
-  if (unchanged) {
-    auto sha = FileSha256(file->get(), obj.size);
-    if (!sha.ok()) return fail_local(sha.status());
-    obj.sha256 = out.sha256 = *sha;
-    unchanged = after();
-  }
   // Stored either way: recorded, so that a later delete or rename finds it.
   record(obj);
   if (!unchanged) return out;
