@@ -63,6 +63,7 @@ struct Replicator::Snapshot {
 struct Replicator::PathOutcome {
   StoreStatus status;
   bool changed_during = false;  // local file changed while uploading: go again
+  bool unstorable = false;      // no store can hold its key: skipped, not failed
   std::string etag, sha256, version_id;
   uint64_t bytes = 0;
 };
@@ -124,6 +125,12 @@ Status CheckUnchangedBeforeComplete(int fd, uint64_t size, std::string* sha256,
   if (!unchanged()) return Status::Error(EAGAIN, "changed during the upload");
   *sha256 = *sha;
   return Status::Ok();
+}
+
+// A store's answer that the key itself is unacceptable (S3 counts the
+// target's prefix too).
+bool IsUnstorable(const StoreStatus& s) {
+  return !s.ok() && !s.retryable() && s.error_code() == "KeyTooLongError";
 }
 
 // The RetryCauses counter a retried attempt that ended with `s` counts in
@@ -529,7 +536,17 @@ void Replicator::WorkerLoop(int id) {
     in_flight_++;
     lk.unlock();
 
-    PathOutcome out = Reconcile(*index.value(), path, snap);
+    // A path no store can hold (a key over 1,024 bytes: any user can make
+    // one) would fail for good and block every flush and checkpoint: it is
+    // skipped instead, with the reason, and counted.
+    Status key_ok = ValidateKey(path, "path");
+    PathOutcome out;
+    if (key_ok.ok()) {
+      out = Reconcile(*index.value(), path, snap);
+    } else {
+      out.status = StoreStatus(key_ok.WithContext("cannot be stored"));
+    }
+    out.unstorable = !key_ok.ok() || IsUnstorable(out.status);
 
     lk.lock();
     in_flight_--;
@@ -576,6 +593,16 @@ void Replicator::WorkerLoop(int id) {
           });
           lk.lock();
         }
+      } else if (out.unstorable) {
+        stats_.unstorable++;
+        stats_.last_error = path + ": " + ErrorText(out.status);
+        spdlog::warn("uploader: {} (skipped: the target cannot hold this path)",
+                     stats_.last_error);
+        std::vector<int64_t> skipped = std::move(w.seqs);
+        w.seqs.clear();
+        lk.unlock();
+        Finish(skipped, out, path);
+        lk.lock();
       } else {
         stats_.failures++;
         stats_.last_error = path + ": " + ErrorText(out.status);
@@ -660,8 +687,10 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
     auto st = Prepare(db,
                       ok ? "UPDATE records SET state='done', state_ns=?2, error=NULL, etag=?3, "
                            "sha256=?4, version_id=?5 WHERE seq=?1"
-                         : "UPDATE records SET state='failed', state_ns=?2, error=?3, "
-                           "attempts=attempts+1 WHERE seq=?1");
+                      : out.unstorable
+                          ? "UPDATE records SET state='skipped', state_ns=?2, error=?3 WHERE seq=?1"
+                          : "UPDATE records SET state='failed', state_ns=?2, error=?3, "
+                            "attempts=attempts+1 WHERE seq=?1");
     if (!st.ok()) return st.status();
     for (int64_t seq : complete) {
       StmtResetter reset(st->get());
@@ -684,7 +713,7 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   std::lock_guard lk(mu_);
   auto now = Clock::now();
   for (int64_t seq : complete) {
-    finished_[seq] = ok ? 0 : EIO;
+    finished_[seq] = ok || out.unstorable ? 0 : EIO;
     finished_order_.push_back({now, seq});
   }
   // Waiters look within seconds; keep two minutes.
@@ -752,6 +781,7 @@ std::string Replicator::StatsJson() {
                       {"retries", st.retries},
                       {"retry_causes", RetryCauseCounts(st.retry_causes)},
                       {"failures", st.failures},
+                      {"unstorable", st.unstorable},
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},
                       {"updated_ns", NowNs()}};

@@ -3,7 +3,9 @@
 //    not be completed: completing makes the object (in a versioned bucket, a
 //    version that stays), and it would be torn: some parts from before the
 //    change, some from after (a store wrapper rewrites the file between two
-//    parts).
+//    parts);
+//  - a path no store can hold (a key over 1,024 bytes, which any user can
+//    make) is skipped with its reason and counted, and blocks nothing.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -16,6 +18,7 @@
 #include <set>
 
 #include "journal/journal.h"
+#include "journal/reader.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/local_store.h"
 #include "uploader/replicator.h"
@@ -151,6 +154,66 @@ TEST(MultipartUpload, AFileChangedDuringItsPartsIsNotCompleted) {
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty()) << "the torn upload was not aborted";
   (*replicator)->Stop(std::chrono::milliseconds(0));
+}
+
+TEST(UnstorablePath, IsSkippedWithItsReasonAndBlocksNothing) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(mkdir(data.c_str(), 0755), 0);
+  // Five directories of 250 bytes: fine on disk, 1,256 bytes as a key.
+  std::string long_dir;
+  for (int i = 0; i < 5; ++i) {
+    long_dir += (i ? "/" : "") + std::string(250, static_cast<char>('a' + i));
+    ASSERT_EQ(mkdir((data + "/" + long_dir).c_str(), 0755), 0);
+  }
+  const std::string long_path = long_dir + "/f";
+  ASSERT_TRUE(testing_util::WriteFile(data + "/" + long_path, "unstorable").valid());
+  ASSERT_TRUE(testing_util::WriteFile(data + "/ok", "fine").valid());
+  const std::string db = dir.path() + "/journal.db";
+  auto journal = Journal::Open(db);
+  ASSERT_TRUE(journal.ok()) << journal.status().ToString();
+  for (const std::string& p : {long_path, std::string("ok")}) {
+    Record r;
+    r.op = Op::kCreate;
+    r.path = p;
+    ASSERT_TRUE((*journal)->Commit(r).ok());
+  }
+  auto local = LocalStore::Open(dir.path() + "/target");
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  LocalStore* target = local->get();
+  UniqueFd root(open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ReplicatorOptions options;
+  options.initial_backoff = std::chrono::milliseconds(10);
+  auto replicator =
+      Replicator::Create(journal->get(), root.get(), std::move(local).value(), options);
+  ASSERT_TRUE(replicator.ok()) << replicator.status().ToString();
+  ASSERT_TRUE((*replicator)->Start().ok());
+
+  // What flush and checkpoint wait for: everything up to the last record.
+  Status drained =
+      (*replicator)
+          ->WaitUploadedThrough(2, std::chrono::steady_clock::now() + std::chrono::seconds(60));
+  EXPECT_TRUE(drained.ok()) << "a path the target refuses blocks flush and checkpoints: "
+                            << drained.ToString();
+  auto got = target->Get("ok");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->body, "fine");
+  // Counted, and the record says why.
+  nlohmann::json stats = nlohmann::json::parse((*replicator)->StatsJson());
+  EXPECT_EQ(stats.value("unstorable", 0), 1) << stats.dump();
+  EXPECT_EQ(stats.value("failures", 0), 0) << stats.dump();
+  (*replicator)->Stop(std::chrono::milliseconds(0));
+  auto reader = JournalReader::Open(db);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  JournalFilter f;
+  f.path_glob = long_dir + "/*";
+  auto records = (*reader)->Query(f);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].state, "skipped");
+  ASSERT_TRUE((*records)[0].error.has_value());
+  EXPECT_NE((*records)[0].error->find("longer than 1024 bytes"), std::string::npos)
+      << *(*records)[0].error;
 }
 
 }  // namespace
