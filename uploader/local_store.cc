@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -298,11 +299,23 @@ bool ParseSidecar(const std::string& text, Sidecar* out) {
   }
 }
 
-// The sidecar's directory (below meta/) and file name for `key`.
+// The sidecar's directory (below meta/) and file name for `key`: the leaf
+// name plus ".obj.json" (".dir.json" for a marker). A leaf too long for that
+// and for WriteFileAtomic's temporary name (".NAME.tmp.<16 hex>") within
+// NAME_MAX (any name of 225 bytes or more) is named by its SHA-256 instead:
+// "#<64 hex>.obj.json"; "#" starts no shorter leaf's sidecar that way, as
+// such a name has another length, and no sidecar of those leaves could be
+// written before.
 void SidecarPath(const std::string& key, std::string* dirs, std::string* name) {
   std::string leaf;
   SplitKey(key, dirs, &leaf);
-  *name = leaf + (IsMarker(key) ? ".dir.json" : ".obj.json");
+  const char* suffix = IsMarker(key) ? ".dir.json" : ".obj.json";
+  constexpr size_t kTempExtra = 1 + 5 + 16;  // "." ... ".tmp." + RandomHex(8)
+  if (leaf.size() + strlen(suffix) + kTempExtra > NAME_MAX) {
+    auto h = Sha256(leaf);
+    if (h.ok()) leaf = "#" + HexEncode(*h);
+  }
+  *name = leaf + suffix;
 }
 
 Result<ByteRange> ClipRange(std::optional<ByteRange> range, uint64_t size, const std::string& key,

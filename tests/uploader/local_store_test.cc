@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <set>
 
 #include "tests/uploader/store_contract.h"
 #include "tests/uploader/test_util.h"
@@ -220,6 +221,28 @@ TEST_F(LocalStoreTest, ReplicaKeepsModesAndOwnersSoPrivateFilesStayPrivate) {
   auto head = store_->Head("home/secret");
   ASSERT_TRUE(head.ok()) << head.status().ToString();
   EXPECT_EQ(head->metadata, private_file);
+}
+
+// Any name the filesystem takes (255 bytes) is an object name too: the
+// sidecar of a long leaf must not make the key unstorable.
+TEST_F(LocalStoreTest, LongestNamesHaveSidecarsToo) {
+  const std::string dir(255, 'd'), leaf(255, 'f'), mid(230, 'm');
+  const Metadata meta = {{"mode", std::to_string(S_IFREG | 0640)}};
+  ASSERT_TRUE(store_->Put(dir + "/", Payload::FromMemory(""), {}).ok());
+  auto put = store_->Put(dir + "/" + leaf, Payload::FromMemory("long"), meta);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  ASSERT_TRUE(store_->Put(mid, Payload::FromMemory("mid"), meta).ok());
+  auto head = store_->Head(dir + "/" + leaf);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->metadata, meta);
+  EXPECT_EQ(store_->Head(mid)->metadata, meta);
+  auto listed = store_->ListAll({});
+  ASSERT_TRUE(listed.ok());
+  std::set<std::string> keys;
+  for (const auto& e : *listed) keys.insert(e.key);
+  EXPECT_EQ(keys, (std::set<std::string>{dir + "/", dir + "/" + leaf, mid}));
+  ASSERT_TRUE(store_->Delete(dir + "/" + leaf).ok());
+  EXPECT_TRUE(store_->Head(dir + "/" + leaf).status().not_found());
 }
 
 TEST(LocalStoreOpen, ANewRootIsPrivate) {
