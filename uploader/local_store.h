@@ -9,6 +9,8 @@
 //                                   metadata, and the (inode, size, mtime) of the
 //                                   data file it describes
 //   PATH/.scribefs-local/meta/dir.dir.json      sidecar of the marker "dir/"
+//                                   (a leaf of 225 bytes or more: named
+//                                   "#<SHA-256 of the leaf>.obj.json")
 //   PATH/.scribefs-local/tmp/       temporary files (same filesystem, for rename)
 //   PATH/.scribefs-local/uploads/ID/  multipart uploads: info.json + part files
 // Keys whose first component is ".scribefs-local" are refused.
