@@ -62,7 +62,8 @@ the object's size and mtime and the content hash that is known: the
 checkpoint's SHA-256; otherwise the ETag when it is an MD5 (single-part
 uploads); multipart objects without a SHA-256 are compared by size and
 mtime only. Symlinks with the same target, and existing directories and
-special files, are kept too; their mode, owner and mtime are corrected.
+special files, are kept too; their mode and mtime (and owner, with
+--same-owner) are corrected.
 
 Verification: every download is checked before it is renamed into place:
 the checkpoint's SHA-256, or the MD5 of a single-part ETag. A checkpoint
