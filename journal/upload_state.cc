@@ -103,6 +103,20 @@ Status UploadStateStore::MarkFailed(std::span<const int64_t> seqs, const std::st
   });
 }
 
+Status UploadStateStore::MarkUnstorable(std::span<const int64_t> seqs, const std::string& reason,
+                                        const std::string& counters) {
+  int64_t now = NowNs();
+  return journal_->Apply([&](sqlite3* db) -> Status {
+    SCRIBEFS_RETURN_IF_ERROR(ForEachSeq(
+        db, "UPDATE records SET state='skipped', state_ns=?2, error=?3 WHERE seq=?1", seqs,
+        [&](sqlite3_stmt* s) {
+          sqlite3_bind_int64(s, 2, now);
+          sqlite3_bind_text(s, 3, reason.data(), static_cast<int>(reason.size()), SQLITE_STATIC);
+        }));
+    return WriteCounters(db, counters);
+  });
+}
+
 Status UploadStateStore::RequeueFailed() {
   return journal_->Apply([](sqlite3* db) {
     return Exec(db, "UPDATE records SET state='pending', attempts=0 WHERE state='failed'");

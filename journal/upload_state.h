@@ -46,6 +46,10 @@ class UploadStateStore {
   // The records failed for good (until `scribectl retry`) with error.
   Status MarkFailed(std::span<const int64_t> seqs, const std::string& error,
                     const std::string& counters);
+  // The records' path cannot be stored by any target (e.g. a key over 1,024
+  // bytes): skipped with the reason, never retried, blocking nothing.
+  Status MarkUnstorable(std::span<const int64_t> seqs, const std::string& reason,
+                        const std::string& counters);
   // `scribectl retry`: failed records are pending again, their attempts reset.
   Status RequeueFailed();
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,12 +44,90 @@ std::string UnsafeKeyReason(std::string_view key) {
   return "";
 }
 
+mode_t RestoredPermissions(mode_t mode, const RestoreOptions& options) {
+  mode_t perm = mode & 07777;
+  if (options.same_owner) return perm;
+  perm &= ~S_ISUID;
+  if (!S_ISDIR(mode)) perm &= ~S_ISGID;
+  return perm;
+}
+
+std::string LeftOutReason(mode_t mode, bool has_rdev, dev_t rdev, const RestoreOptions& options) {
+  const mode_t type = mode & S_IFMT;
+  if (options.special || (type != S_IFCHR && type != S_IFBLK)) return "";
+  std::string what = type == S_IFCHR ? "a character device" : "a block device";
+  if (has_rdev) {
+    what += " (" + std::to_string(major(rdev)) + ", " + std::to_string(minor(rdev)) + ")";
+  }
+  return what + ": device nodes are restored only with --special";
+}
+
+namespace {
+
+// The attribute changes for one inode: decided by Restorer::Impl::PlanAttrs
+// from the entry, the options and what the inode has now; done by SetAttrs.
+struct AttrChanges {
+  bool chown = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool chmod = false;
+  mode_t perm = 0;
+  bool mtime = false;
+  struct timespec mtime_spec = {0, 0};
+};
+
+// Applies `c` to the inode `fd`: any descriptor, O_PATH included, so that
+// symlinks and device nodes (which must not be opened) get their attributes
+// through a descriptor like the rest, never by a name that may have been
+// swapped since it was checked. chown before chmod: chown clears
+// set-user-ID bits. A symlink has no mode of its own.
+Status SetAttrs(int fd, const AttrChanges& c, bool link) {
+  if (c.chown && fchownat(fd, "", c.uid, c.gid, AT_EMPTY_PATH) != 0) {
+    return PosixError("chown", errno);
+  }
+  if (c.chmod && !link && fchmod(fd, c.perm) != 0) {
+    // fchmod refuses O_PATH descriptors; /proc/self/fd/N is the same inode
+    // (glibc's fchmodat(AT_SYMLINK_NOFOLLOW) does the same).
+    if (errno != EBADF) return PosixError("chmod", errno);
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    if (chmod(proc.c_str(), c.perm) != 0) return PosixError("chmod", errno);
+  }
+  if (c.mtime) {
+    struct timespec times[2] = {{0, UTIME_OMIT}, c.mtime_spec};
+    if (utimensat(fd, "", times, AT_EMPTY_PATH) != 0) return PosixError("set mtime", errno);
+  }
+  return Status::Ok();
+}
+
+// An O_PATH descriptor of dir_fd/name (a symlink is not followed) that is
+// still the inode `expect` describes (device, inode, type) and, unless a
+// directory, has no other name: a hard link planted in the destination would
+// otherwise lend the attributes to a file elsewhere.
+Result<UniqueFd> OpenCheckedInode(int dir_fd, const std::string& name, const struct stat& expect) {
+  UniqueFd fd(openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return PosixError("open", errno);
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return PosixError("stat", errno);
+  if (st.st_dev != expect.st_dev || st.st_ino != expect.st_ino ||
+      (st.st_mode & S_IFMT) != (expect.st_mode & S_IFMT)) {
+    return Status::Error(EAGAIN, "replaced in the destination during the restore; run it again");
+  }
+  if (!S_ISDIR(st.st_mode) && st.st_nlink != 1) {
+    return Status::Error(EMLINK,
+                         "has other hard links in the destination; its attributes are left alone");
+  }
+  return fd;
+}
+
+}  // namespace
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 enum class Kind { kUnknown, kFile, kDir, kSymlink, kSpecial };
-enum class Outcome { kPending, kRestored, kSkipped, kFailed, kRefused };
+// kLeftOut: not restored by policy (a device node without --special).
+enum class Outcome { kPending, kRestored, kSkipped, kFailed, kRefused, kLeftOut };
 
 constexpr size_t kMaxSymlinkTarget = PATH_MAX;
 constexpr const char* kTempTag = ".scribefs-restore-";
@@ -695,7 +774,9 @@ struct Restorer::Impl {
     }
     switch (e.kind) {
       case Kind::kFile:
-        if (exists && S_ISREG(st.st_mode) && UpToDate(j, st)) {
+        // A file with other names is downloaded again and renamed over this
+        // one: its attributes would change the other names' too.
+        if (exists && S_ISREG(st.st_mode) && st.st_nlink == 1 && UpToDate(j, st)) {
           Status s = FixAttrs(j, name, st);
           Finish(e, s.ok() ? Outcome::kSkipped : Outcome::kFailed, s.ok() ? "" : s.message());
           return false;
@@ -776,49 +857,51 @@ struct Restorer::Impl {
     return h.ok() && *h == want;
   }
 
-  // Sets mode, owner and mtime of an existing entry that is otherwise right.
-  Status FixAttrs(FileJob& j, const std::string& name, const struct stat& st) {
-    const Entry& e = *j.e;
-    int dfd = j.dir_fd.get();
-    bool link = S_ISLNK(st.st_mode);
-    if (opt.set_owner && e.has_owner && (st.st_uid != e.uid || st.st_gid != e.gid)) {
-      if (fchownat(dfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) {
-        return PosixError("chown", errno);
-      }
+  // The changes that give e its attributes as the options allow (owner only
+  // with same_owner, RestoredPermissions); with `now` (an existing inode),
+  // only those that differ from it.
+  AttrChanges PlanAttrs(const Entry& e, const struct stat* now) const {
+    AttrChanges c;
+    if (opt.same_owner && e.has_owner) {
+      c.chown = !now || now->st_uid != e.uid || now->st_gid != e.gid;
+      c.uid = e.uid;
+      c.gid = e.gid;
     }
-    // chown may have cleared set-user-ID bits: compare with the original mode too.
-    if (!link && e.meta_known &&
-        ((st.st_mode & 07777) != (e.mode & 07777) || (e.mode & (S_ISUID | S_ISGID)))) {
-      if (fchmodat(dfd, name.c_str(), e.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0) {
-        return PosixError("chmod", errno);
-      }
-    }
-    if (e.mtime_known && !SameMtime(e, st)) {
-      struct timespec times[2] = {{0, UTIME_OMIT}, MtimeSpec(e)};
-      if (utimensat(dfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-        return PosixError("set mtime", errno);
-      }
-    }
-    return Status::Ok();
-  }
-
-  // Owner, mode and mtime on a new temporary entry (by name: symlinks and
-  // special files have no fd to use).
-  Status SetAttrsAt(int dfd, const std::string& name, const Entry& e, bool link) {
-    if (opt.set_owner && e.has_owner &&
-        fchownat(dfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) {
-      return PosixError("chown", errno);
-    }
-    if (!link && fchmodat(dfd, name.c_str(), e.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0) {
-      return PosixError("chmod", errno);
+    if (e.meta_known) {
+      c.perm = RestoredPermissions(e.mode, opt);
+      // chown may have cleared set-user-ID bits: set them again in any case.
+      c.chmod = !now || (now->st_mode & 07777) != c.perm || (c.perm & (S_ISUID | S_ISGID));
     }
     if (e.mtime_known) {
-      struct timespec times[2] = {{0, UTIME_OMIT}, MtimeSpec(e)};
-      if (utimensat(dfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-        return PosixError("set mtime", errno);
-      }
+      c.mtime = !now || !SameMtime(e, *now);
+      c.mtime_spec = MtimeSpec(e);
     }
-    return Status::Ok();
+    return c;
+  }
+
+  // Sets mode, owner and mtime of an existing entry that is otherwise right
+  // (`st`, as checked), through a descriptor of that very inode.
+  Status FixAttrs(FileJob& j, const std::string& name, const struct stat& st) {
+    AttrChanges c = PlanAttrs(*j.e, &st);
+    if (!c.chown && !c.chmod && !c.mtime) return Status::Ok();
+    auto fd = OpenCheckedInode(j.dir_fd.get(), name, st);
+    if (!fd.ok()) return fd.status();
+    return SetAttrs(fd->get(), c, S_ISLNK(st.st_mode));
+  }
+
+  // Owner, mode and mtime on a new temporary entry (a symlink or special
+  // file: no descriptor to open it with), through an O_PATH descriptor of
+  // what this restore just created there: its type, ours, one name.
+  Status SetAttrsAt(int dfd, const std::string& name, const Entry& e, bool link) {
+    UniqueFd fd(openat(dfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return PosixError("open", errno);
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0) return PosixError("stat", errno);
+    const mode_t type = link ? S_IFLNK : (e.mode & S_IFMT);
+    if ((st.st_mode & S_IFMT) != type || st.st_uid != geteuid() || st.st_nlink != 1) {
+      return Status::Error(EAGAIN, "replaced in the destination during the restore; run it again");
+    }
+    return SetAttrs(fd.get(), PlanAttrs(e, nullptr), link);
   }
 
   // Creates the entry with create(temp name), gives it its attributes and
@@ -926,6 +1009,10 @@ struct Restorer::Impl {
     Entry& e = *j.e;
     const mode_t type = e.mode & S_IFMT;
     const bool device = type == S_IFCHR || type == S_IFBLK;
+    if (std::string why = LeftOutReason(e.mode, e.has_rdev, e.rdev, opt); !why.empty()) {
+      Finish(e, Outcome::kLeftOut, why);
+      return;
+    }
     if (device && !e.has_rdev) {
       // A manifest does not carry rdev: the object's metadata does.
       auto h =
@@ -1079,15 +1166,8 @@ struct Restorer::Impl {
         return fail("the downloaded content does not match its ETag (MD5 " + first.etag + ")");
       }
     }
-    if (opt.set_owner && e.has_owner && fchown(j.fd.get(), e.uid, e.gid) != 0) {
-      return fail(std::string("chown: ") + strerror(errno));
-    }
-    if (fchmod(j.fd.get(), e.mode & 07777) != 0)
-      return fail(std::string("chmod: ") + strerror(errno));
-    if (e.mtime_known) {
-      struct timespec times[2] = {{0, UTIME_OMIT}, MtimeSpec(e)};
-      if (futimens(j.fd.get(), times) != 0)
-        return fail(std::string("set mtime: ") + strerror(errno));
+    if (Status a = SetAttrs(j.fd.get(), PlanAttrs(e, nullptr), /*link=*/false); !a.ok()) {
+      return fail(a.message());
     }
     j.fd.Reset();
     Status s = temps.Commit(j.temp_id, name);
@@ -1116,21 +1196,9 @@ struct Restorer::Impl {
       bool changed = d.created;
       std::string error;
       if (d.marker && d.meta_known) {
-        if (opt.set_owner && d.has_owner && (st.st_uid != d.uid || st.st_gid != d.gid)) {
-          changed = true;
-          if (fchown(fd->get(), d.uid, d.gid) != 0)
-            error = std::string("chown: ") + strerror(errno);
-        }
-        if ((st.st_mode & 07777) != (d.mode & 07777) || (d.mode & (S_ISUID | S_ISGID))) {
-          changed |= (st.st_mode & 07777) != (d.mode & 07777);
-          if (fchmod(fd->get(), d.mode & 07777) != 0)
-            error = std::string("chmod: ") + strerror(errno);
-        }
-        if (d.mtime_known && !SameMtime(d, st)) {
-          changed = true;
-          struct timespec times[2] = {{0, UTIME_OMIT}, MtimeSpec(d)};
-          if (futimens(fd->get(), times) != 0) error = std::string("set mtime: ") + strerror(errno);
-        }
+        AttrChanges c = PlanAttrs(d, &st);
+        changed |= c.chown || (c.chmod && (st.st_mode & 07777) != c.perm) || c.mtime;
+        if (Status a = SetAttrs(fd->get(), c, /*link=*/false); !a.ok()) error = a.message();
       } else if (d.created) {
         if (fchmod(fd->get(), 0777 & ~umask_bits) != 0)
           error = std::string("chmod: ") + strerror(errno);
@@ -1159,6 +1227,9 @@ struct Restorer::Impl {
           break;
         case Outcome::kFailed:
           s.failed.push_back({e.path, e.error});
+          break;
+        case Outcome::kLeftOut:
+          s.left_out.push_back({e.path, e.error});
           break;
         case Outcome::kPending:
           s.failed.push_back({e.path, "not restored (interrupted)"});

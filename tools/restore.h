@@ -8,7 +8,7 @@
 // "path/" and directories implied by the keys below them), symlinks (the
 // object body is the link target) and special files (FIFOs, sockets, device
 // nodes: empty objects with their mode and rdev), with their mode, mtime and,
-// when set_owner, uid/gid from the object metadata (uploader/replicator.cc:
+// with same_owner, uid/gid from the object metadata (uploader/replicator.cc:
 // x-amz-meta-mode, -uid, -gid, -mtime, -scribefs-mtime-ns, -rdev). Objects
 // stored by other tools (no metadata) become files 0644 with the server's
 // Last-Modified as mtime. Directory attributes are set last, deepest first,
@@ -29,6 +29,15 @@
 //    restore never leaves a partial file under a real name.
 // Refused keys are reported (RestoreSummary::refused) and nothing is written
 // for them.
+//
+// Trust: whoever can write the target chooses the metadata, so by default
+// (as tar does for ordinary users) it gives no privilege: everything belongs
+// to the user running the restore, set-user-ID and set-group-ID bits are
+// dropped (RestoredPermissions), and device nodes are left out with a reason
+// (LeftOutReason, RestoreSummary::left_out). same_owner and special restore
+// them as stored. Owner, mode and mtime are always set through a descriptor of
+// the inode that was created or checked (never by name), so a name swapped in
+// the destination meanwhile is not what gets them.
 //
 // Resume: a regular file that exists with the object's size and mtime is
 // skipped when its content also matches the hash that is known: the
@@ -67,6 +76,18 @@
 
 namespace scribefs::ctl {
 
+struct RestoreOptions;
+
+// The permission bits (07777) restore gives an entry whose stored st_mode is
+// `mode`: all of them with same_owner; otherwise without set-user-ID, and
+// without set-group-ID except on a directory (there it only makes new
+// entries inherit the directory's group, which is then the restoring user's).
+mode_t RestoredPermissions(mode_t mode, const RestoreOptions& options);
+
+// Why an entry with the stored st_mode `mode` (and rdev, when has_rdev) is
+// left out under `options` (a device node without special), or "".
+std::string LeftOutReason(mode_t mode, bool has_rdev, dev_t rdev, const RestoreOptions& options);
+
 // Why `key` (relative to the target root; a directory marker ends in "/")
 // cannot be restored safely, or "" when it can: empty, absolute (leading
 // "/"), an empty, "." or ".." component, a NUL byte.
@@ -76,7 +97,10 @@ struct RestoreOptions {
   std::string checkpoint;  // manifest to restore; empty: the target's objects now
   std::string path;        // "" = everything; else this path and everything below it
   int workers = 8;
-  bool set_owner = false;  // chown to the stored uid/gid (needs root)
+  // chown to the stored uid/gid (needs root), and keep set-user-ID and
+  // set-group-ID bits (--same-owner).
+  bool same_owner = false;
+  bool special = false;  // create device nodes with their stored rdev (--special; needs root)
   uint64_t range_threshold = 64ull << 20;
   uint64_t range_size = 16ull << 20;
   int max_attempts = 5;  // per request, for retryable errors (backoff 0.25 s doubling)
@@ -99,6 +123,8 @@ struct RestoreSummary {
   uint64_t bytes = 0;     // object bytes downloaded
   std::vector<RestoreFailure> failed;
   std::vector<RestoreRefusal> refused;
+  // Not restored by policy (device nodes without `special`), with the reason.
+  std::vector<RestoreFailure> left_out;
   double seconds = 0;
   std::string manifest_target;  // checkpoint: the target its manifest names
 };

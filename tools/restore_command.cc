@@ -34,10 +34,17 @@ What is restored: without --checkpoint, every object the target holds now
 (except its .scribefs/ prefix and excluded paths); with --checkpoint NAME,
 exactly the paths of that checkpoint's manifest, each by its version id
 when the bucket is versioned. Regular files, directories (also empty
-ones), symlinks and special files (FIFOs, sockets; device nodes as root),
-with their mode and mtime, and their uid/gid when run as root. Directory
+ones), symlinks, FIFOs and sockets, with their mode and mtime. Directory
 attributes are set after their contents. Nothing outside DIR is deleted
 or changed; nothing in DIR that the target does not name is removed.
+
+Trust: whoever can write the target chooses the metadata, so by default,
+even as root, everything restored belongs to the user running the restore,
+set-user-ID and set-group-ID bits are dropped (a directory keeps its
+set-group-ID), and device nodes are left out (listed as LEFT OUT, counted,
+exit status unchanged). --same-owner restores the stored uid/gid and those
+bits; --special restores device nodes (both need root). Use them only for
+a target you trust as much as root.
 
 Safety: nothing is written outside DIR. Keys that are absolute, contain
 an empty, "." or ".." component or a NUL byte, and keys below a symlink
@@ -55,7 +62,8 @@ the object's size and mtime and the content hash that is known: the
 checkpoint's SHA-256; otherwise the ETag when it is an MD5 (single-part
 uploads); multipart objects without a SHA-256 are compared by size and
 mtime only. Symlinks with the same target, and existing directories and
-special files, are kept too; their mode, owner and mtime are corrected.
+special files, are kept too; their mode and mtime (and owner, with
+--same-owner) are corrected.
 
 Verification: every download is checked before it is renamed into place:
 the checkpoint's SHA-256, or the MD5 of a single-part ETag. A checkpoint
@@ -69,7 +77,8 @@ checkpoint); 2 usage error, or DIR is a live mount's (use --force);
 failed; 130 interrupted.
 
 With --json: {ok, target, checkpoint, to, restored, skipped, excluded,
-bytes, failed: [{path, error}], refused: [{key, reason}], seconds}.
+bytes, failed: [{path, error}], refused: [{key, reason}],
+left_out: [{path, reason}], seconds}.
 
 Examples:
   scribectl -m /srv/data restore --to /srv/restored
@@ -223,6 +232,111 @@ std::string ProgressLine(const RestoreProgress& p, double seconds) {
   return buf;
 }
 
+// Runs the restore. Ctrl-C / SIGTERM / SIGHUP remove the temporary files,
+// then exit (128+signal). On a terminal, draws the progress line.
+Result<RestoreSummary> RunInterruptible(Restorer& restorer) {
+  // The signals are taken by a monitor thread (which also draws the progress
+  // line); every other thread has them blocked.
+  sigset_t signals, old_mask;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, &old_mask);
+  std::atomic<bool> finished{false};
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread monitor([&] {
+    bool shown = false;
+    while (!finished) {
+      struct timespec wait = {0, 250'000'000};
+      int sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig > 0) {
+        restorer.AbandonTempFiles();
+        const RestoreProgress& p = restorer.progress();
+        fprintf(stderr,
+                "%sscribectl: interrupted after %llu of %llu paths; temporary files "
+                "removed. Run the same command again to resume.\n",
+                shown ? "\r\033[K" : "", static_cast<unsigned long long>(p.done_paths.load()),
+                static_cast<unsigned long long>(p.total_paths.load()));
+        fflush(stderr);
+        _exit(128 + sig);
+      }
+      if (tty && !finished) {
+        double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        fprintf(stderr, "\r\033[K%s", ProgressLine(restorer.progress(), secs).c_str());
+        fflush(stderr);
+        shown = true;
+      }
+    }
+    if (shown) {
+      fprintf(stderr, "\r\033[K");
+      fflush(stderr);
+    }
+  });
+  auto result = restorer.Run();
+  finished = true;
+  monitor.join();
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  return result;
+}
+
+// The summary: one JSON object with --json, else lines for people.
+void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
+                  const std::string& url, const std::string& dest, const RestoreSummary& s,
+                  int code) {
+  if (global.json) {
+    nlohmann::ordered_json j;
+    j["ok"] = code == kExitOk;
+    j["target"] = url;
+    j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(o.checkpoint);
+    j["to"] = dest;
+    j["restored"] = s.restored;
+    j["skipped"] = s.skipped;
+    j["excluded"] = s.excluded;
+    j["bytes"] = s.bytes;
+    j["failed"] = nlohmann::ordered_json::array();
+    for (const auto& f : s.failed) j["failed"].push_back({{"path", f.path}, {"error", f.error}});
+    j["refused"] = nlohmann::ordered_json::array();
+    for (const auto& r : s.refused) j["refused"].push_back({{"key", r.key}, {"reason", r.reason}});
+    j["left_out"] = nlohmann::ordered_json::array();
+    for (const auto& l : s.left_out) {
+      j["left_out"].push_back({{"path", l.path}, {"reason", l.error}});
+    }
+    j["seconds"] = std::round(s.seconds * 1000) / 1000;
+    printf("%s\n",
+           j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+  } else {
+    printf(
+        "Restored %s%s into %s in %s: %llu restored, %llu already up to date, %llu failed, "
+        "%llu refused",
+        url.c_str(), o.checkpoint.empty() ? "" : (" (checkpoint " + o.checkpoint + ")").c_str(),
+        dest.c_str(), FormatDuration(s.seconds).c_str(),
+        static_cast<unsigned long long>(s.restored), static_cast<unsigned long long>(s.skipped),
+        static_cast<unsigned long long>(s.failed.size()),
+        static_cast<unsigned long long>(s.refused.size()));
+    if (s.excluded) printf(", %llu excluded", static_cast<unsigned long long>(s.excluded));
+    if (!s.left_out.empty()) {
+      printf(", %llu left out", static_cast<unsigned long long>(s.left_out.size()));
+    }
+    printf(".\nDownloaded %s (%s, %.0f paths/s).\n", FormatBytes(s.bytes).c_str(),
+           Rate(static_cast<double>(s.bytes), s.seconds).c_str(),
+           s.seconds > 0 ? static_cast<double>(s.restored) / s.seconds : 0.0);
+    for (const auto& f : s.failed) {
+      printf("FAILED   %s: %s\n", EscapeControl(f.path).c_str(), EscapeControl(f.error).c_str());
+    }
+    for (const auto& r : s.refused) {
+      printf("REFUSED  \"%s\": %s\n", EscapeControl(r.key).c_str(),
+             EscapeControl(r.reason).c_str());
+    }
+    for (const auto& l : s.left_out) {
+      printf("LEFT OUT %s: %s\n", EscapeControl(l.path).c_str(), EscapeControl(l.error).c_str());
+    }
+  }
+}
+
 }  // namespace
 
 CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
@@ -244,6 +358,12 @@ CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
   cmd->add_option("-j,--workers", o->workers, "Parallel downloads (default 8).")
       ->type_name("N")
       ->check(CLI::Range(1, 256).description(""));
+  cmd->add_flag("--same-owner", o->same_owner,
+                "Give each path its stored owner and group, and keep set-user-ID\n"
+                "and set-group-ID bits (needs root; trust the target first).");
+  cmd->add_flag("--special", o->special,
+                "Also restore device nodes, with their stored device numbers\n"
+                "(needs root; trust the target first).");
   cmd->add_flag("--force", o->force,
                 "Restore even into a running scribefs mount, its DATADIR, or a\n"
                 "directory containing one (every write is then journaled and\n"
@@ -299,55 +419,11 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
   ro.checkpoint = o.checkpoint;
   ro.path = prefix;
   ro.workers = o.workers;
-  ro.set_owner = geteuid() == 0;
+  ro.same_owner = o.same_owner;
+  ro.special = o.special;
   Restorer restorer(target->store.get(), root.get(), &target->filter, ro);
 
-  // Ctrl-C / SIGTERM / SIGHUP: remove the temporary files, then exit. The
-  // signals are taken by a monitor thread (which also draws the progress
-  // line); every other thread has them blocked.
-  sigset_t signals, old_mask;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, &old_mask);
-  std::atomic<bool> finished{false};
-  const bool tty = isatty(STDERR_FILENO) == 1;
-  const auto start = std::chrono::steady_clock::now();
-  std::thread monitor([&] {
-    bool shown = false;
-    while (!finished) {
-      struct timespec wait = {0, 250'000'000};
-      int sig = sigtimedwait(&signals, nullptr, &wait);
-      if (sig > 0) {
-        restorer.AbandonTempFiles();
-        const RestoreProgress& p = restorer.progress();
-        fprintf(stderr,
-                "%sscribectl: interrupted after %llu of %llu paths; temporary files "
-                "removed. Run the same command again to resume.\n",
-                shown ? "\r\033[K" : "", static_cast<unsigned long long>(p.done_paths.load()),
-                static_cast<unsigned long long>(p.total_paths.load()));
-        fflush(stderr);
-        _exit(128 + sig);
-      }
-      if (tty && !finished) {
-        double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fprintf(stderr, "\r\033[K%s", ProgressLine(restorer.progress(), secs).c_str());
-        fflush(stderr);
-        shown = true;
-      }
-    }
-    if (shown) {
-      fprintf(stderr, "\r\033[K");
-      fflush(stderr);
-    }
-  });
-  auto result = restorer.Run();
-  finished = true;
-  monitor.join();
-  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-
+  auto result = RunInterruptible(restorer);
   if (!result.ok()) return Fail(kExitFailure, "restore: " + result.status().message());
   const RestoreSummary& s = *result;
   int code = !s.failed.empty() ? kExitFailure : !s.refused.empty() ? kExitRefused : kExitOk;
@@ -356,46 +432,7 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
     fprintf(stderr, "scribectl: note: checkpoint \"%s\" was taken for %s; restored from %s\n",
             o.checkpoint.c_str(), s.manifest_target.c_str(), target->url.c_str());
   }
-  if (global.json) {
-    nlohmann::ordered_json j;
-    j["ok"] = code == kExitOk;
-    j["target"] = target->url;
-    j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
-                                           : nlohmann::ordered_json(o.checkpoint);
-    j["to"] = *dest;
-    j["restored"] = s.restored;
-    j["skipped"] = s.skipped;
-    j["excluded"] = s.excluded;
-    j["bytes"] = s.bytes;
-    j["failed"] = nlohmann::ordered_json::array();
-    for (const auto& f : s.failed) j["failed"].push_back({{"path", f.path}, {"error", f.error}});
-    j["refused"] = nlohmann::ordered_json::array();
-    for (const auto& r : s.refused) j["refused"].push_back({{"key", r.key}, {"reason", r.reason}});
-    j["seconds"] = std::round(s.seconds * 1000) / 1000;
-    printf("%s\n",
-           j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
-  } else {
-    printf(
-        "Restored %s%s into %s in %s: %llu restored, %llu already up to date, %llu failed, "
-        "%llu refused",
-        target->url.c_str(),
-        o.checkpoint.empty() ? "" : (" (checkpoint " + o.checkpoint + ")").c_str(), dest->c_str(),
-        FormatDuration(s.seconds).c_str(), static_cast<unsigned long long>(s.restored),
-        static_cast<unsigned long long>(s.skipped),
-        static_cast<unsigned long long>(s.failed.size()),
-        static_cast<unsigned long long>(s.refused.size()));
-    if (s.excluded) printf(", %llu excluded", static_cast<unsigned long long>(s.excluded));
-    printf(".\nDownloaded %s (%s, %.0f paths/s).\n", FormatBytes(s.bytes).c_str(),
-           Rate(static_cast<double>(s.bytes), s.seconds).c_str(),
-           s.seconds > 0 ? static_cast<double>(s.restored) / s.seconds : 0.0);
-    for (const auto& f : s.failed) {
-      printf("FAILED   %s: %s\n", EscapeControl(f.path).c_str(), EscapeControl(f.error).c_str());
-    }
-    for (const auto& r : s.refused) {
-      printf("REFUSED  \"%s\": %s\n", EscapeControl(r.key).c_str(),
-             EscapeControl(r.reason).c_str());
-    }
-  }
+  PrintSummary(global, o, target->url, *dest, s, code);
   int out = FinishOutput();
   if (out != kExitOk) return out;
   if (code == kExitFailure) {

@@ -20,6 +20,8 @@ struct RestoreCommandOptions {
   std::string path;        // --path PREFIX
   int workers = 8;
   bool force = false;
+  bool same_owner = false;  // --same-owner
+  bool special = false;     // --special
   TargetFlags target;
 };
 

@@ -172,6 +172,12 @@ int RunStats(const GlobalOptions& global) {
     printf("retries:         %llu%s; %llu failed for good\n",
            static_cast<unsigned long long>(n("retries")), causes.c_str(),
            static_cast<unsigned long long>(n("failures")));
+    if (n("unstorable") > 0) {
+      printf(
+          "unstorable:      %llu paths skipped: the target cannot hold them (journal --state "
+          "skipped)\n",
+          static_cast<unsigned long long>(n("unstorable")));
+    }
     std::string last_error = uploader.value("last_error", std::string());
     if (!last_error.empty()) printf("last error:      %s\n", EscapeControl(last_error).c_str());
   }

@@ -1,5 +1,7 @@
 #include "uploader/credentials.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -57,7 +59,18 @@ Result<sigv4::Credentials> ParseCredentialsFile(const std::string& text, const s
   return creds;
 }
 
-Result<sigv4::Credentials> LoadCredentials(const GetEnvFn& getenv_fn) {
+namespace {
+
+// Where LoadCredentials looks: the environment's credentials (`fixed` set),
+// or the shared file and profile.
+struct CredentialsSource {
+  bool fixed = false;
+  sigv4::Credentials credentials;
+  std::string file, profile;
+};
+
+Result<CredentialsSource> FindCredentials(const GetEnvFn& getenv_fn) {
+  CredentialsSource src;
   std::string id = Env(getenv_fn, "AWS_ACCESS_KEY_ID");
   std::string secret = Env(getenv_fn, "AWS_SECRET_ACCESS_KEY");
   if (!id.empty() || !secret.empty()) {
@@ -66,19 +79,26 @@ Result<sigv4::Credentials> LoadCredentials(const GetEnvFn& getenv_fn) {
                            "S3 credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both "
                            "be set");
     }
-    return sigv4::Credentials{id, secret, Env(getenv_fn, "AWS_SESSION_TOKEN")};
+    src.fixed = true;
+    src.credentials = sigv4::Credentials{id, secret, Env(getenv_fn, "AWS_SESSION_TOKEN")};
+    return src;
   }
-  std::string profile = Env(getenv_fn, "AWS_PROFILE");
-  if (profile.empty()) profile = "default";
-  std::string file = Env(getenv_fn, "AWS_SHARED_CREDENTIALS_FILE");
-  if (file.empty()) {
+  src.profile = Env(getenv_fn, "AWS_PROFILE");
+  if (src.profile.empty()) src.profile = "default";
+  src.file = Env(getenv_fn, "AWS_SHARED_CREDENTIALS_FILE");
+  if (src.file.empty()) {
     std::string home = Env(getenv_fn, "HOME");
     if (home.empty()) {
       return Status::Error(ENOENT,
                            "S3 credentials: AWS_ACCESS_KEY_ID is not set and HOME is unknown");
     }
-    file = home + "/.aws/credentials";
+    src.file = home + "/.aws/credentials";
   }
+  return src;
+}
+
+Result<sigv4::Credentials> ReadCredentialsFile(const std::string& file,
+                                               const std::string& profile) {
   std::ifstream in(file);
   if (!in) {
     return Status::Error(
@@ -89,6 +109,80 @@ Result<sigv4::Credentials> LoadCredentials(const GetEnvFn& getenv_fn) {
   auto creds = ParseCredentialsFile(text.str(), profile, file);
   if (!creds.ok()) return creds.status().WithContext("S3 credentials");
   return creds;
+}
+
+bool SameCredentials(const sigv4::Credentials& a, const sigv4::Credentials& b) {
+  return a.access_key_id == b.access_key_id && a.secret_access_key == b.secret_access_key &&
+         a.session_token == b.session_token;
+}
+
+}  // namespace
+
+Result<sigv4::Credentials> LoadCredentials(const GetEnvFn& getenv_fn) {
+  auto src = FindCredentials(getenv_fn);
+  if (!src.ok()) return src.status();
+  if (src->fixed) return src->credentials;
+  return ReadCredentialsFile(src->file, src->profile);
+}
+
+// ---------------------------------------------------------------------------
+
+CredentialsProvider::CredentialsProvider(sigv4::Credentials credentials, std::string file,
+                                         std::string profile, Stamp stamp)
+    : file_(std::move(file)),
+      profile_(std::move(profile)),
+      credentials_(std::move(credentials)),
+      stamp_(stamp) {}
+
+std::shared_ptr<CredentialsProvider> CredentialsProvider::Fixed(sigv4::Credentials credentials) {
+  return std::shared_ptr<CredentialsProvider>(
+      new CredentialsProvider(std::move(credentials), "", "", Stamp{}));
+}
+
+Result<std::shared_ptr<CredentialsProvider>> CredentialsProvider::FromFile(
+    const std::string& file, const std::string& profile) {
+  // The stamp first: a change after it is seen by the next Current().
+  Stamp stamp;
+  struct stat st;
+  if (stat(file.c_str(), &st) == 0) {
+    stamp = {int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size, st.st_ino};
+  }
+  auto creds = ReadCredentialsFile(file, profile);
+  if (!creds.ok()) return creds.status();
+  return std::shared_ptr<CredentialsProvider>(
+      new CredentialsProvider(std::move(creds).value(), file, profile, stamp));
+}
+
+Result<std::shared_ptr<CredentialsProvider>> CredentialsProvider::Load(const GetEnvFn& getenv_fn) {
+  auto src = FindCredentials(getenv_fn);
+  if (!src.ok()) return src.status();
+  if (src->fixed) return Fixed(src->credentials);
+  return FromFile(src->file, src->profile);
+}
+
+void CredentialsProvider::ReloadLocked(bool force) {
+  struct stat st;
+  if (stat(file_.c_str(), &st) != 0) return;  // gone for a moment: keep what works
+  Stamp now{int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size, st.st_ino};
+  if (!force && now == stamp_) return;
+  auto creds = ReadCredentialsFile(file_, profile_);
+  // Half written: keep the last good ones, and read it again next time.
+  if (!creds.ok()) return;
+  credentials_ = std::move(creds).value();
+  stamp_ = now;
+}
+
+sigv4::Credentials CredentialsProvider::Current() {
+  std::lock_guard lock(mu_);
+  if (!file_.empty()) ReloadLocked(/*force=*/false);
+  return credentials_;
+}
+
+bool CredentialsProvider::RefreshAfterRejection(const sigv4::Credentials& used) {
+  std::lock_guard lock(mu_);
+  if (file_.empty()) return false;
+  ReloadLocked(/*force=*/true);
+  return !SameCredentials(credentials_, used);
 }
 
 }  // namespace scribefs

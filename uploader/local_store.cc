@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -86,6 +89,64 @@ void SplitKey(const std::string& key, std::string* dirs, std::string* leaf) {
 
 bool IsMarker(const std::string& key) { return !key.empty() && key.back() == '/'; }
 
+// Modes of what the store creates for itself: directories made only as
+// parents of a key, temporary files, sidecars. Private: the replica may hold
+// the source's private files (and often sits on a removable disk).
+constexpr mode_t kPrivateDirMode = 0700;
+constexpr mode_t kPrivateFileMode = 0600;
+
+// The permission bits an object's file (or a marker's directory) gets in the
+// replica, from its source mode (metadata "mode": decimal st_mode) - the
+// decision only; GiveToOwner applies it. The replica never shows an object to
+// more users than the source did, and only the store writes into it:
+//  - group and other keep at most their read and execute bits;
+//  - set-user-ID, set-group-ID and sticky bits are dropped;
+//  - when the object could not be given to its source owner (the store does
+//    not run as root, or the filesystem cannot chown), the group bits refer
+//    to the store's group and are dropped, and the store's user keeps rw(x);
+//  - without a valid mode (checkpoint manifests, other tools): 0600 / 0700.
+mode_t ReplicaPermissions(const Metadata& metadata, bool dir, bool owner_given) {
+  const mode_t fallback = dir ? kPrivateDirMode : kPrivateFileMode;
+  auto it = metadata.find("mode");
+  if (it == metadata.end()) return fallback;
+  unsigned long mode = 0;
+  const char* begin = it->second.c_str();
+  char* end = nullptr;
+  errno = 0;
+  mode = strtoul(begin, &end, 10);
+  if (errno != 0 || end == begin || *end != '\0' || mode > 0177777) return fallback;
+  mode_t perm = static_cast<mode_t>(mode) & 0755;
+  // A symlink, FIFO or device object is a plain file here: its 0777 says nothing.
+  mode_t type = static_cast<mode_t>(mode) & S_IFMT;
+  if (!dir && type != 0 && type != S_IFREG) perm &= 0644;
+  if (!owner_given) perm = (perm & 0705) | fallback;
+  return perm;
+}
+
+// Gives the file or directory `fd` its source owner (metadata "uid"/"gid",
+// only when the store runs as root) and the mode ReplicaPermissions decides.
+// Through the fd, so the name it will have plays no part. A filesystem
+// without owners (FAT) refuses the chown; the mode then covers for it.
+Status GiveToOwner(int fd, const Metadata& metadata, bool dir) {
+  bool owner_given = false;
+  auto uid = metadata.find("uid");
+  auto gid = metadata.find("gid");
+  if (geteuid() == 0 && uid != metadata.end() && gid != metadata.end()) {
+    char* end_u = nullptr;
+    char* end_g = nullptr;
+    unsigned long u = strtoul(uid->second.c_str(), &end_u, 10);
+    unsigned long g = strtoul(gid->second.c_str(), &end_g, 10);
+    if (!uid->second.empty() && !gid->second.empty() && *end_u == '\0' && *end_g == '\0' &&
+        u < 0xffffffffUL && g < 0xffffffffUL) {
+      owner_given = fchown(fd, static_cast<uid_t>(u), static_cast<gid_t>(g)) == 0;
+    }
+  }
+  if (fchmod(fd, ReplicaPermissions(metadata, dir, owner_given)) != 0) {
+    return PosixError("chmod", errno);
+  }
+  return Status::Ok();
+}
+
 // Opens the directory `rel` (components separated by '/', may be empty) below
 // `base`, one component at a time without following symlinks; creates missing
 // ones when `create`.
@@ -101,7 +162,7 @@ Result<UniqueFd> OpenDirChain(int base, std::string_view rel, bool create) {
     if (part.empty()) continue;
     int fd = openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
-      if (mkdirat(cur.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      if (mkdirat(cur.get(), part.c_str(), kPrivateDirMode) != 0 && errno != EEXIST) {
         return PosixError("mkdir " + std::string(rel), errno);
       }
       fd = openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -155,7 +216,8 @@ Result<std::string> ReadSmallFile(int dir_fd, const std::string& name) {
 // Writes `content` to dir_fd/name atomically (temp in the same dir, fsync, rename).
 Status WriteFileAtomic(int dir_fd, const std::string& name, std::string_view content) {
   std::string tmp = "." + name + ".tmp." + RandomHex(8);
-  UniqueFd fd(openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  UniqueFd fd(
+      openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode));
   if (!fd) return PosixError("create " + tmp, errno);
   Status st = WriteAll(fd.get(), content);
   if (st.ok() && fsync(fd.get()) != 0) st = PosixError("fsync " + tmp, errno);
@@ -237,11 +299,23 @@ bool ParseSidecar(const std::string& text, Sidecar* out) {
   }
 }
 
-// The sidecar's directory (below meta/) and file name for `key`.
+// The sidecar's directory (below meta/) and file name for `key`: the leaf
+// name plus ".obj.json" (".dir.json" for a marker). A leaf too long for that
+// and for WriteFileAtomic's temporary name (".NAME.tmp.<16 hex>") within
+// NAME_MAX (any name of 225 bytes or more) is named by its SHA-256 instead:
+// "#<64 hex>.obj.json"; "#" starts no shorter leaf's sidecar that way, as
+// such a name has another length, and no sidecar of those leaves could be
+// written before.
 void SidecarPath(const std::string& key, std::string* dirs, std::string* name) {
   std::string leaf;
   SplitKey(key, dirs, &leaf);
-  *name = leaf + (IsMarker(key) ? ".dir.json" : ".obj.json");
+  const char* suffix = IsMarker(key) ? ".dir.json" : ".obj.json";
+  constexpr size_t kTempExtra = 1 + 5 + 16;  // "." ... ".tmp." + RandomHex(8)
+  if (leaf.size() + strlen(suffix) + kTempExtra > NAME_MAX) {
+    auto h = Sha256(leaf);
+    if (h.ok()) leaf = "#" + HexEncode(*h);
+  }
+  *name = leaf + suffix;
 }
 
 Result<ByteRange> ClipRange(std::optional<ByteRange> range, uint64_t size, const std::string& key,
@@ -305,13 +379,18 @@ Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root_in)
   }
   std::string root = root_in;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
-  if (mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (mkdir(root.c_str(), kPrivateDirMode) != 0 && errno != EEXIST) {
     return PosixError("file:// target: mkdir " + root, errno);
   }
   UniqueFd root_fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd) return PosixError("file:// target: open " + root, errno);
   auto internal = OpenDirChain(root_fd.get(), kInternalDir, true);
   if (!internal.ok()) return internal.status().WithContext("file:// target " + root);
+  // Sidecars name every path and hold modes and owners: private, also in a
+  // replica that an earlier version created 0755.
+  if (fchmod(internal->get(), kPrivateDirMode) != 0) {
+    return PosixError("file:// target: chmod " + root + "/" + kInternalDir, errno);
+  }
   auto meta = OpenDirChain(internal->get(), "meta", true);
   if (!meta.ok()) return meta.status().WithContext("file:// target " + root);
   auto tmp = OpenDirChain(internal->get(), "tmp", true);
@@ -454,7 +533,8 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
                                                         std::string* md5, std::string* sha256) {
   if (dir_fd < 0) dir_fd = tmp_fd_.get();
   std::string name = "t." + RandomHex(12);
-  UniqueFd fd(openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  UniqueFd fd(
+      openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode));
   if (!fd) return StoreStatus(PosixError("create temp file", errno));
   TempFile temp(dir_fd, name, std::move(fd));
   auto hasher = DualHasher::Create();
@@ -501,6 +581,9 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
 
 StoreStatus LocalStore::Commit(const std::string& key, TempFile& temp, const std::string& etag,
                                const Metadata& metadata) {
+  // Owner and mode before the object gets its name (a chmod leaves the mtime).
+  Status os = GiveToOwner(temp.fd(), metadata, /*dir=*/false);
+  if (!os.ok()) return StoreStatus(os.WithContext("PUT " + key));
   struct stat st {};
   if (fstat(temp.fd(), &st) != 0) return StoreStatus(PosixError("stat temp file", errno));
   Sidecar side{etag, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_ino),
@@ -546,6 +629,8 @@ StoreResult<PutResult> LocalStore::PutMarker(const std::string& key, const Metad
   std::shared_lock lock(namespace_mu_);
   auto dir = OpenDirChain(root_fd_.get(), dirs.empty() ? leaf : dirs + "/" + leaf, true);
   if (!dir.ok()) return StoreStatus(dir.status().WithContext("PUT " + key));
+  Status os = GiveToOwner(dir->get(), metadata, /*dir=*/true);
+  if (!os.ok()) return StoreStatus(os.WithContext("PUT " + key));
   auto side_dir = OpenDirChain(meta_fd_.get(), side_dirs, true);
   if (!side_dir.ok()) return StoreStatus(side_dir.status().WithContext("PUT " + key));
   Sidecar side{md5, 0, 0, 0, metadata};
@@ -932,7 +1017,8 @@ StoreResult<PutResult> LocalStore::CompleteMultipartUpload(
     }
   }
   std::string name = "t." + RandomHex(12);
-  UniqueFd out(openat(tmp_fd_.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  UniqueFd out(
+      openat(tmp_fd_.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode));
   if (!out) return StoreStatus(PosixError(what + ": create temp file", errno));
   TempFile temp(tmp_fd_.get(), name, std::move(out));
   std::string md5_concat;

@@ -9,6 +9,8 @@
 //                                   metadata, and the (inode, size, mtime) of the
 //                                   data file it describes
 //   PATH/.scribefs-local/meta/dir.dir.json      sidecar of the marker "dir/"
+//                                   (a leaf of 225 bytes or more: named
+//                                   "#<SHA-256 of the leaf>.obj.json")
 //   PATH/.scribefs-local/tmp/       temporary files (same filesystem, for rename)
 //   PATH/.scribefs-local/uploads/ID/  multipart uploads: info.json + part files
 // Keys whose first component is ".scribefs-local" are refused.
@@ -19,6 +21,15 @@
 // recorded (inode, size, mtime) does not match the data file (a crash between
 // the two renames, or a file edited by hand) is ignored: the ETag is then
 // recomputed from the data and the metadata is reported empty.
+//
+// Permissions: the replica shows nobody more than the source did. Running as
+// root, each object's file (and each marker's directory) gets the owner and
+// group of its source (metadata uid/gid) and the source's mode without the
+// group/other write bits and without set-user-ID, set-group-ID and sticky
+// bits; otherwise it stays the store's and group bits are dropped. Whatever
+// the store makes for itself is private: PATH when it creates it, directories
+// made only as parents of a key (0700), .scribefs-local (0700, its files
+// 0600), objects without a mode (0600).
 //
 // Never writes outside PATH: keys are validated (ValidateKey) and every path is
 // walked component by component with O_NOFOLLOW, so a symlink planted inside
@@ -42,7 +53,7 @@ namespace scribefs {
 
 class LocalStore : public ObjectStore {
  public:
-  // `root` must be absolute. Its last component is created (0755) if missing;
+  // `root` must be absolute. Its last component is created (0700) if missing;
   // its parent must exist.
   static Result<std::unique_ptr<LocalStore>> Open(const std::string& root);
 

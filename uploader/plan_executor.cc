@@ -309,26 +309,32 @@ PlanExecutor::Next PlanExecutor::DoMultipart(Run& run, const plan::Multipart& st
       run.out.status = errors[i];
     return Next::kDone;
   }
+  // Completing makes the object (a version, in a versioned bucket): the parts
+  // of a file that changed while they went up must not become one, torn. So
+  // the file is hashed and checked unchanged before, and the upload aborted
+  // (and sent again: changed_during) when it changed.
+  auto abort = [&] {
+    (void)WithRequestRetries([&] { return store.AbortMultipartUpload(path, *upload_id); });
+    return Next::kDone;
+  };
+  if (!Unchanged(run)) return abort();
+  auto sha = FileSha256(run.file_fd, obj.size);
+  if (!sha.ok()) {
+    run.out.status = StoreStatus(sha.status());
+    return abort();
+  }
+  if (!Unchanged(run)) return abort();
+  obj.sha256 = run.out.sha256 = *sha;
   auto complete = store.CompleteMultipartUpload(path, *upload_id, done);
   if (!complete.ok()) {
-    (void)WithRequestRetries([&] { return store.AbortMultipartUpload(path, *upload_id); });
     run.out.status = complete.status();
-    return Next::kDone;
+    return abort();
   }
   obj.etag = run.out.etag = complete->etag;
   obj.version_id = run.out.version_id = complete->version_id;
   obj.part_size = ps;
   obj.uploaded_ns = NowNs();
   bool unchanged = Unchanged(run);
-  if (unchanged) {
-    auto sha = FileSha256(run.file_fd, obj.size);
-    if (!sha.ok()) {
-      run.out.status = StoreStatus(sha.status());
-      return Next::kDone;
-    }
-    obj.sha256 = run.out.sha256 = *sha;
-    unchanged = Unchanged(run);
-  }
   // Stored either way: recorded, so that a later delete or rename finds it.
   Record(run, obj);
   if (!unchanged) return Next::kDone;

@@ -36,6 +36,7 @@ namespace scribefs {
 struct PathOutcome {
   StoreStatus status;
   bool changed_during = false;  // local file changed while uploading: go again
+  bool unstorable = false;      // no store can hold its key: skipped, not failed
   std::string etag, sha256, version_id;
   // Counters for ReplicatorStats.
   uint64_t uploads = 0, copies = 0, deletes = 0, partial_uploads = 0, skipped_unchanged = 0;

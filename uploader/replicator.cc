@@ -65,6 +65,11 @@ struct Replicator::Snapshot {
 
 namespace {
 
+// A store's answer that the key itself is unacceptable (S3 counts the
+// target's prefix too).
+bool IsUnstorable(const StoreStatus& s) {
+  return !s.ok() && !s.retryable() && s.error_code() == "KeyTooLongError";
+}
 // The RetryCauses counter a retried attempt that ended with `s` counts in
 // (ok: the file changed while it was stored).
 uint64_t& RetryCauseCounter(ReplicatorStats::RetryCauses& c, const StoreStatus& s) {
@@ -444,7 +449,17 @@ void Replicator::WorkerLoop(int id) {
     in_flight_++;
     lk.unlock();
 
-    PathOutcome out = Reconcile(*index.value(), path, snap);
+    // A path no store can hold (a key over 1,024 bytes: any user can make
+    // one) would fail for good and block every flush and checkpoint: it is
+    // skipped instead, with the reason, and counted.
+    Status key_ok = ValidateKey(path, "path");
+    PathOutcome out;
+    if (key_ok.ok()) {
+      out = Reconcile(*index.value(), path, snap);
+    } else {
+      out.status = StoreStatus(key_ok.WithContext("cannot be stored"));
+    }
+    out.unstorable = !key_ok.ok() || IsUnstorable(out.status);
 
     lk.lock();
     CountOutcome(out);
@@ -481,6 +496,16 @@ void Replicator::WorkerLoop(int id) {
           (void)UploadStateStore(journal_).RecordAttempt(s2, attempts, err, counters);
           lk.lock();
         }
+      } else if (out.unstorable) {
+        stats_.unstorable++;
+        stats_.last_error = path + ": " + ErrorText(out.status);
+        spdlog::warn("uploader: {} (skipped: the target cannot hold this path)",
+                     stats_.last_error);
+        std::vector<int64_t> skipped = std::move(w.seqs);
+        w.seqs.clear();
+        lk.unlock();
+        Finish(skipped, out, path);
+        lk.lock();
       } else {
         stats_.failures++;
         stats_.last_error = path + ": " + ErrorText(out.status);
@@ -552,12 +577,13 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   std::string counters = StatsJson();
   UploadStateStore state(journal_);
   Status s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
-                : state.MarkFailed(complete, err, counters);
+             : out.unstorable ? state.MarkUnstorable(complete, err, counters)
+                              : state.MarkFailed(complete, err, counters);
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
   auto now = Clock::now();
   for (int64_t seq : complete) {
-    finished_[seq] = ok ? 0 : EIO;
+    finished_[seq] = ok || out.unstorable ? 0 : EIO;
     finished_order_.push_back({now, seq});
   }
   // Waiters look within seconds; keep two minutes.
@@ -623,6 +649,7 @@ std::string Replicator::StatsJson() {
                       {"retries", st.retries},
                       {"retry_causes", RetryCauseCounts(st.retry_causes)},
                       {"failures", st.failures},
+                      {"unstorable", st.unstorable},
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},
                       {"updated_ns", NowNs()}};

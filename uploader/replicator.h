@@ -63,6 +63,10 @@ struct ReplicatorStats {
   // (later, with exponential backoff, without limit). failures: records
   // failed for good (4xx).
   uint64_t retries = 0, failures = 0, partial_uploads = 0;
+  // unstorable: paths no store can hold (a key over 1,024 bytes), skipped:
+  // their records are marked 'skipped' with the reason, so that they do not
+  // block flush and checkpoints forever.
+  uint64_t unstorable = 0;
   // The retries by cause; they add up to `retries`.
   struct RetryCauses {
     uint64_t server_error = 0;  // HTTP 5xx other than 503 (500 InternalError, ...)

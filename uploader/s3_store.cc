@@ -344,6 +344,155 @@ struct SlistDeleter {
 };
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 
+// The digests of a payload: Content-MD5 and the signed x-amz-content-sha256.
+struct PayloadDigests {
+  std::string md5_raw, sha256_raw;
+};
+
+StoreStatus HashPayload(const Payload& p, const std::string& what, PayloadDigests* out) {
+  auto hasher = DualHasher::Create();
+  if (!hasher.ok()) return StoreStatus(hasher.status().WithContext(what));
+  if (p.is_file()) {
+    std::string buf(
+        static_cast<size_t>(std::min<uint64_t>(1 << 20, std::max<uint64_t>(p.size(), 1))), '\0');
+    for (uint64_t off = 0; off < p.size();) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.size() - off));
+      ssize_t n = pread(p.fd(), buf.data(), want, static_cast<off_t>(p.offset() + off));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return StoreStatus(PosixError(what + ": read source file", errno));
+      }
+      if (n == 0) {
+        StoreErrorInfo info;
+        info.retryable = true;
+        info.error_code = "SourceChanged";
+        return StoreStatus(Status::Error(EAGAIN, what + ": source file shrank before upload"),
+                           info);
+      }
+      Status st = hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+      if (!st.ok()) return StoreStatus(st.WithContext(what));
+      if (Unlinked(p.fd())) {
+        StoreErrorInfo info;
+        info.retryable = true;
+        info.error_code = "SourceChanged";
+        return StoreStatus(Status::Error(EAGAIN, what + ": source file was deleted"), info);
+      }
+      off += static_cast<uint64_t>(n);
+    }
+  } else {
+    Status st = hasher->Update(p.data());
+    if (!st.ok()) return StoreStatus(st.WithContext(what));
+  }
+  auto digests = hasher->Finish();
+  if (!digests.ok()) return StoreStatus(digests.status().WithContext(what));
+  out->md5_raw = digests->md5;
+  out->sha256_raw = digests->sha256;
+  return StoreStatus();
+}
+
+// The error of a transfer that got no (complete) HTTP answer.
+StoreStatus CurlFailure(CURLcode rc, const std::string& detail, const UploadSource& src,
+                        const Sink& sink, const std::string& what) {
+  StoreErrorInfo info;
+  info.error_code = "CurlError";
+  int code = EIO;
+  if (src.changed || src.deleted) {
+    info.retryable = true;
+    info.error_code = "SourceChanged";
+    return StoreStatus(
+        Status::Error(EAGAIN, what + (src.deleted ? ": source file deleted during the upload"
+                                                  : ": source file changed during the upload")),
+        info);
+  }
+  if (!src.error.ok()) return StoreStatus(src.error.WithContext(what));
+  if (!sink.error.ok()) return StoreStatus(sink.error.WithContext(what));
+  switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+      code = ECONNREFUSED;
+      info.retryable = true;
+      break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      code = EHOSTUNREACH;
+      info.retryable = true;
+      break;
+    case CURLE_OPERATION_TIMEDOUT:
+      code = ETIMEDOUT;
+      info.retryable = true;
+      break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+      code = ECONNRESET;
+      info.retryable = true;
+      break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+      code = EACCES;
+      break;
+    default:
+      code = EIO;
+      info.retryable = false;
+      break;
+  }
+  return StoreStatus(Status::Error(code, what + ": " + detail), info);
+}
+
+// The error of an HTTP answer that is not a success: the server's code,
+// message and request id (never a credential).
+StoreStatus HttpFailure(long status, long http_status, std::string code_str,
+                        const std::string& message, const std::string& request_id,
+                        const std::string& what) {
+  if (code_str.empty()) code_str = DefaultCode(status);
+  StoreErrorInfo info;
+  info.http_status = static_cast<int>(http_status);
+  info.error_code = code_str;
+  info.server_message = message;
+  info.request_id = request_id;
+  info.retryable = IsRetryable(status, code_str);
+  std::string text = what + ": HTTP " + std::to_string(http_status) + " " + code_str;
+  if (!message.empty()) text += ": " + message;
+  if (!request_id.empty()) text += " (request id " + request_id + ")";
+  return StoreStatus(Status::Error(ErrnoFor(status, code_str), text), info);
+}
+
+// The options of every request: URL, headers, timeouts, TLS. False when
+// curl refused one.
+bool SetConnectionOptions(CURL* h, const S3Options& o, const std::string& url, curl_slist* headers,
+                          char* errbuf) {
+  bool ok = true;
+  auto set = [&](CURLcode rc) { ok &= rc == CURLE_OK; };
+  set(curl_easy_setopt(h, CURLOPT_URL, url.c_str()));
+  set(curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers));
+  set(curl_easy_setopt(h, CURLOPT_USERAGENT, kUserAgent));
+  set(curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
+  set(curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L));
+  set(curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf));
+  set(curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o.connect_timeout_ms));
+  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, o.low_speed_limit));
+  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o.low_speed_time_s));
+  set(curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L));
+  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o.verify_tls ? 1L : 0L));
+  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o.verify_tls ? 2L : 0L));
+  if (!o.ca_file.empty()) set(curl_easy_setopt(h, CURLOPT_CAINFO, o.ca_file.c_str()));
+  return ok;
+}
+
+// A request the server refused for its credentials: expired or unknown
+// token or key, or a signature made with a secret it does not know (any
+// 403: a HEAD answers without a code).
+bool IsCredentialRejection(const StoreStatus& s) {
+  static const char* const kCodes[] = {"ExpiredToken",          "InvalidToken",
+                                       "TokenRefreshRequired",  "InvalidAccessKeyId",
+                                       "SignatureDoesNotMatch", "InvalidClientTokenId"};
+  if (s.info().http_status == 403) return true;
+  return std::find(std::begin(kCodes), std::end(kCodes), s.error_code()) != std::end(kCodes);
+}
+
 }  // namespace
 
 void S3Store::CurlDeleter::operator()(void* handle) const {
@@ -372,7 +521,11 @@ Result<std::unique_ptr<S3Store>> S3Store::Create(S3Options options) {
     if (!st.ok()) return st;
   }
   if (options.region.empty()) options.region = "us-east-1";
-  if (options.credentials.access_key_id.empty() || options.credentials.secret_access_key.empty()) {
+  if (!options.credentials_provider) {
+    options.credentials_provider = CredentialsProvider::Fixed(options.credentials);
+  }
+  if (sigv4::Credentials c = options.credentials_provider->Current();
+      c.access_key_id.empty() || c.secret_access_key.empty()) {
     return Status::Error(EINVAL, "s3: no credentials");
   }
   if (!options.clock) options.clock = [] { return std::time(nullptr); };
@@ -447,52 +600,42 @@ void S3Store::ReleaseHandle(CurlPtr handle) {
 }
 
 StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
+  CredentialsProvider& provider = *options_.credentials_provider;
+  sigv4::Credentials used = provider.Current();
+  auto r = PerformSigned(call, used);
+  if (r.ok() || !IsCredentialRejection(r.status())) return r;
+  // Renewed since it was signed (a new session token in the shared file):
+  // once more with the new credentials.
+  if (provider.RefreshAfterRejection(used)) {
+    r = PerformSigned(call, provider.Current());
+    if (r.ok() || !IsCredentialRejection(r.status())) return r;
+  }
+  // An expired session that nobody renewed yet: whoever renews it rewrites
+  // the file, so it is retried (with backoff, visible in status) like an
+  // unreachable server rather than failed for good.
+  if (r.status().error_code() == "ExpiredToken" && provider.CanChange()) {
+    StoreErrorInfo info = r.status().info();
+    info.retryable = true;
+    return StoreStatus(r.status().status(), info);
+  }
+  return r;
+}
+
+StoreResult<S3Store::Response> S3Store::PerformSigned(Call& call,
+                                                      const sigv4::Credentials& credentials) {
   ++requests_;
   const std::string what = call.op + (call.key.empty() ? "" : " " + call.key);
 
   // Payload hashes: Content-MD5 and the signed x-amz-content-sha256.
   std::string md5_b64;
   if (call.payload) {
-    auto hasher = DualHasher::Create();
-    if (!hasher.ok()) return StoreStatus(hasher.status().WithContext(what));
-    const Payload& p = *call.payload;
-    if (p.is_file()) {
-      std::string buf(
-          static_cast<size_t>(std::min<uint64_t>(1 << 20, std::max<uint64_t>(p.size(), 1))), '\0');
-      for (uint64_t off = 0; off < p.size();) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.size() - off));
-        ssize_t n = pread(p.fd(), buf.data(), want, static_cast<off_t>(p.offset() + off));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return StoreStatus(PosixError(what + ": read source file", errno));
-        }
-        if (n == 0) {
-          StoreErrorInfo info;
-          info.retryable = true;
-          info.error_code = "SourceChanged";
-          return StoreStatus(Status::Error(EAGAIN, what + ": source file shrank before upload"),
-                             info);
-        }
-        Status st = hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-        if (!st.ok()) return StoreStatus(st.WithContext(what));
-        if (Unlinked(p.fd())) {
-          StoreErrorInfo info;
-          info.retryable = true;
-          info.error_code = "SourceChanged";
-          return StoreStatus(Status::Error(EAGAIN, what + ": source file was deleted"), info);
-        }
-        off += static_cast<uint64_t>(n);
-      }
-    } else {
-      Status st = hasher->Update(p.data());
-      if (!st.ok()) return StoreStatus(st.WithContext(what));
-    }
-    auto digests = hasher->Finish();
-    if (!digests.ok()) return StoreStatus(digests.status().WithContext(what));
-    md5_b64 = Base64Encode(digests->md5);
-    call.md5_raw = digests->md5;
-    call.sha256_raw = digests->sha256;
-    call.sha256_hex = HexEncode(digests->sha256);
+    PayloadDigests d;
+    StoreStatus hs = HashPayload(*call.payload, what, &d);
+    if (!hs.ok()) return hs;
+    md5_b64 = Base64Encode(d.md5_raw);
+    call.md5_raw = std::move(d.md5_raw);
+    call.sha256_raw = std::move(d.sha256_raw);
+    call.sha256_hex = HexEncode(call.sha256_raw);
   } else {
     call.sha256_hex = std::string(kEmptySha256Hex);
   }
@@ -511,7 +654,7 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
   if (call.payload) req.headers.emplace_back("content-md5", md5_b64);
   for (const auto& h : call.headers) req.headers.push_back(h);
   req.payload_hash = call.sha256_hex;
-  auto auth = sigv4::Sign(&req, options_.credentials, options_.region, "s3", options_.clock());
+  auto auth = sigv4::Sign(&req, credentials, options_.region, "s3", options_.clock());
   if (!auth.ok()) return StoreStatus(auth.status().WithContext(what));
   std::string qs = sigv4::CanonicalQueryString(req.query);
   std::string url = scheme_ + "://" + host_ + path + (qs.empty() ? "" : "?" + qs);
@@ -544,19 +687,7 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
 
   bool opts_ok = true;
   auto set = [&](CURLcode rc) { opts_ok &= rc == CURLE_OK; };
-  set(curl_easy_setopt(h, CURLOPT_URL, url.c_str()));
-  set(curl_easy_setopt(h, CURLOPT_HTTPHEADER, header_list.get()));
-  set(curl_easy_setopt(h, CURLOPT_USERAGENT, kUserAgent));
-  set(curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
-  set(curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L));
-  set(curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf));
-  set(curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, options_.connect_timeout_ms));
-  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit));
-  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, options_.low_speed_time_s));
-  set(curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L));
-  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, options_.verify_tls ? 1L : 0L));
-  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L));
-  if (!options_.ca_file.empty()) set(curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str()));
+  opts_ok = SetConnectionOptions(h, options_, url, header_list.get(), errbuf);
   set(curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, HeaderCallback));
   HeaderSink header_sink{h, &resp.headers, &sockets_mu_, &sockets_};
   set(curl_easy_setopt(h, CURLOPT_HEADERDATA, &header_sink));
@@ -610,54 +741,7 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
   ReleaseHandle(std::move(handle));
 
   if (rc != CURLE_OK) {
-    StoreErrorInfo info;
-    info.error_code = "CurlError";
-    int code = EIO;
-    std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (src.changed || src.deleted) {
-      info.retryable = true;
-      info.error_code = "SourceChanged";
-      return StoreStatus(
-          Status::Error(EAGAIN, what + (src.deleted ? ": source file deleted during the upload"
-                                                    : ": source file changed during the upload")),
-          info);
-    }
-    if (!src.error.ok()) return StoreStatus(src.error.WithContext(what));
-    if (!sink.error.ok()) return StoreStatus(sink.error.WithContext(what));
-    switch (rc) {
-      case CURLE_COULDNT_CONNECT:
-        code = ECONNREFUSED;
-        info.retryable = true;
-        break;
-      case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-        code = EHOSTUNREACH;
-        info.retryable = true;
-        break;
-      case CURLE_OPERATION_TIMEDOUT:
-        code = ETIMEDOUT;
-        info.retryable = true;
-        break;
-      case CURLE_SEND_ERROR:
-      case CURLE_RECV_ERROR:
-      case CURLE_GOT_NOTHING:
-      case CURLE_PARTIAL_FILE:
-      case CURLE_HTTP2:
-      case CURLE_HTTP2_STREAM:
-      case CURLE_SSL_CONNECT_ERROR:
-        code = ECONNRESET;
-        info.retryable = true;
-        break;
-      case CURLE_PEER_FAILED_VERIFICATION:
-      case CURLE_SSL_CACERT_BADFILE:
-        code = EACCES;
-        break;
-      default:
-        code = EIO;
-        info.retryable = false;
-        break;
-    }
-    return StoreStatus(Status::Error(code, what + ": " + detail), info);
+    return CurlFailure(rc, errbuf[0] ? errbuf : curl_easy_strerror(rc), src, sink, what);
   }
 
   if (!header_sink.complete) {
@@ -685,18 +769,7 @@ StoreResult<S3Store::Response> S3Store::Perform(Call& call) {
   }
   if (http_ok && !error_body) return resp;
 
-  long status = http_ok ? 500 : resp.status;  // an <Error> in a 200 is a server failure
-  if (code_str.empty()) code_str = DefaultCode(status);
-  StoreErrorInfo info;
-  info.http_status = static_cast<int>(resp.status);
-  info.error_code = code_str;
-  info.server_message = message;
-  info.request_id = request_id;
-  info.retryable = IsRetryable(status, code_str);
-  std::string text = what + ": HTTP " + std::to_string(resp.status) + " " + code_str;
-  if (!message.empty()) text += ": " + message;
-  if (!request_id.empty()) text += " (request id " + request_id + ")";
-  return StoreStatus(Status::Error(ErrnoFor(status, code_str), text), info);
+  return HttpFailure(http_ok ? 500 : resp.status, resp.status, code_str, message, request_id, what);
 }
 
 // ---------------------------------------------------------------------------

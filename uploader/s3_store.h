@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "uploader/credentials.h"
 #include "uploader/object_store.h"
 #include "uploader/sigv4.h"
 
@@ -47,6 +48,12 @@ struct S3Options {
   std::string prefix;    // without leading or trailing "/"; "" for the bucket root
   std::string endpoint;  // "http(s)://host[:port]"; empty for AWS
   std::string region = "us-east-1";
+  // Signs every request: the provider's current credentials, or, without a
+  // provider, these fixed ones. A request the server rejects for its
+  // credentials is sent once more when the provider has new ones (a renewed
+  // session in the shared credentials file); an ExpiredToken that was not
+  // renewed yet is retryable when the provider's credentials can change.
+  std::shared_ptr<CredentialsProvider> credentials_provider;
   sigv4::Credentials credentials;
   bool verify_tls = true;
   std::string ca_file;  // PEM bundle; empty for the system's
@@ -117,7 +124,9 @@ class S3Store : public ObjectStore {
 
   std::string FullKey(const std::string& key) const;
   std::string CopySource(const std::string& key) const;
+  // Sends `call`, signed with the provider's credentials (see S3Options).
   StoreResult<Response> Perform(Call& call);
+  StoreResult<Response> PerformSigned(Call& call, const sigv4::Credentials& credentials);
   CurlPtr AcquireHandle();
   void ReleaseHandle(CurlPtr handle);
   StoreResult<ObjectInfo> GetImpl(const std::string& key, const std::string& version_id,

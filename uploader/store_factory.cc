@@ -124,9 +124,9 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url,
   if (s3.region.empty()) s3.region = "us-east-1";
   s3.verify_tls = options.verify_tls;
   s3.ca_file = options.ca_file;
-  auto creds = LoadCredentials(env);
+  auto creds = CredentialsProvider::Load(env);
   if (!creds.ok()) return creds.status().WithContext("target " + url);
-  s3.credentials = std::move(creds).value();
+  s3.credentials_provider = std::move(creds).value();
   auto store = S3Store::Create(std::move(s3));
   if (!store.ok()) return store.status().WithContext("target " + url);
   return std::unique_ptr<ObjectStore>(std::move(store).value());

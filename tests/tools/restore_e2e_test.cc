@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,7 +192,7 @@ TEST_F(RestoreE2eTest, RoundTripReproducesTheTree) {
   Flush();
   auto want = Snapshot(data());
   ASSERT_EQ(want.size(), 16u);
-  json j = Restore({"--to", Dest()}, 0);
+  json j = Restore({"--to", Dest(), "--same-owner"}, 0);
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["restored"], 16) << j.dump();
   EXPECT_EQ(j["failed"].size(), 0u) << j.dump();
@@ -221,7 +222,8 @@ TEST_F(RestoreE2eTest, WorksWithoutTheDaemonFromTheTargetAlone) {
   Flush();
   auto want = Snapshot(data());
   ASSERT_EQ(Unmount(), 0);
-  std::vector<std::string> argv = {ScribectlBin(), "restore", "--to", Dest(), "--target", url_};
+  std::vector<std::string> argv = {ScribectlBin(), "restore", "--same-owner", "--to", Dest(),
+                                   "--target",     url_};
   if (kS3) argv.insert(argv.end(), {"--endpoint", s3_->endpoint});
   unsetenv("SCRIBEFS_STATE_DIR");
   RunResult r = it::RunCommand(argv, 120);
@@ -231,6 +233,63 @@ TEST_F(RestoreE2eTest, WorksWithoutTheDaemonFromTheTargetAlone) {
   EXPECT_TRUE(diff.empty()) << Lines(diff);
 }
 
+// Whoever can write the target chooses the metadata. Objects claiming a
+// set-user-ID root file, another user's set-user-ID file and /dev/mem's twin
+// (char 1,1): by default restored as the user running scribectl (root here)
+// without set-user-ID bits, the device left out and named; with --same-owner
+// --special, as stored.
+TEST_F(RestoreE2eTest, HostileMetadataGetsNoPrivilegeUnlessTrusted) {
+  MountWithTarget();
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(it::WriteFile(mp("plain"), "plain", 0644));
+  Flush();
+  auto store = OpenTarget(url_, s3_);
+  ASSERT_NE(store, nullptr);
+  auto meta = [](mode_t mode, uid_t uid) {
+    return Metadata{{"mode", std::to_string(mode)},
+                    {"uid", std::to_string(uid)},
+                    {"gid", std::to_string(uid)},
+                    {"mtime", "1700000000"}};
+  };
+  const std::string sh = "#!/bin/sh\nid\n";
+  ASSERT_TRUE(store->Put("suid-root", Payload::FromMemory(sh), meta(S_IFREG | 04755, 0)).ok());
+  ASSERT_TRUE(store->Put("suid-other", Payload::FromMemory(sh), meta(S_IFREG | 04755, 4321)).ok());
+  Metadata dev = meta(S_IFCHR | 0666, 0);
+  dev["rdev"] = std::to_string(makedev(1, 1));
+  ASSERT_TRUE(store->Put("mem", Payload::FromMemory(""), dev).ok());
+
+  json j = Restore({"--to", Dest()}, 0);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["failed"].size(), 0u) << j.dump();
+  ASSERT_EQ(j["left_out"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["left_out"][0]["path"], "mem");
+  EXPECT_NE(j["left_out"][0]["reason"].get<std::string>().find("--special"), std::string::npos);
+  struct stat st;
+  EXPECT_NE(lstat((Dest() + "/mem").c_str(), &st), 0) << "a device node was created";
+  for (const char* p : {"suid-root", "suid-other"}) {
+    ASSERT_EQ(lstat((Dest() + "/" + p).c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_mode, S_IFREG | 0755u) << p;
+    EXPECT_EQ(st.st_uid, geteuid()) << p;
+  }
+  // The human summary names it too.
+  RunResult human = Ctl({"restore", "--to", Dest("human")});
+  EXPECT_EQ(human.exit_code, 0) << human.Describe();
+  EXPECT_NE(human.out.find("1 left out"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("LEFT OUT mem: a character device (1, 1)"), std::string::npos)
+      << human.out;
+
+  json t = Restore({"--to", Dest("trusted"), "--same-owner", "--special"}, 0);
+  ASSERT_TRUE(t.is_object());
+  EXPECT_EQ(t["failed"].size(), 0u) << t.dump();
+  EXPECT_EQ(t["left_out"].size(), 0u) << t.dump();
+  ASSERT_EQ(lstat((Dest("trusted") + "/suid-other").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFREG | 04755u);
+  EXPECT_EQ(st.st_uid, 4321u);
+  ASSERT_EQ(lstat((Dest("trusted") + "/mem").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, makedev(1, 1));
+}
+
 TEST_F(RestoreE2eTest, ResumeSkipsWhatIsThereAndRepairsWhatIsNot) {
   MountWithTarget();
   if (HasFatalFailure()) return;
@@ -238,9 +297,9 @@ TEST_F(RestoreE2eTest, ResumeSkipsWhatIsThereAndRepairsWhatIsNot) {
   if (HasFatalFailure()) return;
   Flush();
   auto want = Snapshot(data());
-  json first = Restore({"--to", Dest()}, 0);
+  json first = Restore({"--to", Dest(), "--same-owner"}, 0);
   ASSERT_TRUE(first.is_object());
-  json again = Restore({"--to", Dest()}, 0);
+  json again = Restore({"--to", Dest(), "--same-owner"}, 0);
   ASSERT_TRUE(again.is_object());
   EXPECT_EQ(again["restored"], 0) << again.dump();
   EXPECT_EQ(again["skipped"], 16) << again.dump();
@@ -259,7 +318,7 @@ TEST_F(RestoreE2eTest, ResumeSkipsWhatIsThereAndRepairsWhatIsNot) {
   struct timespec t[2] = {st.st_atim, st.st_mtim};
   ASSERT_EQ(utimensat(AT_FDCWD, victim.c_str(), t, 0), 0);
   ASSERT_EQ(unlink((Dest() + "/mib").c_str()), 0);
-  json fix = Restore({"--to", Dest()}, 0);
+  json fix = Restore({"--to", Dest(), "--same-owner"}, 0);
   ASSERT_TRUE(fix.is_object());
   // The two files, and docs/deep/er whose mtime the repair changed (the root
   // directory has no attributes of its own to restore).
@@ -274,7 +333,7 @@ TEST_F(RestoreE2eTest, PathLimitsTheRestore) {
   MakeTree();
   if (HasFatalFailure()) return;
   Flush();
-  json j = Restore({"--to", Dest(), "--path", "docs/deep"}, 0);
+  json j = Restore({"--to", Dest(), "--same-owner", "--path", "docs/deep"}, 0);
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["restored"], 4) << j.dump();  // deep/, deep/er/, 4k, empty2/
   std::set<std::string> names;
@@ -309,7 +368,7 @@ TEST_F(RestoreE2eTest, CheckpointOfAnUnversionedTargetNamesWhatChanged) {
   ASSERT_TRUE(it::WriteFile(mp("over.txt"), "after!"));
   ASSERT_EQ(unlink(mp("gone.txt").c_str()), 0);
   Flush();
-  json j = Restore({"--to", Dest(), "--checkpoint", "cp1"}, 1);
+  json j = Restore({"--to", Dest(), "--same-owner", "--checkpoint", "cp1"}, 1);
   ASSERT_TRUE(j.is_object());
   std::map<std::string, std::string> failed;
   for (const auto& f : j["failed"]) failed[f["path"]] = f["error"];
@@ -344,7 +403,7 @@ TEST_F(RestoreE2eTest, CheckpointOfAVersionedBucketRestoresTheTreeOfThatTime) {
   ASSERT_EQ(unlink(mp("rel-link").c_str()), 0);
   ASSERT_EQ(symlink("elsewhere", mp("rel-link").c_str()), 0);
   Flush();
-  json j = Restore({"--to", Dest(), "--checkpoint", "before"}, 0);
+  json j = Restore({"--to", Dest(), "--same-owner", "--checkpoint", "before"}, 0);
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["failed"].size(), 0u) << j.dump();
   EXPECT_EQ(j["checkpoint"], "before");
@@ -352,7 +411,7 @@ TEST_F(RestoreE2eTest, CheckpointOfAVersionedBucketRestoresTheTreeOfThatTime) {
   EXPECT_TRUE(diff.empty()) << "restored checkpoint differs from the tree at checkpoint time:"
                             << Lines(diff);
   // Resumable too: everything is skipped, nothing downloaded.
-  json again = Restore({"--to", Dest(), "--checkpoint", "before"}, 0);
+  json again = Restore({"--to", Dest(), "--same-owner", "--checkpoint", "before"}, 0);
   ASSERT_TRUE(again.is_object());
   EXPECT_EQ(again["restored"], 0) << again.dump();
   EXPECT_EQ(again["bytes"], 0) << again.dump();

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -62,7 +63,6 @@ class RestoreTest : public ::testing::Test {
   RestoreSummary Restore(RestoreOptions o = {}) {
     UniqueFd root(open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     EXPECT_TRUE(root.valid());
-    o.set_owner = geteuid() == 0;
     Restorer r(&store_, root.get(), &filter_, o);
     auto s = r.Run();
     EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -335,6 +335,126 @@ TEST_F(RestoreTest, AFileWhereTheTargetHasADirectoryFails) {
   EXPECT_EQ(s.failed[0].path, "x/y");
   EXPECT_EQ(s.failed[1].path, "z");
   EXPECT_TRUE(S_ISDIR(Lstat("z").st_mode));
+}
+
+// Whoever can write the bucket chooses the metadata: by default it must not
+// get the restoring user's (root's) privileges. Hostile objects: set-user-ID
+// files of root and of another user, a set-group-ID file, a directory of
+// another user, /dev/mem's twin (char 1,1).
+void PutHostile(MemoryStore& store) {
+  store.PutRaw("suid-root", "#!/bin/sh\n", Meta(S_IFREG | 04755, kT1, 0, 0));
+  store.PutRaw("suid-other", "#!/bin/sh\n", Meta(S_IFREG | 04755, kT1, 4321, 4321));
+  store.PutRaw("sgid", "#!/bin/sh\n", Meta(S_IFREG | 02755, kT1, 4321, 4321));
+  store.PutRaw("shared/", "", Meta(S_IFDIR | 02775, kT2, 4321, 4321));
+  store.PutRaw("shared/f", "x", Meta(S_IFREG | 0644, kT2, 4321, 4321));
+  store.PutRaw("link", "suid-root", Meta(S_IFLNK | 0777, kT1, 4321, 4321));
+  store.PutRaw("fifo", "", Meta(S_IFIFO | 0600, kT1, 4321, 4321));
+  Metadata dev = Meta(S_IFCHR | 0666, kT1, 0, 0);
+  dev["rdev"] = std::to_string(makedev(1, 1));
+  store.PutRaw("mem", "", dev);
+}
+
+TEST_F(RestoreTest, ByDefaultTheTargetGetsNoPrivilege) {
+  PutHostile(store_);
+  RestoreSummary s = Restore();
+  EXPECT_TRUE(s.failed.empty()) << s.failed[0].path << ": " << s.failed[0].error;
+  EXPECT_EQ(s.restored, 7u);
+  // The device node is left out, counted, with its reason.
+  EXPECT_EQ(Lstat("mem").st_mode, 0u) << "a device node was created";
+  ASSERT_EQ(s.left_out.size(), 1u);
+  EXPECT_EQ(s.left_out[0].path, "mem");
+  EXPECT_NE(s.left_out[0].error.find("character device (1, 1)"), std::string::npos)
+      << s.left_out[0].error;
+  EXPECT_NE(s.left_out[0].error.find("--special"), std::string::npos) << s.left_out[0].error;
+  // Everything is the restoring user's, without set-user-ID/set-group-ID bits.
+  for (const char* p : {"suid-root", "suid-other", "sgid", "shared", "shared/f", "link", "fifo"}) {
+    struct stat st = Lstat(p);
+    ASSERT_NE(st.st_mode, 0u) << p << " missing";
+    EXPECT_EQ(st.st_uid, geteuid()) << p;
+    EXPECT_EQ(st.st_gid, getegid()) << p;
+  }
+  EXPECT_EQ(Lstat("suid-root").st_mode, S_IFREG | 0755u);
+  EXPECT_EQ(Lstat("suid-other").st_mode, S_IFREG | 0755u);
+  EXPECT_EQ(Lstat("sgid").st_mode, S_IFREG | 0755u);
+  // A directory's set-group-ID only makes new entries take its group (ours).
+  EXPECT_EQ(Lstat("shared").st_mode, S_IFDIR | 02775u);
+  EXPECT_EQ(Lstat("fifo").st_mode, S_IFIFO | 0600u);
+  EXPECT_EQ(Mtime(Lstat("suid-root")), kT1);
+  EXPECT_EQ(Mtime(Lstat("link")), kT1);
+  // Resume: an existing file given a set-user-ID bit is corrected, not kept.
+  ASSERT_EQ(chmod((dest_ + "/suid-root").c_str(), 04755), 0);
+  s = Restore();
+  EXPECT_EQ(Lstat("suid-root").st_mode, S_IFREG | 0755u);
+  EXPECT_EQ(s.left_out.size(), 1u);
+}
+
+TEST_F(RestoreTest, SameOwnerAndSpecialRestoreWhatIsStored) {
+  if (geteuid() != 0) GTEST_SKIP() << "chown and mknod of a device need root";
+  PutHostile(store_);
+  RestoreOptions o;
+  o.same_owner = true;
+  o.special = true;
+  RestoreSummary s = Restore(o);
+  EXPECT_TRUE(s.failed.empty()) << s.failed[0].path << ": " << s.failed[0].error;
+  EXPECT_TRUE(s.left_out.empty());
+  EXPECT_EQ(s.restored, 8u);
+  EXPECT_EQ(Lstat("suid-root").st_mode, S_IFREG | 04755u);
+  EXPECT_EQ(Lstat("suid-root").st_uid, 0u);
+  EXPECT_EQ(Lstat("suid-other").st_mode, S_IFREG | 04755u);
+  EXPECT_EQ(Lstat("suid-other").st_uid, 4321u);
+  EXPECT_EQ(Lstat("sgid").st_mode, S_IFREG | 02755u);
+  EXPECT_EQ(Lstat("sgid").st_gid, 4321u);
+  EXPECT_EQ(Lstat("shared").st_uid, 4321u);
+  EXPECT_EQ(Lstat("link").st_uid, 4321u);
+  EXPECT_EQ(Lstat("fifo").st_uid, 4321u);
+  struct stat mem = Lstat("mem");
+  EXPECT_EQ(mem.st_mode, S_IFCHR | 0666u);
+  EXPECT_EQ(mem.st_rdev, makedev(1, 1));
+  EXPECT_EQ(Mtime(mem), kT1);
+  // Resume keeps them all.
+  s = Restore(o);
+  EXPECT_EQ(s.restored, 0u);
+  EXPECT_EQ(s.skipped, 8u);
+}
+
+TEST(RestorePolicy, PermissionsAndLeftOutReasons) {
+  RestoreOptions safe, trusted;
+  trusted.same_owner = trusted.special = true;
+  EXPECT_EQ(RestoredPermissions(S_IFREG | 06755, safe), 0755u);
+  EXPECT_EQ(RestoredPermissions(S_IFDIR | 03775, safe), 03775u);
+  EXPECT_EQ(RestoredPermissions(S_IFREG | 06755, trusted), 06755u);
+  EXPECT_EQ(LeftOutReason(S_IFBLK | 0660, false, 0, safe),
+            "a block device: device nodes are restored only with --special");
+  EXPECT_EQ(LeftOutReason(S_IFCHR | 0666, true, makedev(1, 3), trusted), "");
+  EXPECT_EQ(LeftOutReason(S_IFIFO | 0666, false, 0, safe), "");
+  EXPECT_EQ(LeftOutReason(S_IFSOCK | 0666, false, 0, safe), "");
+}
+
+// A name swapped for a hard link to a file elsewhere must not lend it the
+// stored attributes: resume re-downloads a file with other names, never
+// chowns or chmods through them.
+TEST_F(RestoreTest, AFileWithOtherNamesIsReplacedNotChanged) {
+  store_.PutRaw("f", "same", Meta(S_IFREG | 04777, kT1, 4321, 4321));
+  std::string elsewhere = canary_ + "/victim";
+  ASSERT_TRUE(UniqueFd(open(elsewhere.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)).valid());
+  ASSERT_EQ(truncate(elsewhere.c_str(), 0), 0);
+  {
+    UniqueFd fd(open(elsewhere.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_EQ(write(fd.get(), "same", 4), 4);
+  }
+  struct timespec t[2] = {{0, UTIME_OMIT}, {kT1 / 1000000000, kT1 % 1000000000}};
+  ASSERT_EQ(utimensat(AT_FDCWD, elsewhere.c_str(), t, 0), 0);
+  ASSERT_EQ(link(elsewhere.c_str(), (dest_ + "/f").c_str()), 0);
+  RestoreOptions o;
+  o.same_owner = geteuid() == 0;
+  RestoreSummary s = Restore(o);
+  EXPECT_TRUE(s.failed.empty()) << s.failed[0].path << ": " << s.failed[0].error;
+  struct stat victim {};
+  ASSERT_EQ(lstat(elsewhere.c_str(), &victim), 0);
+  EXPECT_EQ(victim.st_mode, S_IFREG | 0600u);
+  EXPECT_EQ(victim.st_uid, geteuid());
+  EXPECT_EQ(victim.st_nlink, 1u) << "the destination's name still leads to it";
+  EXPECT_EQ(Read("f"), "same");
 }
 
 // A manifest as the daemon writes it (uploader/checkpoint.cc).

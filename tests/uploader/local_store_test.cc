@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <set>
 
 #include "tests/uploader/store_contract.h"
 #include "tests/uploader/test_util.h"
@@ -140,6 +144,112 @@ TEST_F(LocalStoreTest, MultipartStateSurvivesReopen) {
   auto done = (*again)->CompleteMultipartUpload("m", *id, {{1, testing_util::Md5Hex("abc")}});
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_EQ(ReadFile(root_ + "/m"), "abc");
+}
+
+// Runs `cmd` as an unprivileged user (uid = gid = `uid`, no groups); its exit status.
+int RunAs(uid_t uid, const std::string& cmd) {
+  std::string full = "setpriv --reuid=" + std::to_string(uid) + " --regid=" + std::to_string(uid) +
+                     " --clear-groups -- " + cmd + " >/dev/null 2>&1";
+  int rc = system(full.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+mode_t ModeOf(const std::string& p) {
+  struct stat st {};
+  return lstat(p.c_str(), &st) == 0 ? st.st_mode : 0;
+}
+
+// The replica must not show a file to more people than the source did (it
+// may sit on a USB disk): a 0600 file of "nobody" stays unreadable for
+// everybody else, directories made only as parents and the store's own
+// directory are private, and no set-user-ID bit is recreated.
+TEST_F(LocalStoreTest, ReplicaKeepsModesAndOwnersSoPrivateFilesStayPrivate) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (chown, setpriv)";
+  constexpr uid_t kNobody = 65534, kOther = 65533;
+  // Let other users reach the root: only the objects' own modes protect them.
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  ASSERT_EQ(chmod(root_.c_str(), 0755), 0);
+  ASSERT_TRUE(
+      store_
+          ->Put("home/", Payload::FromMemory(""),
+                {{"mode", std::to_string(S_IFDIR | 0755)}, {"uid", "65534"}, {"gid", "65534"}})
+          .ok());
+  const Metadata private_file = {
+      {"mode", std::to_string(S_IFREG | 0600)}, {"uid", "65534"}, {"gid", "65534"}};
+  ASSERT_TRUE(store_->Put("home/secret", Payload::FromMemory("s3cret"), private_file).ok());
+  ASSERT_TRUE(store_
+                  ->Put("home/public", Payload::FromMemory("hello"),
+                        {{"mode", std::to_string(S_IFREG | 0644)}, {"uid", "0"}, {"gid", "0"}})
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->Put("implied/deep/file", Payload::FromMemory("x"),
+                        {{"mode", std::to_string(S_IFREG | 0644)}, {"uid", "0"}, {"gid", "0"}})
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->Put("suid", Payload::FromMemory("#!/bin/sh\n"),
+                        {{"mode", std::to_string(S_IFREG | 04777)}, {"uid", "0"}, {"gid", "0"}})
+                  .ok());
+  // Multipart goes through the same commit.
+  auto id = store_->CreateMultipartUpload("home/big", private_file);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(store_->UploadPart("home/big", *id, 1, Payload::FromMemory("abc")).ok());
+  ASSERT_TRUE(
+      store_->CompleteMultipartUpload("home/big", *id, {{1, testing_util::Md5Hex("abc")}}).ok());
+
+  const std::string secret = root_ + "/home/secret";
+  struct stat st {};
+  ASSERT_EQ(lstat(secret.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kNobody);
+  EXPECT_EQ(st.st_gid, kNobody);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(ModeOf(root_ + "/home/big") & 07777, 0600u);
+  EXPECT_NE(RunAs(kOther, "cat " + secret), 0) << "another user can read a 0600 file's replica";
+  EXPECT_NE(RunAs(kOther, "cat " + root_ + "/home/big"), 0);
+  EXPECT_EQ(RunAs(kNobody, "cat " + secret), 0) << "its owner cannot read it";
+  EXPECT_EQ(RunAs(kOther, "cat " + root_ + "/home/public"), 0) << "a 0644 file stays readable";
+  // Nobody but the store writes into the replica.
+  EXPECT_EQ(ModeOf(root_ + "/home/public") & 07777, 0644u);
+  EXPECT_EQ(ModeOf(root_ + "/suid") & 07777, 0755u);
+  // Directories made only as parents of a key, and the store's own directory.
+  EXPECT_EQ(ModeOf(root_ + "/implied") & 077, 0u);
+  EXPECT_EQ(ModeOf(root_ + "/implied/deep") & 077, 0u);
+  EXPECT_NE(RunAs(kOther, "cat " + root_ + "/implied/deep/file"), 0);
+  EXPECT_EQ(ModeOf(root_ + "/.scribefs-local") & 077, 0u);
+  EXPECT_EQ(ModeOf(root_ + "/.scribefs-local/meta/home/secret.obj.json") & 077, 0u);
+  EXPECT_NE(RunAs(kOther, "ls " + root_ + "/.scribefs-local/meta"), 0);
+  // The metadata read back is what was stored, whatever the file's own mode.
+  auto head = store_->Head("home/secret");
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->metadata, private_file);
+}
+
+// Any name the filesystem takes (255 bytes) is an object name too: the
+// sidecar of a long leaf must not make the key unstorable.
+TEST_F(LocalStoreTest, LongestNamesHaveSidecarsToo) {
+  const std::string dir(255, 'd'), leaf(255, 'f'), mid(230, 'm');
+  const Metadata meta = {{"mode", std::to_string(S_IFREG | 0640)}};
+  ASSERT_TRUE(store_->Put(dir + "/", Payload::FromMemory(""), {}).ok());
+  auto put = store_->Put(dir + "/" + leaf, Payload::FromMemory("long"), meta);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  ASSERT_TRUE(store_->Put(mid, Payload::FromMemory("mid"), meta).ok());
+  auto head = store_->Head(dir + "/" + leaf);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->metadata, meta);
+  EXPECT_EQ(store_->Head(mid)->metadata, meta);
+  auto listed = store_->ListAll({});
+  ASSERT_TRUE(listed.ok());
+  std::set<std::string> keys;
+  for (const auto& e : *listed) keys.insert(e.key);
+  EXPECT_EQ(keys, (std::set<std::string>{dir + "/", dir + "/" + leaf, mid}));
+  ASSERT_TRUE(store_->Delete(dir + "/" + leaf).ok());
+  EXPECT_TRUE(store_->Head(dir + "/" + leaf).status().not_found());
+}
+
+TEST(LocalStoreOpen, ANewRootIsPrivate) {
+  TempDir dir;
+  auto store = LocalStore::Open(dir.path() + "/fresh");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(ModeOf(dir.path() + "/fresh") & 077, 0u);
 }
 
 TEST(LocalStoreOpen, NeedsAnAbsolutePathWithAnExistingParent) {

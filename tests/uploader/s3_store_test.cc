@@ -16,6 +16,7 @@
 
 #include "tests/uploader/store_contract.h"
 #include "tests/uploader/test_util.h"
+#include "uploader/store_factory.h"
 
 namespace scribefs {
 namespace {
@@ -135,6 +136,53 @@ TEST(S3Store, WrongSecretKeyIsAPermanentSignatureError) {
   auto head = (*store)->Head("x");
   EXPECT_EQ(head.status().code(), EACCES) << head.status().ToString();
   EXPECT_FALSE(head.status().retryable());
+}
+
+// Temporary credentials are renewed by rewriting the shared credentials
+// file; a running store must follow it, not fail for good with the keys it
+// read at start. The file starts with a wrong secret.
+TEST(S3Store, RenewedCredentialsFileIsFollowedWithoutARestart) {
+  auto server = GetServer();
+  ASSERT_TRUE(server);
+  ASSERT_NE(MakeStore(""), nullptr);  // the bucket
+  testing_util::TempDir dir;
+  const std::string file = dir.path() + "/credentials";
+  std::string wrong(server->secret_key.size(), 'x');
+  if (wrong == server->secret_key) wrong.assign(wrong.size(), 'y');
+  auto profile = [&](const std::string& secret) {
+    return "[default]\naws_access_key_id = " + server->access_key +
+           "\naws_secret_access_key = " + secret + "\n";
+  };
+  ASSERT_TRUE(testing_util::WriteFile(file, profile(wrong)).valid());
+  TargetOptions o;
+  o.endpoint = server->endpoint;
+  o.region = server->region;
+  o.getenv_fn = [file](const char* name) -> const char* {
+    return std::string(name) == "AWS_SHARED_CREDENTIALS_FILE" ? file.c_str() : nullptr;
+  };
+  auto store = OpenStore(std::string("s3://") + kBucket + "/renewed", o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto put = (*store)->Put("x", Payload::FromMemory("data"), {});
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().error_code(), "SignatureDoesNotMatch") << put.status().ToString();
+  EXPECT_FALSE(put.status().retryable()) << "a wrong key that nobody renews is not retried";
+
+  // Renewed within one mtime tick (same inode, size and mtime): only the
+  // server's rejection shows it; the request is sent again with the new keys.
+  ASSERT_TRUE(testing_util::RewriteKeepingMtime(file, profile(server->secret_key)));
+  put = (*store)->Put("x", Payload::FromMemory("data"), {});
+  EXPECT_TRUE(put.ok()) << put.status().ToString();
+
+  // Renewed the usual way, a new file renamed over the old one: seen by its
+  // stat before signing.
+  ASSERT_TRUE(testing_util::WriteFile(file + ".new", profile(wrong)).valid());
+  ASSERT_EQ(rename((file + ".new").c_str(), file.c_str()), 0);
+  EXPECT_FALSE((*store)->Head("x").ok());
+  ASSERT_TRUE(testing_util::WriteFile(file + ".new", profile(server->secret_key)).valid());
+  ASSERT_EQ(rename((file + ".new").c_str(), file.c_str()), 0);
+  auto head = (*store)->Head("x");
+  EXPECT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_TRUE((*store)->Delete("x").ok());
 }
 
 TEST(S3Store, UnknownAccessKeyIsPermanent) {

@@ -156,5 +156,59 @@ TEST(Credentials, SharedFileAndProfile) {
   EXPECT_EQ(home->access_key_id, "DEFAULTAK");
 }
 
+std::string Profile(const std::string& key, const std::string& secret, const std::string& token) {
+  return "[default]\naws_access_key_id = " + key + "\naws_secret_access_key = " + secret +
+         "\naws_session_token = " + token + "\n";
+}
+
+// STS session credentials expire; whoever renews them rewrites the shared
+// file, and a running daemon must follow it.
+TEST(CredentialsProvider, FollowsTheSharedFile) {
+  testing_util::TempDir dir;
+  std::string file = dir.path() + "/credentials";
+  ASSERT_TRUE(testing_util::WriteFile(file, Profile("AK1", "secret1", "token1")).valid());
+  auto p = CredentialsProvider::Load(FakeEnv({{"AWS_SHARED_CREDENTIALS_FILE", file}}));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_TRUE((*p)->CanChange());
+  sigv4::Credentials first = (*p)->Current();
+  EXPECT_EQ(first.access_key_id, "AK1");
+  EXPECT_EQ(first.session_token, "token1");
+  // Renewed the way tools do it: a new file renamed over the old one.
+  ASSERT_TRUE(testing_util::WriteFile(file + ".new", Profile("AK2", "secret2", "token2")).valid());
+  ASSERT_EQ(rename((file + ".new").c_str(), file.c_str()), 0);
+  EXPECT_EQ((*p)->Current().access_key_id, "AK2");
+  EXPECT_EQ((*p)->Current().session_token, "token2");
+
+  // Rewritten within one mtime tick: the stat shows nothing, a rejection
+  // by the server makes it read again.
+  sigv4::Credentials used = (*p)->Current();
+  ASSERT_TRUE(testing_util::RewriteKeepingMtime(file, Profile("AK3", "secret3", "token3")));
+  EXPECT_EQ((*p)->Current().access_key_id, "AK2") << "the stat alone cannot see it";
+  EXPECT_TRUE((*p)->RefreshAfterRejection(used));
+  EXPECT_EQ((*p)->Current().access_key_id, "AK3");
+  EXPECT_EQ((*p)->Current().session_token, "token3");
+  // Nothing new: the rejection stands.
+  EXPECT_FALSE((*p)->RefreshAfterRejection((*p)->Current()));
+
+  // Caught half written (or broken): the last good credentials stay.
+  ASSERT_TRUE(testing_util::WriteFile(file + ".new", "[default]\naws_acc").valid());
+  ASSERT_EQ(rename((file + ".new").c_str(), file.c_str()), 0);
+  EXPECT_EQ((*p)->Current().access_key_id, "AK3");
+  ASSERT_EQ(unlink(file.c_str()), 0);
+  EXPECT_EQ((*p)->Current().access_key_id, "AK3");
+  ASSERT_TRUE(testing_util::WriteFile(file, Profile("AK4", "secret4", "")).valid());
+  EXPECT_EQ((*p)->Current().access_key_id, "AK4");
+}
+
+TEST(CredentialsProvider, EnvironmentCredentialsAreFixed) {
+  auto p = CredentialsProvider::Load(
+      FakeEnv({{"AWS_ACCESS_KEY_ID", "AK"}, {"AWS_SECRET_ACCESS_KEY", "SK"}}));
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE((*p)->CanChange());
+  EXPECT_EQ((*p)->Current().access_key_id, "AK");
+  EXPECT_FALSE((*p)->RefreshAfterRejection((*p)->Current()));
+  EXPECT_FALSE(CredentialsProvider::Load(FakeEnv({{"AWS_ACCESS_KEY_ID", "AK"}})).ok());
+}
+
 }  // namespace
 }  // namespace scribefs

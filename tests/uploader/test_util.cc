@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -77,6 +78,18 @@ std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
   for (auto& c : raw) c = static_cast<char>(rd());
   return HexEncode(raw);
+}
+
+bool RewriteKeepingMtime(const std::string& path, const std::string& content) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return false;
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  if (write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return false;
+  }
+  struct timespec t[2] = {st.st_atim, st.st_mtim};
+  return futimens(fd.get(), t) == 0;
 }
 
 }  // namespace scribefs::testing_util

@@ -32,6 +32,10 @@ std::string ReadFile(const std::string& path, bool* ok = nullptr);
 std::string Md5Hex(const std::string& data);
 std::string Sha256Hex(const std::string& data);
 
+// Rewrites `path` in place (same inode) with `content`, then gives it back
+// the mtime it had: a change that its stat shows only by ctime. False on error.
+bool RewriteKeepingMtime(const std::string& path, const std::string& content);
+
 // A random lower-case hex string of 2*bytes characters.
 std::string RandomHex(size_t bytes);
 
