@@ -48,7 +48,7 @@ find_bin() {  # find_bin NAME SUBDIR
   done
   command -v "$1" || { echo "checkpoint.sh: $1 not found; build first or set it" >&2; exit 1; }
 }
-SCRIBEFS=${SCRIBEFS:-$(find_bin scribefs fs)}
+SCRIBEFS=${SCRIBEFS:-$(find_bin scribefs daemon)}
 SCRIBECTL=${SCRIBECTL:-$(find_bin scribectl tools)}
 for tool in fusermount3 aws python3; do
   command -v "$tool" >/dev/null || { echo "checkpoint.sh: $tool not found" >&2; exit 1; }

@@ -23,7 +23,7 @@
 #       --keep          keep the work dir (for inspection; it holds ~3.5 GiB per side)
 #   -h, --help
 # environment:
-#   SCRIBEFS       the daemon binary (default: build*/fs/scribefs next to this script, then PATH)
+#   SCRIBEFS       the daemon binary (default: build*/daemon/scribefs next to this script, then PATH)
 #   SCRIBEFS_OPTS  extra daemon options, word-split, e.g. SCRIBEFS_OPTS="--xattr off"
 #   SCRIBEFS_REVISION  what to report as the daemon's revision (default: git describe
 #                  of this checkout, right only if SCRIBEFS was built from it as it is)
@@ -104,7 +104,7 @@ command -v "$FIO" >/dev/null || die "fio not found (apt-get install -y fio)"
 command -v fusermount3 >/dev/null || die "fusermount3 not found (apt-get install -y fuse3)"
 command -v python3 >/dev/null || die "python3 not found"
 if [[ -z ${SCRIBEFS:-} ]]; then
-  for c in "$REPO_DIR"/build/fs/scribefs "$REPO_DIR"/build*/fs/scribefs; do
+  for c in "$REPO_DIR"/build/daemon/scribefs "$REPO_DIR"/build*/daemon/scribefs; do
     [[ -x $c ]] && { SCRIBEFS=$c; break; }
   done
   [[ -n ${SCRIBEFS:-} ]] || SCRIBEFS=$(command -v scribefs || true)

@@ -65,7 +65,7 @@ find_bin() {  # find_bin NAME SUBDIR
   done
   command -v "$1" || { echo "recovery.sh: $1 not found; build first or set it" >&2; exit 1; }
 }
-SCRIBEFS=${SCRIBEFS:-$(find_bin scribefs fs)}
+SCRIBEFS=${SCRIBEFS:-$(find_bin scribefs daemon)}
 SCRIBECTL=${SCRIBECTL:-$(find_bin scribectl tools)}
 for tool in fusermount3 python3; do
   command -v "$tool" >/dev/null || { echo "recovery.sh: $tool not found" >&2; exit 1; }

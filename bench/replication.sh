@@ -31,7 +31,7 @@
 #   -n FILES     1 MiB files for the throughput phase (default 1000)
 #   -w WORKDIR   parent of the temp dir (default /var/tmp); needs ~2.5 GiB
 #   --keep       keep the temp dir
-# environment: SCRIBEFS (daemon binary; default build*/fs/scribefs next to this
+# environment: SCRIBEFS (daemon binary; default build*/daemon/scribefs next to this
 #   script), SCRIBEFS_OPTS (extra daemon options), AWS (default /usr/bin/aws, else aws)
 # needs: root, fusermount3, python3, sqlite3, the AWS CLI, and what rgw-up.sh needs
 #   (ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl).
@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "${SCRIBEFS:-}" ]; then
-  for b in "$ROOT"/build/fs/scribefs "$ROOT"/build*/fs/scribefs; do
+  for b in "$ROOT"/build/daemon/scribefs "$ROOT"/build*/daemon/scribefs; do
     if [ -x "$b" ]; then SCRIBEFS=$b; break; fi
   done
 fi

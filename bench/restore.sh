@@ -21,7 +21,7 @@
 #
 # usage: bench/restore.sh [-n RUNS] [-b FILES_BIG] [-m BIG_MIB] [-s FILES_SMALL]
 #                         [-k SMALL_KIB] [-j WORKERS] [-w WORKDIR] [--keep]
-# environment: SCRIBEFS, SCRIBECTL (binaries; default build*/fs/scribefs and
+# environment: SCRIBEFS, SCRIBECTL (binaries; default build*/daemon/scribefs and
 #   build*/tools/scribectl next to this script), AWS (default /usr/bin/aws, else aws)
 # needs: root, fusermount3, python3, the AWS CLI, and what rgw-up.sh needs
 #   (ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl); WORKDIR needs
@@ -59,7 +59,7 @@ find_bin() {  # find_bin SUBPATH
     if [ -x "$b" ]; then echo "$b"; return; fi
   done
 }
-SCRIBEFS=${SCRIBEFS:-$(find_bin fs/scribefs)}
+SCRIBEFS=${SCRIBEFS:-$(find_bin daemon/scribefs)}
 SCRIBECTL=${SCRIBECTL:-$(find_bin tools/scribectl)}
 [ -x "${SCRIBEFS:-}" ] || { echo "no scribefs binary (build it, or set SCRIBEFS)" >&2; exit 1; }
 [ -x "${SCRIBECTL:-}" ] || { echo "no scribectl binary (build it, or set SCRIBECTL)" >&2; exit 1; }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DATA=$ROOT/demo/data
 TARGET=$ROOT/demo/target
-SCRIBEFS=$ROOT/build/fs/scribefs
+SCRIBEFS=$ROOT/build/daemon/scribefs
 SCRIBECTL=$ROOT/build/tools/scribectl
 
 if [ "${1:-}" = "--stop" ]; then
