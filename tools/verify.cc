@@ -19,6 +19,7 @@
 #include "common/beneath.h"
 #include "common/unique_fd.h"
 #include "uploader/digest.h"
+#include "uploader/local_open.h"
 #include "uploader/object_layout.h"
 
 namespace scribefs::ctl {
@@ -245,17 +246,16 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
   const std::string key = ObjectKey(local.path, S_ISDIR(local.st.st_mode));
   const struct stat& st = local.st;
   if (S_ISREG(st.st_mode)) {
-    auto fd = OpenBeneath(root_fd, local.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    struct stat now;
-    if (!fd.ok() || fstat(fd->get(), &now) != 0 || !S_ISREG(now.st_mode)) {
-      if (!fd.ok() && fd.status().code() != ENOENT && fd.status().code() != ELOOP &&
-          fd.status().code() != ENXIO) {
-        out.error = fd.status().message();
+    auto opened = OpenLocalForRead(root_fd, local.path, &st);
+    if (!opened.ok()) {
+      if (opened.status().code() != ENOENT && opened.status().code() != ESTALE) {
+        out.error = opened.status().message();
       } else {
         out.reasons.push_back("local file changed during verify (gone or replaced)");
       }
       return out;
     }
+    const struct stat& now = opened->st;
     if (config.quick) {
       auto head = store->Head(key);
       if (!head.ok()) {
@@ -268,10 +268,10 @@ Outcome CompareOne(ObjectStore* store, int root_fd, const LocalEntry& local,
       return out;
     }
     std::optional<Metadata> meta;
-    CompareFileContent(store, key, fd->get(), now, config, &out, &meta);
+    CompareFileContent(store, key, opened->fd.get(), now, config, &out, &meta);
     if (meta && out.error.empty()) CompareMetadata(*meta, now, true, &out.reasons);
     struct stat after;
-    if (!out.reasons.empty() && fstat(fd->get(), &after) == 0 &&
+    if (!out.reasons.empty() && fstat(opened->fd.get(), &after) == 0 &&
         (after.st_size != now.st_size || MtimeNs(after) != MtimeNs(now)))
       out.reasons.push_back("local file changed during verify");
     return out;

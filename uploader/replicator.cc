@@ -17,6 +17,7 @@
 #include "journal/reader.h"
 #include "journal/upload_state.h"
 #include "uploader/digest.h"
+#include "uploader/local_open.h"
 #include "uploader/object_layout.h"
 #include "uploader/plan_executor.h"
 #include "uploader/upload_plan.h"
@@ -721,16 +722,19 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
       if (n < 0) return fail_local(PosixError(path, errno));
       local.link_target.assign(target, n);
     } else if (S_ISREG(local.st.st_mode)) {
-      auto f = OpenBeneath(root_.get(), path, O_RDONLY | O_NOFOLLOW);
+      // Never a plain open: the path may be a FIFO by now (see local_open.h).
+      auto f = OpenLocalForRead(root_.get(), path, &local.st);
       if (!f.ok()) {
-        if (f.status().code() == ENOENT) {
-          out.changed_during = true;  // vanished between two looks: the unlink's record follows
+        if (f.status().code() == ENOENT || f.status().code() == ESTALE) {
+          // Vanished or replaced between two looks: the record of that
+          // unlink or rename follows, and its pass looks again.
+          out.changed_during = true;
           return out;
         }
         return fail_local(f.status());
       }
-      file = std::move(f.value());
-      if (fstat(file.get(), &local.file_st) != 0) return fail_local(PosixError(path, errno));
+      file = std::move(f->fd);
+      local.file_st = f->st;
       for (const auto& from : snap.renamed_from) {
         auto src = index.Get(from);
         remote.sources.push_back(src.ok() ? std::move(src.value()) : std::nullopt);

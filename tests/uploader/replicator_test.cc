@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <iostream>
 #include <map>
 #include <thread>
 
@@ -257,6 +259,58 @@ TEST_F(ReplicatorTest, LargeFileResendsOnlyTheChangedPart) {
   EXPECT_EQ(store().calls("UploadPartCopy"), 2) << "two copied from the stored object";
   EXPECT_TRUE(Body("big") == data);
   EXPECT_EQ(rep_->stats().partial_uploads, 1u);
+}
+
+// Issue 10 item 6: a user renames FIFOs over a file while it is being
+// uploaded. A worker that looks at the regular file and then opens the FIFO
+// must not block (it used to, forever: that worker was lost and every flush
+// stalled). Every FIFO keeps a second name outside DATADIR so that, should a
+// worker be stuck opening one, the test can free it (a writer opens it) and
+// fail instead of hanging.
+TEST_F(ReplicatorTest, FifoRacedOverAFileNeverBlocksAWorker) {
+  const std::string fifos = dir_.path() + "/fifos";
+  ASSERT_EQ(mkdir(fifos.c_str(), 0755), 0);
+  ASSERT_NO_FATAL_FAILURE(Created("f", "first"));
+  ASSERT_NO_FATAL_FAILURE(Start());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> made{0};
+  std::thread swapper([&] {
+    for (int i = 0; !stop && i < 20000; ++i) {
+      std::string reg = D("reg.tmp"), fifo = fifos + "/" + std::to_string(i);
+      UniqueFd fd(open(reg.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (!fd.valid() || write(fd.get(), "x", 1) != 1) return;
+      fd.Reset();
+      if (rename(reg.c_str(), D("f").c_str()) != 0) return;
+      if (mkfifo(fifo.c_str(), 0644) != 0 || link(fifo.c_str(), D("fifo.tmp").c_str()) != 0) return;
+      made = i + 1;
+      if (rename(D("fifo.tmp").c_str(), D("f").c_str()) != 0) return;
+    }
+  });
+  // Keep the worker coming back to "f" while the swapper runs.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < until) {
+    Commit(Op::kWrite, "f", {}, {{0, 1}});
+    Commit(Op::kClose, "f");
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  stop = true;
+  swapper.join();
+  ASSERT_GT(made.load(), 0);
+  ASSERT_EQ(unlink(D("f").c_str()), 0);  // most likely a FIFO: writing it would block the test
+  ASSERT_NO_FATAL_FAILURE(Created("f", "final content"));
+
+  Status idle = rep_->WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(15));
+  if (!idle.ok()) {
+    // A worker is stuck in open(): give every FIFO a writer to set it free.
+    for (int i = 0; i < made; ++i) {
+      std::string fifo = fifos + "/" + std::to_string(i);
+      UniqueFd w(open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    }
+    FAIL() << "flush did not finish (a worker blocked opening a FIFO): " << idle.ToString();
+  }
+  EXPECT_EQ(Body("f"), "final content");
+  std::cerr << "swaps: " << made << ", retries: " << rep_->stats().retries << "\n";
 }
 
 }  // namespace
