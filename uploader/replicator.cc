@@ -177,7 +177,9 @@ void Replicator::Schedule(const std::string& path, Work& w) {
   if (w.attempts > 0) {
     // Exponential backoff with jitter, capped.
     static thread_local std::mt19937_64 rng{std::random_device{}()};
-    double base = options_.initial_backoff.count() * std::pow(2.0, std::min(w.attempts - 1, 16));
+    // Backoffs are milliseconds, far below 2^53: exact as a double.
+    double base = static_cast<double>(options_.initial_backoff.count()) *
+                  std::pow(2.0, std::min(w.attempts - 1, 16));
     base = std::min(base, double(options_.max_backoff.count()));
     double jittered = base * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
     when = std::max(when, Clock::now() + std::chrono::milliseconds(int64_t(jittered)));
@@ -550,7 +552,7 @@ bool Replicator::RequestRetryWait(const std::string& path, int attempt,
                                   const StoreStatus& status) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   CountRetry(path, status);
-  double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
+  double ms = static_cast<double>(options_.initial_backoff.count()) * std::pow(2.0, attempt - 1) *
               std::uniform_real_distribution<double>(0.5, 1.0)(rng);
   std::unique_lock lk(mu_);
   return !stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; });
