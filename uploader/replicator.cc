@@ -748,14 +748,9 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   env.retry_wait = [&](int attempt, const StoreStatus& status) {
     return RequestRetryWait(path, attempt, status);
   };
-  env.record = [&](const RemoteObject& o) {
-    return journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
-  };
+  env.record = [&](const RemoteObject& o) { return RemoteIndex::Store(*journal_, o); };
   env.erase = [&](const std::vector<std::string>& paths) {
-    return journal_->Apply([&](sqlite3* db) -> Status {
-      for (const auto& p : paths) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, p));
-      return Status::Ok();
-    });
+    return RemoteIndex::Forget(*journal_, paths);
   };
   env.reconcile_child = [&](const std::string& child, const std::string& from) {
     if (IsExcluded(child)) return PathOutcome();
