@@ -15,15 +15,12 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "uploader/object_layout.h"
 
 namespace scribefs {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
 
 const char* TypeOf(mode_t m) {
   if (S_ISREG(m)) return "file";
