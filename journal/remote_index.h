@@ -61,13 +61,11 @@ class RemoteIndex {
   static Status Forget(Journal& journal, std::span<const std::string> paths);
   static Status ForgetAll(Journal& journal);
 
-  // The same statements for a caller already inside Journal::Apply.
-  // Transitional: for Replicator::Reconcile, which is being rewritten; new
-  // code uses the calls above.
+ private:
+  // The statements behind Store/Forget, run inside Journal::Apply.
   static Status Upsert(sqlite3* db, const RemoteObject& o);
   static Status Erase(sqlite3* db, const std::string& path);
 
- private:
   RemoteIndex(SqliteDb owned, sqlite3* db) : owned_(std::move(owned)), db_(db) {}
   SqliteDb owned_;  // null when borrowed from a JournalReader
   sqlite3* db_;

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <optional>
 
+#include "common/strings.h"
+
 namespace scribefs::ctl {
 
 const char* const kTimeFormsHelp =
@@ -30,13 +32,6 @@ Status Invalid(std::string_view text, const std::string& why) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // Local midnight `days_back` days before the day of now_ns.
 Result<int64_t> LocalMidnight(int64_t now_ns, int days_back) {
   time_t now = static_cast<time_t>(now_ns / kNsPerSec);
@@ -54,7 +49,7 @@ std::optional<Result<int64_t>> ParseRelative(std::string_view text, int64_t now_
   size_t unit_pos = 0;
   while (unit_pos < text.size() && (IsDigit(text[unit_pos]) || text[unit_pos] == '.')) ++unit_pos;
   if (unit_pos == 0 || unit_pos == text.size() || !IsDigit(text[0])) return std::nullopt;
-  std::string unit = Lower(text.substr(unit_pos));
+  std::string unit = AsciiLower(text.substr(unit_pos));
   double unit_s;
   if (unit == "s" || unit == "sec")
     unit_s = 1;
@@ -218,7 +213,7 @@ std::string FormatTm(const struct tm& tm, const char* fmt, int ms, const char* s
 
 Result<int64_t> ParseTime(std::string_view text, int64_t now_ns) {
   if (text.empty()) return Invalid(text, "empty");
-  std::string lower = Lower(text);
+  std::string lower = AsciiLower(text);
   if (lower == "now") return now_ns;
   if (lower == "today") return LocalMidnight(now_ns, 0);
   if (lower == "yesterday") return LocalMidnight(now_ns, 1);

@@ -14,7 +14,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
 #include "uploader/digest.h"
+#include "uploader/object_layout.h"
 
 namespace scribefs {
 namespace {
@@ -44,15 +46,6 @@ StoreStatus NoSuchUpload(const char* op, const std::string& key) {
 StoreStatus PreconditionFailed(const char* op, const std::string& key) {
   return S3LikeError(ESTALE, 412, "PreconditionFailed",
                      std::string(op) + " " + key + ": source ETag does not match");
-}
-
-std::string StripQuotes(std::string s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return s;
-}
-
-int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
 std::string RandomHex(size_t bytes) {

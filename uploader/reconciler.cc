@@ -15,22 +15,12 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "uploader/object_layout.h"
 
 namespace scribefs {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t MtimeNs(const struct stat& st) {
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
-
-const char* TypeOf(mode_t m) {
-  if (S_ISREG(m)) return "file";
-  if (S_ISDIR(m)) return "dir";
-  if (S_ISLNK(m)) return "symlink";
-  return "special";
-}
 
 // What the objects table says the target holds for one path (the columns
 // the comparison needs).
@@ -48,7 +38,7 @@ struct Stored {
 // with rsync, a file replaced by another of the same size and mtime while
 // nobody watched is not noticed.
 bool Same(const Stored& o, const struct stat& st) {
-  return o.type == TypeOf(st.st_mode) && o.mode == st.st_mode && o.uid == st.st_uid &&
+  return o.type == ObjectTypeOf(st.st_mode) && o.mode == st.st_mode && o.uid == st.st_uid &&
          o.gid == st.st_gid &&
          (S_ISDIR(st.st_mode) || (o.size == uint64_t(st.st_size) && o.mtime_ns == MtimeNs(st)));
 }

@@ -178,7 +178,9 @@ void Replicator::Schedule(const std::string& path, Work& w) {
   if (w.attempts > 0) {
     // Exponential backoff with jitter, capped.
     static thread_local std::mt19937_64 rng{std::random_device{}()};
-    double base = options_.initial_backoff.count() * std::pow(2.0, std::min(w.attempts - 1, 16));
+    // Backoffs are milliseconds, far below 2^53: exact as a double.
+    double base = static_cast<double>(options_.initial_backoff.count()) *
+                  std::pow(2.0, std::min(w.attempts - 1, 16));
     base = std::min(base, double(options_.max_backoff.count()));
     double jittered = base * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
     when = std::max(when, Clock::now() + std::chrono::milliseconds(int64_t(jittered)));
@@ -551,7 +553,7 @@ bool Replicator::RequestRetryWait(const std::string& path, int attempt,
                                   const StoreStatus& status) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   CountRetry(path, status);
-  double ms = options_.initial_backoff.count() * std::pow(2.0, attempt - 1) *
+  double ms = static_cast<double>(options_.initial_backoff.count()) * std::pow(2.0, attempt - 1) *
               std::uniform_real_distribution<double>(0.5, 1.0)(rng);
   std::unique_lock lk(mu_);
   return !stop_cv_.wait_for(lk, std::chrono::milliseconds(int64_t(ms)), [&] { return stop_; });
@@ -750,14 +752,9 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   env.retry_wait = [&](int attempt, const StoreStatus& status) {
     return RequestRetryWait(path, attempt, status);
   };
-  env.record = [&](const RemoteObject& o) {
-    return journal_->Apply([&](sqlite3* db) { return RemoteIndex::Upsert(db, o); });
-  };
+  env.record = [&](const RemoteObject& o) { return RemoteIndex::Store(*journal_, o); };
   env.erase = [&](const std::vector<std::string>& paths) {
-    return journal_->Apply([&](sqlite3* db) -> Status {
-      for (const auto& p : paths) SCRIBEFS_RETURN_IF_ERROR(RemoteIndex::Erase(db, p));
-      return Status::Ok();
-    });
+    return RemoteIndex::Forget(*journal_, paths);
   };
   env.reconcile_child = [&](const std::string& child, const std::string& from) {
     if (IsExcluded(child)) return PathOutcome();

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/strings.h"
 #include "uploader/digest.h"
 #include "uploader/xml.h"
 
@@ -20,16 +21,6 @@ namespace {
 
 constexpr size_t kDeleteBatch = 1000;
 constexpr char kUserAgent[] = "scribefs/0.1";
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string StripQuotes(std::string s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return s;
-}
 
 // Percent-decoding as for application/x-www-form-urlencoded ('+' is a space),
 // which is how S3 encodes keys in listings with encoding-type=url.
@@ -332,7 +323,7 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
   }
   size_t colon = line.find(':');
   if (colon == std::string::npos) return n;
-  std::string name = Lower(line.substr(0, colon));
+  std::string name = AsciiLower(line.substr(0, colon));
   size_t vstart = line.find_first_not_of(" \t", colon + 1);
   std::string value = vstart == std::string::npos ? "" : line.substr(vstart);
   (*headers)[name] = value;
@@ -538,7 +529,7 @@ Result<std::unique_ptr<S3Store>> S3Store::Create(S3Options options) {
       return Status::Error(EINVAL,
                            "s3 endpoint \"" + e + "\": expected http://HOST[:PORT] or https://...");
     }
-    scheme = Lower(e.substr(0, sep));
+    scheme = AsciiLower(e.substr(0, sep));
     if (scheme != "http" && scheme != "https") {
       return Status::Error(EINVAL, "s3 endpoint \"" + e + "\": scheme must be http or https");
     }

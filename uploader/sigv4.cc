@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/strings.h"
 #include "uploader/digest.h"
 
 namespace scribefs::sigv4 {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Trim and collapse runs of spaces (and tabs) into one space.
 std::string NormalizeValue(std::string_view v) {
@@ -34,7 +29,7 @@ std::string NormalizeValue(std::string_view v) {
 std::vector<std::pair<std::string, std::string>> CanonicalHeaderList(const KeyValues& headers) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [name, value] : headers) {
-    std::string n = Lower(name);
+    std::string n = AsciiLower(name);
     std::string v = NormalizeValue(value);
     auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == n; });
     if (it != out.end()) {
