@@ -24,30 +24,6 @@ namespace {
 constexpr char kInternalDir[] = ".scribefs-local";
 constexpr size_t kChunk = 1 << 20;
 
-// An error shaped like the S3 one, so callers see the same codes from both stores.
-StoreStatus S3LikeError(int code, int http_status, const std::string& error_code,
-                        const std::string& message) {
-  StoreErrorInfo info;
-  info.http_status = http_status;
-  info.error_code = error_code;
-  info.retryable = error_code == "SourceChanged";  // as the ObjectStore contract says
-  return StoreStatus(Status::Error(code, message + " (" + error_code + ")"), info);
-}
-
-StoreStatus NoSuchKey(const char* op, const std::string& key) {
-  return S3LikeError(ENOENT, 404, "NoSuchKey", std::string(op) + " " + key + ": no such object");
-}
-
-StoreStatus NoSuchUpload(const char* op, const std::string& key) {
-  return S3LikeError(ENOENT, 404, "NoSuchUpload",
-                     std::string(op) + " " + key + ": no such multipart upload");
-}
-
-StoreStatus PreconditionFailed(const char* op, const std::string& key) {
-  return S3LikeError(ESTALE, 412, "PreconditionFailed",
-                     std::string(op) + " " + key + ": source ETag does not match");
-}
-
 std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
   size_t got = 0;

@@ -1,9 +1,34 @@
 #include "uploader/object_store.h"
 
+#include <cerrno>
+
 namespace scribefs {
 
 StoreStatus::StoreStatus(Status status) : status_(std::move(status)) {
   info_.retryable = status_.code() == EINTR || status_.code() == EAGAIN;
+}
+
+StoreStatus S3LikeError(int code, int http_status, const std::string& error_code,
+                        const std::string& message) {
+  StoreErrorInfo info;
+  info.http_status = http_status;
+  info.error_code = error_code;
+  info.retryable = error_code == "SourceChanged";  // as the ObjectStore contract says
+  return StoreStatus(Status::Error(code, message + " (" + error_code + ")"), info);
+}
+
+StoreStatus NoSuchKey(const char* op, const std::string& key) {
+  return S3LikeError(ENOENT, 404, "NoSuchKey", std::string(op) + " " + key + ": no such object");
+}
+
+StoreStatus NoSuchUpload(const char* op, const std::string& key) {
+  return S3LikeError(ENOENT, 404, "NoSuchUpload",
+                     std::string(op) + " " + key + ": no such multipart upload");
+}
+
+StoreStatus PreconditionFailed(const char* op, const std::string& key) {
+  return S3LikeError(ESTALE, 412, "PreconditionFailed",
+                     std::string(op) + " " + key + ": source ETag does not match");
 }
 
 Status ValidateKey(std::string_view key, std::string_view what) {

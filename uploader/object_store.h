@@ -240,6 +240,15 @@ struct StoreStats {
 inline constexpr uint64_t kMinPartSize = 5ull << 20;  // all parts but the last
 inline constexpr int kMaxParts = 10000;
 
+// Errors shaped like S3's, for stores that are not S3 (LocalStore, the tests'
+// in-memory store), so that callers see the same codes from every store.
+// SourceChanged is the one retryable code, as the contract says.
+StoreStatus S3LikeError(int code, int http_status, const std::string& error_code,
+                        const std::string& message);
+StoreStatus NoSuchKey(const char* op, const std::string& key);
+StoreStatus NoSuchUpload(const char* op, const std::string& key);
+StoreStatus PreconditionFailed(const char* op, const std::string& key);
+
 // Checks a key as described at the top of this file. `what` names it in the message.
 Status ValidateKey(std::string_view key, std::string_view what = "key");
 // A List prefix: "" or a key whose last component may be partial ("a/b" lists "a/bc").

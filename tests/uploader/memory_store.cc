@@ -13,30 +13,6 @@ namespace scribefs {
 
 namespace {
 
-// Errors shaped like the S3 store's (as LocalStore makes them).
-StoreStatus S3Like(int code, int http_status, const std::string& error_code,
-                   const std::string& message) {
-  StoreErrorInfo info;
-  info.http_status = http_status;
-  info.error_code = error_code;
-  info.retryable = error_code == "SourceChanged";
-  return StoreStatus(Status::Error(code, message + " (" + error_code + ")"), info);
-}
-
-StoreStatus NoSuchKey(const char* op, const std::string& key) {
-  return S3Like(ENOENT, 404, "NoSuchKey", std::string(op) + " " + key + ": no such object");
-}
-
-StoreStatus NoSuchUpload(const char* op, const std::string& key) {
-  return S3Like(ENOENT, 404, "NoSuchUpload",
-                std::string(op) + " " + key + ": no such multipart upload");
-}
-
-StoreStatus PreconditionFailed(const char* op, const std::string& key) {
-  return S3Like(ESTALE, 412, "PreconditionFailed",
-                std::string(op) + " " + key + ": source ETag does not match");
-}
-
 StoreStatus CheckKey(const std::string& key, const char* op) {
   Status s = ValidateKey(key);
   if (!s.ok()) return StoreStatus(s.WithContext(op));
@@ -62,12 +38,12 @@ StoreResult<std::string> Read(const Payload& p) {
       if (errno == EINTR) continue;
       return StoreStatus(PosixError("read source", errno));
     }
-    if (n == 0) return S3Like(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
+    if (n == 0) return S3LikeError(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
     done += uint64_t(n);
   }
   struct stat st;
   if (fstat(p.fd(), &st) == 0 && st.st_nlink == 0)
-    return S3Like(EAGAIN, 0, "SourceChanged", "source file deleted during the upload");
+    return S3LikeError(EAGAIN, 0, "SourceChanged", "source file deleted during the upload");
   return out;
 }
 
@@ -76,7 +52,7 @@ int64_t Now() { return int64_t(time(nullptr)); }
 StoreResult<ByteRange> Clip(std::optional<ByteRange> range, uint64_t size, const std::string& key) {
   if (!range) return ByteRange{0, size};
   if (range->length == 0 || range->offset >= size)
-    return S3Like(EINVAL, 416, "InvalidRange", "GET " + key + ": range not satisfiable");
+    return S3LikeError(EINVAL, 416, "InvalidRange", "GET " + key + ": range not satisfiable");
   return ByteRange{range->offset, std::min(range->length, size - range->offset)};
 }
 
@@ -291,7 +267,7 @@ StoreResult<PartResult> MemoryStore::UploadPart(const std::string& key,
   ++requests_;
   SCRIBEFS_RETURN_IF_STORE_ERROR(CheckKey(key, "UPLOAD PART"));
   if (part_number < 1 || part_number > kMaxParts)
-    return S3Like(EINVAL, 400, "InvalidArgument", "UPLOAD PART " + key + ": bad part number");
+    return S3LikeError(EINVAL, 400, "InvalidArgument", "UPLOAD PART " + key + ": bad part number");
   auto body = Read(payload);
   if (!body.ok()) return body.status();
   bytes_sent_ += body->size();
@@ -333,17 +309,17 @@ StoreResult<PutResult> MemoryStore::CompleteMultipartUpload(
   std::lock_guard lock(mu_);
   auto it = uploads_.find(upload_id);
   if (it == uploads_.end() || it->second.key != key) return NoSuchUpload("COMPLETE UPLOAD", key);
-  if (parts.empty()) return S3Like(EINVAL, 400, "MalformedXML", what + ": no parts");
+  if (parts.empty()) return S3LikeError(EINVAL, 400, "MalformedXML", what + ": no parts");
   std::string body, md5_concat;
   for (size_t i = 0; i < parts.size(); ++i) {
     if (i > 0 && parts[i].part_number <= parts[i - 1].part_number)
-      return S3Like(EINVAL, 400, "InvalidPartOrder", what + ": parts not in ascending order");
+      return S3LikeError(EINVAL, 400, "InvalidPartOrder", what + ": parts not in ascending order");
     auto p = it->second.parts.find(parts[i].part_number);
     if (p == it->second.parts.end() || Md5Hex(p->second) != StripQuotes(parts[i].etag))
-      return S3Like(EINVAL, 400, "InvalidPart", what + ": part " +
+      return S3LikeError(EINVAL, 400, "InvalidPart", what + ": part " +
                                                     std::to_string(parts[i].part_number));
     if (i + 1 < parts.size() && p->second.size() < kMinPartSize)
-      return S3Like(EINVAL, 400, "EntityTooSmall", what + ": a part but the last under 5 MiB");
+      return S3LikeError(EINVAL, 400, "EntityTooSmall", what + ": a part but the last under 5 MiB");
     body += p->second;
     md5_concat += *Md5(p->second);
   }
