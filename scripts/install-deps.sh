@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything scribefs needs to build and test, from Debian 12's archive.
 # Idempotent: does nothing when every package is already installed.
+#   install-deps.sh          build + test dependencies, including a Ceph RGW for the S3 tests
+#   install-deps.sh --base   only what building and running scribefs needs (the quick start)
 set -euo pipefail
+WANT_S3=1
+case "${1:-}" in
+  --base) WANT_S3=0 ;;
+  "") ;;
+  *) echo "usage: $0 [--base]" >&2; exit 2 ;;
+esac
 
 PACKAGES=(
   # build
@@ -15,8 +23,10 @@ PACKAGES=(
 # to look at what landed.
 S3_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime awscli curl)
 
+WANTED=("${PACKAGES[@]}")
+[ "$WANT_S3" -eq 0 ] || WANTED+=("${S3_PACKAGES[@]}")
 missing=()
-for p in "${PACKAGES[@]}" "${S3_PACKAGES[@]}"; do
+for p in "${WANTED[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

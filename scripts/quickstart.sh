@@ -16,7 +16,7 @@ if [ "${1:-}" = "--stop" ]; then
 fi
 [ "$(id -u)" -eq 0 ] || { echo "quickstart: run as root (FUSE mounts)"; exit 1; }
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --base   # no Ceph: the demo replicates to a local directory
 bash scripts/build.sh
 
 mkdir -p "$DATA"
