@@ -213,9 +213,9 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     (void)journal.value()->SetMeta("clean_stop", "0");
   }
 
-  // Running, durably, before the mount changes anything: a power cut from
-  // now on is recognized by the next daemon (and so is one during the
-  // reconciliation above, since the last marker still says running).
+  // Running, durably, before the mount changes anything. Its fsync also makes
+  // durable the records of an earlier daemon of this boot (kill -9) and the
+  // reconcile records above: a later content check need only go back to now.
   marker.started_ns = NowNs();
   if (Status m = WriteRunMarker(*journal.value(), marker); !m.ok())
     return fail(kExitFailure, m.message());
