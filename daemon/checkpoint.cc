@@ -3,12 +3,66 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cmath>
-#include <mutex>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "common/unique_fd.h"
 #include "daemon/verbs.h"
 
 namespace scribefs::verbs {
+namespace {
+
+// Test hook: $SCRIBEFS_TEST_MANIFEST_DELAY_MS (tests only) makes writing
+// the manifest take that much longer, so that a test can see writers go on
+// meanwhile.
+void TestManifestDelay() {
+  const char* v = getenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
+  if (v && *v) std::this_thread::sleep_for(std::chrono::milliseconds(atoll(v)));
+}
+
+// A file in the state directory, removed when this ends.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& dir, const std::string& stem)
+      : path_(dir + "/." + stem + ".XXXXXX") {
+    fd_ = UniqueFd(mkostemp(path_.data(), O_CLOEXEC));
+    if (!fd_) path_.clear();
+  }
+  ~TempFile() {
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  int fd() const { return fd_.get(); }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+// Writes the manifest of `snap` to a temporary file in the state directory
+// (constant memory, whatever the number of paths) and stores it at key.
+// (A named file: the stores refuse to upload a file without a name.)
+StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& store,
+                                     const std::string& key, ManifestSnapshot& snap,
+                                     const ManifestHeader& header, uint64_t* bytes) {
+  TempFile tmp(state_dir, "checkpoint-" + header.name);
+  if (tmp.fd() < 0) return StoreStatus(PosixError("temporary manifest in " + state_dir, errno));
+  Status w = snap.WriteManifest(tmp.fd(), header, bytes);
+  if (!w.ok()) return StoreStatus(w);
+  TestManifestDelay();
+  Metadata meta = {{"scribefs-checkpoint", header.name}};
+  return store.Put(key, Payload::FromFile(tmp.fd(), 0, *bytes), meta);
+}
+
+}  // namespace
 
 json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                     const ControlRequest& ctx) {
@@ -61,10 +115,15 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
     out["within_pause"] = pause_seq;
   }
   out["seq"] = pause_seq;
+  // Once: the hold ends when the state is captured (or the checkpoint fails
+  // before that); later calls return how long it was.
+  std::optional<double> held;
   auto resume = [&]() -> double {
-    if (!owned) return MsSince(held_since);
+    if (held) return *held;
+    if (!owned) return *(held = MsSince(held_since));
     auto r = d.pauser->Resume("checkpoint", pause_id);
-    return r.ok() ? std::round(r->held_ms * 10) / 10 : MsSince(held_since);
+    held = r.ok() ? std::round(r->held_ms * 10) / 10 : MsSince(held_since);
+    return *held;
   };
   auto fail = [&](json err) {
     err["held_ms"] = resume();
@@ -81,38 +140,34 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   out["upload_wait_ms"] = MsSince(up);
   if (!s.ok()) return fail(Error(s.WithContext("checkpoint " + name + ": waiting for uploads")));
 
-  // The manifest, from the objects table as it stands at the pause.
-  auto mt = Clock::now();
-  size_t paths = 0;
-  int64_t time_ns = NowNs();
-  auto manifest =
-      BuildManifest(d.journal->path(), {name, time_ns, pause_seq, store.Describe()}, &paths);
-  if (!manifest.ok()) return fail(Error(manifest.status()));
+  // The objects table as it stands at the pause, in a snapshot that outlives
+  // the pause; nothing more needs writers held.
+  auto snap = ManifestSnapshot::Take(d.journal->path());
+  if (!snap.ok()) return fail(Error(snap.status()));
   if (!d.pauser->IsPaused(pause_id))
     return fail(Error("timeout", "checkpoint " + name +
-                                     ": the pause ended (timeout or resume) before the manifest "
-                                     "was complete; no checkpoint taken"));
-  std::string body =
-      manifest->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  manifest = nlohmann::ordered_json();  // free it early
-  Metadata meta = {{"scribefs-checkpoint", name}};
-  auto put = store.Put(key, Payload::FromMemory(body), meta);
+                                     ": the pause ended (timeout or resume) before the state was "
+                                     "captured; no checkpoint taken"));
+  int64_t time_ns = NowNs();
+  const size_t paths = (*snap)->paths();
+  const double held_ms = resume();
+
+  // The manifest, row by row, while the application writes again.
+  auto mt = Clock::now();
+  uint64_t bytes = 0;
+  auto put = StoreManifest(d.info.state_dir, store, key, **snap,
+                           {name, time_ns, pause_seq, store.Describe()}, &bytes);
+  snap->reset();  // ends the read transaction: the WAL may be checkpointed again
   if (!put.ok())
     return fail(
         Error(put.status().status().WithContext("checkpoint " + name + ": storing " + key)));
   out["manifest_ms"] = MsSince(mt);
-  out["manifest_bytes"] = body.size();
-  if (!d.pauser->IsPaused(pause_id)) {
-    (void)store.Delete(key);
-    return fail(Error("timeout", "checkpoint " + name +
-                                     ": the pause ended (timeout or resume) before the checkpoint "
-                                     "was complete; no checkpoint taken"));
-  }
+  out["manifest_bytes"] = bytes;
   json detail = {{"name", name},
                  {"manifest_key", key},
                  {"pause_seq", pause_seq},
                  {"paths", paths},
-                 {"held_ms", MsSince(held_since)},
+                 {"held_ms", held_ms},
                  {"target", store.Describe()},
                  {"etag", put->etag},
                  {"version_id", put->version_id}};
@@ -124,7 +179,7 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   }
   out["checkpoint_seq"] = rec.seq;
   out["paths"] = paths;
-  out["held_ms"] = resume();
+  out["held_ms"] = held_ms;
   out["time_ns"] = time_ns;
   spdlog::info("checkpoint {} taken: {} paths, journal seq {}, writes held {} ms", name, paths,
                pause_seq, out["held_ms"].get<double>());

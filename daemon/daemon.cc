@@ -25,6 +25,7 @@
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
 #include "journal/remote_index.h"
+#include "journal/run_marker.h"
 #include "uploader/orphan_sweep.h"
 #include "uploader/reconciler.h"
 #include "uploader/replicator.h"
@@ -88,6 +89,40 @@ void StopReplication(const Config& cfg, Journal* journal, Replicator* replicator
   if (!sweep_pending) (void)journal->SetMeta("clean_stop", "1");
 }
 
+// How the previous daemon stopped (the run marker it left) decides how
+// closely start-up compares DATADIR with the target (daemon/startup_checks.h).
+// *marker gets this run's boot id.
+Result<StartCheckPlan> PreviousRun(Journal& journal, RunMarker* marker) {
+  auto boot_id = CurrentBootId();
+  if (!boot_id.ok())
+    spdlog::warn("{}: every unclean stop counts as a power loss", boot_id.status().message());
+  *marker = {boot_id.ok() ? *boot_id : "unreadable-" + std::to_string(NowNs()), 0, true};
+  auto previous = ReadRunMarker(journal);
+  if (!previous.ok()) return previous.status().WithContext("journal");
+  StartCheckPlan plan = DecideStartCheck(*previous, marker->boot_id);
+  if (plan.previous == PreviousStop::kCrashOtherBoot)
+    spdlog::warn("the previous scribefs did not stop cleanly, on an earlier boot (power loss or "
+                 "kernel crash?): files it may have changed are compared by content");
+  return plan;
+}
+
+// Changes made while nobody journaled them (unmounted, or bypassing the
+// mount) are found before the mount serves.
+Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const StartCheckPlan& plan) {
+  ReconcileOptions rco;
+  rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
+  rco.scan = "start";
+  rco.content_since_ns = plan.content_since_ns;
+  auto rec = ReconcileTree(journal, root_fd, rco);
+  if (!rec.ok()) return rec.status().WithContext("start-up reconciliation");
+  spdlog::info(
+      "start-up reconciliation (previous stop: {}): {} entries in {:.3f} s: {} new, {} changed "
+      "({} of {} compared by content), {} missing, {} left to pending records",
+      PreviousStopName(plan.previous), rec->scanned, rec->seconds, rec->new_paths, rec->changed,
+      rec->content, rec->hashed, rec->missing, rec->pending);
+  return Status::Ok();
+}
+
 // Runs the daemon proper. `ready` is called once the mount serves (or with
 // the error that stopped start-up).
 int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
@@ -116,6 +151,9 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   auto journal = Journal::Open(paths.journal());
   if (!journal.ok()) return fail(kExitFailure, "cannot open journal: " + journal.status().message());
   (void)journal.value()->SetMeta("datadir", cfg.datadir);
+  RunMarker marker;
+  auto start_check = PreviousRun(*journal.value(), &marker);
+  if (!start_check.ok()) return fail(kExitFailure, start_check.status().message());
 
   std::unique_ptr<Replicator> replicator;
   std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
@@ -155,17 +193,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     (void)journal.value()->SetMeta("ca_file", cfg.ca_file);
     (void)journal.value()->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
     (void)journal.value()->SetMeta("delete", cfg.delete_mode);
-    // Changes made while nobody journaled them (unmounted, or bypassing the
-    // mount) are found before the mount serves.
-    ReconcileOptions rco;
-    rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
-    rco.scan = "start";
-    auto rec = ReconcileTree(journal.value().get(), root.get(), rco);
-    if (!rec.ok()) return fail(kExitFailure, "start-up reconciliation: " + rec.status().message());
-    spdlog::info(
-        "start-up reconciliation: {} entries in {:.3f} s: {} new, {} changed, {} missing, "
-        "{} left to pending records",
-        rec->scanned, rec->seconds, rec->new_paths, rec->changed, rec->missing, rec->pending);
+    if (Status rs = ReconcileAtStart(journal.value().get(), root.get(), rp, *start_check); !rs.ok())
+      return fail(kExitFailure, rs.message());
     journal.value()->SetCommitListener([rp] { rp->Notify(); });
     Status started = replicator->Start();
     if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
@@ -183,6 +212,13 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     }
     (void)journal.value()->SetMeta("clean_stop", "0");
   }
+
+  // Running, durably, before the mount changes anything. Its fsync also makes
+  // durable the records of an earlier daemon of this boot (kill -9) and the
+  // reconcile records above: a later content check need only go back to now.
+  marker.started_ns = NowNs();
+  if (Status m = WriteRunMarker(*journal.value(), marker); !m.ok())
+    return fail(kExitFailure, m.message());
 
   FsOptions fso = MakeFsOptions(cfg, replicator.get());
   // Pause points and the control socket (daemon/control_plane.h): every mutation
@@ -231,6 +267,12 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   }
   if (!flushed.ok()) {
     spdlog::error("final journal commit failed: {}", flushed.message());
+    return kExitFailure;
+  }
+  // Every record is committed; the marker's fsync makes them durable.
+  marker.running = false;
+  if (Status m = WriteRunMarker(*journal.value(), marker); !m.ok()) {
+    spdlog::error("recording the clean stop: {}", m.message());
     return kExitFailure;
   }
   return kExitOk;

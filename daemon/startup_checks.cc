@@ -12,6 +12,8 @@
 
 #include <cctype>
 #include <climits>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -173,6 +175,55 @@ std::optional<StartError> LockStateDir(const Config& cfg, const std::string& loc
   if (ftruncate(lock.get(), 0) != 0 || pwrite(lock.get(), pid.data(), pid.size(), 0) < 0)
     return StartError{kExitFailure, "cannot write lock file " + lock_path};
   return std::nullopt;
+}
+
+const char* PreviousStopName(PreviousStop p) {
+  switch (p) {
+    case PreviousStop::kUnknown:
+      return "unknown";
+    case PreviousStop::kClean:
+      return "clean";
+    case PreviousStop::kCrashSameBoot:
+      return "crash on this boot";
+    case PreviousStop::kCrashOtherBoot:
+      return "unclean stop on an earlier boot (power loss or kernel crash)";
+  }
+  return "?";
+}
+
+StartCheckPlan DecideStartCheck(const std::optional<RunMarker>& previous,
+                                const std::string& boot_id_now) {
+  StartCheckPlan plan;
+  if (!previous) {
+    plan.previous = PreviousStop::kUnknown;
+    plan.content_since_ns = INT64_MIN;
+  } else if (!previous->running) {
+    plan.previous = PreviousStop::kClean;
+  } else if (previous->boot_id == boot_id_now) {
+    plan.previous = PreviousStop::kCrashSameBoot;
+  } else {
+    plan.previous = PreviousStop::kCrashOtherBoot;
+    plan.content_since_ns = previous->started_ns > INT64_MIN + kContentCheckSlackNs
+                                ? previous->started_ns - kContentCheckSlackNs
+                                : INT64_MIN;
+  }
+  return plan;
+}
+
+Result<std::string> CurrentBootId() {
+  const char* env = getenv("SCRIBEFS_BOOT_ID_FILE");
+  std::string path = env && *env ? env : "/proc/sys/kernel/random/boot_id";
+  std::ifstream in(path);
+  std::string id;
+  if (!in || !std::getline(in, id)) return PosixError("boot id " + path, errno ? errno : EIO);
+  auto space = [](unsigned char c) { return std::isspace(c) != 0; };
+  while (!id.empty() && space(id.back())) id.pop_back();
+  size_t b = 0;
+  while (b < id.size() && space(id[b])) ++b;
+  id.erase(0, b);
+  if (id.empty() || id.find_first_of(" \t") != std::string::npos)
+    return Status::Error(EINVAL, "boot id " + path + " is malformed");
+  return id;
 }
 
 }  // namespace scribefs

@@ -3,11 +3,14 @@
 // Each failure is a StartError with the exit code README documents.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
+#include "common/status.h"
 #include "common/unique_fd.h"
 #include "daemon/config.h"
+#include "journal/run_marker.h"
 
 namespace scribefs {
 
@@ -34,5 +37,40 @@ std::optional<StartError> CheckCommandLine(Config& cfg);
 // another daemon holds it.
 std::optional<StartError> LockStateDir(const Config& cfg, const std::string& lock_path,
                                        UniqueFd& lock);
+
+// ---- how the previous run ended (README, "What survives a crash or power loss")
+
+// How the daemon before this one stopped, from the run marker it left.
+enum class PreviousStop {
+  kUnknown,         // no marker: a new journal, or one of a version without markers
+  kClean,           // stopped cleanly: every record it committed is on disk
+  kCrashSameBoot,   // died alone (kill -9, OOM): the page cache kept the order
+  kCrashOtherBoot,  // unclean stop on an earlier boot: power loss or kernel crash
+};
+const char* PreviousStopName(PreviousStop p);
+
+// Files changed up to this long before the previous run started are compared
+// by content too: slack for a clock that was stepped during that run.
+inline constexpr int64_t kContentCheckSlackNs = int64_t{300} * 1000000000;
+
+struct StartCheckPlan {
+  PreviousStop previous = PreviousStop::kUnknown;
+  // When set, the start-up reconciliation also compares the SHA-256 of every
+  // regular file whose ctime is at or after this time with what the target
+  // holds (a record the data outlived may be lost). Unset: size and mtime only.
+  std::optional<int64_t> content_since_ns;
+};
+
+// The decision, without I/O: an unclean stop on another boot (or no marker
+// at all) needs the content check, for the files the previous run may have
+// changed (ctime from its start, less kContentCheckSlackNs; every file when
+// unknown); a clean stop or a crash on this boot keeps the quick check.
+StartCheckPlan DecideStartCheck(const std::optional<RunMarker>& previous,
+                                const std::string& boot_id_now);
+
+// The running kernel's boot id: /proc/sys/kernel/random/boot_id, or the file
+// named by $SCRIBEFS_BOOT_ID_FILE (for tests, which fake a reboot with it),
+// without surrounding white space.
+Result<std::string> CurrentBootId();
 
 }  // namespace scribefs

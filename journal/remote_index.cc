@@ -85,6 +85,29 @@ Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
   return out;
 }
 
+Status RemoteIndex::ForEach(const std::function<Status(const RemoteObject&)>& fn,
+                            bool skip_root) {
+  std::string sql = std::string("SELECT ") + kCols + " FROM objects";
+  if (skip_root) sql += " WHERE path <> ''";
+  sql += " ORDER BY path";
+  auto st = Prepare(db_, sql);
+  if (!st.ok()) return st.status();
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
+    SCRIBEFS_RETURN_IF_ERROR(fn(Row(st->get())));
+  if (rc != SQLITE_DONE) return SqliteError("remote index", db_, rc);
+  return Status::Ok();
+}
+
+Result<uint64_t> RemoteIndex::Count(bool skip_root) {
+  auto st = Prepare(db_, std::string("SELECT count(*) FROM objects") +
+                             (skip_root ? " WHERE path <> ''" : ""));
+  if (!st.ok()) return st.status();
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("remote index", db_, rc);
+  return static_cast<uint64_t>(sqlite3_column_int64(st->get(), 0));
+}
+
 Status RemoteIndex::Store(Journal& journal, const RemoteObject& o) {
   return journal.Apply([&](sqlite3* db) { return Upsert(db, o); });
 }

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -52,6 +53,14 @@ class RemoteIndex {
   // Rows at `dir` itself and below it ("dir/..."); every row when dir is "".
   Result<std::vector<RemoteObject>> Subtree(const std::string& dir);
   Result<std::vector<RemoteObject>> All() { return Subtree(""); }
+  // Row by row, by path, without holding them all (checkpoint manifests of
+  // millions of paths): fn is called for each row; a non-ok result stops the
+  // scan and is returned. Read it inside a JournalReader::Snapshot (Over) to
+  // see one state of the table. `skip_root` leaves out the row of DATADIR
+  // itself (path "").
+  Status ForEach(const std::function<Status(const RemoteObject&)>& fn, bool skip_root);
+  // The number of rows ForEach would visit.
+  Result<uint64_t> Count(bool skip_root);
 
   // Writes, each committed in the journal writer's next group (they wait for
   // it). Store: the target now holds o at o.path. Forget: it holds nothing

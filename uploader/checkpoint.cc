@@ -1,8 +1,5 @@
 #include "uploader/checkpoint.h"
 
-#include "journal/sqlite_util.h"
-#include "journal/remote_index.h"
-
 namespace scribefs {
 
 Status ValidateCheckpointName(std::string_view name) {
@@ -26,22 +23,35 @@ std::string CheckpointManifestKey(std::string_view name) {
   return std::string(kCheckpointKeyPrefix) + std::string(name) + ".json";
 }
 
-Result<nlohmann::ordered_json> BuildManifest(const std::string& journal_path,
-                                             const ManifestHeader& header, size_t* paths) {
-  auto index = RemoteIndex::Open(journal_path);
-  if (!index.ok()) return index.status();
-  // One SELECT: one consistent snapshot of the table.
-  auto rows = index.value()->All();
-  if (!rows.ok()) return rows.status().WithContext("reading the objects table");
-  std::vector<ManifestEntry> entries;
-  entries.reserve(rows->size());
-  for (const RemoteObject& o : *rows) {
-    if (o.path.empty()) continue;  // DATADIR itself has no object
-    entries.push_back({o.path, ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode,
-                       o.uid, o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id});
-  }
-  *paths = entries.size();
-  return ManifestJson(header, entries);
+Result<std::unique_ptr<ManifestSnapshot>> ManifestSnapshot::Take(const std::string& journal_path) {
+  std::unique_ptr<ManifestSnapshot> m(new ManifestSnapshot());
+  auto reader = JournalReader::Open(journal_path);
+  if (!reader.ok()) return reader.status().WithContext("checkpoint manifest");
+  m->reader_ = std::move(reader.value());
+  auto snap = m->reader_->BeginSnapshot();
+  if (!snap.ok()) return snap.status().WithContext("checkpoint manifest");
+  m->snapshot_.emplace(std::move(snap.value()));
+  m->index_ = RemoteIndex::Over(*m->reader_);
+  // The first read: from here on the snapshot is fixed. DATADIR itself has
+  // no object.
+  auto n = m->index_->Count(/*skip_root=*/true);
+  if (!n.ok()) return n.status().WithContext("checkpoint manifest: counting the objects table");
+  m->paths_ = *n;
+  return m;
+}
+
+Status ManifestSnapshot::WriteManifest(int fd, const ManifestHeader& header, uint64_t* bytes) {
+  ManifestWriter w(fd, header, paths_);
+  Status s = index_->ForEach(
+      [&](const RemoteObject& o) {
+        return w.Add({o.path, ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode,
+                      o.uid, o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id});
+      },
+      /*skip_root=*/true);
+  if (!s.ok()) return s.WithContext("checkpoint manifest: reading the objects table");
+  SCRIBEFS_RETURN_IF_ERROR(w.Finish());
+  *bytes = w.bytes();
+  return Status::Ok();
 }
 
 StoreResult<std::vector<StoredCheckpoint>> ListStoredCheckpoints(ObjectStore& store) {

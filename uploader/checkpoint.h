@@ -15,12 +15,16 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "journal/reader.h"
+#include "journal/remote_index.h"
 #include "uploader/object_layout.h"
 #include "uploader/object_store.h"
 
@@ -34,10 +38,31 @@ Status ValidateCheckpointName(std::string_view name);
 // ".scribefs/checkpoints/NAME.json" (relative to the target's prefix).
 std::string CheckpointManifestKey(std::string_view name);
 
-// Builds the manifest from the `objects` table of the journal at
-// journal_path (one read transaction). *paths gets the number of entries.
-Result<nlohmann::ordered_json> BuildManifest(const std::string& journal_path,
-                                             const ManifestHeader& header, size_t* paths);
+// The objects table as of one moment, for a manifest written afterwards.
+//
+// Take() runs while the mount is paused and everything up to the pause is
+// uploaded. It opens a read transaction on a connection of its own and
+// counts the paths in it, which fixes the snapshot (SQLite starts a read
+// transaction at its first read). Writers may resume right after: the
+// snapshot keeps seeing the table as it was at the pause (the WAL keeps the
+// pages it needs until it ends), so WriteManifest, run later, writes that
+// state row by row, in constant memory whatever the number of paths.
+// Not thread-safe; one WriteManifest per snapshot.
+class ManifestSnapshot {
+ public:
+  static Result<std::unique_ptr<ManifestSnapshot>> Take(const std::string& journal_path);
+  uint64_t paths() const { return paths_; }
+  // Writes the manifest to fd (at its offset); *bytes gets its size.
+  Status WriteManifest(int fd, const ManifestHeader& header, uint64_t* bytes);
+
+ private:
+  ManifestSnapshot() = default;
+  // Declared in the order they are made: destroyed index first, reader last.
+  std::unique_ptr<JournalReader> reader_;
+  std::optional<JournalReader::Snapshot> snapshot_;
+  std::unique_ptr<RemoteIndex> index_;
+  uint64_t paths_ = 0;
+};
 
 // A checkpoint whose manifest is in the target.
 struct StoredCheckpoint {

@@ -3,6 +3,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 
 namespace scribefs {
@@ -124,6 +127,23 @@ std::string Base64Encode(std::string_view bytes) {
     out.push_back('=');
   }
   return out;
+}
+
+Result<std::string> FileSha256Hex(int fd, uint64_t size) {
+  auto h = Hasher::Create(Hasher::Algorithm::kSha256);
+  if (!h.ok()) return h.status();
+  std::string buf(1 << 20, '\0');
+  uint64_t off = 0;
+  while (off < size) {
+    ssize_t n = pread(fd, buf.data(), std::min<uint64_t>(buf.size(), size - off), off);
+    if (n < 0) return PosixError("read", errno);
+    if (n == 0) break;
+    SCRIBEFS_RETURN_IF_ERROR(h->Update(std::string_view(buf.data(), n)));
+    off += n;
+  }
+  auto d = h->Finish();
+  if (!d.ok()) return d.status();
+  return HexEncode(*d);
 }
 
 }  // namespace scribefs

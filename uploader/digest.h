@@ -57,6 +57,10 @@ Result<std::string> HmacSha256(std::string_view key, std::string_view data);
 
 // Lower-case hex of raw bytes.
 std::string HexEncode(std::string_view bytes);
+
+// Hex SHA-256 of the first `size` bytes of the file open at fd (pread: the
+// offset is left alone); fewer when the file is shorter.
+Result<std::string> FileSha256Hex(int fd, uint64_t size);
 // Standard base64 with padding (for Content-MD5).
 std::string Base64Encode(std::string_view bytes);
 

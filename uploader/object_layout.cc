@@ -102,27 +102,30 @@ std::string IsoTimeUtc(int64_t time_ns) {
   return out;
 }
 
-nlohmann::ordered_json ManifestJson(const ManifestHeader& header,
-                                    const std::vector<ManifestEntry>& entries) {
-  using Json = nlohmann::ordered_json;
-  auto or_null = [](const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); };
-  Json list = Json::array();
-  for (const ManifestEntry& o : entries) {
-    Json e;
-    e["path"] = o.path;
-    e["key"] = o.key;
-    e["type"] = o.type;
-    e["size"] = o.size;
-    e["mode"] = o.mode;
-    e["uid"] = o.uid;
-    e["gid"] = o.gid;
-    e["mtime_ns"] = o.mtime_ns;
-    e["etag"] = o.etag;
-    e["sha256"] = or_null(o.sha256);
-    e["version_id"] = or_null(o.version_id);
-    list.push_back(std::move(e));
-  }
-  Json m;
+namespace {
+
+using OrderedJson = nlohmann::ordered_json;
+
+OrderedJson EntryJson(const ManifestEntry& o) {
+  auto or_null = [](const std::string& s) { return s.empty() ? OrderedJson(nullptr) : OrderedJson(s); };
+  OrderedJson e;
+  e["path"] = o.path;
+  e["key"] = o.key;
+  e["type"] = o.type;
+  e["size"] = o.size;
+  e["mode"] = o.mode;
+  e["uid"] = o.uid;
+  e["gid"] = o.gid;
+  e["mtime_ns"] = o.mtime_ns;
+  e["etag"] = o.etag;
+  e["sha256"] = or_null(o.sha256);
+  e["version_id"] = or_null(o.version_id);
+  return e;
+}
+
+// Everything but the entries (an empty "entries" array last).
+OrderedJson HeaderJson(const ManifestHeader& header, uint64_t paths) {
+  OrderedJson m;
   m["format"] = "scribefs-checkpoint";
   m["version"] = kManifestVersion;
   m["name"] = header.name;
@@ -130,9 +133,65 @@ nlohmann::ordered_json ManifestJson(const ManifestHeader& header,
   m["time"] = IsoTimeUtc(header.time_ns);
   m["journal_seq"] = header.journal_seq;
   m["target"] = header.target;
-  m["paths"] = list.size();
-  m["entries"] = std::move(list);
+  m["paths"] = paths;
+  m["entries"] = OrderedJson::array();
   return m;
+}
+
+std::string Compact(const OrderedJson& j) {
+  return j.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
+}
+
+}  // namespace
+
+nlohmann::ordered_json ManifestJson(const ManifestHeader& header,
+                                    const std::vector<ManifestEntry>& entries) {
+  OrderedJson m = HeaderJson(header, entries.size());
+  for (const ManifestEntry& o : entries) m["entries"].push_back(EntryJson(o));
+  return m;
+}
+
+ManifestWriter::ManifestWriter(int fd, const ManifestHeader& header, uint64_t paths)
+    : fd_(fd), expected_(paths) {
+  std::string head = Compact(HeaderJson(header, paths));
+  // The header ends in "\"entries\":[]}": the entries go between the brackets.
+  head.resize(head.size() - 2);
+  (void)Put(head);
+}
+
+Status ManifestWriter::Add(const ManifestEntry& entry) {
+  if (added_ == expected_)
+    status_ = Status::Error(EINVAL, "manifest: more entries than the " +
+                                        std::to_string(expected_) + " announced");
+  if (added_++ > 0) (void)Put(",");
+  return Put(Compact(EntryJson(entry)));
+}
+
+Status ManifestWriter::Finish() {
+  if (status_.ok() && added_ != expected_)
+    status_ = Status::Error(EINVAL, "manifest: " + std::to_string(added_) + " entries, " +
+                                        std::to_string(expected_) + " announced");
+  (void)Put("]}");
+  return Drain();
+}
+
+Status ManifestWriter::Put(std::string_view s) {
+  if (!status_.ok()) return status_;
+  buf_.append(s);
+  return buf_.size() >= (1u << 20) ? Drain() : Status::Ok();
+}
+
+Status ManifestWriter::Drain() {
+  size_t done = 0;
+  while (status_.ok() && done < buf_.size()) {
+    ssize_t n = write(fd_, buf_.data() + done, buf_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) status_ = PosixError("writing the manifest", errno);
+    else done += static_cast<size_t>(n);
+  }
+  bytes_ += done;
+  buf_.clear();
+  return status_;
 }
 
 Result<Manifest> ParseManifest(std::string_view body, const std::string& what) {

@@ -120,6 +120,30 @@ struct ManifestEntry {
 nlohmann::ordered_json ManifestJson(const ManifestHeader& header,
                                     const std::vector<ManifestEntry>& entries);
 
+// Writes a manifest entry by entry to a file, in constant memory: the same
+// bytes as ManifestJson(header, entries).dump() (compact, invalid UTF-8
+// replaced), so every reader of the format reads it. The format states the
+// number of entries before them: `paths` must be the number of Add() calls
+// (Finish fails otherwise). Not thread-safe.
+class ManifestWriter {
+ public:
+  // fd: written at its current offset; not owned, must outlive the writer.
+  ManifestWriter(int fd, const ManifestHeader& header, uint64_t paths);
+  Status Add(const ManifestEntry& entry);
+  // Ends the document and writes what is buffered.
+  Status Finish();
+  uint64_t bytes() const { return bytes_; }  // written so far (all, after Finish)
+
+ private:
+  Status Put(std::string_view s);
+  Status Drain();
+
+  int fd_;
+  uint64_t expected_, added_ = 0, bytes_ = 0;
+  std::string buf_;
+  Status status_;  // the first failure, sticky
+};
+
 struct Manifest {
   std::string target;  // "" when absent
   std::vector<ManifestEntry> entries;

@@ -24,23 +24,6 @@ const StoreStatus& StatusOf(const StoreResult<T>& r) {
   return r.status();
 }
 
-Result<std::string> FileSha256(int fd, uint64_t size) {
-  auto h = Hasher::Create(Hasher::Algorithm::kSha256);
-  if (!h.ok()) return h.status();
-  std::string buf(1 << 20, '\0');
-  uint64_t off = 0;
-  while (off < size) {
-    ssize_t n = pread(fd, buf.data(), std::min<uint64_t>(buf.size(), size - off), off);
-    if (n < 0) return PosixError("read", errno);
-    if (n == 0) break;
-    SCRIBEFS_RETURN_IF_ERROR(h->Update(std::string_view(buf.data(), n)));
-    off += n;
-  }
-  auto d = h->Finish();
-  if (!d.ok()) return d.status();
-  return HexEncode(*d);
-}
-
 }  // namespace
 
 struct PlanExecutor::Run {
@@ -318,7 +301,7 @@ PlanExecutor::Next PlanExecutor::DoMultipart(Run& run, const plan::Multipart& st
     return Next::kDone;
   };
   if (!Unchanged(run)) return abort();
-  auto sha = FileSha256(run.file_fd, obj.size);
+  auto sha = FileSha256Hex(run.file_fd, obj.size);
   if (!sha.ok()) {
     run.out.status = StoreStatus(sha.status());
     return abort();

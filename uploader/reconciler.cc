@@ -15,6 +15,7 @@
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "uploader/digest.h"
 #include "uploader/object_layout.h"
 
 namespace scribefs {
@@ -29,6 +30,7 @@ struct Stored {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   uint32_t mode = 0, uid = 0, gid = 0;
+  std::string sha256;  // hex, "" when not known
 };
 
 // Type, mode and owner, and for anything but a directory (whose mtime moves
@@ -51,6 +53,7 @@ Stored StoredOf(const RemoteObject& r) {
   o.mode = r.mode;
   o.uid = r.uid;
   o.gid = r.gid;
+  o.sha256 = r.sha256;
   return o;
 }
 
@@ -114,7 +117,7 @@ Result<JournalView> OpenView(const std::string& path) {
   return v;
 }
 
-enum class Reason { kNew, kChanged, kMissing };
+enum class Reason { kNew, kChanged, kMissing, kContent };
 
 const char* ReasonName(Reason r) {
   switch (r) {
@@ -124,6 +127,8 @@ const char* ReasonName(Reason r) {
       return "changed";
     case Reason::kMissing:
       return "missing";
+    case Reason::kContent:
+      return "content";
   }
   return "?";
 }
@@ -131,7 +136,8 @@ const char* ReasonName(Reason r) {
 struct Candidate {
   std::string path;
   Reason reason;
-  struct stat st;  // when not missing
+  struct stat st;      // when not missing
+  std::string sha256;  // kContent candidates: what the target holds
 };
 
 // Where the local entry at `path` is now (nullopt: not there).
@@ -145,6 +151,48 @@ Result<std::optional<struct stat>> StatNow(int root_fd, const std::string& path)
   struct stat st;
   if (fstat(fd->get(), &st) != 0) return PosixError("reconcile: stat " + path, errno);
   return std::optional<struct stat>(st);
+}
+
+int64_t CtimeNs(const struct stat& st) {
+  return int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+// Whether the regular file at `path` still holds the content whose SHA-256
+// the target has (c.sha256; "" = unknown, so: no). Opened without following
+// symlinks and without blocking (a FIFO put in its place meanwhile), and
+// checked to be the file the walk saw.
+Result<bool> SameContent(int root_fd, const Candidate& c) {
+  if (c.sha256.empty()) return false;
+  auto fd = OpenBeneath(root_fd, c.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (!fd.ok()) {
+    int e = fd.status().code();
+    if (e == ENOENT || e == ENOTDIR || e == ELOOP) return false;  // replaced: store it again
+    return fd.status().WithContext("reconcile: " + c.path);
+  }
+  struct stat st;
+  if (fstat(fd->get(), &st) != 0) return PosixError("reconcile: stat " + c.path, errno);
+  if (!S_ISREG(st.st_mode) || st.st_ino != c.st.st_ino || st.st_size != c.st.st_size) return false;
+  auto sha = FileSha256Hex(fd->get(), static_cast<uint64_t>(st.st_size));
+  if (!sha.ok()) return sha.status().WithContext("reconcile: hashing " + c.path);
+  return *sha == c.sha256;
+}
+
+// 2b. The content check (ReconcileOptions::content_since_ns): keeps the
+// kContent candidates whose content is not what the target holds.
+Status CheckContent(int root_fd, std::vector<Candidate>* candidates, ReconcileReport* rep) {
+  std::vector<Candidate> kept;
+  kept.reserve(candidates->size());
+  for (Candidate& c : *candidates) {
+    if (c.reason == Reason::kContent) {
+      rep->hashed++;
+      auto same = SameContent(root_fd, c);
+      if (!same.ok()) return same.status();
+      if (*same) continue;
+    }
+    kept.push_back(std::move(c));
+  }
+  *candidates = std::move(kept);
+  return Status::Ok();
 }
 
 using Known = std::unordered_map<std::string, Stored>;
@@ -202,9 +250,13 @@ Status WalkTree(int root_fd, const ReconcileOptions& options, const Excluded& ex
       }
       auto it = known->find(path);
       if (it == known->end()) {
-        candidates->push_back({path, Reason::kNew, st});
+        candidates->push_back({path, Reason::kNew, st, {}});
       } else {
-        if (!Same(it->second, st)) candidates->push_back({path, Reason::kChanged, st});
+        if (!Same(it->second, st))
+          candidates->push_back({path, Reason::kChanged, st, {}});
+        else if (options.content_since_ns && !options.quiesce && S_ISREG(st.st_mode) &&
+                 CtimeNs(st) >= *options.content_since_ns)
+          candidates->push_back({path, Reason::kContent, st, it->second.sha256});
         known->erase(it);
       }
       if (S_ISDIR(st.st_mode)) {
@@ -230,7 +282,7 @@ void AddMissing(const Known& known, const Excluded& excluded,
       }
     }
     if (parent_missing || excluded(p)) continue;
-    candidates->push_back({p, Reason::kMissing, {}});
+    candidates->push_back({p, Reason::kMissing, {}, {}});
   }
 }
 
@@ -284,6 +336,10 @@ Status JournalReport(Journal* journal, const std::vector<Candidate>& report,
       case Reason::kChanged:
         rep->changed++;
         break;
+      case Reason::kContent:
+        rep->changed++;
+        rep->content++;
+        break;
       case Reason::kMissing:
         rep->missing++;
         break;
@@ -322,6 +378,8 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
   SCRIBEFS_RETURN_IF_ERROR(WalkTree(root_fd, options, excluded, &rep, &known, &candidates));
   AddMissing(known, excluded, &candidates);
   known.clear();
+  if (options.content_since_ns && !options.quiesce)
+    SCRIBEFS_RETURN_IF_ERROR(CheckContent(root_fd, &candidates, &rep));
 
   // 3. Keep what no record still to upload covers; on a live mount, only
   // what still differs now (see ReconcileOptions::quiesce).

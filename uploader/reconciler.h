@@ -2,7 +2,9 @@
 // (scribefs was not mounted, or something wrote to DATADIR behind the mount)
 // by comparing the backing tree with what the target holds (the objects
 // table), and journals a `reconcile` record for every path that differs:
-// new, changed (type, size, mtime, mode, owner) or missing locally. The
+// new, changed (type, size, mtime, mode, owner) or missing locally; with
+// ReconcileOptions::content_since_ns also "content": a regular file whose
+// SHA-256 differs from the one stored although size and mtime match. The
 // uploader then treats each as a whole-file change (or a delete).
 //
 // A path that differs but has journal records still to upload (pending or
@@ -30,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -43,6 +46,8 @@ struct ReconcileReport {
   uint64_t changed = 0;    // in the target, but different: "changed"
   uint64_t missing = 0;    // in the target, gone locally: "missing"
   uint64_t pending = 0;    // differ, but journal records still to upload cover them
+  uint64_t hashed = 0;     // regular files whose content was compared
+  uint64_t content = 0;    // of those, differing in content only: "content" (also in changed)
   double seconds = 0;      // the whole run
   double hold_ms = 0;      // live: how long mutations through the mount were held
 };
@@ -72,6 +77,14 @@ struct ReconcileOptions {
   std::function<Status(const std::function<Status()>& check)> quiesce;
   // Polled during the walk; true ends the run with ECANCELED.
   std::function<bool()> cancelled;
+  // Start-up after a power loss or kernel crash (daemon/startup_checks.h):
+  // regular files that pass the quick check (type, owner, mode, size, mtime)
+  // and whose ctime is at or after this time are read and their SHA-256
+  // compared with the one the objects table holds; a difference, or no
+  // stored SHA-256, is reported as "content". The ctime, which no
+  // application can set back, bounds the files a lost record may concern.
+  // Unset: the quick check only. Start-up only (ignored with quiesce).
+  std::optional<int64_t> content_since_ns;
   // Goes into each record's detail as "scan" ("start" or "rescan").
   std::string scan = "start";
 };

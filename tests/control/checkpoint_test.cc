@@ -431,6 +431,98 @@ TEST_F(CheckpointTest, ManifestDescribesEveryObjectAndReservedKeysAreSafe) {
   EXPECT_TRUE(found);
 }
 
+// A checkpoint of many paths (issue 10, item 9). Its manifest is written
+// after writers resume: with manifest writing slowed down by the test hook
+// ($SCRIBEFS_TEST_MANIFEST_DELAY_MS), a write issued right after the
+// checkpoint's pause began still completes at once, long before the
+// checkpoint does (a hold that lasts through the manifest makes it wait the
+// whole delay). Restore reads the manifest back to the tree as it was.
+TEST_F(CheckpointTest, ManyPathsManifestIsWrittenAfterWritersResume) {
+  constexpr int kDirs = 15, kPerDir = 100;
+  constexpr int kDelayMs = 2000;
+  setenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS", std::to_string(kDelayMs).c_str(), 1);
+  MountWithTarget();
+  unsetenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
+  if (HasFatalFailure()) return;
+  for (int d = 0; d < kDirs; ++d) {
+    std::string dir = "many/d" + std::to_string(d);
+    if (d == 0) ASSERT_EQ(mkdir(mp("many").c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(mp(dir).c_str(), 0750), 0);
+    for (int i = 0; i < kPerDir; ++i)
+      ASSERT_TRUE(it::WriteFile(mp(dir + "/f" + std::to_string(i)),
+                                "file " + std::to_string(d * kPerDir + i) + "\n", 0640));
+  }
+  ASSERT_EQ(Ctl({"flush", "--timeout", "120"}).exit_code, 0);
+  auto tree_at_checkpoint = it::ListTree(data());
+  int64_t seq_before = 0;
+  for (const Record& r : Records()) seq_before = std::max(seq_before, r.seq);
+
+  std::atomic<bool> done{false};
+  RunResult ck;
+  std::thread checkpoint([&] {
+    ck = Ctl({"--json", "checkpoint", "many"}, 120);
+    done = true;
+  });
+  // Wait for the checkpoint's pause record, then write through the mount.
+  bool paused = false;
+  for (int i = 0; i < 1000 && !paused && !done; ++i) {
+    for (const Record& r : Records())
+      if (r.seq > seq_before && r.op == Op::kPause) paused = true;
+    if (!paused) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(paused) << "no pause record seen";
+  std::string late = mp("late");
+  const char* late_path = late.c_str();
+  auto t0 = std::chrono::steady_clock::now();
+  Child writer([late_path] {
+    int fd = open(late_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    if (write(fd, "late\n", 5) != 5) return errno ? errno : EIO;
+    return close(fd) == 0 ? 0 : errno;
+  });
+  auto status = writer.Wait(60);
+  double write_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  bool checkpoint_done_at_write = done;
+  checkpoint.join();
+  ASSERT_EQ(status, std::optional<int>(0));
+  EXPECT_LT(write_ms, kDelayMs / 2) << "a write was held while the manifest was written";
+  EXPECT_FALSE(checkpoint_done_at_write) << "the write completed only after the checkpoint";
+  ASSERT_EQ(ck.exit_code, 0) << ck.Describe();
+  json a = JsonOut(ck);
+  EXPECT_LT(a["held_ms"].get<double>(), kDelayMs / 2) << a.dump();
+  EXPECT_GE(a["manifest_ms"].get<double>(), kDelayMs) << a.dump();
+  const size_t paths = 1 + kDirs + kDirs * kPerDir;  // many/, its dirs and files
+  EXPECT_EQ(a["paths"].get<size_t>(), paths) << a.dump();
+
+  json m = Manifest("many");
+  ASSERT_TRUE(m.is_object());
+  EXPECT_EQ(m["paths"].get<size_t>(), paths);
+  EXPECT_EQ(m["entries"].size(), paths);
+  std::string prev;
+  for (const auto& e : m["entries"]) {  // sorted by path
+    EXPECT_LT(prev, e["path"].get<std::string>());
+    prev = e["path"];
+  }
+
+  // Restore reads it back to the tree as it was (without "late").
+  std::string dest = root() + "/restored";
+  RunResult r = Ctl({"--json", "restore", "--same-owner", "--to", dest, "--checkpoint", "many"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  auto restored = it::ListTree(dest);
+  ASSERT_EQ(restored.size(), tree_at_checkpoint.size());
+  for (const auto& [rel, st] : tree_at_checkpoint) {
+    auto got = restored.find(rel);
+    ASSERT_NE(got, restored.end()) << rel << " not restored";
+    EXPECT_EQ(got->second.st_mode, st.st_mode) << rel;
+    EXPECT_EQ(got->second.st_size, S_ISDIR(st.st_mode) ? got->second.st_size : st.st_size) << rel;
+    if (S_ISREG(st.st_mode)) {
+      EXPECT_EQ(it::ReadFile(dest + "/" + rel), it::ReadFile(data(rel))) << rel;
+      EXPECT_EQ(it::MtimeNs(got->second), it::MtimeNs(st)) << rel;
+    }
+  }
+}
+
 #ifdef SCRIBEFS_CHECKPOINT_S3
 TEST_F(CheckpointTest, VersionedBucketKeepsCheckpointsRestorable) {
   MountWithTarget(/*versioned=*/true);

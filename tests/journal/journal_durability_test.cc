@@ -27,6 +27,7 @@
 
 #include "journal/journal.h"
 #include "journal/reader.h"
+#include "journal/run_marker.h"
 
 namespace {
 std::mutex g_mu;
@@ -199,6 +200,39 @@ TEST_F(JournalDurabilityTest, FailedSyncFromSyncIsSticky) {
   g_fail_errno = 0;
   Record r = Rec("a");
   EXPECT_FALSE(j_->Commit(r).ok());
+}
+
+// The run marker (journal/run_marker.h) tells the next daemon how this one
+// stopped: it must be on disk with every record committed before it, or a
+// power cut could leave an old "stopped" behind a run that lost records.
+TEST_F(JournalDurabilityTest, RunMarkerIsDurableAndReadsBack) {
+  auto none = ReadRunMarker(*j_);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  Record r = Rec("a");
+  ASSERT_TRUE(j_->Commit(r).ok());
+  ASSERT_EQ(g_wal_syncs.load(), 0);
+  ASSERT_TRUE(WriteRunMarker(*j_, {"boot-a", 123, true}).ok());
+  EXPECT_GE(g_wal_syncs.load(), 1) << "the marker was not made durable";
+  g_wal_syncs = 0;
+  ASSERT_TRUE(WriteRunMarker(*j_, {"boot-a", 123, false}).ok());
+  EXPECT_GE(g_wal_syncs.load(), 1);
+  EXPECT_FALSE(WriteRunMarker(*j_, {"boot a", 1, true}).ok()) << "a boot id with a space";
+  EXPECT_FALSE(WriteRunMarker(*j_, {"", 1, true}).ok());
+  j_.reset();
+  auto j = Journal::Open(path_);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  auto m = ReadRunMarker(*j.value());
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->boot_id, "boot-a");
+  EXPECT_EQ((*m)->started_ns, 123);
+  EXPECT_FALSE((*m)->running);
+  // A value this module did not write reads as no marker.
+  ASSERT_TRUE(j.value()->SetMeta("run", "garbage").ok());
+  auto g = ReadRunMarker(*j.value());
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE(g->has_value());
+  j_ = std::move(j.value());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -115,6 +116,51 @@ TEST(ObjectLayout, ManifestRoundTrips) {
   EXPECT_EQ(f.version_id, "v1");
   EXPECT_TRUE(f.has_attributes);
   EXPECT_EQ(out->entries[0].sha256, "");
+}
+
+// The streamed manifest (checkpoints of millions of paths) is byte for byte
+// the document ManifestJson builds, so old and new readers read it; and it
+// refuses an entry count other than the one it announced.
+TEST(ObjectLayout, ManifestWriterWritesTheSameBytesAsTheDocument) {
+  ManifestHeader h{"nightly", 1700000000123000000, 42, "file:///t"};
+  std::vector<ManifestEntry> in = {
+      {"d", "d/", "dir", 0, S_IFDIR | 0755, 0, 0, 5, "e0", "", ""},
+      {"d/f", "d/f", "file", 3, S_IFREG | 0644, 1, 2, 7, "e1", "abc", "v1"},
+      {"d/\xff\xfe bad", "d/\xff\xfe bad", "file", 1, S_IFREG | 0600, 0, 0, 9, "e2", "x", ""}};
+  std::string expected =
+      ManifestJson(h, in).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  for (size_t n : {size_t{0}, in.size()}) {
+    std::vector<ManifestEntry> entries(in.begin(), in.begin() + n);
+    std::string want =
+        ManifestJson(h, entries).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    FILE* f = tmpfile();
+    ASSERT_NE(f, nullptr);
+    ManifestWriter w(fileno(f), h, n);
+    for (const ManifestEntry& e : entries) ASSERT_TRUE(w.Add(e).ok());
+    ASSERT_TRUE(w.Finish().ok());
+    EXPECT_EQ(w.bytes(), want.size());
+    std::string got(want.size() + 16, '\0');
+    ssize_t len = pread(fileno(f), got.data(), got.size(), 0);
+    fclose(f);
+    ASSERT_GE(len, 0);
+    got.resize(static_cast<size_t>(len));
+    EXPECT_EQ(got, want);
+    if (n > 0) {
+      EXPECT_EQ(got, expected);
+      auto parsed = ParseManifest(got, "m");
+      ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+      EXPECT_EQ(parsed->entries.size(), n);
+    }
+  }
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  ManifestWriter fewer(fileno(f), h, 2);
+  ASSERT_TRUE(fewer.Add(in[0]).ok());
+  EXPECT_FALSE(fewer.Finish().ok());
+  ManifestWriter more(fileno(f), h, 1);
+  ASSERT_TRUE(more.Add(in[0]).ok());
+  EXPECT_FALSE(more.Add(in[1]).ok());
+  fclose(f);
 }
 
 TEST(ObjectLayout, ManifestParseErrorsNameTheManifest) {
