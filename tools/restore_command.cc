@@ -1,5 +1,7 @@
 #include "tools/restore_command.h"
 
+#include "tools/cli_suggest.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -357,7 +359,7 @@ CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
       ->type_name("PREFIX");
   cmd->add_option("-j,--workers", o->workers, "Parallel downloads (default 8).")
       ->type_name("N")
-      ->check(CLI::Range(1, 256).description(""));
+      ->check(IntegerFromTo(1, 256));
   cmd->add_flag("--same-owner", o->same_owner,
                 "Give each path its stored owner and group, and keep set-user-ID\n"
                 "and set-group-ID bits (needs root; trust the target first).");

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -668,6 +669,113 @@ TEST_F(ScribectlTest, NotAJournalIsAFailure) {
   RunResult r = RunCtl({"--state-dir", other, "log"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(r.err.rfind("scribectl: ", 0), 0u) << r.err;
+}
+
+// A misspelled command names the nearest one instead of "A subcommand is
+// required".
+TEST_F(ScribectlTest, MisspelledCommandSuggestsTheNearest) {
+  for (auto [typo, meant] : std::vector<std::pair<std::string, std::string>>{
+           {"chekpoint", "checkpoint"}, {"stauts", "status"}, {"jornal", "journal"},
+           {"verfy", "verify"}, {"restroe", "restore"}}) {
+    RunResult r = RunCtl({"-m", "/tmp", typo, "x"});
+    EXPECT_EQ(r.exit_code, 2) << typo;
+    EXPECT_NE(r.err.find("unknown command '" + typo + "'; did you mean '" + meant + "'?"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find("A subcommand is required"), std::string::npos) << r.err;
+  }
+  RunResult r = RunCtl({"xyzzy"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'xyzzy'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("did you mean"), std::string::npos) << r.err;
+}
+
+// Range errors say the range in words, not as a 300-digit double.
+TEST_F(ScribectlTest, RangeErrorsAreReadable) {
+  for (const auto& cmd : {"pause", "flush", "checkpoint", "rescan"}) {
+    std::vector<std::string> args = {cmd, "--timeout", "-1"};
+    if (std::string(cmd) == "checkpoint") args.push_back("name");
+    RunResult r = Ctl(args);
+    EXPECT_EQ(r.exit_code, 2) << cmd;
+    EXPECT_NE(r.err.find("--timeout: must be > 0"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 200u) << r.err;
+  }
+  RunResult r = Ctl({"verify", "-j", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("must be a whole number from 1 to 64"), std::string::npos) << r.err;
+  r = Ctl({"restore", "--to", tmp_.path() + "/r", "-j", "1000"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("from 1 to 256"), std::string::npos) << r.err;
+}
+
+// With --json, every error is one JSON object on stderr, usage errors too,
+// and stdout stays empty.
+TEST_F(ScribectlTest, JsonErrorsAreJsonOnStderr) {
+  for (std::vector<std::string> args : {
+           std::vector<std::string>{"--json", "--state-dir", tmp_.path() + "/nowhere", "journal"},
+           {"--json", "journal", "--op", "frobnicate"},
+           {"journal", "--json", "--bogus"},
+           {"--json", "chekpoint"},
+           {"--json", "pause", "--timeout", "0"},
+           {"--json"}}) {
+    RunResult r = RunCtl(args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    json j = json::parse(r.err, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r.err;
+    EXPECT_EQ(j["ok"], false);
+    EXPECT_EQ(j["exit_code"], r.exit_code);
+    EXPECT_TRUE(j["error"].is_string());
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+// `scribectl completion bash` completes commands and options; run the
+// function by hand on COMP_WORDS as bash would.
+TEST_F(ScribectlTest, BashCompletionOffersCommandsAndOptions) {
+  RunResult gen = RunCtl({"completion", "bash"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  std::string script = tmp_.path() + "/scribectl.bash";
+  {
+    UniqueFd fd(open(script.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600));
+    ASSERT_EQ(write(fd.get(), gen.out.data(), gen.out.size()), ssize_t(gen.out.size()));
+  }
+  auto complete = [&](const std::string& words, int cword) {
+    std::string cmd = "source " + script +
+                      " && complete -p scribectl >/dev/null && COMP_WORDS=(" + words +
+                      ") && COMP_CWORD=" + std::to_string(cword) +
+                      " && _scribectl && echo \"${COMPREPLY[*]}\"";
+    std::vector<std::string> args = {"/bin/bash", "--norc", "-c", cmd};
+    std::vector<std::string> env = ChildEnv({});
+    auto argv = CStrings(args);
+    auto envp = CStrings(env);
+    int out[2];
+    EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    pid_t pid;
+    EXPECT_EQ(posix_spawn(&pid, "/bin/bash", &fa, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+    close(out[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+    return text;
+  };
+  EXPECT_EQ(complete("scribectl che", 1), "checkpoint checkpoints\n");
+  EXPECT_EQ(complete("scribectl -m /data chec", 3), "checkpoint checkpoints\n");
+  EXPECT_EQ(complete("scribectl l", 1), "log\n");
+  EXPECT_EQ(complete("scribectl pause --ti", 2), "--timeout\n");
+  EXPECT_NE(complete("scribectl restore --", 2).find("--checkpoint"), std::string::npos)
+      << "every option the parser knows";
+  EXPECT_EQ(complete("scribectl --js", 1), "--json\n");
+  EXPECT_EQ(complete("scribectl comp", 1), "\n") << "the hidden command is not offered";
 }
 
 }  // namespace
