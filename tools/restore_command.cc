@@ -437,6 +437,12 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
   PrintSummary(global, o, target->url, *dest, s, code);
   int out = FinishOutput();
   if (out != kExitOk) return out;
+  if (!prefix.empty() && s.restored + s.skipped + s.excluded + s.failed.size() +
+                                 s.refused.size() + s.left_out.size() ==
+                             0)
+    return Fail(kExitFailure, "nothing matched --path " + EscapeControl(o.path) + " in " +
+                                  (o.checkpoint.empty() ? "the target" : "checkpoint " + o.checkpoint) +
+                                  "; nothing was restored");
   if (code == kExitFailure) {
     Fail(code, std::to_string(s.failed.size()) + " path(s) could not be restored (listed above)");
   } else if (code == kExitRefused) {

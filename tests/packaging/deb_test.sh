@@ -24,6 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+cmake --build "$build" -j2 --target scribefs scribectl docs >"$tmp/build.log" 2>&1 ||
+  { tail -30 "$tmp/build.log"; fail "building the packaged targets"; }
 (cd "$build" && cpack -G DEB -B "$tmp/pkg" >"$tmp/cpack.log" 2>&1) || { cat "$tmp/cpack.log"; fail "cpack"; }
 deb=$(ls "$tmp"/pkg/scribefs_*.deb)
 depends=$(dpkg-deb -f "$deb" Depends)

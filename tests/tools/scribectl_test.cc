@@ -778,5 +778,33 @@ TEST_F(ScribectlTest, BashCompletionOffersCommandsAndOptions) {
   EXPECT_EQ(complete("scribectl comp", 1), "\n") << "the hidden command is not offered";
 }
 
+// verify and restore with a --path that matches nothing say so and fail,
+// instead of exiting 0 having done nothing.
+TEST_F(ScribectlTest, PathMatchingNothingIsAFailure) {
+  std::string target = tmp_.path() + "/target", dir = tmp_.path() + "/dir";
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  {
+    UniqueFd fd(open((dir + "/a").c_str(), O_CREAT | O_WRONLY, 0600));
+    ASSERT_TRUE(fd.valid());
+  }
+  RunResult r = RunCtl({"verify", "--target", "file://" + target, "--dir", dir, "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("nothing matched --path nope"), std::string::npos) << r.err;
+  // A path that exists on one side is a difference, not "nothing matched".
+  r = RunCtl({"verify", "--target", "file://" + target, "--dir", dir, "--path", "a"});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_EQ(r.err.find("nothing matched"), std::string::npos) << r.err;
+
+  r = RunCtl({"restore", "--target", "file://" + target, "--to", tmp_.path() + "/restored",
+              "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("nothing matched --path nope in the target"), std::string::npos) << r.err;
+  r = RunCtl({"--json", "restore", "--target", "file://" + target, "--to",
+              tmp_.path() + "/restored", "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(json::parse(r.err, nullptr, false).is_object()) << r.err;
+}
+
 }  // namespace
 }  // namespace scribefs
