@@ -215,5 +215,16 @@ TEST_F(ScribectlTest, ErrorsNameOptionsNotJsonFields) {
   }
 }
 
+// A journal-only mount (no --target) says so instead of showing its records
+// as pending and ageing forever.
+TEST_F(ScribectlTest, JournalOnlyStatusSaysNoTarget) {
+  Mount();
+  ASSERT_TRUE(it::WriteFile(mp("file"), "content"));
+  RunResult r = Ctl({"status"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.out.find("no target (journal only)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("oldest"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace scribefs::ctltest
