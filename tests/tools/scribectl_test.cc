@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -804,6 +805,52 @@ TEST_F(ScribectlTest, PathMatchingNothingIsAFailure) {
               tmp_.path() + "/restored", "--path", "nope"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(json::parse(r.err, nullptr, false).is_object()) << r.err;
+}
+
+// restore --dry-run says what it would create and replace and writes
+// nothing; a real restore into a non-empty directory first names what it
+// replaces.
+TEST_F(ScribectlTest, RestoreDryRunAndNonEmptyDestination) {
+  std::string target = tmp_.path() + "/target", dest = tmp_.path() + "/dest";
+  auto put = [](const std::string& path, const std::string& content) {
+    UniqueFd fd(open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600));
+    ASSERT_TRUE(fd.valid()) << path;
+    ASSERT_EQ(write(fd.get(), content.data(), content.size()), ssize_t(content.size()));
+  };
+  auto get = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((target + "/sub").c_str(), 0700), 0);
+  put(target + "/x.txt", "new");
+  put(target + "/sub/y.txt", "why");
+  // Into a directory that does not exist: nothing is created.
+  RunResult r = RunCtl({"restore", "--target", "file://" + target, "--to", dest, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("create   x.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("create   sub/y.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("nothing written"), std::string::npos) << r.out;
+  EXPECT_NE(access(dest.c_str(), F_OK), 0) << "--dry-run created the destination";
+
+  ASSERT_EQ(mkdir(dest.c_str(), 0700), 0);
+  put(dest + "/x.txt", "old");
+  r = RunCtl({"--json", "restore", "--target", "file://" + target, "--to", dest, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["dry_run"], true);
+  EXPECT_EQ(j["replace"], json::array({"x.txt"}));
+  EXPECT_EQ(j["create"], json::array({"sub", "sub/y.txt"}));
+  EXPECT_EQ(get(dest + "/x.txt"), "old");
+  EXPECT_NE(access((dest + "/sub").c_str(), F_OK), 0);
+
+  r = RunCtl({"restore", "--target", "file://" + target, "--to", dest});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("not empty: 1 existing path(s) are replaced"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("x.txt"), std::string::npos) << r.err;
+  EXPECT_EQ(get(dest + "/x.txt"), "new");
+  EXPECT_EQ(get(dest + "/sub/y.txt"), "why");
 }
 
 }  // namespace
