@@ -181,6 +181,7 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   out["paths"] = paths;
   out["held_ms"] = held_ms;
   out["time_ns"] = time_ns;
+  if (d.checkpoint_hold) d.checkpoint_hold->Observe(out["held_ms"].get<double>() / 1000);
   spdlog::info("checkpoint {} taken: {} paths, journal seq {}, writes held {} ms", name, paths,
                pause_seq, out["held_ms"].get<double>());
   return out;

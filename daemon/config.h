@@ -36,6 +36,11 @@ struct Config {
   double crash_check_delay = 30.0;
   double max_pause = 3600.0;  // pause points (control socket)
   double open_file_delay = 10.0;
+  // Monitoring (daemon/metrics_server.h): both off when empty.
+  std::string metrics_listen;       // ADDR:PORT for GET /metrics
+  bool metrics_listen_any = false;  // allow a non-loopback ADDR
+  std::string metrics_file;         // textfile collector output
+  double metrics_interval = 15.0;   // seconds between --metrics-file writes
 };
 
 // An error that ends start-up, with the exit code to report.

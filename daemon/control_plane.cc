@@ -88,6 +88,7 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.rate = &rate_;
   deps_.sweep = options_.sweep;
   deps_.datadir_fd = options_.datadir_fd;
+  deps_.checkpoint_hold = &checkpoint_hold_;
 }
 
 ControlPlane::~ControlPlane() { Stop(); }

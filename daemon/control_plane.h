@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "daemon/control_server.h"
+#include "daemon/metrics_format.h"
 #include "fs/filesystem.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
@@ -53,6 +54,7 @@ struct ControlDeps {
   UploadRate* rate = nullptr;
   OrphanSweep* sweep = nullptr;  // may be null
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
+  DurationHistogram* checkpoint_hold = nullptr;  // checkpoints observe their hold; may be null
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -87,12 +89,15 @@ class ControlPlane {
   // answered, the socket is gone. Idempotent.
   void Stop();
   PauseController& pauser() { return pauser_; }
+  // How long checkpoints held writes (for /metrics).
+  const DurationHistogram& checkpoint_hold() const { return checkpoint_hold_; }
 
  private:
   MutationGate* const gate_;
   const Options options_;
   PauseController pauser_;
   UploadRate rate_;
+  DurationHistogram checkpoint_hold_{DurationHistogram::HoldBounds()};
   ControlDeps deps_;
   std::unique_ptr<ControlServer> server_;
   std::atomic<bool> watch_stop_{false};

@@ -19,6 +19,8 @@
 #include "daemon/config.h"
 #include "daemon/control_plane.h"
 #include "daemon/daemonize.h"
+#include "daemon/metrics_collect.h"
+#include "daemon/metrics_server.h"
 #include "daemon/options.h"
 #include "daemon/startup_checks.h"
 #include "fs/filesystem.h"
@@ -70,6 +72,18 @@ FuseOptions MakeFuseOptions(const Config& cfg, const std::string& mountpoint) {
   fo.cache_timeout = cfg.cache_timeout;
   fo.max_threads = cfg.threads;
   return fo;
+}
+
+ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
+                                         bool target, OrphanSweep* sweep, int datadir_fd) {
+  ControlPlane::Options cpo;
+  cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, target ? cfg.mode : "journal-only",
+              SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
+  cpo.max_pause_s = cfg.max_pause;
+  cpo.sweep = sweep;
+  cpo.socket_path = StatePaths{cfg.state_dir}.socket();
+  cpo.datadir_fd = datadir_fd;
+  return cpo;
 }
 
 // Shutdown of the uploader, after the unmount: lets the uploads finish, up to
@@ -227,16 +241,21 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
-  ControlPlane::Options cpo;
-  cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, replicator ? cfg.mode : "journal-only",
-              SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
-  cpo.max_pause_s = cfg.max_pause;
-  cpo.sweep = sweep.get();
-  cpo.socket_path = paths.socket();
-  cpo.datadir_fd = sync_fd.get();
+  ControlPlane::Options cpo =
+      MakeControlOptions(cfg, mountpoint, replicator != nullptr, sweep.get(), sync_fd.get());
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
   if (Status cs = plane.Start(); !cs.ok())
     return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
+
+  // Prometheus metrics (README, "Monitoring (Prometheus)"): started before
+  // the mount so that a port in use fails the start; stopped before the plane.
+  MetricsCollector metrics({journal.value().get(), replicator.get(), &plane.pauser(),
+                            &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING, cpo.info.started_ns});
+  auto exporter = MetricsExport::Start(
+      {cfg.metrics_listen, cfg.metrics_file,
+       std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},
+      [&metrics] { return metrics.Render(); });
+  if (!exporter.ok()) return fail(kExitFailure, exporter.status().message());
 
   auto server = FuseServer::Mount(MakeFuseOptions(cfg, mountpoint), &fs);
   if (!server.ok()) return fail(kExitFailure, server.status().message());
@@ -253,6 +272,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   plane.WatchSession(server.value().get());
   ready(nullptr);
   Status run = server.value()->Run();
+  exporter.value()->server.reset();
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();
@@ -260,6 +280,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   server.value()->Unmount();
   server.value().reset();
   if (replicator) StopReplication(cfg, journal.value().get(), replicator.get(), sweep);
+  exporter.value().reset();  // the metrics file's last write: the final counters
   spdlog::info("scribefs stopped serving {}", cfg.datadir);
   if (!run.ok()) {
     spdlog::error("{}", run.message());

@@ -2,8 +2,10 @@
 #include "daemon/options.h"
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "daemon/daemon.h"
+#include "daemon/metrics_server.h"
 
 namespace scribefs {
 namespace {
@@ -125,6 +127,44 @@ void AddReplicationOptions(CLI::App& app, Config& cfg) {
       ->group(repl);
 }
 
+// Prometheus metrics (README, "Monitoring (Prometheus)"); off by default.
+void AddMonitoringOptions(CLI::App& app, Config& cfg) {
+  auto* group = "Monitoring";
+  app.add_option("--metrics-listen", cfg.metrics_listen,
+                 "Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9108); "
+                 "loopback addresses only unless --metrics-listen-any")
+      ->group(group);
+  app.add_flag("--metrics-listen-any", cfg.metrics_listen_any,
+               "Allow --metrics-listen on a non-loopback address (the metrics carry no "
+               "file names, but anyone who can reach the port can read them)")
+      ->group(group);
+  app.add_option("--metrics-file", cfg.metrics_file,
+                 "Write the same metrics to this file (atomically, mode 0644) for "
+                 "node_exporter's textfile collector, e.g. "
+                 "/var/lib/prometheus/node-exporter/scribefs.prom")
+      ->group(group);
+  app.add_option("--metrics-interval", cfg.metrics_interval,
+                 "Seconds between --metrics-file writes")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str()
+      ->group(group);
+}
+
+// The checks of the monitoring options that CLI11 cannot express.
+std::optional<std::string> CheckMonitoringOptions(const Config& cfg) {
+  if (cfg.metrics_listen.empty()) {
+    if (cfg.metrics_listen_any) return "--metrics-listen-any needs --metrics-listen";
+    return std::nullopt;
+  }
+  auto addr = ParseListenAddress(cfg.metrics_listen);
+  if (!addr.ok()) return addr.status().message();
+  if (!addr->loopback && !cfg.metrics_listen_any)
+    return "--metrics-listen " + cfg.metrics_listen +
+           " is not a loopback address: add --metrics-listen-any to serve metrics to the "
+           "network";
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
@@ -137,6 +177,7 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
       "scribefs"};
   AddMountOptions(app, cfg);
   AddReplicationOptions(app, cfg);
+  AddMonitoringOptions(app, cfg);
   app.add_option("--max-pause", cfg.max_pause,
                  "Longest pause (seconds) that `scribectl pause --timeout` or a checkpoint "
                  "may ask for; every pause ends by itself after its timeout")
@@ -150,6 +191,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (auto bad = CheckMonitoringOptions(cfg)) {
+    fprintf(stderr, "scribefs: %s\n", bad->c_str());
+    return kExitUsage;
   }
   return std::nullopt;
 }

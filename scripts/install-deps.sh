@@ -18,6 +18,8 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpat1-dev
   # tests and tools
   googletest libgtest-dev libgmock-dev sqlite3 attr acl util-linux psmisc procps fio
+  # metrics (promtool), man pages (help2man, man, groff), the .deb (dpkg-dev, fakeroot)
+  prometheus help2man man-db groff dpkg-dev fakeroot file
 )
 # Real S3 for the uploader tests: a throwaway Ceph RADOS Gateway, and the AWS CLI
 # to look at what landed.

@@ -1,5 +1,6 @@
 #include "tools/control_client.h"
 
+#include <cstring>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -119,8 +120,14 @@ int ExitCodeForAnswer(const nlohmann::json& answer) {
 
 std::string AnswerError(const nlohmann::json& answer) {
   auto it = answer.find("error");
-  if (it != answer.end() && it->is_string()) return it->get<std::string>();
-  return "the daemon refused the request";
+  if (it == answer.end() || !it->is_string()) return "the daemon refused the request";
+  // The daemon names the request's fields; the person typed the options.
+  std::string msg = it->get<std::string>();
+  static const std::pair<const char*, const char*> kFields[] = {{"timeout_s", "--timeout"}};
+  for (const auto& [field, option] : kFields)
+    for (size_t at = msg.find(field); at != std::string::npos; at = msg.find(field, at))
+      msg.replace(at, strlen(field), option);
+  return msg;
 }
 
 }  // namespace scribefs::ctl

@@ -48,7 +48,8 @@ class ControlClient {
 
 // Exit code for an {"ok":false,...} answer.
 int ExitCodeForAnswer(const nlohmann::json& answer);
-// "error" of an answer (or a generic text).
+// "error" of an answer (or a generic text), with the request's field names
+// (timeout_s) spelled as the options that set them (--timeout).
 std::string AnswerError(const nlohmann::json& answer);
 
 }  // namespace scribefs::ctl

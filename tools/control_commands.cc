@@ -302,6 +302,13 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     line("mount:",
          (loc.datadir.empty() ? loc.paths.dir : loc.datadir) + ": scribefs is not running");
   }
+  // A journal-only mount uploads nothing: its records are not "pending" in
+  // any sense a person should worry about, and their age means nothing.
+  bool no_target = daemon.is_object() && !daemon["target"].is_string();
+  if (journal.is_object() && no_target) {
+    line("pending:", "nothing to upload: no target (journal only); " +
+                         std::to_string(journal.value("records", 0)) + " records in the journal");
+  }
   if (journal.is_object()) {
     std::string pend = std::to_string(journal.value("pending_records", 0)) + " records, " +
                        std::to_string(journal.value("pending_files", 0)) + " files, " +
@@ -309,7 +316,7 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
                            std::max<int64_t>(journal.value("pending_bytes", int64_t(0)), 0)));
     if (journal["oldest_pending_age_s"].is_number())
       pend += "; oldest " + FormatDuration(Num(journal, "oldest_pending_age_s")) + " ago";
-    line("pending:", pend);
+    if (!no_target) line("pending:", pend);
     int64_t failed = journal.value("failed_records", int64_t(0));
     line("failed:", std::to_string(failed) + " records" +
                         (failed ? " (scribectl journal --state failed; scribectl retry)" : ""));

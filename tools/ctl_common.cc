@@ -1,5 +1,7 @@
 #include "tools/ctl_common.h"
 
+#include <nlohmann/json.hpp>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,9 +36,23 @@ Result<StateLocation> LocateState(const GlobalOptions& options, const char* env_
                        "--state-dir DIR (or set SCRIBEFS_STATE_DIR)");
 }
 
+namespace {
+bool json_errors = false;  // set once by main, before any thread starts
+}  // namespace
+
+void SetJsonErrors(bool on) { json_errors = on; }
+
+std::string JsonError(int exit_code, const std::string& message) {
+  return nlohmann::json{{"ok", false}, {"error", message}, {"exit_code", exit_code}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 int Fail(int exit_code, const std::string& message) {
   fflush(stdout);  // keep the order of what was printed so far
-  fprintf(stderr, "scribectl: %s\n", message.c_str());
+  if (json_errors)
+    fprintf(stderr, "%s\n", JsonError(exit_code, message).c_str());
+  else
+    fprintf(stderr, "scribectl: %s\n", message.c_str());
   return exit_code;
 }
 

@@ -40,8 +40,14 @@ struct StateLocation {
 // state directory itself.
 Result<StateLocation> LocateState(const GlobalOptions& options, const char* env_state_dir);
 
-// Prints "scribectl: <message>" on stderr and returns exit_code.
+// Prints "scribectl: <message>" on stderr and returns exit_code; with
+// SetJsonErrors(true) (--json) the error is one JSON object on one line of
+// stderr instead, JsonError(exit_code, message), so that a script reads
+// stdout as the command's output only and stderr as the error, every time.
 int Fail(int exit_code, const std::string& message);
+void SetJsonErrors(bool on);
+// {"ok":false,"error":MESSAGE,"exit_code":N}
+std::string JsonError(int exit_code, const std::string& message);
 
 // Locates and opens the journal (read-only). On failure prints a message that
 // says what to do and returns nullptr with *exit_code set (kExitUsage,

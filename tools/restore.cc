@@ -1267,6 +1267,25 @@ Restorer::~Restorer() = default;
 
 void Restorer::AbandonTempFiles() { impl_->temps.Abandon(); }
 
+Result<RestorePlan> Restorer::Plan() {
+  Status s = impl_->opt.checkpoint.empty() ? impl_->BuildFromListing() : impl_->BuildFromManifest();
+  if (!s.ok()) return s;
+  impl_->Resolve();
+  RestorePlan plan;
+  plan.refused = impl_->refused;
+  plan.excluded = impl_->excluded;
+  for (const Entry& e : impl_->entries) {
+    RestorePlanEntry p{e.path, e.kind == Kind::kDir, false};
+    // Only a look: the restore itself opens every path beneath the root
+    // without following symlinks (and refuses what that rules out).
+    struct stat st;
+    p.exists = impl_->root_fd >= 0 &&
+               fstatat(impl_->root_fd, e.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    plan.entries.push_back(std::move(p));
+  }
+  return plan;
+}
+
 Result<RestoreSummary> Restorer::Run() {
   auto start = Clock::now();
   Status s = impl_->opt.checkpoint.empty() ? impl_->BuildFromListing() : impl_->BuildFromManifest();

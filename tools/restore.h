@@ -137,6 +137,21 @@ struct RestoreProgress {
   std::atomic<uint64_t> done_bytes{0};
 };
 
+// What a restore would do, without writing anything (--dry-run): every
+// path it would restore, and whether something is there now. An existing
+// path is replaced by the restore unless it is already right (see Resume);
+// an existing directory is kept (its attributes set).
+struct RestorePlanEntry {
+  std::string path;
+  bool directory = false;
+  bool exists = false;  // something (of any type) is at path in the destination now
+};
+struct RestorePlan {
+  std::vector<RestorePlanEntry> entries;  // sorted by path
+  std::vector<RestoreRefusal> refused;
+  uint64_t excluded = 0;
+};
+
 class Restorer {
  public:
   // `store` must outlive the Restorer; `root_fd` is the open destination
@@ -150,6 +165,9 @@ class Restorer {
   // restore could not start or went wrong as a whole (listing failed, no
   // such checkpoint, unreadable manifest).
   Result<RestoreSummary> Run();
+  // Lists and resolves like Run() but writes nothing (root_fd may be -1: a
+  // destination that does not exist yet). Call Plan() or Run(), not both.
+  Result<RestorePlan> Plan();
 
   const RestoreProgress& progress() const { return progress_; }
 

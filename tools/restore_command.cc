@@ -1,5 +1,8 @@
 #include "tools/restore_command.h"
 
+#include "tools/cli_suggest.h"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -70,6 +73,14 @@ the checkpoint's SHA-256, or the MD5 of a single-part ETag. A checkpoint
 entry without a version id whose object has since been overwritten (an
 unversioned bucket) fails, named, and nothing is written for it.
 
+Existing files: a path that exists in DIR is replaced by the target's
+version unless it is already right (Resume). When DIR is not empty, the
+restore first lists (on stderr) the existing paths it may replace.
+--dry-run lists every path it would write ("create") or replace
+("replace"; existing directories: "keep") and writes nothing (with --json:
+{dry_run, target, checkpoint, to, create: [path], replace: [path],
+keep: [path], refused: [{key, reason}], excluded}).
+
 Exit status: 0 everything restored or already up to date; 1 some paths
 failed (listed), or the restore could not run (target unreachable, no such
 checkpoint); 2 usage error, or DIR is a live mount's (use --force);
@@ -83,6 +94,7 @@ left_out: [{path, reason}], seconds}.
 Examples:
   scribectl -m /srv/data restore --to /srv/restored
   scribectl -m /srv/data restore --to /tmp/r --checkpoint nightly-1
+  scribectl -m /srv/data restore --to /srv/data.old --dry-run
   scribectl restore --target s3://backups/srv --endpoint http://rgw:7480 \
       --to /srv/data.new --path projects/alpha
   scribectl --json restore --target file:///mnt/usb/replica --to /srv/data)";
@@ -282,6 +294,80 @@ Result<RestoreSummary> RunInterruptible(Restorer& restorer) {
   return result;
 }
 
+// True when the directory has no entry (or cannot be read: then the restore
+// reports the problem itself).
+bool DirectoryEmpty(int dir_fd) {
+  UniqueFd dup(fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  DIR* d = dup ? fdopendir(dup.get()) : nullptr;
+  if (!d) return true;
+  dup.Release();  // the DIR owns it now
+  bool empty = true;
+  while (struct dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  closedir(d);
+  return empty;
+}
+
+// --dry-run: what a restore would create, replace and keep.
+int PrintPlan(const GlobalOptions& global, const RestoreCommandOptions& o, const std::string& url,
+              const std::string& dest, const RestorePlan& plan) {
+  std::vector<std::string> create, replace, keep;
+  for (const RestorePlanEntry& e : plan.entries)
+    (!e.exists ? create : e.directory ? keep : replace).push_back(e.path);
+  if (global.json) {
+    nlohmann::ordered_json j;
+    j["dry_run"] = true;
+    j["target"] = url;
+    j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(o.checkpoint);
+    j["to"] = dest;
+    j["create"] = create;
+    j["replace"] = replace;
+    j["keep"] = keep;
+    j["refused"] = nlohmann::ordered_json::array();
+    for (const auto& r : plan.refused) j["refused"].push_back({{"key", r.key}, {"reason", r.reason}});
+    j["excluded"] = plan.excluded;
+    printf("%s\n", j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+  } else {
+    for (const auto& p : create) printf("create   %s\n", EscapeControl(p).c_str());
+    for (const auto& p : replace) printf("replace  %s\n", EscapeControl(p).c_str());
+    for (const auto& p : keep) printf("keep     %s/\n", EscapeControl(p).c_str());
+    for (const auto& r : plan.refused)
+      printf("REFUSED  \"%s\": %s\n", EscapeControl(r.key).c_str(), EscapeControl(r.reason).c_str());
+    printf("dry run: %zu to create, %zu to replace (unless already identical), %zu directories "
+           "kept in %s; nothing written\n",
+           create.size(), replace.size(), keep.size(), EscapeControl(dest).c_str());
+  }
+  if (int out = FinishOutput(); out != kExitOk) return out;
+  if (!o.path.empty() && plan.entries.empty() && plan.refused.empty())
+    return Fail(kExitFailure, "nothing matched --path " + EscapeControl(o.path) + " in " +
+                                  (o.checkpoint.empty() ? "the target" : "checkpoint " + o.checkpoint));
+  return kExitOk;
+}
+
+// Before a restore into a directory that is not empty: the existing paths
+// it may replace, on stderr (a second listing of the target; only then).
+void WarnReplacing(const ResolvedTarget& target, int root_fd, const RestoreOptions& ro) {
+  Restorer planner(target.store.get(), root_fd, &target.filter, ro);
+  auto plan = planner.Plan();
+  if (!plan.ok()) return;  // the restore itself reports the error
+  std::vector<std::string> replace;
+  for (const RestorePlanEntry& e : plan->entries)
+    if (e.exists && !e.directory) replace.push_back(e.path);
+  if (replace.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < replace.size() && i < 10; ++i) list += "\n  " + EscapeControl(replace[i]);
+  if (replace.size() > 10) list += "\n  ... (--dry-run lists all)";
+  fprintf(stderr,
+          "scribectl: note: the destination is not empty: %zu existing path(s) are replaced "
+          "where they differ from the target:%s\n",
+          replace.size(), list.c_str());
+}
+
 // The summary: one JSON object with --json, else lines for people.
 void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
                   const std::string& url, const std::string& dest, const RestoreSummary& s,
@@ -357,7 +443,7 @@ CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
       ->type_name("PREFIX");
   cmd->add_option("-j,--workers", o->workers, "Parallel downloads (default 8).")
       ->type_name("N")
-      ->check(CLI::Range(1, 256).description(""));
+      ->check(IntegerFromTo(1, 256));
   cmd->add_flag("--same-owner", o->same_owner,
                 "Give each path its stored owner and group, and keep set-user-ID\n"
                 "and set-group-ID bits (needs root; trust the target first).");
@@ -368,6 +454,8 @@ CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
                 "Restore even into a running scribefs mount, its DATADIR, or a\n"
                 "directory containing one (every write is then journaled and\n"
                 "uploaded again).");
+  cmd->add_flag("--dry-run", o->dry_run,
+                "List what would be created and replaced in DIR; write nothing.");
   AddTargetOptions(cmd, &o->target);
   cmd->footer(kRestoreFooter);
   return cmd;
@@ -411,16 +499,24 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
                                   ". Restore elsewhere and move the files, or give --force.");
     }
   }
-  if (Status s = MakeDirs(*dest); !s.ok()) return Fail(kExitFailure, s.message());
-  UniqueFd root(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) return Fail(kExitFailure, *dest + ": " + strerror(errno));
-
   RestoreOptions ro;
   ro.checkpoint = o.checkpoint;
   ro.path = prefix;
   ro.workers = o.workers;
   ro.same_owner = o.same_owner;
   ro.special = o.special;
+  if (o.dry_run) {
+    UniqueFd existing(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // may be absent
+    Restorer planner(target->store.get(), existing.get(), &target->filter, ro);
+    auto plan = planner.Plan();
+    if (!plan.ok()) return Fail(kExitFailure, "restore --dry-run: " + plan.status().message());
+    return PrintPlan(global, o, target->url, *dest, *plan);
+  }
+  if (Status s = MakeDirs(*dest); !s.ok()) return Fail(kExitFailure, s.message());
+  UniqueFd root(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Fail(kExitFailure, *dest + ": " + strerror(errno));
+  if (!DirectoryEmpty(root.get())) WarnReplacing(*target, root.get(), ro);
+
   Restorer restorer(target->store.get(), root.get(), &target->filter, ro);
 
   auto result = RunInterruptible(restorer);
@@ -435,6 +531,12 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
   PrintSummary(global, o, target->url, *dest, s, code);
   int out = FinishOutput();
   if (out != kExitOk) return out;
+  if (!prefix.empty() && s.restored + s.skipped + s.excluded + s.failed.size() +
+                                 s.refused.size() + s.left_out.size() ==
+                             0)
+    return Fail(kExitFailure, "nothing matched --path " + EscapeControl(o.path) + " in " +
+                                  (o.checkpoint.empty() ? "the target" : "checkpoint " + o.checkpoint) +
+                                  "; nothing was restored");
   if (code == kExitFailure) {
     Fail(code, std::to_string(s.failed.size()) + " path(s) could not be restored (listed above)");
   } else if (code == kExitRefused) {

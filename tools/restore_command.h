@@ -22,6 +22,7 @@ struct RestoreCommandOptions {
   bool force = false;
   bool same_owner = false;  // --same-owner
   bool special = false;     // --special
+  bool dry_run = false;     // --dry-run: list what would be written/replaced, write nothing
   TargetFlags target;
 };
 

@@ -19,9 +19,13 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include "journal/record.h"
 #include "tools/control_commands.h"
+#include "tools/cli_suggest.h"
+#include "tools/completion.h"
 #include "tools/ctl_common.h"
 #include "tools/journal_command.h"
 #include "tools/restore_command.h"
@@ -286,6 +290,8 @@ struct Commands {
   CLI::App* verify = nullptr;
   CLI::App* restore = nullptr;
   CLI::App* rescan = nullptr;
+  CLI::App* completion = nullptr;
+  std::string shell;
 };
 
 // -m, --state-dir, --json: accepted before or after the command.
@@ -365,7 +371,7 @@ void AddControlCommands(CLI::App& app, Commands& c) {
                     "Resume by itself after S seconds (default 60; at most the daemon's\n"
                     "--max-pause, default 3600).")
       ->type_name("S")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveSeconds());
   c.pause->add_flag("--sync", c.popts.sync,
                   "Also make DATADIR's data durable (syncfs) before the pause is\n"
                   "reported, e.g. before a block-level snapshot of the backing disk.");
@@ -385,7 +391,7 @@ void AddControlCommands(CLI::App& app, Commands& c) {
                    "Give up (and resume) if the checkpoint is not complete S seconds\n"
                    "after writes were paused (default 60). Exit code 5.")
       ->type_name("S")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveSeconds());
   c.checkpoint
       ->add_option("--pre", c.copts.pre,
                    "Run CMD (sh -c) before pausing, e.g. to make a database flush;\n"
@@ -407,7 +413,7 @@ void AddControlCommands(CLI::App& app, Commands& c) {
   c.flush->add_option("-t,--timeout", c.fopts.timeout_s,
                     "Give up after S seconds (exit 5). Default: wait as long as it takes.")
       ->type_name("S")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveSeconds());
   c.flush->footer(kFlushFooter);
 
   c.retry = app.add_subcommand("retry", "Requeue every failed upload.");
@@ -432,7 +438,7 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
       ->type_name("DIR");
   c.verify->add_option("-j,--workers", c.vopts.workers, "Parallel requests to the target (default 8).")
       ->type_name("N")
-      ->check(CLI::Range(1, 64).description(""));
+      ->check(IntegerFromTo(1, 64));
   c.verify
       ->add_option("-n,--limit", c.vopts.limit,
                    "List at most N paths of each kind (default 20; 0 = all). --json\n"
@@ -448,11 +454,33 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
   c.rescan->add_option("-t,--timeout", c.scopts.timeout_s,
                      "Give up after S seconds (exit 5). Default: wait as long as it takes.")
       ->type_name("S")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveSeconds());
   c.rescan->footer(kRescanFooter);
 }
 
-int Dispatch(const GlobalOptions& global, Commands& c) {
+// Hidden: `scribectl completion bash` prints the bash completion script
+// (installed as /usr/share/bash-completion/completions/scribectl).
+void AddCompletionCommand(CLI::App& app, Commands& c) {
+  c.completion = app.add_subcommand("completion", "Print the bash completion script.");
+  c.completion->group("");  // hidden from --help and from the completion itself
+  c.completion->add_option("SHELL", c.shell, "bash")->required()->check(CLI::IsMember({"bash"}));
+}
+
+// Every command name and alias, hidden ones included.
+std::vector<std::string> CommandNames(const CLI::App& app) {
+  std::vector<std::string> out;
+  for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+    out.push_back(s->get_name());
+    for (const std::string& a : s->get_aliases()) out.push_back(a);
+  }
+  return out;
+}
+
+int Dispatch(const GlobalOptions& global, Commands& c, const CLI::App& app) {
+  if (c.completion->parsed()) {
+    fputs(BashCompletion(app).c_str(), stdout);
+    return FinishOutput();
+  }
   if (c.journal->parsed()) return RunJournal(global, c.jopts);
   if (c.stats->parsed()) return RunStats(global);
   if (c.status->parsed()) return RunStatus(global);
@@ -487,13 +515,23 @@ int Main(int argc, char** argv) {
   AddJournalCommands(app, c);
   AddControlCommands(app, c);
   AddTargetCommands(app, c);
+  AddCompletionCommand(app, c);
 
   app.footer(kMainFooter);
-  app.failure_message([](const CLI::App* a, const CLI::Error& e) {
+  // With --json every error is one JSON object on stderr (ctl_common.h),
+  // usage errors too; --json may come anywhere, so look before parsing.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool json_errors = std::find(args.begin(), args.end(), "--json") != args.end();
+  SetJsonErrors(json_errors);
+  app.failure_message([json_errors](const CLI::App* a, const CLI::Error& e) {
     std::string where = "scribectl";
     for (const CLI::App* sub : a->get_subcommands()) where += " " + sub->get_name();
+    std::string msg = std::string(e.what()) + "; run '" + where + " --help' for usage";
+    if (json_errors) return JsonError(kExitUsage, msg) + "\n";
     return "scribectl: " + std::string(e.what()) + "\nRun '" + where + " --help' for usage.\n";
   });
+  if (auto unknown = UnknownCommandMessage(args, CommandNames(app), {"-m", "--mount", "--state-dir"}))
+    return Fail(kExitUsage, *unknown);
 
   try {
     app.parse(argc, argv);
@@ -501,7 +539,7 @@ int Main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 
-  return Dispatch(global, c);
+  return Dispatch(global, c, app);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "tools/verify_command.h"
 
+#include <chrono>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,8 @@
 
 namespace scribefs::ctl {
 namespace {
+
+constexpr std::chrono::milliseconds kProgressInterval{250};
 
 using Json = nlohmann::ordered_json;
 
@@ -112,7 +115,13 @@ int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
   bool tty = isatty(STDERR_FILENO) == 1;
   bool shown = false;
   if (tty) {
-    config.progress = [&shown](uint64_t done, uint64_t total) {
+    // Redrawn at most 4 times a second, like restore's (the callback comes
+    // once per path: thousands of times a second).
+    auto last = std::chrono::steady_clock::time_point{};
+    config.progress = [&shown, last](uint64_t done, uint64_t total) mutable {
+      auto now = std::chrono::steady_clock::now();
+      if (shown && done != total && now - last < kProgressInterval) return;
+      last = now;
       fprintf(stderr, "\r\033[Kverify: %llu/%llu paths compared",
               static_cast<unsigned long long>(done), static_cast<unsigned long long>(total));
       fflush(stderr);
@@ -134,6 +143,9 @@ int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
     PrintHuman(*report, target->url, dir, config, size_t(std::max(options.limit, 0)));
   }
   if (int out = FinishOutput(); out != kExitOk) return out;
+  if (report->checked == 0 && !config.prefix.empty())
+    return Fail(kExitFailure, "nothing matched --path " + EscapeControl(options.path) +
+                                  ": no such path in " + EscapeControl(dir) + " nor in the target");
   bool mount_named = !global.datadir.empty() || !global.state_dir.empty() ||
                      getenv("SCRIBEFS_STATE_DIR") != nullptr;
   if (report->has_differences() && mount_named) {

@@ -194,5 +194,37 @@ TEST_F(ScribectlTest, FlushAndCheckpointTimeOutWithExitCode5) {
   EXPECT_TRUE(j["journal"]["last_checkpoint"].is_null());
 }
 
+// The daemon's messages name its request fields (timeout_s); what a person
+// reads names the option they typed (--timeout). With --json the error is a
+// JSON object on stderr as well.
+TEST_F(ScribectlTest, ErrorsNameOptionsNotJsonFields) {
+  MountWithTarget();
+  for (const std::string cmd : {"pause", "checkpoint"}) {
+    std::vector<std::string> args = {cmd, "--timeout", "999999"};
+    if (cmd == "checkpoint") args.push_back("big");
+    RunResult r = Ctl(args);
+    EXPECT_EQ(r.exit_code, 2) << r.Describe();  // above --max-pause: a usage error
+    EXPECT_NE(r.err.find("--timeout must be > 0 and at most"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("timeout_s"), std::string::npos) << r.err;
+    args.insert(args.begin(), "--json");
+    r = Ctl(args);
+    json e = json::parse(r.err.substr(0, r.err.find('\n')), nullptr, false);
+    ASSERT_TRUE(e.is_object()) << r.err;
+    EXPECT_EQ(e["exit_code"], 2);
+    EXPECT_NE(e["error"].get<std::string>().find("--timeout"), std::string::npos) << r.err;
+  }
+}
+
+// A journal-only mount (no --target) says so instead of showing its records
+// as pending and ageing forever.
+TEST_F(ScribectlTest, JournalOnlyStatusSaysNoTarget) {
+  Mount();
+  ASSERT_TRUE(it::WriteFile(mp("file"), "content"));
+  RunResult r = Ctl({"status"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.out.find("no target (journal only)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("oldest"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace scribefs::ctltest

@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -668,6 +670,187 @@ TEST_F(ScribectlTest, NotAJournalIsAFailure) {
   RunResult r = RunCtl({"--state-dir", other, "log"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(r.err.rfind("scribectl: ", 0), 0u) << r.err;
+}
+
+// A misspelled command names the nearest one instead of "A subcommand is
+// required".
+TEST_F(ScribectlTest, MisspelledCommandSuggestsTheNearest) {
+  for (auto [typo, meant] : std::vector<std::pair<std::string, std::string>>{
+           {"chekpoint", "checkpoint"}, {"stauts", "status"}, {"jornal", "journal"},
+           {"verfy", "verify"}, {"restroe", "restore"}}) {
+    RunResult r = RunCtl({"-m", "/tmp", typo, "x"});
+    EXPECT_EQ(r.exit_code, 2) << typo;
+    EXPECT_NE(r.err.find("unknown command '" + typo + "'; did you mean '" + meant + "'?"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find("A subcommand is required"), std::string::npos) << r.err;
+  }
+  RunResult r = RunCtl({"xyzzy"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'xyzzy'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("did you mean"), std::string::npos) << r.err;
+}
+
+// Range errors say the range in words, not as a 300-digit double.
+TEST_F(ScribectlTest, RangeErrorsAreReadable) {
+  for (const auto& cmd : {"pause", "flush", "checkpoint", "rescan"}) {
+    std::vector<std::string> args = {cmd, "--timeout", "-1"};
+    if (std::string(cmd) == "checkpoint") args.push_back("name");
+    RunResult r = Ctl(args);
+    EXPECT_EQ(r.exit_code, 2) << cmd;
+    EXPECT_NE(r.err.find("--timeout: must be > 0"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 200u) << r.err;
+  }
+  RunResult r = Ctl({"verify", "-j", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("must be a whole number from 1 to 64"), std::string::npos) << r.err;
+  r = Ctl({"restore", "--to", tmp_.path() + "/r", "-j", "1000"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("from 1 to 256"), std::string::npos) << r.err;
+}
+
+// With --json, every error is one JSON object on stderr, usage errors too,
+// and stdout stays empty.
+TEST_F(ScribectlTest, JsonErrorsAreJsonOnStderr) {
+  for (std::vector<std::string> args : {
+           std::vector<std::string>{"--json", "--state-dir", tmp_.path() + "/nowhere", "journal"},
+           {"--json", "journal", "--op", "frobnicate"},
+           {"journal", "--json", "--bogus"},
+           {"--json", "chekpoint"},
+           {"--json", "pause", "--timeout", "0"},
+           {"--json"}}) {
+    RunResult r = RunCtl(args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    json j = json::parse(r.err, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r.err;
+    EXPECT_EQ(j["ok"], false);
+    EXPECT_EQ(j["exit_code"], r.exit_code);
+    EXPECT_TRUE(j["error"].is_string());
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+// `scribectl completion bash` completes commands and options; run the
+// function by hand on COMP_WORDS as bash would.
+TEST_F(ScribectlTest, BashCompletionOffersCommandsAndOptions) {
+  RunResult gen = RunCtl({"completion", "bash"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  std::string script = tmp_.path() + "/scribectl.bash";
+  {
+    UniqueFd fd(open(script.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600));
+    ASSERT_EQ(write(fd.get(), gen.out.data(), gen.out.size()), ssize_t(gen.out.size()));
+  }
+  auto complete = [&](const std::string& words, int cword) {
+    std::string cmd = "source " + script +
+                      " && complete -p scribectl >/dev/null && COMP_WORDS=(" + words +
+                      ") && COMP_CWORD=" + std::to_string(cword) +
+                      " && _scribectl && echo \"${COMPREPLY[*]}\"";
+    std::vector<std::string> args = {"/bin/bash", "--norc", "-c", cmd};
+    std::vector<std::string> env = ChildEnv({});
+    auto argv = CStrings(args);
+    auto envp = CStrings(env);
+    int out[2];
+    EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    pid_t pid;
+    EXPECT_EQ(posix_spawn(&pid, "/bin/bash", &fa, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+    close(out[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+    return text;
+  };
+  EXPECT_EQ(complete("scribectl che", 1), "checkpoint checkpoints\n");
+  EXPECT_EQ(complete("scribectl -m /data chec", 3), "checkpoint checkpoints\n");
+  EXPECT_EQ(complete("scribectl l", 1), "log\n");
+  EXPECT_EQ(complete("scribectl pause --ti", 2), "--timeout\n");
+  EXPECT_NE(complete("scribectl restore --", 2).find("--checkpoint"), std::string::npos)
+      << "every option the parser knows";
+  EXPECT_EQ(complete("scribectl --js", 1), "--json\n");
+  EXPECT_EQ(complete("scribectl comp", 1), "\n") << "the hidden command is not offered";
+}
+
+// verify and restore with a --path that matches nothing say so and fail,
+// instead of exiting 0 having done nothing.
+TEST_F(ScribectlTest, PathMatchingNothingIsAFailure) {
+  std::string target = tmp_.path() + "/target", dir = tmp_.path() + "/dir";
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  {
+    UniqueFd fd(open((dir + "/a").c_str(), O_CREAT | O_WRONLY, 0600));
+    ASSERT_TRUE(fd.valid());
+  }
+  RunResult r = RunCtl({"verify", "--target", "file://" + target, "--dir", dir, "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("nothing matched --path nope"), std::string::npos) << r.err;
+  // A path that exists on one side is a difference, not "nothing matched".
+  r = RunCtl({"verify", "--target", "file://" + target, "--dir", dir, "--path", "a"});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_EQ(r.err.find("nothing matched"), std::string::npos) << r.err;
+
+  r = RunCtl({"restore", "--target", "file://" + target, "--to", tmp_.path() + "/restored",
+              "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("nothing matched --path nope in the target"), std::string::npos) << r.err;
+  r = RunCtl({"--json", "restore", "--target", "file://" + target, "--to",
+              tmp_.path() + "/restored", "--path", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(json::parse(r.err, nullptr, false).is_object()) << r.err;
+}
+
+// restore --dry-run says what it would create and replace and writes
+// nothing; a real restore into a non-empty directory first names what it
+// replaces.
+TEST_F(ScribectlTest, RestoreDryRunAndNonEmptyDestination) {
+  std::string target = tmp_.path() + "/target", dest = tmp_.path() + "/dest";
+  auto put = [](const std::string& path, const std::string& content) {
+    UniqueFd fd(open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600));
+    ASSERT_TRUE(fd.valid()) << path;
+    ASSERT_EQ(write(fd.get(), content.data(), content.size()), ssize_t(content.size()));
+  };
+  auto get = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((target + "/sub").c_str(), 0700), 0);
+  put(target + "/x.txt", "new");
+  put(target + "/sub/y.txt", "why");
+  // Into a directory that does not exist: nothing is created.
+  RunResult r = RunCtl({"restore", "--target", "file://" + target, "--to", dest, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("create   x.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("create   sub/y.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("nothing written"), std::string::npos) << r.out;
+  EXPECT_NE(access(dest.c_str(), F_OK), 0) << "--dry-run created the destination";
+
+  ASSERT_EQ(mkdir(dest.c_str(), 0700), 0);
+  put(dest + "/x.txt", "old");
+  r = RunCtl({"--json", "restore", "--target", "file://" + target, "--to", dest, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["dry_run"], true);
+  EXPECT_EQ(j["replace"], json::array({"x.txt"}));
+  EXPECT_EQ(j["create"], json::array({"sub", "sub/y.txt"}));
+  EXPECT_EQ(get(dest + "/x.txt"), "old");
+  EXPECT_NE(access((dest + "/sub").c_str(), F_OK), 0);
+
+  r = RunCtl({"restore", "--target", "file://" + target, "--to", dest});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("not empty: 1 existing path(s) are replaced"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("x.txt"), std::string::npos) << r.err;
+  EXPECT_EQ(get(dest + "/x.txt"), "new");
+  EXPECT_EQ(get(dest + "/sub/y.txt"), "why");
 }
 
 }  // namespace

@@ -1,0 +1,78 @@
+// The daemon's figures for /metrics (daemon/metrics_collect.h).
+#include "daemon/metrics_collect.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+namespace scribefs {
+namespace {
+
+std::optional<int64_t> FileSize(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<int64_t>(st.st_size);
+}
+
+}  // namespace
+
+MetricsSnapshot MetricsCollector::Collect() {
+  MetricsSnapshot m;
+  m.version = src_.version;
+  m.start_time_s = static_cast<double>(src_.started_ns) / 1e9;
+  m.target = src_.replicator != nullptr;
+  m.journal_healthy = src_.journal->health().ok();
+  const std::string& path = src_.journal->path();
+  if (auto db = FileSize(path)) m.journal_size_bytes = *db + FileSize(path + "-wal").value_or(0);
+  {
+    std::lock_guard lk(mu_);
+    if (!reader_) {
+      auto r = JournalReader::Open(path);
+      if (r.ok()) reader_ = std::move(r.value());
+    }
+    if (reader_) {
+      auto st = reader_->Stats();
+      if (st.ok()) {
+        MetricsSnapshot::Journal j;
+        j.records = st->records;
+        j.last_seq = st->max_seq;
+        j.pending_records = st->pending_records;
+        j.pending_files = st->pending_files;
+        j.pending_bytes = st->pending_bytes;
+        auto failed = st->by_state.find(std::string(kStateFailed));
+        j.failed_records = failed == st->by_state.end() ? 0 : failed->second;
+        if (st->oldest_pending_ns)
+          j.lag_s = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
+        m.journal = j;
+      } else {
+        spdlog::debug("metrics: journal stats: {}", st.status().message());
+        reader_.reset();  // a fresh connection next time
+      }
+    }
+  }
+  if (src_.replicator) {
+    ReplicatorStats st = src_.replicator->stats();
+    MetricsSnapshot::Uploader u;
+    u.uploads = st.uploads;
+    u.copies = st.copies;
+    u.deletes = st.deletes;
+    u.partial_uploads = st.partial_uploads;
+    u.failures = st.failures;
+    u.bytes_sent = st.bytes_sent;
+    u.retries_by_cause = RetryCauseCounts(st.retry_causes);
+    u.queued_paths = st.queued_paths;
+    u.in_flight = st.in_flight;
+    m.uploader = u;
+  }
+  if (src_.pauser) {
+    PauseState ps = src_.pauser->state();
+    m.paused = ps.paused;
+    m.held_ops = ps.gate.blocked + ps.gate.deferred;
+  }
+  if (src_.checkpoint_hold)
+    m.checkpoint_hold = src_.checkpoint_hold->Get();
+  else
+    m.checkpoint_hold = DurationHistogram(DurationHistogram::HoldBounds()).Get();
+  return m;
+}
+
+}  // namespace scribefs

@@ -1,0 +1,44 @@
+// Gathers the daemon's figures into a MetricsSnapshot (daemon/metrics_format.h)
+// for each scrape and each --metrics-file write: the journal's stats query
+// (the same as `scribectl stats`; bounded by the pending work), the journal
+// file sizes, the uploader's counters, the pause state and the checkpoint
+// hold histogram.
+//
+// Thread-safe: Collect() may be called from the HTTP thread and the file
+// writer at once (it serializes on its own reader of the journal).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "daemon/metrics_format.h"
+#include "fs/pause_controller.h"
+#include "journal/journal.h"
+#include "journal/reader.h"
+#include "uploader/replicator.h"
+
+namespace scribefs {
+
+class MetricsCollector {
+ public:
+  struct Sources {
+    Journal* journal = nullptr;          // required
+    Replicator* replicator = nullptr;    // nullptr: journal only
+    PauseController* pauser = nullptr;   // may be null
+    const DurationHistogram* checkpoint_hold = nullptr;  // may be null
+    std::string version;
+    int64_t started_ns = 0;
+  };
+  explicit MetricsCollector(Sources sources) : src_(std::move(sources)) {}
+
+  MetricsSnapshot Collect();
+  std::string Render() { return FormatMetrics(Collect()); }
+
+ private:
+  const Sources src_;
+  std::mutex mu_;
+  std::unique_ptr<JournalReader> reader_;  // opened on first use; reopened after an error
+};
+
+}  // namespace scribefs
