@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -53,6 +54,7 @@ struct ControlDeps {
   UploadRate* rate = nullptr;
   OrphanSweep* sweep = nullptr;  // may be null
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
+  std::function<void()> stop;  // ends the FUSE session (the `stop` verb); may be empty
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -74,6 +76,7 @@ class ControlPlane {
     std::string socket_path;
     int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
+    std::function<void()> stop;    // ends the FUSE session as SIGTERM does
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

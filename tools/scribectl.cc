@@ -26,6 +26,7 @@
 #include "tools/journal_command.h"
 #include "tools/restore_command.h"
 #include "tools/stats_command.h"
+#include "tools/stop_command.h"
 #include "tools/time_spec.h"
 #include "tools/verify_command.h"
 
@@ -286,6 +287,8 @@ struct Commands {
   CLI::App* verify = nullptr;
   CLI::App* restore = nullptr;
   CLI::App* rescan = nullptr;
+  StopOptions stopts;
+  CLI::App* stop = nullptr;
 };
 
 // -m, --state-dir, --json: accepted before or after the command.
@@ -452,6 +455,18 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
   c.rescan->footer(kRescanFooter);
 }
 
+// `stop` (tools/stop_command.h).
+void AddStopCommand(CLI::App& app, Commands& c) {
+  c.stop = app.add_subcommand(
+      "stop", "Stop the mount cleanly: unmount, let pending uploads finish (--stop-timeout).");
+  c.stop->add_flag("--wait", c.stopts.wait, "Return once the daemon has exited.");
+  c.stop
+      ->add_option("-t,--timeout", c.stopts.timeout_s,
+                   "With --wait: give up after S seconds (exit 5).")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+}
+
 int Dispatch(const GlobalOptions& global, Commands& c) {
   if (c.journal->parsed()) return RunJournal(global, c.jopts);
   if (c.stats->parsed()) return RunStats(global);
@@ -465,6 +480,7 @@ int Dispatch(const GlobalOptions& global, Commands& c) {
   if (c.verify->parsed()) return RunVerify(global, c.vopts);
   if (c.restore->parsed()) return RunRestore(global, c.ropts);
   if (c.rescan->parsed()) return RunRescan(global, c.scopts);
+  if (c.stop->parsed()) return RunStop(global, c.stopts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 
@@ -486,6 +502,7 @@ int Main(int argc, char** argv) {
   AddGlobalOptions(app, global);
   AddJournalCommands(app, c);
   AddControlCommands(app, c);
+  AddStopCommand(app, c);
   AddTargetCommands(app, c);
 
   app.footer(kMainFooter);
