@@ -90,6 +90,7 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.sweep = options_.sweep;
   deps_.datadir_fd = options_.datadir_fd;
   deps_.stop = options_.stop;
+  deps_.probe = options_.probe;
 }
 
 ControlPlane::~ControlPlane() { Stop(); }

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "daemon/control_server.h"
+#include "daemon/target_probe.h"
 #include "fs/filesystem.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
@@ -55,6 +56,7 @@ struct ControlDeps {
   OrphanSweep* sweep = nullptr;  // may be null
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
   std::function<void()> stop;  // ends the FUSE session (the `stop` verb); may be empty
+  TargetProbe* probe = nullptr;  // the target's health (status); may be null
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -77,6 +79,7 @@ class ControlPlane {
     int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
     std::function<void()> stop;    // ends the FUSE session as SIGTERM does
+    TargetProbe* probe = nullptr;  // not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

@@ -23,6 +23,7 @@
 #include "daemon/options.h"
 #include "daemon/service_notify.h"
 #include "daemon/startup_checks.h"
+#include "daemon/target_probe.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
@@ -95,6 +96,37 @@ void StopReplication(const Config& cfg, Journal* journal, Replicator* replicator
   if (!sweep_pending) (void)journal->SetMeta("clean_stop", "1");
 }
 
+ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
+  ReplicatorOptions ro;
+  ro.workers = cfg.workers;
+  ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
+  ro.delete_remote = cfg.delete_mode == "propagate";
+  if (cfg.no_default_excludes) ro.excludes.clear();
+  for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
+  ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
+  ro.sync_mode = cfg.mode == "sync";
+  return ro;
+}
+
+// The start-up probe of an S3 target (daemon/target_probe.h). Sync mode
+// cannot serve without the target: an error. Async mode serves and uploads
+// once it answers: a warning, on stderr too when the log is a file.
+std::optional<StartError> ProbeAtStart(const Config& cfg, TargetProbe& probe,
+                                       const std::string& target) {
+  // A file:// target is a local directory, created on the first upload.
+  if (cfg.target.rfind("s3://", 0) != 0) return std::nullopt;
+  StoreStatus s = probe.ProbeNow();
+  if (s.ok()) return std::nullopt;
+  std::string msg = "target " + target + " does not answer: " + s.message();
+  if (cfg.mode == "sync")
+    return StartError{kExitFailure, msg + " (--mode sync cannot serve without it)"};
+  spdlog::warn("{}; serving anyway, uploads wait for it (--mode async)", msg);
+  if (!cfg.foreground)
+    fprintf(stderr, "scribefs: warning: %s; serving anyway, uploads wait for it\n", msg.c_str());
+  probe.StartRechecks();
+  return std::nullopt;
+}
+
 // The control plane's settings, but for the pointers Serve fills in.
 ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
                                          bool has_target) {
@@ -160,6 +192,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   std::unique_ptr<Replicator> replicator;
   std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
+  std::unique_ptr<TargetProbe> probe;  // likewise (it uses the replicator's store)
   if (!cfg.target.empty()) {
     TargetOptions to;
     to.endpoint = cfg.endpoint;
@@ -167,14 +200,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     to.ca_file = cfg.ca_file;
     auto store = OpenStore(cfg.target, to);
     if (!store.ok()) return fail(kExitUsage, "--target: " + store.status().message());
-    ReplicatorOptions ro;
-    ro.workers = cfg.workers;
-    ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
-    ro.delete_remote = cfg.delete_mode == "propagate";
-    if (cfg.no_default_excludes) ro.excludes.clear();
-    for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
-    ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
-    ro.sync_mode = cfg.mode == "sync";
+    probe = std::make_unique<TargetProbe>(store.value().get());
+    if (auto e = ProbeAtStart(cfg, *probe, store.value()->Describe()))
+      return fail(e->exit_code, e->message);
+    ReplicatorOptions ro = MakeReplicatorOptions(cfg);
     auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
     if (!r.ok()) return fail(kExitFailure, r.status().message());
     replicator = std::move(r.value());
@@ -234,6 +263,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Filesystem fs(std::move(root), journal.value().get(), fso);
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr);
   cpo.sweep = sweep.get();
+  cpo.probe = probe.get();
   cpo.datadir_fd = sync_fd.get();
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
   if (Status cs = plane.Start(); !cs.ok())

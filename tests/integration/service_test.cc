@@ -230,3 +230,45 @@ TEST_F(ServiceTest, SuccessfulStartPrintsOneLine) {
 
 }  // namespace
 }  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// An S3 endpoint where nothing listens (connection refused at once).
+class UnreachableTargetTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    setenv("AWS_ACCESS_KEY_ID", "scribefs-test", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "scribefs-test-secret", 1);
+  }
+  Options Unreachable(const std::string& mode) {
+    Options o;
+    o.args = {"--target", "s3://bucket/p", "--endpoint", "http://127.0.0.1:1", "--mode", mode};
+    return o;
+  }
+};
+
+TEST_F(UnreachableTargetTest, AsyncMountsWithAWarningAndStatusSaysSince) {
+  RunResult r = StartDaemon(Unreachable("async"));
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.err.find("warning: target s3://bucket/p"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("does not answer"), std::string::npos) << r.err;
+  RunResult s = RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "status"}, 30);
+  EXPECT_EQ(s.exit_code, 0) << s.Describe();
+  EXPECT_NE(s.out.find("target unreachable since "), std::string::npos) << s.out;
+  RunResult j = RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "status", "--json"}, 30);
+  EXPECT_NE(j.out.find("\"target_unreachable_since_ns\""), std::string::npos) << j.out;
+  EXPECT_EQ(Unmount(), 0);
+}
+
+TEST_F(UnreachableTargetTest, SyncModeRefusesToStart) {
+  RunResult r = StartDaemon(Unreachable("sync"));
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("does not answer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--mode sync"), std::string::npos) << r.err;
+  EXPECT_FALSE(IsMounted(mnt()));
+}
+
+}  // namespace
+}  // namespace scribefs::it
