@@ -295,8 +295,8 @@ struct Commands {
 void AddGlobalOptions(CLI::App& app, GlobalOptions& global) {
   app.add_option("-m,--mount", global.datadir,
                  "The data directory that scribefs serves (as given to the scribefs\n"
-                 "daemon). Its state directory, which holds the journal, is derived\n"
-                 "from the absolute path of DATADIR.")
+                 "daemon), or its mount point while mounted. Its state directory,\n"
+                 "which holds the journal, is derived from the absolute path of DATADIR.")
       ->type_name("DATADIR");
   app.add_option("--state-dir", global.state_dir,
                  "Use the state directory DIR (the one holding journal.db) instead of\n"

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/state_dir.h"
 #include "common/unique_fd.h"
 #include "tests/integration/mount_fixture.h"
 
@@ -268,6 +269,34 @@ TEST_F(UnreachableTargetTest, SyncModeRefusesToStart) {
   EXPECT_NE(r.err.find("does not answer"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--mode sync"), std::string::npos) << r.err;
   EXPECT_FALSE(IsMounted(mnt()));
+}
+
+}  // namespace
+}  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// scribectl -m takes the mount point as well as DATADIR. Uses the default
+// state directory (derived from DATADIR), under a state root in the temp dir.
+TEST_F(ServiceTest, ScribectlDashMTakesTheMountPoint) {
+  setenv("SCRIBEFS_STATE_ROOT", (root() + "/state-root").c_str(), 1);
+  std::string default_state = DefaultStateDir(data());
+  RunResult r = RunCommand({ScribefsBin(), data(), mnt()}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  RunResult s = RunCommand({SCRIBECTL_BIN, "-m", mnt(), "status", "--json"}, 30);
+  EXPECT_EQ(s.exit_code, 0) << s.Describe();
+  EXPECT_NE(s.out.find("\"datadir\":\"" + data() + "\""), std::string::npos) << s.out;
+  RunResult d = RunCommand({SCRIBECTL_BIN, "-m", data(), "status", "--json"}, 30);
+  EXPECT_EQ(d.exit_code, 0) << d.Describe();
+  pid_t pid = static_cast<pid_t>(atoi(ReadFile(default_state + "/lock").value_or("0").c_str()));
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  if (pid > 0) {
+    auto st = WaitChild(pid, 30);
+    EXPECT_TRUE(st.has_value() && *st == 0);
+  }
+  unsetenv("SCRIBEFS_STATE_ROOT");
 }
 
 }  // namespace
