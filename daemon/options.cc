@@ -16,9 +16,10 @@ namespace {
 
 // DATADIR, MOUNTPOINT and how the mount behaves (FUSE, kernel caches, logs).
 void AddMountOptions(CLI::App& app, Config& cfg) {
-  app.set_config("--config", "",
-                 "Read options from a TOML/INI file (keys = long option names, plus datadir and "
-                 "mountpoint); a NAME without '/' reads /etc/scribefs/NAME.conf");
+  app.set_config(
+      "--config", "",
+      "Read options from a TOML/INI file (keys = long option names, plus datadir and "
+      "mountpoint); a NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
   // Not required here: the --config file may name it (checked after parsing).
   app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal");
   app.add_option("MOUNTPOINT", cfg.mountpoint,
@@ -162,10 +163,13 @@ size_t EditDistance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// The config file path of `--config VALUE`: a VALUE without '/' is a name
-// under ConfigDir(), as systemd's scribefs@NAME passes it.
+// The config file path of `--config VALUE`: a VALUE without '/' that is no
+// file in the working directory is a name under ConfigDir(), as systemd's
+// scribefs@NAME passes it.
 std::string ConfigPath(const std::string& value) {
-  if (value.find('/') != std::string::npos) return value;
+  // A file of that name here wins, as before names existed.
+  struct stat st;
+  if (value.find('/') != std::string::npos || stat(value.c_str(), &st) == 0) return value;
   return ConfigDir() + "/" + value + ".conf";
 }
 

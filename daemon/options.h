@@ -30,8 +30,9 @@ std::string NearestName(const std::string& key, const std::set<std::string>& nam
 // The arguments (without argv[0]) as the parser takes them: each item of a
 // -o list whose key is a long option name ('_' as '-') becomes --key[=value]
 // (so that mount.fuse3 and fstab reach every option); the other items go on
-// to FUSE as one -o list at the end. `--config NAME` becomes the path of
-// NAME.conf in ConfigDir(). EINVAL for a -o without a value.
+// to FUSE as one -o list at the end. `--config NAME` (no '/', and no such
+// file in the working directory) becomes the path of NAME.conf in ConfigDir(). EINVAL for a -o
+// without a value.
 Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args,
                                             const std::set<std::string>& names);
 

@@ -138,6 +138,18 @@ TEST_F(OptionsTest, ConfigNameIsFoundInTheConfigDirectory) {
   EXPECT_EQ(Parse({"--config", "nosuchname"}, missing), kExitUsage);
 }
 
+TEST_F(OptionsTest, AFileInTheWorkingDirectoryWinsOverAName) {
+  Write("local.conf", "workers = 7\n");
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  ASSERT_EQ(chdir(dir_.c_str()), 0);
+  Config cfg;
+  auto rc = Parse({"/d", "--config", "local.conf"}, cfg);
+  ASSERT_EQ(chdir(cwd), 0);
+  ASSERT_EQ(rc, std::nullopt);
+  EXPECT_EQ(cfg.workers, 7);
+}
+
 TEST_F(OptionsTest, NearestNameOnlyForPlausibleTypos) {
   std::set<std::string> names = {"workers", "target", "endpoint", "stop-timeout"};
   EXPECT_EQ(NearestName("wrokers", names), "workers");
