@@ -41,6 +41,7 @@ std::map<std::string, ControlHandler> MakeControlHandlers(const ControlDeps* dep
   h["resume"] = [&d](const json& r, const ControlRequest& c) { return verbs::ResumeVerb(d, r, c); };
   h["flush"] = [&d](const json& r, const ControlRequest& c) { return verbs::FlushVerb(d, r, c); };
   h["retry"] = [&d](const json& r, const ControlRequest& c) { return verbs::RetryVerb(d, r, c); };
+  h["stop"] = [&d](const json& r, const ControlRequest& c) { return verbs::StopVerb(d, r, c); };
   h["checkpoints"] = [&d](const json& r, const ControlRequest& c) { return verbs::CheckpointsVerb(d, r, c); };
   h["checkpoint"] = [&d, shared](const json& r, const ControlRequest& c) {
     return verbs::CheckpointVerb(d, *shared, r, c);
@@ -89,6 +90,8 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.sweep = options_.sweep;
   deps_.datadir_fd = options_.datadir_fd;
   deps_.checkpoint_hold = &checkpoint_hold_;
+  deps_.stop = options_.stop;
+  deps_.probe = options_.probe;
 }
 
 ControlPlane::~ControlPlane() { Stop(); }

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "daemon/control_server.h"
 #include "daemon/metrics_format.h"
+#include "daemon/target_probe.h"
 #include "fs/filesystem.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
@@ -55,6 +57,8 @@ struct ControlDeps {
   OrphanSweep* sweep = nullptr;  // may be null
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
   DurationHistogram* checkpoint_hold = nullptr;  // checkpoints observe their hold; may be null
+  std::function<void()> stop;  // ends the FUSE session (the `stop` verb); may be empty
+  TargetProbe* probe = nullptr;  // the target's health (status); may be null
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -76,6 +80,8 @@ class ControlPlane {
     std::string socket_path;
     int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
+    std::function<void()> stop;    // ends the FUSE session as SIGTERM does
+    TargetProbe* probe = nullptr;  // not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

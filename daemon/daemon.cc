@@ -1,6 +1,11 @@
 #include "daemon/daemon.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,10 +13,6 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
@@ -22,10 +23,13 @@
 #include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
 #include "daemon/options.h"
+#include "daemon/service_notify.h"
 #include "daemon/startup_checks.h"
+#include "daemon/target_probe.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
+#include "journal/reader.h"
 #include "journal/remote_index.h"
 #include "journal/run_marker.h"
 #include "uploader/orphan_sweep.h"
@@ -36,12 +40,18 @@
 namespace scribefs {
 namespace {
 
+// The log file of a daemon in the background: rotated by size, so that a
+// mount that runs for months keeps at most kLogFiles x kLogFileBytes.
+constexpr size_t kLogFileBytes = 10 * 1024 * 1024;
+constexpr size_t kLogFiles = 3;  // scribefs.log.1 .. .3 besides scribefs.log
+
 void SetupLogging(const Config& cfg, bool to_file, const std::string& log_path) {
   std::shared_ptr<spdlog::logger> logger;
   if (to_file) {
-    // Owner-only from the first byte (the daemon's umask is 0).
+    // Owner-only from the first byte (the daemon's umask is 0); rotated files
+    // are renames of it and keep its mode.
     UniqueFd fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    logger = spdlog::basic_logger_mt("scribefs", log_path);
+    logger = spdlog::rotating_logger_mt("scribefs", log_path, kLogFileBytes, kLogFiles);
   } else {
     logger = spdlog::stderr_color_mt("scribefs");
   }
@@ -65,25 +75,11 @@ FsOptions MakeFsOptions(const Config& cfg, Replicator* replicator) {
 FuseOptions MakeFuseOptions(const Config& cfg, const std::string& mountpoint) {
   FuseOptions fo;
   fo.mountpoint = mountpoint;
-  fo.fsname = cfg.datadir;
-  for (char& c : fo.fsname)
-    if (c == ',' || c == ' ' || c == '\\') c = '_';
+  fo.fsname = FsName(cfg.datadir);
   fo.fuse_opts = cfg.fuse_opts;
   fo.cache_timeout = cfg.cache_timeout;
   fo.max_threads = cfg.threads;
   return fo;
-}
-
-ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
-                                         bool target, OrphanSweep* sweep, int datadir_fd) {
-  ControlPlane::Options cpo;
-  cpo.info = {cfg.datadir, mountpoint, cfg.state_dir, target ? cfg.mode : "journal-only",
-              SCRIBEFS_VERSION_STRING, NowNs(), 60.0};
-  cpo.max_pause_s = cfg.max_pause;
-  cpo.sweep = sweep;
-  cpo.socket_path = StatePaths{cfg.state_dir}.socket();
-  cpo.datadir_fd = datadir_fd;
-  return cpo;
 }
 
 // Shutdown of the uploader, after the unmount: lets the uploads finish, up to
@@ -135,6 +131,70 @@ Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const Sta
       PreviousStopName(plan.previous), rec->scanned, rec->seconds, rec->new_paths, rec->changed,
       rec->content, rec->hashed, rec->missing, rec->pending);
   return Status::Ok();
+
+ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
+  ReplicatorOptions ro;
+  ro.workers = cfg.workers;
+  ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
+  ro.delete_remote = cfg.delete_mode == "propagate";
+  if (cfg.no_default_excludes) ro.excludes.clear();
+  for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
+  ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
+  ro.sync_mode = cfg.mode == "sync";
+  return ro;
+}
+
+// The start-up probe of an S3 target (daemon/target_probe.h). Sync mode
+// cannot serve without the target: an error. Async mode serves and uploads
+// once it answers: a warning, on stderr too when the log is a file.
+std::optional<StartError> ProbeAtStart(const Config& cfg, TargetProbe& probe,
+                                       const std::string& target) {
+  // A file:// target is a local directory, created on the first upload.
+  if (cfg.target.rfind("s3://", 0) != 0) return std::nullopt;
+  StoreStatus s = probe.ProbeNow();
+  if (s.ok()) return std::nullopt;
+  std::string msg = "target " + target + " does not answer: " + s.message();
+  if (cfg.mode == "sync")
+    return StartError{kExitFailure, msg + " (--mode sync cannot serve without it)"};
+  spdlog::warn("{}; serving anyway, uploads wait for it (--mode async)", msg);
+  if (!cfg.foreground)
+    fprintf(stderr, "scribefs: warning: %s; serving anyway, uploads wait for it\n", msg.c_str());
+  probe.StartRechecks();
+  return std::nullopt;
+}
+
+// The control plane's settings, but for the pointers Serve fills in.
+ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
+                                         bool has_target) {
+  ControlPlane::Options cpo;
+  cpo.info = {cfg.datadir,
+              mountpoint,
+              cfg.state_dir,
+              has_target ? cfg.mode : "journal-only",
+              SCRIBEFS_VERSION_STRING,
+              NowNs(),
+              60.0};
+  cpo.max_pause_s = cfg.max_pause;
+  cpo.socket_path = StatePaths{cfg.state_dir}.socket();
+  // SIGTERM aimed at the thread that runs the FUSE loop (this one, Serve's):
+  // a signal sent to the process may land on a control thread, and then the
+  // loop waits on.
+  cpo.stop = [serve_thread = pthread_self()] { pthread_kill(serve_thread, SIGTERM); };
+  return cpo;
+}
+
+// The STATUS= line systemd shows for the unit: pending work and lag.
+std::string ServiceStatus(const std::string& journal_path, bool has_target) {
+  auto reader = JournalReader::Open(journal_path);
+  if (!reader.ok()) return "";
+  auto st = reader.value()->Stats();
+  if (!st.ok()) return "";
+  if (!has_target) return fmt::format("journal only: {} records", st->records);
+  double lag = 0;
+  if (st->oldest_pending_ns)
+    lag = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
+  return fmt::format("{} pending records ({} bytes in {} files), lag {:.0f} s", st->pending_records,
+                     st->pending_bytes, st->pending_files, lag);
 }
 
 // Runs the daemon proper. `ready` is called once the mount serves (or with
@@ -171,6 +231,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   std::unique_ptr<Replicator> replicator;
   std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
+  std::unique_ptr<TargetProbe> probe;  // likewise (it uses the replicator's store)
   if (!cfg.target.empty()) {
     TargetOptions to;
     to.endpoint = cfg.endpoint;
@@ -178,14 +239,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
     to.ca_file = cfg.ca_file;
     auto store = OpenStore(cfg.target, to);
     if (!store.ok()) return fail(kExitUsage, "--target: " + store.status().message());
-    ReplicatorOptions ro;
-    ro.workers = cfg.workers;
-    ro.part_size = static_cast<uint64_t>(cfg.part_size_mib * 1024 * 1024);
-    ro.delete_remote = cfg.delete_mode == "propagate";
-    if (cfg.no_default_excludes) ro.excludes.clear();
-    for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
-    ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
-    ro.sync_mode = cfg.mode == "sync";
+    probe = std::make_unique<TargetProbe>(store.value().get());
+    if (auto e = ProbeAtStart(cfg, *probe, store.value()->Describe()))
+      return fail(e->exit_code, e->message);
+    ReplicatorOptions ro = MakeReplicatorOptions(cfg);
     auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
     if (!r.ok()) return fail(kExitFailure, r.status().message());
     replicator = std::move(r.value());
@@ -241,8 +298,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
-  ControlPlane::Options cpo =
-      MakeControlOptions(cfg, mountpoint, replicator != nullptr, sweep.get(), sync_fd.get());
+  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr);
+  cpo.sweep = sweep.get();
+  cpo.probe = probe.get();
+  cpo.datadir_fd = sync_fd.get();
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
   if (Status cs = plane.Start(); !cs.ok())
     return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
@@ -271,7 +330,15 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   }
   plane.WatchSession(server.value().get());
   ready(nullptr);
+  ServiceNotifier notifier;
+  notifier.Ready(
+      "serving " + cfg.datadir + " on " + mountpoint,
+      [path = paths.journal(), has_target = replicator != nullptr] {
+        return ServiceStatus(path, has_target);
+      },
+      std::chrono::seconds(5));
   Status run = server.value()->Run();
+  notifier.Stopping("stopping: unmounted, draining uploads (--stop-timeout)");
   exporter.value()->server.reset();
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
@@ -299,6 +366,13 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   return kExitOk;
 }
 
+// The one line a successful start prints.
+std::string MountedLine(const Config& cfg, const std::string& log) {
+  return "scribefs: mounted " + cfg.datadir + " on " +
+         (cfg.mountpoint.empty() ? cfg.datadir : cfg.mountpoint) + " (state dir " + cfg.state_dir +
+         ", log " + log + ")";
+}
+
 }  // namespace
 
 int DaemonMain(int argc, char** argv) {
@@ -318,20 +392,26 @@ int DaemonMain(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
+  const std::string log_path = cfg.state_dir + "/scribefs.log";
   if (cfg.foreground) {
     SetupLogging(cfg, false, "");
     return Serve(cfg, [&](const StartError* e) {
-      if (e) spdlog::error("{}", e->message);
+      if (e) {
+        spdlog::error("{}", e->message);
+      } else {
+        printf("%s\n", MountedLine(cfg, "stderr").c_str());
+        fflush(stdout);
+      }
     });
   }
-  return RunInBackground(cfg, [&cfg](const ReadyFn& report) {
+  return RunInBackground(cfg, MountedLine(cfg, log_path), [&cfg, &log_path](const ReadyFn& report) {
     // The log goes to the state dir; create it first (PrepareStateDir repeats
     // this harmlessly) so the log has somewhere to be.
     if (auto e = PrepareStateDir(cfg.state_dir)) {
       report(&*e);
       return e->exit_code;
     }
-    SetupLogging(cfg, true, cfg.state_dir + "/scribefs.log");
+    SetupLogging(cfg, true, log_path);
     int rc = Serve(cfg, report);
     spdlog::shutdown();
     return rc;

@@ -20,7 +20,8 @@ int PrintError(int code, const std::string& msg) {
 
 }  // namespace
 
-int RunInBackground(const Config& cfg, const std::function<int(const ReadyFn&)>& child) {
+int RunInBackground(const Config& cfg, const std::string& mounted_line,
+                    const std::function<int(const ReadyFn&)>& child) {
   // Background: the child does all the work and tells the parent, through a
   // pipe, whether the mount came up; the parent reports and exits with the
   // right code. Threads start only in the child.
@@ -40,7 +41,10 @@ int RunInBackground(const Config& cfg, const std::function<int(const ReadyFn&)>&
       return PrintError(kExitFailure, "the daemon died during start-up (see the log in " +
                                           cfg.state_dir + "/scribefs.log)");
     int code = msg[0] - '0';
-    if (code == 0) return kExitOk;
+    if (code == 0) {
+      printf("%s\n", mounted_line.c_str());
+      return kExitOk;
+    }
     return PrintError(code, msg.substr(2));
   }
   close(pfd[0]);

@@ -15,8 +15,10 @@ using ReadyFn = std::function<void(const StartError*)>;
 // and exits with its result; its `ready` tells the parent, through a pipe,
 // whether the mount came up, and then detaches the child from the terminal
 // (stdin, stdout and stderr become /dev/null). The parent waits for that
-// report, prints the error if there was one, and returns the exit code to
-// exit with (README, "Exit codes"). Threads must start only in the child.
-int RunInBackground(const Config& cfg, const std::function<int(const ReadyFn&)>& child);
+// report, prints the error if there was one (else mounted_line on stdout),
+// and returns the exit code to exit with (README, "Exit codes"). Threads must
+// start only in the child.
+int RunInBackground(const Config& cfg, const std::string& mounted_line,
+                    const std::function<int(const ReadyFn&)>& child);
 
 }  // namespace scribefs

@@ -1,8 +1,14 @@
 // The scribefs command line (daemon/options.h).
 #include "daemon/options.h"
 
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
 
 #include "daemon/daemon.h"
 #include "daemon/metrics_server.h"
@@ -12,8 +18,12 @@ namespace {
 
 // DATADIR, MOUNTPOINT and how the mount behaves (FUSE, kernel caches, logs).
 void AddMountOptions(CLI::App& app, Config& cfg) {
-  app.set_config("--config", "", "Read options from a TOML/INI file (keys = long option names)");
-  app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal")->required();
+  app.set_config(
+      "--config", "",
+      "Read options from a TOML/INI file (keys = long option names, plus datadir and "
+      "mountpoint); a NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
+  // Not required here: the --config file may name it (checked after parsing).
+  app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal");
   app.add_option("MOUNTPOINT", cfg.mountpoint,
                  "Where to mount (default: over DATADIR itself, hiding the raw directory)");
   app.add_flag("-f,--foreground", cfg.foreground, "Stay in the foreground, log to stderr");
@@ -21,7 +31,9 @@ void AddMountOptions(CLI::App& app, Config& cfg) {
                  "Journal, control socket and lock (default derived from DATADIR; "
                  "see README)");
   app.add_option("-o", cfg.fuse_opts,
-                 "Mount option passed to FUSE, e.g. -o allow_other (repeatable, comma lists ok)")
+                 "Mount option, e.g. -o allow_other (repeatable, comma lists ok). A key that "
+                 "names a long option is that option (-o target=s3://b,workers=8 as in fstab); "
+                 "any other goes to FUSE")
       ->delimiter(',')
       ->allow_extra_args(false);
   app.add_option("--xattr", cfg.xattr,
@@ -165,16 +177,152 @@ std::optional<std::string> CheckMonitoringOptions(const Config& cfg) {
   return std::nullopt;
 }
 
+// Long option names a -o key or a config key may use (no "--"); "help",
+// "version" and "config" itself excluded.
+std::set<std::string> LongNames(const CLI::App& app) {
+  std::set<std::string> names;
+  for (const CLI::Option* opt : app.get_options()) {
+    for (const std::string& n : opt->get_lnames())
+      if (n != "help" && n != "version") names.insert(n);
+  }
+  return names;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The config file path of `--config VALUE`: a VALUE without '/' that is no
+// file in the working directory is a name under ConfigDir(), as systemd's
+// scribefs@NAME passes it.
+std::string ConfigPath(const std::string& value) {
+  // A file of that name here wins, as before names existed.
+  struct stat st;
+  if (value.find('/') != std::string::npos || stat(value.c_str(), &st) == 0) return value;
+  return ConfigDir() + "/" + value + ".conf";
+}
+
 }  // namespace
+
+std::string ConfigDir() {
+  const char* dir = getenv("SCRIBEFS_CONFIG_DIR");
+  return dir && *dir ? dir : "/etc/scribefs";
+}
+
+std::string NearestName(const std::string& key, const std::set<std::string>& names) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& n : names) {
+    size_t d = EditDistance(key, n);
+    if (d < best_d) best_d = d, best = n;
+  }
+  // A suggestion only when it is plausibly a typo of that name.
+  return best_d <= std::max<size_t>(2, key.size() / 3) ? best : "";
+}
+
+Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args,
+                                            const std::set<std::string>& names) {
+  std::vector<std::string> out;
+  std::vector<std::string> fuse;  // -o items that are not ours, kept in order
+  auto add_items = [&](const std::string& list) {
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t comma = list.find(',', start);
+      std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
+      start = comma == std::string::npos ? list.size() + 1 : comma + 1;
+      if (item.empty()) continue;
+      size_t eq = item.find('=');
+      std::string key = item.substr(0, eq);
+      std::replace(key.begin(), key.end(), '_', '-');
+      if (names.count(key)) {
+        // fstab style: -o workers=8 is --workers=8, -o foreground is --foreground.
+        std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+        if (key == "config") value = ConfigPath(value);
+        out.push_back("--" + key + (eq == std::string::npos ? "" : "=" + value));
+      } else {
+        fuse.push_back(item);
+      }
+    }
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-o") {
+      if (i + 1 == args.size()) return Status::Error(EINVAL, "-o needs a value");
+      add_items(args[++i]);
+    } else if (a.rfind("-o", 0) == 0 && a.size() > 2 && a[2] != '-') {
+      add_items(a.substr(2));  // -oallow_other, as mount helpers may pass it
+    } else if (a == "--config" && i + 1 < args.size()) {
+      out.push_back(a);
+      out.push_back(ConfigPath(args[++i]));
+    } else if (a.rfind("--config=", 0) == 0) {
+      out.push_back("--config=" + ConfigPath(a.substr(9)));
+    } else {
+      out.push_back(a);
+    }
+  }
+  std::string joined;
+  for (const auto& f : fuse) joined += (joined.empty() ? "" : ",") + f;
+  if (!joined.empty()) {
+    out.push_back("-o");
+    out.push_back(joined);
+  }
+  return out;
+}
+
+Status CheckConfigFile(const std::string& path, const std::set<std::string>& names,
+                       std::string* datadir, std::string* mountpoint) {
+  std::ifstream in(path);
+  if (!in) return Status::Error(ENOENT, "--config: cannot read " + path);
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_config(in);
+  } catch (const CLI::ParseError& e) {
+    return Status::Error(EINVAL, "--config " + path + ": " + e.what());
+  }
+  for (const auto& item : items) {
+    // Section markers CLI11 adds around [section] contents: their keys are
+    // reported below as section.key.
+    if (item.name == "++" || item.name == "--") continue;
+    std::string key = item.fullname();
+    std::string value = item.inputs.empty() ? "" : item.inputs.front();
+    if (key == "datadir" || key == "DATADIR") {
+      *datadir = value;
+      continue;
+    }
+    if (key == "mountpoint" || key == "MOUNTPOINT") {
+      *mountpoint = value;
+      continue;
+    }
+    if (names.count(key) && key != "config") continue;
+    std::string msg = "unknown key '" + key + "' in " + path;
+    std::string near = NearestName(key, names);
+    if (!near.empty()) msg += " (did you mean '" + near + "'?)";
+    return Status::Error(EINVAL, msg);
+  }
+  return Status::Ok();
+}
 
 std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   CLI::App app{
       "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
       "Mounts over DATADIR (or on MOUNTPOINT) and records every write, close and\n"
       "namespace change in STATE_DIR/journal.db before it reaches DATADIR. Inspect\n"
-      "the journal with `scribectl -m DATADIR journal`. Stop with SIGTERM or\n"
-      "`fusermount3 -u MOUNTPOINT`.",
+      "the journal with `scribectl -m DATADIR journal`. Stop with SIGTERM,\n"
+      "`fusermount3 -u MOUNTPOINT` or `scribectl -m DATADIR stop`.",
       "scribefs"};
+  app.set_version_flag("--version", std::string("scribefs ") + SCRIBEFS_VERSION_STRING,
+                       "Print the version and exit");
   AddMountOptions(app, cfg);
   AddReplicationOptions(app, cfg);
   AddMonitoringOptions(app, cfg);
@@ -186,12 +334,37 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");
+  auto usage = [](const std::string& msg) {
+    fprintf(stderr, "scribefs: %s\nRun with --help for more information.\n", msg.c_str());
+    return kExitUsage;
+  };
+  const std::set<std::string> names = LongNames(app);
+  auto args = ExpandArgs(std::vector<std::string>(argv + 1, argv + argc), names);
+  if (!args.ok()) return usage(args.status().message());
+  // Unknown keys in the config file are refused like unknown flags (CLI11
+  // would ignore them); it may also name DATADIR and MOUNTPOINT.
+  std::string conf_datadir, conf_mountpoint;
+  for (size_t i = 0; i < args->size(); ++i) {
+    const std::string& a = (*args)[i];
+    std::string path;
+    if (a == "--config" && i + 1 < args->size()) path = (*args)[i + 1];
+    if (a.rfind("--config=", 0) == 0) path = a.substr(9);
+    if (path.empty()) continue;
+    Status checked = CheckConfigFile(path, names, &conf_datadir, &conf_mountpoint);
+    if (!checked.ok()) return usage(checked.message());
+  }
+  std::vector<char*> cargv = {argv[0]};
+  for (auto& a : *args) cargv.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(cargv.size()), cargv.data());
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  if (cfg.datadir.empty()) cfg.datadir = conf_datadir;
+  if (cfg.mountpoint.empty()) cfg.mountpoint = conf_mountpoint;
+  if (cfg.datadir.empty())
+    return usage("DATADIR is required (on the command line or as datadir in the --config file)");
   if (auto bad = CheckMonitoringOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;

@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/state_dir.h"
 #include "daemon/daemon.h"
@@ -74,6 +76,28 @@ bool IsScribefsMount(const std::string& path) {
   return false;
 }
 
+std::string FsName(const std::string& datadir) {
+  std::string name = datadir;
+  for (char& c : name)
+    if (c == ',' || c == ' ' || c == '\\') c = '_';
+  return name;
+}
+
+bool DatadirMounted(const std::string& datadir) {
+  const std::string source = FsName(datadir);
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype, src;
+    rest >> fstype >> src;
+    if (fstype == "fuse.scribefs" && src == source) return true;
+  }
+  return false;
+}
+
 // A daemon killed with SIGKILL leaves its mount behind ("Transport endpoint
 // is not connected"). Detach it so that DATADIR is reachable again. Asked
 // with statfs, which always goes to the daemon: a stat of the mount point may
@@ -110,6 +134,30 @@ std::optional<StartError> PrepareStateDir(const std::string& dir) {
   if (access(dir.c_str(), W_OK | X_OK) != 0)
     return StartError{kExitUsage,
                       "state directory " + dir + " is not writable: " + strerror(errno)};
+  return std::nullopt;
+}
+
+// A file:// target inside DATADIR would replicate into itself (each upload a
+// new change to upload); inside MOUNTPOINT or the state directory likewise.
+// --endpoint means nothing without a target: refused rather than ignored.
+std::optional<StartError> CheckTargetPlacement(const Config& cfg) {
+  if (cfg.target.empty()) {
+    if (!cfg.endpoint.empty())
+      return StartError{kExitUsage, "--endpoint " + cfg.endpoint +
+                                        " given without --target (e.g. --target s3://BUCKET)"};
+    return std::nullopt;
+  }
+  const std::string scheme = "file://";
+  if (cfg.target.rfind(scheme, 0) != 0) return std::nullopt;
+  std::string path = CanonicalMaybeMissing(cfg.target.substr(scheme.size()));
+  for (const auto& [what, dir] : {std::pair<std::string, std::string>{"DATADIR", cfg.datadir},
+                                  {"MOUNTPOINT", cfg.mountpoint},
+                                  {"the state directory", cfg.state_dir}}) {
+    if (dir.empty()) continue;
+    if (PathIsWithin(path, dir))
+      return StartError{kExitUsage, "--target " + cfg.target + " must not be inside " + what + " " +
+                                        dir + " (it would replicate into itself)"};
+  }
   return std::nullopt;
 }
 
@@ -151,10 +199,24 @@ std::optional<StartError> CheckCommandLine(Config& cfg) {
     return StartError{kExitUsage,
                       "MOUNTPOINT and DATADIR must not contain each other "
                       "(omit MOUNTPOINT to mount over DATADIR)"};
+  if (auto e = CheckTargetPlacement(cfg)) return e;
   if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0)
     return StartError{kExitFailure, "/dev/fuse is not accessible: " + std::string(strerror(errno))};
   return std::nullopt;
 }
+
+namespace {
+
+// The pid an earlier daemon wrote into the lock file, as text ("?" if none).
+std::string LockHolder(int fd) {
+  char buf[32] = {};
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  std::string pid = n > 0 ? std::string(buf, n) : "?";
+  while (!pid.empty() && isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+  return pid.empty() ? "?" : pid;
+}
+
+}  // namespace
 
 std::optional<StartError> LockStateDir(const Config& cfg, const std::string& lock_path,
                                        UniqueFd& lock) {
@@ -162,14 +224,27 @@ std::optional<StartError> LockStateDir(const Config& cfg, const std::string& loc
   lock = UniqueFd(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock)
     return StartError{kExitUsage, "cannot open lock file " + lock_path + ": " + strerror(errno)};
-  if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    char buf[32] = {};
-    ssize_t n = pread(lock.get(), buf, sizeof buf - 1, 0);
-    std::string pid = n > 0 ? std::string(buf, n) : "?";
-    while (!pid.empty() && isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
-    return StartError{kExitBusy, "another scribefs daemon (pid " + pid +
-                                     ") already uses state directory " + cfg.state_dir + " for " +
-                                     cfg.datadir};
+  // A daemon whose mount is gone (fusermount3 -u, scribectl stop) still holds
+  // the lock while it drains its uploads, up to its --stop-timeout: a new
+  // start waits for it instead of failing. One that still serves is refused.
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>((cfg.stop_timeout + 10) * 1000));
+  bool said = false;
+  while (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    std::string pid = LockHolder(lock.get());
+    if (DatadirMounted(cfg.datadir) || std::chrono::steady_clock::now() > deadline)
+      return StartError{kExitBusy, "another scribefs daemon (pid " + pid +
+                                       ") already uses state directory " + cfg.state_dir + " for " +
+                                       cfg.datadir};
+    if (!said) {
+      said = true;
+      spdlog::info("waiting for the previous daemon (pid {}) to stop", pid);
+      // In the background the log is a file: say it where the user looks too.
+      if (!cfg.foreground)
+        fprintf(stderr, "scribefs: waiting for the previous daemon (pid %s) to stop\n",
+                pid.c_str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::string pid = std::to_string(getpid()) + "\n";
   if (ftruncate(lock.get(), 0) != 0 || pwrite(lock.get(), pid.data(), pid.size(), 0) < 0)

@@ -21,6 +21,11 @@ std::string CanonicalMaybeMissing(const std::string& path);
 // A scribefs mount at exactly `path`, per /proc/self/mountinfo.
 bool IsScribefsMount(const std::string& path);
 
+// The fsname a mount of DATADIR shows as its source in /proc/self/mountinfo.
+std::string FsName(const std::string& datadir);
+// A scribefs mount of datadir anywhere, per /proc/self/mountinfo.
+bool DatadirMounted(const std::string& datadir);
+
 // Detaches the mount a daemon killed with SIGKILL left at `path`, if any.
 void ClearStaleMount(const std::string& path);
 
@@ -32,9 +37,14 @@ std::optional<StartError> PrepareStateDir(const std::string& dir);
 // not contain each other. Also checks that /dev/fuse is usable.
 std::optional<StartError> CheckCommandLine(Config& cfg);
 
+// Refuses a file:// target inside DATADIR, MOUNTPOINT or the state
+// directory, and --endpoint without --target (cfg canonical).
+std::optional<StartError> CheckTargetPlacement(const Config& cfg);
+
 // Takes the state directory's lock (flock on lock_path, held through `lock`
-// for the daemon's lifetime) and writes the daemon's pid into it. Busy when
-// another daemon holds it.
+// for the daemon's lifetime) and writes the daemon's pid into it. When
+// another daemon holds it: busy if DATADIR is still mounted, else (that
+// daemon is stopping) waits up to --stop-timeout + 10 s for it, saying so once.
 std::optional<StartError> LockStateDir(const Config& cfg, const std::string& lock_path,
                                        UniqueFd& lock);
 

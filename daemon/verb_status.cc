@@ -43,6 +43,13 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   j["mode"] = d.info.mode;
   j["started_ns"] = d.info.started_ns;
   j["target"] = d.replicator ? json(d.replicator->store().Describe()) : json(nullptr);
+  if (d.probe) {
+    TargetProbe::Health h = d.probe->health();
+    if (h.unreachable_since_ns != 0) {
+      j["target_unreachable_since_ns"] = h.unreachable_since_ns;
+      j["target_error"] = h.error;
+    }
+  }
   Status health = d.journal->health();
   j["journal_ok"] = health.ok();
   if (!health.ok()) j["journal_error"] = health.message();

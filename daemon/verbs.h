@@ -34,6 +34,7 @@ json PauseVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx)
 json ResumeVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
 json FlushVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
 json RetryVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
+json StopVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
 json CheckpointsVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
 json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                     const ControlRequest& ctx);

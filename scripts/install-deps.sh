@@ -16,6 +16,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpat1-dev
+  libsystemd-dev  # sd_notify: systemd Type=notify (daemon/service_notify.h)
   # tests and tools
   googletest libgtest-dev libgmock-dev sqlite3 attr acl util-linux psmisc procps fio
   # metrics (promtool), man pages (help2man, man, groff), the .deb (dpkg-dev, fakeroot)

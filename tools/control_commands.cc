@@ -255,6 +255,10 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     line("mode:", Str(daemon, "mode"));
     line("target:", daemon["target"].is_string() ? daemon["target"].get<std::string>()
                                                  : "none (journal only)");
+    if (daemon.contains("target_unreachable_since_ns"))  // the daemon's probe (target_probe.h)
+      line("", "target unreachable since " +
+                   FormatLocalTime(daemon.value("target_unreachable_since_ns", int64_t(0))) + ": " +
+                   Str(daemon, "target_error"));
     const json& p = daemon["pause"];
     if (p.value("paused", false)) {
       double since = static_cast<double>(now - p.value("since_ns", int64_t(0))) / 1e9;

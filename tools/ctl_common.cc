@@ -8,8 +8,34 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace scribefs::ctl {
+namespace {
+
+// The DATADIR a scribefs mount at `path` serves: its source in
+// /proc/self/mountinfo (the daemon's fsname), so that -m takes the mount
+// point as well. "" when path is no scribefs mount or serves itself.
+std::string DatadirOfMount(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, majmin, root, mnt;
+    ls >> id >> parent >> majmin >> root >> mnt;
+    auto dash = line.find(" - ");
+    if (mnt != path || dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype, source;
+    rest >> fstype >> source;
+    if (fstype == "fuse.scribefs" && !source.empty() && source[0] == '/' && source != path)
+      return source;
+  }
+  return "";
+}
+
+}  // namespace
 
 Result<StateLocation> LocateState(const GlobalOptions& options, const char* env_state_dir) {
   StateLocation loc;
@@ -22,6 +48,7 @@ Result<StateLocation> LocateState(const GlobalOptions& options, const char* env_
     auto canonical = CanonicalDir(options.datadir);
     if (!canonical.ok()) return canonical.status().WithContext("-m DATADIR");
     loc.datadir = *canonical;
+    if (std::string served = DatadirOfMount(loc.datadir); !served.empty()) loc.datadir = served;
     loc.paths.dir = DefaultStateDir(loc.datadir);
     loc.source = "-m";
     return loc;

@@ -30,6 +30,7 @@
 #include "tools/journal_command.h"
 #include "tools/restore_command.h"
 #include "tools/stats_command.h"
+#include "tools/stop_command.h"
 #include "tools/time_spec.h"
 #include "tools/verify_command.h"
 
@@ -292,14 +293,16 @@ struct Commands {
   CLI::App* rescan = nullptr;
   CLI::App* completion = nullptr;
   std::string shell;
+  StopOptions stopts;
+  CLI::App* stop = nullptr;
 };
 
 // -m, --state-dir, --json: accepted before or after the command.
 void AddGlobalOptions(CLI::App& app, GlobalOptions& global) {
   app.add_option("-m,--mount", global.datadir,
                  "The data directory that scribefs serves (as given to the scribefs\n"
-                 "daemon). Its state directory, which holds the journal, is derived\n"
-                 "from the absolute path of DATADIR.")
+                 "daemon), or its mount point while mounted. Its state directory,\n"
+                 "which holds the journal, is derived from the absolute path of DATADIR.")
       ->type_name("DATADIR");
   app.add_option("--state-dir", global.state_dir,
                  "Use the state directory DIR (the one holding journal.db) instead of\n"
@@ -458,6 +461,19 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
   c.rescan->footer(kRescanFooter);
 }
 
+// `stop` (tools/stop_command.h).
+void AddStopCommand(CLI::App& app, Commands& c) {
+  c.stop = app.add_subcommand(
+      "stop", "Stop the mount cleanly: unmount, let pending uploads finish (--stop-timeout).");
+  c.stop->add_flag("--wait", c.stopts.wait, "Return once the daemon has exited.");
+  c.stop
+      ->add_option("-t,--timeout", c.stopts.timeout_s,
+                   "With --wait: give up after S seconds (exit 5).")
+      ->type_name("S")
+      ->check(CLI::PositiveNumber);
+}
+
+
 // Hidden: `scribectl completion bash` prints the bash completion script
 // (installed as /usr/share/bash-completion/completions/scribectl).
 void AddCompletionCommand(CLI::App& app, Commands& c) {
@@ -493,6 +509,7 @@ int Dispatch(const GlobalOptions& global, Commands& c, const CLI::App& app) {
   if (c.verify->parsed()) return RunVerify(global, c.vopts);
   if (c.restore->parsed()) return RunRestore(global, c.ropts);
   if (c.rescan->parsed()) return RunRescan(global, c.scopts);
+  if (c.stop->parsed()) return RunStop(global, c.stopts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 
@@ -514,6 +531,7 @@ int Main(int argc, char** argv) {
   AddGlobalOptions(app, global);
   AddJournalCommands(app, c);
   AddControlCommands(app, c);
+  AddStopCommand(app, c);
   AddTargetCommands(app, c);
   AddCompletionCommand(app, c);
 

@@ -106,6 +106,22 @@ TEST_F(BadInputTest, StateDirInsideDatadir) {
   ExpectRefused({"--state-dir", data("x/../.state"), data()}, 2, {"inside DATADIR"});
 }
 
+// A file:// target inside DATADIR would replicate into itself: refused at
+// start-up, as is --endpoint that has no --target to apply to.
+TEST_F(BadInputTest, TargetInsideDatadir) {
+  ExpectRefused({"--state-dir", state(), "--target", "file://" + data("backup"), data(), mnt()}, 2,
+                {"--target", "inside DATADIR"});
+  ExpectRefused({"--state-dir", state(), "--target", "file://" + data("x/../y"), data()}, 2,
+                {"inside DATADIR"});
+  ExpectRefused({"--state-dir", state(), "--target", "file://" + mnt("t"), data(), mnt()}, 2,
+                {"inside MOUNTPOINT"});
+}
+
+TEST_F(BadInputTest, EndpointWithoutTarget) {
+  ExpectRefused({"--state-dir", state(), "--endpoint", "http://127.0.0.1:1", data(), mnt()}, 2,
+                {"--endpoint", "without --target"});
+}
+
 TEST_F(BadInputTest, DatadirInsideStateDir) {
   ASSERT_EQ(mkdir(Path("st").c_str(), 0700), 0);
   ASSERT_EQ(mkdir(Path("st/data").c_str(), 0755), 0);

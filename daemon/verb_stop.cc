@@ -1,0 +1,22 @@
+// The `stop` verb: ends the mount as an unmount or SIGTERM does.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "daemon/verbs.h"
+
+namespace scribefs::verbs {
+
+json StopVerb(const ControlDeps& d, const json&, const ControlRequest& ctx) {
+  // d.stop takes the one shutdown path there is, SIGTERM's (daemon.cc): the
+  // FUSE session ends, pending ranges are committed, the mount goes, and the
+  // uploads drain for up to --stop-timeout. The answer is still written: the
+  // server answers every request it dispatched before it stops.
+  if (!d.stop) return Error("unsupported", "this daemon cannot be stopped through its socket");
+  std::string by = "scribectl";
+  if (ctx.peer_pid() > 0) by += " (pid " + std::to_string(ctx.peer_pid()) + ")";
+  spdlog::info("stop requested by {}", by);
+  d.stop();
+  return json{{"pid", getpid()}, {"mountpoint", d.info.mountpoint}, {"by", by}};
+}
+
+}  // namespace scribefs::verbs

@@ -1,0 +1,169 @@
+// The scribefs command line as deployments use it: -o key=value as fstab and
+// mount.fuse3 pass options, the --config file (unknown keys refused with the
+// nearest valid one, DATADIR and MOUNTPOINT in it, NAME found in the config
+// directory), --version.
+#include "daemon/options.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "daemon/daemon.h"
+
+namespace scribefs {
+namespace {
+
+class OptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/scribefs-options-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    for (const auto& f : files_) unlink(f.c_str());
+    rmdir(dir_.c_str());
+    unsetenv("SCRIBEFS_CONFIG_DIR");
+  }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    files_.push_back(path);
+    return path;
+  }
+  // ParseCommandLine on {"scribefs", args...}.
+  std::optional<int> Parse(std::vector<std::string> args, Config& cfg) {
+    args.insert(args.begin(), "scribefs");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), cfg);
+  }
+  std::string dir_;
+  std::vector<std::string> files_;
+};
+
+TEST_F(OptionsTest, DashOKeysThatNameOptionsBecomeThoseOptions) {
+  auto out = ExpandArgs({"/d", "/m", "-o",
+                         "rw,nosuid,target=s3://b/p,endpoint=http://h:1,"
+                         "allow_other,state_dir=/s,no_default_excludes"},
+                        {"target", "endpoint", "state-dir", "no-default-excludes"});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(*out, (std::vector<std::string>{
+                      "/d", "/m", "--target=s3://b/p", "--endpoint=http://h:1", "--state-dir=/s",
+                      "--no-default-excludes", "-o", "rw,nosuid,allow_other"}));
+}
+
+TEST_F(OptionsTest, EveryOptionIsReachableThroughDashO) {
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "/m", "-o",
+                   "target=file:///t,workers=8,mode=sync,stop_timeout=3,exclude=*.tmp,"
+                   "default_permissions",
+                   "-oforeground,log-level=debug"},
+                  cfg),
+            std::nullopt);
+  EXPECT_EQ(cfg.datadir, "/d");
+  EXPECT_EQ(cfg.mountpoint, "/m");
+  EXPECT_EQ(cfg.target, "file:///t");
+  EXPECT_EQ(cfg.workers, 8);
+  EXPECT_EQ(cfg.mode, "sync");
+  EXPECT_EQ(cfg.stop_timeout, 3.0);
+  EXPECT_EQ(cfg.excludes, std::vector<std::string>{"*.tmp"});
+  EXPECT_TRUE(cfg.foreground);
+  EXPECT_EQ(cfg.log_level, "debug");
+  EXPECT_EQ(cfg.fuse_opts, std::vector<std::string>{"default_permissions"});
+}
+
+TEST_F(OptionsTest, DashOValuesAreCheckedLikeFlags) {
+  Config cfg;
+  EXPECT_EQ(Parse({"/d", "-o", "workers=0"}, cfg), kExitUsage);
+  Config cfg2;
+  EXPECT_EQ(Parse({"/d", "-o", "mode=later"}, cfg2), kExitUsage);
+}
+
+TEST_F(OptionsTest, UnknownConfigKeyIsAnErrorNamingTheNearestKey) {
+  std::string path = Write("bad.conf", "target = \"file:///t\"\nwrokers = 2\n");
+  std::string datadir, mountpoint;
+  Status s = CheckConfigFile(path, {"target", "workers", "mode"}, &datadir, &mountpoint);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'wrokers'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("did you mean 'workers'"), std::string::npos) << s.message();
+  Config cfg;
+  EXPECT_EQ(Parse({"/d", "--config", path}, cfg), kExitUsage);
+}
+
+TEST_F(OptionsTest, KeysInASectionAreUnknownToo) {
+  std::string path = Write("section.conf", "[replication]\nworkers = 2\n");
+  Config cfg;
+  EXPECT_EQ(Parse({"/d", "--config", path}, cfg), kExitUsage);
+}
+
+TEST_F(OptionsTest, ConfigGivesDatadirAndMountpoint) {
+  std::string path =
+      Write("full.conf", "datadir = \"/srv/data\"\nmountpoint = \"/srv/mnt\"\nworkers = 3\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"--config", path}, cfg), std::nullopt);
+  EXPECT_EQ(cfg.datadir, "/srv/data");
+  EXPECT_EQ(cfg.mountpoint, "/srv/mnt");
+  EXPECT_EQ(cfg.workers, 3);
+  // The command line wins over the file.
+  Config over;
+  ASSERT_EQ(Parse({"/other", "--config", path, "--workers", "5"}, over), std::nullopt);
+  EXPECT_EQ(over.datadir, "/other");
+  EXPECT_EQ(over.workers, 5);
+}
+
+TEST_F(OptionsTest, DatadirIsRequiredSomewhere) {
+  std::string path = Write("nodir.conf", "workers = 3\n");
+  Config cfg;
+  EXPECT_EQ(Parse({"--config", path}, cfg), kExitUsage);
+}
+
+TEST_F(OptionsTest, ConfigNameIsFoundInTheConfigDirectory) {
+  Write("backup.conf", "DATADIR = \"/srv/b\"\ntarget = \"file:///t\"\n");
+  setenv("SCRIBEFS_CONFIG_DIR", dir_.c_str(), 1);
+  EXPECT_EQ(ConfigDir(), dir_);
+  Config cfg;
+  ASSERT_EQ(Parse({"--config", "backup"}, cfg), std::nullopt);
+  EXPECT_EQ(cfg.datadir, "/srv/b");
+  EXPECT_EQ(cfg.target, "file:///t");
+  Config via_o;  // as a mount helper passes it
+  ASSERT_EQ(Parse({"/srv/b", "-o", "config=backup"}, via_o), std::nullopt);
+  EXPECT_EQ(via_o.target, "file:///t");
+  Config missing;
+  EXPECT_EQ(Parse({"--config", "nosuchname"}, missing), kExitUsage);
+}
+
+TEST_F(OptionsTest, AFileInTheWorkingDirectoryWinsOverAName) {
+  Write("local.conf", "workers = 7\n");
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  ASSERT_EQ(chdir(dir_.c_str()), 0);
+  Config cfg;
+  auto rc = Parse({"/d", "--config", "local.conf"}, cfg);
+  ASSERT_EQ(chdir(cwd), 0);
+  ASSERT_EQ(rc, std::nullopt);
+  EXPECT_EQ(cfg.workers, 7);
+}
+
+TEST_F(OptionsTest, NearestNameOnlyForPlausibleTypos) {
+  std::set<std::string> names = {"workers", "target", "endpoint", "stop-timeout"};
+  EXPECT_EQ(NearestName("wrokers", names), "workers");
+  EXPECT_EQ(NearestName("stop_timeout", names), "stop-timeout");
+  EXPECT_EQ(NearestName("colour", names), "");
+}
+
+TEST_F(OptionsTest, VersionPrintsAndExitsOk) {
+  Config cfg;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(Parse({"--version"}, cfg), kExitOk);
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.rfind("scribefs ", 0), 0u) << out;
+}
+
+}  // namespace
+}  // namespace scribefs

@@ -1,0 +1,303 @@
+// Running scribefs as a service: systemd's notification protocol (READY=1
+// only once the mount serves, STATUS= lines, WATCHDOG=1, STOPPING=1), a
+// mount(8) of type fuse.scribefs with every option as -o key=value (as fstab
+// has it), a restart right after an unmount, `scribectl stop --wait`, and the
+// line a successful start prints.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/state_dir.h"
+#include "common/unique_fd.h"
+#include "tests/integration/mount_fixture.h"
+
+namespace scribefs::it {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class ServiceTest : public MountTest {
+ protected:
+  std::string target() const { return root() + "/target"; }
+  Options WithTarget() {
+    Options o;
+    o.args = {"--target", "file://" + target()};
+    return o;
+  }
+};
+
+// A unix datagram socket standing in for systemd's notification socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    ok_ = fd_ && bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  bool ok() const { return ok_; }
+  // The next message, or "" after timeout_s.
+  std::string Next(double timeout_s) {
+    pollfd p = {fd_.get(), POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout_s * 1000)) <= 0) return "";
+    char buf[4096];
+    ssize_t n = recv(fd_.get(), buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, n) : "";
+  }
+  // Messages until one contains `needle` (returned), or "" after timeout_s;
+  // every message seen is appended to *seen.
+  std::string WaitFor(const std::string& needle, double timeout_s, std::string* seen) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int>(timeout_s * 1000));
+    while (Clock::now() < deadline) {
+      double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+      std::string m = Next(left);
+      if (m.empty()) continue;
+      *seen += "[" + m + "] ";
+      if (m.find(needle) != std::string::npos) return m;
+    }
+    return "";
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+  bool ok_ = false;
+};
+
+// Starts `scribefs -f ...` with the given environment additions; stdout and
+// stderr go to out_path.
+pid_t SpawnForeground(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                      const std::string& out_path) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (out >= 0) {
+    dup2(out, 1);
+    dup2(out, 2);
+  }
+  for (const auto& e : env) putenv(strdup(e.c_str()));
+  std::vector<std::string> argv = {ScribefsBin(), "-f"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  execv(cargv[0], cargv.data());
+  _exit(127);
+}
+
+TEST_F(ServiceTest, NotifiesReadyOnlyOnceTheMountServesThenStatusThenStopping) {
+  ASSERT_TRUE(WriteFile(data("before.txt"), "served"));
+  NotifySocket sock(root() + "/notify.sock");
+  ASSERT_TRUE(sock.ok()) << strerror(errno);
+  pid_t pid =
+      SpawnForeground({"--state-dir", state(), "--target", "file://" + target(), data(), mnt()},
+                      {"NOTIFY_SOCKET=" + root() + "/notify.sock", "WATCHDOG_USEC=1000000"},
+                      root() + "/daemon.out");
+  ASSERT_GT(pid, 0);
+  std::string seen;
+  std::string ready = sock.WaitFor("READY=1", 30, &seen);
+  // At the moment READY=1 arrives the mount must already answer.
+  bool mounted = MountType(mnt()) == "fuse.scribefs";
+  auto through_mount = ReadFile(mnt("before.txt"));
+  EXPECT_FALSE(ready.empty()) << "no READY=1; got " << seen << "; daemon output: "
+                              << ReadFile(root() + "/daemon.out").value_or("");
+  EXPECT_TRUE(mounted) << "READY=1 before the mount was there";
+  EXPECT_EQ(through_mount.value_or("<unreadable>"), "served");
+  EXPECT_EQ(seen.find("READY=1"), seen.rfind("READY=1")) << "READY=1 sent twice: " << seen;
+
+  ASSERT_TRUE(WriteFile(mnt("pending.txt"), "x"));
+  EXPECT_FALSE(sock.WaitFor("WATCHDOG=1", 5, &seen).empty()) << seen;
+  std::string status = sock.WaitFor("STATUS=", 15, &seen);
+  EXPECT_NE(status.find("pending records"), std::string::npos) << seen;
+  EXPECT_NE(status.find("lag"), std::string::npos) << seen;
+
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  EXPECT_FALSE(sock.WaitFor("STOPPING=1", 20, &seen).empty()) << seen;
+  auto st = WaitChild(pid, 30);
+  if (!st) {
+    kill(pid, SIGKILL);
+    st = WaitChild(pid, 10);
+    ADD_FAILURE() << "scribefs -f did not exit after the unmount";
+  } else {
+    EXPECT_EQ(*st, 0);
+  }
+  std::string out = ReadFile(root() + "/daemon.out").value_or("");
+  EXPECT_NE(out.find("scribefs: mounted " + data() + " on " + mnt()), std::string::npos) << out;
+}
+
+// mount(8) runs mount.fuse3 (via /sbin/mount.fuse.scribefs or mount.fuse),
+// which runs `scribefs DATADIR MOUNTPOINT -o OPTS` from a fixed PATH that
+// starts with /usr/local/sbin, after mount(8) dropped noauto and x-systemd.*
+// and mount.fuse3 dropped _netdev and nofail. Run in a private mount
+// namespace where /usr/local/sbin holds only a link to the scribefs under
+// test, so that nothing outside the test changes.
+TEST_F(ServiceTest, MountTypeFuseScribefsTakesEveryOptionAsDashO) {
+  std::string sbin = root() + "/sbin";
+  ASSERT_EQ(mkdir(sbin.c_str(), 0755), 0);
+  ASSERT_EQ(symlink(ScribefsBin().c_str(), (sbin + "/scribefs").c_str()), 0);
+  std::string opts = "state_dir=" + state() + ",target=file://" + target() +
+                     ",workers=2,stop-timeout=5,_netdev,nofail,noauto,x-systemd.requires=a.service,"
+                     "default_permissions";
+  std::string script =
+      "set -e\nmount --bind '" + sbin + "' /usr/local/sbin\nmount -t fuse.scribefs '" + data() +
+      "' '" + mnt() + "' -o '" + opts + "'\necho hello > '" + mnt("f.txt") + "'\ngrep ' " + mnt() +
+      " ' /proc/self/mounts > '" + root() + "/mounts.txt'\numount '" + mnt() + "'\n";
+  RunResult r = RunCommand({"unshare", "-m", "--propagation", "private", "sh", "-c", script}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  std::string mounts = ReadFile(root() + "/mounts.txt").value_or("");
+  EXPECT_NE(mounts.find(" fuse.scribefs "), std::string::npos) << mounts;
+  EXPECT_NE(mounts.find("default_permissions"), std::string::npos) << mounts;
+  // The daemon (reparented to us) exits once its uploads drained.
+  auto pid_text = ReadFile(state("lock"));
+  ASSERT_TRUE(pid_text);
+  auto st = WaitChild(static_cast<pid_t>(atoi(pid_text->c_str())), 30);
+  ASSERT_TRUE(st.has_value()) << "daemon did not exit after umount";
+  EXPECT_EQ(*st, 0);
+  EXPECT_FALSE(Find(Records(), Op::kCreate, "f.txt").empty()) << "no create record for f.txt";
+  // -o target= reached the uploader: the file is in the target.
+  EXPECT_EQ(ReadFile(target() + "/f.txt").value_or("<missing>"), "hello\n");
+}
+
+// fusermount3 -u returns at once while the daemon drains; a start right
+// after it waits for that daemon instead of failing with exit 3.
+TEST_F(ServiceTest, RemountRightAfterUnmountWaitsForThePreviousDaemon) {
+  Options o = WithTarget();
+  Mount(o);
+  ASSERT_TRUE(WriteFile(mp("a.txt"), "a"));
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  ASSERT_EQ(u.exit_code, 0) << u.Describe();
+  auto t0 = Clock::now();
+  RunResult r = StartDaemon(o);
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(MountType(mnt()), "fuse.scribefs");
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(30));
+  EXPECT_EQ(Unmount(), 0);
+}
+
+// A daemon that still serves is refused at once, not waited for.
+TEST_F(ServiceTest, SecondStartWhileServingIsRefusedAtOnce) {
+  Mount();
+  auto t0 = Clock::now();
+  Options o;
+  o.mountpoint = root() + "/mnt2";
+  ASSERT_EQ(mkdir(o.mountpoint.c_str(), 0755), 0);
+  RunResult r = StartDaemon(o);
+  EXPECT_EQ(r.exit_code, 3) << r.Describe();
+  EXPECT_NE(r.err.find("already uses state directory"), std::string::npos) << r.err;
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST_F(ServiceTest, ScribectlStopWaitReturnsAfterTheDaemonExited) {
+  Mount(WithTarget());
+  ASSERT_TRUE(WriteFile(mp("b.txt"), "bee"));
+  pid_t pid = daemon_pid();
+  RunResult r =
+      RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "stop", "--wait", "--timeout", "30"}, 60);
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.out.find("stopped scribefs (pid " + std::to_string(pid) + ")"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(IsMounted(mnt())) << "still mounted after stop --wait";
+  // Exited: a zombie until we, its subreaper, reap it.
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/stat").value_or("");
+  auto paren = stat.rfind(')');
+  ASSERT_NE(paren, std::string::npos) << stat;
+  EXPECT_EQ(stat.substr(paren + 2, 1), "Z") << "daemon still running after stop --wait: " << stat;
+  EXPECT_EQ(Unmount(), 0) << "daemon exit status";
+  // Drained as on unmount: the write reached the target.
+  EXPECT_EQ(ReadFile(target() + "/b.txt").value_or("<missing>"), "bee");
+}
+
+TEST_F(ServiceTest, SuccessfulStartPrintsOneLine) {
+  RunResult r = StartDaemon(Options());
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "scribefs: mounted " + data() + " on " + mnt() + " (state dir " + state() +
+                       ", log " + state() + "/scribefs.log)\n");
+  EXPECT_EQ(Unmount(), 0);
+  RunResult v = RunCommand({ScribefsBin(), "--version"});
+  EXPECT_EQ(v.exit_code, 0) << v.Describe();
+  EXPECT_EQ(v.out.rfind("scribefs ", 0), 0u) << v.out;
+}
+
+}  // namespace
+}  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// An S3 endpoint where nothing listens (connection refused at once).
+class UnreachableTargetTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    setenv("AWS_ACCESS_KEY_ID", "scribefs-test", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "scribefs-test-secret", 1);
+  }
+  Options Unreachable(const std::string& mode) {
+    Options o;
+    o.args = {"--target", "s3://bucket/p", "--endpoint", "http://127.0.0.1:1", "--mode", mode};
+    return o;
+  }
+};
+
+TEST_F(UnreachableTargetTest, AsyncMountsWithAWarningAndStatusSaysSince) {
+  RunResult r = StartDaemon(Unreachable("async"));
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.err.find("warning: target s3://bucket/p"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("does not answer"), std::string::npos) << r.err;
+  RunResult s = RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "status"}, 30);
+  EXPECT_EQ(s.exit_code, 0) << s.Describe();
+  EXPECT_NE(s.out.find("target unreachable since "), std::string::npos) << s.out;
+  RunResult j = RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "status", "--json"}, 30);
+  EXPECT_NE(j.out.find("\"target_unreachable_since_ns\""), std::string::npos) << j.out;
+  EXPECT_EQ(Unmount(), 0);
+}
+
+TEST_F(UnreachableTargetTest, SyncModeRefusesToStart) {
+  RunResult r = StartDaemon(Unreachable("sync"));
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("does not answer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--mode sync"), std::string::npos) << r.err;
+  EXPECT_FALSE(IsMounted(mnt()));
+}
+
+}  // namespace
+}  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// scribectl -m takes the mount point as well as DATADIR. Uses the default
+// state directory (derived from DATADIR), under a state root in the temp dir.
+TEST_F(ServiceTest, ScribectlDashMTakesTheMountPoint) {
+  setenv("SCRIBEFS_STATE_ROOT", (root() + "/state-root").c_str(), 1);
+  std::string default_state = DefaultStateDir(data());
+  RunResult r = RunCommand({ScribefsBin(), data(), mnt()}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  RunResult s = RunCommand({SCRIBECTL_BIN, "-m", mnt(), "status", "--json"}, 30);
+  EXPECT_EQ(s.exit_code, 0) << s.Describe();
+  EXPECT_NE(s.out.find("\"datadir\":\"" + data() + "\""), std::string::npos) << s.out;
+  RunResult d = RunCommand({SCRIBECTL_BIN, "-m", data(), "status", "--json"}, 30);
+  EXPECT_EQ(d.exit_code, 0) << d.Describe();
+  pid_t pid = static_cast<pid_t>(atoi(ReadFile(default_state + "/lock").value_or("0").c_str()));
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  if (pid > 0) {
+    auto st = WaitChild(pid, 30);
+    EXPECT_TRUE(st.has_value() && *st == 0);
+  }
+  unsetenv("SCRIBEFS_STATE_ROOT");
+}
+
+}  // namespace
+}  // namespace scribefs::it
