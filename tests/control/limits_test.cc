@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -92,6 +93,8 @@ TEST_F(LimitsTest, HeldWritesDuringAPauseUseBoundedMemory) {
   // Bound + slack (worker buffers, allocator): far below the 96 MiB that a
   // copy per write costs.
   long grown_mib = (during - before) / 1024;
+  std::cout << "daemon RSS while paused: " << before / 1024 << " MiB -> " << during / 1024
+            << " MiB (" << kWriters << " held 1 MiB writes, bound 8 MiB)\n";
   EXPECT_LT(grown_mib, 8 + 40) << "daemon RSS " << before / 1024 << " MiB -> " << during / 1024
                                << " MiB while paused; status " << st.dump();
   for (int i = 0; i < kWriters; ++i) {
