@@ -35,6 +35,7 @@ struct Config {
   double stop_timeout = 10.0;
   double crash_check_delay = 30.0;
   double max_pause = 3600.0;  // pause points (control socket)
+  double max_held_mib = 64;   // copies of writes held during a pause
   double open_file_delay = 10.0;
   // Monitoring (daemon/metrics_server.h): both off when empty.
   std::string metrics_listen;       // ADDR:PORT for GET /metrics

@@ -294,7 +294,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   FsOptions fso = MakeFsOptions(cfg, replicator.get());
   // Pause points and the control socket (daemon/control_plane.h): every mutation
   // passes the gate, declared before fs so that it outlives it.
-  MutationGate gate;
+  MutationGate gate(8, static_cast<size_t>(cfg.max_held_mib * (1 << 20)));
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);

@@ -331,6 +331,12 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
                  "may ask for; every pause ends by itself after its timeout")
       ->check(CLI::Range(1.0, 7.0 * 86400))
       ->capture_default_str();
+  // Issue 10, item 10: bounded memory while paused.
+  app.add_option("--max-held-mib", cfg.max_held_mib,
+                 "Total size (MiB) of the copies of writes held during a pause; beyond it a "
+                 "held write waits in its FUSE worker instead of being copied")
+      ->check(CLI::Range(1.0, 65536.0))
+      ->capture_default_str();
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -61,6 +62,13 @@ mode_t CreationMode(int dirfd, mode_t mode, mode_t umask) {
   return mode & ~umask;
 }
 
+// The descriptor limit the FdBudget and the directory cache are sized for.
+uint64_t NofileLimit(const FsOptions& o) {
+  if (o.max_open_fds) return o.max_open_fds;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  return rl.rlim_cur;
+}
 
 }  // namespace
 
@@ -89,7 +97,10 @@ Filesystem::Filesystem(UniqueFd root_fd, Journal* journal, FsOptions options)
         fstat(root_fd_.get(), &st);
         return InodeTable(st.st_dev, st.st_ino);
       }()),
-      dir_fds_(options.dir_fd_cache),
+      dir_fds_(FdBudget::DirCacheFor(NofileLimit(options), options.dir_fd_cache)),
+      fd_budget_(FdBudget::ForRlimit(NofileLimit(options),
+                                     FdBudget::DirCacheFor(NofileLimit(options),
+                                                           options.dir_fd_cache))),
       flusher_([this] { FlusherLoop(); }) {}
 
 Filesystem::~Filesystem() { Shutdown(); }
@@ -172,7 +183,9 @@ Status Filesystem::CommitWithPending(std::vector<Record>& rs, SyncTicket& ticket
     s = Status::Error(EIO, "journal: " + s.message());
   }
   for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
-  if (s.ok()) ticket.Hold(rs);
+  // A transient sync failure (Journal::IsTransientSyncErrno) leaves the
+  // records committed: they are released with the operation all the same.
+  if (s.ok() || (!rs.empty() && rs.back().seq != 0)) ticket.Hold(rs);
   return s;
 }
 
@@ -211,21 +224,20 @@ void Filesystem::TakePending(std::vector<Record>* out) {
   for (Record& r : deferred) out->push_back(std::move(r));
 }
 
-Status Filesystem::Await(SyncTicket& ticket, bool op_ok) {
+Status Filesystem::Await(SyncTicket& ticket, bool op_ok, Deadline deadline) {
   // The operation is done (or failed): its records may be replayed now.
   ticket.Release();
   int64_t seq = ticket.seq();
   if (!op_ok || seq == 0 || !options_.waiter) return Status::Ok();
-  Status s = options_.waiter->WaitUploaded(
-      seq, std::chrono::steady_clock::now() + options_.sync_timeout);
+  Status s = options_.waiter->WaitUploaded(seq, deadline.value_or(SyncDeadline()));
   if (s.ok()) return s;
   spdlog::warn("sync mode: record {} not stored in the target: {} (it stays pending)", seq,
                s.message());
   return Status::Error(EIO, s.message());
 }
 
-Status Filesystem::Settle(Mutation<Status> m) {
-  Status w = Await(m.ticket_, m.outcome_.ok());
+Status Filesystem::Settle(Mutation<Status> m, Deadline deadline) {
+  Status w = Await(m.ticket_, m.outcome_.ok(), deadline);
   return m.outcome_.ok() ? w : m.outcome_;
 }
 
@@ -820,6 +832,9 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   if (!inode) return Status::Error(EINVAL, "unknown inode");
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
   bool truncating = writable && (flags & O_TRUNC);
+  // Refused before anything is recorded or opened (see FdBudget).
+  auto slot = fd_budget_.Acquire(c.uid == 0);
+  if (!slot.ok()) return slot.status();
   // open(O_TRUNC) changes data: it passes the gate (before any lock).
   MutationGate::Pass pass = truncating ? EnterGate() : MutationGate::Pass();
   SharedTree tree(inodes_.tree());
@@ -847,12 +862,17 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
     for (const Record& rec : recs) Skip(rec, fd.status().code());
     return fd.status();
   }
-  return std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
+  auto fh = std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
+  fh->slot = std::move(slot.value());
+  return fh;
 }
 
 Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
                                                  uint64_t parent, const std::string& name,
                                                  mode_t mode, int flags) {
+  // Refused before anything is recorded or created (see FdBudget).
+  auto slot = fd_budget_.Acquire(c.uid == 0);
+  if (!slot.ok()) return slot.status();
   MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
   SharedTree tree(inodes_.tree());
   auto r = Resolved::In(this, parent, name);
@@ -878,6 +898,7 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   auto e = MakeEntry(r->parent, name, r->fd());
   if (!e.ok()) return e.status();
   auto fh = std::make_unique<FileHandle>(std::move(ufd), inodes_.Get(e->id), true);
+  fh->slot = std::move(slot.value());
   {
     // The create record is the intent for the data that follows.
     std::lock_guard lk(fh->inode->mu);
@@ -1138,9 +1159,11 @@ void Filesystem::FlusherLoop() {
 
 // ---- directories ------------------------------------------------------------
 
-Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(uint64_t id) {
+Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(const Caller& c, uint64_t id) {
   auto inode = Node(id);
   if (!inode) return Status::Error(EINVAL, "unknown inode");
+  auto slot = fd_budget_.Acquire(c.uid == 0);  // see FdBudget
+  if (!slot.ok()) return slot.status();
   auto o = OpenNode(id, O_RDONLY | O_DIRECTORY);
   if (!o.ok()) return o.status();
   UniqueFd fd = std::move(o.value());
@@ -1148,6 +1171,7 @@ Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(uint64_t id) {
   if (!d) return Errno("opendir");
   fd.Release();  // owned by d now
   auto dh = std::make_unique<DirHandle>();
+  dh->slot = std::move(slot.value());
   dh->dir = d;
   dh->inode = inode;
   return dh;

@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -43,6 +44,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "fs/dir_fd_cache.h"
+#include "fs/fd_budget.h"
 #include "fs/inode_table.h"
 #include "fs/mutation_gate.h"
 #include "journal/journal.h"
@@ -65,8 +67,12 @@ struct FsOptions {
   bool xattr = true;
   // How long committed byte ranges may wait in memory before a group commit.
   int range_flush_ms = 5;
-  // Directory descriptors kept open (see DirFdCache).
+  // Directory descriptors kept open (see DirFdCache); at most an eighth of
+  // the descriptor limit.
   size_t dir_fd_cache = 1024;
+  // The descriptor limit the open-file budget is computed from (FdBudget);
+  // 0: the process's RLIMIT_NOFILE.
+  uint64_t max_open_fds = 0;
   // Sync mode: close, fsync and namespace operations return once their
   // record is stored in the target (nullptr: async mode).
   UploadWaiter* waiter = nullptr;
@@ -86,12 +92,14 @@ struct FileHandle {
   ~FileHandle();  // takes it out before it is closed
   FileHandle(const FileHandle&) = delete;
   FileHandle& operator=(const FileHandle&) = delete;
+  FdBudget::Slot slot;  // first: returned after fd is closed
   UniqueFd fd;
   std::shared_ptr<Inode> inode;
   bool writable = false;
 };
 
 struct DirHandle {
+  FdBudget::Slot slot;  // first: returned after the directory is closed
   UniqueFd fd;  // owned by dir's DIR* once opened
   void* dir = nullptr;  // DIR*, opaque here to keep <dirent.h> out of the header
   int64_t offset = 0;
@@ -180,15 +188,33 @@ class Filesystem {
   // A successful outcome whose wait failed is undone where it handed out a
   // reference (an Entry's lookup count) and becomes that EIO. Async mode
   // returns at once. Call with no lock held.
-  Status Settle(Mutation<Status> m);
+  // deadline: when the wait gives up (default: now + sync_timeout).
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+  Status Settle(Mutation<Status> m, Deadline deadline = std::nullopt);
   template <typename T>
-  Result<T> Settle(Mutation<Result<T>> m) {
-    Status w = Await(m.ticket_, m.outcome_.ok());
+  Result<T> Settle(Mutation<Result<T>> m, Deadline deadline = std::nullopt) {
+    Status w = Await(m.ticket_, m.outcome_.ok(), deadline);
     if (m.outcome_.ok() && !w.ok()) {
       Undo(m.outcome_.value());
       return w;
     }
     return std::move(m.outcome_);
+  }
+
+  // True when Settle(m) would wait for an upload: sync mode, and the
+  // operation succeeded and committed a record.
+  template <typename R>
+  bool WouldWait(const Mutation<R>& m) const {
+    return options_.waiter && m.ticket_.seq() != 0 && m.outcome_.ok();
+  }
+  // Releases m's held records now, as Settle would first: for a caller that
+  // settles m later on another thread (the uploader must not wait for that).
+  template <typename R>
+  void ReleaseHeld(Mutation<R>& m) {
+    m.ticket_.Release();
+  }
+  std::chrono::steady_clock::time_point SyncDeadline() const {
+    return std::chrono::steady_clock::now() + options_.sync_timeout;
   }
 
   // Commits every pending byte range now (shutdown, tests).
@@ -231,7 +257,9 @@ class Filesystem {
   Mutation<Status> Flush(const Caller& c, FileHandle* fh);
   Mutation<Status> Fsync(const Caller& c, FileHandle* fh, bool datasync);
 
-  Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t id);
+  // Opens (Open, Create, OpenDir) beyond the FdBudget fail with EMFILE.
+  Result<std::unique_ptr<DirHandle>> OpenDir(const Caller& c, uint64_t id);
+  const FdBudget& fd_budget() const { return fd_budget_; }
   // Calls emit(name, d_ino, d_type, next_offset) for entries from dh->offset on
   // until emit returns false (buffer full) or the directory ends.
   Status ReadDir(DirHandle* dh, int64_t offset,
@@ -276,7 +304,7 @@ class Filesystem {
                     const std::string& value, int flags);
   Status DoRemoveXattr(SyncTicket& t, const Caller& c, uint64_t id, const std::string& name);
   // Releases ticket's records; in sync mode waits for its seq when op_ok.
-  Status Await(SyncTicket& ticket, bool op_ok);
+  Status Await(SyncTicket& ticket, bool op_ok, Deadline deadline);
   // Undoes what a successful outcome handed out when its sync wait failed:
   // the lookup reference of a new entry (a created file's handle closes with
   // the outcome).
@@ -341,6 +369,7 @@ class Filesystem {
   const FsOptions options_;
   InodeTable inodes_;
   DirFdCache dir_fds_;
+  FdBudget fd_budget_;
   FsCounters counters_;
 
   std::mutex flush_mu_;

@@ -9,6 +9,8 @@
 #include <csignal>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -17,6 +19,8 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "fs/reply_pool.h"
 
 namespace scribefs {
 
@@ -27,6 +31,11 @@ struct FuseServer::Context {
   // enforce their POSIX ACLs, not only the mode bits (see DoInit).
   bool acl = false;
   bool dont_mask = false;  // negotiated: the umask is ours to apply
+  // Sync mode: FUSE workers waiting for an upload, at most max_waiting; the
+  // waits beyond go to `replies` (see ReplyPool). Null in async mode.
+  std::atomic<int> waiting{0};
+  int max_waiting = 1;
+  std::unique_ptr<ReplyPool> replies;
 };
 
 namespace {
@@ -63,16 +72,6 @@ void ReplyEntry(fuse_req_t req, const Result<Entry>& e) {
   if (fuse_reply_entry(req, &p) != 0) Fs(req).Forget(p.ino, 1);  // interrupted: undo the reference
 }
 
-// The replies of mutating operations. A Mutation's outcome can only be taken
-// out through Filesystem::Settle, which releases the records it holds and, in
-// sync mode, returns only once its record is in the target (README,
-// "Replication"): every mutating callback replies through one of these.
-void ReplyEntry(fuse_req_t req, Mutation<Result<Entry>> m) {
-  ReplyEntry(req, Fs(req).Settle(std::move(m)));
-}
-
-void ReplyErr(fuse_req_t req, Mutation<Status> m) { ReplyErr(req, Fs(req).Settle(std::move(m))); }
-
 // Runs body, turning exceptions into replies (they must not reach C code).
 template <typename F>
 void Guard(fuse_req_t req, F&& body) {
@@ -84,6 +83,46 @@ void Guard(fuse_req_t req, F&& body) {
     spdlog::error("internal error: {}", ex.what());
     fuse_reply_err(req, EIO);
   }
+}
+
+// The replies of mutating operations. A Mutation's outcome can only be taken
+// out through Filesystem::Settle, which releases the records it holds and, in
+// sync mode, returns only once its record is in the target (README,
+// "Replication"): every mutating callback replies through SettleThenReply.
+//
+// reply(req, outcome) answers the request. In sync mode at most
+// Context::max_waiting FUSE workers wait for uploads at once, so that reads
+// and stats always find a free worker while the target is down; a wait
+// beyond those runs, with its reply, on the ReplyPool (its held records are
+// released here first: the uploader must see them while it queues).
+template <typename R, typename Reply>
+void SettleThenReply(fuse_req_t req, Mutation<R> m, Reply reply) {
+  Filesystem& fs = Fs(req);
+  FuseServer::Context* ctx = Ctx(req);
+  if (!ctx->replies || !fs.WouldWait(m)) return reply(req, fs.Settle(std::move(m)));
+  if (ctx->waiting.fetch_add(1) < ctx->max_waiting) {
+    struct Leave {
+      std::atomic<int>& n;
+      ~Leave() { n.fetch_sub(1); }
+    } leave{ctx->waiting};
+    return reply(req, fs.Settle(std::move(m)));
+  }
+  ctx->waiting.fetch_sub(1);
+  fs.ReleaseHeld(m);
+  auto deadline = fs.SyncDeadline();  // from now, not from when a pool thread gets to it
+  auto held = std::make_shared<Mutation<R>>(std::move(m));
+  ctx->replies->Post([req, held, deadline, reply]() mutable {
+    Guard(req, [&] { reply(req, Fs(req).Settle(std::move(*held), deadline)); });
+  });
+}
+
+void ReplyEntry(fuse_req_t req, Mutation<Result<Entry>> m) {
+  SettleThenReply(req, std::move(m),
+                  [](fuse_req_t r, const Result<Entry>& e) { ReplyEntry(r, e); });
+}
+
+void ReplyErr(fuse_req_t req, Mutation<Status> m) {
+  SettleThenReply(req, std::move(m), [](fuse_req_t r, const Status& s) { ReplyErr(r, s); });
 }
 
 // ---- pause points ------------------------------------------------------------
@@ -187,9 +226,11 @@ void DoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
           DoSetattr(req, ino, &a, to_set, f.get());
         }))
       return;
-    auto st = Fs(req).Settle(Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi)));
-    if (!st.ok()) return ReplyErr(req, st.status());
-    fuse_reply_attr(req, &st.value(), Ctx(req)->timeout);
+    SettleThenReply(req, Fs(req).SetAttr(CallerOf(req), ino, *attr, to_set, Fh(fi)),
+                    [](fuse_req_t r, const Result<struct stat>& st) {
+                      if (!st.ok()) return ReplyErr(r, st.status());
+                      fuse_reply_attr(r, &st.value(), Ctx(r)->timeout);
+                    });
   });
 }
 
@@ -284,17 +325,19 @@ void DoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
           DoCreate(req, parent, n.c_str(), mode, &f);
         }))
       return;
-    auto r = Fs(req).Settle(Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags));
-    if (!r.ok()) return ReplyErr(req, r.status());
-    auto& [entry, fh] = r.value();
-    SetOpenFlags(req, fi, *fh);
-    fi->fh = reinterpret_cast<uint64_t>(fh.get());
-    fuse_entry_param p = EntryParam(req, entry);
-    if (fuse_reply_create(req, &p, fi) == 0) {
-      fh.release();
-    } else {
-      Fs(req).Forget(p.ino, 1);
-    }
+    SettleThenReply(req, Fs(req).Create(CallerOf(req), parent, name, mode, fi->flags),
+                    [f = *fi](fuse_req_t rq, Result<Filesystem::Created> r) mutable {
+                      if (!r.ok()) return ReplyErr(rq, r.status());
+                      auto& [entry, fh] = r.value();
+                      SetOpenFlags(rq, &f, *fh);
+                      f.fh = reinterpret_cast<uint64_t>(fh.get());
+                      fuse_entry_param p = EntryParam(rq, entry);
+                      if (fuse_reply_create(rq, &p, &f) == 0) {
+                        fh.release();
+                      } else {
+                        Fs(rq).Forget(p.ino, 1);
+                      }
+                    });
   });
 }
 
@@ -307,29 +350,57 @@ void DoRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   fuse_reply_data(req, &buf, static_cast<fuse_buf_copy_flags>(0));  // SPLICE_MOVE never succeeds here
 }
 
+// The copy of a held write's data, counted against the gate's bound on held
+// copies until it is freed.
+struct HeldCopy {
+  HeldCopy(MutationGate* g, size_t size) : gate(g), reserved(size), bytes(size, '\0') {}
+  ~HeldCopy() { gate->ReturnHeldBytes(reserved); }
+  HeldCopy(const HeldCopy&) = delete;
+  HeldCopy& operator=(const HeldCopy&) = delete;
+  MutationGate* gate;
+  size_t reserved;
+  std::string bytes;
+};
+
+void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi);
+
+// While paused: keeps a copy of the data (it lives in this worker's buffer or
+// pipe) and defers the write, or writes the copy if the gate opened
+// meanwhile; true when it took the request. False when the copy would pass
+// the gate's bound on held copies: the caller then waits at the gate in this
+// worker (in Filesystem::Write), which costs a worker, never memory or a
+// failed write.
+bool HeldWrite(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi,
+               MutationGate* gate) {
+  size_t size = fuse_buf_size(in);
+  if (!gate->ReserveHeldBytes(size)) return false;
+  auto data = std::make_shared<HeldCopy>(gate, size);
+  fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+  mem.buf[0].mem = data->bytes.data();
+  ssize_t n = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) {
+    ReplyErr(req, PosixError("write", static_cast<int>(-n)));
+    return true;
+  }
+  data->bytes.resize(static_cast<size_t>(n));
+  if (gate->DeferIfClosed([req, ino, data, off, f = *fi]() mutable {
+        fuse_bufvec again = FUSE_BUFVEC_INIT(data->bytes.size());
+        again.buf[0].mem = data->bytes.data();
+        DoWriteBuf(req, ino, &again, off, &f);
+      }))
+    return true;
+  // Opened meanwhile: write the copy now.
+  fuse_bufvec again = FUSE_BUFVEC_INIT(data->bytes.size());
+  again.buf[0].mem = data->bytes.data();
+  DoWriteBuf(req, ino, &again, off, fi);
+  return true;
+}
+
 void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   Guard(req, [&] {
     size_t size = fuse_buf_size(in);
     MutationGate* gate = Fs(req).gate();
-    if (gate && gate->closed()) {
-      // The data lives in this worker's buffer (or pipe): keep a copy.
-      auto data = std::make_shared<std::string>(size, '\0');
-      fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
-      mem.buf[0].mem = data->data();
-      ssize_t n = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
-      if (n < 0) return ReplyErr(req, PosixError("write", static_cast<int>(-n)));
-      data->resize(static_cast<size_t>(n));
-      if (gate->DeferIfClosed([req, ino, data, off, f = *fi]() mutable {
-            fuse_bufvec again = FUSE_BUFVEC_INIT(data->size());
-            again.buf[0].mem = data->data();
-            DoWriteBuf(req, ino, &again, off, &f);
-          }))
-        return;
-      // Opened meanwhile: write the copy now.
-      fuse_bufvec again = FUSE_BUFVEC_INIT(data->size());
-      again.buf[0].mem = data->data();
-      return DoWriteBuf(req, ino, &again, off, fi);
-    }
+    if (gate && gate->closed() && HeldWrite(req, ino, in, off, fi, gate)) return;
     auto n = Fs(req).Write(CallerOf(req), Fh(fi), off, size, [&](int fd, off_t o) -> ssize_t {
       fuse_bufvec out = FUSE_BUFVEC_INIT(size);
       out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -367,7 +438,7 @@ void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
 
 void DoOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
-    auto dh = Fs(req).OpenDir(ino);
+    auto dh = Fs(req).OpenDir(CallerOf(req), ino);
     if (!dh.ok()) return ReplyErr(req, dh.status());
     fi->fh = reinterpret_cast<uint64_t>(dh.value().get());
     fi->keep_cache = 1;
@@ -605,6 +676,11 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(const FuseOptions& options
   server->ctx_->fs = fs;
   server->ctx_->acl = SharedWithOthers(options.fuse_opts);
   server->max_threads_ = options.max_threads;
+  if (fs->options().waiter) {
+    // Two workers are always left for reads and stats (see SettleThenReply).
+    server->ctx_->max_waiting = std::max(1, static_cast<int>(options.max_threads) - 2);
+    server->ctx_->replies = std::make_unique<ReplyPool>(4);
+  }
   server->clone_fd_ = options.clone_fd;
 
   // The kernel checks permissions (default_permissions) against the caller:
@@ -639,6 +715,7 @@ Status FuseServer::Run() {
   fuse_loop_cfg_set_idle_threads(cfg, max_threads_ / 2 ? max_threads_ / 2 : 1);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  ctx_->replies.reset();  // the posted replies, while the session still exists
   if (rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP)
     return Status::Error(rc < 0 ? -rc : EIO, "fuse loop ended with an error");
   return Status::Ok();

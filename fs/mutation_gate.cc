@@ -22,8 +22,19 @@ void MutationGate::Pass::Release() {
   }
 }
 
-MutationGate::MutationGate(int release_threads)
-    : release_threads_(release_threads < 1 ? 1 : release_threads) {}
+MutationGate::MutationGate(int release_threads, size_t max_held_bytes)
+    : release_threads_(release_threads < 1 ? 1 : release_threads),
+      max_held_bytes_(max_held_bytes) {}
+
+bool MutationGate::ReserveHeldBytes(size_t n) {
+  size_t cur = held_bytes_.load();
+  do {
+    if (cur + n > max_held_bytes_) return false;
+  } while (!held_bytes_.compare_exchange_weak(cur, cur + n));
+  return true;
+}
+
+void MutationGate::ReturnHeldBytes(size_t n) { held_bytes_.fetch_sub(n); }
 
 MutationGate::~MutationGate() {
   std::vector<std::thread> threads;
@@ -150,6 +161,7 @@ MutationGate::Stats MutationGate::stats() const {
   s.deferred = deferred_.size();
   s.held_total = held_total_;
   s.releasing = releasing_;
+  s.held_bytes = held_bytes_.load();
   return s;
 }
 

@@ -16,6 +16,11 @@
 // Inode::mu), so a thread held at the gate holds no lock that a thread in
 // flight could need. A thread holding a Pass must never call Enter() again.
 //
+// A deferred write must keep a copy of its data (it lives in the FUSE
+// worker's buffer). The copies are bounded in total (max_held_bytes): a
+// write whose copy would pass the bound is not deferred but waits at the gate
+// in its worker, so that a long pause costs bounded memory and no write fails.
+//
 // Continuations queued while closed run, once the gate opens, on the gate's
 // own threads (started on demand, at most release_threads at once). A
 // continuation normally re-runs its operation from the top, so that it is
@@ -67,9 +72,11 @@ class MutationGate {
     uint64_t deferred = 0;    // continuations queued, not yet released
     uint64_t held_total = 0;  // operations held (blocked or deferred) since construction
     uint64_t releasing = 0;   // released continuations queued or running on gate threads
+    uint64_t held_bytes = 0;  // bytes of held write copies
   };
 
-  explicit MutationGate(int release_threads = 8);
+  static constexpr size_t kDefaultMaxHeldBytes = 64 << 20;
+  explicit MutationGate(int release_threads = 8, size_t max_held_bytes = kDefaultMaxHeldBytes);
   // Opens the gate, runs every queued continuation and joins the gate threads.
   ~MutationGate();
   MutationGate(const MutationGate&) = delete;
@@ -83,6 +90,13 @@ class MutationGate {
   bool DeferIfClosed(std::function<void()> fn);
   // Lock-free hint for the fast path (exact under DeferIfClosed's lock).
   bool closed() const { return closed_hint_.load(std::memory_order_acquire); }
+
+  // Counts n bytes of a held write's copy against max_held_bytes: false
+  // (nothing counted) when they would pass it. ReturnHeldBytes(n) when the
+  // copy is freed.
+  bool ReserveHeldBytes(size_t n);
+  void ReturnHeldBytes(size_t n);
+  size_t max_held_bytes() const { return max_held_bytes_; }
 
   // Closes the gate and waits until nothing is in flight. If that does not
   // happen by `deadline`, reopens the gate and fails with ETIMEDOUT. EBUSY
@@ -106,6 +120,8 @@ class MutationGate {
   void ReleaseLoop();
 
   const int release_threads_;
+  const size_t max_held_bytes_;
+  std::atomic<size_t> held_bytes_{0};
   mutable std::mutex mu_;
   std::condition_variable open_cv_;              // Enter(): the gate opened
   std::condition_variable drained_cv_;           // Close(): in_flight_ reached 0

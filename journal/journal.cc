@@ -97,6 +97,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
   j->ckpt_db_ = std::move(ckpt);
   sqlite3_wal_hook(j->db_.get(), &Journal::WalHook, j.get());
   j->ckpt_thread_ = std::thread([jp = j.get()] { jp->CheckpointLoop(); });
+  // Open the -wal descriptor now, while descriptors are plentiful (the
+  // schema statements above created the file).
+  if (UniqueFd wal(::open((path + "-wal").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)); wal)
+    j->wal_fd_ = std::move(wal);
   auto ins = Prepare(j->db_.get(),
                      "INSERT INTO records(time_ns,op,path,new_path,ranges,size,mode,uid,gid,pid,"
                      "flags,detail,state,attempts,error,etag,sha256,version_id,state_ns) "
@@ -233,12 +237,21 @@ Status Journal::CommitBatch(Batch* b) {
   Status s = sticky_;
   if (s.ok()) {
     lk.unlock();
+    bool transient = false;
     {
       std::lock_guard leader(leader_mu_);
-      s = WriteGroup(group);
+      s = WriteGroup(group, &transient);
     }
     lk.lock();
-    if (!s.ok()) sticky_ = s;
+    // A failure that may have lost a record (an insert, the COMMIT, or an
+    // fdatasync that failed: the kernel may have dropped the dirty pages it
+    // could not write, so a retry could "succeed" without the data) must stop
+    // every later mutation. A transient failure of the sync path (no
+    // descriptor or memory for it right now) lost nothing: the records are
+    // committed and still in the WAL, and the next durable commit syncs them
+    // too. Making it sticky would let one user who exhausts the daemon's
+    // descriptors fail the mount for everyone until restart.
+    if (!s.ok() && !transient) sticky_ = s;
   }
   for (Batch* q : group) {
     queue_.pop_front();
@@ -252,7 +265,7 @@ Status Journal::CommitBatch(Batch* b) {
   return s;
 }
 
-Status Journal::WriteGroup(std::span<Batch*> group) {
+Status Journal::WriteGroup(std::span<Batch*> group, bool* transient) {
   if (options_.fault_hook) {
     Status f = options_.fault_hook();
     if (!f.ok()) return f.WithContext("journal commit " + path_);
@@ -348,22 +361,52 @@ Status Journal::WriteGroup(std::span<Batch*> group) {
       for (const Record& r : q->records)
         if (r.seq > last_seq_.load()) last_seq_.store(r.seq);
   }
-  if (durable) return SyncWal();
-  return Status::Ok();
+  if (!durable) return Status::Ok();
+  Status synced = SyncWal();
+  *transient = !synced.ok() && IsTransientSyncErrno(synced.code());
+  return synced;
 }
 
 // synchronous=NORMAL does not fsync the WAL on commit. Frames that a checkpoint
 // already moved into the database file were synced by that checkpoint, so an
 // fdatasync of the WAL file makes every committed transaction durable.
+//
+// The descriptor stays open between syncs: opening it each time made durable
+// commits fail (EMFILE) as soon as users of the mount held every descriptor.
+// SQLite keeps the -wal file while a connection is open (a restart of the
+// log, journal_size_limit and TRUNCATE checkpoints truncate it in place), but
+// if it was ever replaced, a sync of the old file would prove nothing: the
+// path is compared with the descriptor (a stat, which needs no descriptor).
 Status Journal::SyncWal() {
   std::string wal = path_ + "-wal";
-  UniqueFd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
-    if (errno == ENOENT) return Status::Ok();  // nothing uncheckpointed
+  struct stat by_path;
+  if (::stat(wal.c_str(), &by_path) != 0) {
+    if (errno == ENOENT) {  // nothing uncheckpointed
+      wal_fd_.Reset();
+      return Status::Ok();
+    }
     return PosixError("journal sync " + wal, errno);
   }
-  if (fdatasync(fd.get()) != 0) return PosixError("journal sync " + wal, errno);
+  struct stat by_fd;
+  if (wal_fd_ && (fstat(wal_fd_.get(), &by_fd) != 0 || by_fd.st_ino != by_path.st_ino ||
+                  by_fd.st_dev != by_path.st_dev))
+    wal_fd_.Reset();
+  if (!wal_fd_) {
+    UniqueFd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+      if (errno == ENOENT) return Status::Ok();
+      return PosixError("journal sync " + wal, errno);
+    }
+    wal_fd_ = std::move(fd);
+  }
+  if (fdatasync(wal_fd_.get()) != 0) return PosixError("journal sync " + wal, errno);
   return Status::Ok();
+}
+
+bool Journal::IsTransientSyncErrno(int err) {
+  // Failing to get a descriptor or memory, or being interrupted, says nothing
+  // about the data already written: EIO, ENOSPC, EDQUOT and the like do.
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN || err == EINTR;
 }
 
 Status Journal::SetMeta(const std::string& key, const std::string& value) {

@@ -9,6 +9,8 @@
 //
 // A failed commit is sticky: every later Commit() fails with the same status,
 // so that the mount refuses mutations rather than let one slip by unrecorded.
+// Transient errors of the WAL sync (out of descriptors or memory, EAGAIN,
+// EINTR) are not: they fail that one commit, and the next one syncs again.
 //
 // Thread-safe.
 #pragma once
@@ -26,6 +28,7 @@
 #include <map>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "journal/record.h"
 #include "journal/schema.h"
 #include "journal/sqlite_util.h"
@@ -101,8 +104,12 @@ class Journal {
   struct Batch;  // one caller's share of a group
   Journal(std::string path, Options options, SqliteDb db);
   Status CommitBatch(Batch* batch);
-  Status WriteGroup(std::span<Batch*> group);
+  // *transient is set when the group's records are all committed and only
+  // the WAL sync failed, for a reason a retry can overcome: see CommitBatch.
+  Status WriteGroup(std::span<Batch*> group, bool* transient);
   Status SyncWal();
+  // Errors of the sync path that lose nothing (see CommitBatch).
+  static bool IsTransientSyncErrno(int err);
   void CheckpointLoop();
   static int WalHook(void* self, sqlite3* db, const char* name, int pages);
 
@@ -122,6 +129,11 @@ class Journal {
   std::mutex apply_mu_;
   std::map<int64_t, int64_t> unapplied_;  // GUARDED_BY(apply_mu_)
   std::atomic<int64_t> last_seq_{0};
+  // The -wal file, kept open so that a durable commit needs no new descriptor
+  // (one user opening files until the daemon runs out must not make the
+  // journal fail). Reopened when SQLite replaced the file (compared by
+  // device and inode). Only touched by the leader (leader_mu_).
+  UniqueFd wal_fd_;
 
   // Background checkpointer: its own connection, woken by the WAL hook.
   SqliteDb ckpt_db_;

@@ -168,5 +168,20 @@ TEST(MutationGate, DestructorRunsWhatIsQueued) {
   EXPECT_EQ(ran.load(), 3) << "held operations must still be answered at shutdown";
 }
 
+// Issue 10, item 10: the copies of held writes are bounded in total.
+TEST(MutationGate, HeldBytesAreBounded) {
+  MutationGate gate(2, 10);
+  EXPECT_EQ(gate.max_held_bytes(), 10u);
+  EXPECT_TRUE(gate.ReserveHeldBytes(6));
+  EXPECT_FALSE(gate.ReserveHeldBytes(5)) << "11 bytes would pass the bound of 10";
+  EXPECT_TRUE(gate.ReserveHeldBytes(4));
+  EXPECT_EQ(gate.stats().held_bytes, 10u);
+  gate.ReturnHeldBytes(6);
+  EXPECT_TRUE(gate.ReserveHeldBytes(5));
+  gate.ReturnHeldBytes(9);
+  EXPECT_EQ(gate.stats().held_bytes, 0u);
+  EXPECT_EQ(MutationGate().max_held_bytes(), 64u << 20) << "the default";
+}
+
 }  // namespace
 }  // namespace scribefs

@@ -169,7 +169,7 @@ TEST_F(PauseTest, HoldsEveryKindOfMutation) {
   EXPECT_TRUE(fs_->GetAttr(fid, nullptr).ok());
   auto ro = fs_->Open(c_, fid, O_RDONLY);
   EXPECT_TRUE(ro.ok());
-  auto dh = fs_->OpenDir(kRoot);
+  auto dh = fs_->OpenDir(Caller{}, kRoot);
   ASSERT_TRUE(dh.ok());
   int entries = 0;
   EXPECT_TRUE(fs_->ReadDir(dh.value().get(), 0,

@@ -235,5 +235,58 @@ TEST_F(JournalDurabilityTest, RunMarkerIsDurableAndReadsBack) {
   j_ = std::move(j.value());
 }
 
+// Issue 10, item 5: a transient failure of the sync path (here EMFILE, as when
+// users of the mount hold every descriptor) fails that one commit, not every
+// later one: the records are committed and the next durable commit syncs them.
+TEST_F(JournalDurabilityTest, TransientSyncErrorIsNotSticky) {
+  for (int err : {EMFILE, ENFILE, ENOMEM, EAGAIN, EINTR}) {
+    g_fail_errno = err;
+    Record r = Rec("transient");
+    Status s = j_->Commit(r, /*durable=*/true);
+    g_fail_errno = 0;
+    ASSERT_FALSE(s.ok()) << strerror(err);
+    EXPECT_EQ(s.code(), err);
+    EXPECT_TRUE(j_->health().ok()) << strerror(err) << " must not be sticky: "
+                                   << j_->health().ToString();
+    EXPECT_GT(r.seq, 0) << "the record itself was committed";
+    Record later = Rec("later");
+    ASSERT_TRUE(j_->Commit(later, /*durable=*/true).ok()) << "after " << strerror(err);
+    EXPECT_TRUE(j_->Sync().ok());
+  }
+  auto reader = JournalReader::Open(path_);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto all = reader.value()->Query(JournalFilter{});
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->size(), 10u) << "every record, the ones whose sync failed included";
+}
+
+// The -wal descriptor is kept open: a durable commit still works when the
+// process has no descriptor left (on main it reopened the file each time, and
+// EMFILE then made the journal fail for good).
+TEST_F(JournalDurabilityTest, DurableCommitNeedsNoNewDescriptor) {
+  Record first = Rec("first");
+  ASSERT_TRUE(j_->Commit(first, /*durable=*/true).ok());
+  std::vector<int> hog;
+  while (true) {
+    int fd = dup(0);
+    if (fd < 0) {
+      ASSERT_EQ(errno, EMFILE) << strerror(errno);
+      break;
+    }
+    hog.push_back(fd);
+  }
+  Record r = Rec("exhausted");
+  Status s = j_->Commit(r, /*durable=*/true);
+  Status sync = j_->Sync();
+  Status health = j_->health();
+  for (int fd : hog) close(fd);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(sync.ok()) << sync.ToString();
+  EXPECT_TRUE(health.ok()) << health.ToString();
+  EXPECT_GE(g_wal_syncs.load(), 3);
+  Record later = Rec("later");
+  EXPECT_TRUE(j_->Commit(later, /*durable=*/true).ok());
+}
+
 }  // namespace
 }  // namespace scribefs
