@@ -961,9 +961,13 @@ void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool co
     }
   }
   if (enqueue) {
-    std::lock_guard lk(flush_mu_);
-    flush_list_.push_back(inode.shared_from_this());
-    flush_cv_.notify_one();
+    bool wake;
+    {
+      std::lock_guard lk(flush_mu_);
+      flush_list_.push_back(inode.shared_from_this());
+      wake = flusher_idle_;
+    }
+    if (wake) flush_cv_.notify_one();
   }
 }
 
@@ -1090,14 +1094,16 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
     inode.dirty.whole = false;
   }
   if (paths.empty()) return Status::Ok();
+  bool wake;
   {
     std::lock_guard lk(flush_mu_);
     for (const std::string& path : paths) {
       deferred_.push_back(close);
       deferred_.back().path = path;
     }
+    wake = flusher_idle_;
   }
-  flush_cv_.notify_one();
+  if (wake) flush_cv_.notify_one();
   return journal_->health().ok() ? Status::Ok() : Status::Error(EIO, "journal failed");
 }
 
@@ -1144,7 +1150,13 @@ Status Filesystem::FlushAllRanges() {
 void Filesystem::FlusherLoop() {
   std::unique_lock lk(flush_mu_);
   while (true) {
+    // Idle: only now does new work need a wake-up. While the flusher waits
+    // for more to gather (below) or commits, a notify per close or per
+    // write would only cost it a futile wake-up (a context switch per file
+    // created); what is queued meanwhile goes with the next commit.
+    flusher_idle_ = true;
     flush_cv_.wait(lk, [&] { return stopping_ || !flush_list_.empty() || !deferred_.empty(); });
+    flusher_idle_ = false;
     if (flush_list_.empty() && deferred_.empty() && stopping_) return;
     if (!stopping_) {
       // Let more ranges gather: one commit for all of them.

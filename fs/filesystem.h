@@ -377,6 +377,7 @@ class Filesystem {
   std::vector<std::shared_ptr<Inode>> flush_list_;  // GUARDED_BY(flush_mu_)
   std::vector<Record> deferred_;                     // GUARDED_BY(flush_mu_)
   bool stopping_ = false;                            // GUARDED_BY(flush_mu_)
+  bool flusher_idle_ = false;  // waiting for work, needs a notify; GUARDED_BY(flush_mu_)
   std::thread flusher_;
 };
 

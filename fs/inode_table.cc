@@ -135,6 +135,11 @@ void InodeTable::Forget(uint64_t fuse_id, uint64_t n) {
 std::optional<std::string> InodeTable::PathOf(const Inode& inode) {
   if (&inode == root_.get()) return std::string();
   std::lock_guard lk(names_mu_);
+  return PathOfLocked(inode);
+}
+
+std::optional<std::string> InodeTable::PathOfLocked(const Inode& inode) {
+  if (&inode == root_.get()) return std::string();
   std::vector<const std::string*> parts;
   const Inode* cur = &inode;
   // Depth bound guards against a cycle that a bug could create.
@@ -154,14 +159,13 @@ std::optional<std::string> InodeTable::PathOf(const Inode& inode) {
 
 std::vector<std::string> InodeTable::PathsOf(const Inode& inode) {
   if (&inode == root_.get()) return {std::string()};
-  std::vector<Alias> aliases;
-  {
-    std::lock_guard lk(names_mu_);
-    aliases = inode.aliases;
-  }
+  // One pass under names_mu_: called on every commit of a file's records,
+  // where nearly every file has one name.
+  std::lock_guard lk(names_mu_);
   std::vector<std::string> paths;
-  for (auto it = aliases.rbegin(); it != aliases.rend(); ++it) {
-    auto dir = PathOf(*it->parent);
+  paths.reserve(inode.aliases.size());
+  for (auto it = inode.aliases.rbegin(); it != inode.aliases.rend(); ++it) {
+    auto dir = PathOfLocked(*it->parent);
     if (dir) paths.push_back(dir->empty() ? it->name : *dir + "/" + it->name);
   }
   return paths;

@@ -159,6 +159,9 @@ class InodeTable {
   using Key = InodeKey;
   using KeyHash = InodeKeyHash;
 
+  // PathOf with names_mu_ held.
+  std::optional<std::string> PathOfLocked(const Inode& inode);
+
   TreeLock tree_;
   std::shared_ptr<Inode> root_;
   std::mutex map_mu_;    // guards map_

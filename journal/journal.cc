@@ -37,6 +37,14 @@ void BindOptInt(sqlite3_stmt* s, int i, const std::optional<int64_t>& v) {
   else sqlite3_bind_null(s, i);
 }
 
+// Runs a prepared statement without results (BEGIN, COMMIT) and resets it,
+// so that it holds no lock or state afterwards.
+int StepOnce(sqlite3_stmt* s) {
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  return rc;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options options) {
@@ -107,6 +115,14 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
                      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)");
   if (!ins.ok()) return ins.status().WithContext(path);
   j->insert_ = std::move(ins.value());
+  // BEGIN and COMMIT run once per group commit: parsed once, here, rather
+  // than by sqlite3_exec on every transaction.
+  auto begin = Prepare(j->db_.get(), "BEGIN IMMEDIATE");
+  if (!begin.ok()) return begin.status().WithContext(path);
+  j->begin_ = std::move(begin.value());
+  auto commit = Prepare(j->db_.get(), "COMMIT");
+  if (!commit.ok()) return commit.status().WithContext(path);
+  j->commit_ = std::move(commit.value());
   auto skip = Prepare(j->db_.get(),
                       "UPDATE records SET state='skipped', error=?2, state_ns=?3 WHERE seq=?1");
   if (!skip.ok()) return skip.status().WithContext(path);
@@ -132,6 +148,8 @@ Journal::~Journal() {
   // SQLite checkpoints what is left when the last connection closes.
   insert_.reset();
   skip_.reset();
+  begin_.reset();
+  commit_.reset();
 }
 
 int Journal::WalHook(void* self, sqlite3*, const char*, int pages) {
@@ -278,8 +296,8 @@ Status Journal::WriteGroup(std::span<Batch*> group, bool* transient) {
   }
   sqlite3* db = db_.get();
   if (any_write) {
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) return SqliteError("journal commit " + path_, db, rc);
+    int rc = StepOnce(begin_.get());
+    if (rc != SQLITE_DONE) return SqliteError("journal commit " + path_, db, rc);
     int64_t now = NowNs();
     for (Batch* q : group) {
       for (Record& r : q->records) {
@@ -347,8 +365,8 @@ Status Journal::WriteGroup(std::span<Batch*> group, bool* transient) {
         }
       }
     }
-    rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) {
+    rc = StepOnce(commit_.get());
+    if (rc != SQLITE_DONE) {
       Status err = SqliteError("journal commit " + path_, db, rc);
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
       std::lock_guard lk(apply_mu_);

@@ -124,6 +124,8 @@ class Journal {
   SqliteDb db_;
   SqliteStmt insert_;
   SqliteStmt skip_;
+  SqliteStmt begin_;   // BEGIN IMMEDIATE
+  SqliteStmt commit_;  // COMMIT
   std::function<void()> on_commit_;
   // Held (committed, not yet applied) seqs and when they were committed.
   std::mutex apply_mu_;

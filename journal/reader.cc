@@ -90,13 +90,13 @@ Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
     // partial index records_control, which SQLite uses only when the query
     // names its condition.
     if (schema_version_ >= 3 && IsControlOp(*f.op))
-      where += " AND op IN ('pause','resume','checkpoint')";
+      where += " AND " + ControlCondition(schema_version_);
   }
   if (f.state) {
     where += " AND state = ?7";
     // Likewise records_unfinished for the states it holds (retry, --state).
     if (*f.state == kStatePending || *f.state == kStateUploading || *f.state == kStateFailed)
-      where += " AND state IN ('pending','uploading','failed')";
+      where += " AND " + UnfinishedCondition(schema_version_);
   }
   std::string sql = std::string("SELECT ") + kRecordColumns + " FROM records" + where;
   if (f.newest_first && f.limit) {
@@ -155,7 +155,8 @@ Result<std::vector<UnfinishedRecord>> JournalReader::Unfinished() {
   // The WHERE is exactly that of the partial index records_unfinished.
   auto st = Prepare(db_.get(),
                     "SELECT op, path, new_path, flags, state FROM records "
-                    "WHERE state IN ('pending','uploading','failed') ORDER BY seq");
+                    "WHERE " +
+                        UnfinishedCondition(schema_version_) + " ORDER BY seq");
   if (!st.ok()) return st.status();
   sqlite3_stmt* s = st->get();
   std::vector<UnfinishedRecord> out;
@@ -177,9 +178,9 @@ Result<std::vector<UnfinishedRecord>> JournalReader::Unfinished() {
 
 Result<bool> JournalReader::NamesUnfinished(const std::string& path) {
   if (!names_unfinished_) {
-    auto st = Prepare(db_.get(),
-                      "SELECT EXISTS(SELECT 1 FROM records WHERE "
-                      "state IN ('pending','uploading','failed') AND (path=?1 OR new_path=?1))");
+    auto st = Prepare(db_.get(), "SELECT EXISTS(SELECT 1 FROM records WHERE " +
+                                     UnfinishedCondition(schema_version_) +
+                                     " AND (path=?1 OR new_path=?1))");
     if (!st.ok()) return st.status();
     names_unfinished_ = std::move(st.value());
   }
@@ -195,7 +196,8 @@ Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq) {
   // Served by the partial index records_unfinished.
   auto st = Prepare(db_.get(),
                     "SELECT count(*), coalesce(sum(state='failed'),0) FROM records "
-                    "WHERE state IN ('pending','uploading','failed') AND seq <= ?1");
+                    "WHERE " +
+                        UnfinishedCondition(schema_version_) + " AND seq <= ?1");
   if (!st.ok()) return st.status();
   sqlite3_bind_int64(st->get(), 1, seq);
   int rc = sqlite3_step(st->get());
@@ -210,11 +212,12 @@ Result<int64_t> JournalReader::PendingBytesThrough(int64_t seq) {
   // The paths come from records_unfinished, each one's size from
   // records_path_size (schema version 2): bounded by the pending work, not
   // by the length of the journal.
-  auto st = Prepare(db_.get(),
-                    "SELECT coalesce(sum((SELECT size FROM records r2 WHERE r2.path=p.path AND "
-                    "r2.size IS NOT NULL ORDER BY seq DESC LIMIT 1)),0) FROM (SELECT DISTINCT "
-                    "path FROM records WHERE state IN ('pending','uploading','failed') "
-                    "AND state != 'failed' AND seq <= ?1) p");
+  auto st =
+      Prepare(db_.get(),
+              "SELECT coalesce(sum((SELECT size FROM records r2 WHERE r2.path=p.path AND "
+              "r2.size IS NOT NULL ORDER BY seq DESC LIMIT 1)),0) FROM (SELECT DISTINCT "
+              "path FROM records WHERE " +
+                  UnfinishedCondition(schema_version_) + " AND state != 'failed' AND seq <= ?1) p");
   if (!st.ok()) return st.status();
   sqlite3_bind_int64(st->get(), 1, seq);
   int rc = sqlite3_step(st->get());
@@ -231,11 +234,17 @@ Result<JournalStats> JournalReader::Stats() {
     ~EndTxn() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
   } end{db_.get()};
   {
-    // Schema version 3 keeps these counts (triggers); older journals, read
-    // before a daemon migrated them, are counted.
-    auto st = Prepare(db_.get(), schema_version_ >= 3
-                                     ? "SELECT op, state, n FROM record_counts WHERE n > 0"
-                                     : "SELECT op, state, count(*) FROM records GROUP BY op, state");
+    // Schema version 3 keeps these counts (triggers), version 4 only those of
+    // finished records: the unfinished ones are counted through
+    // records_unfinished (the WHERE is its condition), bounded by the pending
+    // work. Older journals, read before a daemon migrated them, are counted.
+    std::string sql =
+        schema_version_ >= 4 ? "SELECT op, state, n FROM record_counts WHERE n > 0 UNION ALL "
+                               "SELECT op, state, count(*) FROM records WHERE " +
+                                   UnfinishedCondition(schema_version_) + " GROUP BY op, state"
+        : schema_version_ == 3 ? "SELECT op, state, n FROM record_counts WHERE n > 0"
+                               : "SELECT op, state, count(*) FROM records GROUP BY op, state";
+    auto st = Prepare(db_.get(), sql);
     if (!st.ok()) return st.status();
     int rc;
     while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
@@ -252,15 +261,19 @@ Result<JournalStats> JournalReader::Stats() {
   {
     // Pending work: distinct paths, and for each the last size the journal
     // knows. The WHERE names the partial index records_unfinished's condition
-    // so that SQLite uses it (an IN list that is a subset is not matched);
+    // so that SQLite uses it (a condition that merely implies it is not
+    // always matched);
     // the sizes come from records_path_size. Bounded by the pending work.
-    auto st = Prepare(db_.get(),
-                      "WITH p AS (SELECT path, min(time_ns) AS t, count(*) AS n FROM records "
-                      "  WHERE state IN ('pending','uploading','failed') AND state != 'failed' "
-                      "  GROUP BY path) "
-                      "SELECT count(*), coalesce(sum(n),0), min(t), coalesce(sum((SELECT size FROM "
-                      "records r WHERE r.path=p.path AND r.size IS NOT NULL ORDER BY seq DESC "
-                      "LIMIT 1)),0) FROM p");
+    auto st =
+        Prepare(db_.get(),
+                "WITH p AS (SELECT path, min(time_ns) AS t, count(*) AS n FROM records "
+                "  WHERE " +
+                    UnfinishedCondition(schema_version_) +
+                    " AND state != 'failed' "
+                    "  GROUP BY path) "
+                    "SELECT count(*), coalesce(sum(n),0), min(t), coalesce(sum((SELECT size FROM "
+                    "records r WHERE r.path=p.path AND r.size IS NOT NULL ORDER BY seq DESC "
+                    "LIMIT 1)),0) FROM p");
     if (!st.ok()) return st.status();
     int rc = sqlite3_step(st->get());
     if (rc != SQLITE_ROW) return SqliteError("journal stats", db_.get(), rc);

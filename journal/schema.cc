@@ -91,7 +91,53 @@ CREATE INDEX IF NOT EXISTS records_control ON records(op, seq)
   WHERE op IN ('pause','resume','checkpoint');
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
+// Version 4: two fewer costs on every record written.
+// - The partial indexes records_unfinished and records_control name their
+//   condition with ORs instead of a 3-item IN list: SQLite 3.40 evaluates an
+//   IN list of more than 2 items by building a temporary B-tree, which it did
+//   twice for every record inserted (half the instructions of a commit).
+//   Queries must name the new conditions to use them (UnfinishedCondition,
+//   ControlCondition).
+// - record_counts counts only finished records (every state but pending,
+//   uploading and failed); readers add the unfinished ones, which
+//   records_unfinished already indexes (bounded by the pending work, as
+//   every other figure of stats is). A new record is pending, so the commit
+//   of a create, unlink or close no longer writes record_counts: one B-tree
+//   page less per transaction, which version 3 had added to every namespace
+//   operation. The counts move when a record is finished or deleted.
+const char* const kV4 = R"sql(
+DROP INDEX IF EXISTS records_unfinished;
+CREATE INDEX records_unfinished ON records(seq)
+  WHERE (state = 'pending' OR state = 'uploading' OR state = 'failed');
+DROP INDEX IF EXISTS records_control;
+CREATE INDEX records_control ON records(op, seq)
+  WHERE (op = 'pause' OR op = 'resume' OR op = 'checkpoint');
+DROP TRIGGER IF EXISTS records_count_insert;
+DROP TRIGGER IF EXISTS records_count_update;
+DROP TRIGGER IF EXISTS records_count_delete;
+DELETE FROM record_counts;
+INSERT INTO record_counts(op, state, n) SELECT op, state, count(*) FROM records
+  WHERE NOT (state = 'pending' OR state = 'uploading' OR state = 'failed') GROUP BY op, state;
+CREATE TRIGGER records_count_insert AFTER INSERT ON records
+  WHEN NOT (new.state = 'pending' OR new.state = 'uploading' OR new.state = 'failed') BEGIN
+  INSERT INTO record_counts(op, state, n) VALUES(new.op, new.state, 1)
+    ON CONFLICT(op, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER records_count_update AFTER UPDATE OF op, state ON records
+  WHEN old.op IS NOT new.op OR old.state IS NOT new.state BEGIN
+  UPDATE record_counts SET n = n - 1 WHERE op = old.op AND state = old.state
+    AND NOT (old.state = 'pending' OR old.state = 'uploading' OR old.state = 'failed');
+  INSERT INTO record_counts(op, state, n) SELECT new.op, new.state, 1
+    WHERE NOT (new.state = 'pending' OR new.state = 'uploading' OR new.state = 'failed')
+    ON CONFLICT(op, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER records_count_delete AFTER DELETE ON records
+  WHEN NOT (old.state = 'pending' OR old.state = 'uploading' OR old.state = 'failed') BEGIN
+  UPDATE record_counts SET n = n - 1 WHERE op = old.op AND state = old.state;
+END;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}};
 static_assert(std::size(kMigrations) == kSchemaVersion,
               "kSchemaVersion must be the last migration step");
 
@@ -124,6 +170,16 @@ Result<int> ExistingVersion(sqlite3* db, const std::string& path) {
 }  // namespace
 
 std::span<const Migration> Migrations() { return kMigrations; }
+
+std::string UnfinishedCondition(int version) {
+  return version >= 4 ? "(state = 'pending' OR state = 'uploading' OR state = 'failed')"
+                      : "state IN ('pending','uploading','failed')";
+}
+
+std::string ControlCondition(int version) {
+  return version >= 4 ? "(op = 'pause' OR op = 'resume' OR op = 'checkpoint')"
+                      : "op IN ('pause','resume','checkpoint')";
+}
 
 Status EnsureSchema(sqlite3* db, const std::string& path) {
   auto version = ExistingVersion(db, path);

@@ -33,8 +33,15 @@ struct Migration {
 // Every step, in order; step i has to == i + 1.
 std::span<const Migration> Migrations();
 
+// The conditions of the partial indexes records_unfinished (records not yet
+// stored: pending, uploading, failed) and records_control (pause, resume,
+// checkpoint) as a journal of `version` spells them. SQLite uses a partial
+// index only for a query that names its condition in the same words.
+std::string UnfinishedCondition(int version);
+std::string ControlCondition(int version);
+
 // The version this build writes: the last step's.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // Checks that db (the file at path) is an empty SQLite file or a scribefs
 // journal of version <= kSchemaVersion, switches it to WAL, and migrates it

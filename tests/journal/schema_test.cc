@@ -222,6 +222,55 @@ TEST_F(SchemaTest, LastSizeOfAPathUsesAnIndex) {
 
 // Version 3 keeps the count of records per op and state by triggers: every
 // way a record is written, changed or deleted moves it between counts.
+// Version 3 as its scribefs left it (the released steps 1-3, which are never
+// edited), with rows its triggers counted, is migrated to version 4: the
+// counts table then holds the finished records only, a new (pending) record
+// leaves it alone, and the figures of stats stay the same.
+TEST_F(SchemaTest, VersionThreeJournalIsMigratedAndItsCountsStayRight) {
+  {
+    RawDb raw(db_path());
+    raw.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
+    std::string sql = "BEGIN IMMEDIATE;";
+    for (const Migration& m : Migrations())
+      if (m.to <= 3) sql += m.sql;
+    raw.Exec(sql + "PRAGMA application_id=1396920902; PRAGMA user_version=3; COMMIT;");
+    raw.Exec(
+        "INSERT INTO records(time_ns,op,path,size,uid,gid,pid,state) VALUES"
+        "(100,'create','a',0,1,1,7,'done'),(200,'close','a',4096,1,1,7,'pending'),"
+        "(300,'write','b',NULL,1,1,7,'failed'),(400,'unlink','b',NULL,1,1,7,'skipped'),"
+        "(500,'checkpoint','',NULL,0,0,0,'done')");
+    ASSERT_EQ(raw.Int("SELECT sum(n) FROM record_counts"), 5);  // v3 counted them all
+  }
+  auto j = Journal::Open(db_path());
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  RawDb raw(db_path());
+  EXPECT_EQ(raw.Int("PRAGMA user_version"), kSchemaVersion);
+  EXPECT_EQ(raw.Int("SELECT sum(n) FROM record_counts"), 3);  // done 2, skipped 1
+  Record r;
+  r.op = Op::kCreate;
+  r.path = "c";
+  ASSERT_TRUE((*j)->Commit(r).ok());
+  EXPECT_EQ(raw.Int("SELECT sum(n) FROM record_counts"), 3);   // pending: not counted there
+  raw.Exec("UPDATE records SET state='done' WHERE path='c'");  // as the uploader does
+  EXPECT_EQ(raw.Int("SELECT n FROM record_counts WHERE op='create' AND state='done'"), 2);
+  auto reader = JournalReader::Open(db_path());
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto st = (*reader)->Stats();
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->records, 6);
+  EXPECT_EQ(st->by_state["done"], 3);
+  EXPECT_EQ(st->by_state["pending"], 1);
+  EXPECT_EQ(st->by_state["failed"], 1);
+  EXPECT_EQ(st->by_state["skipped"], 1);
+  EXPECT_EQ(st->by_op["create"], 2);
+  EXPECT_EQ(st->pending_files, 1);
+  EXPECT_EQ(st->pending_bytes, 4096);
+  auto unfinished = (*reader)->Unfinished();
+  ASSERT_TRUE(unfinished.ok());
+  EXPECT_EQ(unfinished->size(), 2u);  // a's close (pending), b's write (failed)
+  EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
+}
+
 TEST_F(SchemaTest, CountsFollowInsertsStateChangesAndDeletes) {
   auto j = Journal::Open(db_path());
   ASSERT_TRUE(j.ok()) << j.status().ToString();
@@ -247,7 +296,11 @@ TEST_F(SchemaTest, CountsFollowInsertsStateChangesAndDeletes) {
   }
   EXPECT_EQ(counts(), (std::map<std::string, int64_t>{{"skipped", 1}}));
   RawDb raw(db_path(), SQLITE_OPEN_READONLY);
-  EXPECT_EQ(raw.Int("SELECT count(*) FROM records"), raw.Int("SELECT sum(n) FROM record_counts"));
+  // Version 4: the table counts finished records only (readers add the
+  // unfinished ones from records_unfinished).
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM records WHERE state NOT IN "
+                    "('pending','uploading','failed')"),
+            raw.Int("SELECT sum(n) FROM record_counts"));
 }
 
 }  // namespace
