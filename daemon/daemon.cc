@@ -131,6 +131,7 @@ Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const Sta
       PreviousStopName(plan.previous), rec->scanned, rec->seconds, rec->new_paths, rec->changed,
       rec->content, rec->hashed, rec->missing, rec->pending);
   return Status::Ok();
+}
 
 ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
   ReplicatorOptions ro;
