@@ -68,6 +68,18 @@ bool json_errors = false;  // set once by main, before any thread starts
 }  // namespace
 
 void SetJsonErrors(bool on) { json_errors = on; }
+bool JsonErrors() { return json_errors; }
+
+void Note(const std::string& message) {
+  fflush(stdout);
+  if (json_errors)
+    fprintf(stderr, "%s\n",
+            nlohmann::json{{"note", message}}
+                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                .c_str());
+  else
+    fprintf(stderr, "scribectl: note: %s\n", message.c_str());
+}
 
 std::string JsonError(int exit_code, const std::string& message) {
   return nlohmann::json{{"ok", false}, {"error", message}, {"exit_code", exit_code}}.dump(

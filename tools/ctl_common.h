@@ -46,6 +46,10 @@ Result<StateLocation> LocateState(const GlobalOptions& options, const char* env_
 // stdout as the command's output only and stderr as the error, every time.
 int Fail(int exit_code, const std::string& message);
 void SetJsonErrors(bool on);
+bool JsonErrors();
+// A note for people on stderr ("scribectl: note: ..."); with --json the
+// object {"note": MESSAGE} on one line, so that stderr stays JSON lines.
+void Note(const std::string& message);
 // {"ok":false,"error":MESSAGE,"exit_code":N}
 std::string JsonError(int exit_code, const std::string& message);
 

@@ -266,11 +266,11 @@ Result<RestoreSummary> RunInterruptible(Restorer& restorer) {
       if (sig > 0) {
         restorer.AbandonTempFiles();
         const RestoreProgress& p = restorer.progress();
-        fprintf(stderr,
-                "%sscribectl: interrupted after %llu of %llu paths; temporary files "
-                "removed. Run the same command again to resume.\n",
-                shown ? "\r\033[K" : "", static_cast<unsigned long long>(p.done_paths.load()),
-                static_cast<unsigned long long>(p.total_paths.load()));
+        std::string msg = "interrupted after " + std::to_string(p.done_paths.load()) + " of " +
+                          std::to_string(p.total_paths.load()) +
+                          " paths; temporary files removed. Run the same command again to resume.";
+        if (shown) fprintf(stderr, "\r\033[K");
+        Fail(128 + sig, msg);
         fflush(stderr);
         _exit(128 + sig);
       }
@@ -362,10 +362,8 @@ void WarnReplacing(const ResolvedTarget& target, int root_fd, const RestoreOptio
   std::string list;
   for (size_t i = 0; i < replace.size() && i < 10; ++i) list += "\n  " + EscapeControl(replace[i]);
   if (replace.size() > 10) list += "\n  ... (--dry-run lists all)";
-  fprintf(stderr,
-          "scribectl: note: the destination is not empty: %zu existing path(s) are replaced "
-          "where they differ from the target:%s\n",
-          replace.size(), list.c_str());
+  Note("the destination is not empty: " + std::to_string(replace.size()) +
+       " existing path(s) are replaced where they differ from the target:" + list);
 }
 
 // The summary: one JSON object with --json, else lines for people.
@@ -525,8 +523,8 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
   int code = !s.failed.empty() ? kExitFailure : !s.refused.empty() ? kExitRefused : kExitOk;
 
   if (!o.checkpoint.empty() && !s.manifest_target.empty() && s.manifest_target != target->url) {
-    fprintf(stderr, "scribectl: note: checkpoint \"%s\" was taken for %s; restored from %s\n",
-            o.checkpoint.c_str(), s.manifest_target.c_str(), target->url.c_str());
+    Note("checkpoint \"" + o.checkpoint + "\" was taken for " + s.manifest_target +
+         "; restored from " + target->url);
   }
   PrintSummary(global, o, target->url, *dest, s, code);
   int out = FinishOutput();

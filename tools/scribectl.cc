@@ -14,7 +14,8 @@
 //   5  a wait timed out (flush, checkpoint; a request the daemon did not answer)
 //   6  verify: the target differs from the directory
 //   7  restore: some keys were refused as unsafe (and nothing else failed)
-// Errors are printed on stderr as "scribectl: <message>".
+// Errors are printed on stderr as "scribectl: <message>"; with --json as one
+// JSON object per line ({"ok":false,"error","exit_code"}; notes {"note"}).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>

@@ -151,10 +151,8 @@ int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
   if (report->has_differences() && mount_named) {
     int64_t pending = PendingRecords(global);
     if (pending > 0)
-      fprintf(stderr,
-              "scribectl: note: %lld journal records are not uploaded yet; run 'scribectl flush' "
-              "before verify\n",
-              static_cast<long long>(pending));
+      Note(std::to_string(pending) +
+           " journal records are not uploaded yet; run 'scribectl flush' before verify");
   }
   if (!report->errors.empty()) return kExitFailure;
   return report->has_differences() ? kExitDifferences : kExitOk;

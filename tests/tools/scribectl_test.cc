@@ -773,7 +773,7 @@ TEST_F(ScribectlTest, BashCompletionOffersCommandsAndOptions) {
   EXPECT_EQ(complete("scribectl -m /data chec", 3), "checkpoint checkpoints\n");
   EXPECT_EQ(complete("scribectl l", 1), "log\n");
   EXPECT_EQ(complete("scribectl pause --ti", 2), "--timeout\n");
-  EXPECT_NE(complete("scribectl restore --", 2).find("--checkpoint"), std::string::npos)
+  EXPECT_NE(complete("scribectl restore --", 2).find("--dry-run"), std::string::npos)
       << "every option the parser knows";
   EXPECT_EQ(complete("scribectl --js", 1), "--json\n");
   EXPECT_EQ(complete("scribectl comp", 1), "\n") << "the hidden command is not offered";
@@ -851,6 +851,13 @@ TEST_F(ScribectlTest, RestoreDryRunAndNonEmptyDestination) {
   EXPECT_NE(r.err.find("x.txt"), std::string::npos) << r.err;
   EXPECT_EQ(get(dest + "/x.txt"), "new");
   EXPECT_EQ(get(dest + "/sub/y.txt"), "why");
+  // With --json, the note is a JSON object on stderr too.
+  put(dest + "/x.txt", "old again");
+  r = RunCtl({"--json", "restore", "--target", "file://" + target, "--to", dest});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json note = json::parse(r.err, nullptr, false);
+  ASSERT_TRUE(note.is_object()) << r.err;
+  EXPECT_NE(note["note"].get<std::string>().find("x.txt"), std::string::npos) << r.err;
 }
 
 }  // namespace
