@@ -3,7 +3,9 @@
 // mount(8) of type fuse.scribefs with every option as -o key=value (as fstab
 // has it), a restart right after an unmount, `scribectl stop --wait`, and the
 // line a successful start prints.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -261,6 +263,30 @@ TEST_F(UnreachableTargetTest, AsyncMountsWithAWarningAndStatusSaysSince) {
   RunResult j = RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "status", "--json"}, 30);
   EXPECT_NE(j.out.find("\"target_unreachable_since_ns\""), std::string::npos) << j.out;
   EXPECT_EQ(Unmount(), 0);
+}
+
+// A CA file that does not load fails the probe, with curl's reason. The
+// endpoint is a socket that listens but never answers, so that only the CA
+// file can fail the request quickly.
+TEST_F(UnreachableTargetTest, MissingCaFileIsNamed) {
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Options o;
+  o.args = {"--target",   "s3://bucket/p",
+            "--endpoint", "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)),
+            "--ca-file",  root() + "/missing-ca.pem",
+            "--mode",     "sync"};
+  RunResult r = StartDaemon(o);
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("missing-ca.pem"), std::string::npos) << r.err;
+  EXPECT_FALSE(IsMounted(mnt()));
 }
 
 TEST_F(UnreachableTargetTest, SyncModeRefusesToStart) {
