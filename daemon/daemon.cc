@@ -349,18 +349,21 @@ int DaemonMain(int argc, char** argv) {
       }
     });
   }
-  return RunInBackground(cfg, MountedLine(cfg, log_path), [&cfg, &log_path](const ReadyFn& report) {
-    // The log goes to the state dir; create it first (PrepareStateDir repeats
-    // this harmlessly) so the log has somewhere to be.
-    if (auto e = PrepareStateDir(cfg.state_dir)) {
-      report(&*e);
-      return e->exit_code;
-    }
-    SetupLogging(cfg, true, log_path);
-    int rc = Serve(cfg, report);
-    spdlog::shutdown();
-    return rc;
-  });
+  const std::string shown_log = StderrIsJournal() ? "stderr (the journal)" : log_path;
+  return RunInBackground(cfg, MountedLine(cfg, shown_log),
+                         [&cfg, &log_path](const ReadyFn& report) {
+                           // The log goes to the state dir; create it first (PrepareStateDir
+                           // repeats this harmlessly) so the log has somewhere to be.
+                           if (auto e = PrepareStateDir(cfg.state_dir)) {
+                             report(&*e);
+                             return e->exit_code;
+                           }
+                           // Under systemd the journal takes the log, as in the foreground.
+                           SetupLogging(cfg, !StderrIsJournal(), log_path);
+                           int rc = Serve(cfg, report);
+                           spdlog::shutdown();
+                           return rc;
+                         });
 }
 
 }  // namespace scribefs

@@ -327,3 +327,45 @@ TEST_F(ServiceTest, ScribectlDashMTakesTheMountPoint) {
 
 }  // namespace
 }  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// Under systemd ($JOURNAL_STREAM names stderr's device and inode) the daemon
+// logs to stderr in the background too, and writes no log file.
+TEST_F(ServiceTest, LogsToTheJournalStreamWhenStderrIsIt) {
+  std::string err_path = root() + "/journal-stream";
+  UniqueFd err(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  ASSERT_TRUE(err);
+  struct stat st;
+  ASSERT_EQ(fstat(err.get(), &st), 0);
+  std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(err.get(), 2);
+    setenv("JOURNAL_STREAM", stream.c_str(), 1);
+    std::string bin = ScribefsBin(), sd = state(), dd = data(), md = mnt();
+    execl(bin.c_str(), bin.c_str(), "--state-dir", sd.c_str(), dd.c_str(), md.c_str(), nullptr);
+    _exit(127);
+  }
+  auto rc = WaitChild(pid, 60);
+  ASSERT_TRUE(rc.has_value());
+  ASSERT_EQ(*rc, 0) << ReadFile(err_path).value_or("");
+  ASSERT_EQ(MountType(mnt()), "fuse.scribefs");
+  pid_t daemon = static_cast<pid_t>(atoi(ReadFile(state("lock")).value_or("0").c_str()));
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  if (daemon > 0) {
+    auto st2 = WaitChild(daemon, 30);
+    EXPECT_TRUE(st2.has_value() && *st2 == 0);
+  }
+  std::string log = ReadFile(err_path).value_or("");
+  EXPECT_NE(log.find("scribefs serving " + data()), std::string::npos) << log;
+  EXPECT_NE(log.find("scribefs stopped serving"), std::string::npos) << log;
+  struct stat lst;
+  EXPECT_NE(lstat(state("scribefs.log").c_str(), &lst), 0) << "a log file was written too";
+}
+
+}  // namespace
+}  // namespace scribefs::it
