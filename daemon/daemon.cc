@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -129,7 +130,7 @@ std::optional<StartError> ProbeAtStart(const Config& cfg, TargetProbe& probe,
 
 // The control plane's settings, but for the pointers Serve fills in.
 ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
-                                         bool has_target) {
+                                         bool has_target, const std::atomic<bool>* serving) {
   ControlPlane::Options cpo;
   cpo.info = {cfg.datadir,
               mountpoint,
@@ -142,8 +143,13 @@ ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& m
   cpo.socket_path = StatePaths{cfg.state_dir}.socket();
   // SIGTERM aimed at the thread that runs the FUSE loop (this one, Serve's):
   // a signal sent to the process may land on a control thread, and then the
-  // loop waits on.
-  cpo.stop = [serve_thread = pthread_self()] { pthread_kill(serve_thread, SIGTERM); };
+  // loop waits on. Not before the mount: only then does SIGTERM end a session
+  // (fs/fuse_adapter.h installs its handler) instead of the process.
+  cpo.stop = [serve_thread = pthread_self(), serving] {
+    if (!serving->load()) return false;
+    pthread_kill(serve_thread, SIGTERM);
+    return true;
+  };
   return cpo;
 }
 
@@ -261,7 +267,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
-  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr);
+  std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
+  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
   cpo.sweep = sweep.get();
   cpo.probe = probe.get();
   cpo.datadir_fd = sync_fd.get();
@@ -271,6 +278,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   auto server = FuseServer::Mount(MakeFuseOptions(cfg, mountpoint), &fs);
   if (!server.ok()) return fail(kExitFailure, server.status().message());
+  serving = true;
 
   spdlog::info("scribefs serving {} on {} (state {}, target {}, mode {}, xattr {}, writeback {})",
                cfg.datadir, mountpoint, cfg.state_dir,
