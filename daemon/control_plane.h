@@ -57,7 +57,8 @@ struct ControlDeps {
   OrphanSweep* sweep = nullptr;  // may be null
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
   DurationHistogram* checkpoint_hold = nullptr;  // checkpoints observe their hold; may be null
-  std::function<void()> stop;  // ends the FUSE session (the `stop` verb); may be empty
+  // Ends the FUSE session (the `stop` verb); false before it serves. May be empty.
+  std::function<bool()> stop;
   TargetProbe* probe = nullptr;  // the target's health (status); may be null
 };
 
@@ -80,7 +81,7 @@ class ControlPlane {
     std::string socket_path;
     int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
-    std::function<void()> stop;    // ends the FUSE session as SIGTERM does
+    std::function<bool()> stop;    // ends the FUSE session as SIGTERM does
     TargetProbe* probe = nullptr;  // not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -166,7 +167,7 @@ std::optional<StartError> ProbeAtStart(const Config& cfg, TargetProbe& probe,
 
 // The control plane's settings, but for the pointers Serve fills in.
 ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
-                                         bool has_target) {
+                                         bool has_target, const std::atomic<bool>* serving) {
   ControlPlane::Options cpo;
   cpo.info = {cfg.datadir,
               mountpoint,
@@ -179,8 +180,13 @@ ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& m
   cpo.socket_path = StatePaths{cfg.state_dir}.socket();
   // SIGTERM aimed at the thread that runs the FUSE loop (this one, Serve's):
   // a signal sent to the process may land on a control thread, and then the
-  // loop waits on.
-  cpo.stop = [serve_thread = pthread_self()] { pthread_kill(serve_thread, SIGTERM); };
+  // loop waits on. Not before the mount: only then does SIGTERM end a session
+  // (fs/fuse_adapter.h installs its handler) instead of the process.
+  cpo.stop = [serve_thread = pthread_self(), serving] {
+    if (!serving->load()) return false;
+    pthread_kill(serve_thread, SIGTERM);
+    return true;
+  };
   return cpo;
 }
 
@@ -299,7 +305,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
-  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr);
+  std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
+  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
   cpo.sweep = sweep.get();
   cpo.probe = probe.get();
   cpo.datadir_fd = sync_fd.get();
@@ -319,6 +326,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   auto server = FuseServer::Mount(MakeFuseOptions(cfg, mountpoint), &fs);
   if (!server.ok()) return fail(kExitFailure, server.status().message());
+  serving = true;
 
   spdlog::info("scribefs serving {} on {} (state {}, target {}, mode {}, xattr {}, writeback {})",
                cfg.datadir, mountpoint, cfg.state_dir,
@@ -405,18 +413,21 @@ int DaemonMain(int argc, char** argv) {
       }
     });
   }
-  return RunInBackground(cfg, MountedLine(cfg, log_path), [&cfg, &log_path](const ReadyFn& report) {
-    // The log goes to the state dir; create it first (PrepareStateDir repeats
-    // this harmlessly) so the log has somewhere to be.
-    if (auto e = PrepareStateDir(cfg.state_dir)) {
-      report(&*e);
-      return e->exit_code;
-    }
-    SetupLogging(cfg, true, log_path);
-    int rc = Serve(cfg, report);
-    spdlog::shutdown();
-    return rc;
-  });
+  const std::string shown_log = StderrIsJournal() ? "stderr (the journal)" : log_path;
+  return RunInBackground(cfg, MountedLine(cfg, shown_log),
+                         [&cfg, &log_path](const ReadyFn& report) {
+                           // The log goes to the state dir; create it first (PrepareStateDir
+                           // repeats this harmlessly) so the log has somewhere to be.
+                           if (auto e = PrepareStateDir(cfg.state_dir)) {
+                             report(&*e);
+                             return e->exit_code;
+                           }
+                           // Under systemd the journal takes the log, as in the foreground.
+                           SetupLogging(cfg, !StderrIsJournal(), log_path);
+                           int rc = Serve(cfg, report);
+                           spdlog::shutdown();
+                           return rc;
+                         });
 }
 
 }  // namespace scribefs

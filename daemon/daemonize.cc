@@ -3,9 +3,11 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "daemon/daemon.h"
@@ -19,6 +21,14 @@ int PrintError(int code, const std::string& msg) {
 }
 
 }  // namespace
+
+bool StderrIsJournal() {
+  const char* env = getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st;
+  return fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
 int RunInBackground(const Config& cfg, const std::string& mounted_line,
                     const std::function<int(const ReadyFn&)>& child) {
@@ -51,6 +61,7 @@ int RunInBackground(const Config& cfg, const std::string& mounted_line,
   setsid();
   if (chdir("/") != 0) _exit(kExitFailure);
   int report_fd = pfd[1];
+  const bool keep_stderr = StderrIsJournal();
   auto report = [&](const StartError* e) {
     std::string msg = e ? std::to_string(e->exit_code) + " " + e->message : "0";
     if (report_fd >= 0) {
@@ -64,7 +75,7 @@ int RunInBackground(const Config& cfg, const std::string& mounted_line,
     if (null >= 0) {
       dup2(null, 0);
       dup2(null, 1);
-      dup2(null, 2);
+      if (!keep_stderr) dup2(null, 2);
       close(null);
     }
   };

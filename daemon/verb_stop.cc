@@ -14,8 +14,8 @@ json StopVerb(const ControlDeps& d, const json&, const ControlRequest& ctx) {
   if (!d.stop) return Error("unsupported", "this daemon cannot be stopped through its socket");
   std::string by = "scribectl";
   if (ctx.peer_pid() > 0) by += " (pid " + std::to_string(ctx.peer_pid()) + ")";
+  if (!d.stop()) return Error("starting", "the mount is not serving yet; try again in a moment");
   spdlog::info("stop requested by {}", by);
-  d.stop();
   return json{{"pid", getpid()}, {"mountpoint", d.info.mountpoint}, {"by", by}};
 }
 

@@ -3,7 +3,9 @@
 // mount(8) of type fuse.scribefs with every option as -o key=value (as fstab
 // has it), a restart right after an unmount, `scribectl stop --wait`, and the
 // line a successful start prints.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -263,6 +265,30 @@ TEST_F(UnreachableTargetTest, AsyncMountsWithAWarningAndStatusSaysSince) {
   EXPECT_EQ(Unmount(), 0);
 }
 
+// A CA file that does not load fails the probe, with curl's reason. The
+// endpoint is a socket that listens but never answers, so that only the CA
+// file can fail the request quickly.
+TEST_F(UnreachableTargetTest, MissingCaFileIsNamed) {
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Options o;
+  o.args = {"--target",   "s3://bucket/p",
+            "--endpoint", "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)),
+            "--ca-file",  root() + "/missing-ca.pem",
+            "--mode",     "sync"};
+  RunResult r = StartDaemon(o);
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("missing-ca.pem"), std::string::npos) << r.err;
+  EXPECT_FALSE(IsMounted(mnt()));
+}
+
 TEST_F(UnreachableTargetTest, SyncModeRefusesToStart) {
   RunResult r = StartDaemon(Unreachable("sync"));
   EXPECT_EQ(r.exit_code, 1) << r.Describe();
@@ -297,6 +323,48 @@ TEST_F(ServiceTest, ScribectlDashMTakesTheMountPoint) {
     EXPECT_TRUE(st.has_value() && *st == 0);
   }
   unsetenv("SCRIBEFS_STATE_ROOT");
+}
+
+}  // namespace
+}  // namespace scribefs::it
+
+namespace scribefs::it {
+namespace {
+
+// Under systemd ($JOURNAL_STREAM names stderr's device and inode) the daemon
+// logs to stderr in the background too, and writes no log file.
+TEST_F(ServiceTest, LogsToTheJournalStreamWhenStderrIsIt) {
+  std::string err_path = root() + "/journal-stream";
+  UniqueFd err(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  ASSERT_TRUE(err);
+  struct stat st;
+  ASSERT_EQ(fstat(err.get(), &st), 0);
+  std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(err.get(), 2);
+    setenv("JOURNAL_STREAM", stream.c_str(), 1);
+    std::string bin = ScribefsBin(), sd = state(), dd = data(), md = mnt();
+    execl(bin.c_str(), bin.c_str(), "--state-dir", sd.c_str(), dd.c_str(), md.c_str(), nullptr);
+    _exit(127);
+  }
+  auto rc = WaitChild(pid, 60);
+  ASSERT_TRUE(rc.has_value());
+  ASSERT_EQ(*rc, 0) << ReadFile(err_path).value_or("");
+  ASSERT_EQ(MountType(mnt()), "fuse.scribefs");
+  pid_t daemon = static_cast<pid_t>(atoi(ReadFile(state("lock")).value_or("0").c_str()));
+  RunResult u = RunCommand({"fusermount3", "-u", mnt()}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  if (daemon > 0) {
+    auto st2 = WaitChild(daemon, 30);
+    EXPECT_TRUE(st2.has_value() && *st2 == 0);
+  }
+  std::string log = ReadFile(err_path).value_or("");
+  EXPECT_NE(log.find("scribefs serving " + data()), std::string::npos) << log;
+  EXPECT_NE(log.find("scribefs stopped serving"), std::string::npos) << log;
+  struct stat lst;
+  EXPECT_NE(lstat(state("scribefs.log").c_str(), &lst), 0) << "a log file was written too";
 }
 
 }  // namespace
