@@ -4,6 +4,7 @@
 // process locale.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -23,5 +24,10 @@ inline std::string StripQuotes(std::string_view s) {
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
   return std::string(s);
 }
+
+// Edit distance for "did you mean" suggestions (a misspelled command, option
+// or config key): insertions, deletions, substitutions, and a swap of two
+// neighbours each count as one (optimal string alignment).
+size_t EditDistance(std::string_view a, std::string_view b);
 
 }  // namespace scribefs

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <set>
 
+#include "common/strings.h"
 #include "daemon/daemon.h"
 #include "daemon/metrics_server.h"
 
@@ -186,21 +187,6 @@ std::set<std::string> LongNames(const CLI::App& app) {
       if (n != "help" && n != "version") names.insert(n);
   }
   return names;
-}
-
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // The config file path of `--config VALUE`: a VALUE without '/' that is no

@@ -11,10 +11,6 @@
 
 namespace scribefs::ctl {
 
-// Levenshtein distance (insert, delete, substitute, and a swap of two
-// neighbours counts as one).
-size_t EditDistance(const std::string& a, const std::string& b);
-
 // The candidate nearest to word, if it is near enough to be a typo (at most
 // a third of the word's length, at least 1, or a candidate the word is a
 // prefix of); nullopt otherwise.
