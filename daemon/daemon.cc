@@ -112,8 +112,9 @@ Result<StartCheckPlan> PreviousRun(Journal& journal, RunMarker* marker) {
   if (!previous.ok()) return previous.status().WithContext("journal");
   StartCheckPlan plan = DecideStartCheck(*previous, marker->boot_id);
   if (plan.previous == PreviousStop::kCrashOtherBoot)
-    spdlog::warn("the previous scribefs did not stop cleanly, on an earlier boot (power loss or "
-                 "kernel crash?): files it may have changed are compared by content");
+    spdlog::warn(
+        "the previous scribefs did not stop cleanly, on an earlier boot (power loss or "
+        "kernel crash?): files it may have changed are compared by content");
   return plan;
 }
 
@@ -204,6 +205,72 @@ std::string ServiceStatus(const std::string& journal_path, bool has_target) {
                      st->pending_bytes, st->pending_files, lag);
 }
 
+// The uploader and what belongs to it. Members are destroyed in reverse
+// order: the probe and the sweep use the replicator's store.
+struct Replication {
+  std::unique_ptr<Replicator> replicator;
+  std::unique_ptr<OrphanSweep> sweep;
+  std::unique_ptr<TargetProbe> probe;
+};
+
+// Starts uploading to --target: the store, the start-up probe, what the
+// journal notes of the target, the start-up reconciliation, the workers and
+// the check after an unclean stop.
+std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, int root_fd,
+                                           const StartCheckPlan& plan, Replication& rep) {
+  TargetOptions to;
+  to.endpoint = cfg.endpoint;
+  to.region = cfg.region;
+  to.ca_file = cfg.ca_file;
+  auto store = OpenStore(cfg.target, to);
+  if (!store.ok()) return StartError{kExitUsage, "--target: " + store.status().message()};
+  rep.probe = std::make_unique<TargetProbe>(store.value().get());
+  if (auto e = ProbeAtStart(cfg, *rep.probe, store.value()->Describe())) return e;
+  ReplicatorOptions ro = MakeReplicatorOptions(cfg);
+  auto r = Replicator::Create(journal, root_fd, std::move(store.value()), ro);
+  if (!r.ok()) return StartError{kExitFailure, r.status().message()};
+  rep.replicator = std::move(r.value());
+  Replicator* rp = rep.replicator.get();
+  // What the objects table says was stored belongs to the target it was
+  // stored in: a new target starts from nothing.
+  std::string target = rp->store().Describe();
+  auto last = journal->GetMeta("target");
+  if (last.ok() && *last != target) {
+    spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
+    Status cleared = RemoteIndex::ForgetAll(*journal);
+    if (!cleared.ok()) return StartError{kExitFailure, cleared.message()};
+  }
+  (void)journal->SetMeta("target", target);
+  // What scribectl verify/restore need to reach the same target without
+  // being told again (never the credentials: those stay in the environment).
+  (void)journal->SetMeta("endpoint", cfg.endpoint);
+  (void)journal->SetMeta("region", cfg.region);
+  (void)journal->SetMeta("ca_file", cfg.ca_file);
+  (void)journal->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
+  (void)journal->SetMeta("delete", cfg.delete_mode);
+  if (Status rs = ReconcileAtStart(journal, root_fd, rp, plan); !rs.ok())
+    return StartError{kExitFailure, rs.message()};
+  journal->SetCommitListener([rp] { rp->Notify(); });
+  Status started = rp->Start();
+  if (!started.ok()) return StartError{kExitFailure, "uploader: " + started.message()};
+  // An earlier daemon that did not stop cleanly may have left requests in
+  // flight that the server completes after this start (uploader/orphan_sweep.h).
+  rep.sweep = std::make_unique<OrphanSweep>(
+      journal, &rp->store(), [rp](const std::string& p) { return rp->IsExcluded(p); });
+  if (!last.ok() || *last != target) {
+    // A new target: nothing of an earlier daemon's can be in it.
+  } else if (auto clean = journal->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
+    spdlog::warn(
+        "the previous scribefs did not stop cleanly: the target will be checked for "
+        "objects it left in flight in {:.0f} s (--crash-check-delay)",
+        cfg.crash_check_delay);
+    rep.sweep->Schedule(
+        std::chrono::milliseconds(static_cast<int64_t>(cfg.crash_check_delay * 1000)));
+  }
+  (void)journal->SetMeta("clean_stop", "0");
+  return std::nullopt;
+}
+
 // Runs the daemon proper. `ready` is called once the mount serves (or with
 // the error that stopped start-up).
 int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
@@ -230,66 +297,19 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (!root) return fail(kExitUsage, "cannot open DATADIR " + cfg.datadir + ": " + strerror(errno));
 
   auto journal = Journal::Open(paths.journal());
-  if (!journal.ok()) return fail(kExitFailure, "cannot open journal: " + journal.status().message());
+  if (!journal.ok())
+    return fail(kExitFailure, "cannot open journal: " + journal.status().message());
   (void)journal.value()->SetMeta("datadir", cfg.datadir);
   RunMarker marker;
   auto start_check = PreviousRun(*journal.value(), &marker);
   if (!start_check.ok()) return fail(kExitFailure, start_check.status().message());
 
-  std::unique_ptr<Replicator> replicator;
-  std::unique_ptr<OrphanSweep> sweep;  // declared after replicator: destroyed first
-  std::unique_ptr<TargetProbe> probe;  // likewise (it uses the replicator's store)
+  Replication rep;
   if (!cfg.target.empty()) {
-    TargetOptions to;
-    to.endpoint = cfg.endpoint;
-    to.region = cfg.region;
-    to.ca_file = cfg.ca_file;
-    auto store = OpenStore(cfg.target, to);
-    if (!store.ok()) return fail(kExitUsage, "--target: " + store.status().message());
-    probe = std::make_unique<TargetProbe>(store.value().get());
-    if (auto e = ProbeAtStart(cfg, *probe, store.value()->Describe()))
+    if (auto e = StartReplication(cfg, journal.value().get(), root.get(), *start_check, rep))
       return fail(e->exit_code, e->message);
-    ReplicatorOptions ro = MakeReplicatorOptions(cfg);
-    auto r = Replicator::Create(journal.value().get(), root.get(), std::move(store.value()), ro);
-    if (!r.ok()) return fail(kExitFailure, r.status().message());
-    replicator = std::move(r.value());
-    Replicator* rp = replicator.get();
-    // What the objects table says was stored belongs to the target it was
-    // stored in: a new target starts from nothing.
-    std::string target = replicator->store().Describe();
-    auto last = journal.value()->GetMeta("target");
-    if (last.ok() && *last != target) {
-      spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
-      Status cleared = RemoteIndex::ForgetAll(*journal.value());
-      if (!cleared.ok()) return fail(kExitFailure, cleared.message());
-    }
-    (void)journal.value()->SetMeta("target", target);
-    // What scribectl verify/restore need to reach the same target without
-    // being told again (never the credentials: those stay in the environment).
-    (void)journal.value()->SetMeta("endpoint", cfg.endpoint);
-    (void)journal.value()->SetMeta("region", cfg.region);
-    (void)journal.value()->SetMeta("ca_file", cfg.ca_file);
-    (void)journal.value()->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
-    (void)journal.value()->SetMeta("delete", cfg.delete_mode);
-    if (Status rs = ReconcileAtStart(journal.value().get(), root.get(), rp, *start_check); !rs.ok())
-      return fail(kExitFailure, rs.message());
-    journal.value()->SetCommitListener([rp] { rp->Notify(); });
-    Status started = replicator->Start();
-    if (!started.ok()) return fail(kExitFailure, "uploader: " + started.message());
-    // An earlier daemon that did not stop cleanly may have left requests in
-    // flight that the server completes after this start (uploader/orphan_sweep.h).
-    sweep = std::make_unique<OrphanSweep>(journal.value().get(), &replicator->store(),
-                                          [rp](const std::string& p) { return rp->IsExcluded(p); });
-    if (!last.ok() || *last != target) {
-      // A new target: nothing of an earlier daemon's can be in it.
-    } else if (auto clean = journal.value()->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
-      spdlog::warn("the previous scribefs did not stop cleanly: the target will be checked for "
-                   "objects it left in flight in {:.0f} s (--crash-check-delay)",
-                   cfg.crash_check_delay);
-      sweep->Schedule(std::chrono::milliseconds(static_cast<int64_t>(cfg.crash_check_delay * 1000)));
-    }
-    (void)journal.value()->SetMeta("clean_stop", "0");
   }
+  Replicator* replicator = rep.replicator.get();
 
   // Running, durably, before the mount changes anything. Its fsync also makes
   // durable the records of an earlier daemon of this boot (kill -9) and the
@@ -298,7 +318,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (Status m = WriteRunMarker(*journal.value(), marker); !m.ok())
     return fail(kExitFailure, m.message());
 
-  FsOptions fso = MakeFsOptions(cfg, replicator.get());
+  FsOptions fso = MakeFsOptions(cfg, replicator);
   // Pause points and the control socket (daemon/control_plane.h): every mutation
   // passes the gate, declared before fs so that it outlives it.
   MutationGate gate(8, static_cast<size_t>(cfg.max_held_mib * (1 << 20)));
@@ -307,17 +327,18 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Filesystem fs(std::move(root), journal.value().get(), fso);
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
-  cpo.sweep = sweep.get();
-  cpo.probe = probe.get();
+  cpo.sweep = rep.sweep.get();
+  cpo.probe = rep.probe.get();
   cpo.datadir_fd = sync_fd.get();
-  ControlPlane plane(&gate, &fs, journal.value().get(), replicator.get(), cpo);
+  ControlPlane plane(&gate, &fs, journal.value().get(), replicator, cpo);
   if (Status cs = plane.Start(); !cs.ok())
     return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
 
   // Prometheus metrics (README, "Monitoring (Prometheus)"): started before
   // the mount so that a port in use fails the start; stopped before the plane.
-  MetricsCollector metrics({journal.value().get(), replicator.get(), &plane.pauser(),
-                            &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING, cpo.info.started_ns});
+  MetricsCollector metrics({journal.value().get(), replicator, &plane.pauser(),
+                            &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING,
+                            cpo.info.started_ns});
   auto exporter = MetricsExport::Start(
       {cfg.metrics_listen, cfg.metrics_file,
        std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},
@@ -355,7 +376,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Status flushed = fs.FlushAllRanges();
   server.value()->Unmount();
   server.value().reset();
-  if (replicator) StopReplication(cfg, journal.value().get(), replicator.get(), sweep);
+  if (replicator) StopReplication(cfg, journal.value().get(), replicator, rep.sweep);
   exporter.value().reset();  // the metrics file's last write: the final counters
   spdlog::info("scribefs stopped serving {}", cfg.datadir);
   if (!run.ok()) {
