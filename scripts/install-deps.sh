@@ -2,7 +2,8 @@
 # Installs everything scribefs needs to build and test, from Debian 12's archive.
 # Idempotent: does nothing when every package is already installed.
 #   install-deps.sh          build + test dependencies, including a Ceph RGW for the S3 tests
-#   install-deps.sh --base   only what building and running scribefs needs (the quick start)
+#   install-deps.sh --base   only what building and running scribefs needs (the quick start:
+#                            no Ceph, no Prometheus)
 set -euo pipefail
 WANT_S3=1
 case "${1:-}" in
@@ -19,15 +20,17 @@ PACKAGES=(
   libsystemd-dev  # sd_notify: systemd Type=notify (daemon/service_notify.h)
   # tests and tools
   googletest libgtest-dev libgmock-dev sqlite3 attr acl util-linux psmisc procps fio
-  # metrics (promtool), man pages (help2man, man, groff), the .deb (dpkg-dev, fakeroot)
-  prometheus help2man man-db groff dpkg-dev fakeroot file
+  help2man  # man pages from --help (docs/)
 )
+# Only for the tests: promtool checks the metrics, man and groff render the man
+# pages, dpkg-dev and fakeroot build the .deb that a test installs.
+TEST_PACKAGES=(prometheus man-db groff dpkg-dev fakeroot file)
 # Real S3 for the uploader tests: a throwaway Ceph RADOS Gateway, and the AWS CLI
 # to look at what landed.
 S3_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime awscli curl)
 
 WANTED=("${PACKAGES[@]}")
-[ "$WANT_S3" -eq 0 ] || WANTED+=("${S3_PACKAGES[@]}")
+[ "$WANT_S3" -eq 0 ] || WANTED+=("${TEST_PACKAGES[@]}" "${S3_PACKAGES[@]}")
 missing=()
 for p in "${WANTED[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
