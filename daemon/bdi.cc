@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/mountinfo.h"
 #include "common/unique_fd.h"
 
 namespace scribefs {
@@ -22,17 +23,10 @@ Status WriteSysfs(const std::string& path, int value) {
 }  // namespace
 
 Result<std::string> MountDevice(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  std::string found;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, majmin, root, mnt;
-    ls >> id >> parent >> majmin >> root >> mnt;
-    if (mnt == mountpoint && line.find(" - fuse.scribefs ") != std::string::npos) found = majmin;
-  }
-  if (found.empty()) return Status::Error(ENOENT, "no scribefs mount at " + mountpoint);
-  return found;  // the last one: the mount on top
+  std::vector<MountEntry> mounts = ReadMountInfo();
+  const MountEntry* top = ScribefsMountAt(mounts, mountpoint);
+  if (!top) return Status::Error(ENOENT, "no scribefs mount at " + mountpoint);
+  return top->majmin;
 }
 
 Status TuneBdi(const std::string& device, int max_ratio, int read_ahead_kb) {

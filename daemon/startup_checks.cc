@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/mountinfo.h"
 #include "common/state_dir.h"
 #include "daemon/daemon.h"
 
@@ -59,42 +60,15 @@ std::string CanonicalMaybeMissing(const std::string& path) {
 
 // A scribefs mount at exactly `path`, per /proc/self/mountinfo.
 bool IsScribefsMount(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    // id parent maj:min root mountpoint opts ... - fstype source superopts
-    std::istringstream ls(line);
-    std::string id, parent, majmin, root, mnt;
-    ls >> id >> parent >> majmin >> root >> mnt;
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream rest(line.substr(dash + 3));
-    std::string fstype;
-    rest >> fstype;
-    if (mnt == path && fstype == "fuse.scribefs") return true;
-  }
-  return false;
+  return ScribefsMountAt(ReadMountInfo(), path) != nullptr;
 }
 
-std::string FsName(const std::string& datadir) {
-  std::string name = datadir;
-  for (char& c : name)
-    if (c == ',' || c == ' ' || c == '\\') c = '_';
-  return name;
-}
+std::string FsName(const std::string& datadir) { return datadir; }
 
 bool DatadirMounted(const std::string& datadir) {
   const std::string source = FsName(datadir);
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream rest(line.substr(dash + 3));
-    std::string fstype, src;
-    rest >> fstype >> src;
-    if (fstype == "fuse.scribefs" && src == source) return true;
-  }
+  for (const MountEntry& m : ScribefsMounts(ReadMountInfo()))
+    if (m.source == source) return true;
   return false;
 }
 

@@ -21,7 +21,9 @@ std::string CanonicalMaybeMissing(const std::string& path);
 // A scribefs mount at exactly `path`, per /proc/self/mountinfo.
 bool IsScribefsMount(const std::string& path);
 
-// The fsname a mount of DATADIR shows as its source in /proc/self/mountinfo.
+// The fsname a mount of DATADIR shows as its source in /proc/self/mountinfo:
+// DATADIR itself, unchanged (the FUSE option string escapes what it must), so
+// that `scribectl -m MOUNTPOINT` finds the DATADIR even with spaces or commas.
 std::string FsName(const std::string& datadir);
 // A scribefs mount of datadir anywhere, per /proc/self/mountinfo.
 bool DatadirMounted(const std::string& datadir);

@@ -40,6 +40,17 @@ struct FuseServer::Context {
 
 namespace {
 
+// libfuse splits -o at ',' and takes '\\' as an escape (fuse_opt.c), so a
+// value with either needs escaping to reach the mount unchanged.
+std::string EscapeFuseOpt(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
 FuseServer::Context* Ctx(fuse_req_t req) {
   return static_cast<FuseServer::Context*>(fuse_req_userdata(req));
 }
@@ -685,7 +696,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(const FuseOptions& options
 
   // The kernel checks permissions (default_permissions) against the caller:
   // the daemon runs as root and must not lend its rights to anyone.
-  std::string opts = "default_permissions,subtype=scribefs,fsname=" + options.fsname;
+  std::string opts = "default_permissions,subtype=scribefs,fsname=" + EscapeFuseOpt(options.fsname);
   for (const auto& o : options.fuse_opts) opts += "," + o;
   std::vector<std::string> argv_s = {"scribefs", "-o", opts};
   std::vector<char*> argv;

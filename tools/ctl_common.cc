@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/mountinfo.h"
+
 namespace scribefs::ctl {
 namespace {
 
@@ -18,20 +20,9 @@ namespace {
 // /proc/self/mountinfo (the daemon's fsname), so that -m takes the mount
 // point as well. "" when path is no scribefs mount or serves itself.
 std::string DatadirOfMount(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, majmin, root, mnt;
-    ls >> id >> parent >> majmin >> root >> mnt;
-    auto dash = line.find(" - ");
-    if (mnt != path || dash == std::string::npos) continue;
-    std::istringstream rest(line.substr(dash + 3));
-    std::string fstype, source;
-    rest >> fstype >> source;
-    if (fstype == "fuse.scribefs" && !source.empty() && source[0] == '/' && source != path)
-      return source;
-  }
+  std::vector<MountEntry> mounts = ReadMountInfo();
+  const MountEntry* m = ScribefsMountAt(mounts, path);
+  if (m && !m->source.empty() && m->source[0] == '/' && m->source != path) return m->source;
   return "";
 }
 

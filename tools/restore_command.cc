@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mountinfo.h"
 #include "common/unique_fd.h"
 #include "tools/human.h"
 #include "tools/restore.h"
@@ -143,60 +144,14 @@ bool SameOrBelow(const std::string& path, const std::string& dir) {
                          path[dir.size()] == '/');
 }
 
-// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7') {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-struct LiveMount {
-  std::string mountpoint;
-  std::string datadir;  // the mount's source (scribefs names it after DATADIR)
-};
-
-// The scribefs mounts of this machine (fstype fuse.scribefs).
-std::vector<LiveMount> ScribefsMounts() {
-  std::vector<LiveMount> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::vector<std::string> left, right;
-    auto split = [](const std::string& s, std::vector<std::string>* v) {
-      size_t i = 0;
-      while (i < s.size()) {
-        size_t j = s.find(' ', i);
-        if (j == std::string::npos) j = s.size();
-        v->push_back(s.substr(i, j - i));
-        i = j + 1;
-      }
-    };
-    split(line.substr(0, sep), &left);
-    split(line.substr(sep + 3), &right);
-    if (left.size() < 5 || right.size() < 2 || right[0] != "fuse.scribefs") continue;
-    out.push_back({Unescape(left[4]), Unescape(right[1])});
-  }
-  return out;
-}
-
 // Why restoring into dest would write into a live scribefs DATADIR or
 // mount, or "" when it would not.
 std::string LiveMountConflict(const std::string& dest, const std::string& journal_datadir) {
   std::vector<std::pair<std::string, std::string>> guarded;  // path, what it is
-  for (const LiveMount& m : ScribefsMounts()) {
+  for (const MountEntry& m : ScribefsMounts(ReadMountInfo())) {
     guarded.emplace_back(m.mountpoint, "the mount point of a running scribefs");
-    if (!m.datadir.empty() && m.datadir[0] == '/') {
-      guarded.emplace_back(m.datadir, "the DATADIR of a running scribefs");
+    if (!m.source.empty() && m.source[0] == '/') {
+      guarded.emplace_back(m.source, "the DATADIR of a running scribefs");
     }
   }
   if (!journal_datadir.empty()) guarded.emplace_back(journal_datadir, "the mount's DATADIR");

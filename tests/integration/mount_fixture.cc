@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/mountinfo.h"
 #include "common/unique_fd.h"
 #include "journal/reader.h"
 
@@ -30,37 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// /proc/mounts escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-struct MountEntry {
-  std::string point, type;
-};
-
-std::vector<MountEntry> ReadMounts() {
-  std::vector<MountEntry> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string src, point, type;
-    ls >> src >> point >> type;
-    out.push_back({Unescape(point), type});
-  }
-  return out;
 }
 
 bool Within(const std::string& path, const std::string& dir) {
@@ -214,8 +184,8 @@ RunResult RunCommand(const std::vector<std::string>& argv, double timeout_s) {
 
 std::vector<std::string> MountsUnder(const std::string& dir) {
   std::vector<std::string> out;
-  for (const auto& m : ReadMounts())
-    if (Within(m.point, dir)) out.push_back(m.point);
+  for (const MountEntry& m : ReadMountInfo())
+    if (Within(m.mountpoint, dir)) out.push_back(m.mountpoint);
   return out;
 }
 
@@ -223,8 +193,8 @@ bool IsMounted(const std::string& path) { return !MountType(path).empty(); }
 
 std::string MountType(const std::string& path) {
   std::string type;
-  for (const auto& m : ReadMounts())
-    if (m.point == path) type = m.type;  // the last one is on top
+  for (const MountEntry& m : ReadMountInfo())
+    if (m.mountpoint == path) type = m.fstype;  // the last one is on top
   return type;
 }
 

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -323,6 +325,53 @@ TEST_F(ServiceTest, ScribectlDashMTakesTheMountPoint) {
     EXPECT_TRUE(st.has_value() && *st == 0);
   }
   unsetenv("SCRIBEFS_STATE_ROOT");
+}
+
+// Paths with a space, a comma and a backslash: /proc/self/mountinfo shows
+// them escaped (\040, \134) and libfuse splits -o at commas, so `-m` must
+// find the mount by its unescaped mount point and the mount's source must be
+// DATADIR unchanged (it names the state directory).
+TEST_F(ServiceTest, ScribectlDashMWithSpacesCommasAndBackslashes) {
+  setenv("SCRIBEFS_STATE_ROOT", (root() + "/state-root").c_str(), 1);
+  std::string odd_data = root() + "/my data, 2\\x";
+  std::string odd_mnt = root() + "/my mount, 2";
+  ASSERT_EQ(mkdir(odd_data.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(odd_mnt.c_str(), 0755), 0);
+  std::string default_state = DefaultStateDir(odd_data);
+  RunResult r = RunCommand({ScribefsBin(), odd_data, odd_mnt}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  pid_t pid = static_cast<pid_t>(atoi(ReadFile(default_state + "/lock").value_or("0").c_str()));
+  for (const std::string& m : {odd_mnt, odd_data}) {
+    RunResult s = RunCommand({SCRIBECTL_BIN, "-m", m, "--json", "status"}, 30);
+    EXPECT_EQ(s.exit_code, 0) << "-m " << m << ": " << s.Describe();
+    auto j = nlohmann::json::parse(s.out, nullptr, false);
+    EXPECT_EQ(j.is_object() ? j["daemon"].value("datadir", "") : "", odd_data) << s.out;
+  }
+  RunResult u = RunCommand({"fusermount3", "-u", odd_mnt}, 20);
+  EXPECT_EQ(u.exit_code, 0) << u.Describe();
+  if (pid > 0) {
+    auto st = WaitChild(pid, 30);
+    EXPECT_TRUE(st.has_value() && *st == 0);
+  }
+  unsetenv("SCRIBEFS_STATE_ROOT");
+}
+
+// A daemon killed with SIGKILL leaves a dead mount; the next start detaches
+// it, also when the mount point's name has a space (escaped in mountinfo).
+TEST_F(ServiceTest, RestartAfterKillDetachesADeadMountWithASpaceInItsName) {
+  std::string odd_data = root() + "/dead data";
+  ASSERT_EQ(mkdir(odd_data.c_str(), 0755), 0);
+  Options o;
+  o.over_mount = true;
+  o.data_dir = odd_data;
+  Mount(o);
+  ASSERT_TRUE(WriteFile(mp("before"), "x"));
+  KillDaemon();
+  struct stat st;
+  ASSERT_NE(stat((odd_data + "/before").c_str(), &st), 0);  // ENOTCONN: the dead mount
+  Mount(o);
+  EXPECT_EQ(stat(mp("before").c_str(), &st), 0) << strerror(errno);
+  EXPECT_EQ(MountType(odd_data), "fuse.scribefs");
 }
 
 }  // namespace
