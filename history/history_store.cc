@@ -45,8 +45,9 @@ Status WriteFully(int fd, uint64_t off, std::string_view data) {
   return Status::Ok();
 }
 
-// Drops each delta whose seq range lies within one of a higher level.
-std::vector<SegmentRef> WithoutCovered(std::vector<SegmentRef> deltas) {
+// Moves each delta whose seq range lies within one of a higher level from
+// `deltas` to `covered`.
+void SplitCovered(std::vector<SegmentRef>& deltas, std::vector<SegmentRef>* covered) {
   // Per level: (first_seq, the greatest last_seq among segments starting at or before it).
   std::vector<std::vector<std::pair<uint64_t, uint64_t>>> reach(kMaxLevel + 1);
   for (const SegmentRef& r : deltas) reach[r.id.level].emplace_back(r.id.first_seq, r.id.last_seq);
@@ -56,7 +57,7 @@ std::vector<SegmentRef> WithoutCovered(std::vector<SegmentRef> deltas) {
       level[i].second = std::max(level[i].second, level[i - 1].second);
     }
   }
-  auto covered = [&](const SegmentRef& r) {
+  auto is_covered = [&](const SegmentRef& r) {
     for (int l = r.id.level + 1; l <= kMaxLevel; ++l) {
       const auto& v = reach[l];
       auto it = std::upper_bound(v.begin(), v.end(), std::make_pair(r.id.first_seq, UINT64_MAX));
@@ -64,11 +65,9 @@ std::vector<SegmentRef> WithoutCovered(std::vector<SegmentRef> deltas) {
     }
     return false;
   };
-  std::vector<SegmentRef> out;
-  for (SegmentRef& r : deltas) {
-    if (!covered(r)) out.push_back(std::move(r));
-  }
-  return out;
+  std::vector<SegmentRef> kept;
+  for (SegmentRef& r : deltas) (is_covered(r) ? *covered : kept).push_back(std::move(r));
+  deltas = std::move(kept);
 }
 
 }  // namespace
@@ -154,7 +153,8 @@ StoreResult<SegmentList> HistoryStore::ListSegments() {
   std::sort(list.bases.begin(), list.bases.end(), [](const SegmentRef& a, const SegmentRef& b) {
     return std::tie(a.id.last_seq, a.id.first_seq) < std::tie(b.id.last_seq, b.id.first_seq);
   });
-  list.deltas = WithoutCovered(std::move(deltas));
+  SplitCovered(deltas, &list.covered);
+  list.deltas = std::move(deltas);
   std::sort(list.deltas.begin(), list.deltas.end(), by_seq);
   return list;
 }
@@ -296,6 +296,16 @@ StoreResult<CompactResult> HistoryStore::Compact(int level, const CompactOptions
     keys.push_back(ref.key);
   }
   SCRIBEFS_RETURN_IF_STORE_ERROR(FlushGroup(group, keys, level, options, &result));
+  if (options.delete_inputs) {
+    std::vector<std::string> leftovers;
+    for (const SegmentRef& ref : list->covered) {
+      if (ref.id.level == level) leftovers.push_back(ref.key);
+    }
+    if (!leftovers.empty()) {
+      SCRIBEFS_RETURN_IF_STORE_ERROR(store_.DeleteMany(leftovers));
+      result.segments_deleted += leftovers.size();
+    }
+  }
   return result;
 }
 

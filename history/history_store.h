@@ -41,8 +41,9 @@ struct SegmentRef {
 };
 
 struct SegmentList {
-  std::vector<SegmentRef> bases;   // by last_seq
-  std::vector<SegmentRef> deltas;  // by first_seq; without those a higher level covers
+  std::vector<SegmentRef> bases;    // by last_seq
+  std::vector<SegmentRef> deltas;   // by first_seq; without those a higher level covers
+  std::vector<SegmentRef> covered;  // those: left over by compaction, safe to delete
 };
 
 // What the target holds under .scribefs/ for history.
@@ -107,7 +108,9 @@ class HistoryStore {
 
   // Merges each run of consecutive level-`level` deltas (two or more, not
   // interrupted by another level) into one segment of level+1, written
-  // first; the inputs are deleted after.
+  // first; the inputs are deleted after. Level-`level` deltas that a higher
+  // level already covers (a compaction that crashed before its deletes) are
+  // deleted too.
   StoreResult<CompactResult> Compact(int level, const CompactOptions& options = {});
 
   StoreResult<HistoryUsage> Usage();

@@ -358,9 +358,10 @@ std::string ParseEntry(const Json& j, Entry* e) {
     s.uid = static_cast<uint32_t>(r.Uint("uid", std::numeric_limits<uint32_t>::max()));
     s.gid = static_cast<uint32_t>(r.Uint("gid", std::numeric_limits<uint32_t>::max()));
     s.mtime_ns = r.Int("mtime_ns");
-    if (s.type == kTypeSymlink) s.target = r.Bytes("target");
-    if (s.type == kTypeSpecial && r.has("rdev")) s.rdev = r.Uint("rdev");
-    if (s.type == kTypeFile) {
+    // Fields of another type are read too, so that CheckState refuses them.
+    if (s.type == kTypeSymlink || r.has("target")) s.target = r.Bytes("target");
+    if (r.has("rdev")) s.rdev = r.Uint("rdev");
+    if (s.type == kTypeFile || r.has("chunks")) {
       if (const Json* arr = r.Array("chunks"); arr && r.error().empty()) {
         if (std::string why = ParseChunks(*arr, &s.chunks); !why.empty()) return why;
       }
