@@ -209,9 +209,18 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) 
     if (!segment.ok()) return segment.status();
     out.push_back(std::move(segment).value());
   }
+  // The next seq the timeline must account for (none before the first segment).
+  std::optional<uint64_t> next;
+  if (*base) next = (*base)->id.last_seq + 1;
   for (const SegmentRef& ref : list->deltas) {
     if (*base && ref.id.last_seq <= (*base)->id.last_seq) continue;  // in the base
     if (at.kind == Instant::Kind::kSeq && ref.id.first_seq > at.seq) break;
+    if (next && ref.id.first_seq > *next) {
+      return StoreStatus(Status::Error(
+          ENODATA, "timeline hole: no segment holds seqs " + std::to_string(*next) + ".." +
+                       std::to_string(ref.id.first_seq - 1) + " (before " + ref.key + ")"));
+    }
+    next = std::max(next.value_or(0), ref.id.last_seq + 1);
     auto segment = LoadSegment(ref);
     if (!segment.ok()) return segment.status();
     const bool past = at.kind == Instant::Kind::kTime && segment->header.count > 0 &&

@@ -78,9 +78,11 @@ class HistoryStore {
 
   // Chunks the first `size` bytes of `fd` and uploads the chunks the target
   // does not hold yet (HEAD first, unless `known` says it is stored; stored
-  // ones are added to `known`). A file that changes while it is read fails
-  // (EAGAIN, retryable: the store hashes what it sends, and it must be what
-  // was chunked).
+  // ones are added to `known`). Each part is read once and the bytes hashed
+  // are the bytes sent, so a chunk always matches its name; a file that
+  // shrinks while it is read fails with EAGAIN (retryable). A file written
+  // to during the call may mix old and new parts: the caller checks that it
+  // did not change (as the replicator does around a mirror upload).
   StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size,
                                                std::set<std::string>* known = nullptr);
 
@@ -98,7 +100,11 @@ class HistoryStore {
   StoreResult<Segment> LoadSegment(const SegmentRef& ref);
 
   // The segments Replay needs for `at`: the newest base at or before it (if
-  // any), then the deltas after that base up to the instant.
+  // any), then the deltas after that base up to the instant. Consecutive
+  // deltas must cover contiguous seq ranges (and the first one after a base
+  // must start at most one past it): a hole fails with ENODATA naming the
+  // missing seqs, since replay across a lost segment would give a wrong tree.
+  // Before the first segment (or base) there is no history, not a hole.
   StoreResult<std::vector<Segment>> LoadTimeline(const Instant& at = Instant::Latest());
 
   // Writes the content of a file state to `fd` (at offset 0, with pwrite),

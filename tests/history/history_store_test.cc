@@ -187,6 +187,27 @@ TEST_F(HistoryStoreTest, LoadTimelineStartsFromTheNewestBaseAtOrBeforeTheInstant
   }
 }
 
+TEST_F(HistoryStoreTest, AMissingSegmentIsAHoleNotASilentlyWrongTree) {
+  Written w = WriteHistory(*history_);
+  // The deltas cover 1-3, 4-6 | base at 6 | 7-8, 9-9. Lose 7-8.
+  ASSERT_TRUE(store_->Delete(SegmentKey(w.deltas[2].header.id())).ok());
+  auto latest = history_->LoadTimeline();
+  ASSERT_FALSE(latest.ok());
+  EXPECT_EQ(latest.status().code(), ENODATA);
+  EXPECT_NE(latest.status().message().find("seqs 7..8"), std::string::npos)
+      << latest.status().message();
+  // Instants before the hole still load.
+  auto at6 = history_->LoadTimeline(Instant::AtSeq(6));
+  ASSERT_TRUE(at6.ok()) << at6.status().ToString();
+  EXPECT_EQ(States(Replay(*at6, Instant::AtSeq(6))), States(Replay(w.deltas, Instant::AtSeq(6))));
+  // Without the base, a hole between two deltas is caught the same way.
+  ASSERT_TRUE(store_->Delete(SegmentKey(w.base.header.id())).ok());
+  ASSERT_TRUE(store_->Delete(SegmentKey(w.deltas[1].header.id())).ok());
+  auto at9 = history_->LoadTimeline(Instant::AtSeq(9));
+  ASSERT_FALSE(at9.ok());
+  EXPECT_NE(at9.status().message().find("seqs 4..8"), std::string::npos) << at9.status().message();
+}
+
 TEST_F(HistoryStoreTest, RestoreFileWritesTheContentAndCatchesACorruptedChunk) {
   const std::string content = Blob(kPart + 1000, 4);
   auto chunks = Store("src", content);
