@@ -18,6 +18,7 @@ PACKAGES=(
   libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpat1-dev
   libsystemd-dev  # sd_notify: systemd Type=notify (daemon/service_notify.h)
+  libzstd-dev  # timeline segments (history/segment.cc)
   # tests and tools
   googletest libgtest-dev libgmock-dev sqlite3 attr acl util-linux psmisc procps fio
   help2man  # man pages from --help (docs/)

@@ -1,0 +1,142 @@
+// HistoryStore: writes and reads a target's history (chunks and timeline
+// segments, history/layout.h) through an ObjectStore. The one module that
+// does I/O on those keys; the formats are segment.h's, the rules replay.h's.
+//
+// Immutability: a chunk key names its content, so a chunk that exists is
+// never uploaded again; a segment key is written once (AppendSegment fails
+// if the key holds other bytes). Nothing is overwritten, so a reader never
+// sees a half-replaced object, and a crash at any point leaves at worst an
+// unreferenced chunk or a duplicate segment (which ListSegments hides).
+//
+// One writer per target at a time (the daemon that owns the mount); readers
+// any number. Thread-compatible: one thread uses an instance.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "history/chunker.h"
+#include "history/layout.h"
+#include "history/replay.h"
+#include "history/segment.h"
+#include "uploader/object_store.h"
+
+namespace scribefs::history {
+
+struct HistoryOptions {
+  uint64_t part_size = kDefaultPartSize;
+  DecodeLimits limits;
+  // A segment object larger than this is not even fetched (hostile target).
+  uint64_t max_segment_object = 64ull << 20;
+};
+
+// A segment as listed: where it is and how big.
+struct SegmentRef {
+  SegmentId id;
+  std::string key;
+  uint64_t size = 0;  // compressed bytes
+};
+
+struct SegmentList {
+  std::vector<SegmentRef> bases;    // by last_seq
+  std::vector<SegmentRef> deltas;   // by first_seq; without those a higher level covers
+  std::vector<SegmentRef> covered;  // those: left over by compaction, safe to delete
+};
+
+// What the target holds under .scribefs/ for history.
+struct HistoryUsage {
+  uint64_t chunk_objects = 0, chunk_bytes = 0;
+  uint64_t segment_objects = 0, segment_bytes = 0;
+};
+
+// What this instance did.
+struct HistoryCounters {
+  uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0;
+  uint64_t chunks_already_stored = 0;
+  uint64_t segments_written = 0, segment_bytes_written = 0;
+};
+
+struct CompactOptions {
+  // At most this many entries per compacted segment (a run is split).
+  uint64_t max_entries = 100'000;
+  // False leaves the inputs in place: what a crash between the write of the
+  // compacted segment and the deletes leaves (for tests).
+  bool delete_inputs = true;
+};
+
+struct CompactResult {
+  uint64_t segments_read = 0, segments_written = 0, segments_deleted = 0;
+};
+
+class HistoryStore {
+ public:
+  // `store` must outlive this object.
+  explicit HistoryStore(ObjectStore& store, HistoryOptions options = {});
+
+  // Chunks the first `size` bytes of `fd` and uploads the chunks the target
+  // does not hold yet (HEAD first, unless `known` says it is stored; stored
+  // ones are added to `known`). Each part is read once and the bytes hashed
+  // are the bytes sent, so a chunk always matches its name; a file that
+  // shrinks while it is read fails with EAGAIN (retryable). A file written
+  // to during the call may mix old and new parts: the caller checks that it
+  // did not change (as the replicator does around a mirror upload).
+  StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size,
+                                               std::set<std::string>* known = nullptr);
+
+  // Writes a validated segment under its key. Appending the same bytes again
+  // succeeds (a retry); other bytes under the key fail with EEXIST.
+  StoreResult<SegmentRef> AppendSegment(const Segment& segment);
+
+  // Every base and delta segment, in seq order. Keys under .scribefs/timeline/
+  // that do not parse are ignored (not ours). A delta whose range lies within
+  // one of a higher level is left out (compaction wrote the higher one and
+  // has not deleted it yet, or crashed before it could).
+  StoreResult<SegmentList> ListSegments();
+
+  // Fetches and decodes one segment; its header must agree with its key.
+  StoreResult<Segment> LoadSegment(const SegmentRef& ref);
+
+  // The segments Replay needs for `at`: the newest base at or before it (if
+  // any), then the deltas after that base up to the instant. Consecutive
+  // deltas must cover contiguous seq ranges (and the first one after a base
+  // must start at most one past it): a hole fails with ENODATA naming the
+  // missing seqs, since replay across a lost segment would give a wrong tree.
+  // Before the first segment (or base) there is no history, not a hole.
+  StoreResult<std::vector<Segment>> LoadTimeline(const Instant& at = Instant::Latest());
+
+  // Writes the content of a file state to `fd` (at offset 0, with pwrite),
+  // fetching each chunk and checking its size and SHA-256 before any of its
+  // bytes are written: a corrupted chunk fails with EIO naming its key.
+  StoreStatus RestoreFile(const PathState& state, int fd);
+
+  // Merges each run of consecutive level-`level` deltas (two or more, not
+  // interrupted by another level) into one segment of level+1, written
+  // first; the inputs are deleted after. Level-`level` deltas that a higher
+  // level already covers (a compaction that crashed before its deletes) are
+  // deleted too.
+  StoreResult<CompactResult> Compact(int level, const CompactOptions& options = {});
+
+  StoreResult<HistoryUsage> Usage();
+  const HistoryCounters& counters() const { return counters_; }
+
+ private:
+  StoreResult<bool> ChunkStored(const std::string& sha256, uint64_t size);
+  StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);
+  // The newest base at or before `at`, if any.
+  StoreResult<std::optional<SegmentRef>> ChooseBase(const SegmentList& list, const Instant& at);
+  StoreStatus FlushGroup(std::vector<Segment>& group, std::vector<std::string>& keys, int level,
+                         const CompactOptions& options, CompactResult* result);
+
+  ObjectStore& store_;
+  HistoryOptions options_;
+  HistoryCounters counters_;
+};
+
+// One segment of `level` holding the entries of `run` (consecutive deltas,
+// in seq order), covering their whole seq range.
+Segment MergeSegments(const std::vector<Segment>& run, int level);
+
+}  // namespace scribefs::history
