@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -42,17 +43,33 @@ namespace scribefs {
 namespace {
 
 // The log file of a daemon in the background: rotated by size, so that a
-// mount that runs for months keeps at most kLogFiles x kLogFileBytes.
+// mount that runs for months keeps at most kLogFiles x kLogFileBytes
+// (scribefs.log, then scribefs.1.log .. scribefs.3.log, oldest last).
 constexpr size_t kLogFileBytes = 10 * 1024 * 1024;
 constexpr size_t kLogFiles = 3;  // scribefs.log.1 .. .3 besides scribefs.log
+
+// Test hook: $SCRIBEFS_TEST_LOG_FILE_BYTES (tests only) lowers the size at
+// which the log file is rotated, so that a test sees a rotation after a few
+// lines.
+size_t LogFileBytes() {
+  const char* v = getenv("SCRIBEFS_TEST_LOG_FILE_BYTES");
+  long long n = v && *v ? atoll(v) : 0;
+  return n > 0 ? static_cast<size_t>(n) : kLogFileBytes;
+}
 
 void SetupLogging(const Config& cfg, bool to_file, const std::string& log_path) {
   std::shared_ptr<spdlog::logger> logger;
   if (to_file) {
-    // Owner-only from the first byte (the daemon's umask is 0); rotated files
-    // are renames of it and keep its mode.
-    UniqueFd fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    logger = spdlog::rotating_logger_mt("scribefs", log_path, kLogFileBytes, kLogFiles);
+    // Owner-only from the first byte: spdlog creates each file it opens (the
+    // first, and a new one after every rotation) with fopen, that is mode
+    // 0666 less the daemon's umask, which is 0. So the file is created 0600
+    // just before spdlog opens it; rotated files are renames and keep it.
+    spdlog::file_event_handlers handlers;
+    handlers.before_open = [](const spdlog::filename_t& name) {
+      UniqueFd fd(open(name.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+    };
+    logger = spdlog::rotating_logger_mt("scribefs", log_path, LogFileBytes(), kLogFiles,
+                                        /*rotate_on_open=*/false, handlers);
   } else {
     logger = spdlog::stderr_color_mt("scribefs");
   }

@@ -574,6 +574,7 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
     else if (to_set & kSetAtime) tv[0] = attr.st_atim;
     if (to_set & kSetMtimeNow) tv[1].tv_nsec = UTIME_NOW;
     else if (to_set & kSetMtime) tv[1] = attr.st_mtim;
+    std::lock_guard times(inode->times_mu);  // not between a write's save and restore
     int rc = is_path_fd ? utimensat(AT_FDCWD, proc.c_str(), tv, 0) : futimens(fd, tv);
     if (rc != 0 && is_path_fd && errno == ENOENT) rc = utimensat(fd, "", tv, AT_EMPTY_PATH);
     if (rc != 0) {
@@ -825,6 +826,52 @@ int BackingOpenFlags(int flags, bool writeback) {
   }
   return flags | O_CLOEXEC | O_NOFOLLOW;
 }
+
+// Under the writeback cache the kernel, not the backing file, owns a regular
+// file's mtime. It stamps the file itself at write(2) time (with its coarse
+// clock), ignores the mtime of every later reply of ours (the kernel's
+// fuse_get_cache_mask), and sends its value in a SETATTR when it writes the
+// inode back, which it does only when its stamp changed the mtime. The WRITEs
+// it sends later are page writeback, which the backing filesystem would stamp
+// with its own, later "now". A file written within one clock tick of its
+// creation (most small files of a `cp -r`) got no SETATTR at all: its mtime
+// stayed the create time through the mount but became the WRITE's time on
+// disk and in the target, and `flush && verify` reported it (issue 13).
+//
+// So a data request (WRITE, FALLOCATE, COPY_FILE_RANGE) leaves the backing
+// file's mtime as it was, and only the kernel's SETATTR moves it: both ends
+// then agree by construction. Holding Inode::times_mu, which DoSetAttr takes
+// to set times, so that a SETATTR arriving between the save and the restore
+// (background writeback sends it alongside the WRITEs) is not undone; this
+// also serializes the writes of one file, which the backing filesystem's
+// inode lock mostly does already (buffered writes on ext4, xfs). The
+// restore is part of the journaled data change: the disk's mtime ends where
+// the journal's last record of the times (create, setattr) left it.
+class KeptMtime {
+ public:
+  KeptMtime(bool active, Inode& inode, int fd) {
+    if (!active) return;
+    lock_ = std::unique_lock(inode.times_mu);
+    struct stat st;
+    if (fstat(fd, &st) != 0) return;  // nothing to restore; the write goes on
+    fd_ = fd;
+    mtime_ = st.st_mtim;
+  }
+  ~KeptMtime() {
+    if (fd_ < 0) return;
+    const struct timespec tv[2] = {{0, UTIME_OMIT}, mtime_};
+    // Fails only where an explicit time is refused (a daemon that does not
+    // own the file and lacks CAP_FOWNER): the disk then keeps the write's.
+    if (futimens(fd_, tv) != 0) spdlog::debug("futimens after a write: {}", strerror(errno));
+  }
+  KeptMtime(const KeptMtime&) = delete;
+  KeptMtime& operator=(const KeptMtime&) = delete;
+
+ private:
+  std::unique_lock<std::mutex> lock_;  // released after the restore
+  int fd_ = -1;
+  struct timespec mtime_ = {};
+};
 }  // namespace
 
 Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t id, int flags) {
@@ -977,7 +1024,11 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
-  ssize_t n = copy(fh->fd.get(), offset);
+  ssize_t n;
+  {
+    KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
+    n = copy(fh->fd.get(), offset);
+  }
   // Even a failed or short write may have changed bytes: cover the request.
   EndData(inode, offset, n > 0 ? static_cast<uint64_t>(n) : size, covered);
   if (n < 0) return PosixError("write", static_cast<int>(-n));
@@ -990,8 +1041,12 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
-  int rc = fallocate(fh->fd.get(), mode, offset, length);
-  int e = errno;
+  int rc, e;
+  {
+    KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
+    rc = fallocate(fh->fd.get(), mode, offset, length);
+    e = errno;
+  }
   EndData(inode, offset, length, covered);
   if (rc != 0) return PosixError("fallocate", e);
   return Status::Ok();
@@ -1004,8 +1059,13 @@ Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t 
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));
   loff_t oi = off_in, oo = off_out;
-  ssize_t n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
-  int e = errno;
+  ssize_t n;
+  int e;
+  {
+    KeptMtime kept(kernel_owns_mtime_.load(), inode, out->fd.get());
+    n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
+    e = errno;
+  }
   EndData(inode, off_out, n > 0 ? static_cast<uint64_t>(n) : len, covered);
   if (n < 0) return PosixError("copy_file_range", e);
   return static_cast<size_t>(n);

@@ -175,6 +175,10 @@ class Filesystem {
   Filesystem& operator=(const Filesystem&) = delete;
 
   const FsOptions& options() const { return options_; }
+  // The kernel keeps its own mtime for regular files: the writeback cache was
+  // negotiated (set by the FUSE init, before any request). Data requests then
+  // leave the backing file's mtime alone; see KeptMtime in filesystem.cc.
+  void SetKernelOwnsMtime(bool on) { kernel_owns_mtime_.store(on); }
   InodeTable& inodes() { return inodes_; }
   const FsCounters& counters() const { return counters_; }
   MutationGate* gate() const { return options_.gate; }
@@ -371,6 +375,7 @@ class Filesystem {
   DirFdCache dir_fds_;
   FdBudget fd_budget_;
   FsCounters counters_;
+  std::atomic<bool> kernel_owns_mtime_{false};
 
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;

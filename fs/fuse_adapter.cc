@@ -189,6 +189,8 @@ void DoInit(void* userdata, fuse_conn_info* conn) {
     ctx->dont_mask = (conn->want & FUSE_CAP_DONT_MASK) != 0;
   }
   if (!ctx->fs->options().writeback_cache) conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // With the writeback cache the kernel keeps its own mtime for regular files.
+  ctx->fs->SetKernelOwnsMtime((conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0);
   conn->max_write = 1024 * 1024;
   conn->max_readahead = 1024 * 1024;
   conn->max_background = 64;

@@ -94,6 +94,11 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::condition_variable cv;  // inflight reached 0
   DirtyState dirty;
 
+  // Serializes changes of the backing file's times while the kernel owns
+  // mtime (Filesystem::SetKernelOwnsMtime): a data request's save-and-restore
+  // of mtime against a SETATTR of the times. A leaf lock.
+  std::mutex times_mu;
+
   // The descriptors that open files hold on this inode (FileHandle::fd): the
   // only way left to an inode whose last name was unlinked while it was open
   // (fstat, fchmod on such a file). Guarded by fds_mu, a leaf lock.
