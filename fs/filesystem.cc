@@ -551,15 +551,28 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
     }
   }
   if (to_set & kSetSize) {
+    // Charged to the handle's opener (ftruncate) or the caller (truncate).
+    // Only growing can allocate; a shrink under the user's limits is what the
+    // user's own truncate would do.
+    ResourceCharge charge = fh ? ChargeOf(*fh) : ChargeOf(c);
     int rc;
+    int e = 0;
     if (is_path_fd) {
       UniqueFd w(open(proc.c_str(), O_WRONLY | O_CLOEXEC));
-      rc = w ? ftruncate(w.get(), attr.st_size) : -1;
+      if (!w) {
+        rc = -1;
+        e = errno;
+      } else {
+        ScopedResourceCharge as_user(charge);
+        rc = ftruncate(w.get(), attr.st_size);
+        e = errno;
+      }
     } else {
+      ScopedResourceCharge as_user(charge);
       rc = ftruncate(fd, attr.st_size);
+      e = errno;
     }
     if (rc != 0) {
-      int e = errno;
       skip_all(e);
       return PosixError("truncate", e);
     }
@@ -659,8 +672,13 @@ Result<Entry> Filesystem::DoMkNod(SyncTicket& t, const Caller& c, uint64_t paren
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (mknodat(r->fd(), name.c_str(), mode, rdev) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = mknodat(r->fd(), name.c_str(), mode, rdev);
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -680,8 +698,13 @@ Result<Entry> Filesystem::DoMkDir(SyncTicket& t, const Caller& c, uint64_t paren
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (mkdirat(r->fd(), name.c_str(), mode) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = mkdirat(r->fd(), name.c_str(), mode);
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -702,8 +725,13 @@ Result<Entry> Filesystem::DoSymlink(SyncTicket& t, const Caller& c, const std::s
   rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
                                                       nlohmann::json::error_handler_t::replace);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (symlinkat(target.c_str(), r->fd(), name.c_str()) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = symlinkat(target.c_str(), r->fd(), name.c_str());
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -864,6 +892,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   }
   auto fh = std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
   fh->slot = std::move(slot.value());
+  fh->opener_uid = c.uid;
+  fh->opener_gid = c.gid;
   return fh;
 }
 
@@ -885,13 +915,17 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   rec.flags = flags;
   rec.size = 0;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  int fd = openat(r->fd(), name.c_str(),
-                  BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
-                  mode);
+  int fd, err;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    fd = openat(r->fd(), name.c_str(),
+                BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
+                mode);
+    err = errno;
+  }
   if (fd < 0) {
-    int e = errno;
-    Skip(rec, e);
-    return PosixError(r->path, e);
+    Skip(rec, err);
+    return PosixError(r->path, err);
   }
   UniqueFd ufd(fd);
   SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFREG | mode));
@@ -899,6 +933,8 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   if (!e.ok()) return e.status();
   auto fh = std::make_unique<FileHandle>(std::move(ufd), inodes_.Get(e->id), true);
   fh->slot = std::move(slot.value());
+  fh->opener_uid = c.uid;
+  fh->opener_gid = c.gid;
   {
     // The create record is the intent for the data that follows.
     std::lock_guard lk(fh->inode->mu);
@@ -977,7 +1013,12 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
-  ssize_t n = copy(fh->fd.get(), offset);
+  ssize_t n;
+  {
+    // The opener's limits, not the daemon's (a writeback WRITE has no caller).
+    ScopedResourceCharge as_opener(ChargeOf(*fh));
+    n = copy(fh->fd.get(), offset);
+  }
   // Even a failed or short write may have changed bytes: cover the request.
   EndData(inode, offset, n > 0 ? static_cast<uint64_t>(n) : size, covered);
   if (n < 0) return PosixError("write", static_cast<int>(-n));
@@ -990,8 +1031,12 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
-  int rc = fallocate(fh->fd.get(), mode, offset, length);
-  int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_opener(ChargeOf(*fh));  // the opener's limits
+    rc = fallocate(fh->fd.get(), mode, offset, length);
+    e = errno;
+  }
   EndData(inode, offset, length, covered);
   if (rc != 0) return PosixError("fallocate", e);
   return Status::Ok();
@@ -1004,8 +1049,13 @@ Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t 
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));
   loff_t oi = off_in, oo = off_out;
-  ssize_t n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
-  int e = errno;
+  ssize_t n;
+  int e;
+  {
+    ScopedResourceCharge as_opener(ChargeOf(*out));  // the writing file's opener's limits
+    n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
+    e = errno;
+  }
   EndData(inode, off_out, n > 0 ? static_cast<uint64_t>(n) : len, covered);
   if (n < 0) return PosixError("copy_file_range", e);
   return static_cast<size_t>(n);

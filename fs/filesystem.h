@@ -47,6 +47,7 @@
 #include "fs/fd_budget.h"
 #include "fs/inode_table.h"
 #include "fs/mutation_gate.h"
+#include "fs/resource_caps.h"
 #include "journal/journal.h"
 #include "journal/upload_waiter.h"
 
@@ -96,6 +97,12 @@ struct FileHandle {
   UniqueFd fd;
   std::shared_ptr<Inode> inode;
   bool writable = false;
+  // Who opened it: the user a write through it is charged to (disk quotas,
+  // reserved blocks; see ResourceCharge). A WRITE from the kernel's writeback
+  // names no useful caller, so the opener counts, as on the disk, where the
+  // opener's writes are charged the opener's limits.
+  uid_t opener_uid = 0;
+  gid_t opener_gid = 0;
 };
 
 struct DirHandle {
@@ -359,6 +366,14 @@ class Filesystem {
                            bool mark_clean, SyncTicket& ticket);
   Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
+  // The charge of a block- or inode-allocating syscall made for uid/gid.
+  ResourceCharge ChargeOf(uid_t uid, gid_t gid) const {
+    return ChargeFor(resource_caps_, uid, gid);
+  }
+  ResourceCharge ChargeOf(const Caller& c) const { return ChargeOf(c.uid, c.gid); }
+  ResourceCharge ChargeOf(const FileHandle& fh) const {
+    return ChargeOf(fh.opener_uid, fh.opener_gid);
+  }
   // Passes the mutation gate (blocks while paused). Call before any lock.
   MutationGate::Pass EnterGate() {
     return options_.gate ? options_.gate->Enter() : MutationGate::Pass();
@@ -371,6 +386,8 @@ class Filesystem {
   DirFdCache dir_fds_;
   FdBudget fd_budget_;
   FsCounters counters_;
+  // Read once: the daemon does not change its capabilities while it serves.
+  const DaemonResourceCaps resource_caps_ = DaemonResourceCaps::OfThisThread();
 
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
