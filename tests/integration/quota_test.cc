@@ -179,6 +179,11 @@ TEST_F(ReservedBlocksTest, UserThroughMountGetsNoMoreThanNatively) {
   EXPECT_TRUE(reported) << "write " << strerror(r.write_err) << ", fsync " << strerror(r.fsync_err)
                         << ", close " << strerror(r.close_err);
   EXPECT_EQ(Unmount(), 0);
+  // The journal covers what did land (failed writes count as changed).
+  struct stat st;
+  ASSERT_EQ(stat((root() + "/viafuse/u/f").c_str(), &st), 0) << strerror(errno);
+  EXPECT_TRUE(DataCovered(Records(), "f", 0, static_cast<uint64_t>(st.st_size)))
+      << "size " << st.st_size;
 }
 
 // Root through the mount keeps using the reserved blocks, as natively.
