@@ -200,6 +200,80 @@ TEST_F(ReservedBlocksTest, RootThroughMountStillUsesReservedBlocks) {
   EXPECT_EQ(Unmount(), 0);
 }
 
+// What fallocate and mkdir of nobody saw (errno values, 0 = success).
+struct AllocReport {
+  int drop_err = -1;
+  int big_fallocate_err = -1;  // 40 MiB at once: more than nobody may have
+  int fill_err = -1;           // fallocate in 64 KiB steps until it fails
+  int mkdir_err = -1;          // a directory once nothing is left for nobody
+};
+
+// As nobody: fallocate 40 MiB in one call (dir/<prefix>big), then fill
+// what is left (dir/<prefix>fill), then mkdir mkdir_path.
+AllocReport AllocateAsNobody(const std::string& dir, const std::string& prefix,
+                             const std::string& mkdir_path) {
+  AllocReport rep;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return rep;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    AllocReport r;
+    r.drop_err = 0;
+    if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0)
+      r.drop_err = errno;
+    std::string big_path = dir + "/" + prefix + "big", fill_path = dir + "/" + prefix + "fill";
+    int big = r.drop_err == 0 ? open(big_path.c_str(), O_CREAT | O_WRONLY, 0644) : -1;
+    int fill = r.drop_err == 0 ? open(fill_path.c_str(), O_CREAT | O_WRONLY, 0644) : -1;
+    if (big >= 0 && fill >= 0) {
+      r.big_fallocate_err = fallocate(big, 0, 0, 40 * kMiB) == 0 ? 0 : errno;
+      off_t off = 0;
+      while (off < kWriteCap && fallocate(fill, 0, off, 64 << 10) == 0) off += 64 << 10;
+      r.fill_err = off < kWriteCap ? errno : 0;
+      r.mkdir_err = mkdir(mkdir_path.c_str(), 0755) == 0 ? 0 : errno;
+    }
+    if (big >= 0) close(big);
+    if (fill >= 0) close(fill);
+    (void)!write(p[1], &r, sizeof r);
+    _exit(0);
+  }
+  close(p[1]);
+  if (pid > 0) {
+    if (read(p[0], &rep, sizeof rep) != sizeof rep) rep.drop_err = -2;
+    WaitChild(pid, 120);
+  }
+  close(p[0]);
+  return rep;
+}
+
+// fallocate and mkdir of a user stop where they stop natively: once nobody
+// has filled its share of the disk natively, mkdir and fallocate through
+// the mount fail with ENOSPC (the root daemon used to take the reserved
+// blocks for them).
+TEST_F(ReservedBlocksTest, UserFallocateAndMkdirStopWhereTheyStopNatively) {
+  std::string dir;
+  ASSERT_NO_FATAL_FAILURE(MakeExt4("viafuse", {"-m", "50"}, "", &dir));
+  Options o;
+  o.args = {"-o", "allow_other"};
+  o.data_dir = dir + "/u";
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  // Natively, on the backing directory; only the mkdir goes through the mount.
+  AllocReport n = AllocateAsNobody(dir + "/u", "n", mp("d1"));
+  ASSERT_EQ(n.drop_err, 0) << strerror(n.drop_err);
+  ASSERT_EQ(n.big_fallocate_err, ENOSPC) << strerror(n.big_fallocate_err);
+  ASSERT_EQ(n.fill_err, ENOSPC) << strerror(n.fill_err);
+  EXPECT_EQ(n.mkdir_err, ENOSPC) << strerror(n.mkdir_err);
+  // Now all through the mount: nothing more for nobody.
+  AllocReport r = AllocateAsNobody(mp(), "m", mp("d2"));
+  ASSERT_EQ(r.drop_err, 0) << strerror(r.drop_err);
+  EXPECT_EQ(r.big_fallocate_err, ENOSPC) << strerror(r.big_fallocate_err);
+  EXPECT_EQ(r.fill_err, ENOSPC) << strerror(r.fill_err);
+  EXPECT_EQ(r.mkdir_err, ENOSPC) << strerror(r.mkdir_err);
+  EXPECT_LE(OnDisk(dir + "/u/mbig") + OnDisk(dir + "/u/mfill"), 1 * kMiB)
+      << "nobody got reserved blocks through the mount";
+  EXPECT_EQ(Unmount(), 0);
+}
+
 // The device mounted at dir ("" when none), from /proc/self/mounts.
 std::string DeviceOf(const std::string& dir) {
   auto mounts = ReadFile("/proc/self/mounts");
