@@ -97,10 +97,10 @@ struct FileHandle {
   UniqueFd fd;
   std::shared_ptr<Inode> inode;
   bool writable = false;
-  // Who opened it: the user a write through it is charged to (disk quotas,
-  // reserved blocks; see ResourceCharge). A WRITE from the kernel's writeback
-  // names no useful caller, so the opener counts, as on the disk, where the
-  // opener's writes are charged the opener's limits.
+  // Who opened it: the user whose limits (disk quotas, reserved blocks; see
+  // ResourceCharge) a write through it is made under. On the disk the writing
+  // task counts; a WRITE from the kernel's writeback names no useful caller,
+  // so the opener stands in for it.
   uid_t opener_uid = 0;
   gid_t opener_gid = 0;
 };
