@@ -551,15 +551,28 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
     }
   }
   if (to_set & kSetSize) {
+    // Charged to the handle's opener (ftruncate) or the caller (truncate).
+    // Only growing can allocate; a shrink under the user's limits is what the
+    // user's own truncate would do.
+    ResourceCharge charge = fh ? ChargeOf(*fh) : ChargeOf(c);
     int rc;
+    int e = 0;
     if (is_path_fd) {
       UniqueFd w(open(proc.c_str(), O_WRONLY | O_CLOEXEC));
-      rc = w ? ftruncate(w.get(), attr.st_size) : -1;
+      if (!w) {
+        rc = -1;
+        e = errno;
+      } else {
+        ScopedResourceCharge as_user(charge);
+        rc = ftruncate(w.get(), attr.st_size);
+        e = errno;
+      }
     } else {
+      ScopedResourceCharge as_user(charge);
       rc = ftruncate(fd, attr.st_size);
+      e = errno;
     }
     if (rc != 0) {
-      int e = errno;
       skip_all(e);
       return PosixError("truncate", e);
     }
@@ -660,8 +673,13 @@ Result<Entry> Filesystem::DoMkNod(SyncTicket& t, const Caller& c, uint64_t paren
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (mknodat(r->fd(), name.c_str(), mode, rdev) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = mknodat(r->fd(), name.c_str(), mode, rdev);
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -681,8 +699,13 @@ Result<Entry> Filesystem::DoMkDir(SyncTicket& t, const Caller& c, uint64_t paren
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (mkdirat(r->fd(), name.c_str(), mode) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = mkdirat(r->fd(), name.c_str(), mode);
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -703,8 +726,13 @@ Result<Entry> Filesystem::DoSymlink(SyncTicket& t, const Caller& c, const std::s
   rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
                                                       nlohmann::json::error_handler_t::replace);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (symlinkat(target.c_str(), r->fd(), name.c_str()) != 0) {
-    int e = errno;
+  int rc, e;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    rc = symlinkat(target.c_str(), r->fd(), name.c_str());
+    e = errno;
+  }
+  if (rc != 0) {
     Skip(rec, e);
     return PosixError(r->path, e);
   }
@@ -911,6 +939,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   }
   auto fh = std::make_unique<FileHandle>(std::move(fd.value()), inode, writable);
   fh->slot = std::move(slot.value());
+  fh->opener_uid = c.uid;
+  fh->opener_gid = c.gid;
   return fh;
 }
 
@@ -932,13 +962,17 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   rec.flags = flags;
   rec.size = 0;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  int fd = openat(r->fd(), name.c_str(),
-                  BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
-                  mode);
+  int fd, err;
+  {
+    ScopedResourceCharge as_user(ChargeOf(c));  // the new inode counts against c's limits
+    fd = openat(r->fd(), name.c_str(),
+                BackingOpenFlags(flags, options_.writeback_cache) | O_CREAT | (flags & O_EXCL),
+                mode);
+    err = errno;
+  }
   if (fd < 0) {
-    int e = errno;
-    Skip(rec, e);
-    return PosixError(r->path, e);
+    Skip(rec, err);
+    return PosixError(r->path, err);
   }
   UniqueFd ufd(fd);
   SCRIBEFS_RETURN_IF_ERROR(ChownNew(c, r->fd(), name, *pst, S_IFREG | mode));
@@ -946,6 +980,8 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   if (!e.ok()) return e.status();
   auto fh = std::make_unique<FileHandle>(std::move(ufd), inodes_.Get(e->id), true);
   fh->slot = std::move(slot.value());
+  fh->opener_uid = c.uid;
+  fh->opener_gid = c.gid;
   {
     // The create record is the intent for the data that follows.
     std::lock_guard lk(fh->inode->mu);
@@ -1027,6 +1063,8 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
   ssize_t n;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
+    // The opener's limits, not the daemon's (a writeback WRITE has no caller).
+    ScopedResourceCharge as_opener(ChargeOf(*fh));
     n = copy(fh->fd.get(), offset);
   }
   // Even a failed or short write may have changed bytes: cover the request.
@@ -1044,6 +1082,7 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
   int rc, e;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
+    ScopedResourceCharge as_opener(ChargeOf(*fh));  // the opener's limits
     rc = fallocate(fh->fd.get(), mode, offset, length);
     e = errno;
   }
@@ -1063,6 +1102,7 @@ Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t 
   int e;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, out->fd.get());
+    ScopedResourceCharge as_opener(ChargeOf(*out));  // the writing file's opener's limits
     n = copy_file_range(in->fd.get(), &oi, out->fd.get(), &oo, len, flags);
     e = errno;
   }

@@ -47,6 +47,7 @@
 #include "fs/fd_budget.h"
 #include "fs/inode_table.h"
 #include "fs/mutation_gate.h"
+#include "fs/resource_caps.h"
 #include "journal/journal.h"
 #include "journal/upload_waiter.h"
 
@@ -96,6 +97,12 @@ struct FileHandle {
   UniqueFd fd;
   std::shared_ptr<Inode> inode;
   bool writable = false;
+  // Who opened it: the user whose limits (disk quotas, reserved blocks; see
+  // ResourceCharge) a write through it is made under. On the disk the writing
+  // task counts; a WRITE from the kernel's writeback names no useful caller,
+  // so the opener stands in for it.
+  uid_t opener_uid = 0;
+  gid_t opener_gid = 0;
 };
 
 struct DirHandle {
@@ -363,6 +370,14 @@ class Filesystem {
                            bool mark_clean, SyncTicket& ticket);
   Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
+  // The charge of a block- or inode-allocating syscall made for uid/gid.
+  ResourceCharge ChargeOf(uid_t uid, gid_t gid) const {
+    return ChargeFor(resource_caps_, uid, gid);
+  }
+  ResourceCharge ChargeOf(const Caller& c) const { return ChargeOf(c.uid, c.gid); }
+  ResourceCharge ChargeOf(const FileHandle& fh) const {
+    return ChargeOf(fh.opener_uid, fh.opener_gid);
+  }
   // Passes the mutation gate (blocks while paused). Call before any lock.
   MutationGate::Pass EnterGate() {
     return options_.gate ? options_.gate->Enter() : MutationGate::Pass();
@@ -376,6 +391,8 @@ class Filesystem {
   FdBudget fd_budget_;
   FsCounters counters_;
   std::atomic<bool> kernel_owns_mtime_{false};
+  // Read once: the daemon does not change its capabilities while it serves.
+  const DaemonResourceCaps resource_caps_ = DaemonResourceCaps::OfThisThread();
 
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
