@@ -149,6 +149,8 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
     notify_cv_.notify_all();
     done_cv_.wait_for(lk, grace, [&] { return in_flight_ == 0; });
   }
+  // Uploads still waiting for the bandwidth limit give up (they stay pending).
+  if (options_.bandwidth) options_.bandwidth->Cancel();
   for (auto& t : threads_) t.join();
   threads_.clear();
   done_cv_.notify_all();
