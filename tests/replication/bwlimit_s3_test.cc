@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "tests/replication/e2e_scenario.h"
 #include "tests/replication/replication_fixture.h"
 
 namespace scribefs::rep {
