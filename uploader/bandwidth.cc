@@ -108,7 +108,11 @@ Result<BandwidthEntry> ParseEntry(std::string_view item) {
   e.minute = ParseClock(when);
   if (e.minute < 0) return bad("bad time \"" + std::string(when) + "\" (00:00 to 23:59)");
   auto rate = ParseRate(item.substr(comma + 1));
-  if (!rate.ok()) return bad(rate.status().message().substr(9));  // without "bwlimit: "
+  if (!rate.ok()) {
+    std::string why = rate.status().message();
+    if (why.rfind("bwlimit: ", 0) == 0) why.erase(0, 9);  // said once, by bad()
+    return bad(why);
+  }
   e.rate = *rate;
   return e;
 }
