@@ -172,6 +172,27 @@ TEST_F(BwlimitFile, SetTakesEffectWithinASecond) {
   EXPECT_TRUE(j["bandwidth"]["limit_bps"].is_null()) << r.out;
 }
 
+// A stop does not wait for the limit: an upload that waits for its bytes'
+// turn gives up when --stop-timeout ends, and stays pending for the next start.
+TEST_F(BwlimitFile, StopIsNotHeldByTheLimit) {
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget(
+      "file://" + target(), {"--bwlimit", "32K", "--part-size", "64", "--stop-timeout", "1"}));
+  ASSERT_NO_FATAL_FAILURE(WriteBig("big", 8 * kMiB));  // 256 s at 32K
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto start = Clock::now();
+  int status = Unmount();
+  double took = Since(start);
+  printf("[ bwlimit  ] stop with an upload at 32K: %.2f s, exit %d\n", took, status);
+  EXPECT_EQ(status, 0);
+  EXPECT_LT(took, 8.0);
+  bool pending = false;
+  for (const Record& r : Records())
+    if (r.path == "big" && (r.state == "pending" || r.state == "uploading")) pending = true;
+  EXPECT_TRUE(pending) << "the upload that was cut short must stay pending";
+  struct stat st {};
+  EXPECT_NE(stat((target() + "/big").c_str(), &st), 0) << "a partial object was stored";
+}
+
 // A timetable through -o (as fstab passes it, commas and all) shows in status.
 TEST_F(BwlimitFile, TimetableShowsInStatus) {
   ASSERT_NO_FATAL_FAILURE(MountWithTarget(
