@@ -127,7 +127,8 @@ by_op ({op: records}), by_state ({state: records}, every state present),
 by_op_state ({op: {state: records}}) and uploader (the uploader's counters as
 the daemon last stored them: uploads, copies, deletes, partial_uploads,
 skipped_unchanged, retries, retry_causes {server_error, throttled, network,
-changed, other}, failures, bytes_sent, last_error; null without a target).)";
+changed, other}, failures, bytes_sent, last_error, bwlimit_bps (the upload
+limit then in force, 0 = none); null without a target).)";
 
 const char* const kCommonOptions = R"(
 The global options -m DATADIR, --state-dir DIR and --json (see

@@ -658,6 +658,8 @@ std::string Replicator::StatsJson() {
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},
                       {"updated_ns", NowNs()}};
+  // The upload limit in force when noted (0: none), for `scribectl stats`.
+  if (options_.bandwidth) j["bwlimit_bps"] = options_.bandwidth->state().limit;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
