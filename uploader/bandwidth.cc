@@ -41,20 +41,25 @@ Result<BytesPerSecond> ParseOneRate(std::string_view text) {
   if (t == "off") return BytesPerSecond{0};
   size_t i = 0;
   bool dot = false;
-  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || (t[i] == '.' && !dot))) {
+  while (i < t.size() &&
+         (std::isdigit(static_cast<unsigned char>(t[i])) || (t[i] == '.' && !dot))) {
     dot |= t[i] == '.';
     ++i;
   }
   std::string number = t.substr(0, i), suffix = t.substr(i);
   if (number.empty() || number == ".")
     return Bad("bad rate \"" + std::string(text) + "\": expected " + kRateHelp);
-  double mult = 1024;  // rclone: a bare number is KiB/s
-  if (suffix == "b") mult = 1;
-  else if (suffix == "k") mult = 1024.0;
-  else if (suffix == "m") mult = 1024.0 * 1024;
-  else if (suffix == "g") mult = 1024.0 * 1024 * 1024;
-  else if (suffix == "t") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (!suffix.empty())
+  // rclone: a bare number is KiB/s.
+  static const std::pair<const char*, double> kSuffixes[] = {{"", 1024.0},
+                                                             {"b", 1.0},
+                                                             {"k", 1024.0},
+                                                             {"m", 1024.0 * 1024},
+                                                             {"g", 1024.0 * 1024 * 1024},
+                                                             {"t", 1024.0 * 1024 * 1024 * 1024}};
+  double mult = 0;
+  for (const auto& [name, m] : kSuffixes)
+    if (suffix == name) mult = m;
+  if (mult == 0)
     return Bad("bad rate \"" + std::string(text) + "\": unknown suffix \"" + suffix +
                "\"; expected " + kRateHelp);
   double v = std::strtod(number.c_str(), nullptr) * mult;
@@ -70,7 +75,8 @@ Result<BytesPerSecond> ParseOneRate(std::string_view text) {
 // "HH:MM" to a minute of the day, or -1.
 int ParseClock(std::string_view s) {
   size_t colon = s.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon > 2 || s.size() != colon + 3) return -1;
+  if (colon == std::string_view::npos || colon == 0 || colon > 2 || s.size() != colon + 3)
+    return -1;
   int h = 0, m = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     if (i == colon) continue;
@@ -102,7 +108,8 @@ Result<BandwidthEntry> ParseEntry(std::string_view item) {
   size_t dash = when.find('-');
   if (dash != std::string_view::npos) {
     e.day = ParseDay(when.substr(0, dash));
-    if (e.day < 0) return bad("unknown day \"" + std::string(when.substr(0, dash)) + "\" (Mon..Sun)");
+    if (e.day < 0)
+      return bad("unknown day \"" + std::string(when.substr(0, dash)) + "\" (Mon..Sun)");
     when = when.substr(dash + 1);
   }
   e.minute = ParseClock(when);
@@ -178,8 +185,7 @@ Result<BandwidthSpec> ParseBandwidth(std::string_view text) {
   auto week = Expand(spec.entries);
   for (size_t i = 1; i < week.size(); ++i) {
     if (week[i].first == week[i - 1].first)
-      return Bad("timetable \"" + spec.text + "\" has two entries for " +
-                 EntryName(week[i].first));
+      return Bad("timetable \"" + spec.text + "\" has two entries for " + EntryName(week[i].first));
   }
   return spec;
 }
@@ -200,10 +206,14 @@ std::string FormatRate(BytesPerSecond rate) {
   if (rate == 0) return "off";
   char buf[32];
   auto r = static_cast<double>(rate);
-  if (r >= 1024.0 * 1024 * 1024) snprintf(buf, sizeof buf, "%.1f GiB/s", r / (1024.0 * 1024 * 1024));
-  else if (r >= 1024.0 * 1024) snprintf(buf, sizeof buf, "%.1f MiB/s", r / (1024.0 * 1024));
-  else if (r >= 1024.0) snprintf(buf, sizeof buf, "%.1f KiB/s", r / 1024.0);
-  else snprintf(buf, sizeof buf, "%.0f B/s", r);
+  if (r >= 1024.0 * 1024 * 1024)
+    snprintf(buf, sizeof buf, "%.1f GiB/s", r / (1024.0 * 1024 * 1024));
+  else if (r >= 1024.0 * 1024)
+    snprintf(buf, sizeof buf, "%.1f MiB/s", r / (1024.0 * 1024));
+  else if (r >= 1024.0)
+    snprintf(buf, sizeof buf, "%.1f KiB/s", r / 1024.0);
+  else
+    snprintf(buf, sizeof buf, "%.0f B/s", r);
   return buf;
 }
 
@@ -271,9 +281,12 @@ WeekTime SystemLocalTime() {
 
 const char* BandwidthLimiter::SourceName(Source s) {
   switch (s) {
-    case Source::kOption: return "option";
-    case Source::kSchedule: return "schedule";
-    case Source::kSet: return "set";
+    case Source::kOption:
+      return "option";
+    case Source::kSchedule:
+      return "schedule";
+    case Source::kSet:
+      return "set";
   }
   return "option";
 }

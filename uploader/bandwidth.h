@@ -32,8 +32,8 @@ namespace scribefs {
 using BytesPerSecond = uint64_t;
 
 struct BandwidthEntry {
-  int day = -1;     // 0 = Sunday .. 6 = Saturday; -1 = every day
-  int minute = 0;   // of the day, 0..1439
+  int day = -1;    // 0 = Sunday .. 6 = Saturday; -1 = every day
+  int minute = 0;  // of the day, 0..1439
   BytesPerSecond rate = 0;
   bool operator==(const BandwidthEntry&) const = default;
 };
@@ -123,8 +123,8 @@ class BandwidthLimiter {
     BytesPerSecond limit = 0;  // in force now; 0: unlimited
     std::string schedule;      // the timetable in use, "" when none
     Source source = Source::kOption;
-    double measured_bps = 0;   // handed on over the last two seconds
-    uint64_t bytes = 0;        // handed on since start
+    double measured_bps = 0;  // handed on over the last two seconds
+    uint64_t bytes = 0;       // handed on since start
   };
 
   explicit BandwidthLimiter(Options options);
@@ -148,15 +148,15 @@ class BandwidthLimiter {
   Options options_;
   std::mutex mu_;
   std::condition_variable cv_;
-  BandwidthSpec spec_;                // GUARDED_BY(mu_)
-  Source source_;                     // GUARDED_BY(mu_)
-  TokenBucket bucket_;                // GUARDED_BY(mu_)
-  RateMeter meter_;                   // GUARDED_BY(mu_)
-  uint64_t bytes_ = 0;                // GUARDED_BY(mu_)
+  BandwidthSpec spec_;                      // GUARDED_BY(mu_)
+  Source source_;                           // GUARDED_BY(mu_)
+  TokenBucket bucket_;                      // GUARDED_BY(mu_)
+  RateMeter meter_;                         // GUARDED_BY(mu_)
+  uint64_t bytes_ = 0;                      // GUARDED_BY(mu_)
   uint64_t next_ticket_ = 0, serving_ = 0;  // GUARDED_BY(mu_): turns of waiters
-  uint64_t generation_ = 0;           // GUARDED_BY(mu_): bumped by every change
-  Clock::time_point evaluated_{};     // GUARDED_BY(mu_)
-  bool cancelled_ = false;            // GUARDED_BY(mu_)
+  uint64_t generation_ = 0;                 // GUARDED_BY(mu_): bumped by every change
+  Clock::time_point evaluated_{};           // GUARDED_BY(mu_)
+  bool cancelled_ = false;                  // GUARDED_BY(mu_)
 };
 
 }  // namespace scribefs

@@ -21,7 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kMiB = 1024 * 1024;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Bytes of every regular file below dir, temp files being written included.
 uint64_t BytesIn(const std::string& dir) {
@@ -203,8 +205,8 @@ TEST_F(BwlimitFile, StopIsNotHeldByTheLimit) {
 
 // A timetable through -o (as fstab passes it, commas and all) shows in status.
 TEST_F(BwlimitFile, TimetableShowsInStatus) {
-  ASSERT_NO_FATAL_FAILURE(MountWithTarget(
-      "file://" + target(), {"-o", "bwlimit=00:00,2M 12:00,3M,default_permissions"}));
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + target(),
+                                          {"-o", "bwlimit=00:00,2M 12:00,3M,default_permissions"}));
   nlohmann::json bw = StatusJson()["bandwidth"];
   ASSERT_TRUE(bw.is_object()) << bw.dump();
   EXPECT_EQ(bw["schedule"], "00:00,2M 12:00,3M");

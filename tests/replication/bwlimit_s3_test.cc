@@ -31,16 +31,15 @@ TEST_F(BwlimitRgw, EightMiBAtTwoMiBPerSecond) {
       ASSERT_EQ(write(fd, chunk.data(), chunk.size()), static_cast<ssize_t>(chunk.size()));
     ASSERT_EQ(close(fd), 0);
   }
-  it::RunResult f = it::RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "flush", "--timeout",
-                                    "60"},
-                                   90);
+  it::RunResult f =
+      it::RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "flush", "--timeout", "60"}, 90);
   double took = std::chrono::duration<double>(Clock::now() - start).count();
   ASSERT_EQ(f.exit_code, 0) << f.Describe();
   printf("[ bwlimit  ] 8 MiB at 2M to RGW: %.2f s\n", took);
   EXPECT_GE(took, 3.5);
   EXPECT_LE(took, 5.0);
-  ASSERT_NO_FATAL_FAILURE(VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()),
-                                         root() + "/download", {"eight"}));
+  ASSERT_NO_FATAL_FAILURE(
+      VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()), root() + "/download", {"eight"}));
 }
 
 }  // namespace

@@ -147,8 +147,10 @@ TEST(TokenBucket, HoldsTheRate) {
   Clock::time_point end = t + std::chrono::seconds(10);
   while (t < end) {
     auto d = b.Take(64 * kKiB, t);
-    if (d == Clock::duration::zero()) sent += 64 * kKiB;
-    else t += d;
+    if (d == Clock::duration::zero())
+      sent += 64 * kKiB;
+    else
+      t += d;
   }
   double rate = static_cast<double>(sent) / 10.0;
   EXPECT_NEAR(rate, static_cast<double>(kMiB), 0.02 * kMiB);
@@ -265,8 +267,7 @@ TEST(BandwidthLimiter, CancelUnblocks) {
   ASSERT_TRUE(lim.Acquire(kMiB));
   std::atomic<int> cancelled{0};
   std::vector<std::thread> threads;
-  for (int i = 0; i < 3; ++i)
-    threads.emplace_back([&] { cancelled += lim.Acquire(kKiB) ? 0 : 1; });
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&] { cancelled += lim.Acquire(kKiB) ? 0 : 1; });
   std::this_thread::sleep_for(milliseconds(200));
   auto at = Clock::now();
   lim.Cancel();
