@@ -37,6 +37,8 @@ struct Config {
   double max_pause = 3600.0;  // pause points (control socket)
   double max_held_mib = 64;   // copies of writes held during a pause
   double open_file_delay = 10.0;
+  // Upload bandwidth: a rate or a timetable (uploader/bandwidth.h); "" or off: none.
+  std::string bwlimit;
   // Monitoring (daemon/metrics_server.h): both off when empty.
   std::string metrics_listen;       // ADDR:PORT for GET /metrics
   bool metrics_listen_any = false;  // allow a non-loopback ADDR

@@ -42,6 +42,7 @@ std::map<std::string, ControlHandler> MakeControlHandlers(const ControlDeps* dep
   h["flush"] = [&d](const json& r, const ControlRequest& c) { return verbs::FlushVerb(d, r, c); };
   h["retry"] = [&d](const json& r, const ControlRequest& c) { return verbs::RetryVerb(d, r, c); };
   h["stop"] = [&d](const json& r, const ControlRequest& c) { return verbs::StopVerb(d, r, c); };
+  h["set"] = [&d](const json& r, const ControlRequest& c) { return verbs::SetVerb(d, r, c); };
   h["checkpoints"] = [&d](const json& r, const ControlRequest& c) { return verbs::CheckpointsVerb(d, r, c); };
   h["checkpoint"] = [&d, shared](const json& r, const ControlRequest& c) {
     return verbs::CheckpointVerb(d, *shared, r, c);

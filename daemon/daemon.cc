@@ -36,6 +36,7 @@
 #include "journal/run_marker.h"
 #include "uploader/orphan_sweep.h"
 #include "uploader/reconciler.h"
+#include "uploader/bandwidth.h"
 #include "uploader/replicator.h"
 #include "uploader/store_factory.h"
 
@@ -164,6 +165,22 @@ ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
   return ro;
 }
 
+// The upload limit of --bwlimit (checked by the parser; off when empty).
+// There is always one, so that `scribectl set bwlimit` can start limiting.
+std::shared_ptr<BandwidthLimiter> MakeBandwidthLimiter(const Config& cfg) {
+  BandwidthLimiter::Options bo;
+  if (!cfg.bwlimit.empty()) {
+    if (auto spec = ParseBandwidth(cfg.bwlimit); spec.ok()) bo.spec = *spec;
+  }
+  bo.on_change = [](const std::string& message) { spdlog::info("{}", message); };
+  auto limiter = std::make_shared<BandwidthLimiter>(std::move(bo));
+  auto st = limiter->state();
+  if (st.limit != 0 || !st.schedule.empty())
+    spdlog::info("upload limit {}{}", FormatRate(st.limit),
+                 st.schedule.empty() ? "" : " (timetable " + st.schedule + ")");
+  return limiter;
+}
+
 // The start-up probe of an S3 target (daemon/target_probe.h). Sync mode
 // cannot serve without the target: an error. Async mode serves and uploads
 // once it answers: a warning, on stderr too when the log is a file.
@@ -239,11 +256,13 @@ std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, 
   to.endpoint = cfg.endpoint;
   to.region = cfg.region;
   to.ca_file = cfg.ca_file;
+  to.bandwidth = MakeBandwidthLimiter(cfg);
   auto store = OpenStore(cfg.target, to);
   if (!store.ok()) return StartError{kExitUsage, "--target: " + store.status().message()};
   rep.probe = std::make_unique<TargetProbe>(store.value().get());
   if (auto e = ProbeAtStart(cfg, *rep.probe, store.value()->Describe())) return e;
   ReplicatorOptions ro = MakeReplicatorOptions(cfg);
+  ro.bandwidth = to.bandwidth;
   auto r = Replicator::Create(journal, root_fd, std::move(store.value()), ro);
   if (!r.ok()) return StartError{kExitFailure, r.status().message()};
   rep.replicator = std::move(r.value());

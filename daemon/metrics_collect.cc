@@ -61,6 +61,7 @@ MetricsSnapshot MetricsCollector::Collect() {
     u.retries_by_cause = RetryCauseCounts(st.retry_causes);
     u.queued_paths = st.queued_paths;
     u.in_flight = st.in_flight;
+    if (BandwidthLimiter* bw = src_.replicator->bandwidth()) u.bwlimit_bps = bw->state().limit;
     m.uploader = u;
   }
   if (src_.pauser) {

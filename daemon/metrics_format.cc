@@ -121,6 +121,10 @@ void WriteUploader(Writer& w, const MetricsSnapshot::Uploader& u) {
     w.Sample("scribefs_retries_total", n, "cause=\"" + EscapeLabelValue(cause) + "\"");
   w.One("scribefs_upload_queue_paths", "gauge", "Paths queued for the uploader", u.queued_paths);
   w.One("scribefs_uploads_in_flight", "gauge", "Paths being stored right now", u.in_flight);
+  w.One("scribefs_upload_bwlimit_bytes_per_second", "gauge",
+        "Upload bandwidth limit in force (--bwlimit, its timetable or scribectl set), 0 = "
+        "unlimited",
+        u.bwlimit_bps);
 }
 
 void WriteHistogram(Writer& w, const std::string& name, const char* help,

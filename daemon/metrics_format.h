@@ -65,6 +65,7 @@ struct MetricsSnapshot {
     uint64_t failures = 0, bytes_sent = 0;
     std::map<std::string, uint64_t> retries_by_cause;
     uint64_t queued_paths = 0, in_flight = 0;
+    uint64_t bwlimit_bps = 0;  // the upload limit in force, 0 = unlimited
   };
   std::optional<Uploader> uploader;
 

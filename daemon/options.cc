@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "common/strings.h"
 #include "daemon/daemon.h"
 #include "daemon/metrics_server.h"
+#include "uploader/bandwidth.h"
 
 namespace scribefs {
 namespace {
@@ -138,6 +140,19 @@ void AddReplicationOptions(CLI::App& app, Config& cfg) {
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(repl);
+  app.add_option("--bwlimit", cfg.bwlimit,
+                 "Upload bandwidth limit shared by all workers, as rclone's: a rate (2M, "
+                 "512K; B K M G T = bytes/KiB/MiB/GiB/TiB per second, off = none) or a "
+                 "timetable \"[DAY-]HH:MM,RATE ...\" (e.g. \"08:00,512K 19:00,10M 23:00,off\"); "
+                 "`scribectl set bwlimit` changes it until restart (default off)")
+      ->check([](const std::string& v) -> std::string {
+        auto spec = ParseBandwidth(v);
+        if (spec.ok()) return "";
+        // CLI11 names the option already: "--bwlimit: bad rate ...".
+        const std::string& msg = spec.status().message();
+        return msg.rfind("bwlimit: ", 0) == 0 ? msg.substr(9) : msg;
+      })
+      ->group(repl);
 }
 
 // Prometheus metrics (README, "Monitoring (Prometheus)"); off by default.
@@ -189,6 +204,16 @@ std::set<std::string> LongNames(const CLI::App& app) {
   return names;
 }
 
+// Whether a -o item continues a bwlimit timetable that the -o list's commas
+// cut: it starts with a rate ("512K 19:00", "off", "off Mon-08:00"), which
+// no FUSE option and no option of ours does.
+bool IsTimetableRest(const std::string& item) {
+  if (std::isdigit(static_cast<unsigned char>(item[0]))) return true;
+  std::string head = item.substr(0, item.find(' '));
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return head == "off";
+}
+
 // The config file path of `--config VALUE`: a VALUE without '/' that is no
 // file in the working directory is a name under ConfigDir(), as systemd's
 // scribefs@NAME passes it.
@@ -221,6 +246,7 @@ Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args
                                             const std::set<std::string>& names) {
   std::vector<std::string> out;
   std::vector<std::string> fuse;  // -o items that are not ours, kept in order
+  bool in_bwlimit = false;  // the last item was bwlimit=...: a timetable goes on
   auto add_items = [&](const std::string& list) {
     size_t start = 0;
     while (start <= list.size()) {
@@ -228,6 +254,12 @@ Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args
       std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
       start = comma == std::string::npos ? list.size() + 1 : comma + 1;
       if (item.empty()) continue;
+      if (in_bwlimit && IsTimetableRest(item)) {
+        // -o bwlimit=08:00,512K 19:00,off: the timetable's own commas.
+        out.back() += "," + item;
+        continue;
+      }
+      in_bwlimit = false;
       size_t eq = item.find('=');
       std::string key = item.substr(0, eq);
       std::replace(key.begin(), key.end(), '_', '-');
@@ -236,6 +268,7 @@ Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args
         std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
         if (key == "config") value = ConfigPath(value);
         out.push_back("--" + key + (eq == std::string::npos ? "" : "=" + value));
+        in_bwlimit = key == "bwlimit" && eq != std::string::npos;
       } else {
         fuse.push_back(item);
       }

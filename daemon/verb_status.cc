@@ -72,6 +72,8 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   } else {
     j["uploader"] = nullptr;
   }
+  BandwidthLimiter* bw = d.replicator ? d.replicator->bandwidth() : nullptr;
+  j["bandwidth"] = bw ? BandwidthJson(bw->state()) : json(nullptr);
   return j;
 }
 

@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "daemon/control_plane.h"
 #include "journal/record.h"
+#include "uploader/bandwidth.h"
 
 namespace scribefs::verbs {
 
@@ -40,6 +41,10 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                     const ControlRequest& ctx);
 json RescanVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                 const ControlRequest& ctx);
+// verb_set.cc: {"cmd":"set","key":K,"value":V}; keys: bwlimit.
+json SetVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx);
+// The "bandwidth" object of status and set (README, "Bandwidth limit").
+json BandwidthJson(const BandwidthLimiter::State& st);
 
 // ---- helpers (verbs_common.cc) ----------------------------------------------
 

@@ -4,6 +4,8 @@
 #include <set>
 #include <vector>
 
+#include "tools/control_commands.h"
+
 namespace scribefs::ctl {
 namespace {
 
@@ -70,6 +72,10 @@ std::string BashCompletion(const CLI::App& app) {
       "  case \"$prev\" in\n"
       "    -m|--mount|--state-dir|--dir|--to) COMPREPLY=($(compgen -d -- \"$cur\")); return 0 ;;\n"
       "  esac\n"
+      "  if [ \"$cmd\" = set ] && [ \"$prev\" = set ]; then\n"
+      "    COMPREPLY=($(compgen -W \"" + Join({std::begin(kSettableKeys), std::end(kSettableKeys)}) +
+      "\" -- \"$cur\")); return 0\n"
+      "  fi\n"
       "  local opts=\"\"\n"
       "  case \"$cmd\" in\n"
       "    \"\")\n"

@@ -242,6 +242,22 @@ json JournalSummary(const StateLocation& loc, std::string* error) {
   return j;
 }
 
+// "upload limit 2.0 MiB/s (timetable 08:00,512K ...), sending 1.9 MiB/s" from
+// the daemon's "bandwidth" object (daemon/verb_set.cc).
+std::string BandwidthLine(const json& bw) {
+  std::string limit = bw["limit_bps"].is_number()
+                          ? FormatBytes(bw["limit_bps"].get<uint64_t>()) + "/s"
+                          : std::string("off");
+  std::string schedule = Str(bw, "schedule"), source = Str(bw, "source");
+  std::string why;
+  if (!schedule.empty())
+    why = " (" + std::string(source == "set" ? "set at run time: " : "timetable ") + schedule + ")";
+  else if (source == "set")
+    why = " (set at run time)";
+  return "upload limit " + limit + why + ", sending " +
+         FormatBytes(static_cast<uint64_t>(Num(bw, "rate_bps"))) + "/s";
+}
+
 void PrintStatus(const StateLocation& loc, const json& daemon, const json& journal,
                  const std::string& journal_error) {
   auto line = [](const char* label, const std::string& value) {
@@ -302,6 +318,7 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
       }
       if (!Str(u, "last_error").empty()) line("last error:", Str(u, "last_error"));
     }
+    if (daemon["bandwidth"].is_object()) line("bandwidth:", BandwidthLine(daemon["bandwidth"]));
   } else {
     line("mount:",
          (loc.datadir.empty() ? loc.paths.dir : loc.datadir) + ": scribefs is not running");
@@ -650,6 +667,24 @@ int RunRescan(const GlobalOptions& global, const RescanOptions& options) {
   if (n("records") > 0)
     printf("journaled %lld reconcile record(s); 'scribectl flush' waits for their upload\n",
            n("records"));
+  return FinishOutput();
+}
+
+int RunSet(const GlobalOptions& global, const SetOptions& options) {
+  StateLocation loc;
+  int code;
+  auto client = ConnectOrFail(global, &loc, &code);
+  if (!client) return code;
+  json answer;
+  int rc = SimpleCall(*client, {{"cmd", "set"}, {"key", options.key}, {"value", options.value}},
+                      &answer);
+  if (rc > 0) return rc;
+  if (rc < 0) return FailAnswer(global, answer);
+  if (global.json) return PrintJson(answer);
+  printf("%s set to %s until restart", EscapeControl(options.key).c_str(),
+         EscapeControl(options.value).c_str());
+  if (answer["bandwidth"].is_object()) printf(": %s", BandwidthLine(answer["bandwidth"]).c_str());
+  printf("\n");
   return FinishOutput();
 }
 

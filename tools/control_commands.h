@@ -39,4 +39,11 @@ struct RescanOptions {
 };
 int RunRescan(const GlobalOptions& global, const RescanOptions& options);
 
+// `set KEY VALUE`: the daemon's `set` verb (daemon/verb_set.cc), until restart.
+inline constexpr const char* kSettableKeys[] = {"bwlimit"};
+struct SetOptions {
+  std::string key, value;
+};
+int RunSet(const GlobalOptions& global, const SetOptions& options);
+
 }  // namespace scribefs::ctl

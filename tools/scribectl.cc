@@ -77,7 +77,7 @@ Exit status:
   2  usage error (unknown command or option, bad value)
   3  no scribefs state for that mount (not mounted, or wrong -m / --state-dir)
   4  the daemon is not running (commands that talk to it: status, pause,
-     resume, checkpoint, checkpoints, flush, retry, rescan)
+     resume, checkpoint, checkpoints, flush, retry, rescan, set)
   5  a wait timed out (flush, checkpoint, rescan)
   6  verify found differences between the target and the directory
   7  restore: keys refused as unsafe (nothing else failed)
@@ -127,7 +127,8 @@ by_op ({op: records}), by_state ({state: records}, every state present),
 by_op_state ({op: {state: records}}) and uploader (the uploader's counters as
 the daemon last stored them: uploads, copies, deletes, partial_uploads,
 skipped_unchanged, retries, retry_causes {server_error, throttled, network,
-changed, other}, failures, bytes_sent, last_error; null without a target).)";
+changed, other}, failures, bytes_sent, last_error, bwlimit_bps (the upload
+limit then in force, 0 = none); null without a target).)";
 
 const char* const kCommonOptions = R"(
 The global options -m DATADIR, --state-dir DIR and --json (see
@@ -271,6 +272,26 @@ Then 'scribectl flush' waits until the changes are stored.
 With --json: {ok, scanned, new, changed, missing, pending, records,
 seconds, hold_ms, waited_for_pause}.)";
 
+const std::string kSetFooter = std::string(kCommonOptions) + R"(
+
+Keys:
+  bwlimit   the upload bandwidth limit (--bwlimit): a rate such as 5M, 512K
+            or off (B K M G T = bytes, KiB, MiB, GiB, TiB per second), or a
+            timetable "08:00,512K 19:00,10M 23:00,off" (days: Mon-08:00,1M).
+            It replaces the --bwlimit rate or timetable until the daemon
+            restarts; uploads in progress follow it within a second.
+
+An unknown key or a bad value is exit 2; a daemon without --target refuses
+bwlimit (exit 1).
+
+With --json: {ok, key, value, bandwidth {limit_bps (null = off), schedule,
+source (option, schedule or set), rate_bps}}.
+
+Examples:
+  scribectl -m /data set bwlimit 5M
+  scribectl -m /data set bwlimit off
+  scribectl -m /data set bwlimit "08:00,1M 19:00,off")";
+
 // Every subcommand and the options it fills in.
 struct Commands {
   JournalOptions jopts;
@@ -296,6 +317,8 @@ struct Commands {
   std::string shell;
   StopOptions stopts;
   CLI::App* stop = nullptr;
+  SetOptions setopts;
+  CLI::App* set = nullptr;
 };
 
 // -m, --state-dir, --json: accepted before or after the command.
@@ -422,6 +445,11 @@ void AddControlCommands(CLI::App& app, Commands& c) {
 
   c.retry = app.add_subcommand("retry", "Requeue every failed upload.");
   c.retry->footer(kRetryFooter);
+
+  c.set = app.add_subcommand("set", "Change a setting of the running daemon until it restarts.");
+  c.set->add_option("KEY", c.setopts.key, "bwlimit")->required();
+  c.set->add_option("VALUE", c.setopts.value, "The new value (see below)")->required();
+  c.set->footer(kSetFooter);
 }
 
 // Commands that read the target: verify and restore; and rescan.
@@ -511,6 +539,7 @@ int Dispatch(const GlobalOptions& global, Commands& c, const CLI::App& app) {
   if (c.restore->parsed()) return RunRestore(global, c.ropts);
   if (c.rescan->parsed()) return RunRescan(global, c.scopts);
   if (c.stop->parsed()) return RunStop(global, c.stopts);
+  if (c.set->parsed()) return RunSet(global, c.setopts);
   return Fail(kExitUsage, "no command given; run 'scribectl --help'");
 }
 

@@ -172,6 +172,11 @@ int RunStats(const GlobalOptions& global) {
     printf("retries:         %llu%s; %llu failed for good\n",
            static_cast<unsigned long long>(n("retries")), causes.c_str(),
            static_cast<unsigned long long>(n("failures")));
+    if (uploader.contains("bwlimit_bps")) {
+      uint64_t bw = n("bwlimit_bps");
+      printf("upload limit:    %s (when last noted; scribectl status shows it now)\n",
+             bw ? (FormatBytes(bw) + "/s").c_str() : "off");
+    }
     if (n("unstorable") > 0) {
       printf(
           "unstorable:      %llu paths skipped: the target cannot hold them (journal --state "

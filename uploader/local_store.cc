@@ -342,7 +342,8 @@ LocalStore::LocalStore(std::string root, UniqueFd root_fd, UniqueFd meta_fd, Uni
       tmp_fd_(std::move(tmp_fd)),
       uploads_fd_(std::move(uploads_fd)) {}
 
-Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root_in) {
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root_in,
+                                                     std::shared_ptr<BandwidthLimiter> bandwidth) {
   if (root_in.empty() || root_in.front() != '/') {
     return Status::Error(EINVAL, "file:// target \"" + root_in + "\": path must be absolute");
   }
@@ -377,8 +378,10 @@ Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root_in)
       }
     }
   }
-  return std::unique_ptr<LocalStore>(new LocalStore(root, std::move(root_fd), std::move(*meta),
-                                                    std::move(*tmp), std::move(*uploads)));
+  std::unique_ptr<LocalStore> store(new LocalStore(root, std::move(root_fd), std::move(*meta),
+                                                   std::move(*tmp), std::move(*uploads)));
+  store->bandwidth_ = std::move(bandwidth);
+  return store;
 }
 
 StoreStats LocalStore::stats() const {
@@ -498,8 +501,27 @@ StoreStatus LocalStore::CopyOut(const Object& obj, ByteRange range, std::string*
   return StoreStatus();
 }
 
+StoreStatus LocalStore::WriteBody(int fd, std::string_view data, bool limited) {
+  if (!limited || !bandwidth_) return StoreStatus(WriteAll(fd, data));
+  // Small slices, so that the limit holds within a second, not only per chunk.
+  constexpr size_t kSlice = 64 << 10;
+  for (size_t off = 0; off < data.size(); off += kSlice) {
+    std::string_view slice = data.substr(off, kSlice);
+    if (!bandwidth_->Acquire(slice.size())) {
+      StoreErrorInfo info;
+      info.error_code = "Cancelled";
+      info.retryable = true;  // not the request's fault: tried again after the restart
+      return StoreStatus(Status::Error(ECANCELED, "upload stopped (the uploader stops)"), info);
+    }
+    Status st = WriteAll(fd, slice);
+    if (!st.ok()) return StoreStatus(st);
+  }
+  return StoreStatus();
+}
+
 StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, int dir_fd,
-                                                        std::string* md5, std::string* sha256) {
+                                                        std::string* md5, std::string* sha256,
+                                                        bool limited) {
   if (dir_fd < 0) dir_fd = tmp_fd_.get();
   std::string name = "t." + RandomHex(12);
   UniqueFd fd(
@@ -530,14 +552,14 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
       }
       std::string_view chunk(buf.data(), static_cast<size_t>(n));
       Status st = hasher->Update(chunk);
-      if (st.ok()) st = WriteAll(temp.fd(), chunk);
       if (!st.ok()) return StoreStatus(st);
+      SCRIBEFS_RETURN_IF_STORE_ERROR(WriteBody(temp.fd(), chunk, limited));
       off += static_cast<uint64_t>(n);
     }
   } else {
     Status st = hasher->Update(payload.data());
-    if (st.ok()) st = WriteAll(temp.fd(), payload.data());
     if (!st.ok()) return StoreStatus(st);
+    SCRIBEFS_RETURN_IF_STORE_ERROR(WriteBody(temp.fd(), payload.data(), limited));
   }
   if (fsync(temp.fd()) != 0) return StoreStatus(PosixError("fsync temp file", errno));
   auto digests = hasher->Finish();
@@ -623,7 +645,7 @@ StoreResult<PutResult> LocalStore::Put(const std::string& key, const Payload& pa
     return PutMarker(key, metadata);
   }
   std::string md5, sha256;
-  auto temp = WriteTemp(payload, -1, &md5, &sha256);
+  auto temp = WriteTemp(payload, -1, &md5, &sha256, /*limited=*/true);
   if (!temp.ok()) return temp.status().WithContext("PUT " + key);
   SCRIBEFS_RETURN_IF_STORE_ERROR(Commit(key, *temp, md5, metadata));
   return PutResult{md5, "", md5, sha256, payload.size()};
@@ -759,7 +781,8 @@ StoreResult<CopyResult> LocalStore::Copy(const std::string& src_key, const std::
     return CopyResult{r->etag, ""};
   }
   std::string md5, sha256;
-  auto temp = WriteTemp(Payload::FromFile(src->fd.get(), 0, src->size), -1, &md5, &sha256);
+  auto temp = WriteTemp(Payload::FromFile(src->fd.get(), 0, src->size), -1, &md5, &sha256,
+                        /*limited=*/false);
   if (!temp.ok()) return temp.status().WithContext("COPY " + src_key);
   SCRIBEFS_RETURN_IF_STORE_ERROR(Commit(dst_key, *temp, md5, metadata));
   return CopyResult{md5, ""};
@@ -910,7 +933,7 @@ StoreResult<PartResult> LocalStore::UploadPart(const std::string& key, const std
   auto dir = OpenUpload(key, upload_id, "UPLOAD PART", nullptr);
   if (!dir.ok()) return dir.status();
   std::string md5, sha256;
-  auto temp = WriteTemp(payload, dir->get(), &md5, &sha256);
+  auto temp = WriteTemp(payload, dir->get(), &md5, &sha256, /*limited=*/true);
   if (!temp.ok()) return temp.status().WithContext("UPLOAD PART " + key);
   std::string name = "part." + std::to_string(part_number);
   if (renameat(dir->get(), temp->name().c_str(), dir->get(), name.c_str()) != 0) {
@@ -941,7 +964,7 @@ StoreResult<PartResult> LocalStore::UploadPartCopy(const std::string& key,
   }
   std::string md5, sha256;
   auto temp = WriteTemp(Payload::FromFile(src->fd.get(), range.offset, range.length), dir->get(),
-                        &md5, &sha256);
+                        &md5, &sha256, /*limited=*/false);
   if (!temp.ok()) return temp.status().WithContext("UPLOAD PART COPY " + key);
   std::string name = "part." + std::to_string(part_number);
   if (renameat(dir->get(), temp->name().c_str(), dir->get(), name.c_str()) != 0) {

@@ -47,6 +47,7 @@
 #include <string>
 
 #include "common/unique_fd.h"
+#include "uploader/bandwidth.h"
 #include "uploader/object_store.h"
 
 namespace scribefs {
@@ -54,8 +55,10 @@ namespace scribefs {
 class LocalStore : public ObjectStore {
  public:
   // `root` must be absolute. Its last component is created (0700) if missing;
-  // its parent must exist.
-  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root);
+  // its parent must exist. The bytes of Put and UploadPart bodies pass
+  // through `bandwidth` (may be null: no limit); copies do not, as on S3.
+  static Result<std::unique_ptr<LocalStore>> Open(
+      const std::string& root, std::shared_ptr<BandwidthLimiter> bandwidth = nullptr);
 
   std::string Describe() const override { return "file://" + root_; }
   StoreResult<PutResult> Put(const std::string& key, const Payload& payload,
@@ -99,9 +102,12 @@ class LocalStore : public ObjectStore {
   StoreStatus CheckKey(const std::string& key, const char* op) const;
   StoreResult<Object> OpenObject(const std::string& key, const char* op);
   StoreStatus CopyOut(const Object& obj, ByteRange range, std::string* to_string, int to_fd);
-  // Writes payload into a new temp file in `dir_fd` (tmp_fd_ when -1).
+  // Writes payload into a new temp file in `dir_fd` (tmp_fd_ when -1);
+  // `limited`: through bandwidth_ (uploads, not copies).
   StoreResult<TempFile> WriteTemp(const Payload& payload, int dir_fd, std::string* md5,
-                                  std::string* sha256);
+                                  std::string* sha256, bool limited);
+  // WriteAll, in slices that bandwidth_ lets go when `limited`.
+  StoreStatus WriteBody(int fd, std::string_view data, bool limited);
   // Moves `temp` to `key` and writes its sidecar.
   StoreStatus Commit(const std::string& key, TempFile& temp, const std::string& etag,
                      const Metadata& metadata);
@@ -115,6 +121,7 @@ class LocalStore : public ObjectStore {
   const UniqueFd meta_fd_;
   const UniqueFd tmp_fd_;
   const UniqueFd uploads_fd_;
+  std::shared_ptr<BandwidthLimiter> bandwidth_;  // set by Open; may be null
   // Creating parent directories + renaming into them (shared) must not race
   // with removing empty directories (exclusive).
   std::shared_mutex namespace_mu_;

@@ -149,6 +149,8 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
     notify_cv_.notify_all();
     done_cv_.wait_for(lk, grace, [&] { return in_flight_ == 0; });
   }
+  // Uploads still waiting for the bandwidth limit give up (they stay pending).
+  if (options_.bandwidth) options_.bandwidth->Cancel();
   for (auto& t : threads_) t.join();
   threads_.clear();
   done_cv_.notify_all();
@@ -656,6 +658,8 @@ std::string Replicator::StatsJson() {
                       {"bytes_sent", st.bytes_sent},
                       {"last_error", st.last_error},
                       {"updated_ns", NowNs()}};
+  // The upload limit in force when noted (0: none), for `scribectl stats`.
+  if (options_.bandwidth) j["bwlimit_bps"] = options_.bandwidth->state().limit;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -35,6 +35,7 @@
 #include "journal/range_set.h"
 #include "journal/record.h"
 #include "journal/upload_waiter.h"
+#include "uploader/bandwidth.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
 #include "journal/remote_index.h"
@@ -54,6 +55,10 @@ struct ReplicatorOptions {
   bool sync_mode = false;
   std::chrono::milliseconds max_backoff{30000};
   std::chrono::milliseconds initial_backoff{250};
+  // The upload limit the store applies (TargetOptions::bandwidth); the
+  // replicator only holds it for status and cancels it when Stop's grace
+  // ends, so that no worker waits for tokens past it. May be null.
+  std::shared_ptr<BandwidthLimiter> bandwidth;
 };
 
 struct ReplicatorStats {
@@ -127,6 +132,7 @@ class Replicator : public UploadWaiter {
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
   ObjectStore& store() { return *store_; }
+  BandwidthLimiter* bandwidth() { return options_.bandwidth.get(); }
   bool IsExcluded(const std::string& path) const { return filter_.Excluded(path); }
 
  private:

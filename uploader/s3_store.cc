@@ -163,6 +163,8 @@ struct UploadSource {
   std::optional<Hasher> hasher;
   bool changed = false;
   bool deleted = false;  // the file lost its last name (st_nlink 0)
+  bool cancelled = false;  // the bandwidth limiter was cancelled (the daemon stops)
+  BandwidthLimiter* limiter = nullptr;  // may be null: no limit
   Status error;
 };
 
@@ -203,6 +205,12 @@ size_t ReadCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
       src->error = st;
       return CURL_READFUNC_ABORT;
     }
+  }
+  // The limit holds the rate at which bytes reach curl, chunk by chunk,
+  // hence on the wire (but for the socket's buffer), not only per object.
+  if (src->limiter && !src->limiter->Acquire(got)) {
+    src->cancelled = true;
+    return CURL_READFUNC_ABORT;
   }
   src->pos += got;
   if (src->pos == p.size() && src->hasher) {
@@ -396,6 +404,13 @@ StoreStatus CurlFailure(CURLcode rc, const std::string& detail, const UploadSour
         info);
   }
   if (!src.error.ok()) return StoreStatus(src.error.WithContext(what));
+  if (src.cancelled) {
+    // Not the request's fault: it is tried again after the restart.
+    info.retryable = true;
+    info.error_code = "Cancelled";
+    return StoreStatus(Status::Error(ECANCELED, what + ": upload stopped (the uploader stops)"),
+                       info);
+  }
   if (!sink.error.ok()) return StoreStatus(sink.error.WithContext(what));
   switch (rc) {
     case CURLE_COULDNT_CONNECT:
@@ -688,6 +703,7 @@ StoreResult<S3Store::Response> S3Store::PerformSigned(Call& call,
   set(curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink));
   if (call.payload) {
     src.payload = call.payload;
+    src.limiter = options_.bandwidth.get();
     src.expected_sha256 = call.sha256_raw;
     if (call.payload->is_file()) {
       auto hasher = Hasher::Create(Hasher::Algorithm::kSha256);

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "uploader/bandwidth.h"
 #include "uploader/credentials.h"
 #include "uploader/object_store.h"
 #include "uploader/sigv4.h"
@@ -63,6 +64,8 @@ struct S3Options {
   long low_speed_limit = 1024;
   long low_speed_time_s = 30;
   std::function<std::time_t()> clock;  // signing time; default time(nullptr)
+  // Request bodies pass through it as curl takes them; null: no limit.
+  std::shared_ptr<BandwidthLimiter> bandwidth;
 };
 
 class S3Store : public ObjectStore {

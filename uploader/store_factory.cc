@@ -108,7 +108,7 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url,
     if (!options.endpoint.empty()) {
       return Status::Error(EINVAL, "target \"" + url + "\": --endpoint applies to s3:// only");
     }
-    auto store = LocalStore::Open(parsed->path);
+    auto store = LocalStore::Open(parsed->path, options.bandwidth);
     if (!store.ok()) return store.status();
     return std::unique_ptr<ObjectStore>(std::move(store).value());
   }
@@ -124,6 +124,7 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(const std::string& url,
   if (s3.region.empty()) s3.region = "us-east-1";
   s3.verify_tls = options.verify_tls;
   s3.ca_file = options.ca_file;
+  s3.bandwidth = options.bandwidth;
   auto creds = CredentialsProvider::Load(env);
   if (!creds.ok()) return creds.status().WithContext("target " + url);
   s3.credentials_provider = std::move(creds).value();

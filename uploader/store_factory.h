@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "uploader/bandwidth.h"
 #include "uploader/credentials.h"
 #include "uploader/object_store.h"
 
@@ -21,6 +22,8 @@ struct TargetOptions {
   std::string ca_file;
   // Environment lookup for credentials and region; default ::getenv.
   GetEnvFn getenv_fn;
+  // Upload bodies pass through it (--bwlimit); null: no limit.
+  std::shared_ptr<BandwidthLimiter> bandwidth;
 };
 
 struct TargetUrl {

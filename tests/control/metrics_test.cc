@@ -122,6 +122,11 @@ TEST_F(MetricsTest, ScrapeAfterWritesCheckpointAndPause) {
   EXPECT_EQ(m["scribefs_checkpoint_hold_seconds_bucket{le=\"+Inf\"}"], 1);
   EXPECT_TRUE(m.count("scribefs_retries_total{cause=\"network\"}"));
 
+  // No --bwlimit: 0 = unlimited; `scribectl set bwlimit` shows at the next scrape.
+  EXPECT_EQ(m["scribefs_upload_bwlimit_bytes_per_second"], 0);
+  ASSERT_EQ(Ctl({"set", "bwlimit", "5M"}).exit_code, 0);
+  EXPECT_EQ(Samples(Scrape())["scribefs_upload_bwlimit_bytes_per_second"], 5 * 1024 * 1024);
+
   ASSERT_EQ(Ctl({"pause", "--timeout", "30"}).exit_code, 0);
   EXPECT_EQ(Samples(Scrape())["scribefs_paused"], 1);
   ASSERT_EQ(Ctl({"resume"}).exit_code, 0);

@@ -85,6 +85,32 @@ TEST_F(OptionsTest, DashOValuesAreCheckedLikeFlags) {
   EXPECT_EQ(Parse({"/d", "-o", "mode=later"}, cfg2), kExitUsage);
 }
 
+// --bwlimit (issue 15): a rate or a timetable, on the command line, through
+// -o (whose commas the timetable shares) and in the config file.
+TEST_F(OptionsTest, BwlimitEverywhere) {
+  Config flag;
+  ASSERT_EQ(Parse({"/d", "--bwlimit", "08:00,512K 19:00,10M 23:00,off"}, flag), std::nullopt);
+  EXPECT_EQ(flag.bwlimit, "08:00,512K 19:00,10M 23:00,off");
+  Config dash_o;
+  ASSERT_EQ(Parse({"/d", "-o", "allow_other,bwlimit=08:00,512K 19:00,off,workers=2,ro"}, dash_o),
+            std::nullopt);
+  EXPECT_EQ(dash_o.bwlimit, "08:00,512K 19:00,off");
+  EXPECT_EQ(dash_o.workers, 2);
+  EXPECT_EQ(dash_o.fuse_opts, (std::vector<std::string>{"allow_other", "ro"}));
+  Config plain;
+  ASSERT_EQ(Parse({"/d", "-o", "bwlimit=2M,default_permissions"}, plain), std::nullopt);
+  EXPECT_EQ(plain.bwlimit, "2M");
+  EXPECT_EQ(plain.fuse_opts, std::vector<std::string>{"default_permissions"});
+  std::string path = Write("bw.conf", "bwlimit = \"Mon-08:00,1M Fri-18:00,off\"\n");
+  Config file;
+  ASSERT_EQ(Parse({"/d", "--config", path}, file), std::nullopt);
+  EXPECT_EQ(file.bwlimit, "Mon-08:00,1M Fri-18:00,off");
+  Config bad;
+  EXPECT_EQ(Parse({"/d", "--bwlimit", "25:00,1M"}, bad), kExitUsage);
+  Config bad_o;
+  EXPECT_EQ(Parse({"/d", "-o", "bwlimit=12X"}, bad_o), kExitUsage);
+}
+
 TEST_F(OptionsTest, UnknownConfigKeyIsAnErrorNamingTheNearestKey) {
   std::string path = Write("bad.conf", "target = \"file:///t\"\nwrokers = 2\n");
   std::string datadir, mountpoint;
