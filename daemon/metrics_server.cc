@@ -147,7 +147,7 @@ std::optional<HttpAnswer> MetricsServer::AnswerFor(const std::string& head, bool
     return HttpAnswer{431, "Request Header Fields Too Large", false, false};
   if (!ended) return std::nullopt;
   if (head.empty()) return HttpAnswer{0, "", false, false};  // nothing asked: close
-  return HttpAnswer{};                                        // a partial head: 400
+  return HttpAnswer{};                                       // a partial head: 400
 }
 
 void MetricsServer::Loop() {
@@ -190,9 +190,8 @@ void MetricsServer::AcceptAll(std::vector<Client>& clients) {
     if (clients.size() >= kMaxClients) {
       // Full: the oldest connection makes room, so that clients that send
       // nothing (or send slowly) cannot keep a new scrape out.
-      auto oldest = std::min_element(clients.begin(), clients.end(), [](auto& a, auto& b) {
-        return a.accepted < b.accepted;
-      });
+      auto oldest = std::min_element(clients.begin(), clients.end(),
+                                     [](auto& a, auto& b) { return a.accepted < b.accepted; });
       clients.erase(oldest);
     }
     auto now = Clock::now();

@@ -272,8 +272,7 @@ int RemoveStaleCheckpointTemps(const std::string& dir) {
   while (struct dirent* e = readdir(d.get())) {
     if (!IsCheckpointTempName(e->d_name)) continue;
     struct stat st;
-    if (fstatat(dirfd(d.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(st.st_mode))
+    if (fstatat(dirfd(d.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
       continue;
     if (unlinkat(dirfd(d.get()), e->d_name, 0) != 0) {
       spdlog::warn("cannot remove stale temporary manifest {}/{}: {}", dir, e->d_name,
@@ -281,9 +280,10 @@ int RemoveStaleCheckpointTemps(const std::string& dir) {
       continue;
     }
     removed++;
-    spdlog::info("removed {}/{} ({} bytes): the temporary manifest of a checkpoint that a "
-                 "previous daemon did not finish",
-                 dir, e->d_name, st.st_size);
+    spdlog::info(
+        "removed {}/{} ({} bytes): the temporary manifest of a checkpoint that a "
+        "previous daemon did not finish",
+        dir, e->d_name, st.st_size);
   }
   return removed;
 }

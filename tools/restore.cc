@@ -498,8 +498,9 @@ struct Restorer::Impl {
     // Downloaded to an unnamed file, then read entry by entry: a manifest of
     // many paths is never held whole in memory (nor parsed into a document).
     auto file = AnonymousTempFile();
-    if (!file.ok()) return file.status().WithContext("reading the manifest of checkpoint \"" +
-                                                     opt.checkpoint + "\"");
+    if (!file.ok())
+      return file.status().WithContext("reading the manifest of checkpoint \"" + opt.checkpoint +
+                                       "\"");
     const int fd = file->get();
     auto got = WithRetries(opt.max_attempts, [&]() -> StoreResult<ObjectInfo> {
       if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
