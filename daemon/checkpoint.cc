@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/unique_fd.h"
+#include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 
 namespace scribefs::verbs {
@@ -53,7 +54,7 @@ class TempFile {
 StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& store,
                                      const std::string& key, ManifestSnapshot& snap,
                                      const ManifestHeader& header, uint64_t* bytes) {
-  TempFile tmp(state_dir, "checkpoint-" + header.name);
+  TempFile tmp(state_dir, std::string(kCheckpointTempStem) + header.name);
   if (tmp.fd() < 0) return StoreStatus(PosixError("temporary manifest in " + state_dir, errno));
   Status w = snap.WriteManifest(tmp.fd(), header, bytes);
   if (!w.ok()) return StoreStatus(w);

@@ -322,6 +322,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   UniqueFd lock;
   if (auto e = LockStateDir(cfg, paths.lock(), lock)) return fail(e->exit_code, e->message);
+  // Ours now: no other daemon writes a manifest here.
+  RemoveStaleCheckpointTemps(cfg.state_dir);
 
   ClearStaleMount(mountpoint);
   if (IsScribefsMount(mountpoint))

@@ -9,9 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 namespace scribefs {
 
@@ -89,7 +92,8 @@ std::string HttpResponse(const HttpAnswer& a, const std::string& metrics_text) {
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenAddress& address,
                                                             MetricsRenderFn render) {
-  UniqueFd s(socket(address.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: the loop accepts until EAGAIN.
+  UniqueFd s(socket(address.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) return PosixError("metrics socket", errno);
   int one = 1;
   (void)setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -124,66 +128,121 @@ MetricsServer::~MetricsServer() {
   if (thread_.joinable()) thread_.join();
 }
 
+// One connection, from accept to close. Reading: the request head
+// accumulates in `in`; answering: `out` is sent from `sent` on.
+struct MetricsServer::Client {
+  UniqueFd fd;
+  std::string in, out;
+  size_t sent = 0;
+  bool answering = false;
+  Clock::time_point accepted, deadline;
+};
+
+// What to answer for the head read so far; nullopt while more may come.
+// `ended`: the client closed its side, failed, or ran out of time.
+std::optional<HttpAnswer> MetricsServer::AnswerFor(const std::string& head, bool ended) {
+  size_t blank = head.find("\r\n\r\n");
+  if (blank != std::string::npos && blank <= kMaxRequestBytes) return DecideHttpAnswer(head);
+  if (head.size() > kMaxRequestBytes)
+    return HttpAnswer{431, "Request Header Fields Too Large", false, false};
+  if (!ended) return std::nullopt;
+  if (head.empty()) return HttpAnswer{0, "", false, false};  // nothing asked: close
+  return HttpAnswer{};                                       // a partial head: 400
+}
+
 void MetricsServer::Loop() {
+  std::vector<Client> clients;
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
+    fds.assign({{listener_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}});
+    auto now = Clock::now();
+    int timeout_ms = -1;
+    for (const Client& c : clients) {
+      fds.push_back({c.fd.get(), static_cast<short>(c.answering ? POLLOUT : POLLIN), 0});
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(c.deadline - now).count();
+      left = std::max<int64_t>(left, 0);
+      if (timeout_ms < 0 || left < timeout_ms) timeout_ms = static_cast<int>(left);
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("metrics server: poll: {}", strerror(errno));
       return;
     }
     if (fds[1].revents) return;
-    if (!(fds[0].revents & POLLIN)) continue;
-    UniqueFd c(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!c) continue;  // the client went away already, or out of fds for now
-    Serve(c.get());
+    now = Clock::now();
+    // Step every client that is ready or out of time; drop the finished ones.
+    for (size_t i = 0; i < clients.size(); ++i) {
+      short rev = fds[2 + i].revents;
+      bool late = now >= clients[i].deadline;
+      if (rev || late) {
+        if (!Step(clients[i], late)) clients[i].fd.Reset();
+      }
+    }
+    std::erase_if(clients, [](const Client& c) { return !c.fd; });
+    if (fds[0].revents & POLLIN) AcceptAll(clients);
   }
 }
 
-void MetricsServer::Serve(int fd) {
-  timeval tv{};
-  tv.tv_sec = kReadTimeout.count() / 1000;
-  tv.tv_usec = static_cast<suseconds_t>((kReadTimeout.count() % 1000) * 1000);
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  // Read the request head (up to the blank line), bounded; a body is ignored.
-  std::string head;
+void MetricsServer::AcceptAll(std::vector<Client>& clients) {
+  for (;;) {
+    UniqueFd c(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!c) return;  // none left, the client went away already, or out of fds for now
+    if (clients.size() >= kMaxClients) {
+      // Full: the oldest connection makes room, so that clients that send
+      // nothing (or send slowly) cannot keep a new scrape out.
+      auto oldest = std::min_element(clients.begin(), clients.end(),
+                                     [](auto& a, auto& b) { return a.accepted < b.accepted; });
+      clients.erase(oldest);
+    }
+    auto now = Clock::now();
+    clients.push_back(Client{std::move(c), {}, {}, 0, false, now, now + kReadTimeout});
+  }
+}
+
+bool MetricsServer::Step(Client& c, bool late) {
+  if (c.answering) return late ? false : SendSome(c);
+  bool ended = late;
   char buf[1024];
-  auto deadline = std::chrono::steady_clock::now() + kReadTimeout;
-  bool complete = false;
-  while (head.size() <= kMaxRequestBytes && std::chrono::steady_clock::now() < deadline) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;  // closed, timed out or failed: answer what we have
-    head.append(buf, static_cast<size_t>(n));
-    if (head.find("\r\n\r\n") != std::string::npos) {
-      complete = true;
+  while (!ended && c.in.size() <= kMaxRequestBytes) {
+    ssize_t n = recv(c.fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ended = true;  // closed or failed: answer what we have
       break;
     }
+    c.in.append(buf, static_cast<size_t>(n));
+    if (c.in.find("\r\n\r\n") != std::string::npos) break;
   }
-  HttpAnswer a;
-  if (complete && head.find("\r\n\r\n") <= kMaxRequestBytes)
-    a = DecideHttpAnswer(head);
-  else if (head.size() > kMaxRequestBytes)
-    a = {431, "Request Header Fields Too Large", false, false};
-  else if (head.empty())
-    return;  // nothing asked, nothing to answer
+  std::optional<HttpAnswer> a = AnswerFor(c.in, ended);
+  if (!a) return true;
+  if (a->code == 0) return false;
   std::string text;
-  if (a.metrics) {
+  if (a->metrics) {
     try {
       text = render_();
     } catch (const std::exception& e) {
-      a = {500, "Internal Server Error", false, a.head};
+      *a = {500, "Internal Server Error", false, a->head};
       spdlog::warn("metrics: {}", e.what());
     }
   }
-  std::string response = HttpResponse(a, text);
-  size_t off = 0;
-  while (off < response.size()) {
-    ssize_t n = send(fd, response.data() + off, response.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
+  c.out = HttpResponse(*a, text);
+  c.in = std::string();
+  c.answering = true;
+  c.deadline = Clock::now() + kReadTimeout;  // to send the answer
+  return SendSome(c);
+}
+
+bool MetricsServer::SendSome(Client& c) {
+  while (c.sent < c.out.size()) {
+    ssize_t n = send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    c.sent += static_cast<size_t>(n);
   }
-  shutdown(fd, SHUT_WR);
+  shutdown(c.fd.get(), SHUT_WR);
+  return false;
 }
 
 Status WriteFileAtomically(const std::string& path, const std::string& text) {

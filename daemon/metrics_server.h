@@ -6,9 +6,11 @@
 // The HTTP side answers GET (and HEAD) /metrics with 200, other paths 404,
 // other methods 405, anything that is not an HTTP request line 400, a
 // request head over kMaxRequestBytes 431, and always closes the connection
-// after its one answer. One thread serves one connection at a time; a
-// client that sends nothing is dropped after kReadTimeout, so it delays the
-// next scrape by that at most.
+// after its one answer. One thread serves up to kMaxClients connections at
+// once (non-blocking, one poll over all of them), so a client that sends
+// nothing or sends slowly delays no other scrape: it is dropped after
+// kReadTimeout, or earlier when a new connection needs its place (the
+// oldest connection makes room when all kMaxClients are taken).
 #pragma once
 
 #include <sys/socket.h>
@@ -19,9 +21,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -56,6 +60,9 @@ std::string HttpResponse(const HttpAnswer& answer, const std::string& metrics_te
 
 inline constexpr size_t kMaxRequestBytes = 8192;
 inline constexpr std::chrono::milliseconds kReadTimeout{2000};
+// Connections served at once (each holds one fd and at most a request head
+// or one answer in memory).
+inline constexpr size_t kMaxClients = 16;
 
 class MetricsServer {
  public:
@@ -63,7 +70,7 @@ class MetricsServer {
   // the message), then serves on its own thread until destroyed.
   static Result<std::unique_ptr<MetricsServer>> Start(const ListenAddress& address,
                                                        MetricsRenderFn render);
-  ~MetricsServer();  // stops the thread; a request being answered finishes first
+  ~MetricsServer();  // stops the thread; connections still open are closed
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
   int port() const { return port_; }  // the bound port (useful with port 0)
@@ -71,8 +78,15 @@ class MetricsServer {
  private:
   MetricsServer(UniqueFd listener, UniqueFd stop_read, UniqueFd stop_write, int port,
                 MetricsRenderFn render);
+  using Clock = std::chrono::steady_clock;
+  struct Client;
   void Loop();
-  void Serve(int fd);
+  void AcceptAll(std::vector<Client>& clients);
+  // Reads, answers or sends for c (late: its deadline has passed); false
+  // when c is finished and is to be closed.
+  bool Step(Client& c, bool late);
+  bool SendSome(Client& c);
+  static std::optional<HttpAnswer> AnswerFor(const std::string& head, bool ended);
 
   UniqueFd listener_, stop_read_, stop_write_;
   int port_;

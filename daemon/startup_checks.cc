@@ -2,6 +2,7 @@
 // stale mount left by a daemon that died (daemon/startup_checks.h).
 #include "daemon/startup_checks.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -224,6 +226,40 @@ std::optional<StartError> LockStateDir(const Config& cfg, const std::string& loc
   if (ftruncate(lock.get(), 0) != 0 || pwrite(lock.get(), pid.data(), pid.size(), 0) < 0)
     return StartError{kExitFailure, "cannot write lock file " + lock_path};
   return std::nullopt;
+}
+
+bool IsCheckpointTempName(std::string_view name) {
+  // mkostemp replaces the six X of ".XXXXXX" (checkpoint.cc's TempFile).
+  const std::string prefix = "." + std::string(kCheckpointTempStem);
+  constexpr size_t kSuffix = 7;
+  return name.size() > prefix.size() + kSuffix && name.substr(0, prefix.size()) == prefix &&
+         name[name.size() - kSuffix] == '.';
+}
+
+int RemoveStaleCheckpointTemps(const std::string& dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(dir.c_str()), closedir);
+  if (!d) {
+    spdlog::warn("cannot list state directory {}: {}", dir, strerror(errno));
+    return 0;
+  }
+  int removed = 0;
+  while (struct dirent* e = readdir(d.get())) {
+    if (!IsCheckpointTempName(e->d_name)) continue;
+    struct stat st;
+    if (fstatat(dirfd(d.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    if (unlinkat(dirfd(d.get()), e->d_name, 0) != 0) {
+      spdlog::warn("cannot remove stale temporary manifest {}/{}: {}", dir, e->d_name,
+                   strerror(errno));
+      continue;
+    }
+    removed++;
+    spdlog::info(
+        "removed {}/{} ({} bytes): the temporary manifest of a checkpoint that a "
+        "previous daemon did not finish",
+        dir, e->d_name, st.st_size);
+  }
+  return removed;
 }
 
 const char* PreviousStopName(PreviousStop p) {

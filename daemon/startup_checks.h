@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -49,6 +50,18 @@ std::optional<StartError> CheckTargetPlacement(const Config& cfg);
 // daemon is stopping) waits up to --stop-timeout + 10 s for it, saying so once.
 std::optional<StartError> LockStateDir(const Config& cfg, const std::string& lock_path,
                                        UniqueFd& lock);
+
+// The temporary manifest files the checkpoint verb writes in the state
+// directory (daemon/checkpoint.cc): "." kCheckpointTempStem NAME ".XXXXXX".
+inline constexpr std::string_view kCheckpointTempStem = "checkpoint-";
+// True for a file name of that form (the decision, without I/O).
+bool IsCheckpointTempName(std::string_view name);
+
+// Removes (and logs) the temporary manifest files a daemon killed while it
+// wrote one left in the state directory: regular files only, nothing else.
+// Call only while holding the state directory's lock, so that no running
+// daemon's file is removed. Returns how many it removed.
+int RemoveStaleCheckpointTemps(const std::string& dir);
 
 // ---- how the previous run ended (README, "What survives a crash or power loss")
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -192,6 +193,20 @@ Result<std::string> HashFd(int fd, uint64_t size, Hasher::Algorithm alg) {
   auto d = h->Finish();
   if (!d.ok()) return d.status();
   return HexEncode(*d);
+}
+
+// An unnamed file in $TMPDIR (default /tmp), gone when closed: O_TMPFILE,
+// or where the file system lacks it a named file unlinked at once.
+Result<UniqueFd> AnonymousTempFile() {
+  const char* env = getenv("TMPDIR");
+  std::string dir = env && *env ? env : "/tmp";
+  UniqueFd fd(open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (fd) return fd;
+  std::string name = dir + "/.scribectl-manifest.XXXXXX";
+  fd = UniqueFd(mkostemp(name.data(), O_CLOEXEC));
+  if (!fd) return PosixError("temporary file in " + dir, errno);
+  unlink(name.c_str());
+  return fd;
 }
 
 // Retries retryable store errors with exponential backoff.
@@ -480,7 +495,18 @@ struct Restorer::Impl {
 
   Status BuildFromManifest() {
     const std::string mkey = CheckpointManifestKey(opt.checkpoint);
-    auto got = WithRetries(opt.max_attempts, [&] { return store->Get(mkey); });
+    // Downloaded to an unnamed file, then read entry by entry: a manifest of
+    // many paths is never held whole in memory (nor parsed into a document).
+    auto file = AnonymousTempFile();
+    if (!file.ok())
+      return file.status().WithContext("reading the manifest of checkpoint \"" + opt.checkpoint +
+                                       "\"");
+    const int fd = file->get();
+    auto got = WithRetries(opt.max_attempts, [&]() -> StoreResult<ObjectInfo> {
+      if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+        return StoreStatus(PosixError("temporary manifest file", errno));
+      return store->GetToFile(mkey, fd);
+    });
     if (!got.ok()) {
       if (got.status().not_found()) {
         return Status::Error(ENOENT, "no checkpoint \"" + opt.checkpoint + "\" in " +
@@ -489,46 +515,50 @@ struct Restorer::Impl {
       return got.status().status().WithContext("reading the manifest of checkpoint \"" +
                                                opt.checkpoint + "\"");
     }
+    if (lseek(fd, 0, SEEK_SET) != 0) return PosixError("temporary manifest file", errno);
     const std::string what = "the manifest " + mkey;
-    auto manifest = ParseManifest(got->body, what);
-    if (!manifest.ok()) return manifest.status();
-    manifest_target = manifest->target;
-    for (ManifestEntry& j : manifest->entries) {
-      Entry e;
-      const std::string& key = j.key;
-      const std::string& type = j.type;
-      if (!Admit(key, &e.path, &e.marker)) continue;
-      if (j.path != e.path || e.marker != (type == kTypeDir)) {
-        refused.push_back({key, "the manifest names it for another path (\"" + j.path + "\")"});
-        continue;
-      }
-      e.key = key;
-      e.from_manifest = true;
-      if (type == kTypeFile) {
-        e.kind = Kind::kFile;
-      } else if (type == kTypeDir) {
-        e.kind = Kind::kDir;
-      } else if (type == kTypeSymlink) {
-        e.kind = Kind::kSymlink;
-      } else if (type == kTypeSpecial) {
-        e.kind = Kind::kSpecial;
-      } else {
-        return Status::Error(EINVAL,
-                             what + ": entry \"" + e.path + "\" has unknown type \"" + type + "\"");
-      }
-      if (!j.has_attributes)
-        return Status::Error(EINVAL, what + ": entry \"" + e.path + "\" lacks its attributes");
-      e.mode = j.mode;
-      e.uid = j.uid;
-      e.gid = j.gid;
-      e.mtime_ns = j.mtime_ns;
-      e.size = j.size;
-      e.meta_known = e.has_owner = e.mtime_known = e.mtime_exact = true;
-      e.etag = std::move(j.etag);
-      e.sha256 = std::move(j.sha256);
-      e.version_id = std::move(j.version_id);
-      entries.push_back(std::move(e));
+    // Entries are collected as they come; a manifest that turns out bad
+    // (ReadManifest fails) leaves nothing restored: Run() stops on it.
+    return ReadManifest(fd, what, &manifest_target,
+                        [&](ManifestEntry&& j) { return AddManifestEntry(what, std::move(j)); });
+  }
+
+  // One entry of the manifest `what` into entries (or refused).
+  Status AddManifestEntry(const std::string& what, ManifestEntry&& j) {
+    Entry e;
+    const std::string& key = j.key;
+    const std::string& type = j.type;
+    if (!Admit(key, &e.path, &e.marker)) return Status::Ok();
+    if (j.path != e.path || e.marker != (type == kTypeDir)) {
+      refused.push_back({key, "the manifest names it for another path (\"" + j.path + "\")"});
+      return Status::Ok();
     }
+    e.key = key;
+    e.from_manifest = true;
+    if (type == kTypeFile) {
+      e.kind = Kind::kFile;
+    } else if (type == kTypeDir) {
+      e.kind = Kind::kDir;
+    } else if (type == kTypeSymlink) {
+      e.kind = Kind::kSymlink;
+    } else if (type == kTypeSpecial) {
+      e.kind = Kind::kSpecial;
+    } else {
+      return Status::Error(EINVAL,
+                           what + ": entry \"" + e.path + "\" has unknown type \"" + type + "\"");
+    }
+    if (!j.has_attributes)
+      return Status::Error(EINVAL, what + ": entry \"" + e.path + "\" lacks its attributes");
+    e.mode = j.mode;
+    e.uid = j.uid;
+    e.gid = j.gid;
+    e.mtime_ns = j.mtime_ns;
+    e.size = j.size;
+    e.meta_known = e.has_owner = e.mtime_known = e.mtime_exact = true;
+    e.etag = std::move(j.etag);
+    e.sha256 = std::move(j.sha256);
+    e.version_id = std::move(j.version_id);
+    entries.push_back(std::move(e));
     return Status::Ok();
   }
 

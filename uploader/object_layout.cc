@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdio>
+#include <functional>
+#include <memory>
 #include <ctime>
 
 #include "common/beneath.h"
@@ -194,47 +197,229 @@ Status ManifestWriter::Drain() {
   return status_;
 }
 
-Result<Manifest> ParseManifest(std::string_view body, const std::string& what) {
-  using json = nlohmann::json;
-  json m = json::parse(body, nullptr, false);
-  if (m.is_discarded() || !m.is_object()) return Status::Error(EINVAL, what + " is not JSON");
-  if (m.value("format", "") != "scribefs-checkpoint")
-    return Status::Error(EINVAL, what + " is not a scribefs checkpoint manifest");
-  if (!m.contains("version") || !m["version"].is_number_integer() ||
-      m["version"] != kManifestVersion)
-    return Status::Error(EINVAL, what + ": unsupported format version (this scribectl reads 1)");
-  Manifest out;
-  if (m.contains("target") && m["target"].is_string()) out.target = m["target"];
-  if (!m.contains("entries") || !m["entries"].is_array())
-    return Status::Error(EINVAL, what + " has no entries");
-  auto str = [](const json& j, const char* k) {
+namespace {
+
+using json = nlohmann::json;
+
+// One manifest entry from its JSON value (n: its 1-based position).
+Result<ManifestEntry> EntryFromJson(const json& j, size_t n, const std::string& what) {
+  auto str = [&j](const char* k) {
     return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
   };
-  size_t n = 0;
-  for (const json& j : m["entries"]) {
-    ++n;
-    if (!j.is_object() || !j.contains("path") || !j["path"].is_string() || !j.contains("key") ||
-        !j["key"].is_string() || !j.contains("type") || !j["type"].is_string())
-      return Status::Error(EINVAL, what + ": entry " + std::to_string(n) + " is malformed");
-    ManifestEntry e;
-    e.path = j["path"];
-    e.key = j["key"];
-    e.type = j["type"];
-    try {
-      e.mode = j.at("mode").get<uint32_t>();
-      e.uid = j.at("uid").get<uint32_t>();
-      e.gid = j.at("gid").get<uint32_t>();
-      e.mtime_ns = j.at("mtime_ns").get<int64_t>();
-      e.size = j.at("size").get<uint64_t>();
-    } catch (const json::exception&) {
-      e.has_attributes = false;
-    }
-    e.etag = str(j, "etag");
-    e.sha256 = str(j, "sha256");
-    e.version_id = str(j, "version_id");
-    out.entries.push_back(std::move(e));
+  if (!j.is_object() || !j.contains("path") || !j["path"].is_string() || !j.contains("key") ||
+      !j["key"].is_string() || !j.contains("type") || !j["type"].is_string())
+    return Status::Error(EINVAL, what + ": entry " + std::to_string(n) + " is malformed");
+  ManifestEntry e;
+  e.path = j["path"];
+  e.key = j["key"];
+  e.type = j["type"];
+  try {
+    e.mode = j.at("mode").get<uint32_t>();
+    e.uid = j.at("uid").get<uint32_t>();
+    e.gid = j.at("gid").get<uint32_t>();
+    e.mtime_ns = j.at("mtime_ns").get<int64_t>();
+    e.size = j.at("size").get<uint64_t>();
+  } catch (const json::exception&) {
+    e.has_attributes = false;
   }
+  e.etag = str("etag");
+  e.sha256 = str("sha256");
+  e.version_id = str("version_id");
+  return e;
+}
+
+// Builds one JSON value from SAX events (a header field, or one entry).
+class ValueBuilder {
+ public:
+  bool active() const { return active_; }
+  void Begin() {
+    value_ = json();
+    stack_.clear();
+    active_ = true;
+  }
+  json Take() { return std::move(value_); }
+  // Each returns true when the value is complete.
+  bool Scalar(json v) {
+    *Slot() = std::move(v);
+    return Done();
+  }
+  void Open(json container) {
+    json* slot = Slot();
+    *slot = std::move(container);
+    stack_.push_back(slot);
+  }
+  bool Close() {
+    stack_.pop_back();
+    return Done();
+  }
+  void Key(std::string k) { key_ = std::move(k); }
+
+ private:
+  json* Slot() {
+    if (stack_.empty()) return &value_;
+    json& parent = *stack_.back();
+    if (parent.is_object()) return &parent[key_];
+    parent.push_back(json());
+    return &parent.back();
+  }
+  bool Done() {
+    if (!stack_.empty()) return false;
+    active_ = false;
+    return true;
+  }
+  json value_;
+  std::vector<json*> stack_;  // the open containers; each lives in its parent
+  std::string key_;
+  bool active_ = false;
+};
+
+// SAX over a whole manifest: the top-level fields are kept (small), the
+// elements of "entries" are built one at a time, converted and handed on.
+// Errors are kept, not returned at once, so that the result is the one
+// ParseManifest of the whole document gave: header errors first, then the
+// first bad entry (or the first error on_entry returned).
+class ManifestSax : public nlohmann::json_sax<json> {
+ public:
+  ManifestSax(const std::string& what, const std::function<Status(ManifestEntry&&)>& on_entry)
+      : what_(what), on_entry_(on_entry) {}
+
+  // The outcome once the parse ended (parsed: sax_parse's result).
+  Status Finish(bool parsed, std::string* target) {
+    if (!parsed || !header_.is_object()) return Status::Error(EINVAL, what_ + " is not JSON");
+    if (header_.value("format", "") != "scribefs-checkpoint")
+      return Status::Error(EINVAL, what_ + " is not a scribefs checkpoint manifest");
+    if (!header_.contains("version") || !header_["version"].is_number_integer() ||
+        header_["version"] != kManifestVersion)
+      return Status::Error(EINVAL, what_ + ": unsupported format version (this scribectl reads 1)");
+    if (entries_lists_ + entries_other_ > 1)
+      return Status::Error(EINVAL, what_ + " has more than one entries list");
+    if (entries_lists_ == 0) return Status::Error(EINVAL, what_ + " has no entries");
+    if (!first_error_.ok()) return first_error_;
+    if (target) {
+      *target = header_.contains("target") && header_["target"].is_string()
+                    ? header_["target"].get<std::string>()
+                    : std::string();
+    }
+    return Status::Ok();
+  }
+
+  bool null() override { return Value(json()); }
+  bool boolean(bool v) override { return Value(json(v)); }
+  bool number_integer(number_integer_t v) override { return Value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return Value(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return Value(json(v)); }
+  bool string(string_t& v) override { return Value(json(std::move(v))); }
+  bool binary(binary_t&) override { return false; }  // not in JSON text
+  bool start_object(std::size_t) override { return Start(json::object()); }
+  bool start_array(std::size_t) override { return Start(json::array()); }
+  bool end_object() override { return End(); }
+  bool end_array() override { return End(); }
+  bool key(string_t& k) override {
+    if (b_.active())
+      b_.Key(k);
+    else
+      key_ = k;  // a top-level field
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  bool Value(json v) {
+    if (!b_.active()) {
+      if (depth_ == 0) {  // a document that is a scalar: not a manifest
+        header_ = std::move(v);
+        return true;
+      }
+      b_.Begin();
+    }
+    if (b_.Scalar(std::move(v))) Complete();
+    return true;
+  }
+  bool Start(json container) {
+    if (!b_.active()) {
+      if (depth_ == 0) {
+        depth_ = 1;
+        if (!container.is_object()) return false;  // not a manifest: stop here
+        header_ = json::object();
+        return true;
+      }
+      if (depth_ == 1 && key_ == "entries" && container.is_array()) {
+        depth_ = 2;  // the entries, streamed
+        entries_lists_++;
+        return true;
+      }
+      b_.Begin();
+    }
+    b_.Open(std::move(container));
+    return true;
+  }
+  bool End() {
+    if (b_.active()) {
+      if (b_.Close()) Complete();
+    } else {
+      depth_--;  // the entries list or the document ends
+    }
+    return true;
+  }
+  // A value built at the top level (a header field) or in the entries.
+  void Complete() {
+    json v = b_.Take();
+    if (depth_ == 1) {
+      if (key_ == "entries")
+        entries_other_++;  // present, but not a list: refused
+      else
+        header_[key_] = std::move(v);
+      return;
+    }
+    ++n_;
+    if (!first_error_.ok()) return;  // the document is refused already
+    auto e = EntryFromJson(v, n_, what_);
+    if (!e.ok()) {
+      first_error_ = e.status();
+      return;
+    }
+    first_error_ = on_entry_(std::move(*e));
+  }
+
+  const std::string& what_;
+  const std::function<Status(ManifestEntry&&)>& on_entry_;
+  json header_;            // the top-level fields but the entries
+  std::string key_;        // the current top-level field
+  int depth_ = 0;          // 0 outside, 1 in the document, 2 in its entries
+  int entries_lists_ = 0;  // "entries" lists seen
+  int entries_other_ = 0;  // "entries" fields that are not lists
+  size_t n_ = 0;           // entries seen
+  ValueBuilder b_;
+  Status first_error_ = Status::Ok();
+};
+
+}  // namespace
+
+Result<Manifest> ParseManifest(std::string_view body, const std::string& what) {
+  Manifest out;
+  std::function<Status(ManifestEntry&&)> add = [&out](ManifestEntry&& e) {
+    out.entries.push_back(std::move(e));
+    return Status::Ok();
+  };
+  ManifestSax sax(what, add);
+  bool parsed = json::sax_parse(body, &sax);
+  if (Status s = sax.Finish(parsed, &out.target); !s.ok()) return s;
   return out;
+}
+
+Status ReadManifest(int fd, const std::string& what, std::string* target,
+                    const std::function<Status(ManifestEntry&&)>& on_entry) {
+  UniqueFd copy(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) return PosixError("reading " + what, errno);
+  std::unique_ptr<FILE, int (*)(FILE*)> f(fdopen(copy.get(), "r"), fclose);
+  if (!f) return PosixError("reading " + what, errno);
+  copy.Release();  // f owns it now
+  ManifestSax sax(what, on_entry);
+  bool parsed = json::sax_parse(f.get(), &sax);
+  if (ferror(f.get())) return PosixError("reading " + what, EIO);
+  return sax.Finish(parsed, target);
 }
 
 // ---- the walk -------------------------------------------------------------------

@@ -153,6 +153,15 @@ struct Manifest {
 // has no entries, or an entry lacks its path, key or type (as strings).
 // Entries are otherwise taken as they are (a reader decides what to admit).
 Result<Manifest> ParseManifest(std::string_view body, const std::string& what);
+// The same, streamed from fd (from its current offset to the end; fd is not
+// closed), in memory bounded by the largest entry: on_entry gets each entry
+// as it is read, in order. The checks and errors are ParseManifest's (and a
+// second "entries" list is refused too); since some come only at the end, an
+// entry handed on is the caller's only once the result is OK. After the first
+// error (a bad entry, or one on_entry returned) no more entries are handed
+// on. target: set to the manifest's "target" ("" when absent) when OK.
+Status ReadManifest(int fd, const std::string& what, std::string* target,
+                    const std::function<Status(ManifestEntry&&)>& on_entry);
 
 // "2026-01-02T03:04:05.123Z"
 std::string IsoTimeUtc(int64_t time_ns);

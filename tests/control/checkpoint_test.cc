@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -561,6 +562,48 @@ TEST_F(CheckpointTest, VersionedBucketKeepsCheckpointsRestorable) {
   EXPECT_EQ(checked, kN);
 }
 #endif
+
+// Temporary manifest files in the state directory (".checkpoint-NAME.*")
+// of a daemon killed while it wrote one: the next daemon removes them once
+// it holds the state directory's lock, and leaves everything else there alone.
+std::vector<std::string> CheckpointTemps(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string n = e.path().filename().string();
+    if (n.rfind(".checkpoint-", 0) == 0) out.push_back(n);
+  }
+  return out;
+}
+
+TEST_F(CheckpointTest, TempManifestOfAKilledDaemonIsRemovedAtStart) {
+  setenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS", "20000", 1);
+  MountWithTarget();
+  unsetenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(it::WriteFile(mp("f"), "f\n", 0644));
+  ASSERT_EQ(Ctl({"flush", "--timeout", "60"}).exit_code, 0);
+  std::thread checkpoint([&] { Ctl({"checkpoint", "killed"}, 60); });
+  // Wait until the daemon is writing the manifest (its temp file exists).
+  bool writing = false;
+  for (int i = 0; i < 1000 && !writing; ++i) {
+    writing = !CheckpointTemps(state()).empty();
+    if (!writing) std::this_thread::sleep_for(10ms);
+  }
+  KillDaemon();
+  checkpoint.join();
+  ASSERT_TRUE(writing) << "no temporary manifest seen in " << state();
+  ASSERT_EQ(CheckpointTemps(state()).size(), 1u) << "the kill removed it already";
+  ASSERT_TRUE(it::WriteFile(state("notes.txt"), "mine\n", 0600));
+  ASSERT_EQ(mkdir(state(".checkpoint-not-a-file").c_str(), 0700), 0);
+  Unmount();  // the dead mount
+  MountWithTarget();
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(CheckpointTemps(state()), std::vector<std::string>{".checkpoint-not-a-file"});
+  EXPECT_EQ(it::ReadFile(state("notes.txt")), std::optional<std::string>("mine\n"));
+  // The next checkpoint of that name works (its first attempt never stored a manifest).
+  RunResult r = Ctl({"checkpoint", "killed"});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+}
 
 }  // namespace
 }  // namespace scribefs::ctltest

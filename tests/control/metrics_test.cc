@@ -9,13 +9,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "common/unique_fd.h"
+#include "daemon/metrics_server.h"
 #include "tests/control/control_util.h"
 
 namespace scribefs::ctltest {
@@ -162,6 +167,67 @@ TEST_F(MetricsTest, AnswersGarbage404AndKeepsServing) {
   EXPECT_EQ(r.out, "404");
   EXPECT_NE(Scrape().find("scribefs_build_info"), std::string::npos);
   EXPECT_TRUE(it::ProcessAlive(daemon_pid()));
+}
+
+// Connections to the metrics port that never send anything (non-blocking
+// connects: with a full backlog a blocking one would wait).
+std::vector<UniqueFd> SilentConnections(int port, int n) {
+  std::vector<UniqueFd> out;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < n; ++i) {
+    UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    int r = connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    EXPECT_TRUE(r == 0 || errno == EINPROGRESS) << strerror(errno);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Milliseconds a whole GET /metrics takes (answer checked).
+double TimedScrape(int port) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string r = RawRequest(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r.substr(0, 200);
+  EXPECT_NE(r.find("scribefs_build_info"), std::string::npos);
+  return ms;
+}
+
+// Clients that connect and send nothing do not delay a scrape (each used to
+// hold the one serving thread for its read timeout, 2 s), and a flood of
+// connections holds at most kMaxClients of the daemon's fds, all released.
+TEST_F(MetricsTest, SilentClientsDoNotDelayAScrape) {
+  MountWithMetrics();
+  if (HasFatalFailure()) return;
+  TimedScrape(port_);  // warm: the first render may open the journal
+  int fds_before = it::CountOpenFds(daemon_pid());
+  ASSERT_GT(fds_before, 0);
+  {
+    auto silent = SilentConnections(port_, 3);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_LT(TimedScrape(port_), 500) << "3 silent connections delayed a scrape";
+  }
+  {
+    auto flood = SilentConnections(port_, 100);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int during = it::CountOpenFds(daemon_pid());
+    EXPECT_LE(during, fds_before + static_cast<int>(kMaxClients) + 4)
+        << "100 connections at once: fds " << fds_before << " -> " << during;
+    EXPECT_LT(TimedScrape(port_), 500) << "100 silent connections delayed a scrape";
+  }
+  // All closed by the clients (or dropped by the server): back to where it was.
+  int after = -1;
+  for (int i = 0; i < 60; ++i) {
+    after = it::CountOpenFds(daemon_pid());
+    if (after <= fds_before + 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LE(after, fds_before + 2) << "fds " << fds_before << " -> " << after;
+  TimedScrape(port_);
 }
 
 TEST_F(MetricsTest, TextfileHasTheSameFamiliesAndFinalCounters) {

@@ -189,6 +189,56 @@ TEST(ObjectLayout, ManifestParseErrorsNameTheManifest) {
   EXPECT_FALSE(r->entries[0].has_attributes);
 }
 
+// ReadManifest streams from a file: the entries come one by one; the errors
+// are ParseManifest's, header errors before entry errors (the header may
+// follow the entries), and a second entries list is refused.
+TEST(ObjectLayout, ReadManifestStreamsFromAFile) {
+  auto read = [](const std::string& body, std::vector<std::string>* paths, std::string* target) {
+    FILE* f = tmpfile();
+    EXPECT_NE(f, nullptr);
+    EXPECT_EQ(fwrite(body.data(), 1, body.size(), f), body.size());
+    fflush(f);
+    lseek(fileno(f), 0, SEEK_SET);
+    Status s = ReadManifest(fileno(f), "the manifest M", target, [&](ManifestEntry&& e) {
+      paths->push_back(e.path);
+      return e.path == "stop" ? Status::Error(EINVAL, "stopped at " + e.path) : Status::Ok();
+    });
+    fclose(f);
+    return s;
+  };
+  ManifestHeader h{"nightly", 1700000000123000000, 42, "file:///t"};
+  std::vector<ManifestEntry> in;
+  for (int i = 0; i < 3; ++i)
+    in.push_back({"p" + std::to_string(i), "p" + std::to_string(i), "file", 1, 0644, 0, 0, 5});
+  std::vector<std::string> paths;
+  std::string target;
+  ASSERT_TRUE(read(ManifestJson(h, in).dump(), &paths, &target).ok());
+  EXPECT_EQ(paths, (std::vector<std::string>{"p0", "p1", "p2"}));
+  EXPECT_EQ(target, "file:///t");
+
+  // Keys sorted (nlohmann::json): the entries come before the header.
+  paths.clear();
+  Status s = read(R"({"entries":[{"path":"a"}],"format":"x","version":1})", &paths, &target);
+  EXPECT_NE(s.message().find("not a scribefs checkpoint"), std::string::npos) << s.message();
+  s = read(R"({"entries":[{"path":"a"}],"format":"scribefs-checkpoint","version":1})", &paths,
+           &target);
+  EXPECT_NE(s.message().find("the manifest M: entry 1 is malformed"), std::string::npos);
+  s = read(R"({"format":"scribefs-checkpoint","version":1,"entries":[],"entries":[]})", &paths,
+           &target);
+  EXPECT_NE(s.message().find("more than one entries list"), std::string::npos) << s.message();
+  s = read(R"({"format":"scribefs-checkpoint","version":1,"entries":{}})", &paths, &target);
+  EXPECT_NE(s.message().find("has no entries"), std::string::npos) << s.message();
+  s = read(R"({"format":"scribefs-checkpoint","version":1,"entries":[)", &paths, &target);
+  EXPECT_NE(s.message().find("is not JSON"), std::string::npos) << s.message();
+  // The caller's error stops the hand-over; the first error is the result.
+  paths.clear();
+  s = read(R"({"format":"scribefs-checkpoint","version":1,"entries":[)"
+           R"({"path":"stop","key":"stop","type":"file"},{"path":"b","key":"b","type":"file"}]})",
+           &paths, &target);
+  EXPECT_EQ(s.message(), "stopped at stop");
+  EXPECT_EQ(paths, std::vector<std::string>{"stop"});
+}
+
 class WalkTest : public ::testing::Test {
  protected:
   void SetUp() override {
