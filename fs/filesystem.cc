@@ -1058,8 +1058,9 @@ Status Filesystem::DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh) {
     std::lock_guard lk(inode.mu);
     if (!inode.dirty.dirty) return Status::Ok();
   }
-  // Closing a dirty file journals: it passes the gate (before any lock).
-  MutationGate::Pass pass = EnterGate();
+  // Closing a dirty file journals: it passes the gate (before any lock);
+  // bounded lag never holds it (the uploader waits for the close).
+  MutationGate::Pass pass = EnterGate(MutationKind::kFinish);
   struct stat st;
   if (fstat(fh->fd.get(), &st) != 0) return Errno("fstat");
   Record close = NewRecord(Op::kClose, c, "");
@@ -1109,7 +1110,8 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
 
 Status Filesystem::DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool datasync) {
   // fsync of a dirty file journals: it passes the gate (before any lock).
-  MutationGate::Pass pass = NeedsGate(fh) ? EnterGate() : MutationGate::Pass();
+  MutationGate::Pass pass =
+      NeedsGate(fh) ? EnterGate(MutationKind::kFinish) : MutationGate::Pass();
   // The journal becomes durable first: it must never be weaker than the data.
   std::vector<Record> extra;
   bool dirty;

@@ -360,8 +360,8 @@ class Filesystem {
   Status DeferClose(Inode& inode, Record close);
   void FlusherLoop();
   // Passes the mutation gate (blocks while paused). Call before any lock.
-  MutationGate::Pass EnterGate() {
-    return options_.gate ? options_.gate->Enter() : MutationGate::Pass();
+  MutationGate::Pass EnterGate(MutationKind kind = MutationKind::kData) {
+    return options_.gate ? options_.gate->Enter(kind) : MutationGate::Pass();
   }
 
   UniqueFd root_fd_;

@@ -131,10 +131,12 @@ void ReplyErr(fuse_req_t req, Mutation<Status> m) {
 // copies of its arguments; after the resume it runs from the top again on a
 // gate thread (and is queued again if another pause began meanwhile).
 // Filesystem::EnterGate() is the real barrier; this only keeps workers free.
+// The same holds and delays new data mutations while bounded lag throttles
+// them (kFinish: close and fsync are never throttled).
 template <typename F>
-bool Held(fuse_req_t req, F&& again) {
+bool Held(fuse_req_t req, F&& again, MutationKind kind = MutationKind::kData) {
   MutationGate* gate = Fs(req).gate();
-  return gate && gate->closed() && gate->DeferIfClosed(std::forward<F>(again));
+  return gate && gate->closed() && gate->DeferIfClosed(std::forward<F>(again), kind);
 }
 
 // A copy of a fuse_file_info that may be null.
@@ -416,7 +418,8 @@ void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
-        Held(req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }))
+        Held(
+            req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }, MutationKind::kFinish))
       return;
     ReplyErr(req, Fs(req).Flush(CallerOf(req), Fh(fi)));
   });
@@ -430,7 +433,9 @@ void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   Guard(req, [&] {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
-        Held(req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); }))
+        Held(
+            req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); },
+            MutationKind::kFinish))
       return;
     ReplyErr(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0));
   });
