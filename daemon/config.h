@@ -3,6 +3,8 @@
 // error that ends start-up.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,11 @@ struct Config {
   double max_pause = 3600.0;  // pause points (control socket)
   double max_held_mib = 64;   // copies of writes held during a pause
   double open_file_delay = 10.0;
+  // Bounded lag (README, "Bounded lag (recovery point)"): as given, and
+  // parsed (unset: no bound).
+  std::string max_lag, max_pending;
+  std::optional<double> max_lag_s;
+  std::optional<uint64_t> max_pending_bytes;
   // Monitoring (daemon/metrics_server.h): both off when empty.
   std::string metrics_listen;       // ADDR:PORT for GET /metrics
   bool metrics_listen_any = false;  // allow a non-loopback ADDR

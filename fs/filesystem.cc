@@ -950,6 +950,8 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
 }
 
 void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool covered) {
+  // Bounded lag counts these bytes before the journal shows them.
+  if (options_.gate) options_.gate->ChargeWrite(length);
   bool enqueue = false;
   {
     std::lock_guard lk(inode.mu);

@@ -53,7 +53,10 @@ class LagPolicy {
   static constexpr double kSoftStart = 0.75;  // slowing starts at 75 % of a bound
   static constexpr double kRelease = 0.90;    // a hold ends under 90 % of every bound
   static constexpr std::chrono::microseconds kMinDelay{500};
-  static constexpr std::chrono::microseconds kMaxDelay{50000};
+  // At the bound a data mutation waits 200 ms: a writer slowed that much
+  // (a few operations a second) falls behind nearly any target, so that the
+  // backlog settles in the soft zone instead of reaching the hold.
+  static constexpr std::chrono::microseconds kMaxDelay{200000};
 
   explicit LagPolicy(LagBounds bounds) : bounds_(bounds) {}
   // `previous`: the state the last decision left (for the hysteresis).

@@ -117,6 +117,22 @@ void MutationGate::SetThrottle(ThrottleState state, std::chrono::microseconds de
   if (was_held && state != ThrottleState::kHeld && !closed_) ReleaseLocked(lk);
 }
 
+void MutationGate::SetWriteBudget(std::optional<uint64_t> bytes) {
+  budget_.store(bytes ? static_cast<int64_t>(std::min<uint64_t>(*bytes, INT64_MAX / 2)) : 0);
+  budgeted_.store(bytes.has_value());
+}
+
+void MutationGate::ChargeWrite(uint64_t bytes) {
+  if (!budgeted_.load(std::memory_order_relaxed)) return;
+  int64_t n = static_cast<int64_t>(std::min<uint64_t>(bytes, INT64_MAX / 2));
+  if (budget_.fetch_sub(n) - n > 0) return;
+  // Spent: hold until the monitor has measured again.
+  std::lock_guard lk(mu_);
+  if (shut_down_ || !budgeted_.load()) return;
+  throttle_ = ThrottleState::kHeld;
+  UpdateHintLocked();
+}
+
 Status MutationGate::Close(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lk(mu_);
   if (shut_down_) return Status::Error(ESHUTDOWN, "the filesystem is being unmounted");
@@ -175,6 +191,7 @@ uint64_t MutationGate::Open() {
 uint64_t MutationGate::Shutdown() {
   std::unique_lock lk(mu_);
   shut_down_ = true;
+  budgeted_.store(false);
   bool holding = closed_ || throttle_ != ThrottleState::kNone;
   uint64_t held = blocked_ + deferred_.size() + timed_.size();
   closed_ = false;

@@ -49,6 +49,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -126,6 +127,14 @@ class MutationGate {
   // the hold; kSlowed delays each by `delay`; kNone lets them pass. Independent
   // of pauses (Close/Open). Ignored after Shutdown().
   void SetThrottle(ThrottleState state, std::chrono::microseconds delay = {});
+  // Bounded bytes (--max-pending) between two measurements of the backlog,
+  // which come every 100 ms while a writer can write at local speed: the
+  // monitor grants the bytes that may still be written before the bound
+  // (nullopt: no limit); every data write charges its length; once the grant
+  // is spent, the gate holds data mutations as SetThrottle(kHeld) does, until
+  // the monitor decides again.
+  void SetWriteBudget(std::optional<uint64_t> bytes);
+  void ChargeWrite(uint64_t bytes);
 
   // Counts n bytes of a held write's copy against max_held_bytes: false
   // (nothing counted) when they would pass it. ReturnHeldBytes(n) when the
@@ -165,6 +174,8 @@ class MutationGate {
   const int release_threads_;
   const size_t max_held_bytes_;
   std::atomic<size_t> held_bytes_{0};
+  std::atomic<bool> budgeted_{false};   // SetWriteBudget(bytes)
+  std::atomic<int64_t> budget_{0};      // bytes left of the grant
   mutable std::mutex mu_;
   std::condition_variable open_cv_;              // Enter(): the gate opened
   std::condition_variable drained_cv_;           // Close(): in_flight_ reached 0

@@ -40,6 +40,18 @@ struct JournalStats {
   std::optional<int64_t> oldest_pending_ns;
 };
 
+// What bounded lag (--max-lag, --max-pending) measures of the work not stored
+// yet (pending or uploading; failed records wait for `scribectl retry` and do
+// not count).
+struct JournalBacklog {
+  std::optional<int64_t> oldest_pending_ns;  // time of the oldest such record
+  // The bytes written locally and not stored yet: the lengths of the byte
+  // ranges of the pending write records. Rewrites of the same bytes count
+  // each time (an over-estimate, so the bound errs on the safe side); a file
+  // that is only truncated, created or renamed adds nothing.
+  int64_t written_bytes = 0;
+};
+
 // A record still to upload, as far as deciding what it covers needs it.
 struct UnfinishedRecord {
   Op op = Op::kWrite;
@@ -76,6 +88,8 @@ class JournalReader {
   // known size of each path a pending record up to seq names.
   Result<UnfinishedCount> UnfinishedThrough(int64_t seq);
   Result<int64_t> PendingBytesThrough(int64_t seq);
+  // Bounded by the pending work (records_unfinished), not the journal's length.
+  Result<JournalBacklog> Backlog();
 
   // A read transaction: every read of this reader (and of a RemoteIndex over
   // it) until the Snapshot ends sees one state of the journal.

@@ -287,6 +287,28 @@ TEST(MutationGateThrottle, SlowedDelaysEachDataMutationOnceWithoutBlockingTheCal
   EXPECT_EQ(ran.load(), 5) << "no delay once the throttle ends";
 }
 
+TEST(MutationGateThrottle, SpentWriteBudgetHoldsUntilTheNextDecision) {
+  MutationGate gate;
+  gate.ChargeWrite(1 << 30);  // no budget: no limit
+  EXPECT_FALSE(gate.closed());
+  gate.SetWriteBudget(100);
+  gate.ChargeWrite(60);
+  EXPECT_FALSE(gate.closed()) << "40 bytes of the grant are left";
+  gate.ChargeWrite(60);
+  EXPECT_TRUE(gate.closed()) << "the grant is spent: held without waiting for the monitor";
+  EXPECT_EQ(gate.stats().throttle, ThrottleState::kHeld);
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked));
+  { auto finish = gate.Enter(MutationKind::kFinish); }
+  // The monitor measured again: a new grant, then its decision.
+  gate.SetWriteBudget(1000);
+  gate.SetThrottle(ThrottleState::kNone);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  gate.SetWriteBudget(std::nullopt);
+  gate.ChargeWrite(1 << 30);
+  EXPECT_FALSE(gate.closed());
+}
+
 TEST(MutationGateThrottle, ShutdownEndsHoldsAndDelaysForGood) {
   MutationGate gate;
   gate.SetThrottle(ThrottleState::kSlowed, 10s);
