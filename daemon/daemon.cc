@@ -332,7 +332,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (replicator)
     lag = std::make_unique<LagMonitor>(
         &gate, replicator,
-        LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal()});
+        LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
   if (lag)
     if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)

@@ -1,6 +1,8 @@
 #include "daemon/lag_monitor.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -57,9 +59,30 @@ Result<Backlog> LagMonitor::MeasureLocked() {
   }
   Backlog out;
   out.pending_bytes = static_cast<uint64_t>(std::max<int64_t>(0, b->written_bytes));
+  for (const auto& [path, size] : b->whole_files) {
+    int64_t n = size.value_or(0);
+    struct stat st;
+    if (!size && options_.datadir_fd >= 0 && !path.empty() &&
+        fstatat(options_.datadir_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      n = st.st_size;
+    out.pending_bytes += static_cast<uint64_t>(std::max<int64_t>(0, n));
+  }
   if (b->oldest_pending_ns)
     out.oldest_pending_s = std::max(0.0, static_cast<double>(NowNs() - *b->oldest_pending_ns) / 1e9);
   return out;
+}
+
+double LagMonitor::DrainSecondsLocked() {
+  if (!replicator_) return 0;
+  ReplicatorStats rs = replicator_->stats();
+  uint64_t done = rs.uploads + rs.copies + rs.deletes + rs.skipped_unchanged + rs.failures;
+  auto now = Clock::now();
+  done_.emplace_back(now, done);
+  while (done_.size() > 2 && now - done_[1].first >= std::chrono::seconds(5)) done_.pop_front();
+  double span = std::chrono::duration<double>(now - done_.front().first).count();
+  uint64_t n = done - done_.front().second;
+  if (span < 0.5 || n == 0) return 0;
+  return static_cast<double>(rs.queued_paths + rs.in_flight) / (static_cast<double>(n) / span);
 }
 
 void LagMonitor::Loop() {
@@ -88,7 +111,10 @@ void LagMonitor::Evaluate() {
     spdlog::debug("bounded lag: measuring the backlog: {}", measured.status().message());
     return;
   }
-  ThrottleDecision d = policy_.Decide(*measured, previous);
+  double drain = DrainSecondsLocked();
+  Backlog expected = *measured;
+  if (expected.oldest_pending_s > 0) expected.oldest_pending_s += drain;
+  ThrottleDecision d = policy_.Decide(expected, previous);
   if (auto max = options_.bounds.max_pending_bytes) {
     // The grant first: the end of a hold must not meet the spent grant of
     // the last period.
@@ -99,6 +125,7 @@ void LagMonitor::Evaluate() {
   if (replicator_) replicator_->Hurry(d.state != ThrottleState::kNone);
   std::lock_guard lk(mu_);
   snap_.backlog = *measured;
+  snap_.expected_lag_s = expected.oldest_pending_s;
   snap_.measured = true;
   snap_.delay = d.delay;
   if (d.state == previous) {

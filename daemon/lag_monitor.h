@@ -10,10 +10,20 @@
 //
 // What "pending bytes" means: the bytes written through the mount that the
 // target does not hold yet, i.e. the byte ranges of the write records still
-// pending or uploading (an over-estimate when the same bytes are rewritten).
+// pending or uploading (an over-estimate when the same bytes are rewritten),
+// plus, for a file created or truncated since its last upload (whose writes
+// journal no ranges: its create record covers every byte), its whole size:
+// that of its close record, or of the file in DATADIR while it is open.
 // Ranges still in memory are committed within --range-flush-ms (5 ms) and
 // counted from then on. Failed records (4xx) wait for `scribectl retry` and
 // do not count, or they would hold writers until someone notices.
+//
+// What --max-lag bounds: not only the age of the oldest pending change, but
+// the age the newest pending change will have when it is stored: that age
+// plus the time the uploader needs for the paths queued before it (queued
+// paths / paths stored per second over the last 5 s; while no rate is known,
+// the age alone). Without this, a writer much faster than the target builds
+// a queue whose last change waits far beyond the bound after the hold.
 //
 // Without bounds the thread does not run; snapshot() then measures on demand.
 //
@@ -23,6 +33,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,10 +52,12 @@ class LagMonitor {
   struct Options {
     LagBounds bounds;
     std::string journal_path;
+    int datadir_fd = -1;  // DATADIR (sizes of files still open); not owned
     std::chrono::milliseconds interval{100};
   };
   struct Snapshot {
     Backlog backlog;
+    double expected_lag_s = 0;  // what --max-lag bounds (see above)
     bool measured = false;  // false: the journal could not be read
     LagBounds bounds;
     ThrottleState state = ThrottleState::kNone;
@@ -73,6 +86,9 @@ class LagMonitor {
   // One measurement and decision; requires eval_mu_.
   void Evaluate();
   Result<Backlog> MeasureLocked();  // requires eval_mu_
+  // Seconds the uploader needs for what is queued (0 while unknown); requires
+  // eval_mu_.
+  double DrainSecondsLocked();
 
   MutationGate* const gate_;
   Replicator* const replicator_;
@@ -81,6 +97,8 @@ class LagMonitor {
 
   std::mutex eval_mu_;  // the reader; taken before mu_
   std::unique_ptr<JournalReader> reader_;
+  // (when, paths stored so far): the uploader's rate over the last seconds.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> done_;
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable stop_cv_;

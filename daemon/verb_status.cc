@@ -37,6 +37,7 @@ json LagJson(LagMonitor& lag) {
   auto opt = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   json j;
   j["oldest_pending_s"] = std::round(s.backlog.oldest_pending_s * 1000) / 1000;
+  j["expected_lag_s"] = std::round(s.expected_lag_s * 1000) / 1000;
   j["pending_bytes"] = s.backlog.pending_bytes;
   j["max_lag_s"] = opt(s.bounds.max_lag_s);
   j["max_pending_bytes"] = opt(s.bounds.max_pending_bytes);

@@ -364,7 +364,13 @@ struct HeldCopy {
   std::string bytes;
 };
 
-void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi);
+// may_hold false: the gate was just consulted for this request (HeldWrite);
+// Filesystem::Write still passes it.
+void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi,
+              bool may_hold);
+void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  WriteBuf(req, ino, in, off, fi, /*may_hold=*/true);
+}
 
 // While paused: keeps a copy of the data (it lives in this worker's buffer or
 // pipe) and defers the write, or writes the copy if the gate opened
@@ -394,15 +400,18 @@ bool HeldWrite(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
   // Opened meanwhile: write the copy now.
   fuse_bufvec again = FUSE_BUFVEC_INIT(data->bytes.size());
   again.buf[0].mem = data->bytes.data();
-  DoWriteBuf(req, ino, &again, off, fi);
+  // Not from the top: while slowed the gate stays "closed" for the fast path
+  // but lets this request pass, and re-entering HeldWrite would copy again.
+  WriteBuf(req, ino, &again, off, fi, /*may_hold=*/false);
   return true;
 }
 
-void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi,
+              bool may_hold) {
   Guard(req, [&] {
     size_t size = fuse_buf_size(in);
     MutationGate* gate = Fs(req).gate();
-    if (gate && gate->closed() && HeldWrite(req, ino, in, off, fi, gate)) return;
+    if (may_hold && gate && gate->closed() && HeldWrite(req, ino, in, off, fi, gate)) return;
     auto n = Fs(req).Write(CallerOf(req), Fh(fi), off, size, [&](int fd, off_t o) -> ssize_t {
       fuse_bufvec out = FUSE_BUFVEC_INIT(size);
       out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);

@@ -38,7 +38,9 @@ struct LagBounds {
 
 // What the uploader has not stored yet, as the monitor measured it.
 struct Backlog {
-  double oldest_pending_s = 0;  // age of the oldest change not stored (0: none)
+  // Age of the oldest change not stored (0: none); LagMonitor passes the age
+  // the last queued change is expected to reach (daemon/lag_monitor.h).
+  double oldest_pending_s = 0;
   uint64_t pending_bytes = 0;   // bytes written locally, not stored yet
 };
 

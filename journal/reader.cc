@@ -239,6 +239,22 @@ Result<JournalBacklog> JournalReader::Backlog() {
   if (sqlite3_column_type(st->get(), 0) != SQLITE_NULL)
     out.oldest_pending_ns = sqlite3_column_int64(st->get(), 0);
   out.written_bytes = sqlite3_column_int64(st->get(), 1);
+  auto whole = Prepare(
+      db_.get(),
+      "SELECT p.path, (SELECT CASE WHEN r.op = 'close' THEN r.size END FROM records r WHERE "
+      "r.seq = p.last) FROM (SELECT path, max(seq) AS last FROM records WHERE " +
+          UnfinishedCondition(schema_version_) +
+          " AND state != 'failed' GROUP BY path HAVING max(op IN ('create', 'truncate', "
+          "'reconcile'))) p");
+  if (!whole.ok()) return whole.status();
+  while ((rc = sqlite3_step(whole->get())) == SQLITE_ROW) {
+    std::string path = reinterpret_cast<const char*>(sqlite3_column_text(whole->get(), 0));
+    std::optional<int64_t> size;
+    if (sqlite3_column_type(whole->get(), 1) != SQLITE_NULL)
+      size = sqlite3_column_int64(whole->get(), 1);
+    out.whole_files.emplace_back(std::move(path), size);
+  }
+  if (rc != SQLITE_DONE) return SqliteError("journal backlog", db_.get(), rc);
   return out;
 }
 

@@ -50,6 +50,11 @@ struct JournalBacklog {
   // each time (an over-estimate, so the bound errs on the safe side); a file
   // that is only truncated, created or renamed adds nothing.
   int64_t written_bytes = 0;
+  // Paths whose pending records include one that covers the whole file
+  // (create, truncate, reconcile: later writes to it journal no ranges), with
+  // the size of its last record when that is a close (nullopt: still open, or
+  // no size known; the caller looks at the file).
+  std::vector<std::pair<std::string, std::optional<int64_t>>> whole_files;
 };
 
 // A record still to upload, as far as deciding what it covers needs it.

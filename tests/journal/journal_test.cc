@@ -1215,6 +1215,17 @@ TEST_F(JournalTest, BacklogCountsWrittenBytesNotStored) {
   EXPECT_EQ(b->written_bytes, 4096 + 512 + 10);
   ASSERT_TRUE(b->oldest_pending_ns.has_value());
   EXPECT_EQ(*b->oldest_pending_ns, 200);
+  // d was created: its writes journal no ranges; its size is looked up.
+  ASSERT_EQ(b->whole_files.size(), 1u);
+  EXPECT_EQ(b->whole_files[0].first, "d");
+  EXPECT_FALSE(b->whole_files[0].second.has_value()) << "still open";
+  Record close = rec(500, Op::kClose, "d", kStatePending, {});
+  close.size = 12345;
+  ASSERT_TRUE(j->Commit(close).ok());
+  b = reader->Backlog();
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->whole_files.size(), 1u);
+  EXPECT_EQ(b->whole_files[0].second, std::optional<int64_t>(12345)) << "closed at that size";
 }
 
 }  // namespace
