@@ -3,6 +3,8 @@
 // error that ends start-up.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,11 @@ struct Config {
   double open_file_delay = 10.0;
   // Upload bandwidth: a rate or a timetable (uploader/bandwidth.h); "" or off: none.
   std::string bwlimit;
+  // Bounded lag (README, "Bounded lag (recovery point)"): as given, and
+  // parsed (unset: no bound).
+  std::string max_lag, max_pending;
+  std::optional<double> max_lag_s;
+  std::optional<uint64_t> max_pending_bytes;
   // Monitoring (daemon/metrics_server.h): both off when empty.
   std::string metrics_listen;       // ADDR:PORT for GET /metrics
   bool metrics_listen_any = false;  // allow a non-loopback ADDR

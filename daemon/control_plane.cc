@@ -92,6 +92,7 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.datadir_fd = options_.datadir_fd;
   deps_.checkpoint_hold = &checkpoint_hold_;
   deps_.stop = options_.stop;
+  deps_.lag = options_.lag;
   deps_.probe = options_.probe;
 }
 

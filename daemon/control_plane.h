@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "daemon/control_server.h"
+#include "daemon/lag_monitor.h"
 #include "daemon/metrics_format.h"
 #include "daemon/target_probe.h"
 #include "fs/filesystem.h"
@@ -60,6 +61,7 @@ struct ControlDeps {
   // Ends the FUSE session (the `stop` verb); false before it serves. May be empty.
   std::function<bool()> stop;
   TargetProbe* probe = nullptr;  // the target's health (status); may be null
+  LagMonitor* lag = nullptr;     // bounded lag (status); null without a target
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -83,6 +85,7 @@ class ControlPlane {
     OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
     std::function<bool()> stop;    // ends the FUSE session as SIGTERM does
     TargetProbe* probe = nullptr;  // not owned, may be null
+    LagMonitor* lag = nullptr;     // not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);

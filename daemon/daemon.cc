@@ -22,6 +22,7 @@
 #include "daemon/config.h"
 #include "daemon/control_plane.h"
 #include "daemon/daemonize.h"
+#include "daemon/lag_monitor.h"
 #include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
 #include "daemon/options.h"
@@ -363,11 +364,21 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
+  // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
+  // (status and /metrics show the backlog).
+  std::unique_ptr<LagMonitor> lag;
+  if (replicator)
+    lag = std::make_unique<LagMonitor>(
+        &gate, replicator,
+        LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
+  if (lag)
+    if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
   cpo.sweep = rep.sweep.get();
   cpo.probe = rep.probe.get();
   cpo.datadir_fd = sync_fd.get();
+  cpo.lag = lag.get();
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator, cpo);
   if (Status cs = plane.Start(); !cs.ok())
     return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
@@ -376,7 +387,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // the mount so that a port in use fails the start; stopped before the plane.
   MetricsCollector metrics({journal.value().get(), replicator, &plane.pauser(),
                             &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING,
-                            cpo.info.started_ns});
+                            cpo.info.started_ns, lag.get()});
   auto exporter = MetricsExport::Start(
       {cfg.metrics_listen, cfg.metrics_file,
        std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},
@@ -408,6 +419,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Status run = server.value()->Run();
   notifier.Stopping("stopping: unmounted, draining uploads (--stop-timeout)");
   exporter.value()->server.reset();
+  if (lag) lag->Stop();  // lifts the throttle: held writes answer before the unmount
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();

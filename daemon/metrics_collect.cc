@@ -69,6 +69,16 @@ MetricsSnapshot MetricsCollector::Collect() {
     m.paused = ps.paused;
     m.held_ops = ps.gate.blocked + ps.gate.deferred;
   }
+  if (src_.lag) {
+    LagMonitor::Snapshot s = src_.lag->snapshot();
+    MetricsSnapshot::Throttle t;
+    t.state = static_cast<int>(s.state);
+    t.seconds_total = s.throttled_seconds_total;
+    t.delayed_ops_total = s.delayed_ops_total;
+    t.held_ops = s.held_ops;
+    t.written_bytes = s.backlog.pending_bytes;
+    m.throttle = t;
+  }
   if (src_.checkpoint_hold)
     m.checkpoint_hold = src_.checkpoint_hold->Get();
   else

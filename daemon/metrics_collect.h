@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "daemon/lag_monitor.h"
 #include "daemon/metrics_format.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
@@ -29,6 +30,7 @@ class MetricsCollector {
     const DurationHistogram* checkpoint_hold = nullptr;  // may be null
     std::string version;
     int64_t started_ns = 0;
+    LagMonitor* lag = nullptr;  // bounded lag; may be null
   };
   explicit MetricsCollector(Sources sources) : src_(std::move(sources)) {}
 

@@ -166,6 +166,22 @@ std::string FormatMetrics(const MetricsSnapshot& m) {
   w.One("scribefs_paused", "gauge", "1 while a pause point holds writes", m.paused);
   w.One("scribefs_held_operations", "gauge", "Mutating operations held by the pause right now",
         m.held_ops);
+  if (m.throttle) {
+    const auto& t = *m.throttle;
+    w.One("scribefs_throttle_state", "gauge",
+          "Bounded lag (--max-lag/--max-pending): 0 writers pass, 1 slowed, 2 held",
+          static_cast<int64_t>(t.state));
+    w.One("scribefs_throttled_seconds_total", "counter",
+          "Seconds writers were slowed or held by bounded lag since start", t.seconds_total);
+    w.One("scribefs_throttle_delayed_operations_total", "counter",
+          "Mutations delayed by bounded lag since start", t.delayed_ops_total);
+    w.One("scribefs_throttle_held_operations", "gauge",
+          "Mutations held by bounded lag right now", t.held_ops);
+    w.One("scribefs_unstored_written_bytes", "gauge",
+          "Bytes written through the mount not yet stored in the target (what --max-pending "
+          "bounds)",
+          t.written_bytes);
+  }
   WriteHistogram(w, "scribefs_checkpoint_hold_seconds",
                  "How long checkpoints held writes, since start", m.checkpoint_hold);
   return w.Take();

@@ -71,6 +71,16 @@ struct MetricsSnapshot {
 
   bool paused = false;
   uint64_t held_ops = 0;
+
+  // Bounded lag (daemon/lag_monitor.h); unset without a target.
+  struct Throttle {
+    int state = 0;  // 0 none, 1 slowed, 2 held
+    double seconds_total = 0;
+    uint64_t delayed_ops_total = 0;
+    uint64_t held_ops = 0;
+    uint64_t written_bytes = 0;  // what --max-pending bounds
+  };
+  std::optional<Throttle> throttle;
   DurationHistogram::Counts checkpoint_hold;
 };
 

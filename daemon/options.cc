@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -127,6 +128,16 @@ void AddReplicationOptions(CLI::App& app, Config& cfg) {
                  "Seconds after which a file that stays open for writing is uploaded anyway")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
+      ->group(repl);
+  app.add_option("--max-lag", cfg.max_lag,
+                 "Bounded lag (async mode): when the oldest change not yet stored in the "
+                 "target is older than this (e.g. 2s, 500ms, 1m), new writes are slowed and "
+                 "then held until the backlog is back under it (default: no bound)")
+      ->group(repl);
+  app.add_option("--max-pending", cfg.max_pending,
+                 "Bounded lag (async mode): when more than this many written bytes (e.g. 8M, "
+                 "1G) are not yet stored in the target, new writes are slowed and then held "
+                 "(default: no bound)")
       ->group(repl);
   app.add_option("--stop-timeout", cfg.stop_timeout,
                  "On unmount/SIGTERM, seconds to let pending uploads finish before exiting")
@@ -332,6 +343,78 @@ Status CheckConfigFile(const std::string& path, const std::set<std::string>& nam
   return Status::Ok();
 }
 
+Result<double> ParseDuration(const std::string& text) {
+  auto bad = [&] {
+    return Status::Error(EINVAL, "'" + text + "' is not a duration (e.g. 2s, 500ms, 1m, 1h)");
+  };
+  size_t used = 0;
+  double v;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return bad();
+  }
+  std::string unit = text.substr(used);
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1}, {"s", 1}, {"ms", 1e-3}, {"m", 60}, {"min", 60}, {"h", 3600}};
+  for (const auto& [name, scale] : kUnits) {
+    if (unit != name) continue;
+    if (!(v > 0) || !std::isfinite(v)) return bad();
+    return v * scale;
+  }
+  return bad();
+}
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  auto bad = [&] {
+    return Status::Error(EINVAL, "'" + text + "' is not a size (e.g. 8M, 512K, 1G)");
+  };
+  size_t used = 0;
+  double v;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return bad();
+  }
+  std::string unit = text.substr(used);
+  if (unit.size() == 3 && unit.substr(1) == "iB") unit = unit.substr(0, 1);  // MiB
+  if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) unit = unit.substr(0, 1);  // MB
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1}, {"B", 1}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0},
+      {"T", 1099511627776.0}};
+  for (const auto& [name, scale] : kUnits) {
+    if (AsciiLower(unit) != AsciiLower(name)) continue;
+    double bytes = v * scale;
+    if (!(bytes >= 1) || bytes > 9.2e18) return bad();
+    return static_cast<uint64_t>(bytes);
+  }
+  return bad();
+}
+
+std::optional<std::string> CheckLagOptions(Config& cfg) {
+  if (!cfg.max_lag.empty()) {
+    auto d = ParseDuration(cfg.max_lag);
+    if (!d.ok()) return "--max-lag: " + d.status().message();
+    cfg.max_lag_s = *d;
+  }
+  if (!cfg.max_pending.empty()) {
+    auto n = ParseSize(cfg.max_pending);
+    if (!n.ok()) return "--max-pending: " + n.status().message();
+    cfg.max_pending_bytes = *n;
+  }
+  if (!cfg.max_lag_s && !cfg.max_pending_bytes) return std::nullopt;
+  if (cfg.target.empty())
+    return "--max-lag/--max-pending bound what is not yet stored in the --target; a "
+           "journal-only mount (no --target) has nothing to bound";
+  // Sync mode already bounds the lag to (nearly) zero: every close, fsync and
+  // namespace operation waits for the target. A bound there would never act,
+  // so a configuration that asks for one is most likely a mistake.
+  if (cfg.mode == "sync")
+    return "--max-lag/--max-pending apply to --mode async only: sync mode already waits for "
+           "the target at every close, fsync and namespace operation";
+  return std::nullopt;
+}
+
 std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   CLI::App app{
       "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
@@ -391,6 +474,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   if (cfg.datadir.empty())
     return usage("DATADIR is required (on the command line or as datadir in the --config file)");
   if (auto bad = CheckMonitoringOptions(cfg)) {
+    fprintf(stderr, "scribefs: %s\n", bad->c_str());
+    return kExitUsage;
+  }
+  if (auto bad = CheckLagOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;
   }

@@ -36,6 +36,17 @@ std::string NearestName(const std::string& key, const std::set<std::string>& nam
 Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args,
                                             const std::set<std::string>& names);
 
+// "2s", "500ms", "1m", "1.5h", "3" (seconds) -> seconds; EINVAL otherwise
+// (also for 0 and negative values: a bound must be positive).
+Result<double> ParseDuration(const std::string& text);
+// "8M", "512K", "1G", "1.5GiB", "4096" (bytes) -> bytes; binary units (K =
+// 1024); EINVAL otherwise (also for 0).
+Result<uint64_t> ParseSize(const std::string& text);
+// --max-lag / --max-pending: parses them into cfg.max_lag_s and
+// cfg.max_pending_bytes and checks that they fit the mount (a target, async
+// mode). The message when not.
+std::optional<std::string> CheckLagOptions(Config& cfg);
+
 // Checks every key of the TOML/INI config file at path against `names`; an
 // unknown key is EINVAL naming it and the nearest valid key. datadir and
 // mountpoint (any case) are returned through the pointers.

@@ -31,6 +31,26 @@ json PauseJson(const PauseState& st) {
   return j;
 }
 
+// Bounded lag: the backlog, the bounds, whether writers are throttled and why.
+json LagJson(LagMonitor& lag) {
+  LagMonitor::Snapshot s = lag.snapshot();
+  auto opt = [](const auto& v) { return v ? json(*v) : json(nullptr); };
+  json j;
+  j["oldest_pending_s"] = std::round(s.backlog.oldest_pending_s * 1000) / 1000;
+  j["expected_lag_s"] = std::round(s.expected_lag_s * 1000) / 1000;
+  j["pending_bytes"] = s.backlog.pending_bytes;
+  j["max_lag_s"] = opt(s.bounds.max_lag_s);
+  j["max_pending_bytes"] = opt(s.bounds.max_pending_bytes);
+  j["throttle"] = std::string(ThrottleStateName(s.state));
+  j["reason"] = s.reason;
+  j["delay_ms"] = static_cast<double>(s.delay.count()) / 1000;
+  j["throttled_since_ns"] = s.throttled_since_ns;
+  j["held_ops"] = s.held_ops;
+  j["delayed_ops_total"] = s.delayed_ops_total;
+  j["throttled_s_total"] = std::round(s.throttled_seconds_total * 1000) / 1000;
+  return j;
+}
+
 }  // namespace
 
 json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
@@ -74,6 +94,7 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   }
   BandwidthLimiter* bw = d.replicator ? d.replicator->bandwidth() : nullptr;
   j["bandwidth"] = bw ? BandwidthJson(bw->state()) : json(nullptr);
+  j["lag"] = d.lag ? LagJson(*d.lag) : json(nullptr);
   return j;
 }
 

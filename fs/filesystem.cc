@@ -1033,6 +1033,8 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
 }
 
 void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool covered) {
+  // Bounded lag counts these bytes before the journal shows them.
+  if (options_.gate) options_.gate->ChargeWrite(length);
   bool enqueue = false;
   {
     std::lock_guard lk(inode.mu);
@@ -1158,8 +1160,9 @@ Status Filesystem::DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh) {
     std::lock_guard lk(inode.mu);
     if (!inode.dirty.dirty) return Status::Ok();
   }
-  // Closing a dirty file journals: it passes the gate (before any lock).
-  MutationGate::Pass pass = EnterGate();
+  // Closing a dirty file journals: it passes the gate (before any lock);
+  // bounded lag never holds it (the uploader waits for the close).
+  MutationGate::Pass pass = EnterGate(MutationKind::kFinish);
   struct stat st;
   if (fstat(fh->fd.get(), &st) != 0) return Errno("fstat");
   Record close = NewRecord(Op::kClose, c, "");
@@ -1209,7 +1212,8 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
 
 Status Filesystem::DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool datasync) {
   // fsync of a dirty file journals: it passes the gate (before any lock).
-  MutationGate::Pass pass = NeedsGate(fh) ? EnterGate() : MutationGate::Pass();
+  MutationGate::Pass pass =
+      NeedsGate(fh) ? EnterGate(MutationKind::kFinish) : MutationGate::Pass();
   // The journal becomes durable first: it must never be weaker than the data.
   std::vector<Record> extra;
   bool dirty;

@@ -379,8 +379,8 @@ class Filesystem {
     return ChargeOf(fh.opener_uid, fh.opener_gid);
   }
   // Passes the mutation gate (blocks while paused). Call before any lock.
-  MutationGate::Pass EnterGate() {
-    return options_.gate ? options_.gate->Enter() : MutationGate::Pass();
+  MutationGate::Pass EnterGate(MutationKind kind = MutationKind::kData) {
+    return options_.gate ? options_.gate->Enter(kind) : MutationGate::Pass();
   }
 
   UniqueFd root_fd_;

@@ -142,10 +142,12 @@ void ReplyErr(fuse_req_t req, Mutation<Status> m) {
 // copies of its arguments; after the resume it runs from the top again on a
 // gate thread (and is queued again if another pause began meanwhile).
 // Filesystem::EnterGate() is the real barrier; this only keeps workers free.
+// The same holds and delays new data mutations while bounded lag throttles
+// them (kFinish: close and fsync are never throttled).
 template <typename F>
-bool Held(fuse_req_t req, F&& again) {
+bool Held(fuse_req_t req, F&& again, MutationKind kind = MutationKind::kData) {
   MutationGate* gate = Fs(req).gate();
-  return gate && gate->closed() && gate->DeferIfClosed(std::forward<F>(again));
+  return gate && gate->closed() && gate->DeferIfClosed(std::forward<F>(again), kind);
 }
 
 // A copy of a fuse_file_info that may be null.
@@ -375,7 +377,13 @@ struct HeldCopy {
   std::string bytes;
 };
 
-void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi);
+// may_hold false: the gate was just consulted for this request (HeldWrite);
+// Filesystem::Write still passes it.
+void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi,
+              bool may_hold);
+void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  WriteBuf(req, ino, in, off, fi, /*may_hold=*/true);
+}
 
 // While paused: keeps a copy of the data (it lives in this worker's buffer or
 // pipe) and defers the write, or writes the copy if the gate opened
@@ -405,15 +413,18 @@ bool HeldWrite(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
   // Opened meanwhile: write the copy now.
   fuse_bufvec again = FUSE_BUFVEC_INIT(data->bytes.size());
   again.buf[0].mem = data->bytes.data();
-  DoWriteBuf(req, ino, &again, off, fi);
+  // Not from the top: while slowed the gate stays "closed" for the fast path
+  // but lets this request pass, and re-entering HeldWrite would copy again.
+  WriteBuf(req, ino, &again, off, fi, /*may_hold=*/false);
   return true;
 }
 
-void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi,
+              bool may_hold) {
   Guard(req, [&] {
     size_t size = fuse_buf_size(in);
     MutationGate* gate = Fs(req).gate();
-    if (gate && gate->closed() && HeldWrite(req, ino, in, off, fi, gate)) return;
+    if (may_hold && gate && gate->closed() && HeldWrite(req, ino, in, off, fi, gate)) return;
     auto n = Fs(req).Write(CallerOf(req), Fh(fi), off, size, [&](int fd, off_t o) -> ssize_t {
       fuse_bufvec out = FUSE_BUFVEC_INIT(size);
       out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -429,7 +440,8 @@ void DoWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 void DoFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
-        Held(req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }))
+        Held(
+            req, [req, ino, f = *fi]() mutable { DoFlush(req, ino, &f); }, MutationKind::kFinish))
       return;
     ReplyErr(req, Fs(req).Flush(CallerOf(req), Fh(fi)));
   });
@@ -443,7 +455,9 @@ void DoRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void DoFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   Guard(req, [&] {
     if (Fs(req).gate() && Fs(req).gate()->closed() && Fs(req).NeedsGate(Fh(fi)) &&
-        Held(req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); }))
+        Held(
+            req, [req, ino, datasync, f = *fi]() mutable { DoFsync(req, ino, datasync, &f); },
+            MutationKind::kFinish))
       return;
     ReplyErr(req, Fs(req).Fsync(CallerOf(req), Fh(fi), datasync != 0));
   });

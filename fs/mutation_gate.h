@@ -26,6 +26,18 @@
 // continuation normally re-runs its operation from the top, so that it is
 // deferred again if the gate closed again in the meantime.
 //
+// Bounded lag (fs/lag_policy.h) closes the gate for a second, independent
+// reason: SetThrottle(kHeld) holds new *data* mutations (kData: writes,
+// creates, namespace changes: whatever adds to the backlog) exactly as a
+// pause does, while closes and fsyncs (kFinish) pass, since they add nothing
+// to the backlog and the uploader waits for a close to store a file.
+// SetThrottle(kSlowed, d) delays each new data mutation by d: DeferIfClosed
+// queues it on a timer and a gate thread runs it once d has passed, so that a
+// delay occupies no FUSE worker either. A pause and a throttle hold compose:
+// Open() (resume) ends only the pause and SetThrottle(kNone) only the
+// throttle; a held operation proceeds once neither holds it. Shutdown()
+// (unmount) ends both for good.
+//
 // Thread-safe.
 #pragma once
 
@@ -35,13 +47,22 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "fs/lag_policy.h"
 
 namespace scribefs {
+
+// What a mutation does to the backlog the uploader has not stored yet.
+enum class MutationKind {
+  kData,    // adds to it: throttled (bounded lag) and paused
+  kFinish,  // close/fsync of a written file: paused, never throttled
+};
 
 class MutationGate {
  public:
@@ -73,6 +94,11 @@ class MutationGate {
     uint64_t held_total = 0;  // operations held (blocked or deferred) since construction
     uint64_t releasing = 0;   // released continuations queued or running on gate threads
     uint64_t held_bytes = 0;  // bytes of held write copies
+    // Bounded lag (SetThrottle).
+    ThrottleState throttle = ThrottleState::kNone;
+    std::chrono::microseconds throttle_delay{0};
+    uint64_t delayed = 0;        // continuations waiting out a delay now
+    uint64_t delayed_total = 0;  // operations delayed since construction
   };
 
   static constexpr size_t kDefaultMaxHeldBytes = 64 << 20;
@@ -82,14 +108,33 @@ class MutationGate {
   MutationGate(const MutationGate&) = delete;
   MutationGate& operator=(const MutationGate&) = delete;
 
-  // Waits while the gate is closed, then counts the caller in flight.
-  Pass Enter();
-  // While closed: queues fn to run on a gate thread once the gate opens and
-  // returns true (fn now owns the operation). While open: returns false and
-  // does nothing (the caller proceeds, normally through Enter()).
-  bool DeferIfClosed(std::function<void()> fn);
-  // Lock-free hint for the fast path (exact under DeferIfClosed's lock).
+  // Waits while the gate is closed for `kind` (paused; throttle-held for
+  // kData), then counts the caller in flight. Never delays (see
+  // DeferIfClosed): a caller that cannot defer is only held.
+  Pass Enter(MutationKind kind = MutationKind::kData);
+  // While closed for `kind`: queues fn to run on a gate thread once the gate
+  // opens and returns true (fn now owns the operation). While slowed (kData
+  // only): queues fn to run on a gate thread after the delay and returns
+  // true; fn's re-run of this call on that thread then returns false, so that
+  // each operation waits out one delay. Otherwise returns false and does
+  // nothing (the caller proceeds, normally through Enter()).
+  bool DeferIfClosed(std::function<void()> fn, MutationKind kind = MutationKind::kData);
+  // Lock-free hint for the fast path: true while paused or throttled (exact
+  // under DeferIfClosed's lock).
   bool closed() const { return closed_hint_.load(std::memory_order_acquire); }
+
+  // Bounded lag: kHeld holds new kData mutations until another call ends
+  // the hold; kSlowed delays each by `delay`; kNone lets them pass. Independent
+  // of pauses (Close/Open). Ignored after Shutdown().
+  void SetThrottle(ThrottleState state, std::chrono::microseconds delay = {});
+  // Bounded bytes (--max-pending) between two measurements of the backlog,
+  // which come every 100 ms while a writer can write at local speed: the
+  // monitor grants the bytes that may still be written before the bound
+  // (nullopt: no limit); every data write charges its length; once the grant
+  // is spent, the gate holds data mutations as SetThrottle(kHeld) does, until
+  // the monitor decides again.
+  void SetWriteBudget(std::optional<uint64_t> bytes);
+  void ChargeWrite(uint64_t bytes);
 
   // Counts n bytes of a held write's copy against max_held_bytes: false
   // (nothing counted) when they would pass it. ReturnHeldBytes(n) when the
@@ -115,13 +160,22 @@ class MutationGate {
   Stats stats() const;
 
  private:
+  using Clock = std::chrono::steady_clock;
   void Exit();
+  // True when a `kind` operation must wait (requires mu_).
+  bool HoldsLocked(MutationKind kind) const;
+  void UpdateHintLocked();
+  // Wakes the blocked threads and hands the deferred continuations to the
+  // gate threads (requires mu_; the caller has updated closed_/throttle_).
   void ReleaseLocked(std::unique_lock<std::mutex>& lk);
+  void StartThreadsLocked();
   void ReleaseLoop();
 
   const int release_threads_;
   const size_t max_held_bytes_;
   std::atomic<size_t> held_bytes_{0};
+  std::atomic<bool> budgeted_{false};   // SetWriteBudget(bytes)
+  std::atomic<int64_t> budget_{0};      // bytes left of the grant
   mutable std::mutex mu_;
   std::condition_variable open_cv_;              // Enter(): the gate opened
   std::condition_variable drained_cv_;           // Close(): in_flight_ reached 0
@@ -136,7 +190,14 @@ class MutationGate {
   uint64_t held_total_ = 0;                      // GUARDED_BY(mu_)
   uint64_t releasing_ = 0;                       // GUARDED_BY(mu_): queued in run_ + running
   std::vector<std::function<void()>> deferred_;  // GUARDED_BY(mu_)
-  std::deque<std::function<void()>> run_;        // GUARDED_BY(mu_): released, to run
+  // GUARDED_BY(mu_): released, to run; .second: a delay was served.
+  std::deque<std::pair<std::function<void()>, bool>> run_;
+  ThrottleState throttle_ = ThrottleState::kNone;      // GUARDED_BY(mu_)
+  std::chrono::microseconds throttle_delay_{0};        // GUARDED_BY(mu_)
+  uint64_t delayed_total_ = 0;                         // GUARDED_BY(mu_)
+  // GUARDED_BY(mu_): delayed continuations by when they may run (counted in
+  // releasing_, moved to run_ when due).
+  std::multimap<Clock::time_point, std::function<void()>> timed_;
   int idle_threads_ = 0;                         // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;             // GUARDED_BY(mu_)
 };

@@ -225,6 +225,39 @@ Result<int64_t> JournalReader::PendingBytesThrough(int64_t seq) {
   return sqlite3_column_int64(st->get(), 0);
 }
 
+Result<JournalBacklog> JournalReader::Backlog() {
+  // ranges is "[[offset,length],...]" (RangesToJson).
+  auto st = Prepare(db_.get(),
+                    "SELECT min(time_ns), coalesce(sum(CASE WHEN op = 'write' AND ranges IS NOT "
+                    "NULL THEN (SELECT sum(json_extract(value, '$[1]')) FROM json_each(ranges)) "
+                    "END), 0) FROM records WHERE " +
+                        UnfinishedCondition(schema_version_) + " AND state != 'failed'");
+  if (!st.ok()) return st.status();
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal backlog", db_.get(), rc);
+  JournalBacklog out;
+  if (sqlite3_column_type(st->get(), 0) != SQLITE_NULL)
+    out.oldest_pending_ns = sqlite3_column_int64(st->get(), 0);
+  out.written_bytes = sqlite3_column_int64(st->get(), 1);
+  auto whole = Prepare(
+      db_.get(),
+      "SELECT p.path, (SELECT CASE WHEN r.op = 'close' THEN r.size END FROM records r WHERE "
+      "r.seq = p.last) FROM (SELECT path, max(seq) AS last FROM records WHERE " +
+          UnfinishedCondition(schema_version_) +
+          " AND state != 'failed' GROUP BY path HAVING max(op IN ('create', 'truncate', "
+          "'reconcile'))) p");
+  if (!whole.ok()) return whole.status();
+  while ((rc = sqlite3_step(whole->get())) == SQLITE_ROW) {
+    std::string path = reinterpret_cast<const char*>(sqlite3_column_text(whole->get(), 0));
+    std::optional<int64_t> size;
+    if (sqlite3_column_type(whole->get(), 1) != SQLITE_NULL)
+      size = sqlite3_column_int64(whole->get(), 1);
+    out.whole_files.emplace_back(std::move(path), size);
+  }
+  if (rc != SQLITE_DONE) return SqliteError("journal backlog", db_.get(), rc);
+  return out;
+}
+
 Result<JournalStats> JournalReader::Stats() {
   JournalStats out;
   // One read transaction so that the figures agree with each other.

@@ -40,6 +40,23 @@ struct JournalStats {
   std::optional<int64_t> oldest_pending_ns;
 };
 
+// What bounded lag (--max-lag, --max-pending) measures of the work not stored
+// yet (pending or uploading; failed records wait for `scribectl retry` and do
+// not count).
+struct JournalBacklog {
+  std::optional<int64_t> oldest_pending_ns;  // time of the oldest such record
+  // The bytes written locally and not stored yet: the lengths of the byte
+  // ranges of the pending write records. Rewrites of the same bytes count
+  // each time (an over-estimate, so the bound errs on the safe side); a file
+  // that is only truncated, created or renamed adds nothing.
+  int64_t written_bytes = 0;
+  // Paths whose pending records include one that covers the whole file
+  // (create, truncate, reconcile: later writes to it journal no ranges), with
+  // the size of its last record when that is a close (nullopt: still open, or
+  // no size known; the caller looks at the file).
+  std::vector<std::pair<std::string, std::optional<int64_t>>> whole_files;
+};
+
 // A record still to upload, as far as deciding what it covers needs it.
 struct UnfinishedRecord {
   Op op = Op::kWrite;
@@ -76,6 +93,8 @@ class JournalReader {
   // known size of each path a pending record up to seq names.
   Result<UnfinishedCount> UnfinishedThrough(int64_t seq);
   Result<int64_t> PendingBytesThrough(int64_t seq);
+  // Bounded by the pending work (records_unfinished), not the journal's length.
+  Result<JournalBacklog> Backlog();
 
   // A read transaction: every read of this reader (and of a RemoteIndex over
   // it) until the Snapshot ends sees one state of the journal.

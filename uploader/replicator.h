@@ -128,6 +128,11 @@ class Replicator : public UploadWaiter {
                              const std::function<bool()>& cancelled = {},
                              const std::function<void(const DrainProgress&)>& progress = {});
 
+  // Bounded lag: while writers are throttled, files still open for writing
+  // are stored at once instead of after open_file_delay (as during a drain),
+  // so that the backlog that throttles them can shrink. Idempotent.
+  void Hurry(bool on);
+
   ReplicatorStats stats();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
@@ -186,7 +191,8 @@ class Replicator : public UploadWaiter {
   std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
-  int drain_depth_ = 0;  // WaitUploadedThrough calls running: no open_file_delay
+  int drain_depth_ = 0;  // WaitUploadedThrough calls running, or Hurry: no open_file_delay
+  bool hurrying_ = false;  // Hurry(true) counted in drain_depth_
   ReplicatorStats stats_;
   std::vector<std::thread> threads_;
 };

@@ -12,6 +12,17 @@ namespace scribefs {
 
 using Clock = std::chrono::steady_clock;
 
+void Replicator::Hurry(bool on) {
+  std::lock_guard lk(mu_);
+  if (on == hurrying_) return;
+  hurrying_ = on;
+  drain_depth_ += on ? 1 : -1;
+  if (!on) return;
+  RescheduleOpenFiles();
+  notified_ = true;
+  notify_cv_.notify_one();
+}
+
 Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
                                        const std::function<bool()>& cancelled,
                                        const std::function<void(const DrainProgress&)>& progress) {

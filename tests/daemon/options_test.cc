@@ -191,5 +191,63 @@ TEST_F(OptionsTest, VersionPrintsAndExitsOk) {
   EXPECT_EQ(out.rfind("scribefs ", 0), 0u) << out;
 }
 
+// Bounded lag: --max-lag DURATION and --max-pending SIZE, on the command line,
+// as fstab -o keys and in the config file; refused where they cannot act.
+TEST_F(OptionsTest, DurationsAndSizes) {
+  EXPECT_EQ(*ParseDuration("2s"), 2.0);
+  EXPECT_EQ(*ParseDuration("500ms"), 0.5);
+  EXPECT_EQ(*ParseDuration("1m"), 60.0);
+  EXPECT_EQ(*ParseDuration("1.5h"), 5400.0);
+  EXPECT_EQ(*ParseDuration("3"), 3.0);
+  for (const char* bad : {"", "s", "0s", "-1s", "2 parsecs", "2x", "nan"})
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  EXPECT_EQ(*ParseSize("8M"), 8u << 20);
+  EXPECT_EQ(*ParseSize("512K"), 512u << 10);
+  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("1.5GiB"), 3ull << 29);
+  EXPECT_EQ(*ParseSize("8mb"), 8u << 20);
+  EXPECT_EQ(*ParseSize("4096"), 4096u);
+  for (const char* bad : {"", "M", "0", "-8M", "8Q", "8 MiB"})
+    EXPECT_FALSE(ParseSize(bad).ok()) << bad;
+}
+
+TEST_F(OptionsTest, MaxLagAndMaxPendingEverywhereOptionsAre) {
+  Config flags;
+  ASSERT_EQ(Parse({"/d", "--target", "file:///t", "--max-lag", "2s", "--max-pending", "8M"}, flags),
+            std::nullopt);
+  EXPECT_EQ(flags.max_lag_s.value_or(0), 2.0);
+  EXPECT_EQ(flags.max_pending_bytes.value_or(0), 8u << 20);
+  Config fstab;
+  ASSERT_EQ(Parse({"/d", "-o", "target=file:///t,max_lag=500ms,max-pending=1G"}, fstab),
+            std::nullopt);
+  EXPECT_EQ(fstab.max_lag_s.value_or(0), 0.5);
+  EXPECT_EQ(fstab.max_pending_bytes.value_or(0), 1ull << 30);
+  Config conf;
+  std::string path = Write("lag.conf", "target = \"file:///t\"\nmax-lag = \"1m\"\n");
+  ASSERT_EQ(Parse({"/d", "--config", path}, conf), std::nullopt);
+  EXPECT_EQ(conf.max_lag_s.value_or(0), 60.0);
+  EXPECT_FALSE(conf.max_pending_bytes.has_value());
+  Config off;
+  ASSERT_EQ(Parse({"/d", "--target", "file:///t"}, off), std::nullopt);
+  EXPECT_FALSE(off.max_lag_s.has_value()) << "off by default";
+  EXPECT_FALSE(off.max_pending_bytes.has_value());
+}
+
+TEST_F(OptionsTest, MaxLagIsRefusedWhereItCannotAct) {
+  Config bad_value, journal_only, sync;
+  EXPECT_EQ(Parse({"/d", "--target", "file:///t", "--max-lag", "soon"}, bad_value), kExitUsage);
+  EXPECT_EQ(Parse({"/d", "--max-pending", "8M"}, journal_only), kExitUsage);
+  EXPECT_EQ(Parse({"/d", "--target", "file:///t", "--mode", "sync", "--max-lag", "2s"}, sync),
+            kExitUsage);
+  Config c;
+  c.max_pending = "8M";
+  EXPECT_NE(CheckLagOptions(c)->find("--target"), std::string::npos);
+  c.target = "file:///t";
+  c.mode = "sync";
+  EXPECT_NE(CheckLagOptions(c)->find("sync"), std::string::npos);
+  c.mode = "async";
+  EXPECT_FALSE(CheckLagOptions(c).has_value());
+}
+
 }  // namespace
 }  // namespace scribefs

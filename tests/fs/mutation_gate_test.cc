@@ -183,5 +183,149 @@ TEST(MutationGate, HeldBytesAreBounded) {
   EXPECT_EQ(MutationGate().max_held_bytes(), 64u << 20) << "the default";
 }
 
+// ---- bounded lag: the throttle, and how it composes with pauses ------------
+
+// An operation as the FUSE adapter runs one: it first offers itself to
+// DeferIfClosed and, when not taken, proceeds (counted in `ran`). A deferred
+// one re-runs from the top on a gate thread.
+struct Rerun {
+  MutationGate* gate;
+  std::atomic<int>* ran;
+  MutationKind kind = MutationKind::kData;
+  void operator()() const {
+    if (gate->DeferIfClosed(*this, kind)) return;
+    (*ran)++;
+  }
+};
+
+TEST(MutationGateThrottle, HoldStopsDataMutationsNotClosesAndReleasesOnEnd) {
+  MutationGate gate;
+  gate.SetThrottle(ThrottleState::kHeld);
+  EXPECT_TRUE(gate.closed()) << "the fast-path hint must see the hold";
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked)) << "a data mutation passed a throttle hold";
+  {
+    auto finish = gate.Enter(MutationKind::kFinish);  // close/fsync: never throttled
+    EXPECT_EQ(gate.stats().in_flight, 1u);
+  }
+  std::atomic<int> ran{0};
+  Rerun{&gate, &ran}();
+  Rerun{&gate, &ran, MutationKind::kFinish}();
+  EXPECT_EQ(ran.load(), 1) << "only the close ran";
+  EXPECT_EQ(gate.stats().deferred, 1u);
+  EXPECT_EQ(gate.stats().throttle, ThrottleState::kHeld);
+  gate.SetThrottle(ThrottleState::kNone);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_FALSE(gate.closed());
+}
+
+TEST(MutationGateThrottle, ResumeReleasesOnlyThePause) {
+  MutationGate gate;
+  gate.SetThrottle(ThrottleState::kHeld);
+  // A pause (checkpoint) while throttled: nothing is in flight, so it drains.
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  std::atomic<int> data{0}, finish{0};
+  Rerun{&gate, &data}();
+  Rerun{&gate, &finish, MutationKind::kFinish}();
+  EXPECT_EQ(data + finish, 0) << "a pause holds both kinds";
+  EXPECT_EQ(gate.Open(), 2u);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(finish.load(), 1) << "the resume releases what only the pause held";
+  EXPECT_EQ(data.load(), 0) << "the resume released a throttle hold";
+  EXPECT_EQ(gate.stats().deferred, 1u) << "the data mutation is held again";
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  EXPECT_TRUE(StillWaiting(blocked));
+  gate.SetThrottle(ThrottleState::kNone);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(data.load(), 1);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+}
+
+TEST(MutationGateThrottle, EndOfHoldDoesNotReleaseAPause) {
+  MutationGate gate;
+  gate.SetThrottle(ThrottleState::kHeld);
+  ASSERT_TRUE(gate.Close(Clock::now() + 1s).ok());
+  std::atomic<int> ran{0};
+  Rerun{&gate, &ran}();
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  gate.SetThrottle(ThrottleState::kNone);
+  EXPECT_TRUE(StillWaiting(blocked)) << "the throttle's end released a pause";
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_TRUE(gate.closed());
+  EXPECT_EQ(gate.Close(Clock::now() + 1s).code(), EBUSY) << "still paused";
+  gate.Open();
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(MutationGateThrottle, SlowedDelaysEachDataMutationOnceWithoutBlockingTheCaller) {
+  MutationGate gate;
+  gate.SetThrottle(ThrottleState::kSlowed, 150ms);
+  std::atomic<int> ran{0}, finish{0};
+  auto t0 = Clock::now();
+  for (int i = 0; i < 4; ++i) Rerun{&gate, &ran}();
+  Rerun{&gate, &finish, MutationKind::kFinish}();
+  EXPECT_LT(Clock::now() - t0, 100ms) << "the caller (a FUSE worker) must not wait out the delay";
+  EXPECT_EQ(finish.load(), 1) << "closes are not delayed";
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(gate.stats().delayed, 4u);
+  {
+    auto p = gate.Enter();  // Enter itself never delays
+    EXPECT_LT(Clock::now() - t0, 100ms);
+  }
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_GE(Clock::now() - t0, 150ms);
+  EXPECT_EQ(ran.load(), 4) << "each delayed operation ran exactly once, after its delay";
+  EXPECT_EQ(gate.stats().delayed_total, 4u);
+  EXPECT_EQ(gate.stats().delayed, 0u);
+  gate.SetThrottle(ThrottleState::kNone);
+  EXPECT_FALSE(gate.closed());
+  Rerun{&gate, &ran}();
+  EXPECT_EQ(ran.load(), 5) << "no delay once the throttle ends";
+}
+
+TEST(MutationGateThrottle, SpentWriteBudgetHoldsUntilTheNextDecision) {
+  MutationGate gate;
+  gate.ChargeWrite(1 << 30);  // no budget: no limit
+  EXPECT_FALSE(gate.closed());
+  gate.SetWriteBudget(100);
+  gate.ChargeWrite(60);
+  EXPECT_FALSE(gate.closed()) << "40 bytes of the grant are left";
+  gate.ChargeWrite(60);
+  EXPECT_TRUE(gate.closed()) << "the grant is spent: held without waiting for the monitor";
+  EXPECT_EQ(gate.stats().throttle, ThrottleState::kHeld);
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked));
+  { auto finish = gate.Enter(MutationKind::kFinish); }
+  // The monitor measured again: a new grant, then its decision.
+  gate.SetWriteBudget(1000);
+  gate.SetThrottle(ThrottleState::kNone);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  gate.SetWriteBudget(std::nullopt);
+  gate.ChargeWrite(1 << 30);
+  EXPECT_FALSE(gate.closed());
+}
+
+TEST(MutationGateThrottle, ShutdownEndsHoldsAndDelaysForGood) {
+  MutationGate gate;
+  gate.SetThrottle(ThrottleState::kSlowed, 10s);
+  std::atomic<int> ran{0};
+  Rerun{&gate, &ran}();
+  gate.SetThrottle(ThrottleState::kHeld);
+  Rerun{&gate, &ran}();
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked));
+  EXPECT_EQ(gate.Shutdown(), 3u);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s)) << "a delay outlived the unmount";
+  EXPECT_EQ(ran.load(), 2);
+  gate.SetThrottle(ThrottleState::kHeld);
+  EXPECT_FALSE(gate.closed()) << "a throttle after the unmount";
+  auto p = gate.Enter();
+}
+
 }  // namespace
 }  // namespace scribefs

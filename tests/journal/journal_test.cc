@@ -1183,5 +1183,50 @@ TEST_F(JournalTest, StatsFigures) {
   EXPECT_EQ(*st->oldest_pending_ns, 10);
 }
 
+// Bounded lag's measure: the written bytes of pending/uploading write
+// records, and the oldest of those records; failed and done ones do not count.
+TEST_F(JournalTest, BacklogCountsWrittenBytesNotStored) {
+  auto j = MustOpen(db_path());
+  ASSERT_TRUE(j);
+  auto rec = [](int64_t t, Op op, const char* path, std::string_view state,
+                std::vector<ByteRange> ranges) {
+    Record r = MakeRecord(op, path);
+    r.time_ns = t;
+    r.state = std::string(state);
+    r.ranges = std::move(ranges);
+    return r;
+  };
+  auto reader = MustOpenReader(db_path());
+  ASSERT_TRUE(reader);
+  auto b = reader->Backlog();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->written_bytes, 0);
+  EXPECT_FALSE(b->oldest_pending_ns.has_value());
+  std::vector<Record> rs = {
+      rec(100, Op::kWrite, "a", kStateDone, {{0, 1000}}),
+      rec(200, Op::kWrite, "a", kStatePending, {{0, 4096}, {8192, 512}}),
+      rec(300, Op::kWrite, "b", kStateUploading, {{0, 10}}),
+      rec(50, Op::kWrite, "c", kStateFailed, {{0, 7777}}),
+      rec(400, Op::kCreate, "d", kStatePending, {}),
+  };
+  ASSERT_TRUE(j->Commit(rs).ok());
+  b = reader->Backlog();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->written_bytes, 4096 + 512 + 10);
+  ASSERT_TRUE(b->oldest_pending_ns.has_value());
+  EXPECT_EQ(*b->oldest_pending_ns, 200);
+  // d was created: its writes journal no ranges; its size is looked up.
+  ASSERT_EQ(b->whole_files.size(), 1u);
+  EXPECT_EQ(b->whole_files[0].first, "d");
+  EXPECT_FALSE(b->whole_files[0].second.has_value()) << "still open";
+  Record close = rec(500, Op::kClose, "d", kStatePending, {});
+  close.size = 12345;
+  ASSERT_TRUE(j->Commit(close).ok());
+  b = reader->Backlog();
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->whole_files.size(), 1u);
+  EXPECT_EQ(b->whole_files[0].second, std::optional<int64_t>(12345)) << "closed at that size";
+}
+
 }  // namespace
 }  // namespace scribefs

@@ -1,0 +1,112 @@
+// LagMonitor: applies bounded lag (README, "Bounded lag (recovery point)").
+//
+// A thread measures the backlog every `interval` (100 ms) with one indexed
+// query on its own read-only journal connection (JournalReader::Backlog:
+// bounded by the pending work), asks LagPolicy (fs/lag_policy.h) what to do
+// and tells the MutationGate (hold, delay, or let pass) and the Replicator
+// (hurry: files open for writing are stored at once while writers are
+// throttled). It logs each transition once, with its reason, and keeps the
+// figures that `status` and /metrics show.
+//
+// What "pending bytes" means: the bytes written through the mount that the
+// target does not hold yet, i.e. the byte ranges of the write records still
+// pending or uploading (an over-estimate when the same bytes are rewritten),
+// plus, for a file created or truncated since its last upload (whose writes
+// journal no ranges: its create record covers every byte), its whole size:
+// that of its close record, or of the file in DATADIR while it is open.
+// Ranges still in memory are committed within --range-flush-ms (5 ms) and
+// counted from then on. Failed records (4xx) wait for `scribectl retry` and
+// do not count, or they would hold writers until someone notices.
+//
+// What --max-lag bounds: not only the age of the oldest pending change, but
+// the age the newest pending change will have when it is stored: that age
+// plus the time the uploader needs for the paths queued before it (queued
+// paths / paths stored per second over the last 5 s; while no rate is known,
+// the age alone). Without this, a writer much faster than the target builds
+// a queue whose last change waits far beyond the bound after the hold.
+//
+// Without bounds the thread does not run; snapshot() then measures on demand.
+//
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "fs/lag_policy.h"
+#include "fs/mutation_gate.h"
+#include "journal/reader.h"
+#include "uploader/replicator.h"
+
+namespace scribefs {
+
+class LagMonitor {
+ public:
+  struct Options {
+    LagBounds bounds;
+    std::string journal_path;
+    int datadir_fd = -1;  // DATADIR (sizes of files still open); not owned
+    std::chrono::milliseconds interval{100};
+  };
+  struct Snapshot {
+    Backlog backlog;
+    double expected_lag_s = 0;  // what --max-lag bounds (see above)
+    bool measured = false;  // false: the journal could not be read
+    LagBounds bounds;
+    ThrottleState state = ThrottleState::kNone;
+    std::chrono::microseconds delay{0};
+    std::string reason;
+    int64_t throttled_since_ns = 0;  // 0 when not throttled
+    uint64_t held_ops = 0;           // data mutations held by the throttle right now
+    uint64_t delayed_ops_total = 0;
+    double throttled_seconds_total = 0;  // time spent slowed or held
+  };
+
+  // gate must outlive the monitor; replicator may be null (no hurry).
+  LagMonitor(MutationGate* gate, Replicator* replicator, Options options);
+  ~LagMonitor();  // Stop()
+  LagMonitor(const LagMonitor&) = delete;
+  LagMonitor& operator=(const LagMonitor&) = delete;
+
+  // Starts the thread when there is a bound.
+  Status Start();
+  // Stops the thread and lifts the throttle. Idempotent.
+  void Stop();
+  Snapshot snapshot();
+
+ private:
+  void Loop();
+  // One measurement and decision; requires eval_mu_.
+  void Evaluate();
+  Result<Backlog> MeasureLocked();  // requires eval_mu_
+  // Seconds the uploader needs for what is queued (0 while unknown); requires
+  // eval_mu_.
+  double DrainSecondsLocked();
+
+  MutationGate* const gate_;
+  Replicator* const replicator_;
+  const Options options_;
+  const LagPolicy policy_;
+
+  std::mutex eval_mu_;  // the reader; taken before mu_
+  std::unique_ptr<JournalReader> reader_;
+  // (when, paths stored so far): the uploader's rate over the last seconds.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> done_;
+
+  mutable std::mutex mu_;  // guards what follows
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  Snapshot snap_;
+  std::chrono::steady_clock::time_point since_;  // steady twin of throttled_since_ns
+  double closed_seconds_ = 0;  // of throttle periods that ended
+  std::thread thread_;
+};
+
+}  // namespace scribefs

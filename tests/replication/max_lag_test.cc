@@ -1,0 +1,291 @@
+// Bounded lag (README, "Bounded lag (recovery point)") on real mounts
+// replicating to real S3 (Ceph RGW):
+//  - --max-pending 8M with the gateway stopped: a writer of 64 MiB is held
+//    after about 8 MiB (never failed), reads go on meanwhile, status and the
+//    log say why; once the gateway is back the writer finishes by itself and
+//    the bucket equals DATADIR.
+//  - --max-lag 2s with a target slowed to a trickle (FaultProxy delaying every
+//    request): no change stays pending longer than the bound plus about one
+//    upload, measured on every record of the journal.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/replication/e2e_scenario.h"
+#include "tests/replication/fault_proxy.h"
+#include "tests/replication/replication_fixture.h"
+
+namespace scribefs::rep {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+constexpr uint64_t kMiB = 1 << 20;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// A Ceph cluster of the test's own (tests/testbed/rgw-up.sh), so that
+// stopping its gateway disturbs no other test. Removed when destroyed. (As in
+// faults_test.cc.)
+class PrivateRgw {
+ public:
+  explicit PrivateRgw(std::string dir) : dir_(std::move(dir)) {}
+  ~PrivateRgw() {
+    if (started_) it::RunCommand({Script("rgw-down.sh"), dir_}, 90);
+  }
+  std::optional<S3Env> Start(std::string* error) {
+    started_ = true;
+    it::RunResult r = it::RunCommand({Script("rgw-up.sh"), dir_, "0"}, 240);
+    if (r.exit_code != 0) {
+      *error = "rgw-up.sh: " + r.Describe();
+      return std::nullopt;
+    }
+    return LoadS3EnvFile(dir_ + "/env", error);
+  }
+  // "stop" or "start" the gateway only; "" or what went wrong.
+  std::string Gateway(const std::string& verb) {
+    it::RunResult r = it::RunCommand({Script("rgw-gateway.sh"), dir_, verb}, 60);
+    return r.exit_code == 0 ? "" : "rgw-gateway.sh " + verb + ": " + r.Describe();
+  }
+
+ private:
+  static std::string Script(const std::string& name) {
+    return std::string(SCRIBEFS_TESTBED_DIR) + "/" + name;
+  }
+  const std::string dir_;
+  bool started_ = false;
+};
+
+class MaxLagRgw : public ReplicationTest {
+ protected:
+  // `scribectl status --json`: the daemon's part.
+  nlohmann::json DaemonStatus() {
+    it::RunResult r =
+        it::RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "--json", "status"}, 30);
+    auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) {
+      ADD_FAILURE() << "scribectl status: not JSON: " << r.Describe();
+      return nlohmann::json::object();
+    }
+    return j.contains("daemon") ? j["daemon"] : j;
+  }
+  // Its "lag" object ({} when absent, e.g. the daemon is gone).
+  nlohmann::json Lag() {
+    nlohmann::json d = DaemonStatus();
+    return d.contains("lag") && d["lag"].is_object() ? d["lag"] : nlohmann::json::object();
+  }
+  void VerifyBucket() {
+    auto want = ExpectedObjects(data());
+    ASSERT_NO_FATAL_FAILURE(VerifyS3Mirror(env_, bucket_, want, root() + "/download", {}));
+  }
+  void ExpectNoFailedRecords() {
+    auto failed = RecordsIn("failed");
+    EXPECT_TRUE(failed.empty()) << failed.size() << " failed records";
+  }
+};
+
+// Writes `size` deterministic bytes to path through the mount (open, write,
+// close); the errno of the first failure, 0 when it worked.
+int Put(const std::string& path, size_t size, uint32_t seed) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  std::string data = it::Pattern(size, seed);
+  int err = 0;
+  if (write(fd, data.data(), data.size()) != ssize_t(data.size())) err = errno ? errno : EIO;
+  if (close(fd) != 0 && err == 0) err = errno;
+  return err;
+}
+
+TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter) {
+  PrivateRgw rgw(root() + "/rgw");
+  std::string err;
+  auto env = rgw.Start(&err);
+  ASSERT_TRUE(env.has_value()) << err;
+  ASSERT_NO_FATAL_FAILURE(SetUpS3On(*env, "maxpending"));
+  // Why --writeback off: with the kernel's writeback cache, written data
+  // waits in the page cache until the kernel sends it to the daemon, and the
+  // writer blocks only when the mount's share of the dirty-page limit is full:
+  // vm.dirty_ratio (20 %) of the available memory (20 GB here) times the FUSE
+  // bdi's max_ratio that daemon/bdi.cc sets (--max-dirty-ratio, 40 %), about
+  // 1.6 GB on this machine, far more than this test writes (the writer would
+  // then block in its close(), which waits for the held writeback). Without
+  // the cache every write() reaches the daemon, so the buffer between the
+  // writer and the bound is zero and the bound can be asserted tightly.
+  ASSERT_NO_FATAL_FAILURE(
+      MountS3({"--part-size", "5", "--max-pending", "8M", "--writeback", "off"}));
+  ASSERT_EQ(Put(mp("other.txt"), 4096, 7), 0);
+  ASSERT_TRUE(Flush(60));
+
+  ASSERT_EQ(rgw.Gateway("stop"), "");
+  auto t_stop = Clock::now();
+  std::atomic<uint64_t> written{0};
+  std::atomic<int> errors{0};
+  std::atomic<bool> done{false};
+  std::string first_error;
+  std::thread writer([&] {
+    int fd = open(mp("big.bin").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      first_error = std::string("open: ") + strerror(errno);
+      errors++;
+      done = true;
+      return;
+    }
+    for (uint32_t i = 0; i < 64; ++i) {
+      std::string chunk = it::Pattern(kMiB, 1000 + i);
+      ssize_t n = write(fd, chunk.data(), chunk.size());
+      if (n != static_cast<ssize_t>(chunk.size())) {
+        if (errors++ == 0) first_error = std::string("write: ") + strerror(errno);
+        break;
+      }
+      written += kMiB;
+    }
+    if (close(fd) != 0 && errors++ == 0) first_error = std::string("close: ") + strerror(errno);
+    done = true;
+  });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{writer};
+
+  // The writer blocks: no progress for 3 s.
+  uint64_t last = 0;
+  auto last_change = Clock::now();
+  while (Clock::now() - last_change < std::chrono::seconds(3) && !done &&
+         Clock::now() - t_stop < std::chrono::seconds(90)) {
+    std::this_thread::sleep_for(milliseconds(100));
+    if (written != last) last = written, last_change = Clock::now();
+  }
+  uint64_t stalled_at = written;
+  printf("[ maxlag   ] with the target down the writer got %.1f MiB through, then blocked\n",
+         static_cast<double>(stalled_at) / kMiB);
+  ASSERT_FALSE(done) << "the writer was never held: " << stalled_at << " bytes";
+  // The bound is 8 MiB: slowed from 6 MiB on, held when the journal shows
+  // more than 8 MiB or, between two measurements, as soon as the bytes the
+  // daemon saw since the last one pass it; the write that crosses it (1 MiB)
+  // completes.
+  EXPECT_GE(stalled_at, 6 * kMiB);
+  EXPECT_LE(stalled_at, 8 * kMiB + kMiB);
+
+  // Status says so, and why.
+  nlohmann::json lag = Lag();
+  ASSERT_TRUE(lag.is_object()) << lag.dump();
+  EXPECT_EQ(lag.value("throttle", ""), "held") << lag.dump();
+  EXPECT_NE(lag.value("reason", "").find("pending"), std::string::npos) << lag.dump();
+  EXPECT_EQ(lag.value("max_pending_bytes", uint64_t(0)), 8 * kMiB) << lag.dump();
+  EXPECT_GE(lag.value("pending_bytes", uint64_t(0)), 6 * kMiB) << lag.dump();
+  EXPECT_GT(lag.value("throttled_since_ns", int64_t(0)), 0) << lag.dump();
+  EXPECT_GE(lag.value("held_ops", 0), 1) << lag.dump();
+
+  // Reads never wait: another file, its metadata and the directory.
+  auto t_read = Clock::now();
+  EXPECT_EQ(it::ReadFile(mp("other.txt")), it::Pattern(4096, 7));
+  struct stat st;
+  EXPECT_EQ(stat(mp("big.bin").c_str(), &st), 0);
+  EXPECT_EQ(it::ListTree(mp()).count("other.txt"), 1u);
+  double read_s = Seconds(Clock::now() - t_read);
+  printf("[ maxlag   ] reads while the writer is held: %.3f s\n", read_s);
+  EXPECT_LT(read_s, 1.0);
+
+  // The target returns: the writer finishes by itself.
+  ASSERT_EQ(rgw.Gateway("start"), "");
+  auto t_start = Clock::now();
+  while (!done && Clock::now() - t_start < std::chrono::seconds(200))
+    std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_TRUE(done) << "the writer is still held " << Seconds(Clock::now() - t_start)
+                    << " s after the gateway returned, at " << written << " bytes";
+  printf("[ maxlag   ] the writer finished %.1f s after the gateway returned\n",
+         Seconds(Clock::now() - t_start));
+  EXPECT_EQ(errors.load(), 0) << "a write or close failed: " << first_error;
+  EXPECT_EQ(written.load(), 64 * kMiB);
+
+  ASSERT_TRUE(Flush(120));
+  ExpectNoFailedRecords();
+  // The log says when throttling started and ended, once per transition.
+  auto log = it::ReadFile(state("scribefs.log")).value_or("");
+  EXPECT_NE(log.find("bounded lag: writers held"), std::string::npos) << log;
+  EXPECT_NE(log.find("bounded lag: writers no longer throttled"), std::string::npos) << log;
+  nlohmann::json after = Lag();
+  EXPECT_EQ(after.value("throttle", ""), "none") << after.dump();
+  EXPECT_GT(after.value("throttled_s_total", 0.0), 1.0) << after.dump();
+  ASSERT_NO_FATAL_FAILURE(VerifyBucket());
+}
+
+TEST_F(MaxLagRgw, MaxLagBoundsHowLongChangesStayPendingOnASlowTarget) {
+  ASSERT_NO_FATAL_FAILURE(SetUpS3("maxlag"));
+  std::string err;
+  auto proxy = FaultProxy::Start(env_.host, env_.port, 0, &err);
+  ASSERT_NE(proxy, nullptr) << err;
+  // A trickle: every request's answer is held back 300 ms, and one worker.
+  constexpr auto kRequestDelay = milliseconds(300);
+  proxy->policy().EveryNth(1, Fault::Delay(kRequestDelay));
+  ASSERT_NO_FATAL_FAILURE(MountS3({"--max-lag", "2s", "--workers", "1"}, proxy->url()));
+  ASSERT_EQ(mkdir(mp("w").c_str(), 0755), 0) << strerror(errno);
+
+  // A writer far faster than the target: small files, 20 a second.
+  int files = 0, errors = 0;
+  std::string throttle_seen;
+  auto t0 = Clock::now();
+  const int64_t t0_ns = NowNs();
+  for (int i = 0; Clock::now() - t0 < std::chrono::seconds(15); ++i) {
+    if (int e = Put(mp("w/f" + std::to_string(i % 200)), 2000 + i % 5000, i)) {
+      if (errors++ == 0) ADD_FAILURE() << "write failed: " << strerror(e);
+    }
+    files++;
+    std::this_thread::sleep_for(milliseconds(50));
+    if (i % 20 == 0) {
+      std::string t = Lag().value("throttle", "");
+      if (t != "none" && throttle_seen.find(t) == std::string::npos) throttle_seen += t + " ";
+    }
+  }
+  printf("[ maxlag   ] %d files written in %.1f s; throttle seen: %s\n", files,
+         Seconds(Clock::now() - t0), throttle_seen.c_str());
+  EXPECT_EQ(errors, 0);
+  ASSERT_TRUE(Flush(120));
+  ExpectNoFailedRecords();
+  nlohmann::json lag = Lag();
+  EXPECT_GT(lag.value("delayed_ops_total", uint64_t(0)), 0u)
+      << "the writer was never slowed: the target is not slow enough for this test "
+      << lag.dump();
+
+  // How long each change stayed pending: done time - record time. The
+  // monitor bounds the lag the last queued change is expected to reach, from
+  // the uploader's measured rate (daemon/lag_monitor.h); no rate is known
+  // until the first uploads finished, so the changes of the first seconds
+  // (a burst at full speed) can wait longer: they are reported, the bound is
+  // asserted on the changes made after them.
+  constexpr int64_t kWarmUpNs = 4'000'000'000;
+  std::vector<double> ages, warm_up;
+  for (const Record& r : Records()) {
+    if (r.path.empty() || r.state != "done" || !r.state_ns) continue;
+    double age = static_cast<double>(*r.state_ns - r.time_ns) / 1e9;
+    (r.time_ns < t0_ns + kWarmUpNs ? warm_up : ages).push_back(age);
+  }
+  ASSERT_GT(ages.size(), 20u);
+  std::sort(ages.begin(), ages.end());
+  std::sort(warm_up.begin(), warm_up.end());
+  auto pct = [&](double p) { return ages[static_cast<size_t>(p * (ages.size() - 1))]; };
+  printf("[ maxlag   ] first %.0f s: %zu records, max %.3f s pending (no upload rate known yet)\n",
+         kWarmUpNs / 1e9, warm_up.size(), warm_up.empty() ? 0.0 : warm_up.back());
+  printf("[ maxlag   ] after: %zu records pending for p50 %.3f s, p99 %.3f s, max %.3f s "
+         "(bound 2 s)\n",
+         ages.size(), pct(0.5), pct(0.99), ages.back());
+  // One upload of a small file here: its PUT held back 300 ms by the proxy,
+  // plus the HEAD the uploader may send first, plus RGW's own time; the
+  // monitor re-measures every 100 ms.
+  double one_upload = 2 * std::chrono::duration<double>(kRequestDelay).count() + 0.3;
+  EXPECT_LE(ages.back(), 2.0 + one_upload + 0.1);
+  ASSERT_NO_FATAL_FAILURE(VerifyBucket());
+}
+
+}  // namespace
+}  // namespace scribefs::rep
