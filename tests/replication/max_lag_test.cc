@@ -21,6 +21,7 @@
 
 #include "tests/replication/e2e_scenario.h"
 #include "tests/replication/fault_proxy.h"
+#include "tests/replication/private_rgw.h"
 #include "tests/replication/replication_fixture.h"
 
 namespace scribefs::rep {
@@ -31,38 +32,6 @@ using std::chrono::milliseconds;
 constexpr uint64_t kMiB = 1 << 20;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// A Ceph cluster of the test's own (tests/testbed/rgw-up.sh), so that
-// stopping its gateway disturbs no other test. Removed when destroyed. (As in
-// faults_test.cc.)
-class PrivateRgw {
- public:
-  explicit PrivateRgw(std::string dir) : dir_(std::move(dir)) {}
-  ~PrivateRgw() {
-    if (started_) it::RunCommand({Script("rgw-down.sh"), dir_}, 90);
-  }
-  std::optional<S3Env> Start(std::string* error) {
-    started_ = true;
-    it::RunResult r = it::RunCommand({Script("rgw-up.sh"), dir_, "0"}, 240);
-    if (r.exit_code != 0) {
-      *error = "rgw-up.sh: " + r.Describe();
-      return std::nullopt;
-    }
-    return LoadS3EnvFile(dir_ + "/env", error);
-  }
-  // "stop" or "start" the gateway only; "" or what went wrong.
-  std::string Gateway(const std::string& verb) {
-    it::RunResult r = it::RunCommand({Script("rgw-gateway.sh"), dir_, verb}, 60);
-    return r.exit_code == 0 ? "" : "rgw-gateway.sh " + verb + ": " + r.Describe();
-  }
-
- private:
-  static std::string Script(const std::string& name) {
-    return std::string(SCRIBEFS_TESTBED_DIR) + "/" + name;
-  }
-  const std::string dir_;
-  bool started_ = false;
-};
 
 class MaxLagRgw : public ReplicationTest {
  protected:
