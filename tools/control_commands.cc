@@ -340,8 +340,6 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
       if (!Str(u, "last_error").empty()) line("last error:", Str(u, "last_error"));
     }
     if (daemon["bandwidth"].is_object()) line("bandwidth:", BandwidthLine(daemon["bandwidth"]));
-}
-
     if (daemon.contains("lag") && daemon["lag"].is_object()) line("lag:", LagLine(daemon["lag"]));
   } else {
     line("mount:",
