@@ -1,0 +1,467 @@
+// scribectl restore --at, history PATH and timeline, end to end: a target's
+// history is written with the real HistoryStore (chunks from real files,
+// segments of composed entries) into a file:// target, then the real
+// scribectl binary restores from it with --target alone (no state directory
+// anywhere), and the restored trees are compared with what each instant held.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "history/history_store.h"
+#include "tests/history/history_test_util.h"
+#include "tests/uploader/test_util.h"
+#include "tools/time_spec.h"
+#include "uploader/digest.h"
+#include "uploader/local_store.h"
+#include "uploader/object_layout.h"
+
+extern char** environ;
+
+namespace scribefs {
+namespace {
+
+namespace fs = std::filesystem;
+using history::Entry;
+using nlohmann::json;
+using testing_util::TempDir;
+
+constexpr int64_t kT0 = 1'795'000'000'000'000'000;  // 2026-11-19
+constexpr int64_t kSec = 1'000'000'000;
+int64_t TimeOf(uint64_t seq) { return kT0 + static_cast<int64_t>(seq) * kSec; }
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs scribectl with no state directory reachable (a fresh, empty
+// SCRIBEFS_STATE_ROOT): everything must come from --target.
+RunResult RunCtl(std::vector<std::string> args, const std::string& state_root) {
+  args.insert(args.begin(), SCRIBECTL_BIN);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("SCRIBEFS_", 0) == 0) continue;
+    env.push_back(kv);
+  }
+  env.push_back("SCRIBEFS_STATE_ROOT=" + state_root);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& a : env) envp.push_back(a.data());
+  envp.push_back(nullptr);
+  char out_name[] = "/tmp/restore_at_out.XXXXXX";
+  char err_name[] = "/tmp/restore_at_err.XXXXXX";
+  UniqueFd out(mkstemp(out_name)), err(mkstemp(err_name));
+  unlink(out_name);
+  unlink(err_name);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, err.get(), 2);
+  pid_t pid = -1;
+  EXPECT_EQ(posix_spawn(&pid, SCRIBECTL_BIN, &fa, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  auto slurp = [](int fd) {
+    std::string s;
+    char buf[4096];
+    ssize_t n;
+    off_t off = 0;
+    while ((n = pread(fd, buf, sizeof buf, off)) > 0) {
+      s.append(buf, static_cast<size_t>(n));
+      off += n;
+    }
+    return s;
+  };
+  r.out = slurp(out.get());
+  r.err = slurp(err.get());
+  return r;
+}
+
+std::string Sha(const std::string& s) { return HexEncode(Sha256(s).value()); }
+
+// A tree as compared: path -> "type perm size sha256|target mtime".
+using Snapshot = std::map<std::string, std::string>;
+
+std::string FileDesc(const std::string& content, mode_t perm, int64_t mtime_ns) {
+  std::ostringstream o;
+  o << "file " << std::oct << perm << std::dec << " " << content.size() << " " << Sha(content)
+    << " " << mtime_ns;
+  return o.str();
+}
+std::string DirDesc(mode_t perm, int64_t mtime_ns) {
+  std::ostringstream o;
+  o << "dir " << std::oct << perm << std::dec << " " << mtime_ns;
+  return o.str();
+}
+std::string LinkDesc(const std::string& target, int64_t mtime_ns) {
+  return "symlink " + target + " " + std::to_string(mtime_ns);
+}
+
+void Walk(const std::string& root, const std::string& rel, Snapshot* s) {
+  DIR* d = opendir((root + "/" + rel).c_str());
+  if (!d) return;
+  while (struct dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string path = rel.empty() ? name : rel + "/" + name;
+    const std::string full = root + "/" + path;
+    struct stat st;
+    EXPECT_EQ(lstat(full.c_str(), &st), 0) << full;
+    const int64_t mtime = int64_t(st.st_mtim.tv_sec) * kSec + st.st_mtim.tv_nsec;
+    if (S_ISREG(st.st_mode)) {
+      std::ifstream f(full, std::ios::binary);
+      std::string content((std::istreambuf_iterator<char>(f)), {});
+      (*s)[path] = FileDesc(content, st.st_mode & 07777, mtime);
+    } else if (S_ISDIR(st.st_mode)) {
+      (*s)[path] = DirDesc(st.st_mode & 07777, mtime);
+      Walk(root, path, s);
+    } else if (S_ISLNK(st.st_mode)) {
+      (*s)[path] = LinkDesc(fs::read_symlink(full).string(), mtime);
+    } else {
+      (*s)[path] = "special";
+    }
+  }
+  closedir(d);
+}
+
+// The tree under root, symlinks not followed.
+Snapshot Take(const std::string& root) {
+  Snapshot s;
+  Walk(root, "", &s);
+  return s;
+}
+
+std::string Describe(const Snapshot& s) {
+  std::string out;
+  for (const auto& [p, d] : s) out += "  " + p + ": " + d + "\n";
+  return out;
+}
+
+class RestoreAtTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(TargetDir());
+    auto store = LocalStore::Open(TargetDir());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    history::HistoryOptions ho;
+    ho.part_size = 16;  // several chunks for the longer files
+    history_ = std::make_unique<history::HistoryStore>(*store_, ho);
+  }
+
+  std::string TargetDir() const { return dir_.path() + "/target"; }
+  std::string Url() const { return "file://" + TargetDir(); }
+  std::string Dest(const std::string& name) const { return dir_.path() + "/out/" + name; }
+  std::string StateRoot() const { return dir_.path() + "/state"; }
+
+  RunResult Ctl(std::vector<std::string> args) { return RunCtl(std::move(args), StateRoot()); }
+  RunResult RestoreAt(const std::string& at, const std::string& dest,
+                      std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"restore", "--target", Url(), "--to", dest, "--at", at};
+    args.insert(args.end(), more.begin(), more.end());
+    return Ctl(args);
+  }
+
+  // A put of a file whose chunks are stored from a real file.
+  Entry File(uint64_t seq, const std::string& path, const std::string& content,
+             mode_t perm = 0644) {
+    const std::string local = dir_.path() + "/src";
+    UniqueFd fd = testing_util::WriteFile(local, content);
+    auto chunks = history_->PutChunks(fd.get(), content.size());
+    EXPECT_TRUE(chunks.ok()) << chunks.status().ToString();
+    Entry e;
+    e.seq = seq;
+    e.time_ns = TimeOf(seq);
+    e.op = history::EntryOp::kPut;
+    e.path = path;
+    e.state.type = std::string(kTypeFile);
+    e.state.mode = S_IFREG | perm;
+    e.state.uid = 1000;
+    e.state.gid = 1000;
+    e.state.mtime_ns = TimeOf(seq) - 123456789;  // not the entry's time: a distinct value
+    e.state.size = content.size();
+    if (chunks.ok()) e.state.chunks = *chunks;
+    return e;
+  }
+  static Entry Dir(uint64_t seq, const std::string& path, mode_t perm = 0755) {
+    Entry e = history::testing::DirPut(seq, path, TimeOf(seq));
+    e.state.mode = S_IFDIR | perm;
+    e.state.mtime_ns = TimeOf(seq) - 5;
+    return e;
+  }
+  static Entry Link(uint64_t seq, const std::string& path, const std::string& target) {
+    Entry e = history::testing::SymlinkPut(seq, path, target);
+    e.time_ns = TimeOf(seq);
+    e.state.mtime_ns = TimeOf(seq) - 7;
+    return e;
+  }
+  static Entry Del(uint64_t seq, const std::string& path) {
+    return history::testing::Delete(seq, path, TimeOf(seq));
+  }
+  static Entry Ren(uint64_t seq, const std::string& from, const std::string& to) {
+    return history::testing::Rename(seq, from, to, false, TimeOf(seq));
+  }
+  void Append(std::vector<Entry> entries, uint64_t first, uint64_t last) {
+    auto ref = history_->AppendSegment(history::MakeDelta(std::move(entries), 0, first, last));
+    ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  }
+
+  // The history of the tests: three deltas.
+  //   1..6   docs/, docs/a.txt v1, docs/b.txt (3 chunks), link -> docs/a.txt,
+  //          empty/, top.sh (set-user-ID)
+  //   7..10  docs/a.txt v2, rm docs/b.txt, mv docs papers, x.txt
+  //   11..12 rmdir empty, papers/c.txt
+  const std::string kA1 = "alpha version 1\n";
+  const std::string kA2 = "alpha, the second version of it\n";
+  const std::string kB = "bravo bravo bravo bravo bravo bravo!\n";
+  const std::string kTop = "#!/bin/sh\necho top\n";
+  const std::string kX = "x";
+  const std::string kC = "charlie\n";
+  void WriteStandardHistory() {
+    Append({Dir(1, "docs"), File(2, "docs/a.txt", kA1, 0640), File(3, "docs/b.txt", kB, 0600),
+            Link(4, "link", "docs/a.txt"), Dir(5, "empty", 0700), File(6, "top.sh", kTop, 04755)},
+           1, 6);
+    Append({File(7, "docs/a.txt", kA2, 0640), Del(8, "docs/b.txt"), Ren(9, "docs", "papers"),
+            File(10, "x.txt", kX)},
+           7, 10);
+    Append({Del(11, "empty"), File(12, "papers/c.txt", kC)}, 11, 12);
+  }
+  int64_t Mt(uint64_t seq) const { return TimeOf(seq) - 123456789; }
+
+  Snapshot ExpectedAt(uint64_t seq) const {
+    Snapshot s;
+    const std::string d = seq >= 9 ? "papers" : "docs";
+    s[d] = DirDesc(0755, TimeOf(1) - 5);
+    s[d + "/a.txt"] = seq >= 7 ? FileDesc(kA2, 0640, Mt(7)) : FileDesc(kA1, 0640, Mt(2));
+    if (seq < 8) s[d + "/b.txt"] = FileDesc(kB, 0600, Mt(3));
+    s["link"] = LinkDesc("docs/a.txt", TimeOf(4) - 7);
+    if (seq < 11) s["empty"] = DirDesc(0700, TimeOf(5) - 5);
+    s["top.sh"] = FileDesc(kTop, 0755, Mt(6));  // set-user-ID dropped without --same-owner
+    if (seq >= 10) s["x.txt"] = FileDesc(kX, 0644, Mt(10));
+    if (seq >= 12) {
+      s["papers/c.txt"] = FileDesc(kC, 0644, Mt(12));
+      // papers/ has its stored mtime: restoring c.txt into it does not change it
+    }
+    return s;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<LocalStore> store_;
+  std::unique_ptr<history::HistoryStore> history_;
+};
+
+TEST_F(RestoreAtTest, EverySeqReproducesItsTree) {
+  WriteStandardHistory();
+  for (uint64_t seq : {6, 7, 8, 9, 10, 11, 12}) {
+    SCOPED_TRACE("seq " + std::to_string(seq));
+    const std::string dest = Dest("s" + std::to_string(seq));
+    RunResult r = RestoreAt(std::to_string(seq), dest);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_EQ(Take(dest), ExpectedAt(seq)) << Describe(Take(dest)) << r.out << r.err;
+  }
+  // Past the end: the latest state, with a note.
+  RunResult r = RestoreAt("99", Dest("s99"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("the history ends at seq 12"), std::string::npos) << r.err;
+  EXPECT_EQ(Take(Dest("s99")), ExpectedAt(12));
+}
+
+TEST_F(RestoreAtTest, TimesInEveryFormReproduceTheirTrees) {
+  WriteStandardHistory();
+  // Half a second after seq 8 was stored, as ISO UTC, @EPOCH and local time.
+  const int64_t t = TimeOf(8) + kSec / 2;
+  const std::string iso = ctl::FormatUtcIso(t);
+  RunResult r = RestoreAt(iso, Dest("iso"), {"-j", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("iso")), ExpectedAt(8)) << Describe(Take(Dest("iso")));
+  r = RestoreAt("@" + std::to_string(TimeOf(10) / kSec), Dest("epoch"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("epoch")), ExpectedAt(10));
+  r = RestoreAt(ctl::FormatLocalTime(TimeOf(6) + kSec / 2), Dest("local"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("local")), ExpectedAt(6));
+  // A relative time: every entry is in the past, so "1m" ago is the latest.
+  r = RestoreAt("1m", Dest("rel"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("rel")), ExpectedAt(12));
+}
+
+TEST_F(RestoreAtTest, JsonSaysWhichStateWasRestored) {
+  WriteStandardHistory();
+  RunResult r = Ctl({"--json", "restore", "--target", Url(), "--to", Dest("j"), "--at", "8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_TRUE(j["ok"].get<bool>());
+  EXPECT_EQ(j["history"]["at"], "8");
+  EXPECT_EQ(j["history"]["seq"], 8);
+  EXPECT_EQ(j["history"]["time_ns"], TimeOf(8));
+  EXPECT_EQ(j["restored"], 5);  // docs/, docs/a.txt, link, empty/, top.sh
+}
+
+TEST_F(RestoreAtTest, PathRestoresOneFileOrOneSubtree) {
+  WriteStandardHistory();
+  RunResult r = RestoreAt("12", Dest("one"), {"--path", "papers/a.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Snapshot want = ExpectedAt(12);
+  Snapshot got = Take(Dest("one"));
+  ASSERT_EQ(got.count("papers/a.txt"), 1u) << Describe(got);
+  EXPECT_EQ(got["papers/a.txt"], want["papers/a.txt"]);
+  EXPECT_EQ(got.size(), 2u) << Describe(got);  // and its parent directory, created
+  r = RestoreAt("7", Dest("sub"), {"--path", "docs"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Snapshot sub;
+  for (const auto& [p, d] : ExpectedAt(7))
+    if (p == "docs" || p.rfind("docs/", 0) == 0) sub[p] = d;
+  EXPECT_EQ(Take(Dest("sub")), sub);
+  // docs is gone at 12: nothing matches.
+  r = RestoreAt("12", Dest("none"), {"--path", "docs"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("nothing matched --path docs"), std::string::npos) << r.err;
+}
+
+TEST_F(RestoreAtTest, SameOwnerKeepsOwnersAndSetIdBits) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  WriteStandardHistory();
+  RunResult r = RestoreAt("12", Dest("own"), {"--same-owner"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st;
+  ASSERT_EQ(lstat(Dest("own/top.sh").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 04755u);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1000u);
+}
+
+TEST_F(RestoreAtTest, RunAgainSkipsWhatIsAlreadyRight) {
+  WriteStandardHistory();
+  ASSERT_EQ(RestoreAt("12", Dest("r")).exit_code, 0);
+  RunResult r = Ctl({"--json", "restore", "--target", Url(), "--to", Dest("r"), "--at", "12"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["restored"], 0) << r.out;
+  EXPECT_EQ(j["bytes"], 0) << r.out;
+  // Into a tree of another instant: what differs is replaced, the rest kept.
+  r = RestoreAt("6", Dest("r"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Snapshot got = Take(Dest("r"));
+  EXPECT_EQ(got["docs/a.txt"], ExpectedAt(6)["docs/a.txt"]);
+}
+
+TEST_F(RestoreAtTest, DryRunListsAndWritesNothing) {
+  WriteStandardHistory();
+  RunResult r = Ctl({"--json", "restore", "--target", Url(), "--to", Dest("dry"), "--at", "10",
+                     "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["create"].size(), 6u) << r.out;
+  EXPECT_EQ(j["history"]["seq"], 10);
+  EXPECT_FALSE(fs::exists(Dest("dry")));
+}
+
+TEST_F(RestoreAtTest, ACorruptedChunkFailsNamingItsKeyAndWritesNothingWrong) {
+  WriteStandardHistory();
+  // docs/a.txt v1 is one chunk; replace its bytes in the target.
+  const std::string sha = Sha(kA1);
+  const std::string key = ".scribefs/chunks/" + sha.substr(0, 2) + "/" + sha;
+  ASSERT_TRUE(fs::exists(TargetDir() + "/" + key));
+  { std::ofstream(TargetDir() + "/" + key, std::ios::trunc) << "alpha version 9\n"; }
+  RunResult r = RestoreAt("6", Dest("bad"));
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find(key), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("damaged"), std::string::npos) << r.out;
+  Snapshot got = Take(Dest("bad"));
+  EXPECT_EQ(got.count("docs/a.txt"), 0u) << Describe(got);
+  for (const auto& [p, d] : got) EXPECT_EQ(p.find("scribefs-restore"), std::string::npos) << p;
+  Snapshot want = ExpectedAt(6);
+  want.erase("docs/a.txt");
+  EXPECT_EQ(got, want) << Describe(got);
+}
+
+TEST_F(RestoreAtTest, AHostileSegmentPathIsRefused) {
+  WriteStandardHistory();
+  // The library cannot write "../x": compose the segment's bytes.
+  const std::string text =
+      "{\"format\":\"scribefs-timeline\",\"version\":1,\"kind\":\"delta\",\"level\":0,"
+      "\"first_seq\":13,\"last_seq\":13,\"first_time_ns\":1,\"last_time_ns\":1,\"count\":1}\n"
+      "{\"seq\":13,\"time_ns\":1,\"op\":\"put\",\"path\":\"../x\",\"type\":\"dir\",\"size\":0,"
+      "\"mode\":16877,\"uid\":0,\"gid\":0,\"mtime_ns\":1}\n";
+  std::string z(ZSTD_compressBound(text.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), text.data(), text.size(), 1));
+  const std::string key =
+      history::SegmentKey({history::SegmentKind::kDelta, 0, 13, 13});
+  fs::create_directories(fs::path(TargetDir() + "/" + key).parent_path());
+  { std::ofstream(TargetDir() + "/" + key, std::ios::binary) << z; }
+  RunResult r = RestoreAt("13", Dest("h/in"));
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find(key), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(Dest("h/x")));
+  EXPECT_TRUE(Take(Dest("h/in")).empty());
+  // Instants before it do not read it.
+  r = RestoreAt("12", Dest("h/ok"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(RestoreAtTest, NothingIsRestoredThroughAStoredSymlink) {
+  // Valid segments can still say "evil -> /outside, then evil/f": refused.
+  const std::string outside = dir_.path() + "/outside";
+  fs::create_directories(outside);
+  Append({Link(1, "evil", outside), File(2, "evil/f", "pwned")}, 1, 2);
+  RunResult r = RestoreAt("2", Dest("sym"));
+  EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  EXPECT_NE(r.out.find("REFUSED"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(outside + "/f"));
+}
+
+TEST_F(RestoreAtTest, ClearErrors) {
+  // No history at all.
+  RunResult r = RestoreAt("1", Dest("e1"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("this target has no history: written by a scribefs without history, or "
+                       "--history off"),
+            std::string::npos)
+      << r.err;
+  WriteStandardHistory();
+  // Before the first stored state: the covered range is named.
+  r = RestoreAt("0", Dest("e2"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("before the first stored state: the history covers seqs 1..12"),
+            std::string::npos)
+      << r.err;
+  r = RestoreAt(ctl::FormatUtcIso(TimeOf(1) - kSec), Dest("e3"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("before the first stored state"), std::string::npos) << r.err;
+  // A timeline hole: the middle segment lost.
+  fs::remove(TargetDir() + "/" + history::SegmentKey({history::SegmentKind::kDelta, 0, 7, 10}));
+  r = RestoreAt("12", Dest("e4"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("timeline hole: no segment holds seqs 7..10"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(Dest("e4")));
+  r = RestoreAt("6", Dest("e5"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // Usage errors.
+  r = RestoreAt("yesterday-ish", Dest("e6"));
+  EXPECT_EQ(r.exit_code, 2);
+  r = Ctl({"restore", "--target", Url(), "--to", Dest("e7"), "--at", "3", "--checkpoint", "c"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace scribefs
