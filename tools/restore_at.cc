@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "tools/time_spec.h"
@@ -146,6 +147,47 @@ Result<std::unique_ptr<HistoryRestore>> LoadHistoryRestore(ObjectStore& store,
     history::HistoryStore reader(*s);
     return reader.RestoreFile(state, fd);
   };
+  return out;
+}
+
+StoreResult<std::vector<history::Segment>> LoadAllSegments(ObjectStore& store,
+                                                           const history::SegmentList& list,
+                                                           std::vector<std::string>* holes) {
+  // The refs in order: before each delta that does not follow the previous
+  // one, the base that bridges the gap (its state is the tree at its
+  // last_seq; the replayer skips the entries it already holds).
+  std::vector<const history::SegmentRef*> order;
+  std::optional<uint64_t> next;  // the first seq not yet accounted for
+  auto bridge = [&](uint64_t upto) -> const history::SegmentRef* {
+    const history::SegmentRef* best = nullptr;  // the newest base ending before `upto`
+    for (const history::SegmentRef& b : list.bases)
+      if (b.id.last_seq < upto && (!next || b.id.last_seq + 1 >= *next)) best = &b;
+    return best;
+  };
+  for (const history::SegmentRef& d : list.deltas) {
+    if (!next || d.id.first_seq > *next) {
+      if (const history::SegmentRef* b = bridge(d.id.first_seq);
+          b && b->id.last_seq + 1 >= d.id.first_seq) {
+        order.push_back(b);
+      } else if (next) {
+        holes->push_back("seqs " + std::to_string(*next) + ".." +
+                         std::to_string(d.id.first_seq - 1));
+      }
+    }
+    order.push_back(&d);
+    next = std::max(next.value_or(0), d.id.last_seq + 1);
+  }
+  // A base newer than every delta (their later deltas compacted away).
+  if (!list.bases.empty() && (!next || list.bases.back().id.last_seq >= *next)) {
+    order.push_back(&list.bases.back());
+  }
+  history::HistoryStore hs(store);
+  std::vector<history::Segment> out;
+  for (const history::SegmentRef* ref : order) {
+    auto segment = hs.LoadSegment(*ref);
+    if (!segment.ok()) return segment.status();
+    out.push_back(std::move(segment).value());
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "history/history_store.h"
@@ -60,6 +61,13 @@ struct HistoryRestore {
 // way (LoadTimeline's message); EINVAL a segment that does not decode.
 Result<std::unique_ptr<HistoryRestore>> LoadHistoryRestore(ObjectStore& store,
                                                            const history::Instant& at);
+
+// Every stored state in order, for the history of a path: all deltas, and a
+// base wherever deltas before it were pruned (the deltas then start after
+// it). A gap no base bridges is named in *holes ("seqs A..B") and skipped.
+StoreResult<std::vector<history::Segment>> LoadAllSegments(ObjectStore& store,
+                                                           const history::SegmentList& list,
+                                                           std::vector<std::string>* holes);
 
 // A checkpoint manifest's header fields (without reading its entries).
 struct CheckpointHeader {

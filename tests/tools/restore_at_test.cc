@@ -463,5 +463,160 @@ TEST_F(RestoreAtTest, ClearErrors) {
   EXPECT_EQ(r.exit_code, 2);
 }
 
+// A checkpoint manifest whose objects are gone from the mirror (as on an
+// unversioned target after later writes): at seq `seq`, naming docs/a.txt.
+void WriteManifest(const std::string& target_dir, const std::string& name, uint64_t seq) {
+  json entry = {{"path", "docs/a.txt"}, {"key", "docs/a.txt"}, {"type", "file"}, {"size", 16},
+                {"mode", 0100640},      {"uid", 1000},         {"gid", 1000},      {"mtime_ns", 1},
+                {"etag", "0123456789abcdef0123456789abcdef"},   {"sha256", nullptr},
+                {"version_id", nullptr}};
+  nlohmann::ordered_json m;
+  m["format"] = "scribefs-checkpoint";
+  m["version"] = kManifestVersion;
+  m["name"] = name;
+  m["time_ns"] = TimeOf(seq);
+  m["time"] = ctl::FormatUtcIso(TimeOf(seq));
+  m["journal_seq"] = seq;
+  m["target"] = "file://" + target_dir;
+  m["paths"] = 1;
+  m["entries"] = json::array({entry});
+  fs::create_directories(target_dir + "/.scribefs/checkpoints");
+  std::ofstream(target_dir + "/.scribefs/checkpoints/" + name + ".json") << m.dump();
+}
+
+TEST_F(RestoreAtTest, ACheckpointWhoseObjectsChangedIsRestoredFromHistory) {
+  WriteStandardHistory();
+  WriteManifest(TargetDir(), "cp8", 8);
+  RunResult r = Ctl({"restore", "--target", Url(), "--to", Dest("cp"), "--checkpoint", "cp8"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("checkpoint \"cp8\" is restored from the target's history (seq 8)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(Take(Dest("cp")), ExpectedAt(8)) << Describe(Take(Dest("cp")));
+  // A checkpoint the history does not reach: its manifest, as before (and
+  // its object is gone, so it fails as it always did).
+  WriteManifest(TargetDir(), "cp50", 50);
+  r = Ctl({"restore", "--target", Url(), "--to", Dest("cp50"), "--checkpoint", "cp50"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("deleted from the target since checkpoint \"cp50\""), std::string::npos)
+      << r.out;
+}
+
+TEST_F(RestoreAtTest, HistoryListsTheVersionsOfAPath) {
+  WriteStandardHistory();
+  RunResult r = Ctl({"--json", "history", "--target", Url(), "docs/a.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["path"], "docs/a.txt");
+  ASSERT_EQ(j["versions"].size(), 3u) << r.out;
+  const json& v1 = j["versions"][0];
+  EXPECT_EQ(v1["seq"], 2);
+  EXPECT_EQ(v1["time_ns"], TimeOf(2));
+  EXPECT_EQ(v1["time"], ctl::FormatUtcIso(TimeOf(2)));
+  EXPECT_EQ(v1["op"], "put");
+  EXPECT_EQ(v1["type"], "file");
+  EXPECT_EQ(v1["size"], kA1.size());
+  EXPECT_EQ(v1["mode"], S_IFREG | 0640);
+  EXPECT_EQ(v1["sha256"], Sha(kA1));  // one chunk: the file's SHA-256
+  EXPECT_EQ(v1["chunks"], 1);
+  const json& v2 = j["versions"][1];
+  EXPECT_EQ(v2["seq"], 7);
+  EXPECT_TRUE(v2["sha256"].is_null());  // several chunks: their number
+  EXPECT_EQ(v2["chunks"], 2);
+  const json& v3 = j["versions"][2];
+  EXPECT_EQ(v3["seq"], 9);
+  EXPECT_EQ(v3["op"], "rename");
+  EXPECT_FALSE(v3["present"].get<bool>());
+  EXPECT_EQ(v3["detail"], "to papers/a.txt");
+  r = Ctl({"history", "--target", Url(), "papers/a.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("from docs/a.txt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 chunks"), std::string::npos) << r.out;
+  r = Ctl({"history", "--target", Url(), "docs/b.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("delete"), std::string::npos) << r.out;
+  r = Ctl({"history", "--target", Url(), "never/there"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no version of never/there"), std::string::npos) << r.err;
+  r = Ctl({"history", "--target", Url(), "a/../b"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+TEST_F(RestoreAtTest, TimelineSaysWhatCanBeRestored) {
+  WriteStandardHistory();
+  WriteManifest(TargetDir(), "cp8", 8);
+  RunResult r = Ctl({"--json", "timeline", "--target", Url()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["target"], Url());
+  EXPECT_EQ(j["first_seq"], 1);
+  EXPECT_EQ(j["last_seq"], 12);
+  EXPECT_EQ(j["first_time_ns"], TimeOf(1));
+  EXPECT_EQ(j["last_time_ns"], TimeOf(12));
+  EXPECT_EQ(j["last_time"], ctl::FormatUtcIso(TimeOf(12)));
+  EXPECT_EQ(j["entries"], 12);
+  EXPECT_TRUE(j["bases"].empty());
+  ASSERT_EQ(j["levels"].size(), 1u);
+  EXPECT_EQ(j["levels"][0]["level"], 0);
+  EXPECT_EQ(j["levels"][0]["segments"], 3);
+  EXPECT_EQ(j["leftover_segments"], 0);
+  ASSERT_EQ(j["checkpoints"].size(), 1u);
+  EXPECT_EQ(j["checkpoints"][0]["name"], "cp8");
+  EXPECT_EQ(j["checkpoints"][0]["seq"], 8);
+  EXPECT_TRUE(j["checkpoints"][0]["in_history"].get<bool>());
+  EXPECT_GT(j["usage"]["chunk_objects"].get<uint64_t>(), 5u);
+  EXPECT_EQ(j["usage"]["segment_objects"], 3);
+  r = Ctl({"timeline", "--target", Url()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Seqs:         1 .. 12"), std::string::npos) << r.out;
+  // An empty target: no history.
+  fs::create_directories(dir_.path() + "/empty");
+  r = Ctl({"timeline", "--target", "file://" + dir_.path() + "/empty"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("this target has no history"), std::string::npos) << r.err;
+}
+
+TEST_F(RestoreAtTest, ABaseReplacesPrunedDeltas) {
+  WriteStandardHistory();
+  // The tree at seq 10 as a base; then the deltas it covers are deleted.
+  auto segments = history_->LoadTimeline(history::Instant::AtSeq(10));
+  ASSERT_TRUE(segments.ok());
+  auto base = history_->AppendSegment(
+      history::MakeBase(history::Replay(*segments, history::Instant::AtSeq(10)), 10, TimeOf(10)));
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  fs::remove(TargetDir() + "/" + history::SegmentKey({history::SegmentKind::kDelta, 0, 1, 6}));
+  fs::remove(TargetDir() + "/" + history::SegmentKey({history::SegmentKind::kDelta, 0, 7, 10}));
+  RunResult r = RestoreAt("12", Dest("b12"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("b12")), ExpectedAt(12)) << Describe(Take(Dest("b12")));
+  r = RestoreAt("10", Dest("b10"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("b10")), ExpectedAt(10));
+  r = RestoreAt("6", Dest("b6"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the history covers seqs 10..12"), std::string::npos) << r.err;
+  r = Ctl({"--json", "history", "--target", Url(), "papers/a.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  ASSERT_EQ(j["versions"].size(), 1u) << r.out;
+  EXPECT_EQ(j["versions"][0]["op"], "base");
+  EXPECT_EQ(j["versions"][0]["seq"], 10);
+  r = Ctl({"--json", "timeline", "--target", Url()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = json::parse(r.out);
+  ASSERT_EQ(j["bases"].size(), 1u);
+  EXPECT_EQ(j["bases"][0]["seq"], 10);
+  EXPECT_EQ(j["bases"][0]["time_ns"], TimeOf(10));
+  EXPECT_EQ(j["first_seq"], 10);
+}
+
+TEST_F(RestoreAtTest, BashCompletionKnowsTheNewCommands) {
+  RunResult r = Ctl({"completion", "bash"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("history) opts="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("timeline) opts="), std::string::npos);
+  EXPECT_NE(r.out.find("--at"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace scribefs
