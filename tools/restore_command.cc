@@ -46,6 +46,22 @@ ones), symlinks, FIFOs and sockets, with their mode and mtime. Directory
 attributes are set after their contents. Nothing outside DIR is deleted
 or changed; nothing in DIR that the target does not name is removed.
 
+From history (--at TIME|SEQ): the tree exactly as it was stored at that
+instant, from the target's history (.scribefs/chunks/ and timeline/; see
+docs/history.md) rather than its current objects: content, modes, owners
+(with --same-owner), mtimes, symlinks, empty directories, special files;
+a path deleted before the instant is absent. A plain number is a journal
+seq; otherwise a time: 2026-12-05T10:00:00 (local), ...Z or ...+01:00,
+10m (ten minutes ago), @EPOCH, today, yesterday. Every chunk is checked
+(size, SHA-256) before it is written: a damaged one fails its file, named.
+The restore stops before writing anything when the target has no history,
+the instant is before the first stored state (the covered range is
+named), or a timeline segment is missing on the way (a hole) or does not
+decode. With --checkpoint on a target whose history covers the
+checkpoint's seq, the checkpoint is restored from the history (a note
+says so); otherwise from its manifest. See also 'scribectl timeline' and
+'scribectl history PATH'.
+
 Trust: whoever can write the target chooses the metadata, so by default,
 even as root, everything restored belongs to the user running the restore,
 set-user-ID and set-group-ID bits are dropped (a directory keeps its
@@ -83,7 +99,7 @@ version unless it is already right (Resume). When DIR is not empty, the
 restore first lists (on stderr) the existing paths it may replace.
 --dry-run lists every path it would write ("create") or replace
 ("replace"; existing directories: "keep") and writes nothing (with --json:
-{dry_run, target, checkpoint, to, create: [path], replace: [path],
+{dry_run, target, checkpoint, history, to, create: [path], replace: [path],
 keep: [path], refused: [{key, reason}], excluded}).
 
 Exit status: 0 everything restored or already up to date; 1 some paths
@@ -92,9 +108,10 @@ checkpoint); 2 usage error, or DIR is a live mount's (use --force);
 3 no state for -m; 7 some keys were refused as unsafe and nothing else
 failed; 130 interrupted.
 
-With --json: {ok, target, checkpoint, to, restored, skipped, excluded,
-bytes, failed: [{path, error}], refused: [{key, reason}],
-left_out: [{path, reason}], seconds}.
+With --json: {ok, target, checkpoint, history, to, restored, skipped,
+excluded, bytes, failed: [{path, error}], refused: [{key, reason}],
+left_out: [{path, reason}], seconds}; history is null, or {at, seq,
+time_ns, time}: the instant asked for and the last stored change restored.
 
 Examples:
   scribectl -m /srv/data restore --to /srv/restored
@@ -102,7 +119,11 @@ Examples:
   scribectl -m /srv/data restore --to /srv/data.old --dry-run
   scribectl restore --target s3://backups/srv --endpoint http://rgw:7480 \
       --to /srv/data.new --path projects/alpha
-  scribectl --json restore --target file:///mnt/usb/replica --to /srv/data)";
+  scribectl --json restore --target file:///mnt/usb/replica --to /srv/data
+  scribectl -m /srv/data restore --at 10m --to /tmp/before
+  scribectl -m /srv/data restore --at 2026-12-05T09:30:00 --to /tmp/r \
+      --path docs/report.odt
+  scribectl restore --target s3://backups/srv --at 41230 --to /srv/data.new)";
 
 // The absolute, canonical form of `path`, which may not exist yet: its
 // deepest existing ancestor resolved with realpath, the rest appended.

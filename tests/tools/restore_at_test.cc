@@ -27,6 +27,7 @@
 #include "tools/time_spec.h"
 #include "uploader/digest.h"
 #include "uploader/local_store.h"
+#include "uploader/s3_store.h"
 #include "uploader/object_layout.h"
 
 extern char** environ;
@@ -50,7 +51,8 @@ struct RunResult {
 
 // Runs scribectl with no state directory reachable (a fresh, empty
 // SCRIBEFS_STATE_ROOT): everything must come from --target.
-RunResult RunCtl(std::vector<std::string> args, const std::string& state_root) {
+RunResult RunCtl(std::vector<std::string> args, const std::string& state_root,
+                 const std::map<std::string, std::string>& extra_env = {}) {
   args.insert(args.begin(), SCRIBECTL_BIN);
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
@@ -59,6 +61,7 @@ RunResult RunCtl(std::vector<std::string> args, const std::string& state_root) {
     env.push_back(kv);
   }
   env.push_back("SCRIBEFS_STATE_ROOT=" + state_root);
+  for (const auto& [k, v] : extra_env) env.push_back(k + "=" + v);
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -156,27 +159,76 @@ std::string Describe(const Snapshot& s) {
   return out;
 }
 
+// The RGW of the CTest fixture "rgw" (tests/testbed/rgw-up.sh), as the
+// environment file SCRIBEFS_TEST_S3_ENV names it; empty when there is none.
+std::map<std::string, std::string> S3Env() {
+  std::map<std::string, std::string> env;
+  const char* path = getenv("SCRIBEFS_TEST_S3_ENV");
+  if (!path || !*path) return env;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return env;
+}
+
 class RestoreAtTest : public ::testing::Test {
  protected:
   void SetUp() override {
+#ifdef SCRIBEFS_RESTORE_AT_S3
+    // A fresh prefix of the fixture's bucket; scribectl gets the endpoint
+    // and the keys as a user would (options and AWS_* variables).
+    s3_ = S3Env();
+    ASSERT_FALSE(s3_["S3_ENDPOINT"].empty() || s3_["AWS_ACCESS_KEY_ID"].empty())
+        << "SCRIBEFS_TEST_S3_ENV does not name a running RGW (run through ctest)";
+    S3Options o;
+    o.bucket = "scribefs-test";
+    o.prefix = "restore-at-" + testing_util::RandomHex(6);
+    o.endpoint = s3_["S3_ENDPOINT"];
+    o.region = s3_["S3_REGION"].empty() ? "us-east-1" : s3_["S3_REGION"];
+    o.credentials = {s3_["AWS_ACCESS_KEY_ID"], s3_["AWS_SECRET_ACCESS_KEY"], ""};
+    auto store = S3Store::Create(o);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    StoreStatus created = (*store)->CreateBucket();
+    ASSERT_TRUE(created.ok()) << created.ToString();
+    store_ = std::move(store).value();
+    url_ = "s3://" + o.bucket + "/" + o.prefix;
+    target_args_ = {"--target", url_, "--endpoint", o.endpoint, "--region", o.region};
+    child_env_ = {{"AWS_ACCESS_KEY_ID", s3_["AWS_ACCESS_KEY_ID"]},
+                  {"AWS_SECRET_ACCESS_KEY", s3_["AWS_SECRET_ACCESS_KEY"]}};
+#else
     fs::create_directories(TargetDir());
     auto store = LocalStore::Open(TargetDir());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
+    url_ = "file://" + TargetDir();
+    target_args_ = {"--target", url_};
+#endif
     history::HistoryOptions ho;
     ho.part_size = 16;  // several chunks for the longer files
     history_ = std::make_unique<history::HistoryStore>(*store_, ho);
   }
 
   std::string TargetDir() const { return dir_.path() + "/target"; }
-  std::string Url() const { return "file://" + TargetDir(); }
+  std::string Url() const { return url_; }
   std::string Dest(const std::string& name) const { return dir_.path() + "/out/" + name; }
   std::string StateRoot() const { return dir_.path() + "/state"; }
 
-  RunResult Ctl(std::vector<std::string> args) { return RunCtl(std::move(args), StateRoot()); }
+  RunResult Ctl(std::vector<std::string> args) {
+    return RunCtl(std::move(args), StateRoot(), child_env_);
+  }
+  // COMMAND with the target options, then `more`.
+  RunResult CtlOnTarget(std::vector<std::string> command, const std::vector<std::string>& more) {
+    command.insert(command.end(), target_args_.begin(), target_args_.end());
+    command.insert(command.end(), more.begin(), more.end());
+    return Ctl(command);
+  }
   RunResult RestoreAt(const std::string& at, const std::string& dest,
                       std::vector<std::string> more = {}) {
-    std::vector<std::string> args = {"restore", "--target", Url(), "--to", dest, "--at", at};
+    std::vector<std::string> args = {"restore", "--to", dest, "--at", at};
+    args.insert(args.end(), target_args_.begin(), target_args_.end());
     args.insert(args.end(), more.begin(), more.end());
     return Ctl(args);
   }
@@ -265,9 +317,54 @@ class RestoreAtTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<LocalStore> store_;
+  std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<history::HistoryStore> history_;
+  std::string url_;
+  std::vector<std::string> target_args_;
+  std::map<std::string, std::string> child_env_, s3_;
 };
+
+#ifdef SCRIBEFS_RESTORE_AT_S3
+
+// The same history in an RGW bucket: restore --at seqs and a time, a damaged
+// chunk, history and timeline, all with --target alone.
+TEST_F(RestoreAtTest, RgwRestoresEveryInstantFromABucket) {
+  WriteStandardHistory();
+  for (uint64_t seq : {6, 8, 10, 12}) {
+    SCOPED_TRACE("seq " + std::to_string(seq));
+    const std::string dest = Dest("s" + std::to_string(seq));
+    RunResult r = RestoreAt(std::to_string(seq), dest);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_EQ(Take(dest), ExpectedAt(seq)) << Describe(Take(dest));
+  }
+  RunResult r = RestoreAt(ctl::FormatUtcIso(TimeOf(9) + kSec / 2), Dest("t9"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("t9")), ExpectedAt(9));
+  r = RestoreAt("12", Dest("one"), {"--path", "papers/c.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Take(Dest("one"))["papers/c.txt"], ExpectedAt(12)["papers/c.txt"]);
+
+  r = CtlOnTarget({"--json", "history"}, {"papers/a.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["versions"].size(), 1u) << r.out;
+  r = CtlOnTarget({"--json", "timeline"}, {});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["last_seq"], 12);
+
+  // A damaged chunk in the bucket fails its file, naming the key.
+  const std::string sha = Sha(kC);
+  const std::string key = ".scribefs/chunks/" + sha.substr(0, 2) + "/" + sha;
+  const std::string damaged = "charlie?";
+  auto put = store_->Put(key, Payload::FromMemory(damaged), Metadata{});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  r = RestoreAt("12", Dest("bad"));
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find(key), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(Dest("bad/papers/c.txt")));
+}
+
+#else  // file:// target
+
 
 TEST_F(RestoreAtTest, EverySeqReproducesItsTree) {
   WriteStandardHistory();
@@ -617,6 +714,8 @@ TEST_F(RestoreAtTest, BashCompletionKnowsTheNewCommands) {
   EXPECT_NE(r.out.find("timeline) opts="), std::string::npos);
   EXPECT_NE(r.out.find("--at"), std::string::npos);
 }
+
+#endif  // SCRIBEFS_RESTORE_AT_S3
 
 }  // namespace
 }  // namespace scribefs
