@@ -891,7 +891,8 @@ struct Restorer::Impl {
 
   // The message for a failed read of e's object.
   std::string Vanished(const Entry& e, const StoreStatus& s) const {
-    if (!s.not_found()) return s.message();
+    // From history: the message names the chunk that is missing.
+    if (!s.not_found() || e.hstate) return s.message();
     if (!e.from_manifest) return "no longer in the target (deleted during the restore?)";
     if (e.version_id.empty()) {
       return "deleted from the target since checkpoint \"" + opt.checkpoint +

@@ -490,6 +490,14 @@ TEST_F(RestoreAtTest, ACorruptedChunkFailsNamingItsKeyAndWritesNothingWrong) {
   Snapshot want = ExpectedAt(6);
   want.erase("docs/a.txt");
   EXPECT_EQ(got, want) << Describe(got);
+  // A chunk that is gone: named too.
+  const std::string shx = Sha(kX);
+  const std::string xkey = ".scribefs/chunks/" + shx.substr(0, 2) + "/" + shx;
+  ASSERT_TRUE(fs::remove(TargetDir() + "/" + xkey));
+  r = RestoreAt("10", Dest("gone"));
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("FAILED   x.txt: chunk " + xkey), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(Dest("gone/x.txt")));
 }
 
 TEST_F(RestoreAtTest, AHostileSegmentPathIsRefused) {
