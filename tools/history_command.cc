@@ -98,8 +98,8 @@ struct OpOfVersion {
 };
 
 // Which change made `v`: the entry with its seq (a base when none).
-OpOfVersion OpOf(const std::map<uint64_t, const history::Entry*>& by_seq,
-                 const history::Version& v, const std::string& path) {
+OpOfVersion OpOf(const std::map<uint64_t, const history::Entry*>& by_seq, const history::Version& v,
+                 const std::string& path) {
   auto it = by_seq.find(v.seq);
   if (it == by_seq.end()) return {"base", "state of a base snapshot"};
   const history::Entry& e = *it->second;

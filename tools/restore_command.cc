@@ -400,8 +400,7 @@ void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
     printf(
         "Restored %s%s into %s in %s: %llu restored, %llu already up to date, %llu failed, "
         "%llu refused",
-        url.c_str(), WhatRestored(o, hist).c_str(),
-        dest.c_str(), FormatDuration(s.seconds).c_str(),
+        url.c_str(), WhatRestored(o, hist).c_str(), dest.c_str(), FormatDuration(s.seconds).c_str(),
         static_cast<unsigned long long>(s.restored), static_cast<unsigned long long>(s.skipped),
         static_cast<unsigned long long>(s.failed.size()),
         static_cast<unsigned long long>(s.refused.size()));
@@ -443,16 +442,16 @@ std::unique_ptr<HistoryRestore> LoadHistoryFor(const ResolvedTarget& target,
       Note("the history ends at seq " + std::to_string(r.coverage.last_seq) + " (stored " +
            FormatLocalTime(r.coverage.last_time_ns) + "): restoring that state");
     } else if (at->kind == history::Instant::Kind::kTime && at->time_ns > r.coverage.last_time_ns) {
-      Note("the history ends at " + FormatLocalTime(r.coverage.last_time_ns) +
-           " (seq " + std::to_string(r.coverage.last_seq) + "): restoring that state");
+      Note("the history ends at " + FormatLocalTime(r.coverage.last_time_ns) + " (seq " +
+           std::to_string(r.coverage.last_seq) + "): restoring that state");
     }
     return std::move(h).value();
   }
   if (checkpoint.empty()) return nullptr;
   auto h = CheckpointFromHistory(*target.store, checkpoint);
   if (!h.ok()) {
-    *exit_code = Fail(kExitFailure, "restore --checkpoint " + checkpoint + ": " +
-                                        h.status().message());
+    *exit_code =
+        Fail(kExitFailure, "restore --checkpoint " + checkpoint + ": " + h.status().message());
     return nullptr;
   }
   if (*h) {

@@ -27,8 +27,8 @@
 #include "tools/time_spec.h"
 #include "uploader/digest.h"
 #include "uploader/local_store.h"
-#include "uploader/s3_store.h"
 #include "uploader/object_layout.h"
+#include "uploader/s3_store.h"
 
 extern char** environ;
 
@@ -197,7 +197,8 @@ class RestoreAtTest : public ::testing::Test {
     url_ = "s3://" + o.bucket + "/" + o.prefix;
     target_args_ = {"--target", url_, "--endpoint", o.endpoint, "--region", o.region};
     child_env_ = {{"AWS_ACCESS_KEY_ID", s3_["AWS_ACCESS_KEY_ID"]},
-                  {"AWS_SECRET_ACCESS_KEY", s3_["AWS_SECRET_ACCESS_KEY"]}};
+                  { "AWS_SECRET_ACCESS_KEY",
+                    s3_["AWS_SECRET_ACCESS_KEY"] }};
 #else
     fs::create_directories(TargetDir());
     auto store = LocalStore::Open(TargetDir());
@@ -365,7 +366,6 @@ TEST_F(RestoreAtTest, RgwRestoresEveryInstantFromABucket) {
 
 #else  // file:// target
 
-
 TEST_F(RestoreAtTest, EverySeqReproducesItsTree) {
   WriteStandardHistory();
   for (uint64_t seq : {6, 7, 8, 9, 10, 11, 12}) {
@@ -464,8 +464,8 @@ TEST_F(RestoreAtTest, RunAgainSkipsWhatIsAlreadyRight) {
 
 TEST_F(RestoreAtTest, DryRunListsAndWritesNothing) {
   WriteStandardHistory();
-  RunResult r = Ctl({"--json", "restore", "--target", Url(), "--to", Dest("dry"), "--at", "10",
-                     "--dry-run"});
+  RunResult r =
+      Ctl({"--json", "restore", "--target", Url(), "--to", Dest("dry"), "--at", "10", "--dry-run"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["create"].size(), 6u) << r.out;
@@ -510,8 +510,7 @@ TEST_F(RestoreAtTest, AHostileSegmentPathIsRefused) {
       "\"mode\":16877,\"uid\":0,\"gid\":0,\"mtime_ns\":1}\n";
   std::string z(ZSTD_compressBound(text.size()), '\0');
   z.resize(ZSTD_compress(z.data(), z.size(), text.data(), text.size(), 1));
-  const std::string key =
-      history::SegmentKey({history::SegmentKind::kDelta, 0, 13, 13});
+  const std::string key = history::SegmentKey({history::SegmentKind::kDelta, 0, 13, 13});
   fs::create_directories(fs::path(TargetDir() + "/" + key).parent_path());
   { std::ofstream(TargetDir() + "/" + key, std::ios::binary) << z; }
   RunResult r = RestoreAt("13", Dest("h/in"));
@@ -571,10 +570,11 @@ TEST_F(RestoreAtTest, ClearErrors) {
 // A checkpoint manifest whose objects are gone from the mirror (as on an
 // unversioned target after later writes): at seq `seq`, naming docs/a.txt.
 void WriteManifest(const std::string& target_dir, const std::string& name, uint64_t seq) {
-  json entry = {{"path", "docs/a.txt"}, {"key", "docs/a.txt"}, {"type", "file"}, {"size", 16},
-                {"mode", 0100640},      {"uid", 1000},         {"gid", 1000},      {"mtime_ns", 1},
-                {"etag", "0123456789abcdef0123456789abcdef"},   {"sha256", nullptr},
-                {"version_id", nullptr}};
+  json entry = {
+      {"path", "docs/a.txt"}, {"key", "docs/a.txt"},  {"type", "file"},
+      {"size", 16},           {"mode", 0100640},      {"uid", 1000},
+      {"gid", 1000},          {"mtime_ns", 1},        {"etag", "0123456789abcdef0123456789abcdef"},
+      {"sha256", nullptr},    {"version_id", nullptr}};
   nlohmann::ordered_json m;
   m["format"] = "scribefs-checkpoint";
   m["version"] = kManifestVersion;
