@@ -233,6 +233,9 @@ struct Entry {
   Kind kind = Kind::kUnknown;
   bool marker = false;  // a directory with a marker object (else implied by keys below it)
   bool from_manifest = false;
+  // restore --at: the stored state (in RestoreOptions::history's tree), which
+  // says everything (kind, attributes, symlink target, rdev, chunks).
+  const history::PathState* hstate = nullptr;
   // Attributes; meaningful when meta_known (a manifest, or after HEAD/GET).
   bool meta_known = false;
   mode_t mode = 0;  // st_mode: type and permission bits
@@ -562,6 +565,44 @@ struct Restorer::Impl {
     return Status::Ok();
   }
 
+  // The entries of a tree replayed from history (RestoreOptions::history).
+  Status BuildFromHistory() {
+    for (const auto& [path, stored] : *opt.history->tree) {
+      const history::PathState& st = stored.state;
+      const bool dir = st.type == kTypeDir;
+      Entry e;
+      if (!Admit(dir ? path + "/" : path, &e.path, &e.marker)) continue;
+      e.key = dir ? path + "/" : path;
+      e.hstate = &st;
+      if (st.type == kTypeFile) {
+        e.kind = Kind::kFile;
+      } else if (dir) {
+        e.kind = Kind::kDir;
+      } else if (st.type == kTypeSymlink) {
+        e.kind = Kind::kSymlink;
+      } else if (st.type == kTypeSpecial) {
+        e.kind = Kind::kSpecial;
+        e.rdev = static_cast<dev_t>(st.rdev);
+        e.has_rdev = true;
+      } else {  // the segment decoder admits no other type
+        return Status::Error(EINVAL, "history: \"" + path + "\" has unknown type " + st.type);
+      }
+      e.mode = st.mode;
+      e.uid = st.uid;
+      e.gid = st.gid;
+      e.mtime_ns = st.mtime_ns;
+      e.size = st.size;
+      e.meta_known = e.has_owner = e.mtime_known = e.mtime_exact = true;
+      entries.push_back(std::move(e));
+    }
+    return Status::Ok();
+  }
+
+  Status Build() {
+    if (opt.history) return BuildFromHistory();
+    return opt.checkpoint.empty() ? BuildFromListing() : BuildFromManifest();
+  }
+
   Entry* DirAt(const std::string& path) {
     auto it = dir_index.find(path);
     return it == dir_index.end() ? nullptr : &entries[it->second];
@@ -711,7 +752,8 @@ struct Restorer::Impl {
       }
       auto j = std::make_unique<FileJob>();
       j->e = &e;
-      if ((e.kind == Kind::kFile || e.kind == Kind::kUnknown) && opt.workers > 1 &&
+      // A file from history is written chunk by chunk by one worker.
+      if ((e.kind == Kind::kFile || e.kind == Kind::kUnknown) && !e.hstate && opt.workers > 1 &&
           opt.range_size > 0 && e.size > opt.range_threshold) {
         j->parts = static_cast<int>((e.size + opt.range_size - 1) / opt.range_size);
       }
@@ -849,7 +891,8 @@ struct Restorer::Impl {
 
   // The message for a failed read of e's object.
   std::string Vanished(const Entry& e, const StoreStatus& s) const {
-    if (!s.not_found()) return s.message();
+    // From history: the message names the chunk that is missing.
+    if (!s.not_found() || e.hstate) return s.message();
     if (!e.from_manifest) return "no longer in the target (deleted during the restore?)";
     if (e.version_id.empty()) {
       return "deleted from the target since checkpoint \"" + opt.checkpoint +
@@ -870,6 +913,7 @@ struct Restorer::Impl {
     if (static_cast<uint64_t>(st.st_size) != e.size || !e.mtime_known || !SameMtime(e, st)) {
       return false;
     }
+    if (e.hstate) return ChunksMatch(j, *e.hstate);
     Hasher::Algorithm alg;
     std::string want;
     if (!e.sha256.empty()) {
@@ -885,6 +929,29 @@ struct Restorer::Impl {
     if (!fd.valid()) return false;
     auto h = HashFd(fd.get(), e.size, alg);
     return h.ok() && *h == want;
+  }
+
+  // Whether the existing file has each of the chunks of `state` (SHA-256 of
+  // each range), so that a resumed restore --at does not fetch it again.
+  bool ChunksMatch(FileJob& j, const history::PathState& state) {
+    UniqueFd fd(openat(j.dir_fd.get(), Base(j.e->path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return false;
+    std::string buf;
+    uint64_t off = 0;
+    for (const history::ChunkRef& c : state.chunks) {
+      buf.resize(c.size);
+      uint64_t got = 0;
+      while (got < c.size) {
+        ssize_t n = pread(fd.get(), buf.data() + got, c.size - got, static_cast<off_t>(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        got += static_cast<uint64_t>(n);
+      }
+      auto h = Sha256(buf);
+      if (!h.ok() || HexEncode(*h) != c.sha256) return false;
+      off += c.size;
+    }
+    return off == state.size;
   }
 
   // The changes that give e its attributes as the options allow (owner only
@@ -956,6 +1023,10 @@ struct Restorer::Impl {
 
   void RestoreSymlink(FileJob& j, const struct stat* existing) {
     Entry& e = *j.e;
+    if (e.hstate) {
+      CompleteSymlink(j, e.hstate->target, existing);
+      return;
+    }
     const std::string name = Base(e.path);
     // A checkpoint knows the target's SHA-256: an identical link needs no GET.
     if (e.from_manifest && !e.sha256.empty() && existing && S_ISLNK(existing->st_mode)) {
@@ -1098,6 +1169,7 @@ struct Restorer::Impl {
         r = StoreStatus(PosixError("open the temporary file", errno));
       } else {
         r = WithRetries(opt.max_attempts, [&]() -> StoreResult<ObjectInfo> {
+          if (e.hstate) return WriteFromHistory(e, fd);
           off_t at = range ? static_cast<off_t>(range->offset) : 0;
           if (lseek(fd, at, SEEK_SET) < 0) return StoreStatus(PosixError("seek", errno));
           if (!range && ftruncate(fd, 0) != 0) return StoreStatus(PosixError("truncate", errno));
@@ -1120,6 +1192,17 @@ struct Restorer::Impl {
       last = --j.parts_left == 0;
     }
     if (last) Finalize(j);
+  }
+
+  // A file's content from history chunks (each checked before it is
+  // written); ObjectInfo says its size, as a GET would.
+  StoreResult<ObjectInfo> WriteFromHistory(const Entry& e, int fd) {
+    if (ftruncate(fd, 0) != 0) return StoreStatus(PosixError("truncate", errno));
+    StoreStatus s = opt.history->write_content(*e.hstate, fd);
+    if (!s.ok()) return s;
+    ObjectInfo info;
+    info.size = e.size;
+    return info;
   }
 
   // After the last part: checks, attributes, rename into place (or, for a
@@ -1146,7 +1229,9 @@ struct Restorer::Impl {
                               : "short download (" + std::to_string(st.st_size) + " of " +
                                     std::to_string(size) + " bytes)");
     }
-    if (e.from_manifest) {
+    if (e.hstate) {
+      // Attributes from the tree; every chunk was checked as it was written.
+    } else if (e.from_manifest) {
       // Without a SHA-256 the ETag is all there is to check (the SHA-256,
       // when there is one, is checked below and decides).
       if (e.sha256.empty() && e.version_id.empty() && !e.etag.empty() && first.etag != e.etag) {
@@ -1181,7 +1266,9 @@ struct Restorer::Impl {
       return;
     }
     // A regular file: verify, then attributes, then rename into place.
-    if (!e.sha256.empty()) {
+    if (e.hstate) {
+      // Checked chunk by chunk by write_content.
+    } else if (!e.sha256.empty()) {
       auto h = HashFd(j.fd.get(), size, Hasher::Algorithm::kSha256);
       if (!h.ok()) return fail("verify: " + h.status().message());
       if (*h != e.sha256) {
@@ -1298,7 +1385,7 @@ Restorer::~Restorer() = default;
 void Restorer::AbandonTempFiles() { impl_->temps.Abandon(); }
 
 Result<RestorePlan> Restorer::Plan() {
-  Status s = impl_->opt.checkpoint.empty() ? impl_->BuildFromListing() : impl_->BuildFromManifest();
+  Status s = impl_->Build();
   if (!s.ok()) return s;
   impl_->Resolve();
   RestorePlan plan;
@@ -1318,7 +1405,7 @@ Result<RestorePlan> Restorer::Plan() {
 
 Result<RestoreSummary> Restorer::Run() {
   auto start = Clock::now();
-  Status s = impl_->opt.checkpoint.empty() ? impl_->BuildFromListing() : impl_->BuildFromManifest();
+  Status s = impl_->Build();
   if (!s.ok()) return s;
   impl_->Resolve();
   impl_->MakeDirectories();

@@ -65,12 +65,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "history/replay.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/object_store.h"
 
@@ -93,7 +95,22 @@ std::string LeftOutReason(mode_t mode, bool has_rdev, dev_t rdev, const RestoreO
 // "/"), an empty, "." or ".." component, a NUL byte.
 std::string UnsafeKeyReason(std::string_view key);
 
+// restore --at (tools/restore_at.h): a tree replayed from the target's
+// history instead of the objects the target holds. Every attribute comes from
+// the tree (nothing is asked of the mirror); a file's content is written by
+// write_content, which checks each chunk before writing it
+// (HistoryStore::RestoreFile). A regular file already in the destination is
+// kept when its size, mtime and the SHA-256 of each of its chunks match.
+struct HistoryRestoreSource {
+  const history::Tree* tree = nullptr;
+  // Writes state's content into fd from offset 0 (and truncates it to the
+  // size). Called by several workers at once: must be thread-safe.
+  std::function<StoreStatus(const history::PathState& state, int fd)> write_content;
+};
+
 struct RestoreOptions {
+  // When set, the tree to restore (the checkpoint and the listing are not used).
+  const HistoryRestoreSource* history = nullptr;
   std::string checkpoint;  // manifest to restore; empty: the target's objects now
   std::string path;        // "" = everything; else this path and everything below it
   int workers = 8;

@@ -16,7 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -24,6 +26,8 @@
 #include "common/unique_fd.h"
 #include "tools/human.h"
 #include "tools/restore.h"
+#include "tools/restore_at.h"
+#include "tools/time_spec.h"
 #include "uploader/checkpoint.h"
 #include "uploader/store_factory.h"
 
@@ -41,6 +45,22 @@ when the bucket is versioned. Regular files, directories (also empty
 ones), symlinks, FIFOs and sockets, with their mode and mtime. Directory
 attributes are set after their contents. Nothing outside DIR is deleted
 or changed; nothing in DIR that the target does not name is removed.
+
+From history (--at TIME|SEQ): the tree exactly as it was stored at that
+instant, from the target's history (.scribefs/chunks/ and timeline/; see
+docs/history.md) rather than its current objects: content, modes, owners
+(with --same-owner), mtimes, symlinks, empty directories, special files;
+a path deleted before the instant is absent. A plain number is a journal
+seq; otherwise a time: 2026-12-05T10:00:00 (local), ...Z or ...+01:00,
+10m (ten minutes ago), @EPOCH, today, yesterday. Every chunk is checked
+(size, SHA-256) before it is written: a damaged one fails its file, named.
+The restore stops before writing anything when the target has no history,
+the instant is before the first stored state (the covered range is
+named), or a timeline segment is missing on the way (a hole) or does not
+decode. With --checkpoint on a target whose history covers the
+checkpoint's seq, the checkpoint is restored from the history (a note
+says so); otherwise from its manifest. See also 'scribectl timeline' and
+'scribectl history PATH'.
 
 Trust: whoever can write the target chooses the metadata, so by default,
 even as root, everything restored belongs to the user running the restore,
@@ -79,7 +99,7 @@ version unless it is already right (Resume). When DIR is not empty, the
 restore first lists (on stderr) the existing paths it may replace.
 --dry-run lists every path it would write ("create") or replace
 ("replace"; existing directories: "keep") and writes nothing (with --json:
-{dry_run, target, checkpoint, to, create: [path], replace: [path],
+{dry_run, target, checkpoint, history, to, create: [path], replace: [path],
 keep: [path], refused: [{key, reason}], excluded}).
 
 Exit status: 0 everything restored or already up to date; 1 some paths
@@ -88,9 +108,10 @@ checkpoint); 2 usage error, or DIR is a live mount's (use --force);
 3 no state for -m; 7 some keys were refused as unsafe and nothing else
 failed; 130 interrupted.
 
-With --json: {ok, target, checkpoint, to, restored, skipped, excluded,
-bytes, failed: [{path, error}], refused: [{key, reason}],
-left_out: [{path, reason}], seconds}.
+With --json: {ok, target, checkpoint, history, to, restored, skipped,
+excluded, bytes, failed: [{path, error}], refused: [{key, reason}],
+left_out: [{path, reason}], seconds}; history is null, or {at, seq,
+time_ns, time}: the instant asked for and the last stored change restored.
 
 Examples:
   scribectl -m /srv/data restore --to /srv/restored
@@ -98,7 +119,11 @@ Examples:
   scribectl -m /srv/data restore --to /srv/data.old --dry-run
   scribectl restore --target s3://backups/srv --endpoint http://rgw:7480 \
       --to /srv/data.new --path projects/alpha
-  scribectl --json restore --target file:///mnt/usb/replica --to /srv/data)";
+  scribectl --json restore --target file:///mnt/usb/replica --to /srv/data
+  scribectl -m /srv/data restore --at 10m --to /tmp/before
+  scribectl -m /srv/data restore --at 2026-12-05T09:30:00 --to /tmp/r \
+      --path docs/report.odt
+  scribectl restore --target s3://backups/srv --at 41230 --to /srv/data.new)";
 
 // The absolute, canonical form of `path`, which may not exist yet: its
 // deepest existing ancestor resolved with realpath, the rest appended.
@@ -267,9 +292,31 @@ bool DirectoryEmpty(int dir_fd) {
   return empty;
 }
 
+// The "history" field of the JSON output: null, or what was replayed.
+nlohmann::ordered_json HistoryJson(const RestoreCommandOptions& o, const HistoryRestore* hist) {
+  if (!hist) return nullptr;
+  nlohmann::ordered_json j;
+  j["at"] = o.at.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.at);
+  j["seq"] = hist->seq;
+  j["time_ns"] = hist->time_ns;
+  j["time"] = FormatUtcIso(hist->time_ns);
+  return j;
+}
+
+// " (checkpoint NAME)", " (at seq N, stored TIME)": what the summary restored.
+std::string WhatRestored(const RestoreCommandOptions& o, const HistoryRestore* hist) {
+  std::string what;
+  if (!o.checkpoint.empty()) what += "checkpoint " + o.checkpoint;
+  if (hist) {
+    what += (what.empty() ? "" : ", ") + std::string("history at seq ") +
+            std::to_string(hist->seq) + ", stored " + FormatLocalTime(hist->time_ns);
+  }
+  return what.empty() ? "" : " (" + what + ")";
+}
+
 // --dry-run: what a restore would create, replace and keep.
 int PrintPlan(const GlobalOptions& global, const RestoreCommandOptions& o, const std::string& url,
-              const std::string& dest, const RestorePlan& plan) {
+              const std::string& dest, const RestorePlan& plan, const HistoryRestore* hist) {
   std::vector<std::string> create, replace, keep;
   for (const RestorePlanEntry& e : plan.entries)
     (!e.exists ? create : e.directory ? keep : replace).push_back(e.path);
@@ -279,6 +326,7 @@ int PrintPlan(const GlobalOptions& global, const RestoreCommandOptions& o, const
     j["target"] = url;
     j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
                                            : nlohmann::ordered_json(o.checkpoint);
+    j["history"] = HistoryJson(o, hist);
     j["to"] = dest;
     j["create"] = create;
     j["replace"] = replace;
@@ -324,13 +372,14 @@ void WarnReplacing(const ResolvedTarget& target, int root_fd, const RestoreOptio
 // The summary: one JSON object with --json, else lines for people.
 void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
                   const std::string& url, const std::string& dest, const RestoreSummary& s,
-                  int code) {
+                  int code, const HistoryRestore* hist) {
   if (global.json) {
     nlohmann::ordered_json j;
     j["ok"] = code == kExitOk;
     j["target"] = url;
     j["checkpoint"] = o.checkpoint.empty() ? nlohmann::ordered_json(nullptr)
                                            : nlohmann::ordered_json(o.checkpoint);
+    j["history"] = HistoryJson(o, hist);
     j["to"] = dest;
     j["restored"] = s.restored;
     j["skipped"] = s.skipped;
@@ -351,8 +400,7 @@ void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
     printf(
         "Restored %s%s into %s in %s: %llu restored, %llu already up to date, %llu failed, "
         "%llu refused",
-        url.c_str(), o.checkpoint.empty() ? "" : (" (checkpoint " + o.checkpoint + ")").c_str(),
-        dest.c_str(), FormatDuration(s.seconds).c_str(),
+        url.c_str(), WhatRestored(o, hist).c_str(), dest.c_str(), FormatDuration(s.seconds).c_str(),
         static_cast<unsigned long long>(s.restored), static_cast<unsigned long long>(s.skipped),
         static_cast<unsigned long long>(s.failed.size()),
         static_cast<unsigned long long>(s.refused.size()));
@@ -376,6 +424,43 @@ void PrintSummary(const GlobalOptions& global, const RestoreCommandOptions& o,
   }
 }
 
+// The history tree to restore: --at's, or a checkpoint's when the target's
+// history covers its seq (its mirror objects may have changed since; the
+// history has every stored state). nullptr: restore the objects or the
+// manifest. On an error, *exit_code is set.
+std::unique_ptr<HistoryRestore> LoadHistoryFor(const ResolvedTarget& target,
+                                               const std::optional<history::Instant>& at,
+                                               const std::string& checkpoint, int* exit_code) {
+  if (at) {
+    auto h = LoadHistoryRestore(*target.store, *at);
+    if (!h.ok()) {
+      *exit_code = Fail(kExitFailure, "restore --at: " + h.status().message());
+      return nullptr;
+    }
+    const HistoryRestore& r = **h;
+    if (at->kind == history::Instant::Kind::kSeq && at->seq > r.coverage.last_seq) {
+      Note("the history ends at seq " + std::to_string(r.coverage.last_seq) + " (stored " +
+           FormatLocalTime(r.coverage.last_time_ns) + "): restoring that state");
+    } else if (at->kind == history::Instant::Kind::kTime && at->time_ns > r.coverage.last_time_ns) {
+      Note("the history ends at " + FormatLocalTime(r.coverage.last_time_ns) + " (seq " +
+           std::to_string(r.coverage.last_seq) + "): restoring that state");
+    }
+    return std::move(h).value();
+  }
+  if (checkpoint.empty()) return nullptr;
+  auto h = CheckpointFromHistory(*target.store, checkpoint);
+  if (!h.ok()) {
+    *exit_code =
+        Fail(kExitFailure, "restore --checkpoint " + checkpoint + ": " + h.status().message());
+    return nullptr;
+  }
+  if (*h) {
+    Note("checkpoint \"" + checkpoint + "\" is restored from the target's history (seq " +
+         std::to_string((*h)->seq) + ")");
+  }
+  return std::move(h).value();
+}
+
 }  // namespace
 
 CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
@@ -390,6 +475,10 @@ CLI::App* AddRestoreCommand(CLI::App* app, RestoreCommandOptions* o) {
                   "Restore the state of checkpoint NAME (its manifest) instead of\n"
                   "the target's current objects.")
       ->type_name("NAME");
+  cmd->add_option("--at", o->at,
+                  "Restore the tree as it was stored at TIME or SEQ, from the\n"
+                  "target's history (see below); not with --checkpoint.")
+      ->type_name("TIME|SEQ");
   cmd->add_option("--path", o->path,
                   "Restore only PREFIX and what is below it (a path relative to\n"
                   "DATADIR: 'docs' is docs and docs/..., not docsx).")
@@ -429,6 +518,16 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
       return Fail(kExitUsage, "--checkpoint: " + s.message());
     }
   }
+  std::optional<history::Instant> at;
+  if (!o.at.empty()) {
+    if (!o.checkpoint.empty()) return Fail(kExitUsage, "give --at or --checkpoint, not both");
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    auto parsed = ParseAt(o.at, now);
+    if (!parsed.ok()) return Fail(kExitUsage, "--at: " + parsed.status().message());
+    at = *parsed;
+  }
   // A file:// target that does not exist would be created empty by the store.
   if (!o.target.target.empty()) {
     auto url = ParseTargetUrl(o.target.target);
@@ -458,12 +557,15 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
   ro.workers = o.workers;
   ro.same_owner = o.same_owner;
   ro.special = o.special;
+  auto hist = LoadHistoryFor(*target, at, o.checkpoint, &exit_code);
+  if (exit_code != kExitOk) return exit_code;
+  if (hist) ro.history = &hist->source;
   if (o.dry_run) {
     UniqueFd existing(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // may be absent
     Restorer planner(target->store.get(), existing.get(), &target->filter, ro);
     auto plan = planner.Plan();
     if (!plan.ok()) return Fail(kExitFailure, "restore --dry-run: " + plan.status().message());
-    return PrintPlan(global, o, target->url, *dest, *plan);
+    return PrintPlan(global, o, target->url, *dest, *plan, hist.get());
   }
   if (Status s = MakeDirs(*dest); !s.ok()) return Fail(kExitFailure, s.message());
   UniqueFd root(open(dest->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -481,7 +583,7 @@ int RunRestore(const GlobalOptions& global, const RestoreCommandOptions& o) {
     Note("checkpoint \"" + o.checkpoint + "\" was taken for " + s.manifest_target +
          "; restored from " + target->url);
   }
-  PrintSummary(global, o, target->url, *dest, s, code);
+  PrintSummary(global, o, target->url, *dest, s, code, hist.get());
   int out = FinishOutput();
   if (out != kExitOk) return out;
   if (!prefix.empty() && s.restored + s.skipped + s.excluded + s.failed.size() +

@@ -1,4 +1,4 @@
-// `scribectl restore --to DIR [--checkpoint NAME] [--path PREFIX]`: copies
+// `scribectl restore --to DIR [--checkpoint NAME | --at TIME|SEQ] [--path PREFIX]`: copies
 // the target of a mount (or any target given with --target) back into a
 // local directory, without the daemon. The engine is tools/restore.h; this
 // file is the command line: options, the destination's safety checks
@@ -17,6 +17,7 @@ namespace scribefs::ctl {
 struct RestoreCommandOptions {
   std::string to;          // --to DIR (required)
   std::string checkpoint;  // --checkpoint NAME
+  std::string at;          // --at TIME|SEQ: from the target's history (tools/restore_at.h)
   std::string path;        // --path PREFIX
   int workers = 8;
   bool force = false;

@@ -25,6 +25,7 @@
 
 #include "journal/record.h"
 #include "tools/control_commands.h"
+#include "tools/history_command.h"
 #include "tools/cli_suggest.h"
 #include "tools/completion.h"
 #include "tools/ctl_common.h"
@@ -319,6 +320,7 @@ struct Commands {
   CLI::App* stop = nullptr;
   SetOptions setopts;
   CLI::App* set = nullptr;
+  HistoryCommands history;  // history PATH, timeline (tools/history_command.h)
 };
 
 // -m, --state-dir, --json: accepted before or after the command.
@@ -481,6 +483,7 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
   AddTargetOptions(c.verify, &c.vopts.target);
   c.verify->footer(kVerifyFooter);
   c.restore = AddRestoreCommand(&app, &c.ropts);
+  AddHistoryCommands(&app, &c.history);
   c.rescan = app.add_subcommand(
       "rescan", "Find changes made to DATADIR behind the mount and upload them.");
   c.rescan->add_option("-t,--timeout", c.scopts.timeout_s,
@@ -537,6 +540,7 @@ int Dispatch(const GlobalOptions& global, Commands& c, const CLI::App& app) {
   if (c.retry->parsed()) return RunRetry(global);
   if (c.verify->parsed()) return RunVerify(global, c.vopts);
   if (c.restore->parsed()) return RunRestore(global, c.ropts);
+  if (auto code = RunHistoryCommands(global, c.history)) return *code;
   if (c.rescan->parsed()) return RunRescan(global, c.scopts);
   if (c.stop->parsed()) return RunStop(global, c.stopts);
   if (c.set->parsed()) return RunSet(global, c.setopts);
