@@ -525,6 +525,14 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
              : is_root ? OpenRel("", O_PATH | O_DIRECTORY)
                        : OpenByName(*inode, O_PATH | O_NOFOLLOW);
     if (!o.ok()) {
+      // Under the writeback cache the kernel keeps a file's times and writes
+      // them back (mtime, ctime) right after an unlink, rmdir or rename has
+      // taken the inode's last name (fuse_update_ctime), with no open file
+      // left to name it. On a native filesystem that sets the times of a dead
+      // inode, which go with it; failing would make the error the mount's
+      // writeback error, which every later syncfs(2) reports.
+      if (!path && !is_root && (to_set & ~kSetTimes) == 0 && o.status().code() == ENOENT)
+        return SetTimesOfGone(*inode, attr, to_set);
       skip_all(o.status().code());
       return o.status();
     }
@@ -599,6 +607,35 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
   struct stat st;
   if (fstat(fd, &st) != 0) return Errno("fstat");
   return st;
+}
+
+Result<struct stat> Filesystem::SetTimesOfGone(Inode& inode, const struct stat& attr, int to_set) {
+  // Nothing is journaled: every record names a path, which the replay takes
+  // the state of, and no path leads to this inode; nothing changes in DATADIR.
+  std::lock_guard lk(inode.fds_mu);
+  if (!inode.gone_attr) return Status::Error(ENOENT, "unlinked");  // no name we removed
+  struct stat& st = *inode.gone_attr;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (to_set & kSetAtimeNow)
+    st.st_atim = now;
+  else if (to_set & kSetAtime)
+    st.st_atim = attr.st_atim;
+  if (to_set & kSetMtimeNow)
+    st.st_mtim = now;
+  else if (to_set & kSetMtime)
+    st.st_mtim = attr.st_mtim;
+  st.st_ctim = (to_set & kSetCtime) ? attr.st_ctim : now;
+  return st;
+}
+
+void Filesystem::NoteRemoved(Inode& inode, const struct stat& st) {
+  if (inodes_.PrimaryAlias(inode)) return;  // another name still reaches it
+  struct stat gone = st;
+  // The link count the removal left (a directory's own "." goes with it).
+  gone.st_nlink = S_ISDIR(st.st_mode) || st.st_nlink == 0 ? 0 : st.st_nlink - 1;
+  std::lock_guard lk(inode.fds_mu);
+  inode.gone_attr = gone;
 }
 
 Result<UniqueFd> Filesystem::OpenNode(uint64_t id, int flags) {
@@ -789,8 +826,10 @@ Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::strin
       return PosixError(r->path, e);
     }
     if (dir) dir_fds_.Invalidate(st.st_dev, st.st_ino);  // the inode number may be reused
-    if (auto child = inodes_.Find(st.st_dev, st.st_ino))
+    if (auto child = inodes_.Find(st.st_dev, st.st_ino)) {
       inodes_.RemoveAlias(*child, r->parent.get(), name);
+      NoteRemoved(*child, st);
+    }
   }
   return Status::Ok();
 }
@@ -828,10 +867,12 @@ Status Filesystem::DoRename(SyncTicket& t, const Caller& c, uint64_t parent,
   if (moved == other && moved) return Status::Ok();  // two names of one inode: no-op
   if (moved) inodes_.MoveAlias(*moved, src->parent.get(), name, dst->parent, new_name);
   if (other) {
-    if (flags & RENAME_EXCHANGE)
+    if (flags & RENAME_EXCHANGE) {
       inodes_.MoveAlias(*other, dst->parent.get(), new_name, src->parent, name);
-    else
+    } else {
       inodes_.RemoveAlias(*other, dst->parent.get(), new_name);
+      NoteRemoved(*other, dst_st);
+    }
   }
   return Status::Ok();
 }
@@ -1022,8 +1063,10 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
       counters_.intents++;
       *covered = true;
     }
-    // Nameless (unlinked while open): nothing in DATADIR changes; a later
-    // link(2) records the file whole.
+    // Nameless (unlinked while open): nothing is recorded. No path names
+    // these bytes and none can again (the kernel's link(2) refuses an inode
+    // with no links left, here as on a native filesystem): they reach only
+    // the open file, and nothing in DATADIR's tree changes.
     inode.dirty.dirty = true;
     inode.dirty.whole = false;
   }

@@ -289,7 +289,11 @@ class Filesystem {
 
   static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2, kSetSize = 1 << 3,
                        kSetAtime = 1 << 4, kSetMtime = 1 << 5, kSetAtimeNow = 1 << 7,
-                       kSetMtimeNow = 1 << 8;  // same values as FUSE_SET_ATTR_*
+                       kSetMtimeNow = 1 << 8,
+                       kSetCtime = 1 << 10;  // same values as FUSE_SET_ATTR_*
+  // Bits that change only times (the kernel sends ctime with mtime when it
+  // writes back the times it keeps under the writeback cache).
+  static constexpr int kSetTimes = kSetAtime | kSetMtime | kSetAtimeNow | kSetMtimeNow | kSetCtime;
 
  private:
   class Resolved;  // a name resolved under the TreeLock
@@ -322,6 +326,13 @@ class Filesystem {
   void Undo(const Entry& e) { Forget(e.id, 1); }
   void Undo(const Created& c) { Forget(c.first.id, 1); }
   void Undo(const struct stat&) {}
+  // Notes on inode, whose name a removal just took (st: its attributes
+  // before), what it looked like if that was its last known name (see
+  // Inode::gone_attr). Requires the TreeLock.
+  void NoteRemoved(Inode& inode, const struct stat& st);
+  // DoSetAttr of only times (to_set within kSetTimes) on an inode with no
+  // name and no open file left: nothing of it is in DATADIR any more.
+  Result<struct stat> SetTimesOfGone(Inode& inode, const struct stat& attr, int to_set);
   std::shared_ptr<Inode> Node(uint64_t id);
   Result<UniqueFd> OpenRel(const std::string& rel, int flags);
   // A duplicate of a descriptor an open file holds on inode: how an inode

@@ -104,6 +104,11 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // (fstat, fchmod on such a file). Guarded by fds_mu, a leaf lock.
   std::mutex fds_mu;
   std::vector<int> open_fds;
+  // Its attributes when its last known name was removed (unlink, rmdir, a
+  // rename over it), with the link count that removal left: what a SETATTR of
+  // times that the kernel sends for it afterwards is answered with once
+  // nothing of it is left to change (Filesystem::DoSetAttr). Guarded by fds_mu.
+  std::optional<struct stat> gone_attr;
 };
 
 class InodeTable {
