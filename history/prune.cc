@@ -135,6 +135,11 @@ StoreStatus Sweep(HistoryStore& history, const std::unordered_set<std::string>& 
   return history.DeleteChunks(doomed);
 }
 
+StoreStatus CheckCancel(const PruneOptions& o) {
+  if (o.cancel && o.cancel->load()) return Status::Error(ECANCELED, "prune cancelled");
+  return StoreStatus();
+}
+
 }  // namespace
 
 StoreResult<std::vector<CheckpointPoint>> ListCheckpointPoints(ObjectStore& store) {
@@ -176,6 +181,7 @@ StoreResult<PruneReport> Prune(ObjectStore& store, const PruneOptions& options) 
   }
   report.checkpoints = checkpoints.size();
 
+  SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
   // 2. Decide.
   TimelineWalk walk;
   WalkTimeline(
@@ -195,6 +201,7 @@ StoreResult<PruneReport> Prune(ObjectStore& store, const PruneOptions& options) 
   std::set<std::string> known = l.keys;
   for (const auto* group : {&new_bases, &plan.sentinels}) {
     for (const Segment& s : *group) {
+      SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
       SegmentRef ref{s.header.id(), SegmentKey(s.header.id()), 0};
       if (!options.dry_run) {
         auto written = history.AppendSegment(s);
@@ -211,6 +218,7 @@ StoreResult<PruneReport> Prune(ObjectStore& store, const PruneOptions& options) 
   }
 
   // 4. Delete what no kept point needs.
+  SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
   if (!options.dry_run) {
     SCRIBEFS_RETURN_IF_STORE_ERROR(
         history.DeleteSegments(plan.segments_to_delete).WithContext("prune"));
@@ -236,6 +244,7 @@ StoreResult<PruneReport> Prune(ObjectStore& store, const PruneOptions& options) 
   SCRIBEFS_RETURN_IF_STORE_ERROR(MarkNewSegments(history, known, &marked).WithContext("prune"));
 
   // 6. Sweep.
+  SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
   SCRIBEFS_RETURN_IF_STORE_ERROR(Sweep(history, marked, options, &report).WithContext("prune"));
   return report;
 }

@@ -22,6 +22,7 @@
 // once is harmless to retained points, but may do the same work twice).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ struct PruneOptions {
   bool dry_run = false;           // decide and count; write and delete nothing
   std::optional<int64_t> now_ns;  // default: the real-time clock
   HistoryOptions history;
+  // Set by another thread to stop early (ECANCELED) at the next step: the
+  // daemon's shutdown. Stopping anywhere is as safe as a crash.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct PruneReport {
