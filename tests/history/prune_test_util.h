@@ -37,9 +37,13 @@ class PruneHistory {
     auto store = LocalStore::Open(dir + "/target");
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
-    HistoryOptions o;
-    o.part_size = 4096;  // several chunks per file
-    history_ = std::make_unique<HistoryStore>(*store_, o);
+    MakeHistory();
+  }
+  // The same over another store (S3); DIR still holds the files to chunk.
+  PruneHistory(const std::string& dir, std::unique_ptr<ObjectStore> store)
+      : dir_(dir), store_(std::move(store)) {
+    std::filesystem::create_directories(dir + "/data");
+    MakeHistory();
   }
   std::string target_dir() const { return dir_ + "/target"; }
   std::string url() const { return "file://" + target_dir(); }
@@ -159,8 +163,14 @@ class PruneHistory {
   }
 
  private:
+  void MakeHistory() {
+    HistoryOptions o;
+    o.part_size = 4096;  // several chunks per file
+    history_ = std::make_unique<HistoryStore>(*store_, o);
+  }
+
   std::string dir_;
-  std::unique_ptr<LocalStore> store_;
+  std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<HistoryStore> history_;
   std::vector<Segment> truth_;
   std::vector<StatePoint> states_;
