@@ -48,7 +48,7 @@ struct RetentionPolicy {
 // "7d", "12h", "30m", "90s", "500ms", "2w", "0", "3600" (seconds) -> ns.
 // EINVAL otherwise (negative, not finite, unknown unit).
 Result<int64_t> ParseRetentionDuration(const std::string& text);
-// "7d", "1h30m" is not accepted; whole units print as "7d", "3h", "90s".
+// The largest whole unit: "1w", "3d", "12h", "90s"; "0" for 0.
 std::string FormatRetentionDuration(int64_t ns);
 
 // One state of the history: the tree after the entry (or base) at seq.

@@ -121,8 +121,8 @@ void PrintHuman(const history::PruneReport& r, const history::PruneOptions& o,
              FormatLocalTime(k.state.time_ns).c_str(), EscapeControl(why).c_str());
     }
   }
-  const char* verb = r.dry_run ? "Would delete" : "Deleted";
-  printf("%s: %zu segments (%s), %llu chunks (%s)%s\n", verb, r.segments_deleted.size(),
+  const char* verb = r.dry_run ? "Would delete:" : "Deleted:   ";
+  printf("%s %zu segments (%s), %llu chunks (%s)%s\n", verb, r.segments_deleted.size(),
          FormatBytes(r.segment_bytes_deleted).c_str(),
          static_cast<unsigned long long>(r.chunks_deleted),
          FormatBytes(r.chunk_bytes_deleted).c_str(),
