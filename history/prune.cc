@@ -45,6 +45,11 @@ void MarkSegment(const Segment& s, std::unordered_set<std::string>* marked) {
   }
 }
 
+StoreStatus CheckCancel(const PruneOptions& o) {
+  if (o.cancel && o.cancel->load()) return Status::Error(ECANCELED, "prune cancelled");
+  return StoreStatus();
+}
+
 // Every segment of the target, loaded.
 struct Loaded {
   SegmentList list;
@@ -53,7 +58,7 @@ struct Loaded {
   std::set<std::string> keys;   // every segment key listed, covered ones too
 };
 
-StoreResult<Loaded> LoadAll(HistoryStore& history) {
+StoreResult<Loaded> LoadAll(HistoryStore& history, const PruneOptions& options) {
   Loaded l;
   auto list = history.ListSegments();
   if (!list.ok()) return list.status();
@@ -62,11 +67,13 @@ StoreResult<Loaded> LoadAll(HistoryStore& history) {
     for (const SegmentRef& r : *group) l.keys.insert(r.key);
   }
   for (const SegmentRef& r : l.list.bases) {
+    SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
     auto s = history.LoadSegment(r);
     if (!s.ok()) return s.status();
     l.bases.push_back(std::move(s).value());
   }
   for (const SegmentRef& r : l.list.deltas) {
+    SCRIBEFS_RETURN_IF_STORE_ERROR(CheckCancel(options));
     auto s = history.LoadSegment(r);
     if (!s.ok()) return s.status();
     l.deltas.push_back(std::move(s).value());
@@ -135,11 +142,6 @@ StoreStatus Sweep(HistoryStore& history, const std::unordered_set<std::string>& 
   return history.DeleteChunks(doomed);
 }
 
-StoreStatus CheckCancel(const PruneOptions& o) {
-  if (o.cancel && o.cancel->load()) return Status::Error(ECANCELED, "prune cancelled");
-  return StoreStatus();
-}
-
 }  // namespace
 
 StoreResult<std::vector<CheckpointPoint>> ListCheckpointPoints(ObjectStore& store) {
@@ -170,7 +172,7 @@ StoreResult<PruneReport> Prune(ObjectStore& store, const PruneOptions& options) 
   report.now_ns = options.now_ns.value_or(ClockNs());
 
   // 1. What the target holds.
-  auto loaded = LoadAll(history);
+  auto loaded = LoadAll(history, options);
   if (!loaded.ok()) return loaded.status().WithContext("prune");
   Loaded& l = *loaded;
   std::vector<CheckpointPoint> checkpoints;

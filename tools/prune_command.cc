@@ -121,6 +121,10 @@ void PrintHuman(const history::PruneReport& r, const history::PruneOptions& o,
              FormatLocalTime(k.state.time_ns).c_str(), EscapeControl(why).c_str());
     }
   }
+  for (const std::string& name : r.decision.checkpoints_without_state) {
+    printf("Note:      checkpoint %s is older than the history: no state to keep for it\n",
+           EscapeControl(name).c_str());
+  }
   const char* verb = r.dry_run ? "Would delete:" : "Deleted:   ";
   printf("%s %zu segments (%s), %llu chunks (%s)%s\n", verb, r.segments_deleted.size(),
          FormatBytes(r.segment_bytes_deleted).c_str(),

@@ -54,6 +54,28 @@ TEST(PruneCrashTest, KillNineAtRandomMomentsThenPruneAgainRestoresEveryRetainedP
   h.Build(600, kMin, 5, true);
   const std::string out = dir.path() + "/prune.json";
 
+  // `scribectl prune --dry-run` (for people) changes nothing and says what it would do.
+  {
+    const auto files = h.Files();
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0 || dup2(fd, 1) < 0) _exit(127);
+      execl(SCRIBECTL_BIN, "scribectl", "prune", "--dry-run", "--target", h.url().c_str(),
+            "--retention", "2h", "--keep-hourly", "6", "--prune-grace", "0",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const std::string text = testing_util::ReadFile(out);
+    EXPECT_NE(text.find("Would delete: "), std::string::npos) << text;
+    EXPECT_NE(text.find("window start"), std::string::npos) << text;
+    EXPECT_NE(text.find("hourly"), std::string::npos) << text;
+    EXPECT_EQ(h.Files(), files);
+  }
+
   // How long an uninterrupted prune takes, on a copy of the history.
   const auto t0 = std::chrono::steady_clock::now();
   int code = -1;
