@@ -51,6 +51,15 @@ struct Config {
   bool metrics_listen_any = false;  // allow a non-loopback ADDR
   std::string metrics_file;         // textfile collector output
   double metrics_interval = 15.0;   // seconds between --metrics-file writes
+  // History retention and automatic prune (daemon/prune_task.h): as given,
+  // and parsed by CheckPruneOptions.
+  std::string retention = "7d";
+  int keep_hourly = 0, keep_daily = 0, keep_checkpoints = 0;
+  std::string prune_interval = "1h";  // "off": no automatic prune
+  std::string prune_grace = "1h";
+  int64_t retention_ns = 7LL * 24 * 3600 * 1'000'000'000;
+  double prune_interval_s = 3600;  // 0: off
+  int64_t prune_grace_ns = 3600LL * 1'000'000'000;
 };
 
 // An error that ends start-up, with the exit code to report.

@@ -25,6 +25,7 @@
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
+#include "daemon/prune_task.h"
 #include "daemon/options.h"
 #include "daemon/service_notify.h"
 #include "daemon/startup_checks.h"
@@ -373,6 +374,13 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
         LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
   if (lag)
     if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
+  // Automatic prune of the target's history (daemon/prune_task.h): its own
+  // thread, never holds writers; stopped before the replicator's store goes.
+  std::unique_ptr<PruneTask> prune;
+  if (replicator && cfg.prune_interval_s > 0) {
+    prune = std::make_unique<PruneTask>(&replicator->store(), PruneTask::FromConfig(cfg));
+    if (Status ps = prune->Start(); !ps.ok()) return fail(kExitFailure, ps.message());
+  }
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
   cpo.sweep = rep.sweep.get();
@@ -420,6 +428,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   notifier.Stopping("stopping: unmounted, draining uploads (--stop-timeout)");
   exporter.value()->server.reset();
   if (lag) lag->Stop();  // lifts the throttle: held writes answer before the unmount
+  if (prune) prune->Stop();  // cancels a run at its next step (as safe as a crash)
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();

@@ -15,6 +15,7 @@
 #include "common/strings.h"
 #include "daemon/daemon.h"
 #include "daemon/metrics_server.h"
+#include "daemon/prune_task.h"
 #include "uploader/bandwidth.h"
 
 namespace scribefs {
@@ -428,6 +429,7 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   AddMountOptions(app, cfg);
   AddReplicationOptions(app, cfg);
   AddMonitoringOptions(app, cfg);
+  AddPruneOptions(app, cfg);  // daemon/prune_task.h
   app.add_option("--max-pause", cfg.max_pause,
                  "Longest pause (seconds) that `scribectl pause --timeout` or a checkpoint "
                  "may ask for; every pause ends by itself after its timeout")
@@ -478,6 +480,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
     return kExitUsage;
   }
   if (auto bad = CheckLagOptions(cfg)) {
+    fprintf(stderr, "scribefs: %s\n", bad->c_str());
+    return kExitUsage;
+  }
+  if (auto bad = CheckPruneOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;
   }

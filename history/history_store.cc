@@ -203,6 +203,17 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) 
   if (!list.ok()) return list.status();
   auto base = ChooseBase(*list, at);
   if (!base.ok()) return base.status();
+  // An instant before the oldest base, when no delta reaches back before it:
+  // what came before was pruned (or was never stored), and an empty tree
+  // would be a wrong answer, not "no history".
+  if (!*base && !list->bases.empty()) {
+    const SegmentRef& oldest = list->bases.front();
+    if (list->deltas.empty() || list->deltas.front().id.first_seq > oldest.id.last_seq) {
+      return StoreStatus(Status::Error(
+          ENODATA, "no history before seq " + std::to_string(oldest.id.last_seq) +
+                       " (the oldest base, " + oldest.key + "): pruned or never stored"));
+    }
+  }
   std::vector<Segment> out;
   if (*base) {
     auto segment = LoadSegment(**base);
@@ -214,12 +225,16 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) 
   if (*base) next = (*base)->id.last_seq + 1;
   for (const SegmentRef& ref : list->deltas) {
     if (*base && ref.id.last_seq <= (*base)->id.last_seq) continue;  // in the base
-    if (at.kind == Instant::Kind::kSeq && ref.id.first_seq > at.seq) break;
-    if (next && ref.id.first_seq > *next) {
+    // A hole the instant reaches into fails, also when it ends before the
+    // next segment: the tree at a seq inside it is unknown, and the tree
+    // before the hole would be a wrong answer.
+    const bool reaches = at.kind != Instant::Kind::kSeq || at.seq >= next.value_or(0);
+    if (next && ref.id.first_seq > *next && reaches) {
       return StoreStatus(Status::Error(
           ENODATA, "timeline hole: no segment holds seqs " + std::to_string(*next) + ".." +
                        std::to_string(ref.id.first_seq - 1) + " (before " + ref.key + ")"));
     }
+    if (at.kind == Instant::Kind::kSeq && ref.id.first_seq > at.seq) break;
     next = std::max(next.value_or(0), ref.id.last_seq + 1);
     auto segment = LoadSegment(ref);
     if (!segment.ok()) return segment.status();
@@ -293,6 +308,12 @@ StoreResult<CompactResult> HistoryStore::Compact(int level, const CompactOptions
       entries = 0;
       continue;
     }
+    // A run also ends at a seq gap (a prune deleted what was between): a
+    // merged segment would claim the missing seqs and hide the hole.
+    if (!group.empty() && ref.id.first_seq > group.back().header.last_seq + 1) {
+      SCRIBEFS_RETURN_IF_STORE_ERROR(FlushGroup(group, keys, level, options, &result));
+      entries = 0;
+    }
     auto segment = LoadSegment(ref);
     if (!segment.ok()) return segment.status();
     ++result.segments_read;
@@ -316,6 +337,39 @@ StoreResult<CompactResult> HistoryStore::Compact(int level, const CompactOptions
     }
   }
   return result;
+}
+
+StoreStatus HistoryStore::ListChunks(const std::function<bool(const ChunkInfo&)>& fn) {
+  ListOptions lo;
+  lo.prefix = std::string(kChunkKeyPrefix);
+  StoreStatus st = store_.List(lo, [&](const ListEntry& e) {
+    if (e.is_prefix) return true;
+    auto sha = ParseChunkKey(e.key);
+    if (!sha.ok()) return true;  // not a chunk of ours
+    return fn(ChunkInfo{std::move(sha).value(), e.size, e.mtime});
+  });
+  return st.ok() ? st : st.WithContext("list chunks");
+}
+
+StoreStatus HistoryStore::DeleteChunks(const std::vector<std::string>& sha256s) {
+  std::vector<std::string> keys;
+  keys.reserve(sha256s.size());
+  for (const std::string& s : sha256s) {
+    if (!IsSha256Hex(s)) return Status::Error(EINVAL, "not a chunk name: " + s);
+    keys.push_back(ChunkKey(s));
+  }
+  if (keys.empty()) return StoreStatus();
+  StoreStatus st = store_.DeleteMany(keys);
+  return st.ok() ? st : st.WithContext("delete chunks");
+}
+
+StoreStatus HistoryStore::DeleteSegments(const std::vector<SegmentRef>& refs) {
+  std::vector<std::string> keys;
+  keys.reserve(refs.size());
+  for (const SegmentRef& r : refs) keys.push_back(SegmentKey(r.id));
+  if (keys.empty()) return StoreStatus();
+  StoreStatus st = store_.DeleteMany(keys);
+  return st.ok() ? st : st.WithContext("delete segments");
 }
 
 StoreResult<HistoryUsage> HistoryStore::Usage() {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,6 +45,13 @@ struct SegmentList {
   std::vector<SegmentRef> bases;    // by last_seq
   std::vector<SegmentRef> deltas;   // by first_seq; without those a higher level covers
   std::vector<SegmentRef> covered;  // those: left over by compaction, safe to delete
+};
+
+// A chunk as listed.
+struct ChunkInfo {
+  std::string sha256;
+  uint64_t size = 0;
+  int64_t mtime = 0;  // the server's Last-Modified, unix seconds; 0 if unknown
 };
 
 // What the target holds under .scribefs/ for history.
@@ -104,7 +112,9 @@ class HistoryStore {
   // deltas must cover contiguous seq ranges (and the first one after a base
   // must start at most one past it): a hole fails with ENODATA naming the
   // missing seqs, since replay across a lost segment would give a wrong tree.
-  // Before the first segment (or base) there is no history, not a hole.
+  // Before the first segment there is no history, not a hole (an empty
+  // tree); but before the oldest base with no delta reaching back before it
+  // (prune deleted what was there) fails with ENODATA.
   StoreResult<std::vector<Segment>> LoadTimeline(const Instant& at = Instant::Latest());
 
   // Writes the content of a file state to `fd` (at offset 0, with pwrite),
@@ -113,11 +123,21 @@ class HistoryStore {
   StoreStatus RestoreFile(const PathState& state, int fd);
 
   // Merges each run of consecutive level-`level` deltas (two or more, not
-  // interrupted by another level) into one segment of level+1, written
+  // interrupted by another level or by a seq gap) into one segment of
+  // level+1, written
   // first; the inputs are deleted after. Level-`level` deltas that a higher
   // level already covers (a compaction that crashed before its deletes) are
   // deleted too.
   StoreResult<CompactResult> Compact(int level, const CompactOptions& options = {});
+
+  // Every chunk the target holds (keys that are not exactly a chunk key are
+  // not ours and are skipped), in key order; `fn` returns false to stop.
+  StoreStatus ListChunks(const std::function<bool(const ChunkInfo&)>& fn);
+  // Deletes chunks by SHA-256 (prune: only chunks no retained segment
+  // references). Deleting one that is gone succeeds.
+  StoreStatus DeleteChunks(const std::vector<std::string>& sha256s);
+  // Deletes segments (prune, after the bases that replace them are written).
+  StoreStatus DeleteSegments(const std::vector<SegmentRef>& refs);
 
   StoreResult<HistoryUsage> Usage();
   const HistoryCounters& counters() const { return counters_; }

@@ -30,6 +30,7 @@
 #include "tools/completion.h"
 #include "tools/ctl_common.h"
 #include "tools/journal_command.h"
+#include "tools/prune_command.h"
 #include "tools/restore_command.h"
 #include "tools/stats_command.h"
 #include "tools/stop_command.h"
@@ -301,6 +302,7 @@ struct Commands {
   FlushOptions fopts;
   VerifyOptions vopts;
   RestoreCommandOptions ropts;
+  PruneCommandOptions pruneopts;
   RescanOptions scopts;
   CLI::App* journal = nullptr;
   CLI::App* stats = nullptr;
@@ -313,6 +315,7 @@ struct Commands {
   CLI::App* retry = nullptr;
   CLI::App* verify = nullptr;
   CLI::App* restore = nullptr;
+  CLI::App* prune = nullptr;
   CLI::App* rescan = nullptr;
   CLI::App* completion = nullptr;
   std::string shell;
@@ -484,6 +487,7 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
   c.verify->footer(kVerifyFooter);
   c.restore = AddRestoreCommand(&app, &c.ropts);
   AddHistoryCommands(&app, &c.history);
+  c.prune = AddPruneCommand(&app, &c.pruneopts);
   c.rescan = app.add_subcommand(
       "rescan", "Find changes made to DATADIR behind the mount and upload them.");
   c.rescan->add_option("-t,--timeout", c.scopts.timeout_s,
@@ -541,6 +545,7 @@ int Dispatch(const GlobalOptions& global, Commands& c, const CLI::App& app) {
   if (c.verify->parsed()) return RunVerify(global, c.vopts);
   if (c.restore->parsed()) return RunRestore(global, c.ropts);
   if (auto code = RunHistoryCommands(global, c.history)) return *code;
+  if (c.prune->parsed()) return RunPrune(global, c.pruneopts);
   if (c.rescan->parsed()) return RunRescan(global, c.scopts);
   if (c.stop->parsed()) return RunStop(global, c.stopts);
   if (c.set->parsed()) return RunSet(global, c.setopts);

@@ -9,6 +9,8 @@
 #include <map>
 
 #include "history/history_store.h"
+#include "history/prune.h"
+#include "tests/history/prune_test_util.h"
 #include "tests/history/history_test_util.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/s3_store.h"
@@ -112,6 +114,41 @@ TEST(HistoryStoreRgwTest, ChunksAndSegmentsRoundTripThroughS3) {
                          })
                   .ok());
   EXPECT_TRUE(store->DeleteMany(keys).ok());
+}
+
+// Prune against real S3: Last-Modified from the server decides the grace,
+// DeleteMany batches, and every retained point restores from RGW.
+TEST(HistoryStoreRgwTest, PruneKeepsEveryRetainedPointOnS3) {
+  auto store = MakeStore("prune-" + testing_util::RandomHex(6));
+  ASSERT_TRUE(store);
+  TempDir dir;
+  PruneHistory h(dir.path(), std::move(store));
+  h.Build(30, 10 * 60 * kNsPerSecond, 3, true);
+  auto before = h.history().Usage();
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  PruneOptions o;
+  o.policy.retention_ns = 2 * 3600 * kNsPerSecond;
+  o.policy.keep_hourly = 4;
+  o.grace_ns = 0;
+  o.now_ns = h.now();
+  auto report = Prune(h.store(), o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_TRUE(report->decision.window_start);
+  EXPECT_GT(report->segments_deleted.size(), 0u);
+  EXPECT_GT(report->chunks_deleted, 0u);
+  auto after = h.history().Usage();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->chunk_objects, before->chunk_objects - report->chunks_deleted);
+  h.ExpectRetainedRestore(report->decision);
+  // A young unreferenced chunk survives a 1 h grace by the server's clock.
+  const Entry young = h.StoredFile(1000, "young", Blob(3000, 5), 0);
+  o.grace_ns = 3600 * kNsPerSecond;
+  o.now_ns = NowNs();
+  auto again = Prune(h.store(), o);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->chunks_deleted, 0u);
+  EXPECT_GE(again->chunks_in_grace, 1u);
+  EXPECT_TRUE(h.store().Head(ChunkKey(young.state.chunks[0].sha256)).ok());
 }
 
 }  // namespace

@@ -329,5 +329,41 @@ TEST_F(HistoryStoreTest, CrashBetweenTheCompactedWriteAndTheDeletesStillLoads) {
   EXPECT_EQ(States(Replay(*reloaded)), States(Replay(deltas)));
 }
 
+// A prune deletes the deltas between two kept points, leaving a seq gap
+// between level-0 deltas. Compaction must not merge across it: a merged delta
+// would claim the missing seqs, and a restore inside the gap would give a
+// wrong tree instead of failing with "timeline hole".
+TEST_F(HistoryStoreTest, CompactionDoesNotMergeAcrossASeqGap) {
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(1, "a", "1"), FilePut(2, "b", "2")})).ok());
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(3, "a", "3")})).ok());
+  // seqs 4..9 are missing
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(10, "c", "10")})).ok());
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(11, "c", "11")})).ok());
+  auto result = history_->Compact(0);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->segments_written, 2u);
+  auto list = history_->ListSegments();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->deltas.size(), 2u);
+  EXPECT_EQ(list->deltas[0].id, (SegmentId{SegmentKind::kDelta, 1, 1, 3}));
+  EXPECT_EQ(list->deltas[1].id, (SegmentId{SegmentKind::kDelta, 1, 10, 11}));
+  auto inside = history_->LoadTimeline(Instant::AtSeq(10));
+  ASSERT_FALSE(inside.ok());
+  EXPECT_EQ(inside.status().code(), ENODATA) << inside.status().ToString();
+}
+
+// A seq inside a hole: the tree at it is unknown (the missing segment may
+// have changed anything), so it fails rather than give the tree before it.
+TEST_F(HistoryStoreTest, ASeqInsideAHoleFailsInsteadOfGivingTheTreeBeforeIt) {
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(1, "a", "1"), FilePut(3, "a", "3")})).ok());
+  ASSERT_TRUE(history_->AppendSegment(Delta({FilePut(10, "a", "10")})).ok());
+  for (uint64_t seq : {1, 3}) EXPECT_TRUE(history_->LoadTimeline(Instant::AtSeq(seq)).ok()) << seq;
+  for (uint64_t seq : {4, 7, 9, 10, 20}) {
+    auto t = history_->LoadTimeline(Instant::AtSeq(seq));
+    ASSERT_FALSE(t.ok()) << seq;
+    EXPECT_EQ(t.status().code(), ENODATA) << t.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace scribefs::history

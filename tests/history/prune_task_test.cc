@@ -1,0 +1,79 @@
+// The daemon's automatic prune (daemon/prune_task.h): its options, a run
+// every interval in its own thread on a real file:// target, and a Stop that
+// does not wait for the next interval.
+#include "daemon/prune_task.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/history/prune_test_util.h"
+
+namespace scribefs {
+namespace {
+
+using history::testing::PruneHistory;
+constexpr int64_t kS = 1'000'000'000;
+
+TEST(PruneTaskTest, ParsesTheDaemonsRetentionOptions) {
+  Config cfg;
+  EXPECT_FALSE(CheckPruneOptions(cfg));  // the defaults
+  EXPECT_EQ(cfg.retention_ns, 7 * 24 * 3600 * kS);
+  EXPECT_EQ(cfg.prune_interval_s, 3600);
+  EXPECT_EQ(cfg.prune_grace_ns, 3600 * kS);
+  cfg.retention = "2d";
+  cfg.prune_interval = "off";
+  cfg.prune_grace = "10m";
+  EXPECT_FALSE(CheckPruneOptions(cfg));
+  EXPECT_EQ(cfg.retention_ns, 2 * 24 * 3600 * kS);
+  EXPECT_EQ(cfg.prune_interval_s, 0);
+  EXPECT_EQ(cfg.prune_grace_ns, 600 * kS);
+  cfg.prune_interval = "500ms";
+  auto bad = CheckPruneOptions(cfg);
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->find("--prune-interval"), std::string::npos) << *bad;
+  cfg.prune_interval = "30m";
+  cfg.retention = "-1d";
+  bad = CheckPruneOptions(cfg);
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->find("--retention"), std::string::npos) << *bad;
+}
+
+TEST(PruneTaskTest, PrunesEveryIntervalInTheBackgroundAndStopsAtOnce) {
+  testing_util::TempDir dir;
+  PruneHistory h(dir.path());
+  h.Build(40, 10 * 60 * kS, 4, false);
+  const auto before = h.Files();
+  PruneTask::Options o;
+  o.prune.policy.retention_ns = 3600 * kS;
+  o.prune.grace_ns = 0;
+  o.interval = std::chrono::milliseconds(300);
+  PruneTask task(&h.store(), o);
+  ASSERT_TRUE(task.Start().ok());
+  EXPECT_EQ(task.last().finished_ns, 0);  // the first run waits one interval
+  for (int i = 0; i < 200 && task.last().finished_ns == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const PruneTask::Last last = task.last();
+  ASSERT_NE(last.finished_ns, 0);
+  EXPECT_TRUE(last.ok) << last.summary;
+  EXPECT_EQ(last.summary.rfind("prune: deleted ", 0), 0u) << last.summary;
+  EXPECT_NE(h.Files(), before);
+  const auto t0 = std::chrono::steady_clock::now();
+  task.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2000));
+  h.ExpectRestores(history::Instant::Latest(), "latest");
+
+  // A long interval: Stop does not wait for it.
+  o.interval = std::chrono::hours(1);
+  PruneTask idle(&h.store(), o);
+  ASSERT_TRUE(idle.Start().ok());
+  const auto t1 = std::chrono::steady_clock::now();
+  idle.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::milliseconds(1000));
+  EXPECT_EQ(idle.last().finished_ns, 0);
+}
+
+}  // namespace
+}  // namespace scribefs
