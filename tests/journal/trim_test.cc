@@ -235,10 +235,11 @@ TEST_F(TrimTest, MillionChangesStayBounded) {
   // every record would be ~10x this size after 1M changes).
   EXPECT_LE(max_db_after_warmup, db_at_warmup + db_at_warmup / 5);
   // The WAL: back to 64 MiB (journal_size_limit) once BoundWal has
-  // checkpointed it, plus what one round writes before the next check
-  // (without BoundWal it reached 512 MiB: the background checkpoints never
-  // caught up with a writer that never paused).
-  EXPECT_LE(max_wal, 96ll << 20);
+  // checkpointed it, plus what the rounds write until a checkpoint completes
+  // and the WAL restarts (67 MiB seen). Without BoundWal it grew with
+  // every round, to 512 MiB: the background checkpoints never caught up with
+  // a writer that never paused.
+  EXPECT_LE(max_wal, 128ll << 20);
   auto reader = JournalReader::Open(path());
   ASSERT_TRUE(reader.ok());
   auto st = (*reader)->Stats();
