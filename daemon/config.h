@@ -39,6 +39,9 @@ struct Config {
   double max_pause = 3600.0;  // pause points (control socket)
   double max_held_mib = 64;   // copies of writes held during a pause
   double open_file_delay = 10.0;
+  // Bounded journal (daemon/journal_trim.h): as given, and parsed.
+  std::string journal_retention = "7d";
+  int64_t journal_retention_ns = 7LL * 86400 * 1'000'000'000;
   // Upload bandwidth: a rate or a timetable (uploader/bandwidth.h); "" or off: none.
   std::string bwlimit;
   // Bounded lag (README, "Bounded lag (recovery point)"): as given, and

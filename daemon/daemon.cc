@@ -22,6 +22,7 @@
 #include "daemon/config.h"
 #include "daemon/control_plane.h"
 #include "daemon/daemonize.h"
+#include "daemon/journal_trim.h"
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
@@ -365,6 +366,10 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   Filesystem fs(std::move(root), journal.value().get(), fso);
+  // Bounded journal (daemon/journal_trim.h): deletes nothing until the
+  // target's history holds the records.
+  JournalTrimTask trim(journal.value().get(), {cfg.journal_retention_ns});
+  trim.Start();
   // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
   // (status and /metrics show the backlog).
   std::unique_ptr<LagMonitor> lag;

@@ -14,6 +14,7 @@
 
 #include "common/strings.h"
 #include "daemon/daemon.h"
+#include "daemon/journal_trim.h"
 #include "daemon/metrics_server.h"
 #include "daemon/prune_task.h"
 #include "uploader/bandwidth.h"
@@ -441,6 +442,13 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
                  "held write waits in its FUSE worker instead of being copied")
       ->check(CLI::Range(1.0, 65536.0))
       ->capture_default_str();
+  // Issue 11, item 5: a bounded local journal (daemon/journal_trim.h).
+  app.add_option("--journal-retention", cfg.journal_retention,
+                 "Delete done records from the local journal once the target's history holds "
+                 "them and they are older than this (e.g. 7d, 12h, 0: as soon as stored). "
+                 "Failed and pending records are never deleted; without history in the "
+                 "target (no --target, or history off) nothing is deleted")
+      ->capture_default_str();
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");
@@ -487,6 +495,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;
   }
+  if (auto r = ParseJournalRetention(cfg.journal_retention); r.ok())
+    cfg.journal_retention_ns = *r;
+  else
+    return usage("--journal-retention: " + r.status().message());
   return std::nullopt;
 }
 

@@ -427,6 +427,28 @@ bool Journal::IsTransientSyncErrno(int err) {
   return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN || err == EINTR;
 }
 
+Result<bool> Journal::BoundWal(uint64_t max_bytes) {
+  struct stat st;
+  if (::stat((path_ + "-wal").c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    return PosixError("journal " + path_ + "-wal", errno);
+  }
+  if (static_cast<uint64_t>(st.st_size) <= max_bytes) return false;
+  // Between group commits: the writer's connection is free (leader_mu_).
+  std::lock_guard leader(leader_mu_);
+  // SQLITE_BUSY: the background checkpointer is at it; let it finish (a few
+  // ms at most), then copy what is left. Otherwise the next pass tries again.
+  for (int attempt = 0;; ++attempt) {
+    int log = 0, done = 0;
+    int rc =
+        sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK) return true;
+    if (rc != SQLITE_BUSY) return SqliteError("journal checkpoint " + path_, db_.get(), rc);
+    if (attempt == 3) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 Status Journal::SetMeta(const std::string& key, const std::string& value) {
   std::lock_guard leader(leader_mu_);
   auto st = Prepare(db_.get(), "INSERT INTO meta(key,value) VALUES(?1,?2) "

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "journal/trim.h"
 #include "tools/human.h"
 #include "tools/time_spec.h"
 
@@ -194,6 +195,36 @@ void InstallStopHandlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
+// Issue 11, item 5: the daemon deletes done records once the target's history
+// holds them (journal/trim.h). When the listing asked reaches back to them,
+// say so: an empty or short answer must not read as "nothing happened".
+// The note is due when --since names a point at or before the trim, or,
+// without --since, unless --limit filled its page with newer records
+// (cut_by_limit): the listing then did not reach back to the start.
+Result<std::optional<std::string>> TrimNote(JournalReader* reader, const JournalFilter& filter,
+                                            bool cut_by_limit) {
+  auto through = reader->Meta(kMetaTrimmedThrough);
+  if (!through.ok()) return through.status();
+  std::optional<int64_t> seq = ParseMetaInt(*through);
+  if (!seq) return std::optional<std::string>();
+  auto ns_meta = reader->Meta(kMetaTrimmedThroughNs);
+  if (!ns_meta.ok()) return ns_meta.status();
+  std::optional<int64_t> ns = ParseMetaInt(*ns_meta);
+  bool before;
+  if (filter.since_seq)
+    before = *filter.since_seq <= *seq;
+  else if (filter.since_ns)
+    before = !ns || *filter.since_ns <= *ns;
+  else
+    before = !cut_by_limit;
+  if (!before) return std::optional<std::string>();
+  std::string when = ns ? " (" + FormatLocalTime(*ns) + " and before)" : "";
+  return std::optional<std::string>(
+      "done records up to seq " + std::to_string(*seq) + when +
+      " were trimmed from the local journal; their history is in the target: scribectl history "
+      "PATH / scribectl timeline");
+}
+
 }  // namespace
 
 std::string ValidateOpName(const std::string& op) {
@@ -366,6 +397,7 @@ int RunJournal(const GlobalOptions& global, const JournalOptions& options) {
   if (!max_seq.ok()) return Fail(kExitFailure, max_seq.status().message());
   int64_t cursor = *max_seq;
   Printer printer(global.json, opts.follow);
+  bool cut_by_limit = false;
   if (filter->limit) {
     JournalFilter f = *filter;
     f.until_seq = std::min(f.until_seq.value_or(cursor), cursor);
@@ -373,11 +405,15 @@ int RunJournal(const GlobalOptions& global, const JournalOptions& options) {
     if (!rows.ok()) return Fail(kExitFailure, rows.status().message());
     printer.Size(*rows, cursor);
     for (const Record& r : *rows) printer.Print(r);
+    cut_by_limit = static_cast<int64_t>(rows->size()) >= *filter->limit;
   } else {
     auto n = PrintRange(reader.get(), *filter, 1, cursor, &printer, /*size_first_page=*/true);
     if (!n.ok()) return Fail(kExitFailure, n.status().message());
   }
   if (int rc = FinishOutput(); rc != kExitOk) return rc;
+  auto note = TrimNote(reader.get(), *filter, cut_by_limit);
+  if (!note.ok()) return Fail(kExitFailure, note.status().message());
+  if (*note) Note(**note);
   if (!opts.follow) return kExitOk;
 
   JournalFilter follow_filter = *filter;

@@ -243,6 +243,16 @@ Exit codes: 0 identical; 6 differences found; 1 some path could not be
 compared (or listing the target failed); 2 usage; 3 no state for that
 mount (and no --target).
 
+--history [--deep] checks the target's history instead of the directory:
+every chunk (.scribefs/chunks/) referenced by a retained base or delta of
+the timeline must exist with its size (one List of the chunks), and with
+--deep its SHA-256 (every chunk is read). Missing, wrong-size and corrupt
+chunks are listed with the paths and seqs that need them; exit 6 when there
+are any, 1 when a segment or chunk could not be read. With --json: {ok,
+target, deep, segments, entries, first_seq, last_seq, chunks, chunk_bytes,
+bytes_hashed, problems: [{key, kind, detail, size, uses, used_by: [{path,
+seq, segment}]}], errors: [{key, error}], seconds}.
+
 With --json: {identical, checked, missing: [path], extra: [path],
 different: [{path, reason}], errors: [{path, error}], seconds, quick,
 path, bytes_compared, target, dir}.
@@ -251,7 +261,8 @@ Examples:
   scribectl -m /data flush && scribectl -m /data verify
   scribectl -m /data verify --quick --path docs
   scribectl verify --target s3://backup/data --endpoint http://rgw:7480 --dir /data
-  scribectl -m /data --json verify | jq -r '.different[].path')";
+  scribectl -m /data --json verify | jq -r '.different[].path'
+  scribectl -m /data verify --history --deep)";
 
 const std::string kRetryFooter = std::string(kCommonOptions) + R"(
 
@@ -483,6 +494,12 @@ void AddTargetCommands(CLI::App& app, Commands& c) {
       ->type_name("N")
       ->check(CLI::Validator(
           [](std::string& v) { return v.starts_with('-') ? "N must not be negative" : ""; }, ""));
+  // Issue 11, item 6.
+  c.verify->add_flag("--history", c.vopts.history,
+                     "Check the target's history instead: every chunk its timeline\n"
+                     "references exists with its size.");
+  c.verify->add_flag("--deep", c.vopts.deep,
+                     "With --history: also read every chunk and check its SHA-256.");
   AddTargetOptions(c.verify, &c.vopts.target);
   c.verify->footer(kVerifyFooter);
   c.restore = AddRestoreCommand(&app, &c.ropts);

@@ -18,6 +18,8 @@
 
 #include "common/beneath.h"
 #include "common/unique_fd.h"
+#include "history/history_store.h"
+#include "history/layout.h"
 #include "uploader/digest.h"
 #include "uploader/local_open.h"
 #include "uploader/object_layout.h"
@@ -472,6 +474,148 @@ Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const Ex
             [](const auto& a, const auto& b) { return a.path < b.path; });
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
+}
+
+// ---- verify --history ----
+
+namespace {
+
+// What the history needs of one chunk.
+struct ChunkNeed {
+  uint64_t size = 0;
+  std::vector<HistoryChunkUse> used_by;
+  uint64_t uses = 0;
+};
+
+// Reads every base and delta and gathers the chunks their entries reference.
+// A segment that cannot be read is an error of the report; the others count.
+StoreStatus GatherChunks(history::HistoryStore& hs, const HistoryVerifyConfig& config,
+                         std::map<std::string, ChunkNeed>* needs, HistoryVerifyReport* report) {
+  auto list = hs.ListSegments();
+  if (!list.ok()) return list.status();
+  std::vector<history::SegmentRef> refs = list->bases;
+  refs.insert(refs.end(), list->deltas.begin(), list->deltas.end());
+  for (const history::SegmentRef& ref : refs) {
+    auto seg = hs.LoadSegment(ref);
+    if (!seg.ok()) {
+      report->errors.push_back({ref.key, seg.status().message()});
+      continue;
+    }
+    ++report->segments;
+    const history::SegmentHeader& h = seg->header;
+    report->first_seq = std::min(report->first_seq.value_or(h.first_seq), h.first_seq);
+    report->last_seq = std::max(report->last_seq.value_or(h.last_seq), h.last_seq);
+    for (const history::Entry& e : seg->entries) {
+      ++report->entries;
+      if (e.op != history::EntryOp::kPut) continue;
+      for (const history::ChunkRef& c : e.state.chunks) {
+        auto [it, added] = needs->try_emplace(c.sha256);
+        ChunkNeed& need = it->second;
+        if (added) need.size = c.size;
+        ++need.uses;
+        if (need.used_by.size() < config.max_uses) need.used_by.push_back({e.path, e.seq, ref.key});
+      }
+    }
+  }
+  return StoreStatus();
+}
+
+// Reads the chunk in ranged GETs and compares its SHA-256 with its name. Sets
+// *problem when it differs; returns an error when it could not be read.
+Status HashChunk(ObjectStore* store, const std::string& key, const std::string& sha256,
+                 uint64_t size, uint64_t step, std::string* problem) {
+  auto hasher = Hasher::Create(Hasher::Algorithm::kSha256);
+  if (!hasher.ok()) return hasher.status();
+  for (uint64_t off = 0; off < size; off += step) {
+    uint64_t len = std::min(step, size - off);
+    auto got = store->Get(key, ByteRange{off, len});
+    if (!got.ok()) return Status::Error(got.status().code(), got.status().message());
+    if (got->body.size() != len)
+      return Status::Error(EIO, "short read at " + std::to_string(off) + " (" +
+                                    std::to_string(got->body.size()) + " of " +
+                                    std::to_string(len) + " bytes)");
+    SCRIBEFS_RETURN_IF_ERROR(hasher->Update(got->body));
+  }
+  auto digest = hasher->Finish();
+  if (!digest.ok()) return digest.status();
+  std::string hex = HexEncode(*digest);
+  if (hex != sha256) *problem = "SHA-256 is " + hex;
+  return Status::Ok();
+}
+
+// deep: hashes the chunks present with the right size, on `workers` threads.
+void HashChunks(ObjectStore* store, const HistoryVerifyConfig& config,
+                const std::vector<std::pair<std::string, const ChunkNeed*>>& todo,
+                HistoryVerifyReport* report, std::map<std::string, std::string>* corrupt) {
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < todo.size();) {
+      const auto& [sha, need] = todo[i];
+      std::string key = history::ChunkKey(sha), problem;
+      Status s = HashChunk(store, key, sha, need->size, std::max<uint64_t>(config.chunk_size, 1),
+                           &problem);
+      std::lock_guard lk(mu);
+      if (!s.ok()) {
+        report->errors.push_back({key, s.message()});
+        continue;
+      }
+      report->bytes_hashed += need->size;
+      if (!problem.empty()) (*corrupt)[sha] = problem;
+    }
+  };
+  int n = std::max(1, std::min<int>(config.workers, static_cast<int>(todo.size())));
+  std::vector<std::thread> threads;
+  for (int i = 1; i < n; ++i) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace
+
+Result<HistoryVerifyReport> VerifyHistory(ObjectStore* store, const HistoryVerifyConfig& config) {
+  auto t0 = std::chrono::steady_clock::now();
+  HistoryVerifyReport report;
+  history::HistoryStore hs(*store);
+  std::map<std::string, ChunkNeed> needs;
+  if (StoreStatus g = GatherChunks(hs, config, &needs, &report); !g.ok())
+    return Status::Error(g.code(), "listing the timeline: " + g.message());
+  // One List of the chunks instead of a HEAD per chunk.
+  std::map<std::string, uint64_t> present;
+  StoreStatus listed =
+      store->List({std::string(history::kChunkKeyPrefix), "", 1000}, [&](const ListEntry& e) {
+        auto sha = history::ParseChunkKey(e.key);
+        if (sha.ok()) present[*sha] = e.size;
+        return true;
+      });
+  if (!listed.ok()) return Status::Error(listed.code(), "listing the chunks: " + listed.message());
+  std::vector<std::pair<std::string, const ChunkNeed*>> to_hash;
+  std::map<std::string, std::pair<std::string, std::string>> bad;  // sha -> kind, detail
+  for (const auto& [sha, need] : needs) {
+    ++report.chunks;
+    report.chunk_bytes += need.size;
+    auto it = present.find(sha);
+    if (it == present.end()) {
+      bad[sha] = {"missing", "not in the target"};
+    } else if (it->second != need.size) {
+      bad[sha] = {"size",
+                  "size " + std::to_string(it->second) + ", expected " + std::to_string(need.size)};
+    } else if (config.deep) {
+      to_hash.emplace_back(sha, &need);
+    }
+  }
+  std::map<std::string, std::string> corrupt;
+  if (!to_hash.empty()) HashChunks(store, config, to_hash, &report, &corrupt);
+  for (const auto& [sha, detail] : corrupt) bad[sha] = {"corrupt", detail};
+  for (const auto& [sha, what] : bad) {
+    const ChunkNeed& need = needs[sha];
+    report.problems.push_back(
+        {history::ChunkKey(sha), what.first, what.second, need.size, need.used_by, need.uses});
+  }
+  std::sort(report.errors.begin(), report.errors.end(),
+            [](const VerifyError& a, const VerifyError& b) { return a.path < b.path; });
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
 }
 
 }  // namespace scribefs::ctl

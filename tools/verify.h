@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,5 +73,50 @@ Result<std::string> NormalizeVerifyPrefix(const std::string& path);
 // per-path failures go to report.errors.
 Result<VerifyReport> Verify(ObjectStore* store, const std::string& dir, const ExcludeFilter& filter,
                             const VerifyConfig& config);
+
+// verify --history (issue 11, item 6): every chunk that the target's history
+// references (every entry of every base and delta ListSegments returns) must
+// exist with its size; with `deep`, also with its SHA-256 (each chunk is read
+// in ranged GETs of chunk_size and hashed). The chunks present are found by
+// one List of .scribefs/chunks/ rather than a HEAD per chunk. Read-only.
+struct HistoryVerifyConfig {
+  bool deep = false;
+  int workers = 8;                   // parallel GETs with deep
+  uint64_t chunk_size = 4ull << 20;  // bytes per ranged GET
+  size_t max_uses = 10;              // paths and seqs listed per chunk
+};
+
+// One entry that needs a chunk.
+struct HistoryChunkUse {
+  std::string path;
+  uint64_t seq = 0;
+  std::string segment;  // the key of the segment holding the entry
+};
+
+struct HistoryChunkProblem {
+  std::string key;                       // .scribefs/chunks/ab/ab…
+  std::string kind;                      // "missing", "size" (short or long), "corrupt"
+  std::string detail;                    // "size 10, expected 4096"; "SHA-256 is 1f2e…"
+  uint64_t size = 0;                     // expected
+  std::vector<HistoryChunkUse> used_by;  // the first max_uses, in seq order
+  uint64_t uses = 0;                     // all of them
+};
+
+struct HistoryVerifyReport {
+  uint64_t segments = 0;  // bases and deltas read
+  uint64_t entries = 0;
+  uint64_t chunks = 0;  // distinct chunks referenced
+  uint64_t chunk_bytes = 0;
+  uint64_t bytes_hashed = 0;                    // deep
+  std::optional<uint64_t> first_seq, last_seq;  // what the history covers
+  std::vector<HistoryChunkProblem> problems;    // sorted by key
+  std::vector<VerifyError> errors;              // segments or chunks that could not be read
+  double seconds = 0;
+
+  bool ok() const { return problems.empty() && errors.empty(); }
+};
+
+// Fails only when the segments or the chunks cannot be listed.
+Result<HistoryVerifyReport> VerifyHistory(ObjectStore* store, const HistoryVerifyConfig& config);
 
 }  // namespace scribefs::ctl

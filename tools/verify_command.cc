@@ -95,9 +95,108 @@ void PrintHuman(const VerifyReport& r, const std::string& target, const std::str
   PrintList("error", paths, reasons, limit);
 }
 
+Json HistoryToJson(const HistoryVerifyReport& r, const std::string& target, bool deep) {
+  auto opt = [](const std::optional<uint64_t>& v) { return v ? Json(*v) : Json(nullptr); };
+  Json problems = Json::array();
+  for (const HistoryChunkProblem& p : r.problems) {
+    Json uses = Json::array();
+    for (const HistoryChunkUse& u : p.used_by)
+      uses.push_back({{"path", u.path}, {"seq", u.seq}, {"segment", u.segment}});
+    problems.push_back({{"key", p.key},
+                        {"kind", p.kind},
+                        {"detail", p.detail},
+                        {"size", p.size},
+                        {"uses", p.uses},
+                        {"used_by", std::move(uses)}});
+  }
+  Json errs = Json::array();
+  for (const auto& e : r.errors) errs.push_back({{"key", e.path}, {"error", e.error}});
+  return Json{{"ok", r.ok()},
+              {"target", target},
+              {"deep", deep},
+              {"segments", r.segments},
+              {"entries", r.entries},
+              {"first_seq", opt(r.first_seq)},
+              {"last_seq", opt(r.last_seq)},
+              {"chunks", r.chunks},
+              {"chunk_bytes", r.chunk_bytes},
+              {"bytes_hashed", r.bytes_hashed},
+              {"problems", std::move(problems)},
+              {"errors", std::move(errs)},
+              {"seconds", r.seconds}};
+}
+
+void PrintHistoryHuman(const HistoryVerifyReport& r, const std::string& target, bool deep,
+                       size_t limit) {
+  printf("Target:  %s\n", EscapeControl(target).c_str());
+  if (r.segments == 0 && r.errors.empty()) {
+    printf("no history: the target holds no timeline segments\n");
+    return;
+  }
+  printf("History: %llu segments (seqs %llu..%llu), %llu entries, %llu chunks (%s)\n",
+         static_cast<unsigned long long>(r.segments),
+         static_cast<unsigned long long>(r.first_seq.value_or(0)),
+         static_cast<unsigned long long>(r.last_seq.value_or(0)),
+         static_cast<unsigned long long>(r.entries), static_cast<unsigned long long>(r.chunks),
+         FormatBytes(r.chunk_bytes).c_str());
+  std::string how =
+      deep ? "present with its size and SHA-256 (" + FormatBytes(r.bytes_hashed) + " read)"
+           : "present with its size (--deep also checks its SHA-256)";
+  if (r.ok()) {
+    printf("OK: every chunk the history references is %s, in %s\n", how.c_str(),
+           FormatDuration(r.seconds).c_str());
+    return;
+  }
+  printf("%s: %zu chunks missing, of the wrong size or corrupt; %zu errors (%s)\n",
+         r.problems.empty() ? "INCOMPLETE" : "DAMAGED", r.problems.size(), r.errors.size(),
+         FormatDuration(r.seconds).c_str());
+  size_t shown = limit == 0 ? r.problems.size() : std::min(limit, r.problems.size());
+  for (size_t i = 0; i < shown; ++i) {
+    const HistoryChunkProblem& p = r.problems[i];
+    std::string users;
+    for (const HistoryChunkUse& u : p.used_by)
+      users += (users.empty() ? "" : ", ") + EscapeControl(u.path) + " (seq " +
+               std::to_string(u.seq) + ")";
+    if (p.uses > p.used_by.size())
+      users += " and " + std::to_string(p.uses - p.used_by.size()) + " more";
+    printf("%-8s %s: %s; needed by %s\n", p.kind.c_str(), p.key.c_str(),
+           EscapeControl(p.detail).c_str(), users.c_str());
+  }
+  if (shown < r.problems.size())
+    printf("... and %zu more chunks (--limit 0 or --json lists all)\n", r.problems.size() - shown);
+  for (const auto& e : r.errors)
+    printf("error    %s: %s\n", EscapeControl(e.path).c_str(), EscapeControl(e.error).c_str());
+}
+
+int RunVerifyHistory(const GlobalOptions& global, const VerifyOptions& options) {
+  if (options.quick || !options.path.empty() || !options.dir.empty())
+    return Fail(kExitUsage,
+                "--history checks the target's history alone: it takes no --quick, "
+                "--path or --dir");
+  int code = kExitOk;
+  auto target = ResolveTargetOrFail(global, options.target, &code);
+  if (!target) return code;
+  HistoryVerifyConfig config;
+  config.deep = options.deep;
+  config.workers = options.workers;
+  auto report = VerifyHistory(target->store.get(), config);
+  if (!report.ok()) return Fail(kExitFailure, "verify --history: " + report.status().message());
+  if (global.json)
+    printf("%s\n", HistoryToJson(*report, target->url, options.deep)
+                       .dump(-1, ' ', false, Json::error_handler_t::replace)
+                       .c_str());
+  else
+    PrintHistoryHuman(*report, target->url, options.deep, size_t(std::max(options.limit, 0)));
+  if (int out = FinishOutput(); out != kExitOk) return out;
+  if (!report->problems.empty()) return kExitDifferences;
+  return report->errors.empty() ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
+  if (options.history) return RunVerifyHistory(global, options);
+  if (options.deep) return Fail(kExitUsage, "--deep goes with --history");
   VerifyConfig config;
   config.quick = options.quick;
   config.workers = options.workers;

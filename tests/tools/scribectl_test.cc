@@ -29,6 +29,7 @@
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
 #include "journal/journal.h"
+#include "journal/trim.h"
 #include "tools/time_spec.h"
 
 extern char** environ;
@@ -343,6 +344,41 @@ TEST_F(ScribectlTest, LogIsAnAliasAndEmptyResultsPrintNothing) {
   RunResult none = Ctl({"log", "--op", "mknod"});
   EXPECT_EQ(none.exit_code, 0);
   EXPECT_EQ(none.out, "");
+}
+
+// Issue 11, item 5: records the daemon trimmed (journal/trim.h) live only in
+// the target's history; the listing says so whenever it reaches back to them.
+TEST_F(ScribectlTest, TrimmedRecordsAreNoted) {
+  ASSERT_TRUE(journal_->SetMeta(kMetaHistoryStoredThrough, "7").ok());
+  TrimPolicy policy;
+  policy.retention_ns = 0;
+  auto trimmed = TrimJournal(*journal_, policy, NowNs());
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status().message();
+  // create (done), mkdir (done), unlink (skipped); the failed, pending and
+  // uploading records and the checkpoint stay.
+  EXPECT_EQ(trimmed->deleted, 3);
+  EXPECT_EQ(Seqs({}), (Seq{2, 3, 4, 6, 8, 9, 10}));
+  const std::string note = "done records up to seq 7 (" +
+                           ctl::FormatLocalTime(records_[6].time_ns) +
+                           " and before) were trimmed from the local journal; their history is "
+                           "in the target: scribectl history PATH / scribectl timeline";
+  RunResult all = Ctl({"journal"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_EQ(all.err, "scribectl: note: " + note + "\n");
+  RunResult since = Ctl({"journal", "--since", "3"});
+  EXPECT_NE(since.err.find("up to seq 7"), std::string::npos) << since.err;
+  RunResult by_time =
+      Ctl({"journal", "--since", "@" + std::to_string(now_ / 1'000'000'000 - 3600)});
+  EXPECT_NE(by_time.err.find("up to seq 7"), std::string::npos) << by_time.err;
+  // Listings that do not reach back to the trimmed records: no note.
+  EXPECT_EQ(Ctl({"journal", "--since", "8"}).err, "");
+  EXPECT_EQ(Ctl({"journal", "--since", "2m"}).err, "");
+  EXPECT_EQ(Ctl({"journal", "--limit", "2"}).err, "");
+  EXPECT_NE(Ctl({"journal", "--limit", "100"}).err.find("up to seq 7"), std::string::npos);
+  RunResult js = Ctl({"--json", "journal"});
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  EXPECT_EQ(json::parse(js.err), json({{"note", note}}));
+  EXPECT_EQ(Lines(js.out).size(), 7u);
 }
 
 TEST_F(ScribectlTest, JsonLinesCarryEveryColumn) {
