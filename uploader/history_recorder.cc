@@ -1,8 +1,8 @@
 #include "uploader/history_recorder.h"
 
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "journal/reader.h"
 #include "journal/upload_state.h"
@@ -14,8 +14,7 @@ using Clock = std::chrono::steady_clock;
 // The journal meta key the bounded journal reads (docs/history.md).
 constexpr const char* kStoredThroughKey = "history_stored_through";
 
-std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo,
-                                 uint64_t hi) {
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi) {
   const size_t n = preferred.size();
   std::vector<uint64_t> a(n);
   if (n == 0) return a;
@@ -137,10 +136,10 @@ Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
       std::unique_lock lk(mu_);
       if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
       if (Clock::now() >= deadline) {
-        std::string why = !last.ok()              ? last.message()
+        std::string why = !last.ok()                   ? last.message()
                           : !stats_.last_error.empty() ? stats_.last_error
-                          : !loaded_ ? "the target's history is not loaded yet"
-                                     : "records not settled";
+                          : !loaded_                   ? "the target's history is not loaded yet"
+                                                       : "records not settled";
         return Status::Error(ETIMEDOUT, "history up to journal seq " + std::to_string(seq) +
                                             " not stored yet: " + why);
       }
@@ -179,9 +178,8 @@ void HistoryRecorder::Loop() {
       backoff = std::chrono::milliseconds(500);
       stats_.last_error.clear();
     }
-    cv_.wait_for(lk, std::chrono::milliseconds(200), [&] {
-      return stop_ || buffer_.size() + carried_.size() >= options_.max_entries;
-    });
+    cv_.wait_for(lk, std::chrono::milliseconds(200),
+                 [&] { return stop_ || buffer_.size() + carried_.size() >= options_.max_entries; });
     if (stop_) break;
     bool due = buffer_.size() + carried_.size() >= options_.max_entries ||
                Clock::now() - last_close_ >= options_.interval;

@@ -86,8 +86,7 @@ struct HistoryStats {
 // back, each gets its preferred seq, or one less than the next one's when
 // that is lower; then, from the first one on, at least lo and one more
 // than the previous one. Seqs above hi (a suffix) do not fit this segment.
-std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo,
-                                 uint64_t hi);
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi);
 
 // Whether `entry` changes the tree history holds (`tree`).
 bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry);
@@ -145,14 +144,14 @@ class HistoryRecorder {
   std::condition_variable cv_;
   bool stop_ = false;
   bool loaded_ = false;
-  uint64_t stored_through_ = 0;  // last seq of the stored segments
-  uint64_t first_seq_ = 0;       // an empty history: where its first segment starts
-  std::vector<HistoryEffect> buffer_;          // arrival order
-  std::vector<history::Entry> carried_;        // decided, did not fit the last segment
-  history::Replayer tree_;                     // the history with every decided entry
-  uint64_t tree_seq_ = 0;                      // synthetic seqs for tree_
-  std::set<int64_t> renames_seen_;             // rename records already emitted
-  int64_t last_time_ns_ = 0;                   // entry times never step back
+  uint64_t stored_through_ = 0;          // last seq of the stored segments
+  uint64_t first_seq_ = 0;               // an empty history: where its first segment starts
+  std::vector<HistoryEffect> buffer_;    // arrival order
+  std::vector<history::Entry> carried_;  // decided, did not fit the last segment
+  history::Replayer tree_;               // the history with every decided entry
+  uint64_t tree_seq_ = 0;                // synthetic seqs for tree_
+  std::set<int64_t> renames_seen_;       // rename records already emitted
+  int64_t last_time_ns_ = 0;             // entry times never step back
   std::chrono::steady_clock::time_point last_close_;
   HistoryStats stats_;
   std::atomic<uint64_t> chunks_uploaded_{0}, chunk_bytes_uploaded_{0}, chunks_already_stored_{0};

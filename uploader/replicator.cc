@@ -876,10 +876,17 @@ void Replicator::PlanEntries(const std::string& path, const Snapshot& snap, bool
 
 void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& effect,
                              PathOutcome& out) {
+  const std::string& path = effect.entry.path;
   // The content as the mirror upload read it: the same descriptor, then the
   // same check that it did not change (a file written meanwhile goes again).
   const uint64_t size = uint64_t(file_st.st_size);
+  // Each try skips the chunks stored by the last (they are known): as
+  // PlanExecutor's requests, a few tries before the path goes back whole.
   auto chunks = history_->PutChunks(fd, size);
+  for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable(); ++attempt) {
+    if (!RequestRetryWait(path, attempt, chunks.status())) break;
+    chunks = history_->PutChunks(fd, size);
+  }
   if (!chunks.ok()) {
     if (chunks.status().code() == EAGAIN)
       out.changed_during = true;  // shrank while read

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <filesystem>
 #include <map>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "common/unique_fd.h"
 #include "history/history_store.h"
@@ -40,8 +39,8 @@ using Snapshot = std::map<std::string, Node>;
 inline std::string Describe(const Snapshot& s) {
   std::string out;
   for (const auto& [p, n] : s)
-    out += "  " + p + " " + n.type + " size=" + std::to_string(n.size) + " mode=" +
-           std::to_string(n.mode) + " mtime=" + std::to_string(n.mtime_ns) + " " +
+    out += "  " + p + " " + n.type + " size=" + std::to_string(n.size) +
+           " mode=" + std::to_string(n.mode) + " mtime=" + std::to_string(n.mtime_ns) + " " +
            n.content.substr(0, 12) + "\n";
   return out;
 }
@@ -75,8 +74,8 @@ inline Snapshot SnapshotOf(const std::string& root) {
 
 // The tree the history in `store` holds at `at`, each file restored (into
 // `tmp`) and hashed. Fatal failure when the timeline does not load.
-inline void RestoredSnapshot(ObjectStore& store, const history::Instant& at,
-                             const std::string& tmp, Snapshot* out) {
+inline void RestoredSnapshot(ObjectStore& store, const history::Instant& at, const std::string& tmp,
+                             Snapshot* out) {
   history::HistoryStore hs(store);
   auto segments = hs.LoadTimeline(at);
   ASSERT_TRUE(segments.ok()) << segments.status().message();
@@ -106,8 +105,8 @@ inline void RestoredSnapshot(ObjectStore& store, const history::Instant& at,
   }
 }
 
-inline void ExpectRestores(ObjectStore& store, const history::Instant& at,
-                           const std::string& tmp, const Snapshot& want) {
+inline void ExpectRestores(ObjectStore& store, const history::Instant& at, const std::string& tmp,
+                           const Snapshot& want) {
   Snapshot got;
   ASSERT_NO_FATAL_FAILURE(RestoredSnapshot(store, at, tmp, &got));
   EXPECT_EQ(got, want) << "restored:\n" << Describe(got) << "wanted:\n" << Describe(want);

@@ -57,7 +57,8 @@ TEST_F(HistoryRgw, ReplayAtFlushesEqualsTheTree) {
   ASSERT_TRUE(store);
   const std::string tmp = root() + "/restored.tmp";
   ASSERT_NO_FATAL_FAILURE(ExpectRestores(*store, history::Instant::Latest(), tmp, second));
-  ASSERT_NO_FATAL_FAILURE(ExpectRestores(*store, history::Instant::AtSeq(uint64_t(seq1)), tmp, first));
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRestores(*store, history::Instant::AtSeq(uint64_t(seq1)), tmp, first));
 }
 
 }  // namespace
