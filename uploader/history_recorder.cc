@@ -95,7 +95,7 @@ void HistoryRecorder::Stop() {
   // What is settled now goes into one last segment (one try: the target may
   // be down; the next start stores those paths again).
   if (loaded) {
-    Status s = CloseSegment();
+    StoreStatus s = CloseSegment();
     if (!s.ok()) spdlog::warn("history: last segment not stored: {}", s.message());
   }
 }
@@ -131,7 +131,11 @@ Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
       std::lock_guard lk(mu_);
       loaded = loaded_;
     }
-    if (loaded) last = CloseSegment();
+    if (loaded) {
+      StoreStatus s = CloseSegment();
+      if (!s.ok() && options_.retried) options_.retried(s);
+      last = s.status();
+    }
     {
       std::unique_lock lk(mu_);
       if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
@@ -166,7 +170,8 @@ void HistoryRecorder::Loop() {
   while (!stop_) {
     if (!loaded_) {
       lk.unlock();
-      Status s = Load();
+      StoreStatus s = Load();
+      if (!s.ok() && options_.retried) options_.retried(s);  // (not under mu_)
       lk.lock();
       if (!s.ok()) {
         stats_.last_error = s.message();
@@ -186,7 +191,8 @@ void HistoryRecorder::Loop() {
     if (!due) continue;
     last_close_ = Clock::now();
     lk.unlock();
-    Status s = CloseSegment();
+    StoreStatus s = CloseSegment();
+    if (!s.ok() && options_.retried) options_.retried(s);
     lk.lock();
     if (!s.ok()) {
       stats_.last_error = s.message();
@@ -195,15 +201,15 @@ void HistoryRecorder::Loop() {
   }
 }
 
-Status HistoryRecorder::Load() {
+StoreStatus HistoryRecorder::Load() {
   std::lock_guard close_lk(close_mu_);
   auto list = writer_->ListSegments();
-  if (!list.ok()) return list.status().status();
+  if (!list.ok()) return list.status();
   uint64_t last = 0;
   for (const auto& b : list->bases) last = std::max(last, b.id.last_seq);
   for (const auto& d : list->deltas) last = std::max(last, d.id.last_seq);
   auto segments = writer_->LoadTimeline(history::Instant::Latest());
-  if (!segments.ok()) return segments.status().status();
+  if (!segments.ok()) return segments.status();
   history::Replayer tree;
   int64_t last_time = 0;
   for (const history::Segment& seg : *segments) {
@@ -256,7 +262,7 @@ Result<int64_t> HistoryRecorder::Watermark() {
   return *max;
 }
 
-Status HistoryRecorder::CloseSegment() {
+StoreStatus HistoryRecorder::CloseSegment() {
   std::lock_guard close_lk(close_mu_);
   if (!unwritten_) {
     auto w = Watermark();
@@ -270,7 +276,7 @@ Status HistoryRecorder::CloseSegment() {
   // The same segment until it is stored: a later one with more entries
   // would overlap it if this one landed and its answer was lost.
   auto ref = writer_->AppendSegment(*unwritten_);
-  if (!ref.ok()) return ref.status().status().WithContext("history segment");
+  if (!ref.ok()) return ref.status().WithContext("history segment");
   const uint64_t through = unwritten_->header.last_seq;
   const size_t count = unwritten_->entries.size();
   unwritten_.reset();

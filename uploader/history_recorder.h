@@ -67,6 +67,9 @@ struct HistoryRecorderOptions {
   std::chrono::milliseconds interval{5000};
   size_t max_entries = 10000;
   uint64_t part_size = history::kDefaultPartSize;
+  // A load or segment write failed and will be tried again (the replicator
+  // counts it with its retries, by cause).
+  std::function<void(const StoreStatus&)> retried;
 };
 
 // For status --json and metrics.
@@ -119,10 +122,10 @@ class HistoryRecorder {
 
  private:
   void Loop();
-  Status Load();
+  StoreStatus Load();
   // Builds (if none is waiting) and writes the next segment, when the
   // watermark is past the last stored seq (or `force_seq` requires one).
-  Status CloseSegment();
+  StoreStatus CloseSegment();
   // The watermark: every record <= it is settled.
   Result<int64_t> Watermark();
   // Builds the segment [lo, w] from the buffer and the carried entries.
