@@ -134,7 +134,11 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     ho.interval = options_.history_interval;
     ho.max_entries = options_.history_max_entries;
     ho.part_size = options_.part_size;
-    ho.retried = [this](const StoreStatus& s) { CountRetry("(history)", s); };
+    ho.retried = [this](const StoreStatus& s) {
+      CountRetry("(history)", s);
+      // Noted now: after the last upload no record's update carries them.
+      (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
+    };
     // Records requeued at load (done above the last stored segment): read
     // the journal again from the start, as RetryFailed does.
     history_ = std::make_unique<HistoryRecorder>(journal_, store_.get(), ho, [this] {
