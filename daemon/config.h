@@ -49,6 +49,11 @@ struct Config {
   std::string max_lag, max_pending;
   std::optional<double> max_lag_s;
   std::optional<uint64_t> max_pending_bytes;
+  // History in the target (README, "History in the target"): as given
+  // ("on", "off"; empty: on whenever there is a target), and as checked.
+  std::string history, history_interval;
+  bool history_on = false;
+  double history_interval_s = 5.0;
   // Monitoring (daemon/metrics_server.h): both off when empty.
   std::string metrics_listen;       // ADDR:PORT for GET /metrics
   bool metrics_listen_any = false;  // allow a non-loopback ADDR

@@ -165,6 +165,9 @@ ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
   for (const auto& e : cfg.excludes) ro.excludes.push_back(e);
   ro.open_file_delay = std::chrono::milliseconds(static_cast<int64_t>(cfg.open_file_delay * 1000));
   ro.sync_mode = cfg.mode == "sync";
+  ro.history = cfg.history_on;
+  ro.history_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.history_interval_s * 1000));
   return ro;
 }
 

@@ -166,6 +166,16 @@ void AddReplicationOptions(CLI::App& app, Config& cfg) {
         return msg.rfind("bwlimit: ", 0) == 0 ? msg.substr(9) : msg;
       })
       ->group(repl);
+  app.add_option("--history", cfg.history,
+                 "History in the target (on|off; default on with a --target): every stored "
+                 "change also goes to a timeline under .scribefs/, file content as "
+                 "content-addressed chunks, so that any moment can be restored")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->group(repl);
+  app.add_option("--history-interval", cfg.history_interval,
+                 "How often the history's timeline gets a new segment (e.g. 5s, 500ms, 1m; "
+                 "default 5s; flush and pause points always write one)")
+      ->group(repl);
 }
 
 // Prometheus metrics (README, "Monitoring (Prometheus)"); off by default.
@@ -417,6 +427,23 @@ std::optional<std::string> CheckLagOptions(Config& cfg) {
   return std::nullopt;
 }
 
+std::optional<std::string> CheckHistoryOptions(Config& cfg) {
+  if (!cfg.history_interval.empty()) {
+    auto d = ParseDuration(cfg.history_interval);
+    if (!d.ok()) return "--history-interval: " + d.status().message();
+    cfg.history_interval_s = *d;
+  }
+  if (cfg.target.empty()) {
+    if (!cfg.history.empty() || !cfg.history_interval.empty())
+      return "--history/--history-interval store history in the --target; a journal-only "
+             "mount (no --target) has none";
+    cfg.history_on = false;
+    return std::nullopt;
+  }
+  cfg.history_on = cfg.history != "off";
+  return std::nullopt;
+}
+
 std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   CLI::App app{
       "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
@@ -499,6 +526,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
     cfg.journal_retention_ns = *r;
   else
     return usage("--journal-retention: " + r.status().message());
+  if (auto bad = CheckHistoryOptions(cfg)) {
+    fprintf(stderr, "scribefs: %s\n", bad->c_str());
+    return kExitUsage;
+  }
   return std::nullopt;
 }
 

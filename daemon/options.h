@@ -46,6 +46,9 @@ Result<uint64_t> ParseSize(const std::string& text);
 // cfg.max_pending_bytes and checks that they fit the mount (a target, async
 // mode). The message when not.
 std::optional<std::string> CheckLagOptions(Config& cfg);
+// --history / --history-interval: into cfg.history_on and
+// cfg.history_interval_s; refused without a target. The message when not.
+std::optional<std::string> CheckHistoryOptions(Config& cfg);
 
 // Checks every key of the TOML/INI config file at path against `names`; an
 // unknown key is EINVAL naming it and the nearest valid key. datadir and

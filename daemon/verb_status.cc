@@ -92,6 +92,21 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   } else {
     j["uploader"] = nullptr;
   }
+  // History in the target (uploader/history_recorder.h); null when off.
+  std::optional<HistoryStats> hs = d.replicator ? d.replicator->history_stats() : std::nullopt;
+  if (hs) {
+    j["history"] = {{"enabled", true},
+                    {"loaded", hs->loaded},
+                    {"stored_through_seq", hs->stored_through_seq},
+                    {"buffered_entries", hs->buffered_entries},
+                    {"segments_written", hs->segments_written},
+                    {"chunks_uploaded", hs->chunks_uploaded},
+                    {"chunk_bytes_uploaded", hs->chunk_bytes_uploaded},
+                    {"chunks_already_stored", hs->chunks_already_stored},
+                    {"last_error", hs->last_error}};
+  } else {
+    j["history"] = {{"enabled", false}};
+  }
   BandwidthLimiter* bw = d.replicator ? d.replicator->bandwidth() : nullptr;
   j["bandwidth"] = bw ? BandwidthJson(bw->state()) : json(nullptr);
   j["lag"] = d.lag ? LagJson(*d.lag) : json(nullptr);

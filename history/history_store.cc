@@ -82,8 +82,26 @@ StoreResult<bool> HistoryStore::ChunkStored(const std::string& sha256, uint64_t 
   return head.status().WithContext("chunk " + ChunkKey(sha256));
 }
 
+namespace {
+bool KnownContains(const std::set<std::string>& s, const std::string& k) { return s.contains(k); }
+void KnownInsert(std::set<std::string>& s, const std::string& k) { s.insert(k); }
+bool KnownContains(const KnownChunks& s, const std::string& k) { return s.Contains(k); }
+void KnownInsert(KnownChunks& s, const std::string& k) { s.Insert(k); }
+}  // namespace
+
 StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size,
                                                            std::set<std::string>* known) {
+  return PutChunksImpl(fd, size, known);
+}
+
+StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size,
+                                                           KnownChunks* known) {
+  return PutChunksImpl(fd, size, known);
+}
+
+template <typename Known>
+StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunksImpl(int fd, uint64_t size,
+                                                               Known* known) {
   std::vector<ChunkRef> chunks;
   std::string buf;
   for (uint64_t off = 0; off < size; off += options_.part_size) {
@@ -93,7 +111,7 @@ StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size
     auto digest = Sha256(buf);
     if (!digest.ok()) return digest.status();
     ChunkRef ref{HexEncode(*digest), len};
-    bool stored = known && known->contains(ref.sha256);
+    bool stored = known && KnownContains(*known, ref.sha256);
     if (!stored) {
       auto st = ChunkStored(ref.sha256, len);
       if (!st.ok()) return st.status();
@@ -108,7 +126,7 @@ StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size
       ++counters_.chunks_uploaded;
       counters_.chunk_bytes_uploaded += len;
     }
-    if (known) known->insert(ref.sha256);
+    if (known) KnownInsert(*known, ref.sha256);
     chunks.push_back(std::move(ref));
   }
   return chunks;

@@ -14,9 +14,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "history/chunker.h"
@@ -79,6 +81,25 @@ struct CompactResult {
   uint64_t segments_read = 0, segments_written = 0, segments_deleted = 0;
 };
 
+// The names of chunks known to be stored, shared by the threads that call
+// PutChunks (one HistoryStore each): a chunk in the set is not asked for
+// with a HEAD again. Thread-safe.
+class KnownChunks {
+ public:
+  bool Contains(const std::string& sha256) const {
+    std::lock_guard lk(mu_);
+    return set_.contains(sha256);
+  }
+  void Insert(const std::string& sha256) {
+    std::lock_guard lk(mu_);
+    set_.insert(sha256);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_set<std::string> set_;
+};
+
 class HistoryStore {
  public:
   // `store` must outlive this object.
@@ -93,6 +114,8 @@ class HistoryStore {
   // did not change (as the replicator does around a mirror upload).
   StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size,
                                                std::set<std::string>* known = nullptr);
+  // The same with a set shared by threads.
+  StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size, KnownChunks* known);
 
   // Writes a validated segment under its key. Appending the same bytes again
   // succeeds (a retry); other bytes under the key fail with EEXIST.
@@ -143,6 +166,9 @@ class HistoryStore {
   const HistoryCounters& counters() const { return counters_; }
 
  private:
+  // PutChunks over any set with Contains/Insert (or none).
+  template <typename Known>
+  StoreResult<std::vector<ChunkRef>> PutChunksImpl(int fd, uint64_t size, Known* known);
   StoreResult<bool> ChunkStored(const std::string& sha256, uint64_t size);
   StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);
   // The newest base at or before `at`, if any.

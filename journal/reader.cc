@@ -208,6 +208,17 @@ Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq) {
   return c;
 }
 
+Result<std::optional<int64_t>> JournalReader::FirstUnfinishedSeq() {
+  // Served by the partial index records_unfinished.
+  auto st = Prepare(db_.get(), "SELECT min(seq) FROM records WHERE " +
+                                   UnfinishedCondition(schema_version_));
+  if (!st.ok()) return st.status();
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
+  if (sqlite3_column_type(st->get(), 0) == SQLITE_NULL) return std::optional<int64_t>();
+  return std::optional<int64_t>(sqlite3_column_int64(st->get(), 0));
+}
+
 Result<int64_t> JournalReader::PendingBytesThrough(int64_t seq) {
   // The paths come from records_unfinished, each one's size from
   // records_path_size (schema version 2): bounded by the pending work, not

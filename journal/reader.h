@@ -92,6 +92,9 @@ class JournalReader {
   // What is left to upload of the records up to seq, and the sum of the last
   // known size of each path a pending record up to seq names.
   Result<UnfinishedCount> UnfinishedThrough(int64_t seq);
+  // The least seq of a record not uploaded yet (pending, uploading, failed);
+  // nullopt when there is none. (History's watermark, uploader/history_recorder.h.)
+  Result<std::optional<int64_t>> FirstUnfinishedSeq();
   Result<int64_t> PendingBytesThrough(int64_t seq);
   // Bounded by the pending work (records_unfinished), not the journal's length.
   Result<JournalBacklog> Backlog();

@@ -123,4 +123,17 @@ Status UploadStateStore::RequeueFailed() {
   });
 }
 
+Status UploadStateStore::RequeueDoneAfter(int64_t seq) {
+  return journal_->Apply([&](sqlite3* db) -> Status {
+    auto st = Prepare(db,
+                      "UPDATE records SET state='pending', attempts=0 WHERE seq > ?1 AND "
+                      "state='done' AND op NOT IN ('pause','resume','checkpoint')");
+    if (!st.ok()) return st.status();
+    sqlite3_bind_int64(st->get(), 1, seq);
+    int rc = sqlite3_step(st->get());
+    if (rc != SQLITE_DONE) return SqliteError("requeue", db, rc);
+    return Status::Ok();
+  });
+}
+
 }  // namespace scribefs

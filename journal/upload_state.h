@@ -52,6 +52,12 @@ class UploadStateStore {
                         const std::string& counters);
   // `scribectl retry`: failed records are pending again, their attempts reset.
   Status RequeueFailed();
+  // History (uploader/history_recorder.h): done records above `seq` whose
+  // entries no stored timeline segment holds (an earlier daemon stopped or
+  // died before writing them) are pending again, so that their paths are
+  // stored again and yield entries. Control records (pause, resume,
+  // checkpoint) stay done: they have nothing to store.
+  Status RequeueDoneAfter(int64_t seq);
 
  private:
   Journal* journal_;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <future>
 #include <random>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -28,8 +29,17 @@ namespace scribefs {
 using Clock = std::chrono::steady_clock;
 
 // Everything pending for one path.
+// A rename record a Work covers (history emits it as a rename entry).
+struct RenameNote {
+  int64_t seq = 0;
+  int64_t time_ns = 0;
+  std::string from, to;
+  bool exchange = false;
+};
+
 struct Replicator::Work {
   std::vector<int64_t> seqs;
+  std::vector<RenameNote> renames;
   std::vector<std::string> renamed_from;  // content may be copied from there
   std::set<std::string> waits_for;        // renamed-to paths: copy before deleting us
   RangeSet dirty{1024};
@@ -52,6 +62,8 @@ struct Replicator::Work {
 
 struct Replicator::Snapshot {
   std::vector<std::string> renamed_from;
+  std::vector<RenameNote> renames;
+  int64_t time_ns = 0;  // of the newest record
   std::vector<ByteRange> dirty;
   bool content_changed = false;
   bool whole = false;
@@ -116,7 +128,27 @@ Result<std::unique_ptr<Replicator>> Replicator::Create(Journal* journal, int roo
 
 Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
                        ReplicatorOptions options)
-    : journal_(journal), root_(std::move(root)), store_(std::move(store)), options_(options) {}
+    : journal_(journal), root_(std::move(root)), store_(std::move(store)), options_(options) {
+  if (options_.history) {
+    HistoryRecorderOptions ho;
+    ho.interval = options_.history_interval;
+    ho.max_entries = options_.history_max_entries;
+    ho.part_size = options_.part_size;
+    ho.retried = [this](const StoreStatus& s) {
+      CountRetry("(history)", s);
+      // Noted now: after the last upload no record's update carries them.
+      (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
+    };
+    // Records requeued at load (done above the last stored segment): read
+    // the journal again from the start, as RetryFailed does.
+    history_ = std::make_unique<HistoryRecorder>(journal_, store_.get(), ho, [this] {
+      std::lock_guard lk(mu_);
+      cursor_ = 0;
+      notified_ = true;
+      notify_cv_.notify_one();
+    });
+  }
+}
 
 Replicator::~Replicator() { Stop(std::chrono::milliseconds(0)); }
 
@@ -135,6 +167,7 @@ Status Replicator::Start() {
   }
   threads_.emplace_back([this] { DispatchLoop(); });
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this, i] { WorkerLoop(i); });
+  if (history_) history_->Start();
   return Status::Ok();
 }
 
@@ -153,6 +186,8 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
   if (options_.bandwidth) options_.bandwidth->Cancel();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // After the workers: what they settled goes into history's last segment.
+  if (history_) history_->Stop();
   done_cv_.notify_all();
 }
 
@@ -223,6 +258,9 @@ void Replicator::Ingest(const Record& r) {
       Work& src = add(r.path);
       src.open = false;
       src.created_ns = 0;  // gone on purpose
+      RenameNote note{r.seq, r.time_ns, r.path, *r.new_path, exchange};
+      dst.renames.push_back(note);
+      src.renames.push_back(std::move(note));
       if (exchange) {
         dst.content_changed = src.content_changed = true;
       } else {
@@ -436,6 +474,8 @@ void Replicator::WorkerLoop(int id) {
     // Take the work.
     Snapshot snap;
     snap.renamed_from = std::move(w.renamed_from);
+    snap.renames = std::exchange(w.renames, {});
+    snap.time_ns = w.last_ns;
     snap.dirty = w.dirty.Take();
     snap.content_changed = w.content_changed;
     snap.whole = w.whole;
@@ -459,8 +499,9 @@ void Replicator::WorkerLoop(int id) {
     // skipped instead, with the reason, and counted.
     Status key_ok = ValidateKey(path, "path");
     PathOutcome out;
+    std::vector<HistoryEffect> effects;
     if (key_ok.ok()) {
-      out = Reconcile(*index.value(), path, snap);
+      out = Reconcile(*index.value(), path, snap, effects);
     } else {
       out.status = StoreStatus(key_ok.WithContext("cannot be stored"));
     }
@@ -473,13 +514,14 @@ void Replicator::WorkerLoop(int id) {
     if (out.status.ok() && !out.changed_during) {
       w.attempts = 0;
       lk.unlock();
-      Finish(seqs, out, path);
+      Finish(seqs, out, path, std::move(effects));
       lk.lock();
     } else {
       bool retry = !out.status.ok() ? out.status.retryable() : true;
       // Put everything back in front of what arrived meanwhile.
       w.seqs.insert(w.seqs.begin(), seqs.begin(), seqs.end());
       for (auto& f : snap.renamed_from) w.renamed_from.push_back(f);
+      w.renames.insert(w.renames.begin(), snap.renames.begin(), snap.renames.end());
       w.content_changed |= snap.content_changed;
       w.created_ns = std::max(w.created_ns, snap.created_ns);
       w.whole = true;  // the ranges were consumed; send it all next time
@@ -564,7 +606,10 @@ bool Replicator::RequestRetryWait(const std::string& path, int attempt,
 // Marks the seqs this path held as finished (done, or failed with out's
 // error). A rename's seq is held by both its paths and finishes with the last.
 void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out,
-                        const std::string& path) {
+                        const std::string& path, std::vector<HistoryEffect> effects) {
+  // History's entries before the records are done: its watermark passes a
+  // done record only with the record's entry buffered.
+  if (history_ && !effects.empty()) history_->Add(std::move(effects));
   std::vector<int64_t> complete;
   {
     std::lock_guard lk(mu_);
@@ -663,6 +708,11 @@ std::string Replicator::StatsJson() {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::optional<HistoryStats> Replicator::history_stats() {
+  if (!history_) return std::nullopt;
+  return history_->stats();
+}
+
 ReplicatorStats Replicator::stats() {
   std::lock_guard lk(mu_);
   ReplicatorStats s = stats_;
@@ -678,7 +728,7 @@ ReplicatorStats Replicator::stats() {
 // has a PlanExecutor perform the plan.
 
 PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
-                                              const Snapshot& snap) {
+                                  const Snapshot& snap, std::vector<HistoryEffect>& effects) {
   PathOutcome out;
   if (IsReservedPath(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
   auto fail_local = [&](const Status& s) {
@@ -749,6 +799,14 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   }
 
   UploadPlan plan = PlanUpload(path, local, remote, change, popt);
+  // History: this path's entries come before those of what is below it
+  // (a renamed directory's children, reconciled by the executor).
+  const size_t own = effects.size();
+  if (history_) PlanEntries(path, snap, local.exists, local.st, local.link_target, effects);
+  const bool own_file = effects.size() > own &&
+                        effects.back().entry.op == history::EntryOp::kPut &&
+                        effects.back().entry.state.type == kTypeFile;
+  const size_t own_index = effects.size() - 1;
   PlanExecutor::Env env;
   env.store = store_.get();
   env.root_fd = root_.get();
@@ -765,9 +823,95 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
     Snapshot cs;
     cs.renamed_from = {from};
     cs.max_seq = snap.max_seq;
-    return Reconcile(index, child, cs);
+    cs.time_ns = snap.time_ns;
+    return Reconcile(index, child, cs, effects);
   };
-  return PlanExecutor(std::move(env)).Execute(path, plan, file.get(), local.link_target);
+  out = PlanExecutor(std::move(env)).Execute(path, plan, file.get(), local.link_target);
+  if (own_file && out.status.ok() && !out.changed_during)
+    StoreChunks(file.get(), local.file_st, effects[own_index], out);
+  return out;
+}
+
+void Replicator::PlanEntries(const std::string& path, const Snapshot& snap, bool exists,
+                             const struct stat& st, const std::string& link_target,
+                             std::vector<HistoryEffect>& effects) {
+  auto storable = [&](const std::string& p) {
+    return !IsExcluded(p) && history::ValidatePath(p).ok();
+  };
+  // A rename is history's when both names are (--delete keep leaves the
+  // old name stored: then only the new name's put).
+  for (const RenameNote& r : snap.renames) {
+    if (!options_.delete_remote || !storable(r.from) || !storable(r.to)) continue;
+    HistoryEffect e;
+    e.entry.seq = uint64_t(r.seq);
+    e.entry.time_ns = std::max<int64_t>(r.time_ns, 0);
+    e.entry.op = history::EntryOp::kRename;
+    e.entry.path = r.from;
+    e.entry.new_path = r.to;
+    e.entry.exchange = r.exchange;
+    e.rename_seq = r.seq;
+    effects.push_back(std::move(e));
+  }
+  if (!storable(path) || snap.max_seq <= 0) return;
+  HistoryEffect e;
+  e.entry.seq = uint64_t(snap.max_seq);
+  e.entry.time_ns = std::max<int64_t>(snap.time_ns, 0);
+  e.entry.path = path;
+  if (!exists) {
+    if (!options_.delete_remote) return;  // the target keeps it
+    e.entry.op = history::EntryOp::kDelete;
+    effects.push_back(std::move(e));
+    return;
+  }
+  history::PathState& s = e.entry.state;
+  s.type = std::string(ObjectTypeOf(st.st_mode));
+  s.mode = st.st_mode;
+  s.uid = st.st_uid;
+  s.gid = st.st_gid;
+  s.mtime_ns = MtimeNs(st);
+  if (S_ISLNK(st.st_mode)) {
+    if (link_target.empty() || link_target.size() > history::kMaxSymlinkTarget) return;
+    s.target = link_target;
+    s.size = link_target.size();
+  } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    s.rdev = st.st_rdev;
+  }
+  effects.push_back(std::move(e));
+}
+
+void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& effect,
+                             PathOutcome& out) {
+  const std::string& path = effect.entry.path;
+  // The content as the mirror upload read it: the same descriptor, then the
+  // same check that it did not change (a file written meanwhile goes again).
+  const uint64_t size = uint64_t(file_st.st_size);
+  // Each try skips the chunks stored by the last (they are known): as
+  // PlanExecutor's requests, a few tries before the path goes back whole.
+  auto chunks = history_->PutChunks(fd, size);
+  for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable(); ++attempt) {
+    if (!RequestRetryWait(path, attempt, chunks.status())) break;
+    chunks = history_->PutChunks(fd, size);
+  }
+  if (!chunks.ok()) {
+    if (chunks.status().code() == EAGAIN)
+      out.changed_during = true;  // shrank while read
+    else
+      out.status = chunks.status();
+    return;
+  }
+  struct stat now;
+  if (fstat(fd, &now) != 0 || now.st_size != file_st.st_size ||
+      MtimeNs(now) != MtimeNs(file_st)) {
+    out.changed_during = true;
+    return;
+  }
+  history::PathState& s = effect.entry.state;
+  s.size = size;
+  s.mtime_ns = MtimeNs(file_st);
+  s.mode = file_st.st_mode;
+  s.uid = file_st.st_uid;
+  s.gid = file_st.st_gid;
+  s.chunks = std::move(*chunks);
 }
 
 }  // namespace scribefs

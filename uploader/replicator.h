@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "journal/upload_waiter.h"
 #include "uploader/bandwidth.h"
 #include "uploader/exclude_filter.h"
+#include "uploader/history_recorder.h"
 #include "uploader/object_store.h"
 #include "journal/remote_index.h"
 #include "uploader/plan_executor.h"
@@ -59,6 +61,12 @@ struct ReplicatorOptions {
   // replicator only holds it for status and cancels it when Stop's grace
   // ends, so that no worker waits for tokens past it. May be null.
   std::shared_ptr<BandwidthLimiter> bandwidth;
+  // History in the target (--history, uploader/history_recorder.h): every
+  // path stored also yields a timeline entry, and files' content is stored
+  // as chunks. Off: the target is exactly as without history.
+  bool history = false;
+  std::chrono::milliseconds history_interval{5000};
+  size_t history_max_entries = 10000;
 };
 
 struct ReplicatorStats {
@@ -134,6 +142,8 @@ class Replicator : public UploadWaiter {
   void Hurry(bool on);
 
   ReplicatorStats stats();
+  // nullopt when history is off.
+  std::optional<HistoryStats> history_stats();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
   ObjectStore& store() { return *store_; }
@@ -157,7 +167,9 @@ class Replicator : public UploadWaiter {
   // True when `from` waits, directly or through other renamed-from paths,
   // for `target` to be stored first. Requires mu_.
   bool WaitsOn(const std::string& from, const std::string& target);
-  void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path);
+  // `effects`: history's entries for what was stored (added first).
+  void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path,
+              std::vector<HistoryEffect> effects = {});
   // Counts a failed attempt that is tried again (stats_.retries, its cause).
   void CountRetry(const std::string& path, const StoreStatus& status);
   // Adds a path's counters to stats_. Requires mu_.
@@ -168,7 +180,18 @@ class Replicator : public UploadWaiter {
   bool RequestRetryWait(const std::string& path, int attempt, const StoreStatus& status);
   // Gathers the path's local and remote state, plans (uploader/upload_plan.h)
   // and executes the plan (uploader/plan_executor.h).
-  PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap);
+  // What was stored is appended to `effects` (history's entries).
+  PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap,
+                        std::vector<HistoryEffect>& effects);
+  // History: the entries for what Reconcile is about to store at `path`
+  // (the renames its snapshot holds, then the path's state or absence);
+  // a file's chunks are filled in once stored (StoreChunks).
+  void PlanEntries(const std::string& path, const Snapshot& snap, bool exists,
+                   const struct stat& st, const std::string& link_target,
+                   std::vector<HistoryEffect>& effects);
+  // Stores the chunks of the file `fd` (as fstat'ed in `file_st`) and puts
+  // them in `effect`; changed_during when the file changed meanwhile.
+  void StoreChunks(int fd, const struct stat& file_st, HistoryEffect& effect, PathOutcome& out);
 
   Journal* const journal_;
   UniqueFd root_;
@@ -195,6 +218,7 @@ class Replicator : public UploadWaiter {
   bool hurrying_ = false;  // Hurry(true) counted in drain_depth_
   ReplicatorStats stats_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<HistoryRecorder> history_;  // null: --history off
 };
 
 }  // namespace scribefs

@@ -60,7 +60,12 @@ Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
                                     std::to_string(seq) +
                                     " failed to upload (scribectl journal --state failed shows "
                                     "why; scribectl retry requeues them)");
-    if (p.pending == 0) return Status::Ok();
+    if (p.pending == 0) {
+      // Flush and pause points include history: a segment covering seq is
+      // stored before they return.
+      if (history_) return history_->StoreThrough(seq, deadline);
+      return Status::Ok();
+    }
     if (cancelled && cancelled()) return Status::Error(ECANCELED, "cancelled");
     auto now = Clock::now();
     if (now >= deadline)

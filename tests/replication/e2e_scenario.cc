@@ -173,7 +173,7 @@ void VerifyS3Mirror(const S3Env& env, const std::string& bucket,
 
   // 2. Every body's SHA-256, downloaded by the AWS CLI.
   it::RunResult cp = Aws(env, {"s3", "cp", "s3://" + bucket, download_dir, "--recursive",
-                               "--only-show-errors"},
+                               "--exclude", ".scribefs/*", "--only-show-errors"},
                          240);
   ASSERT_EQ(cp.exit_code, 0) << "aws s3 cp --recursive: " << cp.Describe();
   std::vector<std::string> bad_hash;
@@ -236,6 +236,8 @@ void VerifyFileMirror(const std::string& target_dir, const std::map<std::string,
   std::map<std::string, struct stat> have;
   for (const auto& [rel, st] : it::ListTree(target_dir)) {
     if (rel == ".scribefs-local" || rel.rfind(".scribefs-local/", 0) == 0) continue;
+    // The reserved .scribefs/ (history, checkpoints) is not the mirror.
+    if (rel == ".scribefs" || rel.rfind(".scribefs/", 0) == 0) continue;
     have[S_ISDIR(st.st_mode) ? rel + "/" : rel] = st;
   }
   std::vector<std::string> missing, extra, bad;

@@ -137,7 +137,11 @@ std::optional<std::map<std::string, ListedObject>> AwsList(const S3Env& env,
         lo.size = o.value("Size", uint64_t(0));
         lo.etag = o.value("ETag", std::string());
         if (lo.etag.size() >= 2 && lo.etag.front() == '"') lo.etag = lo.etag.substr(1, lo.etag.size() - 2);
-        out[o.at("Key").get<std::string>()] = lo;
+        std::string key = o.at("Key").get<std::string>();
+        // The reserved .scribefs/ (history, checkpoint manifests) is not
+        // part of the mirror.
+        if (key.rfind(".scribefs/", 0) == 0) continue;
+        out[key] = lo;
       }
     }
   } catch (const std::exception& e) {

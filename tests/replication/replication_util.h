@@ -57,7 +57,8 @@ struct ListedObject {
   uint64_t size = 0;
   std::string etag;  // without quotes
 };
-// `aws s3api list-objects-v2 --bucket B` (every page): key -> size, ETag.
+// `aws s3api list-objects-v2 --bucket B` (every page): key -> size, ETag;
+// the mirror only (keys under the reserved .scribefs/ are left out).
 std::optional<std::map<std::string, ListedObject>> AwsList(const S3Env& env,
                                                            const std::string& bucket,
                                                            std::string* error);

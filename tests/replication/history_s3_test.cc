@@ -1,0 +1,65 @@
+// History in the target on s3:// (Ceph RGW, the CTest fixture "rgw"): the
+// timeline and chunks the replicator writes restore the tree after flushes.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/replication/history_check.h"
+#include "tests/replication/replication_fixture.h"
+
+namespace scribefs::rep {
+namespace {
+
+class HistoryRgw : public ReplicationTest {
+ protected:
+  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 120) {
+    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return it::RunCommand(argv, timeout_s);
+  }
+  int64_t CtlFlush() {
+    it::RunResult r = Ctl({"--json", "flush"});
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_object() ? j.value("seq", int64_t(-1)) : -1;
+  }
+};
+
+TEST_F(HistoryRgw, ReplayAtFlushesEqualsTheTree) {
+  ASSERT_NO_FATAL_FAILURE(SetUpS3("history"));
+  ASSERT_NO_FATAL_FAILURE(MountS3({"--history-interval", "1h", "--part-size", "5"}));
+  ASSERT_EQ(mkdir(mp("docs").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(mp("empty").c_str(), 0755), 0);
+  ASSERT_TRUE(it::WriteFile(mp("docs/a.txt"), "alpha\n"));
+  ASSERT_TRUE(it::WriteFile(mp("docs/big.bin"), RandomBytes(12 << 20, 5)));  // 3 parts
+  ASSERT_TRUE(it::WriteFile(mp("old.txt"), "old"));
+  ASSERT_EQ(symlink("docs/a.txt", mp("link").c_str()), 0);
+  const int64_t seq1 = CtlFlush();
+  ASSERT_GT(seq1, 0);
+  const Snapshot first = SnapshotOf(mp());
+
+  ASSERT_EQ(rename(mp("docs").c_str(), mp("papers").c_str()), 0);
+  ASSERT_EQ(unlink(mp("old.txt").c_str()), 0);
+  ASSERT_EQ(chmod(mp("papers/a.txt").c_str(), 0600), 0);
+  {
+    FILE* f = fopen(mp("papers/big.bin").c_str(), "r+");
+    ASSERT_TRUE(f);
+    fseek(f, 6 << 20, SEEK_SET);
+    fwrite("changed", 1, 7, f);
+    fclose(f);
+  }
+  ASSERT_GT(CtlFlush(), seq1);
+  const Snapshot second = SnapshotOf(mp());
+
+  auto store = OpenS3(env_, bucket_);
+  ASSERT_TRUE(store);
+  const std::string tmp = root() + "/restored.tmp";
+  ASSERT_NO_FATAL_FAILURE(ExpectRestores(*store, history::Instant::Latest(), tmp, second));
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRestores(*store, history::Instant::AtSeq(uint64_t(seq1)), tmp, first));
+}
+
+}  // namespace
+}  // namespace scribefs::rep

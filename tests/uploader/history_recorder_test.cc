@@ -1,0 +1,68 @@
+// The decisions of uploader/history_recorder.h, without a target: which seqs
+// entries get in a segment, and which entries change the history's tree.
+#include "uploader/history_recorder.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/history/history_test_util.h"
+
+namespace scribefs {
+namespace {
+
+using history::testing::DirPut;
+using history::testing::FilePut;
+
+TEST(AssignSeqs, EachEntryAtItsSeqWhenThereIsRoom) {
+  EXPECT_EQ(AssignSeqs({3, 5, 9}, 1, 10), (std::vector<uint64_t>{3, 5, 9}));
+  EXPECT_EQ(AssignSeqs({}, 1, 10), std::vector<uint64_t>{});
+}
+
+TEST(AssignSeqs, SharedSeqsMoveBackIntoFreeOnes) {
+  // Two entries for one rename record (seq 7), and an entry that arrived
+  // after a later one: arrival order is kept, never above the seq stood for.
+  EXPECT_EQ(AssignSeqs({7, 7}, 1, 10), (std::vector<uint64_t>{6, 7}));
+  EXPECT_EQ(AssignSeqs({9, 4}, 1, 10), (std::vector<uint64_t>{3, 4}));
+}
+
+TEST(AssignSeqs, NoRoomBelowPushesEntriesAboveTheSegment) {
+  // Segment [7, 7] for two entries of seq 7: the second waits for the next.
+  EXPECT_EQ(AssignSeqs({7, 7}, 7, 7), (std::vector<uint64_t>{7, 8}));
+  // Entries of seqs below the segment (an earlier daemon's) start at lo.
+  EXPECT_EQ(AssignSeqs({2, 3}, 10, 20), (std::vector<uint64_t>{10, 11}));
+  // Strictly increasing whatever the input.
+  auto a = AssignSeqs({5, 5, 5, 1, 9, 9}, 4, 9);
+  for (size_t i = 1; i < a.size(); ++i) EXPECT_LT(a[i - 1], a[i]);
+  EXPECT_GE(a[0], 4u);
+}
+
+TEST(EntryChangesTree, PutOfTheSameStateChangesNothing) {
+  history::Replayer r;
+  r.Apply(FilePut(1, "a", "x"));
+  r.Apply(DirPut(2, "d"));
+  r.Apply(FilePut(3, "d/f", "y"));
+  const history::Tree& t = r.tree();
+  EXPECT_FALSE(EntryChangesTree(t, FilePut(9, "a", "x", 1000)));  // same mtime as at seq 1
+  EXPECT_TRUE(EntryChangesTree(t, FilePut(9, "a", "z", 1000)));
+  EXPECT_TRUE(EntryChangesTree(t, FilePut(9, "a", "x", 2000))) << "another mtime";
+  EXPECT_TRUE(EntryChangesTree(t, FilePut(9, "b", "x")));
+
+  history::Entry del;
+  del.op = history::EntryOp::kDelete;
+  del.path = "d";
+  EXPECT_TRUE(EntryChangesTree(t, del));
+  del.path = "nothing";
+  EXPECT_FALSE(EntryChangesTree(t, del));
+  del.path = "d/f";
+  EXPECT_TRUE(EntryChangesTree(t, del));
+
+  history::Entry ren;
+  ren.op = history::EntryOp::kRename;
+  ren.path = "x";
+  ren.new_path = "y";
+  EXPECT_FALSE(EntryChangesTree(t, ren)) << "neither name is in history";
+  ren.new_path = "d";
+  EXPECT_TRUE(EntryChangesTree(t, ren)) << "clears the destination";
+}
+
+}  // namespace
+}  // namespace scribefs

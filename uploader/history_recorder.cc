@@ -1,0 +1,329 @@
+#include "uploader/history_recorder.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "journal/reader.h"
+#include "journal/upload_state.h"
+
+namespace scribefs {
+
+using Clock = std::chrono::steady_clock;
+
+// The journal meta key the bounded journal reads (docs/history.md).
+constexpr const char* kStoredThroughKey = "history_stored_through";
+
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi) {
+  const size_t n = preferred.size();
+  std::vector<uint64_t> a(n);
+  if (n == 0) return a;
+  // Backwards: as close to (and never above) the seq each stands for.
+  a[n - 1] = std::min(preferred[n - 1], hi);
+  for (size_t i = n - 1; i-- > 0;) a[i] = std::min(preferred[i], a[i + 1] > 0 ? a[i + 1] - 1 : 0);
+  // Forwards: not below the segment, strictly increasing (pushing some
+  // above hi when there are more entries than seqs).
+  uint64_t prev = lo > 0 ? lo - 1 : 0;
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = std::max(a[i], prev + 1);
+    prev = a[i];
+  }
+  return a;
+}
+
+namespace {
+
+// Whether the tree holds `path` or anything below it.
+bool HoldsSubtree(const history::Tree& tree, const std::string& path) {
+  if (tree.contains(path)) return true;
+  auto it = tree.lower_bound(path + "/");
+  return it != tree.end() && it->first.starts_with(path + "/");
+}
+
+history::HistoryOptions HistoryOptionsFor(const HistoryRecorderOptions& options) {
+  history::HistoryOptions o;
+  o.part_size = options.part_size;  // chunk i = part i+1 of the mirror object
+  return o;
+}
+
+}  // namespace
+
+bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry) {
+  switch (entry.op) {
+    case history::EntryOp::kPut: {
+      auto it = tree.find(entry.path);
+      return it == tree.end() || !(it->second.state == entry.state);
+    }
+    case history::EntryOp::kDelete:
+      return HoldsSubtree(tree, entry.path);
+    case history::EntryOp::kRename:
+      return HoldsSubtree(tree, entry.path) || HoldsSubtree(tree, entry.new_path);
+  }
+  return true;
+}
+
+HistoryRecorder::HistoryRecorder(Journal* journal, ObjectStore* store,
+                                 HistoryRecorderOptions options, std::function<void()> requeued)
+    : journal_(journal),
+      store_(store),
+      options_(options),
+      requeued_(std::move(requeued)),
+      writer_(std::make_unique<history::HistoryStore>(*store, HistoryOptionsFor(options))) {}
+
+HistoryRecorder::~HistoryRecorder() { Stop(); }
+
+void HistoryRecorder::Start() {
+  std::lock_guard lk(mu_);
+  if (thread_.joinable()) return;
+  last_close_ = Clock::now();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void HistoryRecorder::Stop() {
+  {
+    std::lock_guard lk(mu_);
+    if (!thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  bool loaded;
+  {
+    std::lock_guard lk(mu_);
+    loaded = loaded_;
+  }
+  // What is settled now goes into one last segment (one try: the target may
+  // be down; the next start stores those paths again).
+  if (loaded) {
+    StoreStatus s = CloseSegment();
+    if (!s.ok()) spdlog::warn("history: last segment not stored: {}", s.message());
+  }
+}
+
+void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
+  std::lock_guard lk(mu_);
+  for (auto& e : effects) buffer_.push_back(std::move(e));
+  if (buffer_.size() + carried_.size() >= options_.max_entries) cv_.notify_all();
+}
+
+StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(int fd, uint64_t size) {
+  // One HistoryStore per call (it is thread-compatible), sharing the set of
+  // chunks known stored.
+  history::HistoryStore hs(*store_, HistoryOptionsFor(options_));
+  auto r = hs.PutChunks(fd, size, &known_);
+  const history::HistoryCounters& c = hs.counters();
+  chunks_uploaded_ += c.chunks_uploaded;
+  chunk_bytes_uploaded_ += c.chunk_bytes_uploaded;
+  chunks_already_stored_ += c.chunks_already_stored;
+  return r;
+}
+
+Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
+  while (true) {
+    Status last = Status::Ok();
+    {
+      std::unique_lock lk(mu_);
+      if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
+      if (!loaded_) cv_.notify_all();
+    }
+    bool loaded;
+    {
+      std::lock_guard lk(mu_);
+      loaded = loaded_;
+    }
+    if (loaded) {
+      StoreStatus s = CloseSegment();
+      if (!s.ok() && options_.retried) options_.retried(s);
+      last = s.status();
+    }
+    {
+      std::unique_lock lk(mu_);
+      if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
+      if (Clock::now() >= deadline) {
+        std::string why = !last.ok()                   ? last.message()
+                          : !stats_.last_error.empty() ? stats_.last_error
+                          : !loaded_                   ? "the target's history is not loaded yet"
+                                                       : "records not settled";
+        return Status::Error(ETIMEDOUT, "history up to journal seq " + std::to_string(seq) +
+                                            " not stored yet: " + why);
+      }
+      cv_.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)));
+    }
+  }
+}
+
+HistoryStats HistoryRecorder::stats() {
+  std::lock_guard lk(mu_);
+  HistoryStats s = stats_;
+  s.loaded = loaded_;
+  s.stored_through_seq = stored_through_;
+  s.buffered_entries = buffer_.size() + carried_.size();
+  s.chunks_uploaded = chunks_uploaded_;
+  s.chunk_bytes_uploaded = chunk_bytes_uploaded_;
+  s.chunks_already_stored = chunks_already_stored_;
+  return s;
+}
+
+void HistoryRecorder::Loop() {
+  auto backoff = std::chrono::milliseconds(500);
+  std::unique_lock lk(mu_);
+  while (!stop_) {
+    if (!loaded_) {
+      lk.unlock();
+      StoreStatus s = Load();
+      if (!s.ok() && options_.retried) options_.retried(s);  // (not under mu_)
+      lk.lock();
+      if (!s.ok()) {
+        stats_.last_error = s.message();
+        spdlog::warn("history: cannot load the target's timeline (retrying): {}", s.message());
+        cv_.wait_for(lk, backoff, [&] { return stop_; });
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+        continue;
+      }
+      backoff = std::chrono::milliseconds(500);
+      stats_.last_error.clear();
+    }
+    cv_.wait_for(lk, std::chrono::milliseconds(200),
+                 [&] { return stop_ || buffer_.size() + carried_.size() >= options_.max_entries; });
+    if (stop_) break;
+    bool due = buffer_.size() + carried_.size() >= options_.max_entries ||
+               Clock::now() - last_close_ >= options_.interval;
+    if (!due) continue;
+    last_close_ = Clock::now();
+    lk.unlock();
+    StoreStatus s = CloseSegment();
+    if (!s.ok() && options_.retried) options_.retried(s);
+    lk.lock();
+    if (!s.ok()) {
+      stats_.last_error = s.message();
+      spdlog::warn("history: segment not stored (retrying): {}", s.message());
+    }
+  }
+}
+
+StoreStatus HistoryRecorder::Load() {
+  std::lock_guard close_lk(close_mu_);
+  auto list = writer_->ListSegments();
+  if (!list.ok()) return list.status();
+  uint64_t last = 0;
+  for (const auto& b : list->bases) last = std::max(last, b.id.last_seq);
+  for (const auto& d : list->deltas) last = std::max(last, d.id.last_seq);
+  auto segments = writer_->LoadTimeline(history::Instant::Latest());
+  if (!segments.ok()) return segments.status();
+  history::Replayer tree;
+  int64_t last_time = 0;
+  for (const history::Segment& seg : *segments) {
+    if (seg.header.kind == history::SegmentKind::kBase) {
+      tree.ApplyBase(seg);
+    } else {
+      for (const history::Entry& e : seg.entries) tree.Apply(e);
+    }
+    last_time = std::max(last_time, seg.header.last_time_ns);
+  }
+  uint64_t first = 1;
+  if (last == 0) {
+    // An empty history starts with what is not stored yet.
+    auto reader = JournalReader::Open(journal_->path());
+    if (!reader.ok()) return reader.status();
+    auto max = reader.value()->MaxSeq();
+    if (!max.ok()) return max.status();
+    auto unfinished = reader.value()->FirstUnfinishedSeq();
+    if (!unfinished.ok()) return unfinished.status();
+    first = uint64_t(unfinished->value_or(*max + 1));
+    if (first == 0) first = 1;
+  } else {
+    // Records done above the last stored segment have entries nowhere.
+    SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).RequeueDoneAfter(int64_t(last)));
+  }
+  {
+    std::lock_guard lk(mu_);
+    tree_seq_ = tree.applied_seq();
+    tree_ = std::move(tree);
+    stored_through_ = last;
+    first_seq_ = first;
+    last_time_ns_ = std::max(last_time_ns_, last_time);
+    loaded_ = true;
+  }
+  cv_.notify_all();
+  spdlog::info("history: timeline loaded, stored through journal seq {}", last);
+  if (last > 0 && requeued_) requeued_();
+  return Status::Ok();
+}
+
+Result<int64_t> HistoryRecorder::Watermark() {
+  auto reader = JournalReader::Open(journal_->path());
+  if (!reader.ok()) return reader.status();
+  // The maximum first: a record committed after it is above it either way.
+  auto max = reader.value()->MaxSeq();
+  if (!max.ok()) return max.status();
+  auto unfinished = reader.value()->FirstUnfinishedSeq();
+  if (!unfinished.ok()) return unfinished.status();
+  if (unfinished->has_value()) return std::min(*max, **unfinished - 1);
+  return *max;
+}
+
+StoreStatus HistoryRecorder::CloseSegment() {
+  std::lock_guard close_lk(close_mu_);
+  if (!unwritten_) {
+    auto w = Watermark();
+    if (!w.ok()) return w.status();
+    std::lock_guard lk(mu_);
+    if (!loaded_) return Status::Error(EAGAIN, "the target's history is not loaded yet");
+    const uint64_t lo = stored_through_ > 0 ? stored_through_ + 1 : first_seq_;
+    if (*w < 0 || uint64_t(*w) < lo) return Status::Ok();  // nothing settled since
+    unwritten_ = BuildSegment(lo, uint64_t(*w));
+  }
+  // The same segment until it is stored: a later one with more entries
+  // would overlap it if this one landed and its answer was lost.
+  auto ref = writer_->AppendSegment(*unwritten_);
+  if (!ref.ok()) return ref.status().WithContext("history segment");
+  const uint64_t through = unwritten_->header.last_seq;
+  const size_t count = unwritten_->entries.size();
+  unwritten_.reset();
+  Status meta = journal_->SetMeta(kStoredThroughKey, std::to_string(through));
+  {
+    std::lock_guard lk(mu_);
+    stored_through_ = through;
+    stats_.segments_written++;
+    stats_.last_error.clear();
+  }
+  cv_.notify_all();
+  spdlog::debug("history: segment through journal seq {} stored ({} entries)", through, count);
+  return meta;
+}
+
+std::optional<history::Segment> HistoryRecorder::BuildSegment(uint64_t lo, uint64_t w) {
+  // Decide, in arrival order, which entries change the history.
+  std::vector<history::Entry> decided = std::move(carried_);
+  carried_.clear();
+  for (HistoryEffect& e : buffer_) {
+    if (e.rename_seq != 0 && !renames_seen_.insert(e.rename_seq).second) continue;
+    if (!EntryChangesTree(tree_.tree(), e.entry)) continue;
+    history::Entry applied = e.entry;
+    applied.seq = ++tree_seq_;
+    tree_.Apply(applied);
+    decided.push_back(std::move(e.entry));
+  }
+  buffer_.clear();
+  // Every record <= w is settled, so both halves of its renames were seen.
+  renames_seen_.erase(renames_seen_.begin(), renames_seen_.upper_bound(int64_t(w)));
+
+  std::vector<uint64_t> preferred;
+  preferred.reserve(decided.size());
+  for (const auto& e : decided) preferred.push_back(e.seq);
+  std::vector<uint64_t> seqs = AssignSeqs(preferred, lo, w);
+  std::vector<history::Entry> entries;
+  size_t i = 0;
+  for (; i < decided.size() && seqs[i] <= w; ++i) {
+    history::Entry e = std::move(decided[i]);
+    e.seq = seqs[i];
+    // Entry times never step back, so that a time instant is a prefix.
+    e.time_ns = std::max(e.time_ns, last_time_ns_);
+    last_time_ns_ = e.time_ns;
+    entries.push_back(std::move(e));
+  }
+  for (; i < decided.size(); ++i) carried_.push_back(std::move(decided[i]));
+  return history::MakeDelta(std::move(entries), 0, lo, w);
+}
+
+}  // namespace scribefs

@@ -1,0 +1,164 @@
+// HistoryRecorder: the replicator's writer of the target's history (issue 11,
+// docs/history.md): chunks of the files it stores, and level-0 timeline
+// segments of the entries it settles.
+//
+// The replicator hands over, for every path it stored, the entries that
+// describe what it stored (a put of the state it read, a delete, a rename),
+// each with the journal seq and time it stands for, BEFORE it marks the
+// records done. The recorder keeps them in arrival order (the order the
+// target changed in) and, every `interval`, every `max_entries` entries, at
+// a flush (StoreThrough) and at Stop, closes a segment:
+//
+//   1. the watermark W: every journal record <= W is settled (done, skipped;
+//      not pending, uploading or failed), so every entry for a seq <= W is
+//      in the buffer (a failed record holds W back until it is stored);
+//   2. the buffered entries are compared with the history's tree as the
+//      stored segments leave it (loaded from the target at start): an entry
+//      that changes nothing (the put of an unchanged state, the delete of an
+//      absent path, the second path's half of a rename) is dropped;
+//   3. the entries left get distinct seqs in (last stored, W], in arrival
+//      order, each at most the seq it stands for where there is room
+//      (AssignSeqs); ones that do not fit wait for the next segment;
+//   4. the segment [last stored + 1, W] is written (the exact same segment
+//      again after a failure, so that no two segments overlap), then the
+//      journal meta key `history_stored_through` is set to W.
+//
+// At start (Load, on the recorder's thread, retried while the target is
+// down): the stored segments are read (for the tree of step 2 and the last
+// seq L stored); records done above L (an earlier daemon stopped or died
+// before their segment) are requeued, so their paths are stored again and
+// yield entries, and the next segment starts at L + 1.
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "history/history_store.h"
+#include "history/replay.h"
+#include "history/segment.h"
+#include "journal/journal.h"
+#include "uploader/object_store.h"
+
+namespace scribefs {
+
+// One entry the replicator stored. entry.seq is the journal seq it stands
+// for (the last record the upload covered), entry.time_ns that record's time.
+struct HistoryEffect {
+  history::Entry entry;
+  // A rename entry: the rename record's seq. Both paths of a rename hold
+  // that record; the first of them stored emits the rename, the other's is
+  // dropped.
+  int64_t rename_seq = 0;
+};
+
+struct HistoryRecorderOptions {
+  std::chrono::milliseconds interval{5000};
+  size_t max_entries = 10000;
+  uint64_t part_size = history::kDefaultPartSize;
+  // A load or segment write failed and will be tried again (the replicator
+  // counts it with its retries, by cause).
+  std::function<void(const StoreStatus&)> retried;
+};
+
+// For status --json and metrics.
+struct HistoryStats {
+  bool loaded = false;
+  uint64_t stored_through_seq = 0;
+  uint64_t buffered_entries = 0;
+  uint64_t segments_written = 0;
+  uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0, chunks_already_stored = 0;
+  std::string last_error;
+};
+
+// ---- decisions (pure; unit-tested) ----
+
+// Distinct, strictly increasing seqs for entries that stand for
+// `preferred` (in arrival order) in a segment [lo, hi]: from the last one
+// back, each gets its preferred seq, or one less than the next one's when
+// that is lower; then, from the first one on, at least lo and one more
+// than the previous one. Seqs above hi (a suffix) do not fit this segment.
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi);
+
+// Whether `entry` changes the tree history holds (`tree`).
+bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry);
+
+class HistoryRecorder {
+ public:
+  // `journal` and `store` must outlive the recorder. `requeued` is called
+  // after Load requeued records (the replicator reads the journal again).
+  HistoryRecorder(Journal* journal, ObjectStore* store, HistoryRecorderOptions options,
+                  std::function<void()> requeued);
+  ~HistoryRecorder();
+
+  // Starts the thread that loads the history, then closes segments.
+  void Start();
+  // Stops it; writes a last segment up to the watermark if it can (once).
+  void Stop();
+
+  // Entries the replicator stored for one path (and what was below it),
+  // before it marks the records done.
+  void Add(std::vector<HistoryEffect> effects);
+
+  // The chunks of the first `size` bytes of `fd`, stored in the target.
+  StoreResult<std::vector<history::ChunkRef>> PutChunks(int fd, uint64_t size);
+
+  // Returns once a stored segment covers `seq` (flush, pause points).
+  // ETIMEDOUT at the deadline, with the last error.
+  Status StoreThrough(int64_t seq, std::chrono::steady_clock::time_point deadline);
+
+  HistoryStats stats();
+
+ private:
+  void Loop();
+  StoreStatus Load();
+  // Builds (if none is waiting) and writes the next segment, when the
+  // watermark is past the last stored seq (or `force_seq` requires one).
+  StoreStatus CloseSegment();
+  // The watermark: every record <= it is settled.
+  Result<int64_t> Watermark();
+  // Builds the segment [lo, w] from the buffer and the carried entries.
+  // Requires mu_.
+  std::optional<history::Segment> BuildSegment(uint64_t lo, uint64_t w);
+
+  Journal* const journal_;
+  ObjectStore* const store_;
+  const HistoryRecorderOptions options_;
+  const std::function<void()> requeued_;
+  history::KnownChunks known_;
+
+  // Serializes Load and segment writes; taken before mu_.
+  std::mutex close_mu_;
+  std::unique_ptr<history::HistoryStore> writer_;  // used under close_mu_
+  std::optional<history::Segment> unwritten_;      // built, not yet stored (close_mu_)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool loaded_ = false;
+  uint64_t stored_through_ = 0;          // last seq of the stored segments
+  uint64_t first_seq_ = 0;               // an empty history: where its first segment starts
+  std::vector<HistoryEffect> buffer_;    // arrival order
+  std::vector<history::Entry> carried_;  // decided, did not fit the last segment
+  history::Replayer tree_;               // the history with every decided entry
+  uint64_t tree_seq_ = 0;                // synthetic seqs for tree_
+  std::set<int64_t> renames_seen_;       // rename records already emitted
+  int64_t last_time_ns_ = 0;             // entry times never step back
+  std::chrono::steady_clock::time_point last_close_;
+  HistoryStats stats_;
+  std::atomic<uint64_t> chunks_uploaded_{0}, chunk_bytes_uploaded_{0}, chunks_already_stored_{0};
+  std::thread thread_;
+};
+
+}  // namespace scribefs
