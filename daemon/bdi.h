@@ -9,6 +9,7 @@
 // it raises both for its own mount.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -21,5 +22,19 @@ Result<std::string> MountDevice(const std::string& mountpoint);
 
 // Writes /sys/class/bdi/DEV/max_ratio and read_ahead_kb (0: leave as is).
 Status TuneBdi(const std::string& device, int max_ratio, int read_ahead_kb);
+
+// --max-pending with the writeback cache: the bytes the kernel may hold dirty
+// (or under writeback) for the mount, which the daemon has not seen and so
+// cannot count: a quarter of the bound (at least 256 KiB).
+uint64_t KernelDirtyShare(uint64_t max_pending_bytes);
+
+// Caps the mount's dirty page cache at about `bytes`: writes
+// /sys/class/bdi/DEV/max_bytes (Linux >= 6.2; the kernel keeps it as a
+// fraction of the machine's dirty threshold, rounded to 1/1,000,000 of it,
+// and FUSE mounts have a strict per-device limit, so a writer blocks in
+// write() once the mount holds that much). Older kernels have only whole
+// percents: there it writes max_ratio 1, the kernel's default for FUSE.
+// Returns what it set, as the log shows it ("max_bytes 2.0 MiB").
+Result<std::string> LimitBdiDirtyBytes(const std::string& device, uint64_t bytes);
 
 }  // namespace scribefs

@@ -422,6 +422,16 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (auto dev = MountDevice(mountpoint); dev.ok()) {
     Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
     if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
+    // --max-pending counts what reaches the daemon: cap what the kernel may
+    // hold before that (README, "Bounded lag").
+    if (cfg.max_pending_bytes && cfg.writeback == "on") {
+      auto limit = LimitBdiDirtyBytes(*dev, KernelDirtyShare(*cfg.max_pending_bytes));
+      if (limit.ok())
+        spdlog::info("bounded lag: the mount's dirty page cache is capped ({})", *limit);
+      else
+        spdlog::warn("bounded lag: capping the mount's dirty page cache: {}",
+                     limit.status().message());
+    }
   }
   plane.WatchSession(server.value().get());
   ready(nullptr);

@@ -72,17 +72,33 @@ Result<Backlog> LagMonitor::MeasureLocked() {
   return out;
 }
 
-double LagMonitor::DrainSecondsLocked() {
-  if (!replicator_) return 0;
+void LagMonitor::MeasurePaceLocked(Backlog* b) {
+  if (!replicator_) return;
   ReplicatorStats rs = replicator_->stats();
   uint64_t done = rs.uploads + rs.copies + rs.deletes + rs.skipped_unchanged + rs.failures;
+  // queued_paths holds the paths in flight too.
+  uint64_t queued = rs.queued_paths;
   auto now = Clock::now();
-  done_.emplace_back(now, done);
-  while (done_.size() > 2 && now - done_[1].first >= std::chrono::seconds(5)) done_.pop_front();
-  double span = std::chrono::duration<double>(now - done_.front().first).count();
-  uint64_t n = done - done_.front().second;
-  if (span < 0.5 || n == 0) return 0;
-  return static_cast<double>(rs.queued_paths + rs.in_flight) / (static_cast<double>(n) / span);
+  if (!samples_.empty()) {
+    const PaceSample& last = samples_.back();
+    // Busy since the last sample: it had work then, or stored some since
+    // (work that came and went between two samples).
+    if (last.queued > 0 || done > last.done)
+      busy_s_ += std::chrono::duration<double>(now - last.when).count();
+    if (done > last.done) busy_at_last_done_ = busy_s_;
+  } else {
+    busy_at_last_done_ = 0;
+  }
+  samples_.push_back({now, done, queued, busy_s_});
+  while (samples_.size() > 2 && now - samples_[1].when >= std::chrono::seconds(5))
+    samples_.pop_front();
+  const PaceSample& first = samples_.front();
+  // Nothing stored in the window: keep the last pace (an idle uploader has
+  // not become slower); the stall below covers one that is stuck.
+  if (done > first.done) pace_ = (busy_s_ - first.busy_s) / static_cast<double>(done - first.done);
+  b->queued_paths = queued;
+  b->seconds_per_path = pace_;
+  b->stalled_s = queued > 0 ? busy_s_ - busy_at_last_done_ : 0;
 }
 
 void LagMonitor::Loop() {
@@ -111,10 +127,9 @@ void LagMonitor::Evaluate() {
     spdlog::debug("bounded lag: measuring the backlog: {}", measured.status().message());
     return;
   }
-  double drain = DrainSecondsLocked();
-  Backlog expected = *measured;
-  if (expected.oldest_pending_s > 0) expected.oldest_pending_s += drain;
-  ThrottleDecision d = policy_.Decide(expected, previous);
+  Backlog backlog = *measured;
+  MeasurePaceLocked(&backlog);
+  ThrottleDecision d = policy_.Decide(backlog, previous);
   if (auto max = options_.bounds.max_pending_bytes) {
     // The grant first: the end of a hold must not meet the spent grant of
     // the last period.
@@ -124,8 +139,8 @@ void LagMonitor::Evaluate() {
   gate_->SetThrottle(d.state, d.delay);
   if (replicator_) replicator_->Hurry(d.state != ThrottleState::kNone);
   std::lock_guard lk(mu_);
-  snap_.backlog = *measured;
-  snap_.expected_lag_s = expected.oldest_pending_s;
+  snap_.backlog = backlog;
+  snap_.expected_lag_s = policy_.ExpectedLag(backlog);
   snap_.measured = true;
   snap_.delay = d.delay;
   if (d.state == previous) {

@@ -19,11 +19,15 @@
 // do not count, or they would hold writers until someone notices.
 //
 // What --max-lag bounds: not only the age of the oldest pending change, but
-// the age the newest pending change will have when it is stored: that age
-// plus the time the uploader needs for the paths queued before it (queued
-// paths / paths stored per second over the last 5 s; while no rate is known,
-// the age alone). Without this, a writer much faster than the target builds
-// a queue whose last change waits far beyond the bound after the hold.
+// the age the newest pending change will have when it is stored (LagPolicy::
+// ExpectedLag): that age plus the paths queued times the uploader's pace.
+// The pace is measured here as the seconds the uploader was busy (had paths
+// queued or in flight) per path it stored, over the last 5 s, or as last
+// measured when it stored nothing in that time; until it has stored a path
+// the policy assumes a slow one. Without this, a writer much faster than the
+// target builds a queue whose last change waits far beyond the bound after
+// the hold, and the burst a writer makes right after start does so before
+// any pace is known.
 //
 // Without bounds the thread does not run; snapshot() then measures on demand.
 //
@@ -36,6 +40,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -86,9 +91,8 @@ class LagMonitor {
   // One measurement and decision; requires eval_mu_.
   void Evaluate();
   Result<Backlog> MeasureLocked();  // requires eval_mu_
-  // Seconds the uploader needs for what is queued (0 while unknown); requires
-  // eval_mu_.
-  double DrainSecondsLocked();
+  // Fills the uploader's queue, pace and stall into *b; requires eval_mu_.
+  void MeasurePaceLocked(Backlog* b);
 
   MutationGate* const gate_;
   Replicator* const replicator_;
@@ -97,8 +101,18 @@ class LagMonitor {
 
   std::mutex eval_mu_;  // the reader; taken before mu_
   std::unique_ptr<JournalReader> reader_;
-  // (when, paths stored so far): the uploader's rate over the last seconds.
-  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> done_;
+  // The uploader's pace over the last seconds, from one sample per
+  // evaluation. Guarded by eval_mu_.
+  struct PaceSample {
+    std::chrono::steady_clock::time_point when;
+    uint64_t done = 0;    // paths stored (or failed for good) so far
+    uint64_t queued = 0;  // paths queued or in flight then
+    double busy_s = 0;    // busy_s_ then
+  };
+  std::deque<PaceSample> samples_;
+  double busy_s_ = 0;  // seconds the uploader had work, since start
+  double busy_at_last_done_ = 0;  // busy_s_ when it last stored a path
+  std::optional<double> pace_;    // busy seconds per path, as last measured
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable stop_cv_;

@@ -38,6 +38,12 @@ json LagJson(LagMonitor& lag) {
   json j;
   j["oldest_pending_s"] = std::round(s.backlog.oldest_pending_s * 1000) / 1000;
   j["expected_lag_s"] = std::round(s.expected_lag_s * 1000) / 1000;
+  // The uploader's pace the expected lag is computed from (null: not
+  // measured yet, the policy then assumes a slow one).
+  j["queued_paths"] = s.backlog.queued_paths;
+  j["seconds_per_path"] = s.backlog.seconds_per_path
+                              ? json(std::round(*s.backlog.seconds_per_path * 1000) / 1000)
+                              : json(nullptr);
   j["pending_bytes"] = s.backlog.pending_bytes;
   j["max_lag_s"] = opt(s.bounds.max_lag_s);
   j["max_pending_bytes"] = opt(s.bounds.max_pending_bytes);

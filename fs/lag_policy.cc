@@ -38,12 +38,20 @@ std::string Seconds(double s) { return fmt::format("{:.3g} s", s); }
 
 }  // namespace
 
+double LagPolicy::ExpectedLag(const Backlog& backlog) const {
+  if (backlog.oldest_pending_s <= 0) return 0;
+  double per_path = backlog.seconds_per_path.value_or(
+      bounds_.max_lag_s ? *bounds_.max_lag_s * kUnknownPaceFraction : 0);
+  per_path = std::max(per_path, backlog.stalled_s);
+  return backlog.oldest_pending_s + static_cast<double>(backlog.queued_paths) * per_path;
+}
+
 ThrottleDecision LagPolicy::Decide(const Backlog& backlog, ThrottleState previous) const {
   Pressure worst;
   if (bounds_.max_lag_s && *bounds_.max_lag_s > 0) {
-    double r = backlog.oldest_pending_s / *bounds_.max_lag_s;
-    if (r >= worst.ratio)
-      worst = {r, Seconds(backlog.oldest_pending_s), Seconds(*bounds_.max_lag_s), "lag"};
+    double lag = ExpectedLag(backlog);
+    double r = lag / *bounds_.max_lag_s;
+    if (r >= worst.ratio) worst = {r, Seconds(lag), Seconds(*bounds_.max_lag_s), "lag"};
   }
   if (bounds_.max_pending_bytes && *bounds_.max_pending_bytes > 0) {
     double r = static_cast<double>(backlog.pending_bytes) /

@@ -16,6 +16,19 @@
 //                                    bound, so that it does not flap on every
 //                                    upload)
 //
+// The lag that --max-lag bounds is not the age of the oldest pending change
+// alone but the age the newest queued change will have when it is stored:
+//
+//   expected lag = oldest age + queued paths * seconds per path
+//
+// with the uploader's measured pace, never faster than its current stall (the
+// time it has been busy since it last stored a path: a target that slowed
+// down or went away shows there first). Before it has stored anything (right
+// after start) its pace is unknown and assumed slow: half the bound per
+// path, so that two queued paths already reach the bound and a writer's
+// first burst is held until the first upload tells how fast the target is,
+// instead of queueing more than the bound can drain.
+//
 // A pure function of its inputs: no clock, no I/O. Thread-compatible.
 #pragma once
 
@@ -38,10 +51,14 @@ struct LagBounds {
 
 // What the uploader has not stored yet, as the monitor measured it.
 struct Backlog {
-  // Age of the oldest change not stored (0: none); LagMonitor passes the age
-  // the last queued change is expected to reach (daemon/lag_monitor.h).
-  double oldest_pending_s = 0;
+  double oldest_pending_s = 0;  // age of the oldest change not stored (0: none)
   uint64_t pending_bytes = 0;   // bytes written locally, not stored yet
+  // The uploader's queue and pace, for the expected lag (above).
+  uint64_t queued_paths = 0;  // paths queued or being stored
+  // Seconds it was busy per path stored, as last measured; nullopt: it has
+  // not stored any path yet.
+  std::optional<double> seconds_per_path{};
+  double stalled_s = 0;  // busy since it last stored a path
 };
 
 struct ThrottleDecision {
@@ -61,8 +78,15 @@ class LagPolicy {
   static constexpr std::chrono::microseconds kMaxDelay{200000};
 
   explicit LagPolicy(LagBounds bounds) : bounds_(bounds) {}
+  // Before the uploader stored its first path, each queued path is assumed
+  // to take this fraction of --max-lag.
+  static constexpr double kUnknownPaceFraction = 0.5;
+
   // `previous`: the state the last decision left (for the hysteresis).
   ThrottleDecision Decide(const Backlog& backlog, ThrottleState previous) const;
+  // The age the newest queued change is expected to reach when stored (the
+  // lag --max-lag bounds; 0 when nothing is pending).
+  double ExpectedLag(const Backlog& backlog) const;
   const LagBounds& bounds() const { return bounds_; }
 
  private:

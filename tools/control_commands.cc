@@ -258,27 +258,6 @@ std::string BandwidthLine(const json& bw) {
          FormatBytes(static_cast<uint64_t>(Num(bw, "rate_bps"))) + "/s";
 }
 
-// Bounded lag in one line: "1.2 s, 6.5 MiB not stored (bounds 2 s, 8.0 MiB);
-// writers held since 12:00:01: pending 9.1 MiB > 8.0 MiB".
-std::string LagLine(const json& l) {
-  std::string out = FormatDuration(Num(l, "oldest_pending_s")) + ", " +
-                    FormatBytes(l.value("pending_bytes", uint64_t(0))) + " not stored";
-  auto is_num = [&](const char* k) { return l.contains(k) && l[k].is_number(); };
-  std::string bounds;
-  if (is_num("max_lag_s")) bounds = FormatDuration(Num(l, "max_lag_s"));
-  if (is_num("max_pending_bytes"))
-    bounds += (bounds.empty() ? "" : ", ") + FormatBytes(l.value("max_pending_bytes", uint64_t(0)));
-  if (bounds.empty()) return out + " (no bound)";
-  out += " (bound " + bounds + ")";
-  std::string t = Str(l, "throttle");
-  if (t == "none" || t.empty()) return out + "; writers not throttled";
-  out += "; writers " + t;
-  if (int64_t since = l.value("throttled_since_ns", int64_t(0)); since > 0)
-    out += " since " + FormatLocalTime(since);
-  if (t == "held") out += " (" + std::to_string(l.value("held_ops", 0)) + " operation(s))";
-  return out + ": " + Str(l, "reason");
-}
-
 void PrintStatus(const StateLocation& loc, const json& daemon, const json& journal,
                  const std::string& journal_error) {
   auto line = [](const char* label, const std::string& value) {
@@ -380,6 +359,30 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
 }
 
 }  // namespace
+
+// Bounded lag in one line: "1.2 s, 6.5 MiB not stored (bounds 2 s, 8.0 MiB);
+// writers held since 12:00:01: pending 9.1 MiB > 8.0 MiB".
+std::string LagLine(const json& l) {
+  std::string out = FormatDuration(Num(l, "oldest_pending_s"));
+  // What --max-lag bounds: the age the last queued change will have.
+  if (Num(l, "expected_lag_s") > Num(l, "oldest_pending_s"))
+    out += " (" + FormatDuration(Num(l, "expected_lag_s")) + " when the queue is stored)";
+  out += ", " + FormatBytes(l.value("pending_bytes", uint64_t(0))) + " not stored";
+  auto is_num = [&](const char* k) { return l.contains(k) && l[k].is_number(); };
+  std::string bounds;
+  if (is_num("max_lag_s")) bounds = FormatDuration(Num(l, "max_lag_s"));
+  if (is_num("max_pending_bytes"))
+    bounds += (bounds.empty() ? "" : ", ") + FormatBytes(l.value("max_pending_bytes", uint64_t(0)));
+  if (bounds.empty()) return out + " (no bound)";
+  out += " (bound " + bounds + ")";
+  std::string t = Str(l, "throttle");
+  if (t == "none" || t.empty()) return out + "; writers not throttled";
+  out += "; writers " + t;
+  if (int64_t since = l.value("throttled_since_ns", int64_t(0)); since > 0)
+    out += " since " + FormatLocalTime(since);
+  if (t == "held") out += " (" + std::to_string(l.value("held_ops", 0)) + " operation(s))";
+  return out + ": " + Str(l, "reason");
+}
 
 int RunStatus(const GlobalOptions& global) {
   StateLocation loc;

@@ -4,6 +4,7 @@
 // stderr as "scribectl: ..."), and returns an exit code (tools/ctl_common.h).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -27,6 +28,9 @@ struct FlushOptions {
 };
 
 int RunStatus(const GlobalOptions& global);
+// The daemon's bounded-lag figures (its status's "lag" object) in one line,
+// as `status` and `stats` print them.
+std::string LagLine(const nlohmann::json& lag);
 int RunPause(const GlobalOptions& global, const PauseOptions& options);
 int RunResume(const GlobalOptions& global);
 int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options);

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "journal/record.h"
+#include "tools/control_client.h"
+#include "tools/control_commands.h"
 #include "tools/human.h"
 #include "tools/time_spec.h"
 
@@ -79,6 +81,47 @@ void PrintTable(const JournalStats& s) {
   }
 }
 
+// What only a running daemon knows (its control socket's status): the
+// upload rate, the queue, bounded lag and throttling. null when no daemon
+// answers (not running, or not within 5 s).
+nlohmann::ordered_json LiveFigures(const GlobalOptions& global) {
+  StateLocation location;
+  int code = kExitOk;
+  auto client = ControlClient::Connect(global, &location, &code, /*quiet=*/true);
+  if (!client) return nullptr;
+  auto answer = client->Call({{"cmd", "status"}}, {}, 5000);
+  if (!answer.ok() || !answer->is_object() || !answer->value("ok", false)) return nullptr;
+  const nlohmann::json& a = *answer;
+  nlohmann::ordered_json live;
+  live["pid"] = a.value("pid", 0);
+  if (a.contains("uploader") && a["uploader"].is_object()) {
+    const nlohmann::json& u = a["uploader"];
+    live["upload_rate_bps"] = u.value("upload_rate_bps", 0.0);
+    live["queued_paths"] = u.value("queued_paths", uint64_t(0));
+    live["in_flight"] = u.value("in_flight", uint64_t(0));
+  } else {
+    live["upload_rate_bps"] = nullptr;  // journal only: nothing is uploaded
+  }
+  live["lag"] = a.contains("lag") && a["lag"].is_object() ? a["lag"] : nullptr;
+  return live;
+}
+
+void PrintLive(const nlohmann::ordered_json& live) {
+  if (!live.is_object()) {
+    printf("daemon:          no running daemon answered: no upload rate, lag or throttling\n"
+           "                 to show (the figures above are the journal's)\n");
+    return;
+  }
+  if (live["upload_rate_bps"].is_number()) {
+    printf("upload rate:     %s/s over the last 10 s; %llu paths queued, %llu in flight\n",
+           FormatBytes(static_cast<uint64_t>(live["upload_rate_bps"].get<double>())).c_str(),
+           static_cast<unsigned long long>(live.value("queued_paths", uint64_t(0))),
+           static_cast<unsigned long long>(live.value("in_flight", uint64_t(0))));
+  }
+  if (live["lag"].is_object())
+    printf("lag:             %s\n", EscapeControl(LagLine(live["lag"])).c_str());
+}
+
 }  // namespace
 
 nlohmann::ordered_json StatsToJson(const JournalStats& s, const std::string& journal,
@@ -130,9 +173,11 @@ int RunStats(const GlobalOptions& global) {
     if (uploader.is_discarded()) uploader = nullptr;
   }
 
+  nlohmann::ordered_json live = LiveFigures(global);
   if (global.json) {
     nlohmann::ordered_json j = StatsToJson(s, journal, now);
     j["uploader"] = uploader;
+    j["live"] = live;
     std::string line = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     puts(line.c_str());
     return FinishOutput();
@@ -186,6 +231,7 @@ int RunStats(const GlobalOptions& global) {
     std::string last_error = uploader.value("last_error", std::string());
     if (!last_error.empty()) printf("last error:      %s\n", EscapeControl(last_error).c_str());
   }
+  PrintLive(live);
   if (s.records > 0) {
     putchar('\n');
     PrintTable(s);

@@ -83,6 +83,57 @@ TEST(LagPolicy, LagBoundAlone) {
   EXPECT_EQ(d.reason, "lag 2.5 s > 2 s");
 }
 
+// Backlog with the uploader's queue and pace (fs/lag_policy.h).
+Backlog Queue(double age_s, uint64_t paths, std::optional<double> per_path, double stalled_s = 0) {
+  Backlog b;
+  b.oldest_pending_s = age_s;
+  b.queued_paths = paths;
+  b.seconds_per_path = per_path;
+  b.stalled_s = stalled_s;
+  return b;
+}
+
+TEST(LagPolicy, ExpectedLagIsTheAgePlusTheQueueAtTheUploadersPace) {
+  LagPolicy p({2.0, std::nullopt});
+  EXPECT_DOUBLE_EQ(p.ExpectedLag(Queue(0.5, 10, 0.1)), 1.5);
+  EXPECT_EQ(p.Decide(Queue(0.5, 10, 0.1), ThrottleState::kNone).state, ThrottleState::kSlowed);
+  auto d = p.Decide(Queue(0.5, 20, 0.1), ThrottleState::kNone);
+  EXPECT_EQ(d.state, ThrottleState::kHeld);
+  EXPECT_EQ(d.reason, "lag 2.5 s > 2 s") << "the reason names the expected lag, not the age";
+  // A fast target: the same queue is nothing.
+  EXPECT_EQ(p.Decide(Queue(0.5, 20, 0.01), ThrottleState::kNone).state, ThrottleState::kNone);
+  // Nothing pending: no lag, whatever the queue says.
+  EXPECT_EQ(p.ExpectedLag(Queue(0, 5, 1.0)), 0);
+}
+
+TEST(LagPolicy, UnknownPaceHoldsTheFirstBurstRightAfterStart) {
+  // No path stored yet: each queued path counts as half the bound, so a
+  // writer's first burst is held at two queued paths, however young they are.
+  LagPolicy p({2.0, std::nullopt});
+  EXPECT_EQ(p.Decide(Queue(0.1, 1, std::nullopt), ThrottleState::kNone).state,
+            ThrottleState::kNone);
+  EXPECT_EQ(p.Decide(Queue(0.5, 1, std::nullopt), ThrottleState::kNone).state,
+            ThrottleState::kSlowed);
+  EXPECT_EQ(p.Decide(Queue(0.05, 2, std::nullopt), ThrottleState::kNone).state,
+            ThrottleState::kHeld);
+  EXPECT_EQ(p.Decide(Queue(0.05, 20, std::nullopt), ThrottleState::kNone).state,
+            ThrottleState::kHeld);
+  // Once a pace is measured it decides: the same burst on a fast target passes.
+  EXPECT_EQ(p.Decide(Queue(0.05, 20, 0.005), ThrottleState::kNone).state, ThrottleState::kNone);
+  // The bytes bound alone does not care about the pace.
+  EXPECT_EQ(PendingOnly(8 * kMiB).Decide(Queue(0.05, 20, std::nullopt), ThrottleState::kNone).state,
+            ThrottleState::kNone);
+}
+
+TEST(LagPolicy, AStalledUploaderIsNoFasterThanItsStall) {
+  // Measured fast a while ago, stuck for 1 s now (a target that slowed down
+  // or went away): the queue drains no faster than one path per stall.
+  LagPolicy p({2.0, std::nullopt});
+  EXPECT_DOUBLE_EQ(p.ExpectedLag(Queue(0.2, 2, 0.01, 1.0)), 2.2);
+  EXPECT_EQ(p.Decide(Queue(0.2, 2, 0.01, 1.0), ThrottleState::kNone).state, ThrottleState::kHeld);
+  EXPECT_EQ(p.Decide(Queue(0.2, 2, 0.01, 0.0), ThrottleState::kNone).state, ThrottleState::kNone);
+}
+
 TEST(LagPolicy, BothBoundsTheWorseDecides) {
   LagPolicy p({2.0, 8 * kMiB});
   // Bytes fine, lag over: held for the lag.

