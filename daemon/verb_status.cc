@@ -93,6 +93,7 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
                      {"retry_causes", RetryCauseCounts(st.retry_causes)},
                      {"failures", st.failures},
                      {"bytes_sent", st.bytes_sent},
+                     {"requests", d.replicator->store().stats().requests},
                      {"upload_rate_bps", d.rate ? d.rate->BytesPerSecond() : 0.0},
                      {"last_error", st.last_error}};
   } else {
