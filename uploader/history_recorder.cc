@@ -100,6 +100,22 @@ void HistoryRecorder::Stop() {
   }
 }
 
+std::vector<std::string> PathsToSweep(const history::Tree& tree, const std::string& dir,
+                                      const std::set<std::string>& kept) {
+  std::vector<std::string> out;
+  const std::string below = dir + "/";
+  for (auto it = tree.lower_bound(below); it != tree.end(); ++it) {
+    const std::string& p = it->first;
+    if (p.compare(0, below.size(), below) != 0) break;
+    if (kept.count(p)) continue;
+    if (!out.empty() && p.size() > out.back().size() &&
+        p.compare(0, out.back().size(), out.back()) == 0 && p[out.back().size()] == '/')
+      continue;  // below a path already swept
+    out.push_back(p);
+  }
+  return out;
+}
+
 void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
   std::lock_guard lk(mu_);
   for (auto& e : effects) buffer_.push_back(std::move(e));
@@ -296,13 +312,31 @@ std::optional<history::Segment> HistoryRecorder::BuildSegment(uint64_t lo, uint6
   // Decide, in arrival order, which entries change the history.
   std::vector<history::Entry> decided = std::move(carried_);
   carried_.clear();
-  for (HistoryEffect& e : buffer_) {
-    if (e.rename_seq != 0 && !renames_seen_.insert(e.rename_seq).second) continue;
-    if (!EntryChangesTree(tree_.tree(), e.entry)) continue;
-    history::Entry applied = e.entry;
+  auto decide = [&](history::Entry entry) {
+    history::Entry applied = entry;
     applied.seq = ++tree_seq_;
     tree_.Apply(applied);
-    decided.push_back(std::move(e.entry));
+    decided.push_back(std::move(entry));
+  };
+  for (HistoryEffect& e : buffer_) {
+    if (e.rename_seq != 0 && !renames_seen_.insert(e.rename_seq).second) continue;
+    const bool changes = EntryChangesTree(tree_.tree(), e.entry);
+    if (e.subtree) {
+      // After the put (or with the unchanged directory), before the
+      // children's puts that follow it in the buffer.
+      history::Entry put = e.entry;
+      if (changes) decide(std::move(put));
+      for (const std::string& gone : PathsToSweep(tree_.tree(), e.entry.path, *e.subtree)) {
+        history::Entry del;
+        del.seq = e.entry.seq;
+        del.time_ns = e.entry.time_ns;
+        del.op = history::EntryOp::kDelete;
+        del.path = gone;
+        decide(std::move(del));
+      }
+      continue;
+    }
+    if (changes) decide(std::move(e.entry));
   }
   buffer_.clear();
   // Every record <= w is settled, so both halves of its renames were seen.

@@ -61,6 +61,13 @@ struct HistoryEffect {
   // that record; the first of them stored emits the rename, the other's is
   // dropped.
   int64_t rename_seq = 0;
+  // A directory's put whose pass stored everything below it (a directory
+  // renamed here: its children, as listed then, in the same Add): the paths
+  // it stored below it. History may still hold other paths below it (moved
+  // along by the rename, but deleted or moved away before the pass, whose
+  // own passes come later and would find them gone); they are deleted with
+  // this entry, so that the subtree is what the pass stored.
+  std::shared_ptr<const std::set<std::string>> subtree;
 };
 
 struct HistoryRecorderOptions {
@@ -93,6 +100,11 @@ std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_
 
 // Whether `entry` changes the tree history holds (`tree`).
 bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry);
+
+// The topmost paths below `dir` in `tree` that `kept` does not hold (each
+// one's delete removes what is below it), for HistoryEffect::subtree.
+std::vector<std::string> PathsToSweep(const history::Tree& tree, const std::string& dir,
+                                      const std::set<std::string>& kept);
 
 class HistoryRecorder {
  public:

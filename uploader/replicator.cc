@@ -258,6 +258,8 @@ void Replicator::Ingest(const Record& r) {
       Work& src = add(r.path);
       src.open = false;
       src.created_ns = 0;  // gone on purpose
+      movers_.insert(*r.new_path);
+      movers_.insert(r.path);
       RenameNote note{r.seq, r.time_ns, r.path, *r.new_path, exchange};
       dst.renames.push_back(note);
       src.renames.push_back(std::move(note));
@@ -341,6 +343,20 @@ bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
     }
   }
   return false;
+}
+
+bool Replicator::WaitsForSubtree(const std::string& path) {
+  if (movers_.empty()) return false;
+  // Below a renamed directory whose pass is still to come or running.
+  for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = path.rfind('/', slash - 1)) {
+    if (movers_.count(path.substr(0, slash))) return true;
+  }
+  // A renamed directory while a pass below it runs.
+  if (!movers_.count(path)) return false;
+  const std::string below = path + "/";
+  auto it = in_flight_paths_.lower_bound(below);
+  return it != in_flight_paths_.end() && it->compare(0, below.size(), below) == 0;
 }
 
 void Replicator::CleanStaleUploads() {
@@ -465,7 +481,7 @@ void Replicator::WorkerLoop(int id) {
       if (!WaitsOn(*d, path)) blocked = true;
       ++d;
     }
-    if (blocked) {
+    if (blocked || WaitsForSubtree(path)) {
       w.sched = Clock::now() + std::chrono::milliseconds(20);
       w.scheduled = true;
       schedule_.insert({w.sched, path});
@@ -492,6 +508,7 @@ void Replicator::WorkerLoop(int id) {
     w.content_changed = w.whole = false;
     w.in_flight = true;
     in_flight_++;
+    in_flight_paths_.insert(path);
     lk.unlock();
 
     // A path no store can hold (a key over 1,024 bytes: any user can make
@@ -510,6 +527,7 @@ void Replicator::WorkerLoop(int id) {
     lk.lock();
     CountOutcome(out);
     in_flight_--;
+    in_flight_paths_.erase(path);
     w.in_flight = false;
     if (out.status.ok() && !out.changed_during) {
       w.attempts = 0;
@@ -567,6 +585,7 @@ void Replicator::WorkerLoop(int id) {
     auto again = work_.find(path);
     if (again != work_.end()) {
       Work& w2 = *again->second;
+      if (w2.renames.empty() && !w2.in_flight) movers_.erase(path);
       if (w2.seqs.empty() && !w2.in_flight) {
         if (w2.scheduled) schedule_.erase({w2.sched, path});
         work_.erase(again);
@@ -727,6 +746,14 @@ ReplicatorStats Replicator::stats() {
 // Gathers what PlanUpload decides on (the local state, the index rows), and
 // has a PlanExecutor perform the plan.
 
+namespace {
+bool StoresChildren(const UploadPlan& plan) {
+  for (const auto& step : plan.steps)
+    if (std::holds_alternative<plan::CopyRenamedChildren>(step)) return true;
+  return false;
+}
+}  // namespace
+
 PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
                                   const Snapshot& snap, std::vector<HistoryEffect>& effects) {
   PathOutcome out;
@@ -806,6 +833,7 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   const bool own_file = effects.size() > own &&
                         effects.back().entry.op == history::EntryOp::kPut &&
                         effects.back().entry.state.type == kTypeFile;
+  const bool own_added = effects.size() > own;
   const size_t own_index = effects.size() - 1;
   PlanExecutor::Env env;
   env.store = store_.get();
@@ -829,6 +857,14 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   out = PlanExecutor(std::move(env)).Execute(path, plan, file.get(), local.link_target);
   if (own_file && out.status.ok() && !out.changed_during)
     StoreChunks(file.get(), local.file_st, effects[own_index], out);
+  if (own_added && effects[own_index].entry.op == history::EntryOp::kPut &&
+      effects[own_index].entry.state.type == kTypeDir && StoresChildren(plan)) {
+    // Everything below was stored by this pass (PlanExecutor::DoChildren).
+    auto kept = std::make_shared<std::set<std::string>>();
+    for (size_t i = own_index + 1; i < effects.size(); ++i)
+      if (effects[i].entry.op == history::EntryOp::kPut) kept->insert(effects[i].entry.path);
+    effects[own_index].subtree = std::move(kept);
+  }
   return out;
 }
 

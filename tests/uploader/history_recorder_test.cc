@@ -64,5 +64,26 @@ TEST(EntryChangesTree, PutOfTheSameStateChangesNothing) {
   EXPECT_TRUE(EntryChangesTree(t, ren)) << "clears the destination";
 }
 
+// A directory renamed here whose pass stored `kept` below it: history's
+// other paths below it go (topmost only: a delete removes what is below).
+TEST(PathsToSweep, WhatThePassDidNotStoreBelowTheDirectory) {
+  history::Replayer r;
+  r.Apply(DirPut(1, "d"));
+  r.Apply(FilePut(2, "d/f", "x"));
+  r.Apply(FilePut(3, "d/g", "y"));  // deleted before the pass: not kept
+  r.Apply(DirPut(4, "d/s"));
+  r.Apply(FilePut(5, "d/s/h", "z"));
+  r.Apply(FilePut(6, "d-other", "w"));  // beside d, not below it
+  r.Apply(FilePut(7, "e/f", "v"));
+  const history::Tree& t = r.tree();
+  EXPECT_EQ(PathsToSweep(t, "d", {"d/f", "d/g", "d/s", "d/s/h"}), std::vector<std::string>{});
+  EXPECT_EQ(PathsToSweep(t, "d", {"d/f", "d/s", "d/s/h", "d/new"}),
+            std::vector<std::string>{"d/g"});
+  EXPECT_EQ(PathsToSweep(t, "d", {"d/f"}), (std::vector<std::string>{"d/g", "d/s"}));
+  EXPECT_EQ(PathsToSweep(t, "d", {"d/s"}), (std::vector<std::string>{"d/f", "d/g", "d/s/h"}));
+  EXPECT_EQ(PathsToSweep(t, "d", {}), (std::vector<std::string>{"d/f", "d/g", "d/s"}));
+  EXPECT_EQ(PathsToSweep(t, "absent", {}), std::vector<std::string>{});
+}
+
 }  // namespace
 }  // namespace scribefs
