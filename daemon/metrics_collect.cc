@@ -63,6 +63,17 @@ MetricsSnapshot MetricsCollector::Collect() {
     u.in_flight = st.in_flight;
     if (BandwidthLimiter* bw = src_.replicator->bandwidth()) u.bwlimit_bps = bw->state().limit;
     m.uploader = u;
+    if (std::optional<HistoryStats> hs = src_.replicator->history_stats()) {
+      MetricsSnapshot::History h;
+      h.loaded = hs->loaded;
+      h.stored_through_seq = hs->stored_through_seq;
+      h.buffered_entries = hs->buffered_entries;
+      h.segments_written = hs->segments_written;
+      h.chunks_uploaded = hs->chunks_uploaded;
+      h.chunk_bytes_uploaded = hs->chunk_bytes_uploaded;
+      h.chunks_already_stored = hs->chunks_already_stored;
+      m.history = h;
+    }
   }
   if (src_.pauser) {
     PauseState ps = src_.pauser->state();

@@ -127,6 +127,27 @@ void WriteUploader(Writer& w, const MetricsSnapshot::Uploader& u) {
         u.bwlimit_bps);
 }
 
+void WriteHistory(Writer& w, const MetricsSnapshot::History& h) {
+  w.One("scribefs_history_loaded", "gauge",
+        "1 once the target's history was read at start (segments are written after that)",
+        h.loaded);
+  w.One("scribefs_history_stored_through_seq", "gauge",
+        "Journal seq the stored timeline segments cover (restorable with restore --at); "
+        "scribefs_journal_last_seq minus it is what history does not hold yet",
+        h.stored_through_seq);
+  w.One("scribefs_history_buffered_entries", "gauge",
+        "History entries waiting for the next timeline segment", h.buffered_entries);
+  w.One("scribefs_history_segments_written_total", "counter",
+        "Timeline segments written since start", h.segments_written);
+  w.One("scribefs_history_chunks_uploaded_total", "counter",
+        "Content chunks uploaded to the history since start", h.chunks_uploaded);
+  w.One("scribefs_history_chunk_bytes_uploaded_total", "counter",
+        "Bytes of the content chunks uploaded since start", h.chunk_bytes_uploaded);
+  w.One("scribefs_history_chunks_already_stored_total", "counter",
+        "Chunks found already stored (identical content is stored once) since start",
+        h.chunks_already_stored);
+}
+
 void WriteHistogram(Writer& w, const std::string& name, const char* help,
                     const DurationHistogram::Counts& h) {
   w.Family(name, "histogram", help);
@@ -163,6 +184,7 @@ std::string FormatMetrics(const MetricsSnapshot& m) {
         m.target);
   WriteJournal(w, m);
   if (m.uploader) WriteUploader(w, *m.uploader);
+  if (m.history) WriteHistory(w, *m.history);
   w.One("scribefs_paused", "gauge", "1 while a pause point holds writes", m.paused);
   w.One("scribefs_held_operations", "gauge", "Mutating operations held by the pause right now",
         m.held_ops);

@@ -69,6 +69,16 @@ struct MetricsSnapshot {
   };
   std::optional<Uploader> uploader;
 
+  // History in the target (uploader/history_recorder.h); unset when off.
+  struct History {
+    bool loaded = false;
+    uint64_t stored_through_seq = 0;
+    uint64_t buffered_entries = 0;
+    uint64_t segments_written = 0;
+    uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0, chunks_already_stored = 0;
+  };
+  std::optional<History> history;
+
   bool paused = false;
   uint64_t held_ops = 0;
 

@@ -320,6 +320,9 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     }
     if (daemon["bandwidth"].is_object()) line("bandwidth:", BandwidthLine(daemon["bandwidth"]));
     if (daemon.contains("lag") && daemon["lag"].is_object()) line("lag:", LagLine(daemon["lag"]));
+    if (daemon.contains("history") && daemon["history"].is_object() && daemon["target"].is_string())
+      line("history:", HistoryLine(daemon["history"],
+                                   journal.is_object() ? journal.value("max_seq", int64_t(0)) : 0));
   } else {
     line("mount:",
          (loc.datadir.empty() ? loc.paths.dir : loc.datadir) + ": scribefs is not running");
@@ -359,6 +362,28 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
 }
 
 }  // namespace
+
+// History in the target in one line: "stored through record 1234 (5 records
+// to go); 12 segments, 40 chunks (3.1 MiB) uploaded, 7 already stored since
+// start".
+std::string HistoryLine(const json& h, int64_t last_seq) {
+  if (!h.value("enabled", false)) return "off (--history off)";
+  std::string out;
+  if (!h.value("loaded", false)) {
+    out = "reading the target's timeline";
+  } else {
+    int64_t through = h.value("stored_through_seq", int64_t(0));
+    out = "stored through record " + std::to_string(through);
+    if (last_seq > through) out += " (" + std::to_string(last_seq - through) + " records to go)";
+    out += "; " + std::to_string(h.value("segments_written", uint64_t(0))) + " segments, " +
+           std::to_string(h.value("chunks_uploaded", uint64_t(0))) + " chunks (" +
+           FormatBytes(h.value("chunk_bytes_uploaded", uint64_t(0))) + ") uploaded, " +
+           std::to_string(h.value("chunks_already_stored", uint64_t(0))) +
+           " already stored since start";
+  }
+  if (!Str(h, "last_error").empty()) out += "; last error: " + Str(h, "last_error");
+  return out;
+}
 
 // Bounded lag in one line: "1.2 s, 6.5 MiB not stored (bounds 2 s, 8.0 MiB);
 // writers held since 12:00:01: pending 9.1 MiB > 8.0 MiB".

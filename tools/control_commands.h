@@ -4,6 +4,7 @@
 // stderr as "scribectl: ..."), and returns an exit code (tools/ctl_common.h).
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,6 +32,9 @@ int RunStatus(const GlobalOptions& global);
 // The daemon's bounded-lag figures (its status's "lag" object) in one line,
 // as `status` and `stats` print them.
 std::string LagLine(const nlohmann::json& lag);
+// The daemon's history figures (its status's "history" object) in one line;
+// `last_seq`: the journal's last record (how far history is behind).
+std::string HistoryLine(const nlohmann::json& history, int64_t last_seq);
 int RunPause(const GlobalOptions& global, const PauseOptions& options);
 int RunResume(const GlobalOptions& global);
 int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options);

@@ -60,6 +60,11 @@ MetricsSnapshot Example() {
   u.failures = 1;
   u.retries_by_cause = {{"network", 3}, {"throttled", 0}};
   m.uploader = u;
+  MetricsSnapshot::History hist;
+  hist.loaded = true;
+  hist.stored_through_seq = 1234;
+  hist.chunks_already_stored = 7;
+  m.history = hist;
   m.paused = true;
   m.held_ops = 5;
   DurationHistogram h({0.01, 0.1, 1});
@@ -84,6 +89,9 @@ TEST(MetricsFormat, EveryFamilyHasHelpAndTypeAndTheValues) {
   EXPECT_EQ(p.samples["scribefs_sent_bytes_total"], "1048576");
   EXPECT_EQ(p.samples["scribefs_retries_total{cause=\"network\"}"], "3");
   EXPECT_EQ(p.samples["scribefs_retries_total{cause=\"throttled\"}"], "0");
+  EXPECT_EQ(p.samples["scribefs_history_stored_through_seq"], "1234");
+  EXPECT_EQ(p.samples["scribefs_history_chunks_already_stored_total"], "7");
+  EXPECT_EQ(p.types["scribefs_history_segments_written_total"], "counter");
   EXPECT_EQ(p.samples["scribefs_paused"], "1");
   EXPECT_EQ(p.samples["scribefs_held_operations"], "5");
   EXPECT_EQ(p.samples["scribefs_build_info{version=\"1.2.3\"}"], "1");
@@ -118,11 +126,13 @@ TEST(MetricsFormat, JournalOnlyHasNoLagNorUploaderFigures) {
   MetricsSnapshot m = Example();
   m.target = false;
   m.uploader.reset();
+  m.history.reset();
   Parsed p = Parse(FormatMetrics(m));
   EXPECT_EQ(p.samples["scribefs_target_configured"], "0");
   EXPECT_EQ(p.samples.count("scribefs_replication_lag_seconds"), 0u);
   EXPECT_EQ(p.samples.count("scribefs_pending_records"), 0u);
   EXPECT_EQ(p.samples.count("scribefs_uploads_total"), 0u);
+  EXPECT_EQ(p.samples.count("scribefs_history_loaded"), 0u);
   EXPECT_EQ(p.samples["scribefs_journal_records"], "42");
 }
 

@@ -194,6 +194,38 @@ TEST_F(HistoryFile, OffStoresNoHistory) {
   EXPECT_EQ(j["daemon"]["history"].value("enabled", true), false) << j.dump();
 }
 
+// `status` says how far history goes; /metrics (here its textfile, written
+// at the stop) has the same figures.
+TEST_F(HistoryFile, StatusAndMetricsShowHistory) {
+  const std::string prom = root() + "/scribefs.prom";
+  ASSERT_NO_FATAL_FAILURE(MountHistory({"--metrics-file", prom}));
+  ASSERT_TRUE(it::WriteFile(mp("a"), RandomBytes(100000, 3)));
+  ASSERT_GT(CtlFlush(), 0);
+  // The same content (after a's upload: two at once may both upload it).
+  ASSERT_TRUE(it::WriteFile(mp("b"), RandomBytes(100000, 3)));
+  const int64_t seq = CtlFlush();
+  ASSERT_GT(seq, 0);
+  it::RunResult st = Ctl({"status"});
+  EXPECT_NE(st.out.find("history:"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("stored through record " + std::to_string(seq)), std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("1 chunks (97.7 KiB) uploaded, 1 already stored"), std::string::npos)
+      << st.out;
+  ASSERT_EQ(Unmount(), 0);
+  auto text = it::ReadFile(prom);
+  ASSERT_TRUE(text.has_value());
+  auto sample = [&](const std::string& name) -> int64_t {
+    size_t at = text->find("\n" + name + " ");
+    return at == std::string::npos ? -1 : atoll(text->c_str() + at + name.size() + 2);
+  };
+  EXPECT_GE(sample("scribefs_history_stored_through_seq"), seq) << *text;
+  EXPECT_GE(sample("scribefs_history_segments_written_total"), 1) << *text;
+  EXPECT_EQ(sample("scribefs_history_chunks_uploaded_total"), 1) << *text;
+  EXPECT_EQ(sample("scribefs_history_chunk_bytes_uploaded_total"), 100000) << *text;
+  EXPECT_EQ(sample("scribefs_history_chunks_already_stored_total"), 1) << *text;
+  EXPECT_EQ(sample("scribefs_history_loaded"), 1) << *text;
+}
+
 // Without a target the options are refused.
 TEST_F(HistoryFile, OptionsNeedATarget) {
   Options o;
