@@ -242,7 +242,8 @@ TEST_F(PauseTest, AutoThawAfterTimeout) {
   auto [ok, when] = f.get();
   EXPECT_TRUE(ok);
   EXPECT_GE(when - start, 550ms) << "released before the timeout";
-  EXPECT_LT(when - start, 3s) << "the auto-thaw came late";
+  // Generous: the point is that it comes at all (a loaded CI machine is slow).
+  EXPECT_LT(when - start, 10s) << "the auto-thaw came late";
   EXPECT_FALSE(pauser_->state().paused);
   auto rs = Records();
   const Record* resume = Last(rs, Op::kResume);
