@@ -345,18 +345,32 @@ bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
   return false;
 }
 
-bool Replicator::WaitsForSubtree(const std::string& path) {
+bool Replicator::BelowAMover(const std::string& path) {
   if (movers_.empty()) return false;
-  // Below a renamed directory whose pass is still to come or running.
   for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
        slash = path.rfind('/', slash - 1)) {
     if (movers_.count(path.substr(0, slash))) return true;
   }
-  // A renamed directory while a pass below it runs.
+  return false;
+}
+
+bool Replicator::MoverWithPassesBelow(const std::string& path) {
   if (!movers_.count(path)) return false;
   const std::string below = path + "/";
   auto it = in_flight_paths_.lower_bound(below);
   return it != in_flight_paths_.end() && it->compare(0, below.size(), below) == 0;
+}
+
+void Replicator::NoLongerAMover(const std::string& path) {
+  if (!movers_.erase(path)) return;
+  const std::string below = path + "/";
+  for (auto it = parked_.lower_bound(below);
+       it != parked_.end() && it->compare(0, below.size(), below) == 0;) {
+    auto w = work_.find(*it);
+    if (w != work_.end() && !w->second->in_flight && !w->second->scheduled)
+      Schedule(*it, *w->second);
+    it = parked_.erase(it);
+  }
 }
 
 void Replicator::CleanStaleUploads() {
@@ -481,7 +495,11 @@ void Replicator::WorkerLoop(int id) {
       if (!WaitsOn(*d, path)) blocked = true;
       ++d;
     }
-    if (blocked || WaitsForSubtree(path)) {
+    if (BelowAMover(path)) {
+      parked_.insert(path);  // until that directory's pass is done (NoLongerAMover)
+      continue;
+    }
+    if (blocked || MoverWithPassesBelow(path)) {
       w.sched = Clock::now() + std::chrono::milliseconds(20);
       w.scheduled = true;
       schedule_.insert({w.sched, path});
@@ -585,7 +603,7 @@ void Replicator::WorkerLoop(int id) {
     auto again = work_.find(path);
     if (again != work_.end()) {
       Work& w2 = *again->second;
-      if (w2.renames.empty() && !w2.in_flight) movers_.erase(path);
+      if (w2.renames.empty() && !w2.in_flight) NoLongerAMover(path);
       if (w2.seqs.empty() && !w2.in_flight) {
         if (w2.scheduled) schedule_.erase({w2.sched, path});
         work_.erase(again);

@@ -167,13 +167,17 @@ class Replicator : public UploadWaiter {
   // True when `from` waits, directly or through other renamed-from paths,
   // for `target` to be stored first. Requires mu_.
   bool WaitsOn(const std::string& from, const std::string& target);
-  // True when `path` must wait for other paths' passes: a directory that was
-  // renamed (to or from) is stored with everything below it (its children are
-  // copied or uploaded by its pass), so a pass below it waits for it, and it
-  // waits for passes below it that are in flight. Otherwise two passes could
-  // store one file at once, the one that read it first last (the mirror and
-  // history would keep the older state). Requires mu_.
-  bool WaitsForSubtree(const std::string& path);
+  // A directory that was renamed (to or from: a "mover") is stored with
+  // everything below it (its pass copies or uploads its children), so no
+  // pass below it may run at the same time: the one that read a file first
+  // could store last, and the mirror and history would keep the older state.
+  // A pass below a mover waits (parked, not polled) until the mover's pass is
+  // done; a mover's pass waits for passes below it that already run.
+  // All require mu_.
+  bool BelowAMover(const std::string& path);
+  bool MoverWithPassesBelow(const std::string& path);
+  // Its pass is done and no other rename waits: schedules what was parked below it.
+  void NoLongerAMover(const std::string& path);
   // `effects`: history's entries for what was stored (added first).
   void Finish(const std::vector<int64_t>& seqs, const PathOutcome& out, const std::string& path,
               std::vector<HistoryEffect> effects = {});
@@ -222,8 +226,9 @@ class Replicator : public UploadWaiter {
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
   std::set<std::string> in_flight_paths_;
-  // Paths with a rename to or from them that is not yet stored (WaitsForSubtree).
+  // Paths with a rename to or from them that is not yet stored (BelowAMover).
   std::set<std::string> movers_;
+  std::set<std::string> parked_;  // waiting below a mover, not scheduled
   int drain_depth_ = 0;  // WaitUploadedThrough calls running, or Hurry: no open_file_delay
   bool hurrying_ = false;  // Hurry(true) counted in drain_depth_
   ReplicatorStats stats_;
