@@ -168,6 +168,7 @@ ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
   ro.history = cfg.history_on;
   ro.history_interval =
       std::chrono::milliseconds(static_cast<int64_t>(cfg.history_interval_s * 1000));
+  ro.history_prune_grace_ns = cfg.prune_grace_ns;
   return ro;
 }
 
@@ -386,7 +387,9 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // thread, never holds writers; stopped before the replicator's store goes.
   std::unique_ptr<PruneTask> prune;
   if (replicator && cfg.prune_interval_s > 0) {
-    prune = std::make_unique<PruneTask>(&replicator->store(), PruneTask::FromConfig(cfg));
+    PruneTask::Options po = PruneTask::FromConfig(cfg);
+    po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
+    prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));
     if (Status ps = prune->Start(); !ps.ok()) return fail(kExitFailure, ps.message());
   }
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)

@@ -164,6 +164,9 @@ void PruneTask::Loop() {
     const auto t0 = std::chrono::steady_clock::now();
     auto report = history::Prune(*store_, o);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if ((!report.ok() || report->chunks_deleted > 0) && options_.chunks_deleted) {
+      options_.chunks_deleted();
+    }
     Last last{NowNs(), report.ok(), ""};
     if (report.ok()) {
       last.summary = Summary(*report, s);

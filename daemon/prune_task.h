@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,6 +42,11 @@ class PruneTask {
   struct Options {
     history::PruneOptions prune;  // policy and grace (now and cancel are set per run)
     std::chrono::milliseconds interval{std::chrono::hours(1)};
+    // Called after a run that deleted chunks (or failed: it may have): the
+    // replicator forgets the chunks it knows stored, so that identical new
+    // content is stored again rather than referenced (docs/history.md,
+    // "Chunks and prune"). May be empty.
+    std::function<void()> chunks_deleted;
   };
   // From the parsed options of cfg.
   static Options FromConfig(const Config& cfg);

@@ -110,6 +110,7 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
                     {"chunks_uploaded", hs->chunks_uploaded},
                     {"chunk_bytes_uploaded", hs->chunk_bytes_uploaded},
                     {"chunks_already_stored", hs->chunks_already_stored},
+                    {"chunks_refreshed", hs->chunks_refreshed},
                     {"last_error", hs->last_error}};
   } else {
     j["history"] = {{"enabled", false}};

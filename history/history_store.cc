@@ -18,6 +18,13 @@ constexpr uint64_t kHeaderReadBytes = 256 << 10;
 
 StoreStatus Corrupt(const std::string& message) { return Status::Error(EIO, message); }
 
+// The wall clock, as the target's Last-Modified counts.
+int64_t RealTimeNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Reads exactly `len` bytes at `off`; EAGAIN when the file got shorter.
 Status ReadFully(int fd, uint64_t off, uint64_t len, std::string* out) {
   out->resize(len);
@@ -75,10 +82,54 @@ void SplitCovered(std::vector<SegmentRef>& deltas, std::vector<SegmentRef>* cove
 HistoryStore::HistoryStore(ObjectStore& store, HistoryOptions options)
     : store_(store), options_(options) {}
 
-StoreResult<bool> HistoryStore::ChunkStored(const std::string& sha256, uint64_t size) {
+bool ChunkNeedsRefresh(int64_t last_modified_s, int64_t now_ns, int64_t grace_ns) {
+  if (last_modified_s <= 0) return true;  // unknown age: as if old
+  const int64_t age_ns = now_ns - last_modified_s * 1'000'000'000;
+  // Last-Modified is truncated to the second: an object stored 0.9 s ago may
+  // look 1.9 s old, never younger than it is.
+  return age_ns > grace_ns / 2;
+}
+
+std::chrono::nanoseconds KnownChunkTtl(int64_t grace_ns) {
+  return std::chrono::nanoseconds(std::max<int64_t>(grace_ns, 0) / 4);
+}
+
+bool KnownChunks::Contains(const std::string& sha256, Clock::time_point now) const {
+  std::lock_guard lk(mu_);
+  auto it = expires_.find(sha256);
+  return it != expires_.end() && now < it->second;
+}
+
+void KnownChunks::Insert(const std::string& sha256, Clock::time_point now) {
+  const Clock::time_point expires =
+      ttl_ >= Clock::time_point::max() - now ? Clock::time_point::max() : now + ttl_;
+  std::lock_guard lk(mu_);
+  expires_[sha256] = expires;
+  // Now and then, drop what expired (the set would otherwise only grow).
+  if (++inserts_ % 4096 == 0)
+    std::erase_if(expires_, [&](const auto& e) { return e.second <= now; });
+}
+
+void KnownChunks::Clear() {
+  std::lock_guard lk(mu_);
+  expires_.clear();
+}
+
+size_t KnownChunks::size() const {
+  std::lock_guard lk(mu_);
+  return expires_.size();
+}
+
+StoreResult<HistoryStore::ChunkCheck> HistoryStore::CheckChunk(const std::string& sha256,
+                                                               uint64_t size) {
   auto head = store_.Head(ChunkKey(sha256));
-  if (head.ok()) return head->size == size;  // a wrong size is a damaged chunk: store it again
-  if (head.status().not_found()) return false;
+  if (head.ok()) {
+    if (head->size != size) return ChunkCheck::kMissing;  // a damaged chunk: store it again
+    return ChunkNeedsRefresh(head->mtime, RealTimeNs(), options_.prune_grace_ns)
+               ? ChunkCheck::kStale
+               : ChunkCheck::kStored;
+  }
+  if (head.status().not_found()) return ChunkCheck::kMissing;
   return head.status().WithContext("chunk " + ChunkKey(sha256));
 }
 
@@ -111,19 +162,22 @@ StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunksImpl(int fd, uint64_t 
     auto digest = Sha256(buf);
     if (!digest.ok()) return digest.status();
     ChunkRef ref{HexEncode(*digest), len};
-    bool stored = known && KnownContains(*known, ref.sha256);
-    if (!stored) {
-      auto st = ChunkStored(ref.sha256, len);
+    ChunkCheck check = ChunkCheck::kStored;
+    if (!known || !KnownContains(*known, ref.sha256)) {
+      auto st = CheckChunk(ref.sha256, len);
       if (!st.ok()) return st.status();
-      stored = *st;
+      check = *st;
     }
-    if (stored) {
+    if (check == ChunkCheck::kStored) {
       ++counters_.chunks_already_stored;
     } else {
+      // Missing, or stored long ago: the same bytes again make it young, so
+      // that a prune does not delete it before the entry that references it
+      // is in a segment.
       const std::string key = ChunkKey(ref.sha256);
       auto put = store_.Put(key, Payload::FromMemory(buf), {});
       if (!put.ok()) return put.status().WithContext("chunk " + key);
-      ++counters_.chunks_uploaded;
+      ++(check == ChunkCheck::kStale ? counters_.chunks_refreshed : counters_.chunks_uploaded);
       counters_.chunk_bytes_uploaded += len;
     }
     if (known) KnownInsert(*known, ref.sha256);

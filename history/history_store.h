@@ -12,13 +12,14 @@
 // any number. Thread-compatible: one thread uses an instance.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "history/chunker.h"
@@ -29,8 +30,16 @@
 
 namespace scribefs::history {
 
+// The grace a prune gives unreferenced chunks unless told otherwise
+// (--prune-grace).
+inline constexpr int64_t kDefaultChunkGraceNs = 3600LL * 1'000'000'000;
+
 struct HistoryOptions {
   uint64_t part_size = kDefaultPartSize;
+  // The --prune-grace of the prunes PutChunks must be safe against: a chunk
+  // it finds stored but older than half of it is stored again (see
+  // ChunkNeedsRefresh).
+  int64_t prune_grace_ns = kDefaultChunkGraceNs;
   DecodeLimits limits;
   // A segment object larger than this is not even fetched (hostile target).
   uint64_t max_segment_object = 64ull << 20;
@@ -64,8 +73,10 @@ struct HistoryUsage {
 
 // What this instance did.
 struct HistoryCounters {
-  uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0;
+  uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0;  // refreshes included
   uint64_t chunks_already_stored = 0;
+  // Found stored but older than half the grace: stored again.
+  uint64_t chunks_refreshed = 0;
   uint64_t segments_written = 0, segment_bytes_written = 0;
 };
 
@@ -81,23 +92,48 @@ struct CompactResult {
   uint64_t segments_read = 0, segments_written = 0, segments_deleted = 0;
 };
 
+// ---- deduplicating against stored chunks (docs/history.md, "Chunks and
+// prune"); pure decisions, unit-tested ----
+//
+// A prune deletes a chunk no retained segment references once its
+// Last-Modified is at least the grace old. A writer that finds a chunk
+// stored and references it again (its segment comes seconds later) must
+// therefore only rely on a chunk that is young: one older than half the
+// grace is stored again, which makes it young (the same bytes under the same
+// name), so a prune running at that moment cannot delete it before the
+// writer's segment is written. And what the writer learned stays true for a
+// quarter of the grace at most: after that a chunk is asked for again (a
+// prune may have deleted it meanwhile, as unreferenced and older than the
+// grace).
+
+// Whether a stored chunk whose Last-Modified is `last_modified_s` (unix
+// seconds; 0 unknown) must be stored again before a new entry references it
+// at `now_ns`: older than half of `grace_ns`, or of unknown age.
+bool ChunkNeedsRefresh(int64_t last_modified_s, int64_t now_ns, int64_t grace_ns);
+
+// How long an entry of KnownChunks is trusted: a quarter of `grace_ns`.
+std::chrono::nanoseconds KnownChunkTtl(int64_t grace_ns);
+
 // The names of chunks known to be stored, shared by the threads that call
 // PutChunks (one HistoryStore each): a chunk in the set is not asked for
-// with a HEAD again. Thread-safe.
+// with a HEAD again until its entry expires (`ttl` after it was inserted).
+// Thread-safe.
 class KnownChunks {
  public:
-  bool Contains(const std::string& sha256) const {
-    std::lock_guard lk(mu_);
-    return set_.contains(sha256);
-  }
-  void Insert(const std::string& sha256) {
-    std::lock_guard lk(mu_);
-    set_.insert(sha256);
-  }
+  using Clock = std::chrono::steady_clock;
+  explicit KnownChunks(Clock::duration ttl = Clock::duration::max()) : ttl_(ttl) {}
+
+  bool Contains(const std::string& sha256, Clock::time_point now = Clock::now()) const;
+  void Insert(const std::string& sha256, Clock::time_point now = Clock::now());
+  // Forgets every chunk (a prune deleted some).
+  void Clear();
+  size_t size() const;
 
  private:
   mutable std::mutex mu_;
-  std::unordered_set<std::string> set_;
+  const Clock::duration ttl_;
+  std::unordered_map<std::string, Clock::time_point> expires_;  // GUARDED_BY(mu_)
+  size_t inserts_ = 0;                                          // GUARDED_BY(mu_)
 };
 
 class HistoryStore {
@@ -107,11 +143,12 @@ class HistoryStore {
 
   // Chunks the first `size` bytes of `fd` and uploads the chunks the target
   // does not hold yet (HEAD first, unless `known` says it is stored; stored
-  // ones are added to `known`). Each part is read once and the bytes hashed
-  // are the bytes sent, so a chunk always matches its name; a file that
-  // shrinks while it is read fails with EAGAIN (retryable). A file written
-  // to during the call may mix old and new parts: the caller checks that it
-  // did not change (as the replicator does around a mirror upload).
+  // ones are added to `known`), and again those it holds with a
+  // Last-Modified older than half of options.prune_grace_ns. Each part is read once and the bytes
+  // hashed are the bytes sent, so a chunk always matches its name; a file that shrinks while it is
+  // read fails with EAGAIN (retryable). A file written to during the call may mix old and new
+  // parts: the caller checks that it did not change (as the replicator does around a mirror
+  // upload).
   StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size,
                                                std::set<std::string>* known = nullptr);
   // The same with a set shared by threads.
@@ -169,7 +206,8 @@ class HistoryStore {
   // PutChunks over any set with Contains/Insert (or none).
   template <typename Known>
   StoreResult<std::vector<ChunkRef>> PutChunksImpl(int fd, uint64_t size, Known* known);
-  StoreResult<bool> ChunkStored(const std::string& sha256, uint64_t size);
+  enum class ChunkCheck { kMissing, kStored, kStale };
+  StoreResult<ChunkCheck> CheckChunk(const std::string& sha256, uint64_t size);
   StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);
   // The newest base at or before `at`, if any.
   StoreResult<std::optional<SegmentRef>> ChooseBase(const SegmentList& list, const Instant& at);

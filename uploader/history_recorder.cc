@@ -43,6 +43,7 @@ bool HoldsSubtree(const history::Tree& tree, const std::string& path) {
 history::HistoryOptions HistoryOptionsFor(const HistoryRecorderOptions& options) {
   history::HistoryOptions o;
   o.part_size = options.part_size;  // chunk i = part i+1 of the mirror object
+  o.prune_grace_ns = options.prune_grace_ns;
   return o;
 }
 
@@ -68,6 +69,7 @@ HistoryRecorder::HistoryRecorder(Journal* journal, ObjectStore* store,
       store_(store),
       options_(options),
       requeued_(std::move(requeued)),
+      known_(history::KnownChunkTtl(options.prune_grace_ns)),
       writer_(std::make_unique<history::HistoryStore>(*store, HistoryOptionsFor(options))) {}
 
 HistoryRecorder::~HistoryRecorder() { Stop(); }
@@ -95,7 +97,7 @@ void HistoryRecorder::Stop() {
   // What is settled now goes into one last segment (one try: the target may
   // be down; the next start stores those paths again).
   if (loaded) {
-    StoreStatus s = CloseSegment();
+    StoreStatus s = CloseSegment(Attempt::kLast);
     if (!s.ok()) spdlog::warn("history: last segment not stored: {}", s.message());
   }
 }
@@ -131,30 +133,42 @@ StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(int fd, u
   chunks_uploaded_ += c.chunks_uploaded;
   chunk_bytes_uploaded_ += c.chunk_bytes_uploaded;
   chunks_already_stored_ += c.chunks_already_stored;
+  chunks_refreshed_ += c.chunks_refreshed;
   return r;
 }
 
+void HistoryRecorder::ForgetKnownChunks() { known_.Clear(); }
+
 Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
+  const std::string what = "history up to journal seq " + std::to_string(seq) + " not stored: ";
+  bool asked_load = false;
+  uint64_t failures_before = 0;
   while (true) {
     Status last = Status::Ok();
-    {
-      std::unique_lock lk(mu_);
-      if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
-      if (!loaded_) cv_.notify_all();
-    }
     bool loaded;
     {
-      std::lock_guard lk(mu_);
+      std::unique_lock lk(mu_);
+      if (loaded_ && stored_through_ >= uint64_t(seq)) break;
       loaded = loaded_;
+      // The loader waits out a backoff: an operator's flush tries at once
+      // (once per flush: the loader backs off again after it).
+      if (!loaded && !asked_load) {
+        load_now_ = asked_load = true;
+        failures_before = load_failures_;
+        cv_.notify_all();
+      }
+      // The load asked for failed for good: waiting will not help.
+      if (!loaded && asked_load && load_failures_ > failures_before && !load_error_.ok())
+        return Status::Error(load_error_.code(), what + load_error_.message());
     }
     if (loaded) {
       StoreStatus s = CloseSegment();
-      if (!s.ok() && options_.retried) options_.retried(s);
+      if (!s.ok() && !s.retryable()) return Status::Error(s.code(), what + s.message());
       last = s.status();
     }
     {
       std::unique_lock lk(mu_);
-      if (loaded_ && stored_through_ >= uint64_t(seq)) return Status::Ok();
+      if (loaded_ && stored_through_ >= uint64_t(seq)) break;
       if (Clock::now() >= deadline) {
         std::string why = !last.ok()                   ? last.message()
                           : !stats_.last_error.empty() ? stats_.last_error
@@ -166,6 +180,28 @@ Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
       cv_.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)));
     }
   }
+  NoteStored();
+  return Status::Ok();
+}
+
+void HistoryRecorder::NoteStored() {
+  if (retries_unnoted_.exchange(false) && options_.counters_changed) options_.counters_changed();
+}
+
+void HistoryRecorder::NoteFailure(const StoreStatus& s, Attempt attempt) {
+  const bool permanent = !s.retryable();
+  {
+    std::lock_guard lk(mu_);
+    stats_.last_error = s.message();
+    if (permanent && attempt == Attempt::kRetried) {
+      stats_.last_error += " (not retryable: tried again in " +
+                           std::to_string(kPermanentErrorBackoff.count()) + " min or at a flush)";
+      retry_after_ = Clock::now() + kPermanentErrorBackoff;
+    }
+  }
+  if (permanent || attempt != Attempt::kRetried) return;
+  retries_unnoted_ = true;
+  if (options_.retried) options_.retried(s);
 }
 
 HistoryStats HistoryRecorder::stats() {
@@ -177,26 +213,35 @@ HistoryStats HistoryRecorder::stats() {
   s.chunks_uploaded = chunks_uploaded_;
   s.chunk_bytes_uploaded = chunk_bytes_uploaded_;
   s.chunks_already_stored = chunks_already_stored_;
+  s.chunks_refreshed = chunks_refreshed_;
   return s;
 }
 
 void HistoryRecorder::Loop() {
-  auto backoff = std::chrono::milliseconds(500);
+  constexpr auto kFirstBackoff = std::chrono::milliseconds(500);
+  auto backoff = std::chrono::milliseconds(kFirstBackoff);
   std::unique_lock lk(mu_);
   while (!stop_) {
     if (!loaded_) {
+      load_now_ = false;
       lk.unlock();
       StoreStatus s = Load();
-      if (!s.ok() && options_.retried) options_.retried(s);  // (not under mu_)
       lk.lock();
       if (!s.ok()) {
-        stats_.last_error = s.message();
-        spdlog::warn("history: cannot load the target's timeline (retrying): {}", s.message());
-        cv_.wait_for(lk, backoff, [&] { return stop_; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+        if (s.retryable()) {
+          spdlog::warn("history: cannot load the target's timeline (retrying): {}", s.message());
+        } else {
+          spdlog::error(
+              "history: cannot load the target's timeline: {} (not retryable: tried "
+              "again in {} min or at a flush)",
+              s.message(), kPermanentErrorBackoff.count());
+        }
+        const auto wait = s.retryable() ? Clock::duration(backoff) : retry_after_ - Clock::now();
+        cv_.wait_for(lk, wait, [&] { return stop_ || load_now_; });
+        if (s.retryable()) backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
         continue;
       }
-      backoff = std::chrono::milliseconds(500);
+      backoff = kFirstBackoff;
       stats_.last_error.clear();
     }
     cv_.wait_for(lk, std::chrono::milliseconds(200),
@@ -204,21 +249,28 @@ void HistoryRecorder::Loop() {
     if (stop_) break;
     bool due = buffer_.size() + carried_.size() >= options_.max_entries ||
                Clock::now() - last_close_ >= options_.interval;
-    if (!due) continue;
+    if (!due || Clock::now() < retry_after_) continue;
     last_close_ = Clock::now();
     lk.unlock();
     StoreStatus s = CloseSegment();
-    if (!s.ok() && options_.retried) options_.retried(s);
     lk.lock();
-    if (!s.ok()) {
-      stats_.last_error = s.message();
-      spdlog::warn("history: segment not stored (retrying): {}", s.message());
-    }
+    if (!s.ok()) spdlog::warn("history: segment not stored: {}", stats_.last_error);
   }
 }
 
 StoreStatus HistoryRecorder::Load() {
   std::lock_guard close_lk(close_mu_);
+  StoreStatus s = LoadLocked();
+  if (!s.ok()) {
+    NoteFailure(s, Attempt::kRetried);
+    std::lock_guard lk(mu_);
+    ++load_failures_;
+    load_error_ = s.retryable() ? Status::Ok() : s.status();
+  }
+  return s;
+}
+
+StoreStatus HistoryRecorder::LoadLocked() {
   auto list = writer_->ListSegments();
   if (!list.ok()) return list.status();
   uint64_t last = 0;
@@ -259,6 +311,7 @@ StoreStatus HistoryRecorder::Load() {
     first_seq_ = first;
     last_time_ns_ = std::max(last_time_ns_, last_time);
     loaded_ = true;
+    retry_after_ = {};
   }
   cv_.notify_all();
   spdlog::info("history: timeline loaded, stored through journal seq {}", last);
@@ -278,8 +331,14 @@ Result<int64_t> HistoryRecorder::Watermark() {
   return *max;
 }
 
-StoreStatus HistoryRecorder::CloseSegment() {
+StoreStatus HistoryRecorder::CloseSegment(Attempt attempt) {
   std::lock_guard close_lk(close_mu_);
+  StoreStatus s = CloseSegmentLocked();
+  if (!s.ok()) NoteFailure(s, attempt);
+  return s;
+}
+
+StoreStatus HistoryRecorder::CloseSegmentLocked() {
   if (!unwritten_) {
     auto w = Watermark();
     if (!w.ok()) return w.status();
@@ -302,6 +361,7 @@ StoreStatus HistoryRecorder::CloseSegment() {
     stored_through_ = through;
     stats_.segments_written++;
     stats_.last_error.clear();
+    retry_after_ = {};
   }
   cv_.notify_all();
   spdlog::debug("history: segment through journal seq {} stored ({} entries)", through, count);

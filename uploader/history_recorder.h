@@ -74,10 +74,27 @@ struct HistoryRecorderOptions {
   std::chrono::milliseconds interval{5000};
   size_t max_entries = 10000;
   uint64_t part_size = history::kDefaultPartSize;
-  // A load or segment write failed and will be tried again (the replicator
-  // counts it with its retries, by cause).
+  // The daemon's --prune-grace: known chunks are trusted for a quarter of
+  // it, and a chunk found stored but older than half of it is stored again
+  // (history_store.h, ChunkNeedsRefresh), so that neither the daemon's prune
+  // nor a `scribectl prune` with at most this grace deletes a chunk a new
+  // entry references.
+  int64_t prune_grace_ns = history::kDefaultChunkGraceNs;
+  // A load or segment write failed with a retryable error and will be tried
+  // again (the replicator counts it with its retries, by cause). Called once
+  // per failed attempt, before a later attempt can succeed. A permanent
+  // error (a 403, say) is not a retry: it is shown in last_error and tried
+  // again only every kPermanentErrorBackoff or at a flush.
   std::function<void(const StoreStatus&)> retried;
+  // Called when a flush's segment is stored after retries were counted: the
+  // replicator notes its counters in the journal again (a note written
+  // meanwhile by another thread may predate the last count).
+  std::function<void()> counters_changed;
 };
+
+// After a permanent error (not retryable: wrong credentials, no bucket, a
+// second writer), the next automatic try of a load or of a segment write.
+inline constexpr std::chrono::minutes kPermanentErrorBackoff{5};
 
 // For status --json and metrics.
 struct HistoryStats {
@@ -86,6 +103,7 @@ struct HistoryStats {
   uint64_t buffered_entries = 0;
   uint64_t segments_written = 0;
   uint64_t chunks_uploaded = 0, chunk_bytes_uploaded = 0, chunks_already_stored = 0;
+  uint64_t chunks_refreshed = 0;  // stored, but old: stored again (prune's grace)
   std::string last_error;
 };
 
@@ -125,19 +143,35 @@ class HistoryRecorder {
 
   // The chunks of the first `size` bytes of `fd`, stored in the target.
   StoreResult<std::vector<history::ChunkRef>> PutChunks(int fd, uint64_t size);
+  // Forgets the chunks known stored (the daemon's prune deleted some).
+  void ForgetKnownChunks();
 
   // Returns once a stored segment covers `seq` (flush, pause points).
-  // ETIMEDOUT at the deadline, with the last error.
+  // ETIMEDOUT at the deadline, with the last error; at once the error of a
+  // permanent failure (of the load it asked for, or of its segment write).
   Status StoreThrough(int64_t seq, std::chrono::steady_clock::time_point deadline);
 
   HistoryStats stats();
 
  private:
+  // Whether a failed load or segment write will be tried again (and so is
+  // counted as a retry when the error is retryable).
+  enum class Attempt { kRetried, kLast };
+
   void Loop();
+  // Load and CloseSegment note a failure (NoteFailure) before they return.
   StoreStatus Load();
+  StoreStatus LoadLocked();  // requires close_mu_
   // Builds (if none is waiting) and writes the next segment, when the
-  // watermark is past the last stored seq (or `force_seq` requires one).
-  StoreStatus CloseSegment();
+  // watermark is past the last stored seq.
+  StoreStatus CloseSegment(Attempt attempt = Attempt::kRetried);
+  StoreStatus CloseSegmentLocked();  // requires close_mu_
+  // Counts a retryable failure (options_.retried) and sets last_error.
+  // Called with close_mu_ held: a flush that stores the segment after this
+  // failure returns only once the failure is counted.
+  void NoteFailure(const StoreStatus& s, Attempt attempt);
+  // A flush's segment is stored: counters noted again if retries were counted.
+  void NoteStored();
   // The watermark: every record <= it is settled.
   Result<int64_t> Watermark();
   // Builds the segment [lo, w] from the buffer and the carried entries.
@@ -158,7 +192,12 @@ class HistoryRecorder {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  bool load_now_ = false;  // a flush waits for the load: try at once
   bool loaded_ = false;
+  uint64_t load_failures_ = 0;
+  Status load_error_;  // the last failed load's error when it was permanent
+  // After a permanent error, automatic tries wait until then.
+  std::chrono::steady_clock::time_point retry_after_;
   uint64_t stored_through_ = 0;          // last seq of the stored segments
   uint64_t first_seq_ = 0;               // an empty history: where its first segment starts
   std::vector<HistoryEffect> buffer_;    // arrival order
@@ -170,6 +209,8 @@ class HistoryRecorder {
   std::chrono::steady_clock::time_point last_close_;
   HistoryStats stats_;
   std::atomic<uint64_t> chunks_uploaded_{0}, chunk_bytes_uploaded_{0}, chunks_already_stored_{0};
+  std::atomic<uint64_t> chunks_refreshed_{0};
+  std::atomic<bool> retries_unnoted_{false};  // counted since the last NoteStored
   std::thread thread_;
 };
 

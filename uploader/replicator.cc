@@ -134,9 +134,13 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     ho.interval = options_.history_interval;
     ho.max_entries = options_.history_max_entries;
     ho.part_size = options_.part_size;
+    ho.prune_grace_ns = options_.history_prune_grace_ns;
     ho.retried = [this](const StoreStatus& s) {
       CountRetry("(history)", s);
       // Noted now: after the last upload no record's update carries them.
+      (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
+    };
+    ho.counters_changed = [this] {
       (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
     };
     // Records requeued at load (done above the last stored segment): read
@@ -750,6 +754,10 @@ std::optional<HistoryStats> Replicator::history_stats() {
   return history_->stats();
 }
 
+void Replicator::ForgetKnownChunks() {
+  if (history_) history_->ForgetKnownChunks();
+}
+
 ReplicatorStats Replicator::stats() {
   std::lock_guard lk(mu_);
   ReplicatorStats s = stats_;
@@ -941,14 +949,21 @@ void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& 
   const uint64_t size = uint64_t(file_st.st_size);
   // Each try skips the chunks stored by the last (they are known): as
   // PlanExecutor's requests, a few tries before the path goes back whole.
+  // (The file shrank while read: EAGAIN with no store error code; a
+  // throttled request is EAGAIN too, with its code, and a retry of its own.)
+  auto shrank = [](const StoreStatus& s) {
+    return s.code() == EAGAIN && s.error_code().empty();
+  };
   auto chunks = history_->PutChunks(fd, size);
-  for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable(); ++attempt) {
+  for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable() &&
+                        !shrank(chunks.status());
+       ++attempt) {
     if (!RequestRetryWait(path, attempt, chunks.status())) break;
     chunks = history_->PutChunks(fd, size);
   }
   if (!chunks.ok()) {
-    if (chunks.status().code() == EAGAIN)
-      out.changed_during = true;  // shrank while read
+    if (shrank(chunks.status()))
+      out.changed_during = true;  // the path goes again, counted as changed
     else
       out.status = chunks.status();
     return;

@@ -67,6 +67,8 @@ struct ReplicatorOptions {
   bool history = false;
   std::chrono::milliseconds history_interval{5000};
   size_t history_max_entries = 10000;
+  // The daemon's --prune-grace (HistoryRecorderOptions::prune_grace_ns).
+  int64_t history_prune_grace_ns = history::kDefaultChunkGraceNs;
 };
 
 struct ReplicatorStats {
@@ -144,6 +146,8 @@ class Replicator : public UploadWaiter {
   ReplicatorStats stats();
   // nullopt when history is off.
   std::optional<HistoryStats> history_stats();
+  // The daemon's prune deleted chunks: history asks the target again.
+  void ForgetKnownChunks();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
   ObjectStore& store() { return *store_; }

@@ -6,9 +6,14 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <random>
 
@@ -83,6 +88,89 @@ TEST_F(HistoryStoreTest, HundredIdenticalFilesAreOneChunk) {
   const uint64_t requests = store_->stats().requests;
   ASSERT_TRUE(history_->PutChunks(fd.get(), content.size(), &known).ok());
   EXPECT_EQ(store_->stats().requests, requests);
+}
+
+// A prune deletes an unreferenced chunk once it is the grace old; a writer
+// refers only to chunks younger than half the grace (or stores them again),
+// and trusts what it knows for a quarter of the grace.
+TEST(ChunkFreshnessTest, RefreshAfterHalfTheGraceTrustForAQuarter) {
+  constexpr int64_t kS = 1'000'000'000;
+  const int64_t grace = 3600 * kS;
+  const int64_t now = 1'800'000'000 * kS;
+  const int64_t now_s = now / kS;
+  EXPECT_FALSE(ChunkNeedsRefresh(now_s, now, grace));         // just stored
+  EXPECT_FALSE(ChunkNeedsRefresh(now_s - 1800, now, grace));  // exactly half
+  EXPECT_TRUE(ChunkNeedsRefresh(now_s - 1801, now, grace));   // older
+  EXPECT_TRUE(ChunkNeedsRefresh(now_s - 100 * 3600, now, grace));
+  EXPECT_TRUE(ChunkNeedsRefresh(0, now, grace));           // age unknown
+  EXPECT_FALSE(ChunkNeedsRefresh(now_s + 5, now, grace));  // the server's clock ahead
+  EXPECT_TRUE(ChunkNeedsRefresh(now_s - 1, now, 0));       // no grace: always
+  EXPECT_EQ(KnownChunkTtl(grace), std::chrono::seconds(900));
+  EXPECT_EQ(KnownChunkTtl(2 * kS), std::chrono::milliseconds(500));
+  EXPECT_EQ(KnownChunkTtl(0).count(), 0);
+  // A known chunk expires before a prune with that grace can delete it: its
+  // age when it was last seen was at most half the grace.
+  EXPECT_LT(KnownChunkTtl(grace).count() + grace / 2, grace);
+}
+
+TEST(ChunkFreshnessTest, KnownChunksExpireAndClear) {
+  using Clock = KnownChunks::Clock;
+  const Clock::time_point t0 = Clock::now();
+  KnownChunks known(std::chrono::seconds(10));
+  known.Insert("a", t0);
+  EXPECT_TRUE(known.Contains("a", t0));
+  EXPECT_TRUE(known.Contains("a", t0 + std::chrono::seconds(9)));
+  EXPECT_FALSE(known.Contains("a", t0 + std::chrono::seconds(10)));
+  EXPECT_FALSE(known.Contains("b", t0));
+  known.Insert("a", t0 + std::chrono::seconds(8));  // seen again: trusted longer
+  EXPECT_TRUE(known.Contains("a", t0 + std::chrono::seconds(17)));
+  known.Clear();
+  EXPECT_FALSE(known.Contains("a", t0));
+  EXPECT_EQ(known.size(), 0u);
+  // Without a ttl (the default) an entry never expires.
+  KnownChunks forever;
+  forever.Insert("c", t0);
+  EXPECT_TRUE(forever.Contains("c", Clock::time_point::max() - std::chrono::seconds(1)));
+}
+
+// A chunk found stored but older than half the grace is stored again, so
+// that its Last-Modified is young when a new entry references it.
+TEST_F(HistoryStoreTest, OldChunkIsStoredAgainBeforeItIsReferenced) {
+  const std::string content = Blob(5000, 9);
+  auto first = Store("a", content);
+  ASSERT_EQ(first.size(), 1u);
+  const std::string file = target_.path() + "/target/" + ChunkKey(first[0].sha256);
+  auto age = [&](int64_t seconds) {
+    struct timespec times[2] = {{time(nullptr) - seconds, 0}, {time(nullptr) - seconds, 0}};
+    ASSERT_EQ(utimensat(AT_FDCWD, file.c_str(), times, 0), 0) << strerror(errno);
+  };
+  auto mtime = [&] {
+    struct stat st {};
+    EXPECT_EQ(stat(file.c_str(), &st), 0);
+    return int64_t(st.st_mtime);
+  };
+  // Younger than half the grace (the default, 1 h): referenced as it is.
+  age(1700);
+  Store("b", content);
+  EXPECT_EQ(history_->counters().chunks_already_stored, 1u);
+  EXPECT_EQ(history_->counters().chunks_refreshed, 0u);
+  EXPECT_LE(mtime(), time(nullptr) - 1700);
+  // Older: the same bytes are stored again, and it is young.
+  age(1900);
+  EXPECT_EQ(Store("c", content), first);
+  EXPECT_EQ(history_->counters().chunks_refreshed, 1u);
+  EXPECT_EQ(history_->counters().chunks_uploaded, 1u);
+  EXPECT_GE(mtime(), time(nullptr) - 5);
+  EXPECT_EQ(ReadFile(file), content);
+  // A shorter grace makes a younger chunk old.
+  age(100);
+  HistoryOptions o;
+  o.prune_grace_ns = 120LL * 1'000'000'000;
+  HistoryStore short_grace(*store_, o);
+  UniqueFd fd = WriteFile(Local("d"), content);
+  ASSERT_TRUE(short_grace.PutChunks(fd.get(), content.size()).ok());
+  EXPECT_EQ(short_grace.counters().chunks_refreshed, 1u);
+  EXPECT_GE(mtime(), time(nullptr) - 5);
 }
 
 TEST_F(HistoryStoreTest, FourKibChangeInA24MibFileAddsOneChunk) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -49,6 +51,8 @@ TEST(PruneTaskTest, PrunesEveryIntervalInTheBackgroundAndStopsAtOnce) {
   o.prune.policy.retention_ns = 3600 * kS;
   o.prune.grace_ns = 0;
   o.interval = std::chrono::milliseconds(300);
+  std::atomic<int> forgets{0};  // the replicator's known chunks forgotten
+  o.chunks_deleted = [&] { ++forgets; };
   PruneTask task(&h.store(), o);
   ASSERT_TRUE(task.Start().ok());
   EXPECT_EQ(task.last().finished_ns, 0);  // the first run waits one interval
@@ -60,6 +64,13 @@ TEST(PruneTaskTest, PrunesEveryIntervalInTheBackgroundAndStopsAtOnce) {
   EXPECT_TRUE(last.ok) << last.summary;
   EXPECT_EQ(last.summary.rfind("prune: deleted ", 0), 0u) << last.summary;
   EXPECT_NE(h.Files(), before);
+  auto chunks = [](const std::map<std::string, uint64_t>& files) {
+    return std::count_if(files.begin(), files.end(), [](const auto& f) {
+      return f.first.find("/.scribefs/chunks/") != std::string::npos;
+    });
+  };
+  ASSERT_LT(chunks(h.Files()), chunks(before)) << "no chunk was deleted";
+  EXPECT_GE(forgets.load(), 1) << "chunks were deleted, the known ones not forgotten";
   const auto t0 = std::chrono::steady_clock::now();
   task.Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2000));

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -178,6 +179,41 @@ TEST_F(HistoryFile, KillBeforeSegmentLeavesNoHole) {
   ASSERT_TRUE(it::WriteFile(mp("after"), "after the kill"));
   ASSERT_GT(CtlFlush(), 0);
   ASSERT_NO_FATAL_FAILURE(ExpectRestores(history::Instant::Latest(), SnapshotOf(mp())));
+}
+
+// A chunk a prune deleted while the daemon runs is stored again when
+// identical content comes back: the daemon's set of known chunks expires (a
+// quarter of its --prune-grace), so it does not trust that the chunk is still
+// there (docs/history.md, "Chunks and prune"). Without that, the new entry
+// names a missing chunk: verify --history fails and the file cannot be
+// restored.
+TEST_F(HistoryFile, ContentPrunedWhileMountedIsStoredAgain) {
+  ASSERT_NO_FATAL_FAILURE(MountHistory({"--prune-grace", "2s", "--prune-interval", "off"}));
+  const std::string content = RandomBytes(100000, 21);
+  const std::string chunk_file = target() + "/" + history::ChunkKey(Sha256Hex(content));
+  ASSERT_TRUE(it::WriteFile(mp("x.bin"), content));
+  ASSERT_GT(CtlFlush(), 0);
+  ASSERT_TRUE(fs::exists(chunk_file)) << chunk_file;
+  ASSERT_EQ(unlink(mp("x.bin").c_str()), 0);
+  ASSERT_GT(CtlFlush(), 0);
+  // Older than the grace (Last-Modified has a resolution of one second).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+  it::RunResult p = Ctl({"--json", "prune", "--retention", "0", "--prune-grace", "2s"});
+  ASSERT_EQ(p.exit_code, 0) << p.Describe();
+  auto pj = nlohmann::json::parse(p.out, nullptr, false);
+  ASSERT_TRUE(pj.is_object()) << p.Describe();
+  EXPECT_GE(pj.value("chunks_deleted", 0), 1) << p.out;
+  ASSERT_FALSE(fs::exists(chunk_file)) << "the prune left x.bin's chunk: " << p.out;
+
+  ASSERT_TRUE(it::WriteFile(mp("x.bin"), content));  // the same bytes again
+  ASSERT_GT(CtlFlush(), 0);
+  EXPECT_TRUE(fs::exists(chunk_file)) << "the chunk was not stored again";
+  it::RunResult v = Ctl({"verify", "--history", "--deep"});
+  EXPECT_EQ(v.exit_code, 0) << v.Describe();
+  const std::string to = root() + "/restored-x";
+  it::RunResult r = Ctl({"restore", "--at", "now", "--to", to});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(Sha256OfFile(to + "/x.bin"), Sha256Hex(content));
 }
 
 // --history off leaves the target exactly as before: no .scribefs keys.
