@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "tests/history/history_test_util.h"
+#include "tests/uploader/memory_store.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/local_store.h"
 
@@ -311,6 +313,44 @@ TEST_F(CompactionStoreTest, APeriodicBaseBoundsWhatARestoreReads) {
   ASSERT_NO_FATAL_FAILURE(AppendRandomDeltas(5));
   EXPECT_EQ(SegmentsARestoreReads(), 6u);  // the base and what follows it
   ASSERT_NO_FATAL_FAILURE(ExpectEveryInstantRestores("after a base", 200));
+}
+
+// A restore that lists the timeline while a compaction deletes what it
+// merged finds a segment gone between its List and its Get: it lists again
+// (the merged segment was written before the deletes) instead of failing.
+TEST_F(CompactionStoreTest, ARestoreDuringACompactionListsAgain) {
+  ASSERT_NO_FATAL_FAILURE(AppendRandomDeltas(6));
+  const uint64_t fixed = seq_;  // the tree there never changes
+  const auto want = States(Replay(all_, Instant::AtSeq(fixed)));
+  auto inner = LocalStore::Open(dir_.path() + "/target");
+  ASSERT_TRUE(inner.ok());
+  FaultyStore slow(std::move(inner).value());
+  slow.Delay("Get", std::chrono::milliseconds(3));  // widen the window between List and Get
+  HistoryStore reader(slow);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 40; ++i) {
+      AppendRandomDeltas(2);
+      CompactionOptions o;
+      o.policy.fanout = {2, 2, 2, 2};
+      ASSERT_TRUE(RunCompaction(*history_, o).ok());
+    }
+    done = true;
+  });
+  int loads = 0;
+  std::string error;
+  while (!done && error.empty()) {
+    auto got = reader.LoadTimeline(Instant::AtSeq(fixed));
+    if (!got.ok()) {
+      error = got.status().ToString();
+    } else if (States(Replay(*got, Instant::AtSeq(fixed))) != want) {
+      error = "a wrong tree at seq " + std::to_string(fixed);
+    }
+    ++loads;
+  }
+  writer.join();
+  EXPECT_EQ(error, "") << "after " << loads << " loads";
+  EXPECT_GT(loads, 0);
 }
 
 }  // namespace
