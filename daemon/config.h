@@ -68,6 +68,12 @@ struct Config {
   int64_t retention_ns = 7LL * 24 * 3600 * 1'000'000'000;
   double prune_interval_s = 3600;  // 0: off
   int64_t prune_grace_ns = 3600LL * 1'000'000'000;
+  // Compaction and periodic bases (history/compact.h), on the prune task's
+  // thread: as given, and parsed by CheckPruneOptions.
+  std::string compact_interval = "1m";                // "off": no background compaction
+  std::string base_interval = "1h";                   // "off": no periodic base
+  double compact_interval_s = 60;                     // 0: off
+  int64_t base_interval_ns = 3600LL * 1'000'000'000;  // 0: off
 };
 
 // An error that ends start-up, with the exit code to report.

@@ -383,10 +383,11 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
         LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
   if (lag)
     if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
-  // Automatic prune of the target's history (daemon/prune_task.h): its own
-  // thread, never holds writers; stopped before the replicator's store goes.
+  // Automatic prune, compaction and periodic bases of the target's history
+  // (daemon/prune_task.h): its own thread, never holds writers; stopped
+  // before the replicator's store goes.
   std::unique_ptr<PruneTask> prune;
-  if (replicator && cfg.prune_interval_s > 0) {
+  if (replicator && (cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0))) {
     PruneTask::Options po = PruneTask::FromConfig(cfg);
     po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
     prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));

@@ -271,6 +271,15 @@ StoreResult<std::optional<SegmentRef>> HistoryStore::ChooseBase(const SegmentLis
 }
 
 StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) {
+  // Compaction and prune write what replaces a segment before deleting it,
+  // so a new List finds the replacement.
+  for (int attempt = 1;; ++attempt) {
+    auto out = LoadTimelineOnce(at);
+    if (out.ok() || !out.status().not_found() || attempt == 5) return out;
+  }
+}
+
+StoreResult<std::vector<Segment>> HistoryStore::LoadTimelineOnce(const Instant& at) {
   auto list = ListSegments();
   if (!list.ok()) return list.status();
   auto base = ChooseBase(*list, at);

@@ -175,6 +175,9 @@ class HistoryStore {
   // Before the first segment there is no history, not a hole (an empty
   // tree); but before the oldest base with no delta reaching back before it
   // (prune deleted what was there) fails with ENODATA.
+  // A segment that vanishes between the List and its Get (a compaction or a
+  // prune deleted it after writing what replaces it) makes it list again, up
+  // to a few times.
   StoreResult<std::vector<Segment>> LoadTimeline(const Instant& at = Instant::Latest());
 
   // Writes the content of a file state to `fd` (at offset 0, with pwrite),
@@ -211,6 +214,7 @@ class HistoryStore {
   StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);
   // The newest base at or before `at`, if any.
   StoreResult<std::optional<SegmentRef>> ChooseBase(const SegmentList& list, const Instant& at);
+  StoreResult<std::vector<Segment>> LoadTimelineOnce(const Instant& at);
   StoreStatus FlushGroup(std::vector<Segment>& group, std::vector<std::string>& keys, int level,
                          const CompactOptions& options, CompactResult* result);
 

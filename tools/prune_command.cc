@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "history/compact.h"
 #include "history/prune.h"
 #include "tools/human.h"
 #include "tools/time_spec.h"
@@ -46,6 +47,17 @@ start), states, checkpoints, bases_written ([keys]), sentinels_written,
 segments_deleted ([keys]), segment_bytes_deleted, segments_kept,
 segment_bytes_kept, chunks_deleted, chunk_bytes_deleted, chunks_kept,
 chunk_bytes_kept, chunks_in_grace, chunk_bytes_in_grace.
+
+With --compact, first merges the timeline's small segments into larger ones
+in levels (what the daemon does every --compact-interval: 12 level-0
+segments make one of level 1, 60 of those one of level 2, 24 of those one
+of level 3) and writes a base (the whole tree at the newest stored change)
+when the newest one is older than --base-interval, so that a restore reads a
+few segments. The merged segment is written before its inputs are deleted:
+interrupted, the next run finishes the job. --json adds compaction
+{segments_before, segments_after, segments_read, segments_written,
+segments_deleted, leftovers_deleted, base_written (key or null)}; with
+--dry-run, compaction {groups, segments} (what would be merged).
 
 Exit status: 0 done (or nothing to do), 1 failed (nothing retained was
 harmed; run it again), 2 usage, 3 no scribefs state for -m.
@@ -156,6 +168,50 @@ const CLI::Validator kCount(
     },
     "");
 
+// Compaction and the base before the prune (history/compact.h); with
+// --dry-run only the plan. What it did goes to *out (the JSON fields).
+Status CompactFirst(ObjectStore& store, const PruneCommandOptions& o, int64_t base_ns, Json* out) {
+  history::HistoryStore hs(store);
+  if (o.dry_run) {
+    auto list = hs.ListSegments();
+    if (!list.ok()) return list.status().status();
+    history::CompactionPlan plan = history::PlanCompaction(*list, history::CompactionPolicy{});
+    uint64_t inputs = 0;
+    for (const auto& g : plan.groups) inputs += g.inputs.size();
+    *out = {{"groups", plan.groups.size()}, {"segments", inputs}};
+    return Status::Ok();
+  }
+  auto c = history::RunCompaction(hs);
+  if (!c.ok()) return c.status().status();
+  auto b = history::WriteBaseIfDue(hs, history::BasePolicy{.interval_ns = base_ns});
+  if (!b.ok()) return b.status().status();
+  *out = {{"segments_before", c->deltas_before},
+          {"segments_after", c->deltas_after},
+          {"segments_read", c->segments_read},
+          {"segments_written", c->segments_written},
+          {"segments_deleted", c->segments_deleted},
+          {"leftovers_deleted", c->leftovers_deleted},
+          {"base_written", b->written ? Json(b->written->key) : Json(nullptr)}};
+  return Status::Ok();
+}
+
+void PrintCompaction(const Json& c, bool dry_run) {
+  if (dry_run) {
+    printf("Compact:   would merge %llu segments into %llu\n",
+           static_cast<unsigned long long>(c.value("segments", 0ull)),
+           static_cast<unsigned long long>(c.value("groups", 0ull)));
+    return;
+  }
+  printf("Compacted: %llu -> %llu timeline segments (wrote %llu, deleted %llu)%s\n",
+         static_cast<unsigned long long>(c.value("segments_before", 0ull)),
+         static_cast<unsigned long long>(c.value("segments_after", 0ull)),
+         static_cast<unsigned long long>(c.value("segments_written", 0ull)),
+         static_cast<unsigned long long>(c.value("segments_deleted", 0ull)),
+         c["base_written"].is_string()
+             ? ("; wrote base " + c["base_written"].get<std::string>()).c_str()
+             : "");
+}
+
 }  // namespace
 
 CLI::App* AddPruneCommand(CLI::App* app, PruneCommandOptions* o) {
@@ -187,6 +243,13 @@ CLI::App* AddPruneCommand(CLI::App* app, PruneCommandOptions* o) {
       ->type_name("D");
   cmd->add_flag("--dry-run", o->dry_run,
                 "Report what would be written and deleted; change nothing.");
+  cmd->add_flag("--compact", o->compact,
+                "First compact the timeline's small segments in levels and write a\n"
+                "base if one is due (see below).");
+  cmd->add_option("--base-interval", o->base_interval,
+                  "With --compact: write a base when the newest one is older than D\n"
+                  "(default 1h; off: never).")
+      ->type_name("D");
   AddTargetOptions(cmd, &o->target);
   cmd->footer(kPruneFooter);
   return cmd;
@@ -204,6 +267,12 @@ int RunPrune(const GlobalOptions& global, const PruneCommandOptions& o) {
   po.policy.keep_checkpoints = o.keep_checkpoints;
   po.grace_ns = *grace;
   po.dry_run = o.dry_run;
+  int64_t base_ns = 0;
+  if (o.base_interval != "off" && o.base_interval != "0") {
+    auto base = history::ParseRetentionDuration(o.base_interval);
+    if (!base.ok()) return Fail(kExitUsage, "--base-interval: " + base.status().message());
+    base_ns = *base;
+  }
   // A file:// target that does not exist would be created empty by the store.
   if (!o.target.target.empty()) {
     auto url = ParseTargetUrl(o.target.target);
@@ -217,14 +286,24 @@ int RunPrune(const GlobalOptions& global, const PruneCommandOptions& o) {
   int exit_code = kExitOk;
   auto target = ResolveTargetOrFail(global, o.target, &exit_code);
   if (!target) return exit_code;
+  Json compaction;
+  if (o.compact) {
+    auto c = CompactFirst(*target->store, o, base_ns, &compaction);
+    if (!c.ok()) {
+      return Fail(kExitFailure, "compact: " + c.message() + " (nothing was lost; run it again)");
+    }
+  }
   auto report = history::Prune(*target->store, po);
   if (!report.ok()) {
     return Fail(kExitFailure,
                 report.status().message() + " (nothing retained was harmed; run prune again)");
   }
   if (global.json) {
-    printf("%s\n", ToJson(*report, po, target->url).dump().c_str());
+    Json j = ToJson(*report, po, target->url);
+    if (o.compact) j["compaction"] = compaction;
+    printf("%s\n", j.dump().c_str());
   } else {
+    if (o.compact) PrintCompaction(compaction, o.dry_run);
     PrintHuman(*report, po, target->url);
   }
   return FinishOutput();

@@ -21,6 +21,10 @@ struct PruneCommandOptions {
   int keep_checkpoints = 0;
   std::string grace = "1h";
   bool dry_run = false;
+  // Also compact the timeline in levels and write a base if the newest is
+  // older than base_interval ("off": none), before the prune.
+  bool compact = false;
+  std::string base_interval = "1h";
   TargetFlags target;
 };
 
