@@ -151,6 +151,22 @@ StoreResult<BaseReport> WriteBaseIfDue(HistoryStore& history, const BasePolicy& 
   if (!list.ok()) return list.status();
   const uint64_t base_seq = list->bases.empty() ? 0 : list->bases.back().id.last_seq;
   if (list->deltas.empty() || list->deltas.back().id.last_seq <= base_seq) return report;
+  // By time only: two headers can tell that no base is due without loading
+  // the segments since the newest base (up to an interval's worth, every
+  // compact interval). Conservative: anything unclear loads and decides.
+  if (policy.every_entries == 0) {
+    auto newest = history.LoadSegmentHeader(list->deltas.back());
+    if (!newest.ok()) return newest.status().WithContext("base");
+    ++report.headers_read;
+    // Since the newest base's instant, or the oldest delta's first entry.
+    const SegmentRef& from = list->bases.empty() ? list->deltas.front() : list->bases.back();
+    auto since = history.LoadSegmentHeader(from);
+    if (!since.ok()) return since.status().WithContext("base");
+    ++report.headers_read;
+    const bool known = newest->count > 0 && (!list->bases.empty() || since->count > 0);
+    const int64_t start = list->bases.empty() ? since->first_time_ns : since->last_time_ns;
+    if (known && newest->last_time_ns - start < policy.interval_ns) return report;
+  }
   auto segments = history.LoadTimeline(Instant::Latest());
   if (!segments.ok()) return segments.status().WithContext("base");
   report.segments_read = segments->size();

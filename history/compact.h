@@ -121,7 +121,8 @@ BaseFacts FactsOf(const std::vector<Segment>& segments);
 
 struct BaseReport {
   std::optional<SegmentRef> written;  // the base written, if one was due
-  uint64_t segments_read = 0;         // what building it (or deciding) read
+  uint64_t segments_read = 0;         // what building it (or deciding) loaded
+  uint64_t headers_read = 0;          // segment headers read to decide (ranged reads)
 };
 
 // Writes a base at the newest stored seq if BaseDue says so (after loading

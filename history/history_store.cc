@@ -250,6 +250,16 @@ StoreResult<Segment> HistoryStore::LoadSegment(const SegmentRef& ref) {
   return std::move(segment).value();
 }
 
+StoreResult<SegmentHeader> HistoryStore::LoadSegmentHeader(const SegmentRef& ref) {
+  const uint64_t n = std::min(ref.size, kHeaderReadBytes);
+  if (n == 0) return Corrupt("segment " + ref.key + ": empty");
+  auto got = store_.Get(ref.key, ByteRange{0, n});
+  if (!got.ok()) return got.status().WithContext("segment " + ref.key);
+  auto header = DecodeSegmentHeader(got->body, ref.key, options_.limits);
+  if (!header.ok()) return header.status();
+  return std::move(header).value();
+}
+
 StoreResult<std::optional<SegmentRef>> HistoryStore::ChooseBase(const SegmentList& list,
                                                                 const Instant& at) {
   for (auto it = list.bases.rbegin(); it != list.bases.rend(); ++it) {
@@ -259,11 +269,7 @@ StoreResult<std::optional<SegmentRef>> HistoryStore::ChooseBase(const SegmentLis
       continue;
     }
     // A time: the base's header says when its instant was (a ranged read).
-    const uint64_t n = std::min(it->size, kHeaderReadBytes);
-    if (n == 0) return Corrupt("segment " + it->key + ": empty");
-    auto got = store_.Get(it->key, ByteRange{0, n});
-    if (!got.ok()) return got.status().WithContext("segment " + it->key);
-    auto header = DecodeSegmentHeader(got->body, it->key, options_.limits);
+    auto header = LoadSegmentHeader(*it);
     if (!header.ok()) return header.status();
     if (header->last_time_ns <= at.time_ns) return std::optional<SegmentRef>(*it);
   }

@@ -166,6 +166,8 @@ class HistoryStore {
 
   // Fetches and decodes one segment; its header must agree with its key.
   StoreResult<Segment> LoadSegment(const SegmentRef& ref);
+  // Only its header line (a ranged read of the first block).
+  StoreResult<SegmentHeader> LoadSegmentHeader(const SegmentRef& ref);
 
   // The segments Replay needs for `at`: the newest base at or before it (if
   // any), then the deltas after that base up to the instant. Consecutive

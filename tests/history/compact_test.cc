@@ -292,16 +292,29 @@ TEST_F(CompactionStoreTest, PropertyCrashesAppendsAndBasesNeverChangeAnInstant) 
 }
 
 TEST_F(CompactionStoreTest, APeriodicBaseBoundsWhatARestoreReads) {
-  ASSERT_NO_FATAL_FAILURE(AppendRandomDeltas(40));
+  ASSERT_NO_FATAL_FAILURE(AppendRandomDeltas(39));
+  // The newest delta holds an entry (its header then tells the newest time).
+  ++seq_;
+  time_ += 10;
+  Segment last = MakeDelta({FilePut(seq_, "a", "last", time_)}, 0, seq_, seq_);
+  ASSERT_TRUE(history_->AppendSegment(last).ok());
+  all_.push_back(last);
   EXPECT_EQ(SegmentsARestoreReads(), 40u);
-  // Not due: the history spans less than the interval.
-  const int64_t span = time_ - 1'000'000;
+  auto first_entry =
+      std::find_if(all_.begin(), all_.end(), [](const Segment& s) { return s.header.count > 0; });
+  ASSERT_NE(first_entry, all_.end());
+  const int64_t span = time_ - first_entry->header.first_time_ns;
+  // Not due: the history spans less than the interval. Two headers tell.
   auto none = WriteBaseIfDue(*history_, BasePolicy{.interval_ns = span + 1});
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->written);
-  auto b = WriteBaseIfDue(*history_, BasePolicy{.interval_ns = 1});
+  EXPECT_EQ(none->segments_read, 0u);
+  EXPECT_EQ(none->headers_read, 2u);
+  // Exactly due.
+  auto b = WriteBaseIfDue(*history_, BasePolicy{.interval_ns = span});
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   ASSERT_TRUE(b->written);
+  EXPECT_EQ(b->segments_read, 40u);
   EXPECT_EQ(b->written->id.kind, SegmentKind::kBase);
   EXPECT_EQ(b->written->id.last_seq, seq_);
   EXPECT_EQ(SegmentsARestoreReads(), 1u);  // the base alone
