@@ -41,6 +41,7 @@ void LagMonitor::Stop() {
   if (thread_.joinable()) thread_.join();
   if (options_.bounds.any()) {
     gate_->SetWriteBudget(std::nullopt);
+    gate_->SetPathBudget(std::nullopt);
     gate_->SetThrottle(ThrottleState::kNone);
     if (replicator_) replicator_->Hurry(false);
   }
@@ -67,6 +68,7 @@ Result<Backlog> LagMonitor::MeasureLocked() {
       n = st.st_size;
     out.pending_bytes += static_cast<uint64_t>(std::max<int64_t>(0, n));
   }
+  out.queued_paths = static_cast<uint64_t>(std::max<int64_t>(0, b->pending_paths));
   if (b->oldest_pending_ns)
     out.oldest_pending_s = std::max(0.0, static_cast<double>(NowNs() - *b->oldest_pending_ns) / 1e9);
   return out;
@@ -96,7 +98,9 @@ void LagMonitor::MeasurePaceLocked(Backlog* b) {
   // Nothing stored in the window: keep the last pace (an idle uploader has
   // not become slower); the stall below covers one that is stuck.
   if (done > first.done) pace_ = (busy_s_ - first.busy_s) / static_cast<double>(done - first.done);
-  b->queued_paths = queued;
+  // The journal's count (MeasureLocked) when the uploader has not read the
+  // newest records yet.
+  b->queued_paths = std::max(b->queued_paths, queued);
   b->seconds_per_path = pace_;
   b->stalled_s = queued > 0 ? busy_s_ - busy_at_last_done_ : 0;
 }
@@ -136,6 +140,9 @@ void LagMonitor::Evaluate() {
     uint64_t pending = measured->pending_bytes;
     gate_->SetWriteBudget(d.state == ThrottleState::kHeld || pending >= *max ? 0 : *max - pending);
   }
+  // Likewise the grant of paths (--max-lag): the burst a writer can make
+  // before the next look, however late it comes.
+  gate_->SetPathBudget(d.paths);
   gate_->SetThrottle(d.state, d.delay);
   if (replicator_) replicator_->Hurry(d.state != ThrottleState::kNone);
   std::lock_guard lk(mu_);
@@ -181,7 +188,8 @@ LagMonitor::Snapshot LagMonitor::snapshot() {
   std::lock_guard lk(mu_);
   Snapshot s = snap_;
   s.delayed_ops_total = g.delayed_total;
-  if (s.state == ThrottleState::kHeld && !g.closed) s.held_ops = g.blocked + g.deferred;
+  // Held by the throttle or by a spent grant (a pause holds them otherwise).
+  if (!g.closed) s.held_ops = g.blocked + g.deferred;
   s.throttled_seconds_total = closed_seconds_;
   if (s.state != ThrottleState::kNone)
     s.throttled_seconds_total += std::chrono::duration<double>(Clock::now() - since_).count();

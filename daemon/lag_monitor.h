@@ -27,7 +27,9 @@
 // the policy assumes a slow one. Without this, a writer much faster than the
 // target builds a queue whose last change waits far beyond the bound after
 // the hold, and the burst a writer makes right after start does so before
-// any pace is known.
+// any pace is known. Each decision also grants the gate the number of new
+// changed paths that still fit in the bound (LagPolicy, "Between two
+// decisions"), so that a burst between two looks cannot overshoot it either.
 //
 // Without bounds the thread does not run; snapshot() then measures on demand.
 //

@@ -1062,6 +1062,9 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
       SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(recs));
       counters_.intents++;
       *covered = true;
+      // A clean file now has a change to store: one path against bounded
+      // lag's grant (the gate's lock is a leaf).
+      if (options_.gate) options_.gate->ChargePath();
     }
     // Nameless (unlinked while open): nothing is recorded. No path names
     // these bytes and none can again (the kernel's link(2) refuses an inode
@@ -1101,7 +1104,8 @@ void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool co
 
 Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, size_t size,
                                  const std::function<ssize_t(int, off_t)>& copy) {
-  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
+  // Before any lock: pauses hold us here. A path is charged in BeginData.
+  MutationGate::Pass pass = EnterGate(MutationKind::kData, /*new_path=*/false);
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
@@ -1120,7 +1124,8 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
 
 Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t offset,
                              off_t length) {
-  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
+  // Before any lock: pauses hold us here. A path is charged in BeginData.
+  MutationGate::Pass pass = EnterGate(MutationKind::kData, /*new_path=*/false);
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
@@ -1138,7 +1143,8 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
 
 Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t off_in,
                                          FileHandle* out, off_t off_out, size_t len, int flags) {
-  MutationGate::Pass pass = EnterGate();  // before any lock: pauses hold us here
+  // Before any lock: pauses hold us here. A path is charged in BeginData.
+  MutationGate::Pass pass = EnterGate(MutationKind::kData, /*new_path=*/false);
   Inode& inode = *out->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));

@@ -390,8 +390,15 @@ class Filesystem {
     return ChargeOf(fh.opener_uid, fh.opener_gid);
   }
   // Passes the mutation gate (blocks while paused). Call before any lock.
-  MutationGate::Pass EnterGate(MutationKind kind = MutationKind::kData) {
-    return options_.gate ? options_.gate->Enter(kind) : MutationGate::Pass();
+  // A kData mutation that records a change of a path (`new_path`: all but
+  // writes into an open file, which BeginData charges only when the file
+  // was clean) counts one path against bounded lag's grant
+  // (MutationGate::SetPathBudget).
+  MutationGate::Pass EnterGate(MutationKind kind = MutationKind::kData, bool new_path = true) {
+    if (!options_.gate) return MutationGate::Pass();
+    MutationGate::Pass pass = options_.gate->Enter(kind);
+    if (kind == MutationKind::kData && new_path) options_.gate->ChargePath();
+    return pass;
   }
 
   UniqueFd root_fd_;

@@ -38,12 +38,16 @@ std::string Seconds(double s) { return fmt::format("{:.3g} s", s); }
 
 }  // namespace
 
-double LagPolicy::ExpectedLag(const Backlog& backlog) const {
-  if (backlog.oldest_pending_s <= 0) return 0;
+double LagPolicy::SecondsPerPath(const Backlog& backlog) const {
   double per_path = backlog.seconds_per_path.value_or(
       bounds_.max_lag_s ? *bounds_.max_lag_s * kUnknownPaceFraction : 0);
-  per_path = std::max(per_path, backlog.stalled_s);
-  return backlog.oldest_pending_s + static_cast<double>(backlog.queued_paths) * per_path;
+  return std::max(per_path, backlog.stalled_s);
+}
+
+double LagPolicy::ExpectedLag(const Backlog& backlog) const {
+  if (backlog.oldest_pending_s <= 0) return 0;
+  return backlog.oldest_pending_s +
+         static_cast<double>(backlog.queued_paths) * SecondsPerPath(backlog);
 }
 
 ThrottleDecision LagPolicy::Decide(const Backlog& backlog, ThrottleState previous) const {
@@ -61,6 +65,21 @@ ThrottleDecision LagPolicy::Decide(const Backlog& backlog, ThrottleState previou
                "pending"};
   }
   ThrottleDecision d;
+  if (bounds_.max_lag_s && *bounds_.max_lag_s > 0) {
+    // The paths that still fit in the bound until the next decision.
+    double per_path = SecondsPerPath(backlog);
+    double room = *bounds_.max_lag_s - ExpectedLag(backlog);
+    if (room <= 0)
+      d.paths = 0;
+    else if (per_path * static_cast<double>(kMaxPaths) <= room)
+      d.paths = kMaxPaths;
+    else
+      d.paths = static_cast<uint64_t>(room / per_path);
+    // Pace unknown (nothing stored yet): one path at a time until the first
+    // upload, which also pays for the uploader's own start, tells it.
+    if (!backlog.seconds_per_path)
+      d.paths = std::min<uint64_t>(*d.paths, backlog.queued_paths == 0 ? 1 : 0);
+  }
   if (worst.ratio >= 1) {
     d.state = ThrottleState::kHeld;
     d.reason = fmt::format("{} {} > {}", worst.what, worst.value, worst.bound);
@@ -76,6 +95,8 @@ ThrottleDecision LagPolicy::Decide(const Backlog& backlog, ThrottleState previou
     d.reason = fmt::format("{} {} >= {:.0f} % of {}", worst.what, worst.value, kSoftStart * 100,
                            worst.bound);
   }
+  // While held, nothing new is admitted (the hold ends at the next decision).
+  if (d.state == ThrottleState::kHeld && d.paths) d.paths = 0;
   return d;
 }
 

@@ -29,6 +29,22 @@
 // first burst is held until the first upload tells how fast the target is,
 // instead of queueing more than the bound can drain.
 //
+// Between two decisions (the monitor looks every 100 ms, later on a loaded
+// machine) a burst of writers could queue many paths at once, each adding
+// one path's time to the lag of the last. So a decision also grants a
+// number of new changed paths (ThrottleDecision::paths): as many as still
+// fit in the bound at the pace,
+//
+//   paths = floor((max lag - expected lag) / seconds per path)   (0 if held)
+//
+// and the gate holds data mutations once they are spent, until the next
+// decision (fs/mutation_gate.h, SetPathBudget): the newest admitted change
+// is then expected within the bound, whatever the interval between looks.
+// While the pace is unknown the grant is one path with nothing queued, else
+// none: the first upload after start also pays for the uploader's own start
+// (seen: 1.9 s instead of 0.3 s for a lone change on the slow-target test),
+// which no assumed pace foresees.
+//
 // A pure function of its inputs: no clock, no I/O. Thread-compatible.
 #pragma once
 
@@ -54,7 +70,10 @@ struct Backlog {
   double oldest_pending_s = 0;  // age of the oldest change not stored (0: none)
   uint64_t pending_bytes = 0;   // bytes written locally, not stored yet
   // The uploader's queue and pace, for the expected lag (above).
-  uint64_t queued_paths = 0;  // paths queued or being stored
+  // Paths queued or being stored: the uploader's queue, or the paths the
+  // journal holds pending when more (the uploader reads new records a
+  // little later; a burst must count at once).
+  uint64_t queued_paths = 0;
   // Seconds it was busy per path stored, as last measured; nullopt: it has
   // not stored any path yet.
   std::optional<double> seconds_per_path{};
@@ -65,6 +84,9 @@ struct ThrottleDecision {
   ThrottleState state = ThrottleState::kNone;
   std::chrono::microseconds delay{0};  // kSlowed: each new mutation waits this long
   std::string reason;                  // "pending 9.1 MiB > 8 MiB"; empty for kNone
+  // New changed paths that may be admitted until the next decision (see
+  // above); nullopt: no such limit (no --max-lag).
+  std::optional<uint64_t> paths;
 };
 
 class LagPolicy {
@@ -81,12 +103,17 @@ class LagPolicy {
   // Before the uploader stored its first path, each queued path is assumed
   // to take this fraction of --max-lag.
   static constexpr double kUnknownPaceFraction = 0.5;
+  // A grant of paths is capped here (a pace measured near zero).
+  static constexpr uint64_t kMaxPaths = 1 << 20;
 
   // `previous`: the state the last decision left (for the hysteresis).
   ThrottleDecision Decide(const Backlog& backlog, ThrottleState previous) const;
   // The age the newest queued change is expected to reach when stored (the
   // lag --max-lag bounds; 0 when nothing is pending).
   double ExpectedLag(const Backlog& backlog) const;
+  // The seconds each queued path is expected to take (measured pace or the
+  // assumed one, never faster than the current stall).
+  double SecondsPerPath(const Backlog& backlog) const;
   const LagBounds& bounds() const { return bounds_; }
 
  private:

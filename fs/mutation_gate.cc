@@ -52,6 +52,7 @@ MutationGate::~MutationGate() {
     shut_down_ = true;
     closed_ = false;
     throttle_ = ThrottleState::kNone;
+    paths_left_.reset();
     UpdateHintLocked();
     ReleaseLocked(lk);
     stopping_ = true;
@@ -63,11 +64,13 @@ MutationGate::~MutationGate() {
 }
 
 bool MutationGate::HoldsLocked(MutationKind kind) const {
-  return closed_ || (kind == MutationKind::kData && throttle_ == ThrottleState::kHeld);
+  return closed_ || (kind == MutationKind::kData &&
+                     (throttle_ == ThrottleState::kHeld || PathsSpentLocked()));
 }
 
 void MutationGate::UpdateHintLocked() {
-  closed_hint_.store(closed_ || throttle_ != ThrottleState::kNone, std::memory_order_release);
+  closed_hint_.store(closed_ || throttle_ != ThrottleState::kNone || PathsSpentLocked(),
+                     std::memory_order_release);
 }
 
 MutationGate::Pass MutationGate::Enter(MutationKind kind) {
@@ -109,12 +112,30 @@ bool MutationGate::DeferIfClosed(std::function<void()> fn, MutationKind kind) {
 void MutationGate::SetThrottle(ThrottleState state, std::chrono::microseconds delay) {
   std::unique_lock lk(mu_);
   if (shut_down_) return;
-  bool was_held = throttle_ == ThrottleState::kHeld;
+  bool was_held = HoldsLocked(MutationKind::kData);
   throttle_ = state;
   throttle_delay_ = state == ThrottleState::kSlowed ? delay : std::chrono::microseconds(0);
   UpdateHintLocked();
-  // The end of a hold releases what it held, unless a pause still holds it.
-  if (was_held && state != ThrottleState::kHeld && !closed_) ReleaseLocked(lk);
+  // The end of a hold releases what it held, unless a pause or a spent
+  // path grant still holds it.
+  if (was_held && !HoldsLocked(MutationKind::kData)) ReleaseLocked(lk);
+}
+
+void MutationGate::SetPathBudget(std::optional<uint64_t> paths) {
+  std::unique_lock lk(mu_);
+  if (shut_down_) return;
+  bool was_held = HoldsLocked(MutationKind::kData);
+  paths_left_ = paths;
+  paths_budgeted_.store(paths.has_value());
+  UpdateHintLocked();
+  if (was_held && !HoldsLocked(MutationKind::kData)) ReleaseLocked(lk);
+}
+
+void MutationGate::ChargePath() {
+  if (!paths_budgeted_.load(std::memory_order_relaxed)) return;
+  std::lock_guard lk(mu_);
+  if (!paths_left_ || *paths_left_ == 0) return;
+  if (--*paths_left_ == 0) UpdateHintLocked();  // spent: held until the next grant
 }
 
 void MutationGate::SetWriteBudget(std::optional<uint64_t> bytes) {
@@ -192,7 +213,10 @@ uint64_t MutationGate::Shutdown() {
   std::unique_lock lk(mu_);
   shut_down_ = true;
   budgeted_.store(false);
-  bool holding = closed_ || throttle_ != ThrottleState::kNone;
+  paths_budgeted_.store(false);
+  bool spent = PathsSpentLocked();
+  paths_left_.reset();
+  bool holding = closed_ || throttle_ != ThrottleState::kNone || spent;
   uint64_t held = blocked_ + deferred_.size() + timed_.size();
   closed_ = false;
   throttle_ = ThrottleState::kNone;
@@ -260,6 +284,7 @@ MutationGate::Stats MutationGate::stats() const {
   s.throttle_delay = throttle_delay_;
   s.delayed = timed_.size();
   s.delayed_total = delayed_total_;
+  s.paths_left = paths_left_;
   return s;
 }
 

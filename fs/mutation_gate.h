@@ -99,6 +99,7 @@ class MutationGate {
     std::chrono::microseconds throttle_delay{0};
     uint64_t delayed = 0;        // continuations waiting out a delay now
     uint64_t delayed_total = 0;  // operations delayed since construction
+    std::optional<uint64_t> paths_left;  // SetPathBudget's grant, what is left
   };
 
   static constexpr size_t kDefaultMaxHeldBytes = 64 << 20;
@@ -135,6 +136,17 @@ class MutationGate {
   // the monitor decides again.
   void SetWriteBudget(std::optional<uint64_t> bytes);
   void ChargeWrite(uint64_t bytes);
+  // Bounded lag (--max-lag) between two measurements, in changed paths
+  // (LagPolicy's ThrottleDecision::paths): the monitor grants how many new
+  // changes may still start (nullopt: no limit); every mutation that gives
+  // the uploader a path to store (a create, an O_TRUNC open, a namespace or
+  // attribute change, the first write to a clean file) charges one with
+  // ChargePath(); while the grant is spent (0 left) data mutations are held
+  // as by SetThrottle(kHeld). Unlike the write budget the hold is the grant's
+  // own: a grant of 0 holds at once, whatever the throttle state, and a new
+  // grant releases what the spent one held.
+  void SetPathBudget(std::optional<uint64_t> paths);
+  void ChargePath();
 
   // Counts n bytes of a held write's copy against max_held_bytes: false
   // (nothing counted) when they would pass it. ReturnHeldBytes(n) when the
@@ -164,6 +176,7 @@ class MutationGate {
   void Exit();
   // True when a `kind` operation must wait (requires mu_).
   bool HoldsLocked(MutationKind kind) const;
+  bool PathsSpentLocked() const { return paths_left_.has_value() && *paths_left_ == 0; }
   void UpdateHintLocked();
   // Wakes the blocked threads and hands the deferred continuations to the
   // gate threads (requires mu_; the caller has updated closed_/throttle_).
@@ -195,6 +208,8 @@ class MutationGate {
   ThrottleState throttle_ = ThrottleState::kNone;      // GUARDED_BY(mu_)
   std::chrono::microseconds throttle_delay_{0};        // GUARDED_BY(mu_)
   uint64_t delayed_total_ = 0;                         // GUARDED_BY(mu_)
+  std::optional<uint64_t> paths_left_;                 // GUARDED_BY(mu_): SetPathBudget
+  std::atomic<bool> paths_budgeted_{false};            // paths_left_ set, readable without mu_
   // GUARDED_BY(mu_): delayed continuations by when they may run (counted in
   // releasing_, moved to run_ when due).
   std::multimap<Clock::time_point, std::function<void()>> timed_;

@@ -241,7 +241,7 @@ Result<JournalBacklog> JournalReader::Backlog() {
   auto st = Prepare(db_.get(),
                     "SELECT min(time_ns), coalesce(sum(CASE WHEN op = 'write' AND ranges IS NOT "
                     "NULL THEN (SELECT sum(json_extract(value, '$[1]')) FROM json_each(ranges)) "
-                    "END), 0) FROM records WHERE " +
+                    "END), 0), count(DISTINCT path) FROM records WHERE " +
                         UnfinishedCondition(schema_version_) + " AND state != 'failed'");
   if (!st.ok()) return st.status();
   int rc = sqlite3_step(st->get());
@@ -250,6 +250,7 @@ Result<JournalBacklog> JournalReader::Backlog() {
   if (sqlite3_column_type(st->get(), 0) != SQLITE_NULL)
     out.oldest_pending_ns = sqlite3_column_int64(st->get(), 0);
   out.written_bytes = sqlite3_column_int64(st->get(), 1);
+  out.pending_paths = sqlite3_column_int64(st->get(), 2);
   auto whole = Prepare(
       db_.get(),
       "SELECT p.path, (SELECT CASE WHEN r.op = 'close' THEN r.size END FROM records r WHERE "

@@ -55,6 +55,9 @@ struct JournalBacklog {
   // the size of its last record when that is a close (nullopt: still open, or
   // no size known; the caller looks at the file).
   std::vector<std::pair<std::string, std::optional<int64_t>>> whole_files;
+  // Distinct paths with such a record: the uploader's queue as the journal
+  // shows it, before the uploader has read the newest records.
+  int64_t pending_paths = 0;
 };
 
 // A record still to upload, as far as deciding what it covers needs it.

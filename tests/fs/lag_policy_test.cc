@@ -134,6 +134,37 @@ TEST(LagPolicy, AStalledUploaderIsNoFasterThanItsStall) {
   EXPECT_EQ(p.Decide(Queue(0.2, 2, 0.01, 0.0), ThrottleState::kNone).state, ThrottleState::kNone);
 }
 
+TEST(LagPolicy, GrantsThePathsThatStillFitInTheBound) {
+  LagPolicy p({2.0, std::nullopt});
+  // 0.5 s old, 5 queued at 0.2 s: 1.5 s expected, room for 2 more paths.
+  auto d = p.Decide(Queue(0.5, 5, 0.2), ThrottleState::kNone);
+  EXPECT_EQ(d.paths, 2u);
+  // Pace unknown (nothing stored yet): one path at a time, so that a burst
+  // right after start waits for the first upload to tell the pace.
+  EXPECT_EQ(p.Decide(Queue(0, 0, std::nullopt), ThrottleState::kNone).paths, 1u);
+  d = p.Decide(Queue(0.1, 1, std::nullopt), ThrottleState::kNone);
+  EXPECT_EQ(d.state, ThrottleState::kNone) << "the decision itself assumes half the bound";
+  EXPECT_EQ(d.paths, 0u);
+  // Room left, but less than one path: none, though not held.
+  d = p.Decide(Queue(0.5, 1, 1.0), ThrottleState::kNone);
+  EXPECT_EQ(d.state, ThrottleState::kSlowed);
+  EXPECT_EQ(d.paths, 0u);
+  // A stalled uploader counts at its stall.
+  EXPECT_EQ(p.Decide(Queue(0.1, 1, 0.01, 0.5), ThrottleState::kNone).paths, 2u);
+  // After a hold: released under 90 % with its grant; still held above it:
+  // none.
+  d = p.Decide(Queue(0.5, 2, 0.125), ThrottleState::kHeld);
+  EXPECT_EQ(d.state, ThrottleState::kNone);
+  EXPECT_EQ(d.paths, 10u) << "released: 1.25 s of room at 0.125 s a path";
+  d = p.Decide(Queue(1.85, 0, 0.01), ThrottleState::kHeld);
+  EXPECT_EQ(d.state, ThrottleState::kHeld);
+  EXPECT_EQ(d.paths, 0u);
+  // A pace of nothing: capped, not infinite.
+  EXPECT_EQ(p.Decide(Queue(0.1, 1, 0.0), ThrottleState::kNone).paths, LagPolicy::kMaxPaths);
+  // Without --max-lag no grant.
+  EXPECT_FALSE(PendingOnly(8 * kMiB).Decide(Queue(0.5, 5, 0.2), ThrottleState::kNone).paths);
+}
+
 TEST(LagPolicy, BothBoundsTheWorseDecides) {
   LagPolicy p({2.0, 8 * kMiB});
   // Bytes fine, lag over: held for the lag.

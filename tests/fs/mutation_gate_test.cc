@@ -309,6 +309,49 @@ TEST(MutationGateThrottle, SpentWriteBudgetHoldsUntilTheNextDecision) {
   EXPECT_FALSE(gate.closed());
 }
 
+TEST(MutationGateThrottle, SpentPathGrantHoldsDataUntilTheNextGrant) {
+  MutationGate gate;
+  gate.ChargePath();  // no grant: no limit
+  EXPECT_FALSE(gate.closed());
+  gate.SetPathBudget(2);
+  gate.ChargePath();
+  EXPECT_FALSE(gate.closed()) << "one path of the grant is left";
+  EXPECT_EQ(gate.stats().paths_left, 1u);
+  gate.ChargePath();
+  EXPECT_TRUE(gate.closed()) << "the grant is spent: held without waiting for the monitor";
+  EXPECT_EQ(gate.stats().throttle, ThrottleState::kNone) << "the hold is the grant's own";
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked));
+  std::atomic<int> ran{0};
+  EXPECT_TRUE(gate.DeferIfClosed([&] { ran++; })) << "a held FUSE request is deferred";
+  { auto finish = gate.Enter(MutationKind::kFinish); }  // closes pass
+  // A throttle decision alone does not end the grant's hold.
+  gate.SetThrottle(ThrottleState::kNone);
+  ASSERT_TRUE(StillWaiting(blocked));
+  // The next grant does, and releases what it held.
+  gate.SetPathBudget(5);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  ASSERT_TRUE(gate.WaitReleased(Clock::now() + 2s));
+  EXPECT_EQ(ran.load(), 1);
+  // A grant of 0 holds at once; no grant at all lets everything pass.
+  gate.SetPathBudget(0);
+  EXPECT_TRUE(gate.closed());
+  gate.SetPathBudget(std::nullopt);
+  EXPECT_FALSE(gate.closed());
+  auto p = gate.Enter();
+}
+
+TEST(MutationGateThrottle, ShutdownEndsASpentPathGrant) {
+  MutationGate gate;
+  gate.SetPathBudget(0);
+  auto blocked = std::async(std::launch::async, [&] { auto p = gate.Enter(); });
+  ASSERT_TRUE(StillWaiting(blocked));
+  EXPECT_EQ(gate.Shutdown(), 1u);
+  ASSERT_EQ(blocked.wait_for(2s), std::future_status::ready);
+  gate.SetPathBudget(0);
+  EXPECT_FALSE(gate.closed()) << "a grant after the unmount";
+}
+
 TEST(MutationGateThrottle, ShutdownEndsHoldsAndDelaysForGood) {
   MutationGate gate;
   gate.SetThrottle(ThrottleState::kSlowed, 10s);
