@@ -193,6 +193,13 @@ LagMonitor::Snapshot LagMonitor::snapshot() {
   s.throttled_seconds_total = closed_seconds_;
   if (s.state != ThrottleState::kNone)
     s.throttled_seconds_total += std::chrono::duration<double>(Clock::now() - since_).count();
+  // A spent grant of paths holds writers until the next look while the
+  // throttle itself may say "none": status and metrics say they wait.
+  if (s.state == ThrottleState::kNone && g.paths_left && *g.paths_left == 0 && s.held_ops > 0) {
+    s.state = ThrottleState::kSlowed;
+    s.reason = "new changes wait for the next look (every 100 ms): the changed paths that fit "
+               "in --max-lag at the uploader's pace are used";
+  }
   return s;
 }
 
