@@ -314,6 +314,37 @@ std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, 
   return std::nullopt;
 }
 
+// Lets the kernel cache the mount like it does a local disk (see daemon/bdi.h).
+void TuneKernelCache(const Config& cfg, const std::string& mountpoint) {
+  auto dev = MountDevice(mountpoint);
+  if (!dev.ok()) return;
+  Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
+  if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
+  // --max-pending counts what reaches the daemon: cap what the kernel may
+  // hold before that (README, "Bounded lag").
+  if (cfg.max_pending_bytes && cfg.writeback == "on") {
+    auto limit = LimitBdiDirtyBytes(*dev, KernelDirtyShare(*cfg.max_pending_bytes));
+    if (limit.ok())
+      spdlog::info("bounded lag: the mount's dirty page cache is capped ({})", *limit);
+    else
+      spdlog::warn("bounded lag: capping the mount's dirty page cache: {}",
+                   limit.status().message());
+  }
+}
+
+// Automatic prune, compaction and periodic bases of the target's history
+// (daemon/prune_task.h): its own thread, never holds writers; stopped before
+// the replicator's store goes. nullptr when there is nothing to do.
+Result<std::unique_ptr<PruneTask>> StartPruneTask(const Config& cfg, Replicator* replicator) {
+  if (!replicator || !(cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0)))
+    return std::unique_ptr<PruneTask>();
+  PruneTask::Options po = PruneTask::FromConfig(cfg);
+  po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
+  auto prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));
+  if (Status ps = prune->Start(); !ps.ok()) return ps;
+  return prune;
+}
+
 // Runs the daemon proper. `ready` is called once the mount serves (or with
 // the error that stopped start-up).
 int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
@@ -377,22 +408,14 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
   // (status and /metrics show the backlog).
   std::unique_ptr<LagMonitor> lag;
-  if (replicator)
+  if (replicator) {
     lag = std::make_unique<LagMonitor>(
         &gate, replicator,
         LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
-  if (lag)
     if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
-  // Automatic prune, compaction and periodic bases of the target's history
-  // (daemon/prune_task.h): its own thread, never holds writers; stopped
-  // before the replicator's store goes.
-  std::unique_ptr<PruneTask> prune;
-  if (replicator && (cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0))) {
-    PruneTask::Options po = PruneTask::FromConfig(cfg);
-    po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
-    prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));
-    if (Status ps = prune->Start(); !ps.ok()) return fail(kExitFailure, ps.message());
   }
+  auto prune = StartPruneTask(cfg, replicator);
+  if (!prune.ok()) return fail(kExitFailure, prune.status().message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
   cpo.sweep = rep.sweep.get();
@@ -422,21 +445,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
                cfg.datadir, mountpoint, cfg.state_dir,
                replicator ? replicator->store().Describe() : "none (journal only)", cfg.mode,
                cfg.xattr, cfg.writeback);
-  // Let the kernel cache like it does for a local disk (see daemon/bdi.h).
-  if (auto dev = MountDevice(mountpoint); dev.ok()) {
-    Status tuned = TuneBdi(*dev, cfg.max_dirty_ratio, cfg.read_ahead_kb);
-    if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
-    // --max-pending counts what reaches the daemon: cap what the kernel may
-    // hold before that (README, "Bounded lag").
-    if (cfg.max_pending_bytes && cfg.writeback == "on") {
-      auto limit = LimitBdiDirtyBytes(*dev, KernelDirtyShare(*cfg.max_pending_bytes));
-      if (limit.ok())
-        spdlog::info("bounded lag: the mount's dirty page cache is capped ({})", *limit);
-      else
-        spdlog::warn("bounded lag: capping the mount's dirty page cache: {}",
-                     limit.status().message());
-    }
-  }
+  TuneKernelCache(cfg, mountpoint);
   plane.WatchSession(server.value().get());
   ready(nullptr);
   ServiceNotifier notifier;
@@ -450,7 +459,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   notifier.Stopping("stopping: unmounted, draining uploads (--stop-timeout)");
   exporter.value()->server.reset();
   if (lag) lag->Stop();  // lifts the throttle: held writes answer before the unmount
-  if (prune) prune->Stop();  // cancels a run at its next step (as safe as a crash)
+  if (*prune) (*prune)->Stop();  // cancels a run at its next step (as safe as a crash)
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();
