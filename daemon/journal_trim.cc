@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "common/units.h"
 #include "journal/journal.h"
 #include "journal/record.h"
 
@@ -18,27 +19,14 @@ constexpr uint64_t kMaxWalBytes = 64ull << 20;
 }  // namespace
 
 Result<int64_t> ParseJournalRetention(const std::string& text) {
-  auto bad = [&] {
+  static constexpr UnitScale kUnits[] = {
+      {"s", 1e9}, {"m", 60e9}, {"min", 60e9}, {"h", 3600e9}, {"d", 86400e9}};
+  if (text == "0") return int64_t{0};
+  auto ns = ParseScaled(text, kUnits);
+  if (ns && *ns == 0) return int64_t{0};  // "0s", "0h"
+  if (!ns || !(*ns > 0) || !std::isfinite(*ns) || *ns > 9e18)
     return Status::Error(EINVAL, "'" + text + "' is not a retention (e.g. 7d, 12h, 30m, 0)");
-  };
-  size_t used = 0;
-  double v;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return bad();
-  }
-  std::string unit = text.substr(used);
-  if (v == 0 && (unit.empty() || unit == "s")) return int64_t{0};
-  static const std::pair<const char*, double> kUnits[] = {
-      {"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}, {"d", 86400}};
-  for (const auto& [name, scale] : kUnits) {
-    if (unit != name) continue;
-    double ns = v * scale * 1e9;
-    if (!(v > 0) || !std::isfinite(ns) || ns > 9e18) return bad();
-    return static_cast<int64_t>(ns);
-  }
-  return bad();
+  return static_cast<int64_t>(*ns);
 }
 
 JournalTrimTask::JournalTrimTask(Journal* journal, Options options)

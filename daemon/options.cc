@@ -13,6 +13,7 @@
 #include <set>
 
 #include "common/strings.h"
+#include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/journal_trim.h"
 #include "daemon/metrics_server.h"
@@ -356,51 +357,24 @@ Status CheckConfigFile(const std::string& path, const std::set<std::string>& nam
 }
 
 Result<double> ParseDuration(const std::string& text) {
-  auto bad = [&] {
-    return Status::Error(EINVAL, "'" + text + "' is not a duration (e.g. 2s, 500ms, 1m, 1h)");
-  };
-  size_t used = 0;
-  double v;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return bad();
-  }
-  std::string unit = text.substr(used);
-  static const std::pair<const char*, double> kUnits[] = {
+  static constexpr UnitScale kUnits[] = {
       {"", 1}, {"s", 1}, {"ms", 1e-3}, {"m", 60}, {"min", 60}, {"h", 3600}};
-  for (const auto& [name, scale] : kUnits) {
-    if (unit != name) continue;
-    if (!(v > 0) || !std::isfinite(v)) return bad();
-    return v * scale;
-  }
-  return bad();
+  auto v = ParseScaled(text, kUnits);
+  if (!v || !(*v > 0) || !std::isfinite(*v))
+    return Status::Error(EINVAL, "'" + text + "' is not a duration (e.g. 2s, 500ms, 1m, 1h)");
+  return *v;
 }
 
 Result<uint64_t> ParseSize(const std::string& text) {
-  auto bad = [&] {
+  // Binary multiples whichever way they are written (8M, 8MB, 8MiB, 8mb).
+  static constexpr UnitScale kUnits[] = {
+      {"", 1},       {"B", 1},        {"K", 0x1p10}, {"KB", 0x1p10}, {"KiB", 0x1p10},
+      {"M", 0x1p20}, {"MB", 0x1p20},  {"MiB", 0x1p20}, {"G", 0x1p30}, {"GB", 0x1p30},
+      {"GiB", 0x1p30}, {"T", 0x1p40}, {"TB", 0x1p40}, {"TiB", 0x1p40}};
+  auto bytes = ParseScaled(text, kUnits, /*ignore_case=*/true);
+  if (!bytes || !(*bytes >= 1) || *bytes > 9.2e18)
     return Status::Error(EINVAL, "'" + text + "' is not a size (e.g. 8M, 512K, 1G)");
-  };
-  size_t used = 0;
-  double v;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return bad();
-  }
-  std::string unit = text.substr(used);
-  if (unit.size() == 3 && unit.substr(1) == "iB") unit = unit.substr(0, 1);  // MiB
-  if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) unit = unit.substr(0, 1);  // MB
-  static const std::pair<const char*, double> kUnits[] = {
-      {"", 1}, {"B", 1}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0},
-      {"T", 1099511627776.0}};
-  for (const auto& [name, scale] : kUnits) {
-    if (AsciiLower(unit) != AsciiLower(name)) continue;
-    double bytes = v * scale;
-    if (!(bytes >= 1) || bytes > 9.2e18) return bad();
-    return static_cast<uint64_t>(bytes);
-  }
-  return bad();
+  return static_cast<uint64_t>(*bytes);
 }
 
 std::optional<std::string> CheckLagOptions(Config& cfg) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "common/units.h"
 namespace scribefs::history {
 namespace {
 
@@ -48,26 +49,16 @@ std::optional<size_t> StateAtOrBefore(const std::vector<StatePoint>& states, uin
 }  // namespace
 
 Result<int64_t> ParseRetentionDuration(const std::string& text) {
-  auto bad = [&] {
+  static const std::vector<UnitScale> kScales = [] {
+    std::vector<UnitScale> v;
+    for (const Unit& u : kUnits) v.push_back({u.name, static_cast<double>(u.ns)});
+    return v;
+  }();
+  auto ns = ParseScaled(text, kScales);
+  if (!ns || !std::isfinite(*ns) || *ns < 0 || *ns > 9.2e18)
     return Status::Error(EINVAL,
                          "'" + text + "' is not a duration (e.g. 7d, 12h, 30m, 90s, 2w, 0)");
-  };
-  size_t used = 0;
-  double v;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return bad();
-  }
-  if (text.empty() || !((text[0] >= '0' && text[0] <= '9') || text[0] == '.')) return bad();
-  const std::string unit = text.substr(used);
-  for (const Unit& u : kUnits) {
-    if (unit != u.name) continue;
-    const double ns = v * static_cast<double>(u.ns);
-    if (!std::isfinite(ns) || ns < 0 || ns > 9.2e18) return bad();
-    return static_cast<int64_t>(std::llround(ns));
-  }
-  return bad();
+  return static_cast<int64_t>(std::llround(*ns));
 }
 
 std::string FormatRetentionDuration(int64_t ns) {
