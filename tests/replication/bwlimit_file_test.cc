@@ -87,11 +87,6 @@ class TargetSampler {
 class BwlimitFile : public ReplicationTest {
  protected:
   std::string target() { return root() + "/target"; }
-  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 60) {
-    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return it::RunCommand(argv, timeout_s);
-  }
   nlohmann::json StatusJson() {
     it::RunResult r = Ctl({"--json", "status"});
     EXPECT_EQ(r.exit_code, 0) << r.Describe();

@@ -28,18 +28,6 @@ namespace fs = std::filesystem;
 class HistoryFile : public ReplicationTest {
  protected:
   std::string target() { return root() + "/target"; }
-  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 120) {
-    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return it::RunCommand(argv, timeout_s);
-  }
-  // `scribectl flush`, which must succeed; the journal seq it covered.
-  int64_t CtlFlush() {
-    it::RunResult r = Ctl({"--json", "flush"});
-    EXPECT_EQ(r.exit_code, 0) << r.Describe();
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
-    return j.is_object() ? j.value("seq", int64_t(-1)) : -1;
-  }
   void MountHistory(std::vector<std::string> extra = {}) {
     // Segments only at flush and stop: the tests decide when one is written.
     extra.insert(extra.begin(), {"--history-interval", "1h"});

@@ -14,20 +14,7 @@
 namespace scribefs::rep {
 namespace {
 
-class HistoryRgw : public ReplicationTest {
- protected:
-  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 120) {
-    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return it::RunCommand(argv, timeout_s);
-  }
-  int64_t CtlFlush() {
-    it::RunResult r = Ctl({"--json", "flush"});
-    EXPECT_EQ(r.exit_code, 0) << r.Describe();
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
-    return j.is_object() ? j.value("seq", int64_t(-1)) : -1;
-  }
-};
+class HistoryRgw : public ReplicationTest {};
 
 TEST_F(HistoryRgw, ReplayAtFlushesEqualsTheTree) {
   ASSERT_NO_FATAL_FAILURE(SetUpS3("history"));

@@ -25,11 +25,6 @@ using it::WriteFile;
 class RecoveryFile : public ReplicationTest {
  protected:
   std::string target() { return root() + "/target"; }
-  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 60) {
-    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return it::RunCommand(argv, timeout_s);
-  }
   // `scribectl --json rescan`, which must succeed.
   nlohmann::json Rescan() {
     it::RunResult r = Ctl({"--json", "rescan"});

@@ -23,11 +23,6 @@ using it::WriteFile;
 
 class RecoveryS3 : public ReplicationTest {
  protected:
-  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 60) {
-    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return it::RunCommand(argv, timeout_s);
-  }
   // Unfinished multipart uploads in the bucket, as the AWS CLI lists them:
   // "key" per upload.
   std::multiset<std::string> AwsUploads() {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,20 @@ class ReplicationTest : public it::MountTest {
     bucket_ = NewBucketName(tag);
     std::string err = CreateBucket(env_, bucket_);
     ASSERT_EQ(err, "") << "cannot create bucket " << bucket_;
+  }
+
+  // scribectl --state-dir state() ARGS.
+  it::RunResult Ctl(const std::vector<std::string>& args, double timeout_s = 120) {
+    std::vector<std::string> argv = {SCRIBECTL_BIN, "--state-dir", state()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return it::RunCommand(argv, timeout_s);
+  }
+  // `scribectl flush`, which must succeed; the journal seq it covered (-1: none).
+  int64_t CtlFlush() {
+    it::RunResult r = Ctl({"--json", "flush"});
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_object() ? j.value("seq", int64_t(-1)) : -1;
   }
 
   // Mounts data() on mnt() replicating to `target` with `extra` options.
