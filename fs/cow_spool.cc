@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,8 +13,6 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include <spdlog/spdlog.h>
-
 #include "common/beneath.h"
 
 namespace scribefs {
@@ -21,10 +20,10 @@ namespace cow_internal {
 
 // One frozen inode that was mutated since the mark.
 struct InodeState {
-  UniqueFd dir_fd;     // DIR/<id>/<dev>-<ino>
-  struct stat attr{};  // lstat at the mark
-  std::string target;  // a symlink's, at the mark
-  UniqueFd data_fd;    // opened on the first preserved range
+  UniqueFd dir_fd;      // DIR/<id>/<dev>-<ino>
+  struct stat attr {};  // lstat at the mark
+  std::string target;   // a symlink's, at the mark
+  UniqueFd data_fd;     // opened on the first preserved range
   UniqueFd log_fd;
   PreservedRanges ranges;
   bool linked = false;  // `link` holds the inode
@@ -117,10 +116,14 @@ struct timespec Ts(int64_t ns) {
 }
 
 std::string AttrsJson(const struct stat& st, const std::string& target) {
-  nlohmann::json j = {{"mode", st.st_mode},          {"uid", st.st_uid},
-                      {"gid", st.st_gid},            {"size", st.st_size},
-                      {"rdev", uint64_t(st.st_rdev)}, {"atime_ns", Ns(st.st_atim)},
-                      {"mtime_ns", Ns(st.st_mtim)},  {"ctime_ns", Ns(st.st_ctim)}};
+  nlohmann::json j = {{"mode", st.st_mode},
+                      {"uid", st.st_uid},
+                      {"gid", st.st_gid},
+                      {"size", st.st_size},
+                      {"rdev", uint64_t(st.st_rdev)},
+                      {"atime_ns", Ns(st.st_atim)},
+                      {"mtime_ns", Ns(st.st_mtim)},
+                      {"ctime_ns", Ns(st.st_ctim)}};
   if (S_ISLNK(st.st_mode)) j["target"] = target;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -257,7 +260,8 @@ Status CowSpool::Load(const std::string& id) {
       continue;
     }
     auto st = std::make_unique<InodeState>();
-    st->dir_fd = UniqueFd(openat(c->dir_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    st->dir_fd =
+        UniqueFd(openat(c->dir_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     auto attrs = st->dir_fd ? ReadFileAt(st->dir_fd.get(), "attrs.json")
                             : Result<std::string>(PosixError("open", errno));
     if (!attrs.ok()) {
@@ -417,8 +421,8 @@ bool CowSpool::Preserve(CaptureState& c, InodeState& st, int fd, uint64_t off, u
   if (!st.data_fd) {
     st.data_fd = UniqueFd(openat(st.dir_fd.get(), "data", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!st.data_fd) return fail("create data", errno);
-    st.log_fd = UniqueFd(openat(st.dir_fd.get(), "ranges",
-                                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    st.log_fd = UniqueFd(
+        openat(st.dir_fd.get(), "ranges", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!st.log_fd) return fail("create ranges", errno);
   }
   std::vector<char> buf(kCopyChunk);

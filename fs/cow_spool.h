@@ -64,12 +64,12 @@
 namespace scribefs {
 
 struct FrozenPath {
-  std::string path;  // relative to DATADIR, as at the mark
+  std::string path;    // relative to DATADIR, as at the mark
   InodeKey key{0, 0};  // {0,0}: absent at the mark (nothing to preserve)
 };
 
 struct CaptureSpec {
-  std::string id;  // a file name: no '/', not "." or ".."
+  std::string id;   // a file name: no '/', not "." or ".."
   int64_t seq = 0;  // the journal mark S
   std::vector<FrozenPath> paths;
 };

@@ -907,7 +907,8 @@ Status Filesystem::DoRename(SyncTicket& t, const Caller& c, uint64_t parent,
   if (flags) rec.flags = flags;
   if (flags & RENAME_EXCHANGE) rec.detail = R"({"exchange":true})";
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
-  if (CowSpool* cow = LiveCow()) PreserveRenamed(*cow, *src, sst, *dst, dst_exists ? &dst_st : nullptr, flags);
+  if (CowSpool* cow = LiveCow())
+    PreserveRenamed(*cow, *src, sst, *dst, dst_exists ? &dst_st : nullptr, flags);
   if (renameat2(src->fd(), name.c_str(), dst->fd(), new_name.c_str(), flags) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -1198,7 +1199,8 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
   if (CowSpool* cow = LiveCow())
-    cow->BeforeData(KeyOf(inode), fh->fd.get(), uint64_t(offset), FallocateEnd(mode, offset, length));
+    cow->BeforeData(KeyOf(inode), fh->fd.get(), uint64_t(offset),
+                    FallocateEnd(mode, offset, length));
   int rc, e;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());

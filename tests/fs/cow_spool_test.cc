@@ -20,8 +20,8 @@
 #include <filesystem>
 #include <map>
 #include <random>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fs/filesystem.h"
@@ -209,7 +209,8 @@ TEST_F(CowSpoolTest, TruncateOTruncAndFallocateKeepTheBytesAtTheMark) {
   Capture("c", {"shrink", "otrunc", "create", "punch", "collapse", "zero", "grow"});
   struct stat attr = {};
   attr.st_size = 1000;
-  ASSERT_TRUE(fs_->Settle(fs_->SetAttr(c_, Id("shrink"), attr, Filesystem::kSetSize, nullptr)).ok());
+  ASSERT_TRUE(
+      fs_->Settle(fs_->SetAttr(c_, Id("shrink"), attr, Filesystem::kSetSize, nullptr)).ok());
   auto t = OpenFh("otrunc", O_RDWR | O_TRUNC);
   ASSERT_TRUE(t);
   WriteAt(t.get(), 0, "new");
