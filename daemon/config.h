@@ -38,6 +38,10 @@ struct Config {
   double crash_check_delay = 30.0;
   double max_pause = 3600.0;  // pause points (control socket)
   double max_held_mib = 64;   // copies of writes held during a pause
+  // Copy-on-write capture (fs/cow_spool.h): the bound of one capture's
+  // spool, as given and parsed.
+  std::string max_spool = "1G";
+  uint64_t max_spool_bytes = 1ull << 30;
   double open_file_delay = 10.0;
   // Bounded journal (daemon/journal_trim.h): as given, and parsed.
   std::string journal_retention = "7d";

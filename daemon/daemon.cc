@@ -31,6 +31,7 @@
 #include "daemon/service_notify.h"
 #include "daemon/startup_checks.h"
 #include "daemon/target_probe.h"
+#include "fs/cow_spool.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
@@ -400,6 +401,9 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   MutationGate gate(8, static_cast<size_t>(cfg.max_held_mib * (1 << 20)));
   fso.gate = &gate;
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
+  auto spool = CowSpool::Open(cfg.state_dir + "/spool", sync_fd.get(), cfg.max_spool_bytes);
+  if (!spool.ok()) return fail(kExitFailure, "spool: " + spool.status().message());
+  fso.cow = spool.value().get();  // fs/cow_spool.h; nothing captures yet (issue 12)
   Filesystem fs(std::move(root), journal.value().get(), fso);
   // Bounded journal (daemon/journal_trim.h): deletes nothing until the
   // target's history holds the records.

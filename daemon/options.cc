@@ -443,6 +443,12 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
                  "held write waits in its FUSE worker instead of being copied")
       ->check(CLI::Range(1.0, 65536.0))
       ->capture_default_str();
+  // Issue 12: the copy-on-write spool of a checkpoint capture (fs/cow_spool.h).
+  app.add_option("--max-spool", cfg.max_spool,
+                 "Most bytes a checkpoint's copy-on-write spool (in the state dir) may hold "
+                 "(e.g. 512M, 1G); a capture that would need more is abandoned, writers are "
+                 "never held or failed by it")
+      ->capture_default_str();
   // Issue 11, item 5: a bounded local journal (daemon/journal_trim.h).
   app.add_option("--journal-retention", cfg.journal_retention,
                  "Delete done records from the local journal once the target's history holds "
@@ -500,6 +506,10 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
     cfg.journal_retention_ns = *r;
   else
     return usage("--journal-retention: " + r.status().message());
+  if (auto n = ParseSize(cfg.max_spool); n.ok())
+    cfg.max_spool_bytes = *n;
+  else
+    return usage("--max-spool: " + n.status().message());
   if (auto bad = CheckHistoryOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;

@@ -1,10 +1,12 @@
 #include "fs/filesystem.h"
 
 #include "common/beneath.h"
+#include "fs/cow_spool.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/falloc.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -70,6 +72,18 @@ uint64_t NofileLimit(const FsOptions& o) {
   return rl.rlim_cur;
 }
 
+InodeKey KeyOf(const Inode& inode) { return InodeKey{inode.dev, inode.ino}; }
+InodeKey KeyOf(const struct stat& st) { return InodeKey{st.st_dev, st.st_ino}; }
+
+// The bytes a fallocate(mode) of [offset, offset + length) destroys: a
+// collapse or insert moves everything from offset to the end; a plain
+// allocation destroys none (an empty range: only the attributes change).
+uint64_t FallocateEnd(int mode, off_t offset, off_t length) {
+  if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) return CowSpool::kToEnd;
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return uint64_t(offset + length);
+  return uint64_t(offset);
+}
+
 }  // namespace
 
 DirHandle::~DirHandle() {
@@ -116,6 +130,10 @@ void Filesystem::Shutdown() {
 }
 
 std::shared_ptr<Inode> Filesystem::Node(uint64_t id) { return inodes_.Get(id); }
+
+CowSpool* Filesystem::LiveCow() const {
+  return options_.cow && options_.cow->live() ? options_.cow : nullptr;
+}
 
 Result<UniqueFd> Filesystem::OpenRel(const std::string& rel, int flags) {
   // The daemon's paths never need a symlink; one in the way could only come
@@ -540,6 +558,13 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
     fd = own.get();
     is_path_fd = path.has_value();
   }
+  if (CowSpool* cow = LiveCow()) {
+    // What the mark's state needs of this inode, before any of it changes.
+    if (to_set & kSetSize)
+      cow->BeforeData(KeyOf(*inode), fd, uint64_t(attr.st_size), CowSpool::kToEnd);
+    else
+      cow->BeforeMetadata(KeyOf(*inode), fd);
+  }
   std::string proc = ProcPath(fd);
   if (to_set & kSetMode) {
     int rc = is_path_fd ? chmod(proc.c_str(), attr.st_mode & 07777) : fchmod(fd, attr.st_mode & 07777);
@@ -706,6 +731,7 @@ Result<Entry> Filesystem::DoMkNod(SyncTicket& t, const Caller& c, uint64_t paren
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
   mode = CreationMode(r->fd(), mode, c.umask);
+  if (CowSpool* cow = LiveCow()) cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
   Record rec = NewRecord(Op::kMknod, c, r->path);
   rec.mode = mode;
   if (rdev) rec.detail = nlohmann::json{{"rdev", rdev}}.dump();
@@ -733,6 +759,7 @@ Result<Entry> Filesystem::DoMkDir(SyncTicket& t, const Caller& c, uint64_t paren
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
   mode = CreationMode(r->fd(), mode, c.umask);
+  if (CowSpool* cow = LiveCow()) cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
   Record rec = NewRecord(Op::kMkdir, c, r->path);
   rec.mode = S_IFDIR | (mode & 07777);
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
@@ -758,6 +785,7 @@ Result<Entry> Filesystem::DoSymlink(SyncTicket& t, const Caller& c, const std::s
   if (!r.ok()) return r.status();
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
+  if (CowSpool* cow = LiveCow()) cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
   Record rec = NewRecord(Op::kSymlink, c, r->path);
   rec.mode = S_IFLNK | 0777;
   rec.detail = nlohmann::json{{"target", target}}.dump(-1, ' ', false,
@@ -789,6 +817,10 @@ Result<Entry> Filesystem::DoLink(SyncTicket& t, const Caller& c, uint64_t id,
   if (!r.ok()) return r.status();
   auto src = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!src.ok()) return src.status();
+  if (CowSpool* cow = LiveCow()) {
+    cow->BeforeMetadata(KeyOf(*inode), src->get());  // its link count and ctime
+    cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
+  }
   Record rec = NewRecord(Op::kLink, c, *old_path);
   rec.new_path = r->path;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
@@ -816,6 +848,10 @@ Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::strin
   Record rec = NewRecord(dir ? Op::kRmdir : Op::kUnlink, c, r->path);
   rec.mode = st.st_mode;
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
+  if (CowSpool* cow = LiveCow()) {
+    cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
+    cow->BeforeRemoveName(KeyOf(st), r->fd(), name, /*gone=*/true);
+  }
   {
     // The name leaves the table before anyone can see its inode number reused.
     std::unique_lock identity(inodes_.identity());
@@ -832,6 +868,20 @@ Status Filesystem::RemoveName(const Caller& c, uint64_t parent, const std::strin
     }
   }
   return Status::Ok();
+}
+
+void Filesystem::PreserveRenamed(CowSpool& cow, const Resolved& src, const struct stat& sst,
+                                 const Resolved& dst, const struct stat* dst_st,
+                                 unsigned int flags) {
+  cow.BeforeMetadata(KeyOf(*src.parent), src.fd());
+  cow.BeforeMetadata(KeyOf(*dst.parent), dst.fd());
+  // Frozen paths below a renamed directory lose their names too.
+  if (S_ISDIR(sst.st_mode)) cow.BeforeRenameDir(src.path);
+  cow.BeforeRemoveName(KeyOf(sst), src.fd(), src.name, /*gone=*/false);
+  if (!dst_st) return;
+  bool exchange = flags & RENAME_EXCHANGE;
+  if (exchange && S_ISDIR(dst_st->st_mode)) cow.BeforeRenameDir(dst.path);
+  cow.BeforeRemoveName(KeyOf(*dst_st), dst.fd(), dst.name, /*gone=*/!exchange);
 }
 
 Status Filesystem::DoRename(SyncTicket& t, const Caller& c, uint64_t parent,
@@ -857,6 +907,8 @@ Status Filesystem::DoRename(SyncTicket& t, const Caller& c, uint64_t parent,
   if (flags) rec.flags = flags;
   if (flags & RENAME_EXCHANGE) rec.detail = R"({"exchange":true})";
   SCRIBEFS_RETURN_IF_ERROR(CommitWithPending(rec, t));
+  if (CowSpool* cow = LiveCow())
+    PreserveRenamed(*cow, *src, sst, *dst, dst_exists ? &dst_st : nullptr, flags);
   if (renameat2(src->fd(), name.c_str(), dst->fd(), new_name.c_str(), flags) != 0) {
     int e = errno;
     Skip(rec, e);
@@ -956,6 +1008,11 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
   SharedTree tree(inodes_.tree());
   auto path = inodes_.PathOf(*inode);
   if (!path) return Status::Error(ENOENT, "unlinked");
+  if (CowSpool* cow = LiveCow(); cow && truncating && cow->Watches(KeyOf(*inode))) {
+    // O_PATH: safe for every file type; the spool reopens it to read.
+    auto old = OpenByName(*inode, O_PATH | O_NOFOLLOW);
+    if (old.ok()) cow->BeforeData(KeyOf(*inode), old->get(), 0, CowSpool::kToEnd);
+  }
   std::vector<Record> recs;
   if (truncating) {
     // open(O_TRUNC) is a data change (of every hard link): record it, and
@@ -998,6 +1055,16 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   auto pst = r->ParentStat();
   if (!pst.ok()) return pst.status();
   mode = CreationMode(r->fd(), mode, c.umask);
+  if (CowSpool* cow = LiveCow()) {
+    cow->BeforeMetadata(KeyOf(*r->parent), r->fd());
+    // An existing file that create(O_TRUNC) empties.
+    UniqueFd old((flags & O_TRUNC) && !(flags & O_EXCL)
+                     ? openat(r->fd(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC)
+                     : -1);
+    struct stat ost;
+    if (old && fstat(old.get(), &ost) == 0)
+      cow->BeforeData(KeyOf(ost), old.get(), 0, CowSpool::kToEnd);
+  }
   Record rec = NewRecord(Op::kCreate, c, r->path);
   rec.mode = S_IFREG | (mode & 07777);
   rec.flags = flags;
@@ -1109,6 +1176,8 @@ Result<size_t> Filesystem::Write(const Caller& c, FileHandle* fh, off_t offset, 
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, size, &covered));
+  if (CowSpool* cow = LiveCow())
+    cow->BeforeData(KeyOf(inode), fh->fd.get(), uint64_t(offset), uint64_t(offset) + size);
   ssize_t n;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
@@ -1129,6 +1198,9 @@ Status Filesystem::Fallocate(const Caller& c, FileHandle* fh, int mode, off_t of
   Inode& inode = *fh->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, offset, length, &covered));
+  if (CowSpool* cow = LiveCow())
+    cow->BeforeData(KeyOf(inode), fh->fd.get(), uint64_t(offset),
+                    FallocateEnd(mode, offset, length));
   int rc, e;
   {
     KeptMtime kept(kernel_owns_mtime_.load(), inode, fh->fd.get());
@@ -1148,6 +1220,8 @@ Result<size_t> Filesystem::CopyFileRange(const Caller& c, FileHandle* in, off_t 
   Inode& inode = *out->inode;
   bool covered;
   SCRIBEFS_RETURN_IF_ERROR(BeginData(c, inode, off_out, len, &covered));
+  if (CowSpool* cow = LiveCow())
+    cow->BeforeData(KeyOf(inode), out->fd.get(), uint64_t(off_out), uint64_t(off_out) + len);
   loff_t oi = off_in, oo = off_out;
   ssize_t n;
   int e;
@@ -1454,6 +1528,7 @@ Status Filesystem::DoSetXattr(SyncTicket& t, const Caller& c, uint64_t id,
   if (!path) return Status::Error(ENOENT, "unlinked");
   auto fd = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!fd.ok()) return fd.status();
+  if (CowSpool* cow = LiveCow()) cow->BeforeMetadata(KeyOf(*inode), fd->get());
   Record rec = NewRecord(Op::kSetxattr, c, *path);
   rec.flags = flags;
   rec.detail = nlohmann::json{{"name", name}, {"size", value.size()}}.dump(
@@ -1478,6 +1553,7 @@ Status Filesystem::DoRemoveXattr(SyncTicket& t, const Caller& c, uint64_t id,
   if (!path) return Status::Error(ENOENT, "unlinked");
   auto fd = OpenByName(*inode, O_PATH | O_NOFOLLOW);
   if (!fd.ok()) return fd.status();
+  if (CowSpool* cow = LiveCow()) cow->BeforeMetadata(KeyOf(*inode), fd->get());
   Record rec = NewRecord(Op::kRemovexattr, c, *path);
   rec.detail = nlohmann::json{{"name", name}}.dump(-1, ' ', false,
                                                   nlohmann::json::error_handler_t::replace);

@@ -53,6 +53,8 @@
 
 namespace scribefs {
 
+class CowSpool;
+
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
@@ -81,6 +83,10 @@ struct FsOptions {
   // Pause points: every mutating operation passes this gate before it takes
   // any lock (nullptr: no pauses). Not owned; must outlive the Filesystem.
   MutationGate* gate = nullptr;
+  // Copy-on-write capture for checkpoints (fs/cow_spool.h): every mutation
+  // first lets it preserve what it would destroy of a frozen inode. nullptr:
+  // off. Not owned; must outlive the Filesystem.
+  CowSpool* cow = nullptr;
 };
 
 struct Entry {
@@ -309,6 +315,10 @@ class Filesystem {
                           uint64_t parent, const std::string& name);
   Result<Entry> DoLink(SyncTicket& t, const Caller& c, uint64_t id, uint64_t new_parent,
                        const std::string& new_name);
+  // The copy-on-write hooks of a rename: both parents, the source (and the
+  // frozen paths below it), the replaced or exchanged destination.
+  void PreserveRenamed(CowSpool& cow, const Resolved& src, const struct stat& sst,
+                       const Resolved& dst, const struct stat* dst_st, unsigned int flags);
   Status DoRename(SyncTicket& t, const Caller& c, uint64_t parent, const std::string& name,
                   uint64_t new_parent, const std::string& new_name, unsigned int flags);
   Result<Created> DoCreate(SyncTicket& t, const Caller& c, uint64_t parent,
@@ -334,6 +344,9 @@ class Filesystem {
   // name and no open file left: nothing of it is in DATADIR any more.
   Result<struct stat> SetTimesOfGone(Inode& inode, const struct stat& attr, int to_set);
   std::shared_ptr<Inode> Node(uint64_t id);
+  // The copy-on-write spool while a capture is live (one atomic load), else
+  // nullptr: its hooks run before the mutation reaches the backing directory.
+  CowSpool* LiveCow() const;
   Result<UniqueFd> OpenRel(const std::string& rel, int flags);
   // A duplicate of a descriptor an open file holds on inode: how an inode
   // with no name left (unlinked while open) is still reached. ENOENT if none.

@@ -233,6 +233,18 @@ TEST_F(OptionsTest, MaxLagAndMaxPendingEverywhereOptionsAre) {
   EXPECT_FALSE(off.max_pending_bytes.has_value());
 }
 
+// Copy-on-write capture: --max-spool SIZE bounds one checkpoint's spool.
+TEST_F(OptionsTest, MaxSpool) {
+  Config def, flag, fstab, bad;
+  ASSERT_EQ(Parse({"/d"}, def), std::nullopt);
+  EXPECT_EQ(def.max_spool_bytes, 1ull << 30) << "1G by default";
+  ASSERT_EQ(Parse({"/d", "--max-spool", "512M"}, flag), std::nullopt);
+  EXPECT_EQ(flag.max_spool_bytes, 512ull << 20);
+  ASSERT_EQ(Parse({"/d", "-o", "max_spool=2G"}, fstab), std::nullopt);
+  EXPECT_EQ(fstab.max_spool_bytes, 2ull << 30);
+  EXPECT_EQ(Parse({"/d", "--max-spool", "lots"}, bad), kExitUsage);
+}
+
 TEST_F(OptionsTest, MaxLagIsRefusedWhereItCannotAct) {
   Config bad_value, journal_only, sync;
   EXPECT_EQ(Parse({"/d", "--target", "file:///t", "--max-lag", "soon"}, bad_value), kExitUsage);
