@@ -182,7 +182,7 @@ run_part() {  # run_part journal|file
       sed -E 's/.*: ([0-9]+) entries in ([0-9.]+) s/\1 \2/')
     pid=$(daemon_pid "$s")
     read -r q1 q2 q3 < <(queries "$s")
-    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$(status_kb "$pid" VmRSS),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
+    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$(status_kb "$pid" VmRSS),\"hwm_kb\":$(status_kb "$pid" VmHWM),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
   fi
   stop "$s" "$m"
 }
