@@ -127,7 +127,7 @@ TreeLock::~TreeLock() { pthread_rwlock_destroy(&rw_); }
 InodeTable::InodeTable(dev_t root_dev, ino_t root_ino)
     : root_(std::make_shared<Inode>(root_dev, root_ino, S_IFDIR)) {
   root_->nlookup = 1;  // the kernel never forgets the root
-  map_.emplace(Key{root_dev, root_ino}, root_);
+  map_.insert(root_);
 }
 
 std::shared_ptr<Inode> InodeTable::Get(uint64_t fuse_id) {
@@ -148,24 +148,26 @@ std::shared_ptr<Inode> InodeTable::Reference(dev_t dev, ino_t ino, mode_t mode,
   std::shared_ptr<Inode> inode;
   {
     std::lock_guard lk(map_mu_);
-    auto [it, inserted] = map_.try_emplace(Key{dev, ino});
-    if (!inserted && it->second != root_) {
+    auto it = map_.find(Key{dev, ino});
+    if (it != map_.end() && *it != root_) {
+      const std::shared_ptr<Inode>& old = *it;
       bool nameless;
       {
         std::lock_guard nl(names_mu_);
-        nameless = it->second->aliases.empty();
+        nameless = old->aliases.empty();
       }
       uint64_t id = Inode::HandleId(handle);
-      bool reborn = id != 0 && it->second->handle_id != 0 && it->second->handle_id != id;
-      if (nameless || reborn || it->second->type != (mode & S_IFMT)) {
+      bool reborn = id != 0 && old->handle_id != 0 && old->handle_id != id;
+      if (nameless || reborn || old->type != (mode & S_IFMT)) {
         // A dead file's object (see the header): keep it for the kernel's
         // references, if any, and start afresh.
-        if (it->second->nlookup.load() > 0) detached_[it->second.get()] = it->second;
-        inserted = true;
+        if (old->nlookup.load() > 0) detached_[old.get()] = old;
+        map_.erase(it);
+        it = map_.end();
       }
     }
-    if (inserted) it->second = std::make_shared<Inode>(dev, ino, mode, handle);
-    inode = it->second;
+    if (it == map_.end()) it = map_.insert(std::make_shared<Inode>(dev, ino, mode, handle)).first;
+    inode = *it;
     inode->nlookup.fetch_add(1);
   }
   Alias dropped;  // released outside names_mu_ (may free inodes)
@@ -186,7 +188,7 @@ std::shared_ptr<Inode> InodeTable::Reference(dev_t dev, ino_t ino, mode_t mode,
 std::shared_ptr<Inode> InodeTable::Find(dev_t dev, ino_t ino) {
   std::lock_guard lk(map_mu_);
   auto it = map_.find(Key{dev, ino});
-  return it == map_.end() ? nullptr : it->second;
+  return it == map_.end() ? nullptr : *it;
 }
 
 void InodeTable::Forget(uint64_t fuse_id, uint64_t n) {
@@ -204,12 +206,12 @@ void InodeTable::Forget(uint64_t fuse_id, uint64_t n) {
       detached_.erase(d);
     } else {
       auto it = map_.find(Key{inode->dev, inode->ino});
-      if (it == map_.end() || it->second.get() != inode) return;
+      if (it == map_.end() || it->get() != inode) return;
       // Children still naming this directory keep it (and its place in the
       // map) so that a later lookup finds the same object and renames stay
       // coherent.
-      if (it->second.use_count() > 1) return;
-      work.push_back(std::move(it->second));
+      if (it->use_count() > 1) return;
+      work.push_back(*it);
       map_.erase(it);
     }
   }
@@ -230,7 +232,7 @@ void InodeTable::Forget(uint64_t fuse_id, uint64_t n) {
       if (p->nlookup.load() != 0) continue;
       auto it = map_.find(Key{p->dev, p->ino});
       // 2 = the map's reference + ours.
-      if (it != map_.end() && it->second == p && p.use_count() == 2) {
+      if (it != map_.end() && *it == p && p.use_count() == 2) {
         map_.erase(it);
         work.push_back(std::move(p));
       }

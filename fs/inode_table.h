@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/inode_key.h"
@@ -262,9 +263,25 @@ class InodeTable {
 
  private:
   using Key = InodeKey;
-  // noexcept, so that the map does not store each node's hash (8 B a node).
+  // The table is a set of the inodes themselves, looked up by (dev, ino):
+  // its nodes hold only the pointer (32 B with malloc's header, where a map
+  // from a key to the pointer takes 48 B). noexcept, so that nodes do not
+  // store their hash.
   struct KeyHash {
+    using is_transparent = void;
     size_t operator()(const Key& k) const noexcept { return InodeKeyHash()(k); }
+    size_t operator()(const std::shared_ptr<Inode>& i) const noexcept {
+      return InodeKeyHash()(Key{i->dev, i->ino});
+    }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    static Key KeyOf(const Key& k) { return k; }
+    static Key KeyOf(const std::shared_ptr<Inode>& i) { return Key{i->dev, i->ino}; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return KeyOf(a) == KeyOf(b);
+    }
   };
 
   // PathOf with names_mu_ held.
@@ -274,7 +291,7 @@ class InodeTable {
   std::shared_ptr<Inode> root_;
   std::mutex map_mu_;    // guards map_
   std::mutex names_mu_;  // guards every Inode::aliases; taken after map_mu_
-  std::unordered_map<Key, std::shared_ptr<Inode>, KeyHash> map_;
+  std::unordered_set<std::shared_ptr<Inode>, KeyHash, KeyEq> map_;
   // Objects replaced by a fresh one for the same (dev, ino) while the kernel
   // still holds their id; freed by Forget. Guarded by map_mu_.
   std::unordered_map<const Inode*, std::shared_ptr<Inode>> detached_;
