@@ -9,7 +9,8 @@
 #            `scribectl flush` waits until everything is stored
 # Through each, N files of --size bytes (default 1) are made in 1,000
 # directories by bench/smallfiles.c (create + write + close each). Then:
-#   RSS       the daemon's VmRSS and VmHWM (/proc/PID/status), before and after
+#   RSS       the daemon's VmRSS and VmHWM (/proc/PID/status), before and after,
+#             and RssAnon (VmRSS less the mapped journal and binary)
 #   inodes    the inode table's size and how many of those hold open/dirty
 #             state (the /metrics gauges scribefs_inode_table_inodes and
 #             _active_inodes; "-" where the daemon has none)
@@ -172,7 +173,7 @@ run_part() {  # run_part journal|file
   if [ "$ino" != - ] && [ "$ino0" != - ] && [ "$ino" -gt "$ino0" ]; then
     per=$(((rss - rss0) * 1024 / (ino - ino0)))
   fi
-  emit "{\"part\":\"$kind\",\"files\":$FILES,\"create\":\"$made\",\"flush_ms\":$flush_ms,\"rss_kb_before\":$rss0,\"rss_kb\":$rss,\"hwm_kb\":$hwm,\"inodes\":\"$ino\",\"active_inodes\":\"$active\",\"bytes_per_inode\":$per,\"journal_bytes\":$jb,\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
+  emit "{\"part\":\"$kind\",\"files\":$FILES,\"create\":\"$made\",\"flush_ms\":$flush_ms,\"rss_kb_before\":$rss0,\"rss_kb\":$rss,\"rss_anon_kb\":$(status_kb "$pid" RssAnon),\"hwm_kb\":$hwm,\"inodes\":\"$ino\",\"active_inodes\":\"$active\",\"bytes_per_inode\":$per,\"journal_bytes\":$jb,\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
   if [ "$kind" = file ]; then
     stop "$s" "$m"
     sync
@@ -182,7 +183,7 @@ run_part() {  # run_part journal|file
       sed -E 's/.*: ([0-9]+) entries in ([0-9.]+) s/\1 \2/')
     pid=$(daemon_pid "$s")
     read -r q1 q2 q3 < <(queries "$s")
-    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$(status_kb "$pid" VmRSS),\"hwm_kb\":$(status_kb "$pid" VmHWM),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
+    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$(status_kb "$pid" VmRSS),\"rss_anon_kb\":$(status_kb "$pid" RssAnon),\"hwm_kb\":$(status_kb "$pid" VmHWM),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
   fi
   stop "$s" "$m"
 }
