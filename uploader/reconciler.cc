@@ -53,8 +53,8 @@ std::string_view KnownType(const std::string& t) {
 // with rsync, a file replaced by another of the same size and mtime while
 // nobody watched is not noticed.
 bool Same(const Stored& o, const struct stat& st) {
-  return !o.type.empty() && o.type == ObjectTypeOf(st.st_mode) && o.mode == st.st_mode && o.uid == st.st_uid &&
-         o.gid == st.st_gid &&
+  return !o.type.empty() && o.type == ObjectTypeOf(st.st_mode) && o.mode == st.st_mode &&
+         o.uid == st.st_uid && o.gid == st.st_gid &&
          (S_ISDIR(st.st_mode) || (o.size == uint64_t(st.st_size) && o.mtime_ns == MtimeNs(st)));
 }
 
