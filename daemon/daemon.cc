@@ -434,7 +434,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // the mount so that a port in use fails the start; stopped before the plane.
   MetricsCollector metrics({journal.value().get(), replicator, &plane.pauser(),
                             &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING,
-                            cpo.info.started_ns, lag.get()});
+                            cpo.info.started_ns, lag.get(), &fs.inodes()});
   auto exporter = MetricsExport::Start(
       {cfg.metrics_listen, cfg.metrics_file,
        std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},

@@ -90,6 +90,7 @@ MetricsSnapshot MetricsCollector::Collect() {
     t.written_bytes = s.backlog.pending_bytes;
     m.throttle = t;
   }
+  if (src_.inodes) m.inodes = MetricsSnapshot::Inodes{src_.inodes->size(), Inode::ActiveCount()};
   if (src_.checkpoint_hold)
     m.checkpoint_hold = src_.checkpoint_hold->Get();
   else

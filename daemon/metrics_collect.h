@@ -14,6 +14,7 @@
 
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_format.h"
+#include "fs/inode_table.h"
 #include "fs/pause_controller.h"
 #include "journal/journal.h"
 #include "journal/reader.h"
@@ -31,6 +32,7 @@ class MetricsCollector {
     std::string version;
     int64_t started_ns = 0;
     LagMonitor* lag = nullptr;  // bounded lag; may be null
+    InodeTable* inodes = nullptr;  // the FUSE layer's; may be null
   };
   explicit MetricsCollector(Sources sources) : src_(std::move(sources)) {}
 

@@ -204,6 +204,14 @@ std::string FormatMetrics(const MetricsSnapshot& m) {
           "bounds)",
           t.written_bytes);
   }
+  if (m.inodes) {
+    w.One("scribefs_inode_table_inodes", "gauge",
+          "Inodes the daemon keeps for the kernel's references (and their parent directories)",
+          m.inodes->cached);
+    w.One("scribefs_inode_table_active_inodes", "gauge",
+          "Of those, inodes open, dirty or unlinked (with per-file journaling state)",
+          m.inodes->active);
+  }
   WriteHistogram(w, "scribefs_checkpoint_hold_seconds",
                  "How long checkpoints held writes, since start", m.checkpoint_hold);
   return w.Take();

@@ -91,6 +91,13 @@ struct MetricsSnapshot {
     uint64_t written_bytes = 0;  // what --max-pending bounds
   };
   std::optional<Throttle> throttle;
+
+  // The FUSE layer's inode table (fs/inode_table.h); unset when not wired.
+  struct Inodes {
+    uint64_t cached = 0;  // inodes the kernel references, plus their parents
+    uint64_t active = 0;  // of those, with open/dirty/unlinked state (InodeActive)
+  };
+  std::optional<Inodes> inodes;
   DurationHistogram::Counts checkpoint_hold;
 };
 

@@ -92,13 +92,15 @@ DirHandle::~DirHandle() {
 
 FileHandle::FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w)
     : fd(std::move(f)), inode(std::move(i)), writable(w) {
-  std::lock_guard lk(inode->fds_mu);
-  inode->open_fds.push_back(fd.get());
+  ActivePin a = inode->Pin();  // the listed fd keeps the state until the close
+  std::lock_guard lk(a->fds_mu);
+  a->open_fds.push_back(fd.get());
 }
 
 FileHandle::~FileHandle() {
-  std::lock_guard lk(inode->fds_mu);
-  auto& fds = inode->open_fds;
+  ActivePin a = inode->Pin();  // its release frees the state of a clean, closed file
+  std::lock_guard lk(a->fds_mu);
+  auto& fds = a->open_fds;
   if (auto it = std::find(fds.begin(), fds.end(), fd.get()); it != fds.end()) fds.erase(it);
 }
 
@@ -142,9 +144,11 @@ Result<UniqueFd> Filesystem::OpenRel(const std::string& rel, int flags) {
 }
 
 Result<UniqueFd> Filesystem::OpenFdOf(Inode& inode) {
-  std::lock_guard lk(inode.fds_mu);  // the descriptor stays open while we dup it
-  if (inode.open_fds.empty()) return Status::Error(ENOENT, "unlinked");
-  int fd = fcntl(inode.open_fds.front(), F_DUPFD_CLOEXEC, 0);
+  ActivePin a = inode.PinIfActive();  // none: not open
+  if (!a) return Status::Error(ENOENT, "unlinked");
+  std::lock_guard lk(a->fds_mu);  // the descriptor stays open while we dup it
+  if (a->open_fds.empty()) return Status::Error(ENOENT, "unlinked");
+  int fd = fcntl(a->open_fds.front(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return Errno("dup");
   return UniqueFd(fd);
 }
@@ -227,9 +231,10 @@ void Filesystem::TakePending(std::vector<Record>* out) {
   for (auto& inode : list) {
     std::vector<ByteRange> ranges;
     {
-      std::lock_guard lk(inode->mu);
-      inode->dirty.in_flush_list = false;
-      ranges = inode->dirty.pending.Take();
+      ActivePin a = inode->Pin();  // in_flush_list kept it
+      std::lock_guard lk(a->mu);
+      a->dirty.in_flush_list = false;
+      ranges = a->dirty.pending.Take();
     }
     if (ranges.empty()) continue;
     // Every name (none when unlinked: nothing of it is left in DATADIR).
@@ -620,7 +625,8 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
     else if (to_set & kSetAtime) tv[0] = attr.st_atim;
     if (to_set & kSetMtimeNow) tv[1].tv_nsec = UTIME_NOW;
     else if (to_set & kSetMtime) tv[1] = attr.st_mtim;
-    std::lock_guard times(inode->times_mu);  // not between a write's save and restore
+    ActivePin a = inode->Pin();
+    std::lock_guard times(a->times_mu);  // not between a write's save and restore
     int rc = is_path_fd ? utimensat(AT_FDCWD, proc.c_str(), tv, 0) : futimens(fd, tv);
     if (rc != 0 && is_path_fd && errno == ENOENT) rc = utimensat(fd, "", tv, AT_EMPTY_PATH);
     if (rc != 0) {
@@ -637,9 +643,11 @@ Result<struct stat> Filesystem::DoSetAttr(SyncTicket& t, const Caller& c, uint64
 Result<struct stat> Filesystem::SetTimesOfGone(Inode& inode, const struct stat& attr, int to_set) {
   // Nothing is journaled: every record names a path, which the replay takes
   // the state of, and no path leads to this inode; nothing changes in DATADIR.
-  std::lock_guard lk(inode.fds_mu);
-  if (!inode.gone_attr) return Status::Error(ENOENT, "unlinked");  // no name we removed
-  struct stat& st = *inode.gone_attr;
+  ActivePin a = inode.PinIfActive();
+  if (!a) return Status::Error(ENOENT, "unlinked");  // no name we removed
+  std::lock_guard lk(a->fds_mu);
+  if (!a->gone_attr) return Status::Error(ENOENT, "unlinked");  // no name we removed
+  struct stat& st = *a->gone_attr;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   if (to_set & kSetAtimeNow)
@@ -659,8 +667,9 @@ void Filesystem::NoteRemoved(Inode& inode, const struct stat& st) {
   struct stat gone = st;
   // The link count the removal left (a directory's own "." goes with it).
   gone.st_nlink = S_ISDIR(st.st_mode) || st.st_nlink == 0 ? 0 : st.st_nlink - 1;
-  std::lock_guard lk(inode.fds_mu);
-  inode.gone_attr = gone;
+  ActivePin a = inode.Pin();  // gone_attr keeps it until the inode goes
+  std::lock_guard lk(a->fds_mu);
+  a->gone_attr = gone;
 }
 
 Result<UniqueFd> Filesystem::OpenNode(uint64_t id, int flags) {
@@ -961,7 +970,7 @@ int BackingOpenFlags(int flags, bool writeback) {
 //
 // So a data request (WRITE, FALLOCATE, COPY_FILE_RANGE) leaves the backing
 // file's mtime as it was, and only the kernel's SETATTR moves it: both ends
-// then agree by construction. Holding Inode::times_mu, which DoSetAttr takes
+// then agree by construction. Holding InodeActive::times_mu, which DoSetAttr takes
 // to set times, so that a SETATTR arriving between the save and the restore
 // (background writeback sends it alongside the WRITEs) is not undone; this
 // also serializes the writes of one file, which the backing filesystem's
@@ -972,7 +981,8 @@ class KeptMtime {
  public:
   KeptMtime(bool active, Inode& inode, int fd) {
     if (!active) return;
-    lock_ = std::unique_lock(inode.times_mu);
+    pin_ = inode.Pin();
+    lock_ = std::unique_lock(pin_->times_mu);
     struct stat st;
     if (fstat(fd, &st) != 0) return;  // nothing to restore; the write goes on
     fd_ = fd;
@@ -989,6 +999,7 @@ class KeptMtime {
   KeptMtime& operator=(const KeptMtime&) = delete;
 
  private:
+  ActivePin pin_;                       // declared first: released last
   std::unique_lock<std::mutex> lock_;  // released after the restore
   int fd_ = -1;
   struct timespec mtime_ = {};
@@ -1018,17 +1029,18 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(const Caller& c, uint64_t i
     // open(O_TRUNC) is a data change (of every hard link): record it, and
     // treat the file as dirty from here to its close (the record is the
     // intent).
-    std::lock_guard lk(inode->mu);
+    ActivePin a = inode->Pin();
+    std::lock_guard lk(a->mu);
     for (const std::string& name_path : inodes_.PathsOf(*inode)) {
       Record rec = NewRecord(Op::kTruncate, c, name_path);
       rec.size = 0;
       rec.flags = flags;
       recs.push_back(std::move(rec));
     }
-    SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(recs));  // Inode::mu is held
-    inode->dirty.dirty = true;
-    inode->dirty.whole = true;
-    inode->dirty.write_gen++;
+    SCRIBEFS_RETURN_IF_ERROR(CommitWithDeferred(recs));  // InodeActive::mu is held
+    a->dirty.dirty = true;
+    a->dirty.whole = true;
+    a->dirty.write_gen++;
   }
   auto fd = OpenByName(*inode, BackingOpenFlags(flags, options_.writeback_cache));
   if (!fd.ok()) {
@@ -1092,10 +1104,11 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
   fh->opener_gid = c.gid;
   {
     // The create record is the intent for the data that follows.
-    std::lock_guard lk(fh->inode->mu);
-    fh->inode->dirty.dirty = true;
-    fh->inode->dirty.whole = true;
-    fh->inode->dirty.write_gen++;
+    ActivePin a = fh->inode->Pin();
+    std::lock_guard lk(a->mu);
+    a->dirty.dirty = true;
+    a->dirty.whole = true;
+    a->dirty.write_gen++;
   }
   return std::make_pair(*e, std::move(fh));
 }
@@ -1103,20 +1116,21 @@ Result<Filesystem::Created> Filesystem::DoCreate(SyncTicket& t, const Caller& c,
 Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uint64_t length,
                              bool* covered) {
   *covered = false;
+  ActivePin a = inode.Pin();  // dirty.inflight keeps it until EndData
   {
-    std::lock_guard lk(inode.mu);
-    if (inode.dirty.dirty) {
-      inode.dirty.inflight++;
-      inode.dirty.write_gen++;
-      *covered = inode.dirty.whole;  // a create/O_TRUNC record covers every byte
+    std::lock_guard lk(a->mu);
+    if (a->dirty.dirty) {
+      a->dirty.inflight++;
+      a->dirty.write_gen++;
+      *covered = a->dirty.whole;  // a create/O_TRUNC record covers every byte
       return Status::Ok();
     }
   }
   // Clean: commit the intent (naming the first range) before any byte moves.
-  // Lock order: TreeLock before Inode::mu.
+  // Lock order: TreeLock before InodeActive::mu.
   SharedTree tree(inodes_.tree());
-  std::lock_guard lk(inode.mu);
-  if (!inode.dirty.dirty) {
+  std::lock_guard lk(a->mu);
+  if (!a->dirty.dirty) {
     // One intent per hard link: the write changes the file under every name.
     std::vector<Record> recs;
     for (const std::string& path : inodes_.PathsOf(inode)) {
@@ -1137,11 +1151,11 @@ Status Filesystem::BeginData(const Caller& c, Inode& inode, uint64_t offset, uin
     // these bytes and none can again (the kernel's link(2) refuses an inode
     // with no links left, here as on a native filesystem): they reach only
     // the open file, and nothing in DATADIR's tree changes.
-    inode.dirty.dirty = true;
-    inode.dirty.whole = false;
+    a->dirty.dirty = true;
+    a->dirty.whole = false;
   }
-  inode.dirty.inflight++;
-  inode.dirty.write_gen++;
+  a->dirty.inflight++;
+  a->dirty.write_gen++;
   return Status::Ok();
 }
 
@@ -1150,11 +1164,12 @@ void Filesystem::EndData(Inode& inode, uint64_t offset, uint64_t length, bool co
   if (options_.gate) options_.gate->ChargeWrite(length);
   bool enqueue = false;
   {
-    std::lock_guard lk(inode.mu);
-    if (!covered) inode.dirty.pending.Add(offset, length);
-    if (--inode.dirty.inflight == 0) inode.cv.notify_all();
-    if (!inode.dirty.in_flush_list && !inode.dirty.pending.empty()) {
-      inode.dirty.in_flush_list = true;
+    ActivePin a = inode.Pin();  // BeginData's inflight kept it
+    std::lock_guard lk(a->mu);
+    if (!covered) a->dirty.pending.Add(offset, length);
+    if (--a->dirty.inflight == 0) a->cv.notify_all();
+    if (!a->dirty.in_flush_list && !a->dirty.pending.empty()) {
+      a->dirty.in_flush_list = true;
       enqueue = true;
     }
   }
@@ -1248,11 +1263,12 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
   std::vector<std::string> paths = inodes_.PathsOf(inode);  // every hard link
   uint64_t gen;
   std::vector<ByteRange> ranges;
+  ActivePin a = inode.Pin();  // write_gen is compared below
   {
-    std::unique_lock lk(inode.mu);
-    inode.cv.wait(lk, [&] { return inode.dirty.inflight == 0; });
-    gen = inode.dirty.write_gen;
-    ranges = inode.dirty.pending.Take();
+    std::unique_lock lk(a->mu);
+    a->cv.wait(lk, [&] { return a->dirty.inflight == 0; });
+    gen = a->dirty.write_gen;
+    ranges = a->dirty.pending.Take();
   }
   std::vector<Record> recs;
   for (const std::string& path : paths) {
@@ -1269,9 +1285,9 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
   Status s = CommitWithPending(recs, t, durable);
   if (!s.ok()) return s;
   if (mark_clean) {
-    std::lock_guard lk(inode.mu);
-    if (inode.dirty.write_gen == gen && inode.dirty.inflight == 0 && inode.dirty.pending.empty())
-      inode.dirty.dirty = false;
+    std::lock_guard lk(a->mu);
+    if (a->dirty.write_gen == gen && a->dirty.inflight == 0 && a->dirty.pending.empty())
+      a->dirty.dirty = false;
   }
   return Status::Ok();
 }
@@ -1279,9 +1295,11 @@ Status Filesystem::CommitInodeRanges(const Caller& c, Inode& inode, std::vector<
 Status Filesystem::DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh) {
   if (!fh->writable) return Status::Ok();
   Inode& inode = *fh->inode;
+  ActivePin a = inode.PinIfActive();  // the open fh keeps one
+  if (!a) return Status::Ok();
   {
-    std::lock_guard lk(inode.mu);
-    if (!inode.dirty.dirty) return Status::Ok();
+    std::lock_guard lk(a->mu);
+    if (!a->dirty.dirty) return Status::Ok();
   }
   // Closing a dirty file journals: it passes the gate (before any lock);
   // bounded lag never holds it (the uploader waits for the close).
@@ -1296,8 +1314,8 @@ Status Filesystem::DoFlush(SyncTicket& t, const Caller& c, FileHandle* fh) {
                      .dump();
   bool whole;
   {
-    std::lock_guard lk(inode.mu);
-    whole = inode.dirty.whole;
+    std::lock_guard lk(a->mu);
+    whole = a->dirty.whole;
   }
   // In sync mode close waits for the upload of its own record.
   if (whole && !options_.waiter) return DeferClose(inode, std::move(close));
@@ -1313,11 +1331,12 @@ Status Filesystem::DeferClose(Inode& inode, Record close) {
   SharedTree tree(inodes_.tree());
   std::vector<std::string> paths = inodes_.PathsOf(inode);  // every hard link
   {
-    std::unique_lock lk(inode.mu);
-    inode.cv.wait(lk, [&] { return inode.dirty.inflight == 0; });
-    inode.dirty.pending.Clear();
-    inode.dirty.dirty = false;
-    inode.dirty.whole = false;
+    ActivePin a = inode.Pin();
+    std::unique_lock lk(a->mu);
+    a->cv.wait(lk, [&] { return a->dirty.inflight == 0; });
+    a->dirty.pending.Clear();
+    a->dirty.dirty = false;
+    a->dirty.whole = false;
   }
   if (paths.empty()) return Status::Ok();
   bool wake;
@@ -1339,10 +1358,10 @@ Status Filesystem::DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool 
       NeedsGate(fh) ? EnterGate(MutationKind::kFinish) : MutationGate::Pass();
   // The journal becomes durable first: it must never be weaker than the data.
   std::vector<Record> extra;
-  bool dirty;
-  {
-    std::lock_guard lk(fh->inode->mu);
-    dirty = fh->inode->dirty.dirty;
+  bool dirty = false;
+  if (ActivePin a = fh->inode->PinIfActive()) {
+    std::lock_guard lk(a->mu);
+    dirty = a->dirty.dirty;
   }
   if (dirty) {
     Record r = NewRecord(Op::kFsync, c, "");
@@ -1358,8 +1377,10 @@ Status Filesystem::DoFsync(SyncTicket& t, const Caller& c, FileHandle* fh, bool 
 
 bool Filesystem::NeedsGate(FileHandle* fh) {
   if (!fh || !fh->writable) return false;
-  std::lock_guard lk(fh->inode->mu);
-  return fh->inode->dirty.dirty;
+  ActivePin a = fh->inode->PinIfActive();
+  if (!a) return false;
+  std::lock_guard lk(a->mu);
+  return a->dirty.dirty;
 }
 
 Status Filesystem::FlushAllRanges() {

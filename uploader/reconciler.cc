@@ -2,10 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -25,13 +27,24 @@ using Clock = std::chrono::steady_clock;
 
 // What the objects table says the target holds for one path (the columns
 // the comparison needs).
+// One row of the objects table as the comparison needs it. Held for every
+// stored path at once (a million at a million files), so it keeps only that:
+// the type as a view of ObjectTypeOf's names, the SHA-256 only when content
+// is to be compared.
 struct Stored {
-  std::string type;
+  std::string_view type;  // ObjectTypeOf's name; empty: a type we do not know
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   uint32_t mode = 0, uid = 0, gid = 0;
-  std::string sha256;  // hex, "" when not known
+  std::string sha256;  // hex, "" when not known or not wanted
 };
+
+// The name ObjectTypeOf gives for t, as a view that outlives the row.
+std::string_view KnownType(const std::string& t) {
+  for (mode_t m : {S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK})
+    if (ObjectTypeOf(m) == t) return ObjectTypeOf(m);
+  return {};
+}
 
 // Type, mode and owner, and for anything but a directory (whose mtime moves
 // with every entry) size and mtime: rsync's quick check. Not the inode number
@@ -40,20 +53,20 @@ struct Stored {
 // with rsync, a file replaced by another of the same size and mtime while
 // nobody watched is not noticed.
 bool Same(const Stored& o, const struct stat& st) {
-  return o.type == ObjectTypeOf(st.st_mode) && o.mode == st.st_mode && o.uid == st.st_uid &&
-         o.gid == st.st_gid &&
+  return !o.type.empty() && o.type == ObjectTypeOf(st.st_mode) && o.mode == st.st_mode &&
+         o.uid == st.st_uid && o.gid == st.st_gid &&
          (S_ISDIR(st.st_mode) || (o.size == uint64_t(st.st_size) && o.mtime_ns == MtimeNs(st)));
 }
 
-Stored StoredOf(const RemoteObject& r) {
+Stored StoredOf(const RemoteObject& r, bool with_sha256) {
   Stored o;
-  o.type = r.type;
+  o.type = KnownType(r.type);
   o.size = r.size;
   o.mtime_ns = r.mtime_ns;
   o.mode = r.mode;
   o.uid = r.uid;
   o.gid = r.gid;
-  o.sha256 = r.sha256;
+  if (with_sha256) o.sha256 = r.sha256;
   return o;
 }
 
@@ -199,13 +212,18 @@ using Known = std::unordered_map<std::string, Stored>;
 using Excluded = std::function<bool(const std::string&)>;
 
 // 1. What the target holds, and (at start-up) what is still to upload, as of
-// one moment.
-Status LoadKnown(JournalView& view, Coverage* coverage, Known* known) {
+// one moment. Row by row: the rows are never all held as RemoteObjects too
+// (that doubled the peak memory of a start-up at a million files).
+Status LoadKnown(JournalView& view, Coverage* coverage, bool with_sha256, Known* known) {
   auto snap = view.reader->BeginSnapshot();
   if (!snap.ok()) return snap.status();
-  auto all = view.index->All();
-  if (!all.ok()) return all.status().WithContext("reconcile: reading objects");
-  for (const RemoteObject& o : *all) known->emplace(o.path, StoredOf(o));
+  Status read = view.index->ForEach(
+      [&](const RemoteObject& o) {
+        known->emplace(o.path, StoredOf(o, with_sha256));
+        return Status::Ok();
+      },
+      /*skip_root=*/false);
+  if (!read.ok()) return read.WithContext("reconcile: reading objects");
   if (coverage) SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, coverage));
   return Status::Ok();
 }
@@ -308,7 +326,7 @@ Status CheckLive(JournalView& view, int root_fd, const Gone& gone,
     auto row = view.index->Get(c.path);
     if (!row.ok()) return row.status().WithContext("reconcile: reading objects");
     std::optional<Stored> stored;
-    if (*row) stored = StoredOf(**row);
+    if (*row) stored = StoredOf(**row, /*with_sha256=*/false);
     if (!*local && !stored) continue;                          // gone, and never stored
     if (*local && stored && Same(*stored, **local)) continue;  // stored as it is
     c.reason = !*local ? Reason::kMissing : (!stored ? Reason::kNew : Reason::kChanged);
@@ -373,11 +391,13 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
 
   Known known;
   Coverage coverage;
-  SCRIBEFS_RETURN_IF_ERROR(LoadKnown(*view, options.quiesce ? nullptr : &coverage, &known));
+  bool compare_content = options.content_since_ns && !options.quiesce;
+  SCRIBEFS_RETURN_IF_ERROR(
+      LoadKnown(*view, options.quiesce ? nullptr : &coverage, compare_content, &known));
   std::vector<Candidate> candidates;
   SCRIBEFS_RETURN_IF_ERROR(WalkTree(root_fd, options, excluded, &rep, &known, &candidates));
   AddMissing(known, excluded, &candidates);
-  known.clear();
+  Known().swap(known);  // its buckets too
   if (options.content_since_ns && !options.quiesce)
     SCRIBEFS_RETURN_IF_ERROR(CheckContent(root_fd, &candidates, &rep));
 
@@ -405,6 +425,10 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
 
   SCRIBEFS_RETURN_IF_ERROR(JournalReport(journal, report, options.scan, &rep));
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  // The table of every stored path was freed above, in small blocks that
+  // malloc keeps for reuse: give them back, or a daemon that reconciled a
+  // million paths at start keeps their memory for good.
+  malloc_trim(0);
   return rep;
 }
 

@@ -67,6 +67,7 @@ MetricsSnapshot Example() {
   m.history = hist;
   m.paused = true;
   m.held_ops = 5;
+  m.inodes = MetricsSnapshot::Inodes{1000001, 3};
   DurationHistogram h({0.01, 0.1, 1});
   h.Observe(0.005);
   h.Observe(0.05);
@@ -94,6 +95,8 @@ TEST(MetricsFormat, EveryFamilyHasHelpAndTypeAndTheValues) {
   EXPECT_EQ(p.types["scribefs_history_segments_written_total"], "counter");
   EXPECT_EQ(p.samples["scribefs_paused"], "1");
   EXPECT_EQ(p.samples["scribefs_held_operations"], "5");
+  EXPECT_EQ(p.samples["scribefs_inode_table_inodes"], "1000001");
+  EXPECT_EQ(p.samples["scribefs_inode_table_active_inodes"], "3");
   EXPECT_EQ(p.samples["scribefs_build_info{version=\"1.2.3\"}"], "1");
   EXPECT_EQ(p.samples["scribefs_start_time_seconds"], "1700000000.5");
   // Histogram: cumulative buckets, +Inf = count, sum.

@@ -15,6 +15,7 @@
 #include "journal/reader.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/local_store.h"
+#include "uploader/digest.h"
 #include "uploader/reconciler.h"
 #include "journal/remote_index.h"
 #include "uploader/stale_uploads.h"
@@ -130,6 +131,44 @@ TEST_F(ReconcileTest, ReportsNewChangedAndTopmostMissing) {
   std::map<std::string, std::string> want = {{"new", "new"},          {"changed", "changed"},
                                              {"dir/inner", "changed"}, {"gone", "missing"},
                                              {"gonedir", "missing"}};
+  EXPECT_EQ(Reported(), want);
+}
+
+// Start-up after a power loss (content_since_ns): a file that passes the
+// quick check (size, mtime, mode, owner) is still reported when its bytes
+// are not those whose SHA-256 the target holds; one whose bytes are, is not.
+TEST_F(ReconcileTest, ContentCheckReportsOnlyFilesWhoseBytesDiffer) {
+  Write("kept", "aaaa");
+  Write("flipped", "bbbb");
+  for (const char* rel : {"kept", "flipped"}) {
+    UniqueFd fd(open(D(rel).c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    auto sha = FileSha256Hex(fd.get(), 4);
+    ASSERT_TRUE(sha.ok());
+    struct stat st;
+    ASSERT_EQ(lstat(D(rel).c_str(), &st), 0);
+    RemoteObject o = Row(rel, "file", 4);
+    o.mtime_ns = MtimeNs(st);
+    o.mode = st.st_mode;
+    o.uid = st.st_uid;
+    o.gid = st.st_gid;
+    o.sha256 = *sha;
+    StoredRow(o);
+  }
+  // Same size, same mtime: only the content tells.
+  struct stat before;
+  ASSERT_EQ(lstat(D("flipped").c_str(), &before), 0);
+  Write("flipped", "cccc");
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, D("flipped").c_str(), times, 0), 0);
+
+  EXPECT_EQ(Run().changed, 0u) << "the quick check alone sees a difference";
+  ReconcileOptions o;
+  o.content_since_ns = 0;
+  ReconcileReport rep = Run(o);
+  EXPECT_EQ(rep.hashed, 2u);
+  EXPECT_EQ(rep.content, 1u);
+  std::map<std::string, std::string> want = {{"flipped", "content"}};
   EXPECT_EQ(Reported(), want);
 }
 
