@@ -95,7 +95,7 @@ struct Entry {
 };
 
 struct FileHandle {
-  FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w);  // lists fd in inode->open_fds
+  FileHandle(UniqueFd f, std::shared_ptr<Inode> i, bool w);  // lists fd in the inode's InodeActive::open_fds
   ~FileHandle();  // takes it out before it is closed
   FileHandle(const FileHandle&) = delete;
   FileHandle& operator=(const FileHandle&) = delete;
@@ -338,7 +338,7 @@ class Filesystem {
   void Undo(const struct stat&) {}
   // Notes on inode, whose name a removal just took (st: its attributes
   // before), what it looked like if that was its last known name (see
-  // Inode::gone_attr). Requires the TreeLock.
+  // InodeActive::gone_attr). Requires the TreeLock.
   void NoteRemoved(Inode& inode, const struct stat& st);
   // DoSetAttr of only times (to_set within kSetTimes) on an inode with no
   // name and no open file left: nothing of it is in DATADIR any more.
@@ -363,11 +363,11 @@ class Filesystem {
   // Commits rs together with every record waiting for a group commit
   // (pending ranges, deferred closes), those first, in one transaction: the
   // journal's order stays the order in which things happened. Requires the
-  // TreeLock and no Inode::mu held.
+  // TreeLock and no InodeActive::mu held.
   // Our own records (rs) are held in ticket until the operation is done.
   Status CommitWithPending(std::vector<Record>& rs, SyncTicket& ticket, bool durable = false);
   Status CommitWithPending(Record& r, SyncTicket& ticket);
-  // Commits rs after the deferred close records; safe with an Inode::mu held.
+  // Commits rs after the deferred close records; safe with an InodeActive::mu held.
   Status CommitWithDeferred(std::vector<Record>& rs);
   Result<std::string> ReadXattrs(uint64_t id, size_t size, const char* what,
                                  const std::function<ssize_t(const char*, char*, size_t)>& call);
