@@ -229,7 +229,8 @@ class Replicator : public UploadWaiter {
   int64_t boot_seq_ = 0;  // highest seq when Start() ran: earlier ones are an earlier daemon's
   std::map<std::string, std::unique_ptr<Work>> work_;
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
-  std::map<int64_t, int> seq_refs_;  // seq -> Works still holding it (ordered: MayBeFinishedThrough)
+  // seq -> Works still holding it; ordered, for MayBeFinishedThrough.
+  std::map<int64_t, int> seq_refs_;
   std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
