@@ -141,6 +141,14 @@ void HistoryRecorder::ForgetKnownChunks() { known_.Clear(); }
 
 Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
   const std::string what = "history up to journal seq " + std::to_string(seq) + " not stored: ";
+  // Requires mu_. An empty history begins at first_seq_: records below it
+  // were done before it began and have no entries by design, so they need
+  // no segment (one that a daemon killed before its first segment left
+  // behind would otherwise never be "stored").
+  auto stored = [&] {
+    return loaded_ && (stored_through_ >= uint64_t(seq) ||
+                       (stored_through_ == 0 && uint64_t(seq) < first_seq_));
+  };
   bool asked_load = false;
   uint64_t failures_before = 0;
   while (true) {
@@ -148,7 +156,7 @@ Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
     bool loaded;
     {
       std::unique_lock lk(mu_);
-      if (loaded_ && stored_through_ >= uint64_t(seq)) break;
+      if (stored()) break;
       loaded = loaded_;
       // The loader waits out a backoff: an operator's flush tries at once
       // (once per flush: the loader backs off again after it).
@@ -168,7 +176,7 @@ Status HistoryRecorder::StoreThrough(int64_t seq, Clock::time_point deadline) {
     }
     {
       std::unique_lock lk(mu_);
-      if (loaded_ && stored_through_ >= uint64_t(seq)) break;
+      if (stored()) break;
       if (Clock::now() >= deadline) {
         std::string why = !last.ok()                   ? last.message()
                           : !stats_.last_error.empty() ? stats_.last_error

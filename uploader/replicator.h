@@ -168,6 +168,10 @@ class Replicator : public UploadWaiter {
   Work& WorkFor(const std::string& path);  // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
   void RescheduleOpenFiles();  // requires mu_: open files go now (drain mode)
+  // True when no record up to seq is known to be in hand: everything up to
+  // it was read and none of it is queued or in flight (the journal may still
+  // disagree: records this replicator does not hold). Requires mu_.
+  bool MayBeFinishedThrough(int64_t seq);
   // True when `from` waits, directly or through other renamed-from paths,
   // for `target` to be stored first. Requires mu_.
   bool WaitsOn(const std::string& from, const std::string& target);
@@ -225,7 +229,8 @@ class Replicator : public UploadWaiter {
   int64_t boot_seq_ = 0;  // highest seq when Start() ran: earlier ones are an earlier daemon's
   std::map<std::string, std::unique_ptr<Work>> work_;
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
-  std::unordered_map<int64_t, int> seq_refs_;  // seq -> Works still holding it
+  // seq -> Works still holding it; ordered, for MayBeFinishedThrough.
+  std::map<int64_t, int> seq_refs_;
   std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
