@@ -462,6 +462,79 @@ void Replicator::DispatchLoop() {
   }
 }
 
+// Takes what is pending for w's path for one pass: its records (into seqs)
+// and what the pass needs to know about them. Requires mu_.
+Replicator::Snapshot Replicator::TakeWork(Work& w, std::vector<int64_t>& seqs) {
+  Snapshot snap;
+  snap.renamed_from = std::move(w.renamed_from);
+  snap.renames = std::exchange(w.renames, {});
+  snap.time_ns = w.last_ns;
+  snap.dirty = w.dirty.Take();
+  snap.content_changed = w.content_changed;
+  snap.whole = w.whole;
+  snap.created_ns = w.created_ns;
+  w.created_ns = 0;
+  seqs = std::move(w.seqs);
+  snap.max_seq = seqs.empty() ? 0 : *std::max_element(seqs.begin(), seqs.end());
+  snap.maybe_stored = w.attempts > 0 || w.reconcile ||
+                      (!seqs.empty() && *std::min_element(seqs.begin(), seqs.end()) <= boot_seq_);
+  w.reconcile = false;
+  w.renamed_from.clear();
+  w.seqs.clear();
+  w.content_changed = w.whole = false;
+  return snap;
+}
+
+// A pass that did not store its state (an error, or the file changed while it
+// was read): its records go back to w, to be retried, or are finished as
+// unstorable or failed. Called and returns with lk (mu_) held.
+void Replicator::Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::string& path,
+                         const Snapshot& snap, const std::vector<int64_t>& seqs,
+                         const PathOutcome& out) {
+  bool retry = !out.status.ok() ? out.status.retryable() : true;
+  // Put everything back in front of what arrived meanwhile.
+  w.seqs.insert(w.seqs.begin(), seqs.begin(), seqs.end());
+  for (auto& f : snap.renamed_from) w.renamed_from.push_back(f);
+  w.renames.insert(w.renames.begin(), snap.renames.begin(), snap.renames.end());
+  w.content_changed |= snap.content_changed;
+  w.created_ns = std::max(w.created_ns, snap.created_ns);
+  w.whole = true;  // the ranges were consumed; send it all next time
+  if (retry) {
+    w.attempts++;
+    stats_.retries++;  // (as CountRetry, under the lock we hold)
+    RetryCauseCounter(stats_.retry_causes, out.status)++;
+    if (!out.status.ok()) {
+      stats_.last_error = path + ": " + ErrorText(out.status);
+      if (w.attempts == 1 || w.attempts % 10 == 0)
+        spdlog::warn("uploader: {} (attempt {}, retrying)", stats_.last_error, w.attempts);
+      std::string err = ErrorText(out.status);
+      int attempts = w.attempts;
+      std::vector<int64_t> s2 = w.seqs;
+      lk.unlock();
+      // The counters go with the attempts, so that an outage shows in
+      // `scribectl stats` while it lasts.
+      std::string counters = StatsJson();
+      (void)UploadStateStore(journal_).RecordAttempt(s2, attempts, err, counters);
+      lk.lock();
+    }
+    return;
+  }
+  // Not to be tried again: skipped (unstorable) or failed; Finish marks
+  // every record the path holds.
+  stats_.last_error = path + ": " + ErrorText(out.status);
+  if (out.unstorable) {
+    stats_.unstorable++;
+    spdlog::warn("uploader: {} (skipped: the target cannot hold this path)", stats_.last_error);
+  } else {
+    stats_.failures++;
+    spdlog::error("uploader: {} (failed; `scribectl retry` requeues)", stats_.last_error);
+  }
+  std::vector<int64_t> ended = std::exchange(w.seqs, {});
+  lk.unlock();
+  Finish(ended, out, path);
+  lk.lock();
+}
+
 void Replicator::WorkerLoop(int id) {
   auto index = RemoteIndex::Open(journal_->path());
   if (!index.ok()) {
@@ -509,25 +582,8 @@ void Replicator::WorkerLoop(int id) {
       schedule_.insert({w.sched, path});
       continue;
     }
-    // Take the work.
-    Snapshot snap;
-    snap.renamed_from = std::move(w.renamed_from);
-    snap.renames = std::exchange(w.renames, {});
-    snap.time_ns = w.last_ns;
-    snap.dirty = w.dirty.Take();
-    snap.content_changed = w.content_changed;
-    snap.whole = w.whole;
-    snap.created_ns = w.created_ns;
-    w.created_ns = 0;
-    std::vector<int64_t> seqs = std::move(w.seqs);
-    snap.max_seq = seqs.empty() ? 0 : *std::max_element(seqs.begin(), seqs.end());
-    snap.maybe_stored = w.attempts > 0 || w.reconcile ||
-                        (!seqs.empty() &&
-                         *std::min_element(seqs.begin(), seqs.end()) <= boot_seq_);
-    w.reconcile = false;
-    w.renamed_from.clear();
-    w.seqs.clear();
-    w.content_changed = w.whole = false;
+    std::vector<int64_t> seqs;
+    Snapshot snap = TakeWork(w, seqs);
     w.in_flight = true;
     in_flight_++;
     in_flight_paths_.insert(path);
@@ -557,52 +613,7 @@ void Replicator::WorkerLoop(int id) {
       Finish(seqs, out, path, std::move(effects));
       lk.lock();
     } else {
-      bool retry = !out.status.ok() ? out.status.retryable() : true;
-      // Put everything back in front of what arrived meanwhile.
-      w.seqs.insert(w.seqs.begin(), seqs.begin(), seqs.end());
-      for (auto& f : snap.renamed_from) w.renamed_from.push_back(f);
-      w.renames.insert(w.renames.begin(), snap.renames.begin(), snap.renames.end());
-      w.content_changed |= snap.content_changed;
-      w.created_ns = std::max(w.created_ns, snap.created_ns);
-      w.whole = true;  // the ranges were consumed; send it all next time
-      if (retry) {
-        w.attempts++;
-        stats_.retries++;  // (as CountRetry, under the lock we hold)
-        RetryCauseCounter(stats_.retry_causes, out.status)++;
-        if (!out.status.ok()) {
-          stats_.last_error = path + ": " + ErrorText(out.status);
-          if (w.attempts == 1 || w.attempts % 10 == 0)
-            spdlog::warn("uploader: {} (attempt {}, retrying)", stats_.last_error, w.attempts);
-          std::string err = ErrorText(out.status);
-          int attempts = w.attempts;
-          std::vector<int64_t> s2 = w.seqs;
-          lk.unlock();
-          // The counters go with the attempts, so that an outage shows in
-          // `scribectl stats` while it lasts.
-          std::string counters = StatsJson();
-          (void)UploadStateStore(journal_).RecordAttempt(s2, attempts, err, counters);
-          lk.lock();
-        }
-      } else if (out.unstorable) {
-        stats_.unstorable++;
-        stats_.last_error = path + ": " + ErrorText(out.status);
-        spdlog::warn("uploader: {} (skipped: the target cannot hold this path)",
-                     stats_.last_error);
-        std::vector<int64_t> skipped = std::move(w.seqs);
-        w.seqs.clear();
-        lk.unlock();
-        Finish(skipped, out, path);
-        lk.lock();
-      } else {
-        stats_.failures++;
-        stats_.last_error = path + ": " + ErrorText(out.status);
-        spdlog::error("uploader: {} (failed; `scribectl retry` requeues)", stats_.last_error);
-        std::vector<int64_t> failed = std::move(w.seqs);
-        w.seqs.clear();
-        lk.unlock();
-        Finish(failed, out, path);
-        lk.lock();
-      }
+      Requeue(lk, w, path, snap, seqs, out);
     }
     auto again = work_.find(path);
     if (again != work_.end()) {

@@ -164,6 +164,9 @@ class Replicator : public UploadWaiter {
   void CleanStaleUploads();
   void DispatchLoop();
   void WorkerLoop(int id);
+  Snapshot TakeWork(Work& w, std::vector<int64_t>& seqs);  // requires mu_
+  void Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::string& path,
+               const Snapshot& snap, const std::vector<int64_t>& seqs, const PathOutcome& out);
   void Ingest(const Record& r);  // requires mu_
   Work& WorkFor(const std::string& path);  // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
