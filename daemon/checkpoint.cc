@@ -4,16 +4,21 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
+#include <functional>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "common/unique_fd.h"
+#include "daemon/checkpoint_storer.h"
+#include "journal/reader.h"
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 
@@ -63,95 +68,86 @@ StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& 
   return store.Put(key, Payload::FromFile(tmp.fd(), 0, *bytes), meta);
 }
 
-}  // namespace
+// The pause a checkpoint works under: its own (Begin pauses, Resume ends
+// it) or the one already in place (left in place).
+class Hold {
+ public:
+  explicit Hold(const ControlDeps& d) : d_(d) {}
+  // Pauses, or joins the pause in place. An error answer, or nullopt.
+  std::optional<json> Begin(double timeout_s, const std::string& name, json& out) {
+    PauseState before = d_.pauser->state();
+    since_ = Clock::now();
+    owned_ = !before.paused;
+    id_ = before.id;
+    seq_ = before.seq;
+    if (owned_) {
+      auto p = d_.pauser->Pause(timeout_s, "checkpoint " + name);
+      if (!p.ok()) return Error(p.status(), p.status().code() == EBUSY ? "paused" : "");
+      id_ = p->id;
+      seq_ = p->seq;
+      out["writeback_ms"] = std::round(p->writeback_ms * 10) / 10;
+      out["drain_ms"] = std::round(p->drain_ms * 10) / 10;
+      since_ = p->since;
+    } else {
+      out["drain_ms"] = 0;
+      out["within_pause"] = seq_;
+    }
+    out["seq"] = seq_;
+    return std::nullopt;
+  }
+  // Once: the hold ends when the state is captured (or the checkpoint
+  // fails before that); later calls return how long it was.
+  double Resume() {
+    if (held_) return *held_;
+    if (!owned_) return *(held_ = MsSince(since_));
+    auto r = d_.pauser->Resume("checkpoint", id_);
+    held_ = r.ok() ? std::round(r->held_ms * 10) / 10 : MsSince(since_);
+    return *held_;
+  }
+  bool StillPaused() const { return d_.pauser->IsPaused(id_); }
+  int64_t seq() const { return seq_; }
 
-json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
-                    const ControlRequest& ctx) {
-  auto n = req.find("name");
-  if (n == req.end() || !n->is_string()) return Error("invalid", "missing \"name\" (a string)");
-  const std::string name = n->get<std::string>();
-  if (Status v = ValidateCheckpointName(name); !v.ok()) return Error(v);
-  auto t = Seconds(req, "timeout_s", d.info.default_pause_s, d.pauser->max_pause_s());
-  if (!t.ok()) return Error(t.status());
-  if (!d.replicator)
-    return Error("no_target", "no --target: a checkpoint needs a target to store it in");
-  std::unique_lock one(shared.checkpoint_mu, std::try_to_lock);
-  if (!one.owns_lock()) return Error("busy", "another checkpoint is being taken");
+ private:
+  const ControlDeps& d_;
+  Clock::time_point since_;
+  bool owned_ = false;
+  uint64_t id_ = 0;
+  int64_t seq_ = 0;
+  std::optional<double> held_;
+};
+
+json Failed(Hold& hold, const std::string& name, json err) {
+  err["held_ms"] = hold.Resume();
+  spdlog::warn("checkpoint {} failed: {}", name, err.value("error", ""));
+  return err;
+}
+
+// Today's procedure, when no copy-on-write capture is possible: the
+// uploads up to the mark are awaited under the pause.
+json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
+                     Clock::time_point deadline, const ControlRequest& ctx, json out) {
   ObjectStore& store = d.replicator->store();
   const std::string key = CheckpointManifestKey(name);
-
-  // Names are never reused: not in the journal, not in the target.
-  auto recs = CheckpointRecords(d.journal->path());
-  if (!recs.ok()) return Error(recs.status());
-  for (const Record& r : *recs)
-    if (Detail(r).value("name", "") == name)
-      return Error("exists", "checkpoint " + name + " exists already (journal record " +
-                                 std::to_string(r.seq) + ")");
-  auto head = store.Head(key);
-  if (head.ok())
-    return Error("exists", "checkpoint " + name + " exists already in the target (" + key + ")");
-  // A target that is down (retryable) is not a reason to refuse: the wait
-  // for the uploads times out like any other (code "timeout").
-  if (!head.status().not_found() && !head.status().retryable())
-    return Error(head.status().status().WithContext("checking the target for " + key));
-
-  // Pause, or work inside the pause that is already in place.
-  auto start = Clock::now();
-  PauseState before = d.pauser->state();
-  auto held_since = Clock::now();
-  bool owned = !before.paused;
-  uint64_t pause_id = before.id;
-  int64_t pause_seq = before.seq;
-  json out = {{"name", name}, {"manifest_key", key}, {"target", store.Describe()}};
-  if (owned) {
-    auto p = d.pauser->Pause(*t, "checkpoint " + name);
-    if (!p.ok()) return Error(p.status(), p.status().code() == EBUSY ? "paused" : "");
-    pause_id = p->id;
-    pause_seq = p->seq;
-    out["writeback_ms"] = std::round(p->writeback_ms * 10) / 10;
-    out["drain_ms"] = std::round(p->drain_ms * 10) / 10;
-    held_since = p->since;
-  } else {
-    out["drain_ms"] = 0;
-    out["within_pause"] = pause_seq;
-  }
-  out["seq"] = pause_seq;
-  // Once: the hold ends when the state is captured (or the checkpoint fails
-  // before that); later calls return how long it was.
-  std::optional<double> held;
-  auto resume = [&]() -> double {
-    if (held) return *held;
-    if (!owned) return *(held = MsSince(held_since));
-    auto r = d.pauser->Resume("checkpoint", pause_id);
-    held = r.ok() ? std::round(r->held_ms * 10) / 10 : MsSince(held_since);
-    return *held;
-  };
-  auto fail = [&](json err) {
-    err["held_ms"] = resume();
-    spdlog::warn("checkpoint {} failed: {}", name, err.value("error", ""));
-    return err;
-  };
-
-  // Everything up to the pause record must be in the target.
+  const int64_t pause_seq = hold.seq();
   auto up = Clock::now();
-  auto deadline =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
   Status s =
       d.replicator->WaitUploadedThrough(pause_seq, deadline, [&] { return ctx.Cancelled(); });
   out["upload_wait_ms"] = MsSince(up);
-  if (!s.ok()) return fail(Error(s.WithContext("checkpoint " + name + ": waiting for uploads")));
+  if (!s.ok())
+    return Failed(hold, name, Error(s.WithContext("checkpoint " + name + ": waiting for uploads")));
 
   // The objects table as it stands at the pause, in a snapshot that outlives
   // the pause; nothing more needs writers held.
   auto snap = ManifestSnapshot::Take(d.journal->path());
-  if (!snap.ok()) return fail(Error(snap.status()));
-  if (!d.pauser->IsPaused(pause_id))
-    return fail(Error("timeout", "checkpoint " + name +
-                                     ": the pause ended (timeout or resume) before the state was "
-                                     "captured; no checkpoint taken"));
+  if (!snap.ok()) return Failed(hold, name, Error(snap.status()));
+  if (!hold.StillPaused())
+    return Failed(hold, name,
+                  Error("timeout", "checkpoint " + name +
+                                       ": the pause ended (timeout or resume) before the state "
+                                       "was captured; no checkpoint taken"));
   int64_t time_ns = NowNs();
   const size_t paths = (*snap)->paths();
-  const double held_ms = resume();
+  const double held_ms = hold.Resume();
 
   // The manifest, row by row, while the application writes again.
   auto mt = Clock::now();
@@ -160,8 +156,9 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                            {name, time_ns, pause_seq, store.Describe()}, &bytes);
   snap->reset();  // ends the read transaction: the WAL may be checkpointed again
   if (!put.ok())
-    return fail(
-        Error(put.status().status().WithContext("checkpoint " + name + ": storing " + key)));
+    return Failed(hold, name,
+                  Error(put.status().status().WithContext("checkpoint " + name + ": storing " +
+                                                          key)));
   out["manifest_ms"] = MsSince(mt);
   out["manifest_bytes"] = bytes;
   json detail = {{"name", name},
@@ -176,16 +173,210 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   s = d.journal->Commit(rec, /*durable=*/true);
   if (!s.ok()) {
     (void)store.Delete(key);
-    return fail(Error(s.WithContext("checkpoint " + name + ": journal")));
+    return Failed(hold, name, Error(s.WithContext("checkpoint " + name + ": journal")));
   }
+  out["state"] = "stored";
   out["checkpoint_seq"] = rec.seq;
   out["paths"] = paths;
   out["held_ms"] = held_ms;
   out["time_ns"] = time_ns;
-  if (d.checkpoint_hold) d.checkpoint_hold->Observe(out["held_ms"].get<double>() / 1000);
-  spdlog::info("checkpoint {} taken: {} paths, journal seq {}, writes held {} ms", name, paths,
-               pause_seq, out["held_ms"].get<double>());
   return out;
+}
+
+// The frozen set (under the pause): every path (and new path) a record not
+// yet stored names, as DATADIR holds it now ({0,0}: absent). Sorted, unique.
+Result<std::vector<FrozenPath>> FrozenSet(const ControlDeps& d) {
+  auto reader = JournalReader::Open(d.journal->path());
+  if (!reader.ok()) return reader.status();
+  auto recs = reader.value()->Unfinished();
+  if (!recs.ok()) return recs.status();
+  std::set<std::string> names;
+  for (const UnfinishedRecord& r : *recs) {
+    if (!r.path.empty()) names.insert(r.path);
+    if (r.new_path && !r.new_path->empty()) names.insert(*r.new_path);
+  }
+  std::vector<FrozenPath> out;
+  out.reserve(names.size());
+  for (const std::string& p : names) {
+    struct stat st;
+    if (fstatat(d.datadir_fd, p.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      out.push_back({p, {st.st_dev, st.st_ino}});
+    else
+      out.push_back({p, {0, 0}});
+  }
+  return out;
+}
+
+// Writes a file of the state directory durably: write(fd) into path.tmp,
+// fsync, rename, fsync of the directory.
+Status WriteDurably(const std::string& dir, const std::string& path,
+                    const std::function<Status(int)>& write_fn) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return PosixError("creating " + tmp, errno);
+  Status s = write_fn(fd.get());
+  if (s.ok() && fsync(fd.get()) != 0) s = PosixError("fsync " + tmp, errno);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = PosixError("rename " + tmp, errno);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  UniqueFd dfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd && fsync(dfd.get()) != 0) return PosixError("fsync " + dir, errno);
+  return Status::Ok();
+}
+
+Status WriteString(int fd, const std::string& s) {
+  size_t done = 0;
+  while (done < s.size()) {
+    ssize_t n = write(fd, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return PosixError("write", errno);
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Issue 12: capture under the pause (frozen set, CowSpool::Capture, the
+// objects table's snapshot), resume, then (writers running) the manifest
+// rows and the durable "captured" state; the storer does the rest. nullopt:
+// no capture possible (the caller falls back to StoreUnderPause, still
+// paused).
+std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
+                                      json out) {
+  CowSpool& spool = d.storer->spool();
+  auto frozen = FrozenSet(d);
+  if (!frozen.ok()) return Failed(hold, name, Error(frozen.status()));
+  Status cs = spool.Capture({name, hold.seq(), *frozen});
+  if (!cs.ok()) {
+    spdlog::warn("checkpoint {}: no copy-on-write capture ({}); uploading under the pause", name,
+                 cs.message());
+    return std::nullopt;
+  }
+  auto abandon = [&](json err) {
+    (void)spool.Release(name);
+    return Failed(hold, name, std::move(err));
+  };
+  auto snap = ManifestSnapshot::Take(d.journal->path());
+  if (!snap.ok()) return abandon(Error(snap.status()));
+  if (!hold.StillPaused())
+    return abandon(Error("timeout", "checkpoint " + name +
+                                        ": the pause ended (timeout or resume) before the state "
+                                        "was captured; no checkpoint taken"));
+  const int64_t time_ns = NowNs();
+  const double held_ms = hold.Resume();
+
+  // Writers run again. What the snapshot says of the paths not frozen is
+  // final; it goes to a file so that neither the snapshot (which holds the
+  // WAL) nor a restart is needed to store the checkpoint.
+  auto rt = Clock::now();
+  std::set<std::string> frozen_names;
+  json frozen_json = json::array();
+  for (const FrozenPath& f : *frozen) {
+    frozen_names.insert(f.path);
+    frozen_json.push_back(f.path);
+  }
+  const std::string dir = d.storer->dir();
+  uint64_t rows = 0;
+  Status s = WriteDurably(dir, d.storer->FrozenPath(name),
+                          [&](int fd) { return WriteString(fd, frozen_json.dump()); });
+  if (s.ok())
+    s = WriteDurably(dir, d.storer->RowsPath(name), [&](int fd) {
+      return (*snap)->WriteRows(
+          fd, [&](const std::string& p) { return frozen_names.count(p) != 0; }, &rows);
+    });
+  snap->reset();  // ends the read transaction: the WAL may be checkpointed again
+  CheckpointState c;
+  c.name = name;
+  c.seq = hold.seq();
+  c.captured_ns = time_ns;
+  c.held_ms = held_ms;
+  c.frozen = frozen->size();
+  c.rows = rows;
+  if (s.ok()) s = d.storer->Add(c);
+  if (!s.ok()) {
+    unlink(d.storer->FrozenPath(name).c_str());
+    unlink(d.storer->RowsPath(name).c_str());
+    return abandon(Error(s.WithContext("checkpoint " + name)));
+  }
+  out["state"] = "captured";
+  out["rows_ms"] = MsSince(rt);
+  out["frozen"] = frozen->size();
+  out["paths"] = rows;  // known so far; the manifest adds the frozen paths present at the mark
+  out["held_ms"] = held_ms;
+  out["time_ns"] = time_ns;
+  return out;
+}
+
+}  // namespace
+
+json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
+                    const ControlRequest& ctx) {
+  auto n = req.find("name");
+  if (n == req.end() || !n->is_string()) return Error("invalid", "missing \"name\" (a string)");
+  const std::string name = n->get<std::string>();
+  if (Status v = ValidateCheckpointName(name); !v.ok()) return Error(v);
+  auto t = Seconds(req, "timeout_s", d.info.default_pause_s, d.pauser->max_pause_s());
+  if (!t.ok()) return Error(t.status());
+  const bool wait = req.value("wait", false);
+  if (!d.replicator)
+    return Error("no_target", "no --target: a checkpoint needs a target to store it in");
+  // Serializes the captures only: stored ones go on in the background.
+  std::unique_lock one(shared.checkpoint_mu, std::try_to_lock);
+  if (!one.owns_lock()) return Error("busy", "another checkpoint is being captured");
+  ObjectStore& store = d.replicator->store();
+  const std::string key = CheckpointManifestKey(name);
+
+  // Names are never reused: not in the journal, not in flight, not in the target.
+  auto recs = CheckpointRecords(d.journal->path());
+  if (!recs.ok()) return Error(recs.status());
+  for (const Record& r : *recs)
+    if (Detail(r).value("name", "") == name)
+      return Error("exists", "checkpoint " + name + " exists already (journal record " +
+                                 std::to_string(r.seq) + ")");
+  if (d.storer && d.storer->InFlight(name))
+    return Error("exists", "checkpoint " + name + " exists already (captured, being stored)");
+  auto head = store.Head(key);
+  if (head.ok())
+    return Error("exists", "checkpoint " + name + " exists already in the target (" + key + ")");
+  // A target that is down (retryable) is not a reason to refuse: the wait
+  // for the uploads times out like any other (code "timeout").
+  if (!head.status().not_found() && !head.status().retryable())
+    return Error(head.status().status().WithContext("checking the target for " + key));
+
+  auto start = Clock::now();
+  auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
+  json out = {{"name", name}, {"manifest_key", key}, {"target", store.Describe()}};
+  Hold hold(d);
+  if (auto err = hold.Begin(*t, name, out)) return *err;
+  std::optional<json> answer;
+  if (d.storer) answer = CaptureUnderPause(d, name, hold, out);
+  if (!answer) answer = StoreUnderPause(d, name, hold, deadline, ctx, out);
+  one.unlock();
+  if (answer->contains("error")) return *answer;
+  if (d.checkpoint_hold) d.checkpoint_hold->Observe((*answer)["held_ms"].get<double>() / 1000);
+  spdlog::info("checkpoint {} {}: journal seq {}, writes held {} ms", name,
+               (*answer)["state"].get<std::string>(), hold.seq(),
+               (*answer)["held_ms"].get<double>());
+  if (!wait || (*answer)["state"] == "stored") return *answer;
+
+  // --wait: until the storer is done with it, within the timeout.
+  CheckpointState c = d.storer->Wait(name, deadline, [&] { return ctx.Cancelled(); });
+  (*answer)["state"] = c.state;
+  if (c.state == "stored") {
+    (*answer)["stored_ns"] = c.stored_ns;
+    return *answer;
+  }
+  json err = c.state == "failed"
+                 ? Error("failed", c.error)
+                 : Error("timeout", "checkpoint " + name + " is captured but not stored after " +
+                                        std::to_string(static_cast<int64_t>(*t)) +
+                                        " s; it stays captured and is stored in the background "
+                                        "(see scribectl checkpoints)");
+  for (auto& [k, v] : answer->items())
+    if (!err.contains(k)) err[k] = v;
+  return err;
 }
 
 }  // namespace scribefs::verbs

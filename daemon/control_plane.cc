@@ -94,11 +94,18 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.stop = options_.stop;
   deps_.lag = options_.lag;
   deps_.probe = options_.probe;
+  if (replicator && options_.spool) {
+    storer_ = std::make_unique<CheckpointStorer>(
+        journal, replicator, options_.spool,
+        CheckpointStorer::Options{options_.info.state_dir, options_.info.datadir});
+    deps_.storer = storer_.get();
+  }
 }
 
 ControlPlane::~ControlPlane() { Stop(); }
 
 Status ControlPlane::Start() {
+  if (storer_) SCRIBEFS_RETURN_IF_ERROR(storer_->Start().WithContext("checkpoints"));
   auto s = ControlServer::Start(options_.socket_path, MakeControlHandlers(&deps_));
   if (!s.ok()) return s.status();
   server_ = std::move(s.value());
@@ -128,6 +135,7 @@ void ControlPlane::Stop() {
     spdlog::warn("held operations still running 30 s after the unmount");
   if (server_) server_->Stop();
   server_.reset();
+  if (storer_) storer_->Stop();
 }
 
 }  // namespace scribefs

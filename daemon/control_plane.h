@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "daemon/checkpoint_storer.h"
 #include "daemon/control_server.h"
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_format.h"
@@ -62,6 +63,9 @@ struct ControlDeps {
   std::function<bool()> stop;
   TargetProbe* probe = nullptr;  // the target's health (status); may be null
   LagMonitor* lag = nullptr;     // bounded lag (status); null without a target
+  // Captured checkpoints stored in the background (issue 12); null without
+  // a target or a spool: checkpoints then upload under the pause.
+  CheckpointStorer* storer = nullptr;
 };
 
 // The handlers; deps and everything it points to must outlive the server.
@@ -86,6 +90,7 @@ class ControlPlane {
     std::function<bool()> stop;    // ends the FUSE session as SIGTERM does
     TargetProbe* probe = nullptr;  // not owned, may be null
     LagMonitor* lag = nullptr;     // not owned, may be null
+    CowSpool* spool = nullptr;     // copy-on-write captures; not owned, may be null
   };
   ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal, Replicator* replicator,
                Options options);
@@ -96,11 +101,14 @@ class ControlPlane {
   // proceed, or the FUSE loop could not finish. Also samples the upload rate.
   void WatchSession(FuseServer* server);
   // After FuseServer::Run() returned: no pause survives, held operations have
-  // answered, the socket is gone. Idempotent.
+  // answered, the socket is gone, the checkpoint storer has stopped (captured
+  // checkpoints are stored after the next start). Idempotent.
   void Stop();
   PauseController& pauser() { return pauser_; }
   // How long checkpoints held writes (for /metrics).
   const DurationHistogram& checkpoint_hold() const { return checkpoint_hold_; }
+  // Captured checkpoints (status, /metrics); null without target or spool.
+  CheckpointStorer* storer() { return storer_.get(); }
 
  private:
   MutationGate* const gate_;
@@ -108,6 +116,7 @@ class ControlPlane {
   PauseController pauser_;
   UploadRate rate_;
   DurationHistogram checkpoint_hold_{DurationHistogram::HoldBounds()};
+  std::unique_ptr<CheckpointStorer> storer_;
   ControlDeps deps_;
   std::unique_ptr<ControlServer> server_;
   std::atomic<bool> watch_stop_{false};

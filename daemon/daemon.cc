@@ -426,6 +426,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   cpo.probe = rep.probe.get();
   cpo.datadir_fd = sync_fd.get();
   cpo.lag = lag.get();
+  cpo.spool = spool.value().get();  // captured checkpoints (daemon/checkpoint_storer.h)
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator, cpo);
   if (Status cs = plane.Start(); !cs.ok())
     return fail(cs.code() == EADDRINUSE ? kExitBusy : kExitUsage, cs.message());
@@ -434,7 +435,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // the mount so that a port in use fails the start; stopped before the plane.
   MetricsCollector metrics({journal.value().get(), replicator, &plane.pauser(),
                             &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING,
-                            cpo.info.started_ns, lag.get(), &fs.inodes()});
+                            cpo.info.started_ns, lag.get(), &fs.inodes(), plane.storer()});
   auto exporter = MetricsExport::Start(
       {cfg.metrics_listen, cfg.metrics_file,
        std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},

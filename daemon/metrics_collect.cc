@@ -95,6 +95,15 @@ MetricsSnapshot MetricsCollector::Collect() {
     m.checkpoint_hold = src_.checkpoint_hold->Get();
   else
     m.checkpoint_hold = DurationHistogram(DurationHistogram::HoldBounds()).Get();
+  if (src_.storer) {
+    MetricsSnapshot::Captured c;
+    for (const CheckpointState& cs : src_.storer->List())
+      if (cs.state == "captured") {
+        c.checkpoints++;
+        c.spool_bytes += cs.spool_bytes;
+      }
+    m.captured = c;
+  }
   return m;
 }
 

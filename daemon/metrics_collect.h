@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "daemon/checkpoint_storer.h"
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_format.h"
 #include "fs/inode_table.h"
@@ -33,6 +34,7 @@ class MetricsCollector {
     int64_t started_ns = 0;
     LagMonitor* lag = nullptr;  // bounded lag; may be null
     InodeTable* inodes = nullptr;  // the FUSE layer's; may be null
+    CheckpointStorer* storer = nullptr;  // captured checkpoints; may be null
   };
   explicit MetricsCollector(Sources sources) : src_(std::move(sources)) {}
 

@@ -214,6 +214,12 @@ std::string FormatMetrics(const MetricsSnapshot& m) {
   }
   WriteHistogram(w, "scribefs_checkpoint_hold_seconds",
                  "How long checkpoints held writes, since start", m.checkpoint_hold);
+  if (m.captured) {
+    w.One("scribefs_checkpoints_captured", "gauge",
+          "Checkpoints captured and not yet stored in the target", m.captured->checkpoints);
+    w.One("scribefs_checkpoint_spool_bytes", "gauge",
+          "Bytes the copy-on-write spools of captured checkpoints hold", m.captured->spool_bytes);
+  }
   return w.Take();
 }
 

@@ -99,6 +99,13 @@ struct MetricsSnapshot {
   };
   std::optional<Inodes> inodes;
   DurationHistogram::Counts checkpoint_hold;
+  // Captured checkpoints not stored yet, and the bytes their copy-on-write
+  // spools hold (daemon/checkpoint_storer.h); unset without a storer.
+  struct Captured {
+    uint64_t checkpoints = 0;
+    uint64_t spool_bytes = 0;
+  };
+  std::optional<Captured> captured;
 };
 
 // The text exposition format: HELP and TYPE before every family, counters

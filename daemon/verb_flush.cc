@@ -26,6 +26,12 @@ json FlushVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx)
   if (!max.ok()) return Error(max.status());
   s = d.replicator->WaitUploadedThrough(*max, deadline, [&] { return ctx.Cancelled(); });
   if (!s.ok()) return Error(s);
+  // And every captured checkpoint is stored (or failed): "everything so far"
+  // includes their manifests (issue 12).
+  if (d.storer) {
+    s = d.storer->WaitAll(deadline, [&] { return ctx.Cancelled(); });
+    if (!s.ok()) return Error(s.WithContext("flush: waiting for captured checkpoints"));
+  }
   return json{{"seq", *max}, {"waited_ms", MsSince(start)}};
 }
 

@@ -118,6 +118,12 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   BandwidthLimiter* bw = d.replicator ? d.replicator->bandwidth() : nullptr;
   j["bandwidth"] = bw ? BandwidthJson(bw->state()) : json(nullptr);
   j["lag"] = d.lag ? LagJson(*d.lag) : json(nullptr);
+  // Captured checkpoints, not stored yet (issue 12).
+  json captured = json::array();
+  if (d.storer)
+    for (const CheckpointState& c : d.storer->List())
+      if (c.state == "captured") captured.push_back(CheckpointStateJson(c));
+  j["checkpoints_captured"] = std::move(captured);
   return j;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "daemon/checkpoint_storer.h"
 #include "daemon/control_plane.h"
 #include "journal/record.h"
 #include "uploader/bandwidth.h"
@@ -63,5 +64,9 @@ json Detail(const Record& r);
 Record ControlRecord(Op op, const json& detail);
 // Checkpoint records of the journal, oldest first.
 Result<std::vector<Record>> CheckpointRecords(const std::string& journal_path);
+// A checkpoint's state as `checkpoints` and `status` answer it: {name, state
+// (captured|stored|failed), seq (the mark), captured_ns, stored_ns (null
+// until stored), held_ms, frozen, spool_bytes, error (null unless failed)}.
+json CheckpointStateJson(const CheckpointState& c);
 
 }  // namespace scribefs::verbs

@@ -76,4 +76,16 @@ Result<std::vector<Record>> CheckpointRecords(const std::string& journal_path) {
   return reader.value()->Query(f);
 }
 
+json CheckpointStateJson(const CheckpointState& c) {
+  return {{"name", c.name},
+          {"state", c.state},
+          {"seq", c.seq},
+          {"captured_ns", c.captured_ns},
+          {"stored_ns", c.state == "stored" ? json(c.stored_ns) : json(nullptr)},
+          {"held_ms", c.held_ms},
+          {"frozen", c.frozen},
+          {"spool_bytes", c.spool_bytes},
+          {"error", c.error.empty() ? json(nullptr) : json(c.error)}};
+}
+
 }  // namespace scribefs::verbs

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -323,6 +324,13 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     if (daemon.contains("history") && daemon["history"].is_object() && daemon["target"].is_string())
       line("history:", HistoryLine(daemon["history"],
                                    journal.is_object() ? journal.value("max_seq", int64_t(0)) : 0));
+    if (daemon.contains("checkpoints_captured") && daemon["checkpoints_captured"].is_array())
+      for (const json& c : daemon["checkpoints_captured"])
+        line("captured:", "checkpoint " + Str(c, "name") + " at journal seq " +
+                              std::to_string(c.value("seq", int64_t(0))) + ", " +
+                              std::to_string(c.value("frozen", 0)) + " paths frozen, spool " +
+                              FormatBytes(c.value("spool_bytes", uint64_t(0))) +
+                              "; being stored");
   } else {
     line("mount:",
          (loc.datadir.empty() ? loc.paths.dir : loc.datadir) + ": scribefs is not running");
@@ -526,7 +534,10 @@ int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options)
       exit_code = code;
       error = "cannot reach the daemon";
     } else {
-      json req = {{"cmd", "checkpoint"}, {"name", options.name}, {"timeout_s", options.timeout_s}};
+      json req = {{"cmd", "checkpoint"},
+                  {"name", options.name},
+                  {"timeout_s", options.timeout_s},
+                  {"wait", options.wait}};
       auto r = LongCall(*client, req, loc, "checkpoint " + options.name);
       if (!r.ok()) {
         exit_code = r.status().code() == ECANCELED ? 128 + (g_signal ? g_signal.load() : SIGINT)
@@ -561,6 +572,15 @@ int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options)
   if (!error.empty()) out["error"] = error;
   if (global.json) {
     if (int rc = PrintJson(out); rc != kExitOk && exit_code == kExitOk) return rc;
+  } else if (answer.is_object() && answer.value("ok", false) &&
+             Str(answer, "state") == "captured") {
+    printf("checkpoint %s: captured at journal seq %lld (%lld paths frozen); being stored as %s\n",
+           options.name.c_str(), static_cast<long long>(answer.value("seq", int64_t(0))),
+           static_cast<long long>(answer.value("frozen", 0)),
+           EscapeControl(Str(answer, "target") + "/" + Str(answer, "manifest_key")).c_str());
+    printf("writes held %s (drain %s); see 'scribectl checkpoints', or --wait\n",
+           Ms(Num(answer, "held_ms")).c_str(), Ms(Num(answer, "drain_ms")).c_str());
+    if (int rc = FinishOutput(); rc != kExitOk && exit_code == kExitOk) return rc;
   } else if (answer.is_object() && answer.value("ok", false)) {
     printf("checkpoint %s: %lld paths at journal seq %lld, manifest %s\n", options.name.c_str(),
            static_cast<long long>(answer.value("paths", 0)),
@@ -575,6 +595,51 @@ int RunCheckpoint(const GlobalOptions& global, const CheckpointOptions& options)
   return kExitOk;
 }
 
+// One row of `checkpoints` per stored checkpoint the journal recorded
+// (what the daemon answers too when it runs).
+static json StoredCheckpointState(const json& e) {
+  return {{"name", Str(e, "name")},
+          {"state", "stored"},
+          {"seq", e.value("pause_seq", int64_t{0})},
+          {"captured_ns", e.value("time_ns", int64_t{0})},
+          {"stored_ns", e.value("time_ns", int64_t{0})},
+          {"held_ms", e.contains("held_ms") ? e["held_ms"] : json(0)},
+          {"frozen", 0},
+          {"spool_bytes", 0},
+          {"error", nullptr}};
+}
+
+static void PrintCheckpointsTable(const json& states, const json& target,
+                                  const std::string& target_error) {
+  std::map<std::string, bool> in_target;
+  if (target.is_array())
+    for (const json& e : target) in_target[Str(e, "name")] = true;
+  printf("%-24s %-8s %-23s %8s %10s %7s %10s  %s\n", "NAME", "STATE", "CAPTURED", "SEQ", "HELD",
+         "FROZEN", "SPOOL", "IN TARGET");
+  std::vector<std::string> errors;
+  std::set<std::string> listed;
+  for (const json& e : states) {
+    std::string n = Str(e, "name");
+    listed.insert(n);
+    std::string tgt = target.is_array() ? (in_target[n] ? "yes" : "NO") : "?";
+    if (Str(e, "state") != "stored" && target.is_array() && !in_target[n]) tgt = "-";
+    printf("%-24s %-8s %-23s %8lld %10s %7lld %10s  %s\n", EscapeControl(n).c_str(),
+           Str(e, "state").c_str(), FormatLocalTime(e.value("captured_ns", int64_t(0))).c_str(),
+           static_cast<long long>(e.value("seq", int64_t(0))), Ms(Num(e, "held_ms")).c_str(),
+           static_cast<long long>(e.value("frozen", int64_t(0))),
+           FormatBytes(e.value("spool_bytes", uint64_t(0))).c_str(), tgt.c_str());
+    if (Str(e, "state") == "failed") errors.push_back(n + ": " + Str(e, "error"));
+  }
+  if (target.is_array())
+    for (const auto& [n, yes] : in_target)
+      if (!listed.count(n))
+        printf("%-24s %-8s %-23s %8s %10s %7s %10s  %s\n", EscapeControl(n).c_str(), "-",
+               "(not in journal)", "-", "-", "-", "-", "yes");
+  if (states.empty() && in_target.empty()) printf("(no checkpoints)\n");
+  for (const std::string& e : errors) printf("failed %s\n", EscapeControl(e).c_str());
+  if (!target_error.empty()) printf("target: %s\n", EscapeControl(target_error).c_str());
+}
+
 int RunCheckpoints(const GlobalOptions& global) {
   StateLocation loc;
   int code = kExitOk;
@@ -583,7 +648,7 @@ int RunCheckpoints(const GlobalOptions& global) {
     client = ControlClient::Connect(global, &loc, &code);
     if (!client) return code;
   }
-  json journal = json::array(), target = nullptr;
+  json journal = json::array(), target = nullptr, states = json::array();
   std::string target_error;
   if (client) {
     json answer;
@@ -593,6 +658,11 @@ int RunCheckpoints(const GlobalOptions& global) {
     journal = answer["journal"];
     target = answer["target"];
     target_error = Str(answer, "target_error");
+    if (answer.contains("checkpoints")) {
+      states = answer["checkpoints"];
+    } else {
+      for (const json& e : journal) states.push_back(StoredCheckpointState(e));
+    }
   } else {
     // The journal part does not need the daemon.
     int jcode;
@@ -610,48 +680,19 @@ int RunCheckpoints(const GlobalOptions& global) {
       for (const char* k : {"pause_seq", "manifest_key", "paths", "held_ms", "target"})
         if (d.contains(k)) e[k] = d[k];
       journal.push_back(e);
+      json st = StoredCheckpointState(e);
+      if (d.contains("captured_ns")) st["captured_ns"] = d["captured_ns"];
+      if (d.contains("frozen")) st["frozen"] = d["frozen"];
+      states.push_back(st);
     }
     target_error = "scribefs is not running: the target was not asked";
   }
   if (global.json) {
-    json j = {{"journal", journal}, {"target", target}};
+    json j = {{"checkpoints", states}, {"journal", journal}, {"target", target}};
     if (!target_error.empty()) j["target_error"] = target_error;
     if (int rc = PrintJson(j); rc != kExitOk) return rc;
   } else {
-    // One row per name: what the journal recorded, and whether the target has it.
-    std::map<std::string, json> by_name;
-    std::vector<std::string> order;
-    for (const json& e : journal) {
-      std::string n = Str(e, "name");
-      if (!by_name.count(n)) order.push_back(n);
-      by_name[n] = e;
-    }
-    std::map<std::string, bool> in_target;
-    if (target.is_array())
-      for (const json& e : target) {
-        std::string n = Str(e, "name");
-        in_target[n] = true;
-        if (!by_name.count(n)) {
-          order.push_back(n);
-          by_name[n] = json{{"name", n}};
-        }
-      }
-    printf("%-24s %-23s %8s %8s %10s  %s\n", "NAME", "TIME", "SEQ", "PATHS", "HELD", "IN TARGET");
-    for (const std::string& n : order) {
-      const json& e = by_name[n];
-      std::string time =
-          e.contains("time_ns") ? FormatLocalTime(e.value("time_ns", int64_t(0))) : "-";
-      std::string seq =
-          e.contains("pause_seq") ? std::to_string(e.value("pause_seq", int64_t(0))) : "-";
-      std::string paths = e.contains("paths") ? std::to_string(e.value("paths", 0)) : "-";
-      std::string held = e.contains("held_ms") ? Ms(Num(e, "held_ms")) : "-";
-      std::string tgt = target.is_array() ? (in_target[n] ? "yes" : "NO") : "?";
-      if (!e.contains("seq")) time = "(not in journal)";
-      printf("%-24s %-23s %8s %8s %10s  %s\n", EscapeControl(n).c_str(), time.c_str(), seq.c_str(),
-             paths.c_str(), held.c_str(), tgt.c_str());
-    }
-    if (order.empty()) printf("(no checkpoints)\n");
-    if (!target_error.empty()) printf("target: %s\n", EscapeControl(target_error).c_str());
+    PrintCheckpointsTable(states, target, target_error);
     if (int rc = FinishOutput(); rc != kExitOk) return rc;
   }
   if (!client)

@@ -21,6 +21,7 @@ struct PauseOptions {
 struct CheckpointOptions {
   std::string name;
   double timeout_s = 60;
+  bool wait = false;  // until stored, not only captured
   std::optional<std::string> pre, post;  // hook commands (sh -c)
 };
 

@@ -179,11 +179,18 @@ With --json: {ok, seq, pause_seq, held_ms, held_ops}.)";
 const std::string kCheckpointFooter = std::string(kCommonOptions) + R"(
 
 Steps: --pre hook; pause (or use the pause in place, which then stays);
-wait until every journal record up to the pause is stored in the target;
-store the manifest TARGET/.scribefs/checkpoints/NAME.json (every object:
-path, type, size, mode, uid, gid, mtime_ns, etag, sha256, version_id);
-append a 'checkpoint' record; resume; --post hook. Writes are held from
-the pause to the resume ("held" in the output).
+capture: mark the journal, freeze (copy-on-write) the paths whose state
+at the mark is not stored yet, snapshot the objects table; resume; --post
+hook. Writes are held from the pause to the resume ("held" in the
+output), which does not grow with the data not yet uploaded. The
+checkpoint is then "captured"; in the background it becomes "stored" once
+everything up to the mark is in the target: the manifest
+TARGET/.scribefs/checkpoints/NAME.json (every object: path, type, size,
+mode, uid, gid, mtime_ns, etag, sha256, version_id) is stored and a
+'checkpoint' record appended. --wait returns only then (exit 5 when
+--timeout passes first: the checkpoint stays captured; exit 1 when it
+failed). See 'scribectl checkpoints'. Without a copy-on-write spool the
+uploads are awaited under the pause and the checkpoint returns stored.
 
 Hooks run with SCRIBEFS_CHECKPOINT=NAME, SCRIBEFS_HOOK=pre|post,
 SCRIBEFS_STATE_DIR, SCRIBEFS_DATADIR (with -m) and, for --post,
@@ -191,19 +198,22 @@ SCRIBEFS_CHECKPOINT_RESULT=ok|failed; their output goes to stderr.
 On a terminal, progress is shown while uploads are awaited. Ctrl-C
 cancels the checkpoint (writes resume) and still runs --post.
 
-With --json: {ok, name, seq, checkpoint_seq, manifest_key, target, paths,
-time_ns, held_ms, writeback_ms, drain_ms, upload_wait_ms, manifest_ms,
-manifest_bytes, pre_exit, post_exit, error}.)";
+With --json: {ok, name, state (captured|stored|failed), seq, frozen,
+checkpoint_seq (stored), manifest_key, target, paths, time_ns, held_ms,
+writeback_ms, drain_ms, upload_wait_ms, manifest_ms, manifest_bytes,
+stored_ns, pre_exit, post_exit, error}.)";
 
 const std::string kCheckpointsFooter = std::string(kCommonOptions) + R"(
 
-Lists the checkpoints the journal recorded and, from the target, the
-manifests under .scribefs/checkpoints/ ("IN TARGET"). When scribefs is
-not running, lists the journal's only and exits 4.
+Lists every checkpoint with its state: captured (not yet stored),
+stored, failed (with the reason), and whether the target holds its
+manifest ("IN TARGET"). When scribefs is not running, lists the
+journal's (stored) ones only and exits 4.
 
-With --json: {journal: [{name, seq, time_ns, pause_seq, manifest_key,
-paths, held_ms, target}], target: [{name, key, size, mtime}] or null,
-target_error}.)";
+With --json: {checkpoints: [{name, state, seq (the mark), captured_ns,
+stored_ns, held_ms, frozen, spool_bytes, error}], journal: [{name, seq,
+time_ns, pause_seq, manifest_key, paths, held_ms, target}], target:
+[{name, key, size, mtime}] or null, target_error}.)";
 
 const std::string kFlushFooter = std::string(kCommonOptions) + R"(
 
@@ -431,10 +441,15 @@ void AddControlCommands(CLI::App& app, Commands& c) {
       ->required();
   c.checkpoint
       ->add_option("-t,--timeout", c.copts.timeout_s,
-                   "Give up (and resume) if the checkpoint is not complete S seconds\n"
-                   "after writes were paused (default 60). Exit code 5.")
+                   "Give up (and resume) if the checkpoint is not captured S seconds\n"
+                   "after writes were paused (default 60); with --wait, also the bound\n"
+                   "of the wait until stored (the checkpoint then stays captured and\n"
+                   "is stored in the background). Exit code 5.")
       ->type_name("S")
       ->check(PositiveSeconds());
+  c.checkpoint->add_flag("--wait", c.copts.wait,
+                         "Return when the checkpoint is stored in the target, not when it\n"
+                         "is captured (--post then runs after it is stored).");
   c.checkpoint
       ->add_option("--pre", c.copts.pre,
                    "Run CMD (sh -c) before pausing, e.g. to make a database flush;\n"

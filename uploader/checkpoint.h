@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -54,6 +55,11 @@ class ManifestSnapshot {
   uint64_t paths() const { return paths_; }
   // Writes the manifest to fd (at its offset); *bytes gets its size.
   Status WriteManifest(int fd, const ManifestHeader& header, uint64_t* bytes);
+  // A captured checkpoint (issue 12): writes the rows of the snapshot whose
+  // path `skip` does not name (the frozen paths, whose entries are made when
+  // the checkpoint is stored) to fd as manifest rows (see ManifestRows
+  // below); *rows gets their number. Either this or WriteManifest, once.
+  Status WriteRows(int fd, const std::function<bool(const std::string&)>& skip, uint64_t* rows);
 
  private:
   ManifestSnapshot() = default;
@@ -63,6 +69,18 @@ class ManifestSnapshot {
   std::unique_ptr<RemoteIndex> index_;
   uint64_t paths_ = 0;
 };
+
+// Manifest rows: the part of a manifest a captured checkpoint knows at its
+// capture, kept in a file of the state directory until it is stored. One
+// entry per line (a JSON object with the fields of ManifestEntry), sorted by
+// path. Written by ManifestSnapshot::WriteRows, read only by
+// WriteMergedManifest: this file is the one owner of the format.
+//
+// Writes the manifest to out_fd: the `rows` rows of the file at rows_path
+// merged, in path order, with `extra` (any order; sorted here; a path in
+// both is taken from extra). *bytes gets its size.
+Status WriteMergedManifest(int out_fd, const ManifestHeader& header, const std::string& rows_path,
+                           uint64_t rows, std::vector<ManifestEntry> extra, uint64_t* bytes);
 
 // A checkpoint whose manifest is in the target.
 struct StoredCheckpoint {

@@ -1,0 +1,412 @@
+#include "daemon/checkpoint_storer.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include "common/unique_fd.h"
+#include "daemon/startup_checks.h"
+#include "daemon/verbs.h"
+#include "journal/reader.h"
+#include "uploader/checkpoint.h"
+
+namespace scribefs {
+namespace {
+
+using json = nlohmann::json;
+constexpr char kMetaKey[] = "checkpoints";
+
+json ToJson(const CheckpointState& c) {
+  json j = {{"state", c.state},   {"seq", c.seq},       {"captured_ns", c.captured_ns},
+            {"held_ms", c.held_ms}, {"frozen", c.frozen}, {"rows", c.rows}};
+  if (!c.error.empty()) j["error"] = c.error;
+  if (c.stored_ns) j["failed_ns"] = c.stored_ns;
+  return j;
+}
+
+CheckpointState FromJson(const std::string& name, const json& j) {
+  CheckpointState c;
+  c.name = name;
+  c.state = j.value("state", "failed");
+  c.seq = j.value("seq", int64_t{0});
+  c.captured_ns = j.value("captured_ns", int64_t{0});
+  c.held_ms = j.value("held_ms", 0.0);
+  c.frozen = j.value("frozen", uint64_t{0});
+  c.rows = j.value("rows", uint64_t{0});
+  c.error = j.value("error", "");
+  c.stored_ns = j.value("failed_ns", int64_t{0});
+  return c;
+}
+
+// A GLOB pattern that matches exactly `path`.
+std::string GlobExact(const std::string& path) {
+  std::string out;
+  for (char ch : path) {
+    if (ch == '*' || ch == '?' || ch == '[') {
+      out += '[';
+      out += ch;
+      out += ']';
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// A manifest being written in the state directory, removed when this ends
+// (a named file: the stores refuse to upload a file without a name).
+class TempFile {
+ public:
+  explicit TempFile(const std::string& dir, const std::string& stem)
+      : path_(dir + "/." + stem + ".XXXXXX") {
+    fd_ = UniqueFd(mkostemp(path_.data(), O_CLOEXEC));
+    if (!fd_) path_.clear();
+  }
+  ~TempFile() {
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  int fd() const { return fd_.get(); }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+// The manifest entry of a frozen path from its state at the mark and the
+// journal's last done record of it up to the mark (whose etag, sha256 and
+// version_id are those of the object holding that state). nullopt: nothing
+// to list (absent at the mark, or never stored: excluded, skipped).
+Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader& reader,
+                                                 const std::string& name, int64_t seq,
+                                                 const std::string& path) {
+  auto f = spool.OpenAtMark(name, path);
+  if (!f.ok()) return f.status().WithContext("frozen path " + path);
+  if (f->kind() == FrozenFile::Kind::kAbsent) return std::optional<ManifestEntry>();
+  JournalFilter q;
+  q.path_glob = GlobExact(path);
+  q.until_seq = seq;
+  q.state = std::string(kStateDone);
+  q.limit = 64;
+  q.newest_first = true;
+  auto recs = reader.Query(q);
+  if (!recs.ok()) return recs.status().WithContext("frozen path " + path);
+  const Record* last = nullptr;
+  for (auto it = recs->rbegin(); it != recs->rend() && !last; ++it)
+    if ((it->etag && !it->etag->empty()) || (it->sha256 && !it->sha256->empty())) last = &*it;
+  if (!last) return std::optional<ManifestEntry>();
+  const struct stat& st = f->attr();
+  ManifestEntry e;
+  e.path = path;
+  e.type = std::string(ObjectTypeOf(st.st_mode));
+  e.key = ObjectKey(path, S_ISDIR(st.st_mode));
+  e.size = S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+  e.mode = st.st_mode;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_ns = MtimeNs(st);
+  e.etag = last->etag.value_or("");
+  e.sha256 = last->sha256.value_or("");
+  e.version_id = last->version_id.value_or("");
+  return std::optional<ManifestEntry>(std::move(e));
+}
+
+// Test hook: $SCRIBEFS_TEST_STORE_DELAY_MS (tests only) delays each storing
+// of a captured checkpoint, so that a test can kill the daemon between
+// captured and stored.
+void TestStoreDelay() {
+  const char* v = getenv("SCRIBEFS_TEST_STORE_DELAY_MS");
+  if (v && *v) std::this_thread::sleep_for(std::chrono::milliseconds(atoll(v)));
+}
+
+}  // namespace
+
+CheckpointStorer::CheckpointStorer(Journal* journal, Replicator* replicator, CowSpool* spool,
+                                   Options options)
+    : journal_(journal),
+      replicator_(replicator),
+      spool_(spool),
+      state_dir_(std::move(options.state_dir)) {}
+
+CheckpointStorer::~CheckpointStorer() { Stop(); }
+
+Status CheckpointStorer::Start() {
+  if (mkdir(dir().c_str(), 0700) != 0 && errno != EEXIST)
+    return PosixError("creating " + dir(), errno);
+  Load();
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+void CheckpointStorer::Stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+// What a previous run left: captured checkpoints go on being stored unless
+// their capture or files are gone (failed); one whose record was committed
+// just before a kill is stored; a capture no checkpoint owns (the daemon died
+// between Capture and Add) is released.
+void CheckpointStorer::Load() {
+  auto meta = journal_->GetMeta(kMetaKey);
+  json all = meta.ok() ? json::parse(*meta, nullptr, false) : json::object();
+  if (!all.is_object()) all = json::object();
+  std::set<std::string> recorded;
+  if (auto recs = verbs::CheckpointRecords(journal_->path()); recs.ok())
+    for (const Record& r : *recs) recorded.insert(verbs::Detail(r).value("name", ""));
+  std::map<std::string, CaptureInfo> captures;
+  for (CaptureInfo& ci : spool_->Captures()) captures[ci.id] = ci;
+  std::vector<std::string> release;
+  std::lock_guard lk(mu_);
+  for (auto& [name, j] : all.items()) {
+    CheckpointState c = FromJson(name, j);
+    if (c.state == "captured") {
+      struct stat st;
+      if (recorded.count(name)) {
+        release.push_back(name);
+        continue;  // stored just before the kill: its record says so
+      }
+      if (!captures.count(name)) {
+        c.state = "failed";
+        c.error = "its copy-on-write spool was lost (restart)";
+      } else if (stat(RowsPath(name).c_str(), &st) != 0 ||
+                 stat(FrozenPath(name).c_str(), &st) != 0) {
+        c.state = "failed";
+        c.error = "its manifest rows in " + dir() + " were lost (restart)";
+      }
+      if (c.state == "failed") {
+        c.stored_ns = NowNs();
+        release.push_back(name);
+        spdlog::warn("checkpoint {} failed: {}", name, c.error);
+      } else {
+        spdlog::info("checkpoint {} is captured (journal seq {}): storing it", name, c.seq);
+      }
+    }
+    list_[name] = c;
+  }
+  for (const auto& [id, ci] : captures)
+    if (!list_.count(id) || list_[id].state != "captured") release.push_back(id);
+  for (const std::string& id : release) {
+    (void)spool_->Release(id);
+    if (!list_.count(id) || list_[id].state != "captured") {
+      unlink(RowsPath(id).c_str());
+      unlink(FrozenPath(id).c_str());
+    }
+  }
+  if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
+}
+
+Status CheckpointStorer::Persist() {
+  json all = json::object();
+  for (const auto& [name, c] : list_) all[name] = ToJson(c);
+  SCRIBEFS_RETURN_IF_ERROR(journal_->SetMeta(kMetaKey, all.dump()));
+  return journal_->Sync();
+}
+
+Status CheckpointStorer::Add(CheckpointState c) {
+  std::lock_guard lk(mu_);
+  c.state = "captured";
+  list_[c.name] = c;
+  Status s = Persist();
+  if (!s.ok()) {
+    list_.erase(c.name);
+    return s.WithContext("recording checkpoint " + c.name + " as captured");
+  }
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+bool CheckpointStorer::InFlight(const std::string& name) {
+  std::lock_guard lk(mu_);
+  auto it = list_.find(name);
+  return it != list_.end() && it->second.state == "captured";
+}
+
+std::vector<CheckpointState> CheckpointStorer::List() {
+  std::map<std::string, uint64_t> bytes;
+  for (const CaptureInfo& ci : spool_->Captures()) bytes[ci.id] = ci.spool_bytes;
+  std::vector<CheckpointState> out;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [name, c] : list_) {
+      out.push_back(c);
+      if (c.state == "captured") out.back().spool_bytes = bytes[name];
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const CheckpointState& a, const CheckpointState& b) {
+    return a.seq < b.seq;
+  });
+  return out;
+}
+
+CheckpointState CheckpointStorer::Wait(const std::string& name, Clock::time_point deadline,
+                                       const std::function<bool()>& cancelled) {
+  std::unique_lock lk(mu_);
+  while (true) {
+    if (auto it = done_.find(name); it != done_.end()) return it->second;
+    auto it = list_.find(name);
+    if (it == list_.end()) {
+      CheckpointState unknown;
+      unknown.name = name;
+      unknown.state = "unknown";
+      return unknown;
+    }
+    if (it->second.state != "captured" || Clock::now() >= deadline ||
+        (cancelled && cancelled()))
+      return it->second;
+    cv_.wait_for(lk, std::chrono::milliseconds(100));
+  }
+}
+
+Status CheckpointStorer::WaitAll(Clock::time_point deadline,
+                                 const std::function<bool()>& cancelled) {
+  std::unique_lock lk(mu_);
+  while (true) {
+    size_t captured = std::count_if(list_.begin(), list_.end(),
+                                    [](const auto& kv) { return kv.second.state == "captured"; });
+    if (captured == 0) return Status::Ok();
+    if (cancelled && cancelled()) return Status::Error(ECANCELED, "cancelled");
+    if (Clock::now() >= deadline)
+      return Status::Error(ETIMEDOUT, std::to_string(captured) +
+                                          " captured checkpoint(s) not stored yet "
+                                          "(scribectl checkpoints)");
+    cv_.wait_for(lk, std::chrono::milliseconds(100));
+  }
+}
+
+void CheckpointStorer::Loop() {
+  while (true) {
+    std::optional<CheckpointState> next;
+    {
+      std::unique_lock lk(mu_);
+      if (stop_) return;
+      for (const auto& [name, c] : list_)
+        if (c.state == "captured" && (!next || c.seq < next->seq)) next = c;
+    }
+    bool acted = next && Step(*next);
+    if (!acted) {
+      std::unique_lock lk(mu_);
+      if (stop_) return;
+      cv_.wait_for(lk, std::chrono::milliseconds(200));
+    }
+  }
+}
+
+bool CheckpointStorer::Step(const CheckpointState& c) {
+  std::optional<CaptureInfo> capture;
+  for (CaptureInfo& ci : spool_->Captures())
+    if (ci.id == c.name) capture = ci;
+  if (!capture) {
+    Finish(c.name, Status::Error(ENOENT, "its copy-on-write capture is gone"));
+    return true;
+  }
+  if (capture->abandoned) {
+    Finish(c.name, Status::Error(EIO, "its copy-on-write capture was abandoned: " + capture->why));
+    return true;
+  }
+  auto reader = JournalReader::Open(journal_->path());
+  if (!reader.ok()) return false;
+  auto left = reader.value()->UnfinishedThrough(c.seq);
+  if (!left.ok()) return false;
+  if (left->failed > 0) {
+    Finish(c.name, Status::Error(EIO, std::to_string(left->failed) +
+                                          " journal record(s) up to its mark (seq " +
+                                          std::to_string(c.seq) +
+                                          ") failed to upload (scribectl journal --state failed)"));
+    return true;
+  }
+  if (left->pending > 0) return false;
+  TestStoreDelay();
+  {
+    std::lock_guard lk(mu_);
+    if (stop_) return true;  // left captured for the next start
+  }
+  bool retry = false;
+  Status s = Store(c, &retry);
+  if (!s.ok() && retry) {
+    spdlog::warn("checkpoint {}: storing the manifest: {} (retried)", c.name, s.message());
+    return false;
+  }
+  Finish(c.name, s);
+  return true;
+}
+
+Status CheckpointStorer::Store(const CheckpointState& c, bool* retry) {
+  std::ifstream in(FrozenPath(c.name));
+  json frozen = json::parse(in, nullptr, false);
+  if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
+  auto reader = JournalReader::Open(journal_->path());
+  if (!reader.ok()) return reader.status();
+  std::vector<ManifestEntry> extra;
+  for (const json& p : frozen) {
+    auto e = FrozenEntry(*spool_, *reader.value(), c.name, c.seq, p.get<std::string>());
+    if (!e.ok()) return e.status();
+    if (*e) extra.push_back(std::move(**e));
+  }
+  ObjectStore& store = replicator_->store();
+  const std::string key = CheckpointManifestKey(c.name);
+  TempFile tmp(state_dir_, std::string(kCheckpointTempStem) + c.name);
+  if (tmp.fd() < 0) return PosixError("temporary manifest in " + state_dir_, errno);
+  uint64_t bytes = 0;
+  const uint64_t paths = c.rows + extra.size();
+  SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(
+      tmp.fd(), {c.name, c.captured_ns, c.seq, store.Describe()}, RowsPath(c.name), c.rows,
+      std::move(extra), &bytes));
+  Metadata meta = {{"scribefs-checkpoint", c.name}};
+  auto put = store.Put(key, Payload::FromFile(tmp.fd(), 0, bytes), meta);
+  if (!put.ok()) {
+    *retry = put.status().retryable();  // a target that is down: later
+    return put.status().status().WithContext("storing " + key);
+  }
+  json detail = {{"name", c.name},          {"manifest_key", key},
+                 {"pause_seq", c.seq},      {"paths", paths},
+                 {"held_ms", c.held_ms},    {"target", store.Describe()},
+                 {"etag", put->etag},       {"version_id", put->version_id},
+                 {"captured_ns", c.captured_ns}, {"frozen", c.frozen}};
+  Record rec = verbs::ControlRecord(Op::kCheckpoint, detail);
+  if (Status s = journal_->Commit(rec, /*durable=*/true); !s.ok()) {
+    (void)store.Delete(key);
+    return s.WithContext("journal");
+  }
+  spdlog::info("checkpoint {} stored: {} paths ({} frozen) at journal seq {}, record {}", c.name,
+               paths, c.frozen, c.seq, rec.seq);
+  return Status::Ok();
+}
+
+void CheckpointStorer::Finish(const std::string& name, const Status& result) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = list_.find(name);
+    if (it == list_.end()) return;
+    CheckpointState c = it->second;
+    c.stored_ns = NowNs();
+    if (result.ok()) {
+      c.state = "stored";
+      done_[name] = c;
+      list_.erase(it);
+    } else {
+      c.state = "failed";
+      c.error = "checkpoint " + name + " failed: " + result.message();
+      it->second = c;
+      spdlog::warn("{} (writers were not affected)", c.error);
+    }
+    if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
+  }
+  cv_.notify_all();
+  (void)spool_->Release(name);
+  unlink(RowsPath(name).c_str());
+  unlink(FrozenPath(name).c_str());
+}
+
+}  // namespace scribefs
