@@ -118,11 +118,13 @@ Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader&
   return std::optional<ManifestEntry>(std::move(e));
 }
 
-// Test hook: $SCRIBEFS_TEST_STORE_DELAY_MS (tests only) delays each storing
-// of a captured checkpoint, so that a test can kill the daemon between
-// captured and stored.
-void TestStoreDelay() {
-  const char* v = getenv("SCRIBEFS_TEST_STORE_DELAY_MS");
+// Test hooks (tests only): $SCRIBEFS_TEST_STORE_DELAY_MS delays each storing
+// of a captured checkpoint once its uploads are done, so that a test can
+// kill the daemon between captured and stored or see flush wait for it;
+// $SCRIBEFS_TEST_MANIFEST_DELAY_MS, as in checkpoint.cc, makes writing the
+// manifest take that much longer.
+void TestDelay(const char* var) {
+  const char* v = getenv(var);
   if (v && *v) std::this_thread::sleep_for(std::chrono::milliseconds(atoll(v)));
 }
 
@@ -327,7 +329,7 @@ bool CheckpointStorer::Step(const CheckpointState& c) {
     return true;
   }
   if (left->pending > 0) return false;
-  TestStoreDelay();
+  TestDelay("SCRIBEFS_TEST_STORE_DELAY_MS");
   {
     std::lock_guard lk(mu_);
     if (stop_) return true;  // left captured for the next start
@@ -363,6 +365,7 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry) {
   SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(
       tmp.fd(), {c.name, c.captured_ns, c.seq, store.Describe()}, RowsPath(c.name), c.rows,
       std::move(extra), &bytes));
+  TestDelay("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
   Metadata meta = {{"scribefs-checkpoint", c.name}};
   auto put = store.Put(key, Payload::FromFile(tmp.fd(), 0, bytes), meta);
   if (!put.ok()) {

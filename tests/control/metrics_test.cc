@@ -111,7 +111,7 @@ TEST_F(MetricsTest, ScrapeAfterWritesCheckpointAndPause) {
   ASSERT_TRUE(it::WriteFile(mp("a"), std::string(10000, 'a')));
   ASSERT_TRUE(it::WriteFile(mp("b"), std::string(5000, 'b')));
   ASSERT_EQ(Ctl({"flush", "--timeout", "30"}).exit_code, 0);
-  ASSERT_EQ(Ctl({"checkpoint", "one"}).exit_code, 0);
+  ASSERT_EQ(Ctl({"checkpoint", "one", "--wait"}).exit_code, 0);
 
   auto m = Samples(Scrape());
   EXPECT_EQ(m["scribefs_target_configured"], 1);

@@ -116,7 +116,7 @@ TEST_F(ScribectlTest, CheckpointNamesAndTargets) {
     EXPECT_EQ(r.exit_code, 2) << "'" << bad << "': " << r.Describe();
   }
   EXPECT_EQ(Ctl({"checkpoint", std::string(100, 'n')}).exit_code, 0);
-  EXPECT_EQ(Ctl({"checkpoint", "v1.2_final-3"}).exit_code, 0);
+  EXPECT_EQ(Ctl({"checkpoint", "v1.2_final-3", "--wait"}).exit_code, 0);
   struct stat st;
   EXPECT_EQ(stat((root() + "/target/.scribefs/checkpoints/v1.2_final-3.json").c_str(), &st), 0);
 }
@@ -140,7 +140,7 @@ TEST_F(ScribectlTest, Hooks) {
   EXPECT_EQ(JsonOut(Ctl({"--json", "checkpoints"}))["journal"].size(), 0u) << "checkpoint taken";
   // Success: pre, checkpoint, post in this order; hook output stays off stdout.
   unlink(log.c_str());
-  r = Ctl({"--json", "checkpoint", "h2", "--pre", hook("pre") + "; echo noise", "--post",
+  r = Ctl({"--json", "checkpoint", "h2", "--wait", "--pre", hook("pre") + "; echo noise", "--post",
            hook("post")});
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
   j = JsonOut(r);
@@ -149,7 +149,7 @@ TEST_F(ScribectlTest, Hooks) {
   EXPECT_EQ(it::ReadFile(log).value_or(""), "pre pre h2\npost post h2 ok\n");
   // The pause was over when --post ran.
   // A failing --post turns success into exit 1 (the checkpoint exists).
-  r = Ctl({"checkpoint", "h3", "--post", "exit 7"});
+  r = Ctl({"checkpoint", "h3", "--wait", "--post", "exit 7"});
   EXPECT_EQ(r.exit_code, 1) << r.Describe();
   EXPECT_NE(r.err.find("post"), std::string::npos);
   j = JsonOut(Ctl({"--json", "checkpoints"}));
@@ -184,10 +184,13 @@ TEST_F(ScribectlTest, FlushAndCheckpointTimeOutWithExitCode5) {
   EXPECT_EQ(j["ok"], false);
   EXPECT_EQ(j["code"], "timeout");
   auto t = std::chrono::steady_clock::now();
-  r = Ctl({"--json", "checkpoint", "never", "--timeout", "2"});
+  // The checkpoint is captured at once; --wait gives up waiting for it to
+  // be stored (it stays captured).
+  r = Ctl({"--json", "checkpoint", "never", "--wait", "--timeout", "2"});
   EXPECT_EQ(r.exit_code, 5) << r.Describe();
+  EXPECT_EQ(JsonOut(r)["state"], "captured") << r.Describe();
   EXPECT_LT(std::chrono::steady_clock::now() - t, std::chrono::seconds(40));
-  // The failed checkpoint resumed: writes go on, nothing recorded.
+  // Writes go on, nothing recorded.
   EXPECT_TRUE(it::WriteFile(mp("g"), "y"));
   j = JsonOut(Ctl({"--json", "status"}));
   EXPECT_EQ(j["daemon"]["pause"]["paused"], false);

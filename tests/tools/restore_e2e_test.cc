@@ -370,7 +370,7 @@ TEST_F(RestoreE2eTest, CheckpointOfAnUnversionedTargetNamesWhatChanged) {
   ASSERT_TRUE(it::WriteFile(mp("same.txt"), "stays"));
   ASSERT_TRUE(it::WriteFile(mp("over.txt"), "before"));
   ASSERT_TRUE(it::WriteFile(mp("gone.txt"), "deleted later"));
-  RunResult c = Ctl({"checkpoint", "cp1"});
+  RunResult c = Ctl({"checkpoint", "cp1", "--wait"});
   ASSERT_EQ(c.exit_code, 0) << c.Describe();
   ASSERT_TRUE(it::WriteFile(mp("over.txt"), "after!"));
   ASSERT_EQ(unlink(mp("gone.txt").c_str()), 0);
@@ -398,7 +398,7 @@ TEST_F(RestoreE2eTest, CheckpointOfAVersionedBucketRestoresTheTreeOfThatTime) {
   if (HasFatalFailure()) return;
   Flush();
   auto at_checkpoint = Snapshot(data());
-  RunResult c = Ctl({"checkpoint", "before"});
+  RunResult c = Ctl({"checkpoint", "before", "--wait"});
   ASSERT_EQ(c.exit_code, 0) << c.Describe();
   // Overwrite (small and multipart), delete, add, chmod, rename.
   ASSERT_TRUE(it::WriteFile(mp("docs/a.txt"), "changed content\n"));
@@ -551,7 +551,7 @@ TEST_F(RestoreE2eTest, ManifestOfManyPathsIsReadInBoundedMemory) {
   if (HasFatalFailure()) return;
   Flush();
   if (HasFatalFailure()) return;
-  RunResult c = Ctl({"checkpoint", "many"}, 120);
+  RunResult c = Ctl({"checkpoint", "many", "--wait"}, 120);
   ASSERT_EQ(c.exit_code, 0) << c.Describe();
   const std::string one = "many/d3/f7-" + tail;
   auto run = [&](const std::string& to, bool checkpoint) {
