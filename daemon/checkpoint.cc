@@ -366,6 +366,9 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   (*answer)["state"] = c.state;
   if (c.state == "stored") {
     (*answer)["stored_ns"] = c.stored_ns;
+    (*answer)["paths"] = c.paths;
+    (*answer)["manifest_ms"] = c.manifest_ms;
+    (*answer)["manifest_bytes"] = c.manifest_bytes;
     return *answer;
   }
   json err = c.state == "failed"

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -209,6 +210,15 @@ void CheckpointStorer::Load() {
   if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
 }
 
+void CheckpointStorer::ForgetOldFailures() {
+  std::vector<std::pair<int64_t, std::string>> failed;
+  for (const auto& [name, c] : list_)
+    if (c.state == "failed") failed.push_back({c.stored_ns, name});
+  if (failed.size() <= kMaxFailedKept) return;
+  std::sort(failed.begin(), failed.end());
+  for (size_t i = 0; i + kMaxFailedKept < failed.size(); ++i) list_.erase(failed[i].second);
+}
+
 Status CheckpointStorer::Persist() {
   json all = json::object();
   for (const auto& [name, c] : list_) all[name] = ToJson(c);
@@ -335,16 +345,17 @@ bool CheckpointStorer::Step(const CheckpointState& c) {
     if (stop_) return true;  // left captured for the next start
   }
   bool retry = false;
-  Status s = Store(c, &retry);
+  CheckpointState stored;
+  Status s = Store(c, &retry, &stored);
   if (!s.ok() && retry) {
     spdlog::warn("checkpoint {}: storing the manifest: {} (retried)", c.name, s.message());
     return false;
   }
-  Finish(c.name, s);
+  Finish(c.name, s, &stored);
   return true;
 }
 
-Status CheckpointStorer::Store(const CheckpointState& c, bool* retry) {
+Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, CheckpointState* stored) {
   std::ifstream in(FrozenPath(c.name));
   json frozen = json::parse(in, nullptr, false);
   if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
@@ -358,6 +369,7 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry) {
   }
   ObjectStore& store = replicator_->store();
   const std::string key = CheckpointManifestKey(c.name);
+  auto mt = Clock::now();
   TempFile tmp(state_dir_, std::string(kCheckpointTempStem) + c.name);
   if (tmp.fd() < 0) return PosixError("temporary manifest in " + state_dir_, errno);
   uint64_t bytes = 0;
@@ -382,12 +394,17 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry) {
     (void)store.Delete(key);
     return s.WithContext("journal");
   }
+  stored->paths = paths;
+  stored->manifest_bytes = bytes;
+  stored->manifest_ms =
+      std::round(std::chrono::duration<double, std::milli>(Clock::now() - mt).count() * 10) / 10;
   spdlog::info("checkpoint {} stored: {} paths ({} frozen) at journal seq {}, record {}", c.name,
                paths, c.frozen, c.seq, rec.seq);
   return Status::Ok();
 }
 
-void CheckpointStorer::Finish(const std::string& name, const Status& result) {
+void CheckpointStorer::Finish(const std::string& name, const Status& result,
+                              const CheckpointState* stored) {
   {
     std::lock_guard lk(mu_);
     auto it = list_.find(name);
@@ -396,6 +413,11 @@ void CheckpointStorer::Finish(const std::string& name, const Status& result) {
     c.stored_ns = NowNs();
     if (result.ok()) {
       c.state = "stored";
+      if (stored) {
+        c.paths = stored->paths;
+        c.manifest_bytes = stored->manifest_bytes;
+        c.manifest_ms = stored->manifest_ms;
+      }
       done_[name] = c;
       list_.erase(it);
     } else {
@@ -403,6 +425,7 @@ void CheckpointStorer::Finish(const std::string& name, const Status& result) {
       c.error = "checkpoint " + name + " failed: " + result.message();
       it->second = c;
       spdlog::warn("{} (writers were not affected)", c.error);
+      ForgetOldFailures();
     }
     if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
   }

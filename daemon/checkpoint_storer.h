@@ -54,6 +54,9 @@ struct CheckpointState {
   double held_ms = 0;
   uint64_t frozen = 0;  // frozen paths
   uint64_t rows = 0;    // manifest rows known at the capture
+  uint64_t paths = 0;   // stored: the manifest's entries
+  uint64_t manifest_bytes = 0;  // stored: its size
+  double manifest_ms = 0;       // stored: how long writing and storing it took
   uint64_t spool_bytes = 0;
   std::string error;  // failed: why
 };
@@ -102,9 +105,14 @@ class CheckpointStorer {
   // not ready yet (false: nothing done).
   bool Step(const CheckpointState& c);
   // *retry: the failure is the target's, retryable (the checkpoint stays captured).
-  Status Store(const CheckpointState& c, bool* retry);
-  void Finish(const std::string& name, const Status& result);
+  // On success *stored gets paths, manifest_bytes and manifest_ms.
+  Status Store(const CheckpointState& c, bool* retry, CheckpointState* stored);
+  void Finish(const std::string& name, const Status& result,
+              const CheckpointState* stored = nullptr);
   Status Persist();  // the meta key, durably; under mu_
+  // Failed checkpoints are listed until kMaxFailedKept newer ones failed; under mu_.
+  void ForgetOldFailures();
+  static constexpr size_t kMaxFailedKept = 100;
   void Load();
 
   Journal* const journal_;
