@@ -15,6 +15,7 @@
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 #include "journal/reader.h"
+#include "journal/remote_index.h"
 #include "uploader/checkpoint.h"
 
 namespace scribefs {
@@ -82,12 +83,14 @@ class TempFile {
 };
 
 // The manifest entry of a frozen path from its state at the mark and the
-// journal's last done record of it up to the mark (whose etag, sha256 and
-// version_id are those of the object holding that state). nullopt: nothing
-// to list (absent at the mark, or never stored: excluded, skipped).
+// journal's last done record of it up to the mark that names an object
+// (whose etag, sha256 and version_id are those of the object holding that
+// state). Records that name none (a rename stored by a server-side copy, a
+// metadata update) leave the object's values to the objects table's row.
+// nullopt: nothing to list (absent at the mark, or never stored: excluded).
 Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader& reader,
-                                                 const std::string& name, int64_t seq,
-                                                 const std::string& path) {
+                                                 RemoteIndex& index, const std::string& name,
+                                                 int64_t seq, const std::string& path) {
   auto f = spool.OpenAtMark(name, path);
   if (!f.ok()) return f.status().WithContext("frozen path " + path);
   if (f->kind() == FrozenFile::Kind::kAbsent) return std::optional<ManifestEntry>();
@@ -102,7 +105,13 @@ Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader&
   const Record* last = nullptr;
   for (auto it = recs->rbegin(); it != recs->rend() && !last; ++it)
     if ((it->etag && !it->etag->empty()) || (it->sha256 && !it->sha256->empty())) last = &*it;
-  if (!last) return std::optional<ManifestEntry>();
+  std::optional<RemoteObject> row;
+  if (!last) {
+    auto r = index.Get(path);
+    if (!r.ok()) return r.status().WithContext("frozen path " + path);
+    if (!*r) return std::optional<ManifestEntry>();
+    row = std::move(**r);
+  }
   const struct stat& st = f->attr();
   ManifestEntry e;
   e.path = path;
@@ -113,9 +122,9 @@ Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader&
   e.uid = st.st_uid;
   e.gid = st.st_gid;
   e.mtime_ns = MtimeNs(st);
-  e.etag = last->etag.value_or("");
-  e.sha256 = last->sha256.value_or("");
-  e.version_id = last->version_id.value_or("");
+  e.etag = last ? last->etag.value_or("") : row->etag;
+  e.sha256 = last ? last->sha256.value_or("") : row->sha256;
+  e.version_id = last ? last->version_id.value_or("") : row->version_id;
   return std::optional<ManifestEntry>(std::move(e));
 }
 
@@ -361,9 +370,10 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
   if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) return reader.status();
+  auto index = RemoteIndex::Over(*reader.value());
   std::vector<ManifestEntry> extra;
   for (const json& p : frozen) {
-    auto e = FrozenEntry(*spool_, *reader.value(), c.name, c.seq, p.get<std::string>());
+    auto e = FrozenEntry(*spool_, *reader.value(), *index, c.name, c.seq, p.get<std::string>());
     if (!e.ok()) return e.status();
     if (*e) extra.push_back(std::move(**e));
   }
