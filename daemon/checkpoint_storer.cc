@@ -336,18 +336,19 @@ bool CheckpointStorer::Step(const CheckpointState& c) {
     Finish(c.name, Status::Error(EIO, "its copy-on-write capture was abandoned: " + capture->why));
     return true;
   }
-  auto reader = JournalReader::Open(journal_->path());
-  if (!reader.ok()) return false;
-  auto left = reader.value()->UnfinishedThrough(c.seq);
-  if (!left.ok()) return false;
-  if (left->failed > 0) {
-    Finish(c.name, Status::Error(EIO, std::to_string(left->failed) +
-                                          " journal record(s) up to its mark (seq " +
-                                          std::to_string(c.seq) +
-                                          ") failed to upload (scribectl journal --state failed)"));
+  // Replicator::WaitUploadedThrough, a second at a time (so that an
+  // abandoned capture or a stop is noticed): while it waits, files still
+  // open for writing are stored at once, as for a flush.
+  Status w = replicator_->WaitUploadedThrough(c.seq, Clock::now() + std::chrono::seconds(1), [&] {
+    std::lock_guard lk(mu_);
+    return stop_;
+  });
+  if (w.code() == EIO) {
+    Finish(c.name, w.WithContext("a journal record up to its mark (seq " + std::to_string(c.seq) +
+                                 ") failed to upload (scribectl journal --state failed)"));
     return true;
   }
-  if (left->pending > 0) return false;
+  if (!w.ok()) return false;  // not yet (ETIMEDOUT), or stopping
   TestDelay("SCRIBEFS_TEST_STORE_DELAY_MS");
   {
     std::lock_guard lk(mu_);
