@@ -1,26 +1,25 @@
 // The `checkpoint` verb: the checkpoint procedure (README, "Checkpoints").
 #include "uploader/checkpoint.h"
 
-#include <spdlog/spdlog.h>
-
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
 
 #include "common/unique_fd.h"
 #include "daemon/checkpoint_storer.h"
-#include "journal/reader.h"
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
+#include "journal/reader.h"
 
 namespace scribefs::verbs {
 namespace {
@@ -156,19 +155,14 @@ json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
                            {name, time_ns, pause_seq, store.Describe()}, &bytes);
   snap->reset();  // ends the read transaction: the WAL may be checkpointed again
   if (!put.ok())
-    return Failed(hold, name,
-                  Error(put.status().status().WithContext("checkpoint " + name + ": storing " +
-                                                          key)));
+    return Failed(
+        hold, name,
+        Error(put.status().status().WithContext("checkpoint " + name + ": storing " + key)));
   out["manifest_ms"] = MsSince(mt);
   out["manifest_bytes"] = bytes;
-  json detail = {{"name", name},
-                 {"manifest_key", key},
-                 {"pause_seq", pause_seq},
-                 {"paths", paths},
-                 {"held_ms", held_ms},
-                 {"target", store.Describe()},
-                 {"etag", put->etag},
-                 {"version_id", put->version_id}};
+  json detail = {{"name", name},      {"manifest_key", key},          {"pause_seq", pause_seq},
+                 {"paths", paths},    {"held_ms", held_ms},           {"target", store.Describe()},
+                 {"etag", put->etag}, {"version_id", put->version_id}};
   Record rec = ControlRecord(Op::kCheckpoint, detail);
   s = d.journal->Commit(rec, /*durable=*/true);
   if (!s.ok()) {

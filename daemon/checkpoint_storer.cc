@@ -25,7 +25,7 @@ using json = nlohmann::json;
 constexpr char kMetaKey[] = "checkpoints";
 
 json ToJson(const CheckpointState& c) {
-  json j = {{"state", c.state},   {"seq", c.seq},       {"captured_ns", c.captured_ns},
+  json j = {{"state", c.state},     {"seq", c.seq},       {"captured_ns", c.captured_ns},
             {"held_ms", c.held_ms}, {"frozen", c.frozen}, {"rows", c.rows}};
   if (!c.error.empty()) j["error"] = c.error;
   if (c.stored_ns) j["failed_ns"] = c.stored_ns;
@@ -265,9 +265,8 @@ std::vector<CheckpointState> CheckpointStorer::List() {
       if (c.state == "captured") out.back().spool_bytes = bytes[name];
     }
   }
-  std::sort(out.begin(), out.end(), [](const CheckpointState& a, const CheckpointState& b) {
-    return a.seq < b.seq;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const CheckpointState& a, const CheckpointState& b) { return a.seq < b.seq; });
   return out;
 }
 
@@ -283,8 +282,7 @@ CheckpointState CheckpointStorer::Wait(const std::string& name, Clock::time_poin
       unknown.state = "unknown";
       return unknown;
     }
-    if (it->second.state != "captured" || Clock::now() >= deadline ||
-        (cancelled && cancelled()))
+    if (it->second.state != "captured" || Clock::now() >= deadline || (cancelled && cancelled()))
       return it->second;
     cv_.wait_for(lk, std::chrono::milliseconds(100));
   }
@@ -385,9 +383,9 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
   if (tmp.fd() < 0) return PosixError("temporary manifest in " + state_dir_, errno);
   uint64_t bytes = 0;
   const uint64_t paths = c.rows + extra.size();
-  SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(
-      tmp.fd(), {c.name, c.captured_ns, c.seq, store.Describe()}, RowsPath(c.name), c.rows,
-      std::move(extra), &bytes));
+  SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(tmp.fd(),
+                                               {c.name, c.captured_ns, c.seq, store.Describe()},
+                                               RowsPath(c.name), c.rows, std::move(extra), &bytes));
   TestDelay("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
   Metadata meta = {{"scribefs-checkpoint", c.name}};
   auto put = store.Put(key, Payload::FromFile(tmp.fd(), 0, bytes), meta);
@@ -395,11 +393,11 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
     *retry = put.status().retryable();  // a target that is down: later
     return put.status().status().WithContext("storing " + key);
   }
-  json detail = {{"name", c.name},          {"manifest_key", key},
-                 {"pause_seq", c.seq},      {"paths", paths},
-                 {"held_ms", c.held_ms},    {"target", store.Describe()},
-                 {"etag", put->etag},       {"version_id", put->version_id},
-                 {"captured_ns", c.captured_ns}, {"frozen", c.frozen}};
+  json detail = {
+      {"name", c.name},    {"manifest_key", key},           {"pause_seq", c.seq},
+      {"paths", paths},    {"held_ms", c.held_ms},          {"target", store.Describe()},
+      {"etag", put->etag}, {"version_id", put->version_id}, {"captured_ns", c.captured_ns},
+      {"frozen", c.frozen}};
   Record rec = verbs::ControlRecord(Op::kCheckpoint, detail);
   if (Status s = journal_->Commit(rec, /*durable=*/true); !s.ok()) {
     (void)store.Delete(key);

@@ -52,9 +52,9 @@ struct CheckpointState {
   int64_t captured_ns = 0;
   int64_t stored_ns = 0;  // stored or failed: when
   double held_ms = 0;
-  uint64_t frozen = 0;  // frozen paths
-  uint64_t rows = 0;    // manifest rows known at the capture
-  uint64_t paths = 0;   // stored: the manifest's entries
+  uint64_t frozen = 0;          // frozen paths
+  uint64_t rows = 0;            // manifest rows known at the capture
+  uint64_t paths = 0;           // stored: the manifest's entries
   uint64_t manifest_bytes = 0;  // stored: its size
   double manifest_ms = 0;       // stored: how long writing and storing it took
   uint64_t spool_bytes = 0;

@@ -33,8 +33,9 @@ json CheckpointsVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   j["journal"] = std::move(journal);
   if (d.storer)
     for (CheckpointState& c : d.storer->List()) states.push_back(std::move(c));
-  std::stable_sort(states.begin(), states.end(),
-                   [](const CheckpointState& a, const CheckpointState& b) { return a.seq < b.seq; });
+  std::stable_sort(
+      states.begin(), states.end(),
+      [](const CheckpointState& a, const CheckpointState& b) { return a.seq < b.seq; });
   json all = json::array();
   for (const CheckpointState& c : states) all.push_back(CheckpointStateJson(c));
   j["checkpoints"] = std::move(all);

@@ -49,8 +49,8 @@ Status ManifestSnapshot::WriteManifest(int fd, const ManifestHeader& header, uin
   ManifestWriter w(fd, header, paths_);
   Status s = index_->ForEach(
       [&](const RemoteObject& o) {
-        return w.Add({o.path, ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode,
-                      o.uid, o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id});
+        return w.Add({o.path, ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode, o.uid,
+                      o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id});
       },
       /*skip_root=*/true);
   if (!s.ok()) return s.WithContext("checkpoint manifest: reading the objects table");
@@ -62,10 +62,17 @@ Status ManifestSnapshot::WriteManifest(int fd, const ManifestHeader& header, uin
 namespace {
 
 nlohmann::json RowJson(const ManifestEntry& e) {
-  return {{"path", e.path},         {"key", e.key},         {"type", e.type},
-          {"size", e.size},         {"mode", e.mode},       {"uid", e.uid},
-          {"gid", e.gid},           {"mtime_ns", e.mtime_ns}, {"etag", e.etag},
-          {"sha256", e.sha256},     {"version_id", e.version_id}};
+  return {{"path", e.path},
+          {"key", e.key},
+          {"type", e.type},
+          {"size", e.size},
+          {"mode", e.mode},
+          {"uid", e.uid},
+          {"gid", e.gid},
+          {"mtime_ns", e.mtime_ns},
+          {"etag", e.etag},
+          {"sha256", e.sha256},
+          {"version_id", e.version_id}};
 }
 
 Result<ManifestEntry> ParseRow(const std::string& line, const std::string& what) {
@@ -113,8 +120,12 @@ Status ManifestSnapshot::WriteRows(int fd, const std::function<bool(const std::s
   Status s = index_->ForEach(
       [&](const RemoteObject& o) {
         if (skip(o.path)) return Status::Ok();
-        ManifestEntry e{o.path,   ObjectKey(o.path, o.type == kTypeDir), o.type, o.size, o.mode,
-                        o.uid,    o.gid, o.mtime_ns, o.etag, o.sha256, o.version_id};
+        ManifestEntry e{o.path,      ObjectKey(o.path, o.type == kTypeDir),
+                        o.type,      o.size,
+                        o.mode,      o.uid,
+                        o.gid,       o.mtime_ns,
+                        o.etag,      o.sha256,
+                        o.version_id};
         buf += RowJson(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         buf += '\n';
         ++n;
@@ -141,8 +152,9 @@ Status WriteMergedManifest(int out_fd, const ManifestHeader& header, const std::
   uint64_t replaced = 0;
   std::string line;
   auto in_extra = [&](const std::string& path) {
-    auto it = std::lower_bound(extra.begin(), extra.end(), path,
-                               [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
+    auto it =
+        std::lower_bound(extra.begin(), extra.end(), path,
+                         [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
     return it != extra.end() && it->path == path;
   };
   uint64_t seen = 0;
