@@ -124,11 +124,11 @@ void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
   if (buffer_.size() + carried_.size() >= options_.max_entries) cv_.notify_all();
 }
 
-StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(int fd, uint64_t size) {
+StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(const Payload& content) {
   // One HistoryStore per call (it is thread-compatible), sharing the set of
   // chunks known stored.
   history::HistoryStore hs(*store_, HistoryOptionsFor(options_));
-  auto r = hs.PutChunks(fd, size, &known_);
+  auto r = hs.PutChunks(content, &known_);
   const history::HistoryCounters& c = hs.counters();
   chunks_uploaded_ += c.chunks_uploaded;
   chunk_bytes_uploaded_ += c.chunk_bytes_uploaded;
