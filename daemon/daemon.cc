@@ -29,6 +29,7 @@
 #include "daemon/prune_task.h"
 #include "daemon/options.h"
 #include "daemon/service_notify.h"
+#include "daemon/spool_states.h"
 #include "daemon/startup_checks.h"
 #include "daemon/target_probe.h"
 #include "fs/cow_spool.h"
@@ -404,6 +405,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   auto spool = CowSpool::Open(cfg.state_dir + "/spool", sync_fd.get(), cfg.max_spool_bytes);
   if (!spool.ok()) return fail(kExitFailure, "spool: " + spool.status().message());
   fso.cow = spool.value().get();  // fs/cow_spool.h; nothing captures yet (issue 12)
+  if (replicator) replicator->SetMarkedStates(std::make_shared<SpoolStates>(spool.value().get()));
   Filesystem fs(std::move(root), journal.value().get(), fso);
   // Bounded journal (daemon/journal_trim.h): deletes nothing until the
   // target's history holds the records.

@@ -534,6 +534,12 @@ void CowSpool::BeforeRenameDir(const std::string& rel_path) {
   }
 }
 
+bool CowSpool::Freezes(const std::string& id, const std::string& path) const {
+  std::lock_guard lk(mu_);
+  auto cit = captures_.find(id);
+  return cit != captures_.end() && cit->second->paths.count(path) > 0;
+}
+
 Result<FrozenFile> CowSpool::OpenAtMark(const std::string& id, const std::string& path) const {
   std::lock_guard lk(mu_);
   auto cit = captures_.find(id);

@@ -134,6 +134,9 @@ class CowSpool {
   // Deletes a capture's spool (stored, or abandoned). ENOENT if unknown.
   Status Release(const std::string& id);
   std::vector<CaptureInfo> Captures() const;
+  // Whether path is frozen in capture id (false for an unknown one; an
+  // abandoned capture still knows its paths).
+  bool Freezes(const std::string& id, const std::string& path) const;
   // The state of path at capture id's mark. Error for a path not in the
   // capture (read it live), an unknown or abandoned capture.
   Result<FrozenFile> OpenAtMark(const std::string& id, const std::string& path) const;

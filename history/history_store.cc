@@ -26,18 +26,16 @@ int64_t RealTimeNs() {
 }
 
 // Reads exactly `len` bytes at `off`; EAGAIN when the file got shorter.
-Status ReadFully(int fd, uint64_t off, uint64_t len, std::string* out) {
+// (A file range, or a source: a frozen file at a checkpoint mark.)
+StoreStatus ReadFully(const Payload& content, uint64_t off, uint64_t len, std::string* out) {
   out->resize(len);
   for (uint64_t done = 0; done < len;) {
-    ssize_t n = pread(fd, out->data() + done, len - done, static_cast<off_t>(off + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return PosixError("read for chunking", errno);
-    }
-    if (n == 0) return Status::Error(EAGAIN, "the file shrank while it was chunked");
-    done += static_cast<uint64_t>(n);
+    auto n = content.ReadAt(out->data() + done, len - done, off + done);
+    if (!n.ok()) return n.status().WithContext("read for chunking");
+    if (*n == 0) return StoreStatus(Status::Error(EAGAIN, "the file shrank while it was chunked"));
+    done += *n;
   }
-  return Status::Ok();
+  return StoreStatus();
 }
 
 Status WriteFully(int fd, uint64_t off, std::string_view data) {
@@ -142,23 +140,29 @@ void KnownInsert(KnownChunks& s, const std::string& k) { s.Insert(k); }
 
 StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size,
                                                            std::set<std::string>* known) {
-  return PutChunksImpl(fd, size, known);
+  return PutChunksImpl(Payload::FromFile(fd, 0, size), known);
 }
 
 StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(int fd, uint64_t size,
                                                            KnownChunks* known) {
-  return PutChunksImpl(fd, size, known);
+  return PutChunksImpl(Payload::FromFile(fd, 0, size), known);
+}
+
+StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunks(const Payload& content,
+                                                           KnownChunks* known) {
+  return PutChunksImpl(content, known);
 }
 
 template <typename Known>
-StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunksImpl(int fd, uint64_t size,
+StoreResult<std::vector<ChunkRef>> HistoryStore::PutChunksImpl(const Payload& content,
                                                                Known* known) {
+  const uint64_t size = content.size();
   std::vector<ChunkRef> chunks;
   std::string buf;
   for (uint64_t off = 0; off < size; off += options_.part_size) {
     const uint64_t len = std::min(options_.part_size, size - off);
     // The bytes hashed are the bytes stored: read once, hash, send from memory.
-    SCRIBEFS_RETURN_IF_ERROR(ReadFully(fd, off, len, &buf));
+    SCRIBEFS_RETURN_IF_STORE_ERROR(ReadFully(content, off, len, &buf));
     auto digest = Sha256(buf);
     if (!digest.ok()) return digest.status();
     ChunkRef ref{HexEncode(*digest), len};

@@ -153,6 +153,9 @@ class HistoryStore {
                                                std::set<std::string>* known = nullptr);
   // The same with a set shared by threads.
   StoreResult<std::vector<ChunkRef>> PutChunks(int fd, uint64_t size, KnownChunks* known);
+  // The same over a file range or a source (Payload::FromSource: a frozen
+  // file at a checkpoint mark); the payload's size is the file's.
+  StoreResult<std::vector<ChunkRef>> PutChunks(const Payload& content, KnownChunks* known);
 
   // Writes a validated segment under its key. Appending the same bytes again
   // succeeds (a retry); other bytes under the key fail with EEXIST.
@@ -210,7 +213,7 @@ class HistoryStore {
  private:
   // PutChunks over any set with Contains/Insert (or none).
   template <typename Known>
-  StoreResult<std::vector<ChunkRef>> PutChunksImpl(int fd, uint64_t size, Known* known);
+  StoreResult<std::vector<ChunkRef>> PutChunksImpl(const Payload& content, Known* known);
   enum class ChunkCheck { kMissing, kStored, kStale };
   StoreResult<ChunkCheck> CheckChunk(const std::string& sha256, uint64_t size);
   StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);

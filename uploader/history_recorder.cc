@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "journal/reader.h"
 #include "journal/upload_state.h"
@@ -124,11 +125,11 @@ void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
   if (buffer_.size() + carried_.size() >= options_.max_entries) cv_.notify_all();
 }
 
-StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(int fd, uint64_t size) {
+StoreResult<std::vector<history::ChunkRef>> HistoryRecorder::PutChunks(const Payload& content) {
   // One HistoryStore per call (it is thread-compatible), sharing the set of
   // chunks known stored.
   history::HistoryStore hs(*store_, HistoryOptionsFor(options_));
-  auto r = hs.PutChunks(fd, size, &known_);
+  auto r = hs.PutChunks(content, &known_);
   const history::HistoryCounters& c = hs.counters();
   chunks_uploaded_ += c.chunks_uploaded;
   chunk_bytes_uploaded_ += c.chunk_bytes_uploaded;
@@ -410,6 +411,15 @@ std::optional<history::Segment> HistoryRecorder::BuildSegment(uint64_t lo, uint6
   // Every record <= w is settled, so both halves of its renames were seen.
   renames_seen_.erase(renames_seen_.begin(), renames_seen_.upper_bound(int64_t(w)));
 
+  // An entry of a record above w (stored before its record was marked
+  // done) waits for a later segment: squeezed into this one it would stand
+  // for an earlier seq than its own, before the state at a checkpoint's
+  // mark that a later pass may still store at its (lower) seq.
+  auto split = std::stable_partition(decided.begin(), decided.end(),
+                                     [&](const history::Entry& e) { return e.seq <= w; });
+  std::vector<history::Entry> later(std::make_move_iterator(split),
+                                    std::make_move_iterator(decided.end()));
+  decided.erase(split, decided.end());
   std::vector<uint64_t> preferred;
   preferred.reserve(decided.size());
   for (const auto& e : decided) preferred.push_back(e.seq);
@@ -425,6 +435,7 @@ std::optional<history::Segment> HistoryRecorder::BuildSegment(uint64_t lo, uint6
     entries.push_back(std::move(e));
   }
   for (; i < decided.size(); ++i) carried_.push_back(std::move(decided[i]));
+  for (auto& e : later) carried_.push_back(std::move(e));
   return history::MakeDelta(std::move(entries), 0, lo, w);
 }
 

@@ -141,8 +141,9 @@ class HistoryRecorder {
   // before it marks the records done.
   void Add(std::vector<HistoryEffect> effects);
 
-  // The chunks of the first `size` bytes of `fd`, stored in the target.
-  StoreResult<std::vector<history::ChunkRef>> PutChunks(int fd, uint64_t size);
+  // The chunks of `content` (a file's first bytes, or a frozen file at a
+  // checkpoint mark through a PayloadSource), stored in the target.
+  StoreResult<std::vector<history::ChunkRef>> PutChunks(const Payload& content);
   // Forgets the chunks known stored (the daemon's prune deleted some).
   void ForgetKnownChunks();
 

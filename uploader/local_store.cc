@@ -536,25 +536,21 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
     uint64_t end = payload.offset() + payload.size();
     while (off < end) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - off));
-      ssize_t n = pread(payload.fd(), buf.data(), want, static_cast<off_t>(off));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return StoreStatus(PosixError("read source", errno));
-      }
-      if (n == 0) {
+      auto n = payload.ReadAt(buf.data(), want, off - payload.offset());
+      if (!n.ok()) return n.status();
+      if (*n == 0) {
         return S3LikeError(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
       }
       // A file deleted meanwhile is not stored (its delete follows); stop
       // reading it, so that its blocks are freed.
-      struct stat src_st;
-      if (fstat(payload.fd(), &src_st) == 0 && src_st.st_nlink == 0) {
+      if (payload.Unlinked()) {
         return S3LikeError(EAGAIN, 0, "SourceChanged", "source file deleted during the upload");
       }
-      std::string_view chunk(buf.data(), static_cast<size_t>(n));
+      std::string_view chunk(buf.data(), *n);
       Status st = hasher->Update(chunk);
       if (!st.ok()) return StoreStatus(st);
       SCRIBEFS_RETURN_IF_STORE_ERROR(WriteBody(temp.fd(), chunk, limited));
-      off += static_cast<uint64_t>(n);
+      off += *n;
     }
   } else {
     Status st = hasher->Update(payload.data());

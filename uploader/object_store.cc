@@ -1,5 +1,8 @@
 #include "uploader/object_store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 
 namespace scribefs {
@@ -15,6 +18,26 @@ StoreStatus S3LikeError(int code, int http_status, const std::string& error_code
   info.error_code = error_code;
   info.retryable = error_code == "SourceChanged";  // as the ObjectStore contract says
   return StoreStatus(Status::Error(code, message + " (" + error_code + ")"), info);
+}
+
+StoreResult<size_t> Payload::ReadAt(void* buf, size_t n, uint64_t pos) const {
+  if (source_) {
+    auto r = source_->Pread(buf, n, offset_ + pos);
+    if (!r.ok())
+      return S3LikeError(EAGAIN, 0, "SourceChanged",
+                         "source no longer readable: " + r.status().message());
+    return *r;
+  }
+  for (;;) {
+    ssize_t got = pread(fd_, buf, n, static_cast<off_t>(offset_ + pos));
+    if (got >= 0) return static_cast<size_t>(got);
+    if (errno != EINTR) return StoreStatus(PosixError("read source file", errno));
+  }
+}
+
+bool Payload::Unlinked() const {
+  struct stat st;
+  return fd_ >= 0 && fstat(fd_, &st) == 0 && st.st_nlink == 0;
 }
 
 StoreStatus NoSuchKey(const char* op, const std::string& key) {

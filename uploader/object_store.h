@@ -129,32 +129,59 @@ using Metadata = std::map<std::string, std::string>;
 
 // Ranges passed to a store have length > 0 (common/byte_range.h).
 
-// What to upload: bytes in memory, or a range of an open file. The store reads
-// the file twice (once to hash, once to send) and fails with SourceChanged
-// (retryable) if what it sent differs from what it hashed, so a file that
-// changes during the upload is never stored with a wrong checksum. Likewise
-// when the file loses its last name (st_nlink 0) while it is read: a deleted
-// file is not stored, and the store stops reading it at once (so that a
-// delete frees the disk space without waiting for the upload).
+// Bytes read on demand from something other than a descriptor of DATADIR:
+// a frozen file as it was at a checkpoint mark (uploader/marked_states.h).
+// Such content cannot change while it is read; a read that fails means the
+// source is gone (e.g. the capture was abandoned), and the store fails the
+// request with SourceChanged (retryable), so that the caller goes again.
+class PayloadSource {
+ public:
+  virtual ~PayloadSource() = default;
+  // Up to n bytes at off; fewer only at the end of the content.
+  virtual Result<size_t> Pread(void* buf, size_t n, uint64_t off) const = 0;
+};
+
+// What to upload: bytes in memory, or a range of an open file or of a
+// PayloadSource. The store reads a file twice (once to hash, once to send)
+// and fails with SourceChanged (retryable) if what it sent differs from what
+// it hashed, so a file that changes during the upload is never stored with a
+// wrong checksum. Likewise when the file loses its last name (st_nlink 0)
+// while it is read: a deleted file is not stored, and the store stops
+// reading it at once (so that a delete frees the disk space without waiting
+// for the upload).
 class Payload {
  public:
   // `data` must stay alive while the call that uses the Payload runs.
   static Payload FromMemory(std::string_view data) { return Payload(data); }
   // `fd` must stay open; it is read with pread, its offset is not used.
   static Payload FromFile(int fd, uint64_t offset, uint64_t length) {
-    return Payload(fd, offset, length);
+    return Payload(fd, nullptr, offset, length);
   }
-  bool is_file() const { return fd_ >= 0; }
+  // `source` must stay alive while the call that uses the Payload runs.
+  static Payload FromSource(const PayloadSource* source, uint64_t offset, uint64_t length) {
+    return Payload(-1, source, offset, length);
+  }
+  // Read on demand (a file or a source), not held in memory.
+  bool is_file() const { return fd_ >= 0 || source_ != nullptr; }
   std::string_view data() const { return data_; }
-  int fd() const { return fd_; }
+  int fd() const { return fd_; }  // -1 for a source
   uint64_t offset() const { return offset_; }
   uint64_t size() const { return is_file() ? length_ : data_.size(); }
 
+  // Up to n bytes at offset() + pos of a file or source (EINTR retried);
+  // 0 when it ends there (the file shrank). A source's failure is
+  // SourceChanged (retryable), a file's the read's errno.
+  StoreResult<size_t> ReadAt(void* buf, size_t n, uint64_t pos) const;
+  // The file lost its last name (st_nlink 0); never for a source.
+  bool Unlinked() const;
+
  private:
   explicit Payload(std::string_view data) : data_(data) {}
-  Payload(int fd, uint64_t offset, uint64_t length) : fd_(fd), offset_(offset), length_(length) {}
+  Payload(int fd, const PayloadSource* source, uint64_t offset, uint64_t length)
+      : fd_(fd), source_(source), offset_(offset), length_(length) {}
   std::string_view data_;
   int fd_ = -1;
+  const PayloadSource* source_ = nullptr;
   uint64_t offset_ = 0;
   uint64_t length_ = 0;
 };

@@ -19,6 +19,29 @@ namespace scribefs {
 namespace {
 
 const StoreStatus& StatusOf(const StoreStatus& s) { return s; }
+
+StoreResult<std::string> FileSha256(int fd, uint64_t size) {
+  auto sha = FileSha256Hex(fd, size);
+  if (!sha.ok()) return StoreStatus(sha.status());
+  return std::move(sha).value();
+}
+
+// Hex SHA-256 of a payload read on demand (a file at a checkpoint's mark).
+StoreResult<std::string> ContentSha256Hex(const Payload& p) {
+  auto h = Hasher::Create(Hasher::Algorithm::kSha256);
+  if (!h.ok()) return StoreStatus(h.status());
+  std::string buf(1 << 20, '\0');
+  for (uint64_t off = 0; off < p.size();) {
+    auto n = p.ReadAt(buf.data(), std::min<uint64_t>(buf.size(), p.size() - off), off);
+    if (!n.ok()) return n.status();
+    if (*n == 0) return S3LikeError(EAGAIN, 0, "SourceChanged", "the content ended early");
+    SCRIBEFS_RETURN_IF_ERROR(h->Update(std::string_view(buf.data(), *n)));
+    off += *n;
+  }
+  auto d = h->Finish();
+  if (!d.ok()) return StoreStatus(d.status());
+  return HexEncode(*d);
+}
 template <typename T>
 const StoreStatus& StatusOf(const StoreResult<T>& r) {
   return r.status();
@@ -88,6 +111,7 @@ bool PlanExecutor::Record(Run& run, const RemoteObject& o) {
   // stored below it, which did not yet include this). Then go again: the
   // next attempt finds the path gone and deletes what was just stored,
   // instead of leaving it in the target.
+  if (env_.at_mark) return true;  // the state at the mark: stored for good
   auto again = OpenBeneath(env_.root_fd, run.path, O_PATH | O_NOFOLLOW);
   struct stat now;
   if (!again.ok() || fstat(again->get(), &now) != 0 || now.st_ino != o.ino)
@@ -95,7 +119,13 @@ bool PlanExecutor::Record(Run& run, const RemoteObject& o) {
   return true;
 }
 
+Payload PlanExecutor::Content(const Run& run, uint64_t off, uint64_t len) const {
+  if (env_.at_mark) return Payload::FromSource(env_.marked_content, off, len);
+  return Payload::FromFile(run.file_fd, off, len);
+}
+
 bool PlanExecutor::Unchanged(Run& run) {
+  if (env_.at_mark) return true;  // a state at a mark does not change
   struct stat st2;
   if (fstat(run.file_fd, &st2) != 0 || uint64_t(st2.st_size) != run.plan.object.size ||
       MtimeNs(st2) != run.plan.object.mtime_ns) {
@@ -211,10 +241,8 @@ PlanExecutor::Next PlanExecutor::DoCopyFrom(Run& run, const plan::CopyFrom& step
 
 PlanExecutor::Next PlanExecutor::DoPutFile(Run& run) {
   RemoteObject& obj = run.obj;
-  auto put = WithRequestRetries([&] {
-    return env_.store->Put(run.path, Payload::FromFile(run.file_fd, 0, obj.size),
-                           run.plan.metadata);
-  });
+  auto put = WithRequestRetries(
+      [&] { return env_.store->Put(run.path, Content(run, 0, obj.size), run.plan.metadata); });
   if (!put.ok()) {
     if (put.status().error_code() == "SourceChanged")
       run.out.changed_during = true;
@@ -266,9 +294,8 @@ PlanExecutor::Next PlanExecutor::DoMultipart(Run& run, const plan::Multipart& st
         });
         if (r.ok()) copied_any = true;
       } else {
-        r = WithRequestRetries([&] {
-          return store.UploadPart(path, *upload_id, pn, Payload::FromFile(run.file_fd, off, len));
-        });
+        r = WithRequestRetries(
+            [&] { return store.UploadPart(path, *upload_id, pn, Content(run, off, len)); });
       }
       if (!r.ok()) {
         errors[i] = r.status();
@@ -301,9 +328,13 @@ PlanExecutor::Next PlanExecutor::DoMultipart(Run& run, const plan::Multipart& st
     return Next::kDone;
   };
   if (!Unchanged(run)) return abort();
-  auto sha = FileSha256Hex(run.file_fd, obj.size);
+  auto sha = env_.at_mark ? ContentSha256Hex(Content(run, 0, obj.size))
+                          : FileSha256(run.file_fd, obj.size);
   if (!sha.ok()) {
-    run.out.status = StoreStatus(sha.status());
+    if (sha.status().error_code() == "SourceChanged")
+      run.out.changed_during = true;  // the capture was abandoned: go again (live)
+    else
+      run.out.status = sha.status();
     return abort();
   }
   if (!Unchanged(run)) return abort();

@@ -55,6 +55,12 @@ class PlanExecutor {
     ObjectStore* store = nullptr;
     int root_fd = -1;  // DATADIR
     int part_parallelism = 4;
+    // A pass at a checkpoint's mark (uploader/marked_states.h): nothing is
+    // checked against the live path (the state at the mark cannot change,
+    // whatever happened to the path since), and a regular file's content
+    // is read from marked_content (file_fd is -1).
+    bool at_mark = false;
+    const PayloadSource* marked_content = nullptr;
     // A request failed with `status` (retryable) on try `attempt` (1-based):
     // wait before the next try; false: do not try again (stopping).
     std::function<bool(int attempt, const StoreStatus& status)> retry_wait;
@@ -69,7 +75,8 @@ class PlanExecutor {
   explicit PlanExecutor(Env env) : env_(std::move(env)) {}
 
   // file_fd: for a regular file, the descriptor the plan's file_st came
-  // from (content is read from it); -1 otherwise. link_target: a symlink's.
+  // from (content is read from it); -1 otherwise (or at a mark: see
+  // Env::marked_content). link_target: a symlink's.
   PathOutcome Execute(const std::string& path, const UploadPlan& plan, int file_fd,
                       const std::string& link_target);
 
@@ -91,6 +98,8 @@ class PlanExecutor {
   bool Record(Run& run, const RemoteObject& o);
   // False (and changed_during) when the file changed since file_st.
   bool Unchanged(Run& run);
+  // [off, off + len) of the file's content (the descriptor, or at a mark).
+  Payload Content(const Run& run, uint64_t off, uint64_t len) const;
 
   Env env_;
 };

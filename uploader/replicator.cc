@@ -52,6 +52,7 @@ struct Replicator::Work {
   // operation itself, so for a moment the path may not exist yet.
   int64_t created_ns = 0;
   bool in_flight = false;
+  bool at_mark_in_flight = false;  // the pass in flight stores a state at a mark
   int attempts = 0;
   // A reconcile record (start-up scan, rescan, the check after a crash):
   // the target may hold what the journal never saw stored.
@@ -74,6 +75,9 @@ struct Replicator::Snapshot {
   // server stored it), an earlier daemon had the path in hand when it died,
   // or a reconcile record (e.g. the check after a crash) names it.
   bool maybe_stored = false;
+  // A pass at a checkpoint's mark: the capture, and what reads it.
+  std::string mark_id;
+  std::shared_ptr<const MarkedStates> marked;
 };
 
 namespace {
@@ -209,7 +213,8 @@ Replicator::Work& Replicator::WorkFor(const std::string& path) {
 
 void Replicator::Schedule(const std::string& path, Work& w) {
   Clock::time_point when = Clock::now();
-  if (w.open && !options_.sync_mode && drain_depth_ == 0) {
+  // (A pass at a checkpoint's mark stores a state that no writer changes.)
+  if (w.open && !options_.sync_mode && drain_depth_ == 0 && !MarkFor(path, w)) {
     // Still being written: wait for the close, or upload what is there after a while.
     auto age = std::chrono::nanoseconds(NowNs() - w.last_ns);
     auto delay = std::chrono::duration_cast<Clock::duration>(options_.open_file_delay) -
@@ -246,6 +251,8 @@ void Replicator::Ingest(const Record& r) {
     w.last_ns = r.time_ns;
     if (r.op == Op::kReconcile) w.reconcile = true;
     seq_refs_[r.seq]++;
+    if (!marks_seen_.empty() && r.seq <= marks_seen_.back().seq && MarkFor(path, w))
+      at_mark_due_.insert(path);
     return w;
   };
   switch (r.op) {
@@ -349,11 +356,18 @@ bool Replicator::WaitsOn(const std::string& from, const std::string& target) {
   return false;
 }
 
+bool Replicator::AtMarkDue(const std::string& path) {
+  auto it = work_.find(path);
+  return it != work_.end() && MarkFor(path, *it->second).has_value();
+}
+
 bool Replicator::BelowAMover(const std::string& path) {
   if (movers_.empty()) return false;
   for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
        slash = path.rfind('/', slash - 1)) {
-    if (movers_.count(path.substr(0, slash))) return true;
+    // A pass at a checkpoint's mark goes first: the state it stores is older
+    // than the directory's move (or the mover's pass waits for it below).
+    if (movers_.count(path.substr(0, slash))) return !AtMarkDue(path);
   }
   return false;
 }
@@ -362,7 +376,12 @@ bool Replicator::MoverWithPassesBelow(const std::string& path) {
   if (!movers_.count(path)) return false;
   const std::string below = path + "/";
   auto it = in_flight_paths_.lower_bound(below);
-  return it != in_flight_paths_.end() && it->compare(0, below.size(), below) == 0;
+  if (it != in_flight_paths_.end() && it->compare(0, below.size(), below) == 0) return true;
+  if (!marked_ || !marked_->AnyLive()) return false;
+  for (auto w = work_.lower_bound(below);
+       w != work_.end() && w->first.compare(0, below.size(), below) == 0; ++w)
+    if (MarkFor(w->first, *w->second)) return true;
+  return false;
 }
 
 void Replicator::NoLongerAMover(const std::string& path) {
@@ -419,6 +438,7 @@ void Replicator::DispatchLoop() {
     notify_cv_.wait_for(lk, std::chrono::milliseconds(500), [&] { return notified_ || stop_; });
     if (stop_) break;
     notified_ = false;
+    RefreshMarks();  // also when no worker looks: a capture released or abandoned
     int64_t from = cursor_ + 1;
     // Never past a record whose operation has not happened yet: reconciling
     // its path now would see the state before it (Journal::AppliedThrough).
@@ -462,10 +482,97 @@ void Replicator::DispatchLoop() {
   }
 }
 
+std::optional<MarkedCapture> Replicator::MarkFor(const std::string& path, const Work& w) {
+  if (!marked_ || w.seqs.empty() || !marked_->AnyLive()) return std::nullopt;
+  const int64_t lowest = *std::min_element(w.seqs.begin(), w.seqs.end());
+  for (MarkedCapture& c : marked_->LiveCaptures())
+    if (lowest <= c.seq && marked_->Frozen(c.id, path)) return std::move(c);
+  return std::nullopt;
+}
+
+void Replicator::RefreshMarks() {
+  std::vector<MarkedCapture> live;
+  if (marked_ && marked_->AnyLive()) live = marked_->LiveCaptures();
+  if (live != marks_seen_) {
+    marks_seen_ = std::move(live);
+    at_mark_due_.clear();
+    if (!marks_seen_.empty()) {
+      for (const auto& [p, w] : work_)
+        if (w->at_mark_in_flight || MarkFor(p, *w)) at_mark_due_.insert(p);
+    }
+  }
+  if (at_mark_due_.empty()) ReleaseHeld();
+}
+
+void Replicator::UpdateMarkDue(const std::string& path) {
+  auto it = work_.find(path);
+  if (it != work_.end() && !it->second->in_flight) it->second->at_mark_in_flight = false;
+  if (!at_mark_due_.count(path)) return;
+  if (it == work_.end() || (!it->second->at_mark_in_flight && !MarkFor(path, *it->second)))
+    at_mark_due_.erase(path);
+  if (at_mark_due_.empty()) ReleaseHeld();
+}
+
+void Replicator::ReleaseHeld() {
+  for (const std::string& p : held_) {
+    auto it = work_.find(p);
+    if (it != work_.end() && !it->second->in_flight && !it->second->scheduled)
+      Schedule(p, *it->second);
+  }
+  held_.clear();
+}
+
+bool Replicator::HeldForMarks(const std::string& path, const Work& w) {
+  RefreshMarks();
+  if (at_mark_due_.empty() || at_mark_due_.count(path)) return false;
+  // Records at or below the smallest mark go on (there are none unless the
+  // checkpoint froze less than it should: a live state is better than none).
+  if (!w.seqs.empty() && *std::min_element(w.seqs.begin(), w.seqs.end()) <= marks_seen_.front().seq)
+    return false;
+  held_.insert(path);
+  return true;
+}
+
 // Takes what is pending for w's path for one pass: its records (into seqs)
 // and what the pass needs to know about them. Requires mu_.
-Replicator::Snapshot Replicator::TakeWork(Work& w, std::vector<int64_t>& seqs) {
+Replicator::Snapshot Replicator::TakeWork(const std::string& path, Work& w,
+                                          std::vector<int64_t>& seqs) {
   Snapshot snap;
+  if (std::optional<MarkedCapture> mark = MarkFor(path, w)) {
+    // The state at the mark, for the records up to it. The rest of the Work
+    // (later records, their renames, the dirty ranges of all) stays for the
+    // live pass that follows: what it describes covers every change since.
+    snap.mark_id = mark->id;
+    snap.marked = marked_;
+    w.at_mark_in_flight = true;
+    snap.content_changed = snap.whole = true;  // sent whole, from the capture
+    std::vector<int64_t> later;
+    for (int64_t seq : w.seqs) (seq <= mark->seq ? seqs : later).push_back(seq);
+    w.seqs = std::move(later);
+    std::vector<RenameNote> kept;
+    for (RenameNote& r : w.renames) {
+      if (r.seq > mark->seq) {
+        kept.push_back(std::move(r));
+        continue;
+      }
+      // A directory renamed here: its children go with it (live: they are
+      // not frozen unless records named them).
+      if (r.to == path && !r.exchange) snap.renamed_from.push_back(r.from);
+      snap.renames.push_back(std::move(r));
+    }
+    w.renames = std::move(kept);
+    snap.max_seq = *std::max_element(seqs.begin(), seqs.end());
+    snap.time_ns = w.seqs.empty() ? w.last_ns : 0;  // 0: looked up (RecordTimeNs)
+    snap.maybe_stored =
+        w.attempts > 0 || w.reconcile || *std::min_element(seqs.begin(), seqs.end()) <= boot_seq_;
+    if (w.seqs.empty()) {  // nothing after the mark: the Work is done
+      w.renamed_from.clear();
+      w.dirty.Take();
+      w.content_changed = w.whole = w.reconcile = false;
+      w.created_ns = 0;
+    }
+    return snap;
+  }
   snap.renamed_from = std::move(w.renamed_from);
   snap.renames = std::exchange(w.renames, {});
   snap.time_ns = w.last_ns;
@@ -576,6 +683,10 @@ void Replicator::WorkerLoop(int id) {
       parked_.insert(path);  // until that directory's pass is done (NoLongerAMover)
       continue;
     }
+    if (HeldForMarks(path, w)) continue;  // until the passes at a mark are done
+    // (A pass at a mark copies nothing and deletes only what was gone at the
+    // mark, when the renamed-to name's state there comes from the capture.)
+    if (blocked && at_mark_due_.count(path)) blocked = false;
     if (blocked || MoverWithPassesBelow(path)) {
       w.sched = Clock::now() + std::chrono::milliseconds(20);
       w.scheduled = true;
@@ -583,7 +694,7 @@ void Replicator::WorkerLoop(int id) {
       continue;
     }
     std::vector<int64_t> seqs;
-    Snapshot snap = TakeWork(w, seqs);
+    Snapshot snap = TakeWork(path, w, seqs);
     w.in_flight = true;
     in_flight_++;
     in_flight_paths_.insert(path);
@@ -593,6 +704,8 @@ void Replicator::WorkerLoop(int id) {
     // one) would fail for good and block every flush and checkpoint: it is
     // skipped instead, with the reason, and counted.
     Status key_ok = ValidateKey(path, "path");
+    if (!snap.mark_id.empty() && snap.time_ns == 0)  // at a mark: its newest record's time
+      snap.time_ns = RecordTimeNs(snap.max_seq, NowNs());
     PathOutcome out;
     std::vector<HistoryEffect> effects;
     if (key_ok.ok()) {
@@ -615,6 +728,7 @@ void Replicator::WorkerLoop(int id) {
     } else {
       Requeue(lk, w, path, snap, seqs, out);
     }
+    UpdateMarkDue(path);
     auto again = work_.find(path);
     if (again != work_.end()) {
       Work& w2 = *again->second;
@@ -740,6 +854,21 @@ Status Replicator::RetryFailed() {
   return Status::Ok();
 }
 
+int64_t Replicator::RecordTimeNs(int64_t seq, int64_t fallback) {
+  auto reader = JournalReader::Open(journal_->path());
+  if (!reader.ok()) return fallback;
+  JournalFilter f;
+  f.since_seq = f.until_seq = seq;
+  f.limit = 1;
+  auto recs = reader.value()->Query(f);
+  return recs.ok() && !recs->empty() ? recs->front().time_ns : fallback;
+}
+
+void Replicator::SetMarkedStates(std::shared_ptr<const MarkedStates> marked) {
+  std::lock_guard lk(mu_);
+  marked_ = std::move(marked);
+}
+
 std::string Replicator::StatsJson() {
   ReplicatorStats st = stats();
   nlohmann::json j = {{"target", store_->Describe()},
@@ -795,10 +924,6 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
                                   const Snapshot& snap, std::vector<HistoryEffect>& effects) {
   PathOutcome out;
   if (IsReservedPath(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
-  auto fail_local = [&](const Status& s) {
-    out.status = StoreStatus(s);
-    return out;
-  };
   PathChange change;
   change.renamed_from = snap.renamed_from;
   change.dirty = snap.dirty;
@@ -811,57 +936,11 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   popt.part_size = options_.part_size;
 
   RemoteState remote;
-  auto row = index.Get(path);
-  if (!row.ok()) return fail_local(row.status());
-  remote.current = std::move(row.value());
-
-  // What is there now?
   LocalState local;
   UniqueFd file;
-  auto fd = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
-  if (!fd.ok() || fstat(fd->get(), &local.st) != 0) {
-    int err = fd.ok() ? errno : fd.status().code();
-    if (err != ENOENT && err != ENOTDIR) return fail_local(PosixError(path, err));
-    // Gone. (Never "not there yet": the uploader reads no record whose
-    // operation has not happened, see Journal::AppliedThrough.)
-    if (options_.delete_remote) {
-      auto rows = index.Subtree(path);
-      if (!rows.ok()) return fail_local(rows.status());
-      remote.subtree = std::move(rows.value());
-    }
-  } else {
-    local.exists = true;
-    const std::string_view type = ObjectTypeOf(local.st.st_mode);
-    if (remote.current && remote.current->type != type && options_.delete_remote) {
-      auto rows = index.Subtree(path);
-      if (rows.ok()) remote.subtree = std::move(rows.value());
-    }
-    if (S_ISLNK(local.st.st_mode)) {
-      char target[PATH_MAX + 1];
-      ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
-      if (n < 0) return fail_local(PosixError(path, errno));
-      local.link_target.assign(target, n);
-    } else if (S_ISREG(local.st.st_mode)) {
-      // Never a plain open: the path may be a FIFO by now (see local_open.h).
-      auto f = OpenLocalForRead(root_.get(), path, &local.st);
-      if (!f.ok()) {
-        if (f.status().code() == ENOENT || f.status().code() == ESTALE) {
-          // Vanished or replaced between two looks: the record of that
-          // unlink or rename follows, and its pass looks again.
-          out.changed_during = true;
-          return out;
-        }
-        return fail_local(f.status());
-      }
-      file = std::move(f->fd);
-      local.file_st = f->st;
-      for (const auto& from : snap.renamed_from) {
-        auto src = index.Get(from);
-        remote.sources.push_back(src.ok() ? std::move(src.value()) : std::nullopt);
-      }
-    }
-  }
-
+  std::shared_ptr<const PayloadSource> content;  // at a mark: the file's bytes there
+  if (auto ended = LookAtPath(index, path, snap, local, remote, file, content)) return *ended;
+  const bool at_mark = !snap.mark_id.empty();
   UploadPlan plan = PlanUpload(path, local, remote, change, popt);
   // History: this path's entries come before those of what is below it
   // (a renamed directory's children, reconciled by the executor).
@@ -876,6 +955,8 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   env.store = store_.get();
   env.root_fd = root_.get();
   env.part_parallelism = options_.part_parallelism;
+  env.at_mark = at_mark;
+  env.marked_content = content.get();
   env.retry_wait = [&](int attempt, const StoreStatus& status) {
     return RequestRetryWait(path, attempt, status);
   };
@@ -892,8 +973,12 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
     return Reconcile(index, child, cs, effects);
   };
   out = PlanExecutor(std::move(env)).Execute(path, plan, file.get(), local.link_target);
-  if (own_file && out.status.ok() && !out.changed_during)
-    StoreChunks(file.get(), local.file_st, effects[own_index], out);
+  if (own_file && out.status.ok() && !out.changed_during) {
+    const uint64_t size = uint64_t(local.file_st.st_size);
+    StoreChunks(at_mark ? Payload::FromSource(content.get(), 0, size)
+                        : Payload::FromFile(file.get(), 0, size),
+                at_mark, local.file_st, effects[own_index], out);
+  }
   if (own_added && effects[own_index].entry.op == history::EntryOp::kPut &&
       effects[own_index].entry.state.type == kTypeDir && StoresChildren(plan)) {
     // Everything below was stored by this pass (PlanExecutor::DoChildren).
@@ -903,6 +988,97 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
     effects[own_index].subtree = std::move(kept);
   }
   return out;
+}
+
+std::optional<PathOutcome> Replicator::LookAtPath(RemoteIndex& index, const std::string& path,
+                                                  const Snapshot& snap, LocalState& local,
+                                                  RemoteState& remote, UniqueFd& file,
+                                                  std::shared_ptr<const PayloadSource>& content) {
+  auto fail_local = [](const Status& s) {
+    PathOutcome out;
+    out.status = StoreStatus(s);
+    return out;
+  };
+  auto go_again = [] {
+    PathOutcome out;
+    out.changed_during = true;
+    return out;
+  };
+  auto row = index.Get(path);
+  if (!row.ok()) return fail_local(row.status());
+  remote.current = std::move(row.value());
+
+  // What is there now, or what was there at the mark?
+  std::optional<MarkedState> marked;
+  Result<UniqueFd> fd = Status::Error(ENOENT, "not looked at");
+  int err = 0;
+  if (!snap.mark_id.empty()) {
+    auto m = snap.marked->Open(snap.mark_id, path);
+    if (!m.ok()) {
+      bool live = false;
+      for (const MarkedCapture& c : snap.marked->LiveCaptures()) live |= c.id == snap.mark_id;
+      // Abandoned (or released) since the pass was taken: the next one is
+      // live. A live capture that cannot say the state fails the records
+      // (the checkpoint then fails visibly rather than store another state).
+      if (!live) return go_again();
+      return fail_local(m.status().WithContext("state at the mark of checkpoint " + snap.mark_id));
+    }
+    marked = std::move(m.value());
+    local.st = marked->attr;
+    if (marked->kind == MarkedState::Kind::kAbsent) err = ENOENT;
+  } else {
+    fd = OpenBeneath(root_.get(), path, O_PATH | O_NOFOLLOW);
+    if (!fd.ok() || fstat(fd->get(), &local.st) != 0) err = fd.ok() ? errno : fd.status().code();
+  }
+  if (err != 0) {
+    if (err != ENOENT && err != ENOTDIR) return fail_local(PosixError(path, err));
+    // Gone. (Never "not there yet": the uploader reads no record whose
+    // operation has not happened, see Journal::AppliedThrough.)
+    if (options_.delete_remote) {
+      auto rows = index.Subtree(path);
+      if (!rows.ok()) return fail_local(rows.status());
+      remote.subtree = std::move(rows.value());
+    }
+    return std::nullopt;
+  }
+  local.exists = true;
+  const std::string_view type = ObjectTypeOf(local.st.st_mode);
+  if (remote.current && remote.current->type != type && options_.delete_remote) {
+    auto rows = index.Subtree(path);
+    if (rows.ok()) remote.subtree = std::move(rows.value());
+  }
+  if (S_ISLNK(local.st.st_mode)) {
+    if (marked) {
+      local.link_target = marked->target;
+      return std::nullopt;
+    }
+    char target[PATH_MAX + 1];
+    ssize_t n = readlinkat(fd->get(), "", target, sizeof target - 1);
+    if (n < 0) return fail_local(PosixError(path, errno));
+    local.link_target.assign(target, n);
+  } else if (S_ISREG(local.st.st_mode)) {
+    if (marked) {  // read from the capture; never copied from another name
+      local.file_st = marked->attr;
+      content = marked->content;
+      if (!content) return fail_local(Status::Error(EIO, path + ": no content at the mark"));
+      return std::nullopt;
+    }
+    // Never a plain open: the path may be a FIFO by now (see local_open.h).
+    auto f = OpenLocalForRead(root_.get(), path, &local.st);
+    if (!f.ok()) {
+      // Vanished or replaced between two looks: the record of that unlink
+      // or rename follows, and its pass looks again.
+      if (f.status().code() == ENOENT || f.status().code() == ESTALE) return go_again();
+      return fail_local(f.status());
+    }
+    file = std::move(f->fd);
+    local.file_st = f->st;
+    for (const auto& from : snap.renamed_from) {
+      auto src = index.Get(from);
+      remote.sources.push_back(src.ok() ? std::move(src.value()) : std::nullopt);
+    }
+  }
+  return std::nullopt;
 }
 
 void Replicator::PlanEntries(const std::string& path, const Snapshot& snap, bool exists,
@@ -952,8 +1128,8 @@ void Replicator::PlanEntries(const std::string& path, const Snapshot& snap, bool
   effects.push_back(std::move(e));
 }
 
-void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& effect,
-                             PathOutcome& out) {
+void Replicator::StoreChunks(const Payload& content, bool at_mark, const struct stat& file_st,
+                             HistoryEffect& effect, PathOutcome& out) {
   const std::string& path = effect.entry.path;
   // The content as the mirror upload read it: the same descriptor, then the
   // same check that it did not change (a file written meanwhile goes again).
@@ -962,15 +1138,16 @@ void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& 
   // PlanExecutor's requests, a few tries before the path goes back whole.
   // (The file shrank while read: EAGAIN with no store error code; a
   // throttled request is EAGAIN too, with its code, and a retry of its own.)
+  // (A source that is gone, the capture abandoned, counts as changed too.)
   auto shrank = [](const StoreStatus& s) {
-    return s.code() == EAGAIN && s.error_code().empty();
+    return (s.code() == EAGAIN && s.error_code().empty()) || s.error_code() == "SourceChanged";
   };
-  auto chunks = history_->PutChunks(fd, size);
+  auto chunks = history_->PutChunks(content);
   for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable() &&
                         !shrank(chunks.status());
        ++attempt) {
     if (!RequestRetryWait(path, attempt, chunks.status())) break;
-    chunks = history_->PutChunks(fd, size);
+    chunks = history_->PutChunks(content);
   }
   if (!chunks.ok()) {
     if (shrank(chunks.status()))
@@ -980,8 +1157,8 @@ void Replicator::StoreChunks(int fd, const struct stat& file_st, HistoryEffect& 
     return;
   }
   struct stat now;
-  if (fstat(fd, &now) != 0 || now.st_size != file_st.st_size ||
-      MtimeNs(now) != MtimeNs(file_st)) {
+  if (!at_mark && (fstat(content.fd(), &now) != 0 || now.st_size != file_st.st_size ||
+                   MtimeNs(now) != MtimeNs(file_st))) {
     out.changed_during = true;
     return;
   }

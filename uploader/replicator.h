@@ -7,6 +7,13 @@
 // order; a path is never handled by two workers at once. A file still open for
 // writing waits for its close (or `open_file_delay`, for files that stay open).
 //
+// Checkpoints (issue 12): a path frozen in a live capture of a checkpoint
+// (uploader/marked_states.h) that has records <= the capture's mark S gets a
+// pass for those records alone, which stores the path as it was at S, read
+// from the capture (without waiting for the file's close); its later records
+// get a live pass afterwards. With several captures, the smallest mark first.
+// When the capture is abandoned, the path goes live.
+//
 // Errors: retryable ones (network, 5xx, throttling, a file changing during
 // its upload) are retried with exponential backoff and jitter, without limit
 // (each request first a few times on its own, see PlanExecutor),
@@ -39,6 +46,7 @@
 #include "uploader/bandwidth.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/history_recorder.h"
+#include "uploader/marked_states.h"
 #include "uploader/object_store.h"
 #include "journal/remote_index.h"
 #include "uploader/plan_executor.h"
@@ -121,6 +129,9 @@ class Replicator : public UploadWaiter {
   Status WaitIdle(std::chrono::steady_clock::time_point deadline);
   // Requeues every failed record.
   Status RetryFailed();
+  // The checkpoints' captures (null: none). Set before Start, or at any
+  // time; `marked` must stay valid until Stop() returned.
+  void SetMarkedStates(std::shared_ptr<const MarkedStates> marked);
 
   // ---- pause points (defined in replicator_drain.cc) ----
   // Waits until no record with seq <= `seq` is pending or uploading. While
@@ -164,7 +175,26 @@ class Replicator : public UploadWaiter {
   void CleanStaleUploads();
   void DispatchLoop();
   void WorkerLoop(int id);
-  Snapshot TakeWork(Work& w, std::vector<int64_t>& seqs);  // requires mu_
+  // Takes w's records for one pass, all of them or (MarkFor) those up to
+  // a capture's mark. Requires mu_.
+  Snapshot TakeWork(const std::string& path, Work& w, std::vector<int64_t>& seqs);
+  // The live capture whose state the next pass of `path` stores: the one
+  // with the smallest mark that freezes the path and has a record of w at
+  // or below its mark. Requires mu_.
+  std::optional<MarkedCapture> MarkFor(const std::string& path, const Work& w);
+  // A record's time (the journal's), for history's entry of an at-mark pass.
+  int64_t RecordTimeNs(int64_t seq, int64_t fallback);
+  // Passes at a mark store states older than those of the live passes that
+  // run after the capture, and history keeps entries in the order they
+  // arrive: so that replay at the mark sees no later state, a live pass of
+  // records above the smallest mark waits (held_, not polled) while a pass
+  // at a mark is due or in flight. All require mu_.
+  bool HeldForMarks(const std::string& path, const Work& w);
+  // Notices captures that appeared or went (then finds the paths due).
+  void RefreshMarks();
+  // A path's pass ended (or its records changed): is it still due?
+  void UpdateMarkDue(const std::string& path);
+  void ReleaseHeld();
   void Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::string& path,
                const Snapshot& snap, const std::vector<int64_t>& seqs, const PathOutcome& out);
   void Ingest(const Record& r);  // requires mu_
@@ -185,7 +215,10 @@ class Replicator : public UploadWaiter {
   // A pass below a mover waits (parked, not polled) until the mover's pass is
   // done; a mover's pass waits for passes below it that already run.
   // All require mu_.
+  // Except a pass at a checkpoint's mark (AtMarkDue): it goes first, and a
+  // mover above it waits for it as for a pass below that already runs.
   bool BelowAMover(const std::string& path);
+  bool AtMarkDue(const std::string& path);
   bool MoverWithPassesBelow(const std::string& path);
   // Its pass is done and no other rename waits: schedules what was parked below it.
   void NoLongerAMover(const std::string& path);
@@ -205,15 +238,24 @@ class Replicator : public UploadWaiter {
   // What was stored is appended to `effects` (history's entries).
   PathOutcome Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap,
                         std::vector<HistoryEffect>& effects);
+  // Reconcile's look at the path: its state now, or at the snapshot's mark
+  // (then `content` reads the file at the mark); the index rows that the
+  // plan needs for it. A returned outcome ends the pass.
+  std::optional<PathOutcome> LookAtPath(RemoteIndex& index, const std::string& path,
+                                        const Snapshot& snap, LocalState& local,
+                                        RemoteState& remote, UniqueFd& file,
+                                        std::shared_ptr<const PayloadSource>& content);
   // History: the entries for what Reconcile is about to store at `path`
   // (the renames its snapshot holds, then the path's state or absence);
   // a file's chunks are filled in once stored (StoreChunks).
   void PlanEntries(const std::string& path, const Snapshot& snap, bool exists,
                    const struct stat& st, const std::string& link_target,
                    std::vector<HistoryEffect>& effects);
-  // Stores the chunks of the file `fd` (as fstat'ed in `file_st`) and puts
-  // them in `effect`; changed_during when the file changed meanwhile.
-  void StoreChunks(int fd, const struct stat& file_st, HistoryEffect& effect, PathOutcome& out);
+  // Stores the chunks of `content` (the file as fstat'ed in `file_st`, or
+  // at a mark: `at_mark`, which cannot change) and puts them in `effect`;
+  // changed_during when the file changed meanwhile.
+  void StoreChunks(const Payload& content, bool at_mark, const struct stat& file_st,
+                   HistoryEffect& effect, PathOutcome& out);
 
   Journal* const journal_;
   UniqueFd root_;
@@ -246,6 +288,10 @@ class Replicator : public UploadWaiter {
   ReplicatorStats stats_;
   std::vector<std::thread> threads_;
   std::unique_ptr<HistoryRecorder> history_;  // null: --history off
+  std::shared_ptr<const MarkedStates> marked_;  // GUARDED_BY(mu_); null: no checkpoints
+  std::vector<MarkedCapture> marks_seen_;       // the live captures last seen, by mark
+  std::set<std::string> at_mark_due_;           // paths with a pass at a mark due or in flight
+  std::set<std::string> held_;                  // live passes waiting for them
 };
 
 }  // namespace scribefs

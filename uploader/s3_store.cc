@@ -112,14 +112,6 @@ std::string DefaultCode(long http_status) {
   }
 }
 
-// Whether the file behind fd lost its last name: a file deleted while it
-// is being uploaded is not stored (its delete follows), and the store stops
-// reading it at once, so that its blocks are freed (a full disk).
-bool Unlinked(int fd) {
-  struct stat st;
-  return fstat(fd, &st) == 0 && st.st_nlink == 0;
-}
-
 std::once_flag g_curl_init_once;
 CURLcode g_curl_init_rc = CURLE_OK;
 
@@ -177,23 +169,25 @@ size_t ReadCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
   if (want == 0) return 0;
   size_t got = 0;
   if (p.is_file()) {
-    if (Unlinked(p.fd())) {
+    if (p.Unlinked()) {
       src->deleted = true;
       return CURL_READFUNC_ABORT;
     }
     while (got < want) {
-      ssize_t n =
-          pread(p.fd(), buffer + got, want - got, static_cast<off_t>(p.offset() + src->pos + got));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        src->error = PosixError("read source file", errno);
+      auto n = p.ReadAt(buffer + got, want - got, src->pos + got);
+      if (!n.ok()) {
+        // A source that is gone counts as changed: the request goes again.
+        if (n.status().error_code() == "SourceChanged")
+          src->changed = true;
+        else
+          src->error = n.status().status();
         return CURL_READFUNC_ABORT;
       }
-      if (n == 0) {  // the file shrank
+      if (*n == 0) {  // the file shrank
         src->changed = true;
         return CURL_READFUNC_ABORT;
       }
-      got += static_cast<size_t>(n);
+      got += *n;
     }
   } else {
     memcpy(buffer, p.data().data() + src->pos, want);
@@ -356,27 +350,24 @@ StoreStatus HashPayload(const Payload& p, const std::string& what, PayloadDigest
         static_cast<size_t>(std::min<uint64_t>(1 << 20, std::max<uint64_t>(p.size(), 1))), '\0');
     for (uint64_t off = 0; off < p.size();) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.size() - off));
-      ssize_t n = pread(p.fd(), buf.data(), want, static_cast<off_t>(p.offset() + off));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return StoreStatus(PosixError(what + ": read source file", errno));
-      }
-      if (n == 0) {
+      auto n = p.ReadAt(buf.data(), want, off);
+      if (!n.ok()) return n.status().WithContext(what);
+      if (*n == 0) {
         StoreErrorInfo info;
         info.retryable = true;
         info.error_code = "SourceChanged";
         return StoreStatus(Status::Error(EAGAIN, what + ": source file shrank before upload"),
                            info);
       }
-      Status st = hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+      Status st = hasher->Update(std::string_view(buf.data(), *n));
       if (!st.ok()) return StoreStatus(st.WithContext(what));
-      if (Unlinked(p.fd())) {
+      if (p.Unlinked()) {
         StoreErrorInfo info;
         info.retryable = true;
         info.error_code = "SourceChanged";
         return StoreStatus(Status::Error(EAGAIN, what + ": source file was deleted"), info);
       }
-      off += static_cast<uint64_t>(n);
+      off += *n;
     }
   } else {
     Status st = hasher->Update(p.data());

@@ -33,16 +33,13 @@ StoreResult<std::string> Read(const Payload& p) {
   std::string out(p.size(), '\0');
   uint64_t done = 0;
   while (done < p.size()) {
-    ssize_t n = pread(p.fd(), out.data() + done, p.size() - done, off_t(p.offset() + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return StoreStatus(PosixError("read source", errno));
-    }
-    if (n == 0) return S3LikeError(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
-    done += uint64_t(n);
+    auto n = p.ReadAt(out.data() + done, p.size() - done, done);
+    if (!n.ok()) return n.status();
+    if (*n == 0)
+      return S3LikeError(EAGAIN, 0, "SourceChanged", "source file shrank during the upload");
+    done += *n;
   }
-  struct stat st;
-  if (fstat(p.fd(), &st) == 0 && st.st_nlink == 0)
+  if (p.Unlinked())
     return S3LikeError(EAGAIN, 0, "SourceChanged", "source file deleted during the upload");
   return out;
 }

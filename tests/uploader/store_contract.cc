@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "tests/uploader/test_util.h"
@@ -386,6 +388,59 @@ TEST_P(StoreContract, MultipartUpload) {
   uploads = store_->ListMultipartUploads("big/");
   ASSERT_TRUE(uploads.ok());
   EXPECT_TRUE(uploads->empty());
+}
+
+// Bytes read on demand from a PayloadSource (a frozen file at a checkpoint's
+// mark): a Put and a part store exactly them; a source that fails is
+// SourceChanged (retryable) and stores nothing.
+class StringSource : public PayloadSource {
+ public:
+  explicit StringSource(std::string data, bool fail = false)
+      : data_(std::move(data)), fail_(fail) {}
+  Result<size_t> Pread(void* buf, size_t n, uint64_t off) const override {
+    if (fail_) return Status::Error(ECANCELED, "capture abandoned");
+    if (off >= data_.size()) return size_t{0};
+    n = std::min<size_t>(n, data_.size() - off);
+    memcpy(buf, data_.data() + off, n);
+    return n;
+  }
+
+ private:
+  std::string data_;
+  bool fail_;
+};
+
+TEST_P(StoreContract, PutAndPartFromASource) {
+  const std::string data = Blob(kMinPartSize + 4321, 9);
+  StringSource src(data);
+  auto put = store_->Put("src/small", Payload::FromSource(&src, 100, 5000), kMeta);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(put->sha256_hex, Sha256Hex(data.substr(100, 5000)));
+  EXPECT_EQ(put->etag, Md5Hex(data.substr(100, 5000)));
+  auto got = store_->Get("src/small");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->body == data.substr(100, 5000));
+
+  auto id = store_->CreateMultipartUpload("src/big", kMeta);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto p1 = store_->UploadPart("src/big", *id, 1, Payload::FromSource(&src, 0, kMinPartSize));
+  ASSERT_TRUE(p1.ok()) << p1.status().ToString();
+  EXPECT_EQ(p1->sha256_hex, Sha256Hex(data.substr(0, kMinPartSize)));
+  auto p2 = store_->UploadPart("src/big", *id, 2,
+                               Payload::FromSource(&src, kMinPartSize, data.size() - kMinPartSize));
+  ASSERT_TRUE(p2.ok()) << p2.status().ToString();
+  auto done = store_->CompleteMultipartUpload("src/big", *id, {{1, p1->etag}, {2, p2->etag}});
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  got = store_->Get("src/big");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->body == data);
+
+  StringSource gone(data, /*fail=*/true);
+  auto failed = store_->Put("src/gone", Payload::FromSource(&gone, 0, 1000), kMeta);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_TRUE(failed.status().retryable()) << failed.status().ToString();
+  EXPECT_EQ(failed.status().error_code(), "SourceChanged") << failed.status().ToString();
+  EXPECT_TRUE(store_->Head("src/gone").status().not_found());
 }
 
 TEST_P(StoreContract, UploadPartCopyWithIfMatch) {
