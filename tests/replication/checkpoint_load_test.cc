@@ -300,5 +300,60 @@ TEST_F(CheckpointLoad, EveryStoredCheckpointRestoresOneGenerationAndTheBytesAtTh
   Run(20.0);
 }
 
+// kill -9 of the daemon between captured and stored: the next daemon finds
+// the spool and the frozen set, stores the state at the mark (not the state
+// after the overwrites that followed it) and completes the checkpoint.
+TEST_F(CheckpointLoad, KilledBetweenCapturedAndStoredTheNextDaemonStoresTheStateAtTheMark) {
+  const std::string target = "file://" + root() + "/target";
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget(target, {}));
+  ASSERT_TRUE(WriteWhole(mp("big.bin"), it::Pattern(24 << 20, 1)));
+  ASSERT_TRUE(WriteWhole(mp("old.txt"), "deleted after the mark"));
+  ASSERT_GE(CtlFlush(), 0);
+  ASSERT_EQ(Unmount(), 0);
+  // A slow target: storing the frozen file takes seconds, the kill comes first.
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget(target, {"--bwlimit", "1M"}));
+
+  // Changes not stored at the mark: the checkpoint freezes these paths.
+  int fd = open(mp("big.bin").c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::string a = it::Pattern(1 << 20, 2);
+  ASSERT_EQ(pwrite(fd, a.data(), a.size(), 5 << 20), static_cast<ssize_t>(a.size()));
+  ASSERT_TRUE(WriteWhole(mp("new.txt"), "new before the mark"));
+  it::RunResult p = Ctl({"pause", "--timeout", "60"});
+  ASSERT_EQ(p.exit_code, 0) << p.Describe();
+  const Snapshot at_mark = SnapshotOf(data());
+  it::RunResult c = Ctl({"--json", "checkpoint", "k", "--timeout", "60"});
+  ASSERT_EQ(c.exit_code, 0) << c.Describe();
+  ASSERT_EQ(Ctl({"resume"}).exit_code, 0);
+
+  // After the mark: overwrite the frozen range and more, truncate, delete.
+  std::string b = it::Pattern(3 << 20, 3);
+  ASSERT_EQ(pwrite(fd, b.data(), b.size(), 4 << 20), static_cast<ssize_t>(b.size()));
+  ASSERT_EQ(ftruncate(fd, 20 << 20), 0);
+  ASSERT_EQ(close(fd), 0);
+  ASSERT_EQ(truncate(mp("new.txt").c_str(), 3), 0);
+  ASSERT_EQ(unlink(mp("old.txt").c_str()), 0);
+  it::RunResult l = Ctl({"--json", "checkpoints"});
+  ASSERT_EQ(l.exit_code, 0) << l.Describe();
+  ASSERT_NE(l.out.find("captured"), std::string::npos) << "stored before the kill: " << l.out;
+  ASSERT_NO_FATAL_FAILURE(KillDaemon());
+
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget(target, {"--crash-check-delay", "0"}));
+  it::RunResult f = Ctl({"flush", "--timeout", "300"}, 320);
+  ASSERT_EQ(f.exit_code, 0) << f.Describe();
+  l = Ctl({"--json", "checkpoints"});
+  auto lj = json::parse(l.out, nullptr, false);
+  std::string state;
+  for (const auto& e : lj.is_object() ? lj.value("checkpoints", json::array()) : json::array())
+    if (e.value("name", "") == "k") state = e.value("state", "");
+  EXPECT_EQ(state, "stored") << l.out;
+  const std::string to = root() + "/restored";
+  it::RunResult r = Ctl({"restore", "--same-owner", "--checkpoint", "k", "--to", to}, 300);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  std::vector<std::string> diff = Diff(at_mark, SnapshotOf(to));
+  EXPECT_TRUE(diff.empty()) << diff.size() << " differences from the tree at the mark\n"
+                            << Head(diff);
+}
+
 }  // namespace
 }  // namespace scribefs::rep
