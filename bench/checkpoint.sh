@@ -1,40 +1,61 @@
 #!/usr/bin/env bash
 # checkpoint.sh - how long a checkpoint holds writes, as a function of the
-# data that is still to be uploaded when it starts.
+# data that is still to be stored when it starts, on a fast, a slow and a
+# stopped target; and what a checkpoint costs the writers after its mark.
 #
-# Starts a throwaway Ceph RGW (tests/testbed/rgw-up.sh; stopped on exit), mounts
-# scribefs on a temporary DATADIR replicating to s3://BUCKET/bench (async), and
-# for each size: waits until nothing is pending (scribectl flush), writes one
-# file of that size through the mount (cp of a pre-made random file; closed),
-# and at once takes `scribectl checkpoint`. The checkpoint pauses, waits until
-# that file is uploaded, stores the manifest and resumes; its --json answer
-# says how long writes were held and where the time went. Prints a Markdown
-# table (median, min and max of --runs runs per size) and the raw answers.
+# A checkpoint captures the state at its mark under a short pause (copy-on-
+# write, fs/cow_spool.h) and is stored afterwards (README, "Pause points and
+# checkpoints"). For each target and size: wait until nothing is pending
+# (`flush`, except on the stopped target), write one file of that size
+# through the mount (cp of a pre-made random file; closed), and at once take
+# `scribectl --json checkpoint`. Its answer says how long writes were held
+# (held_ms); the script also times the command, and, where the target can
+# store it, how long until the checkpoint is stored (`flush`).
+#
+# Targets (-t, comma separated):
+#   file       file:// directory in the work dir
+#   rgw        a throwaway Ceph RGW (tests/testbed/rgw-up.sh; stopped on exit)
+#   rgw-slow   the same RGW with --bwlimit 8M (a distant target)
+#   rgw-down   the same RGW with its gateway stopped after the mount started
+# RGW keeps its data in a 2 GiB memstore: sizes above 1024 MiB are skipped on
+# rgw and rgw-slow (stored there, they would not fit).
+#
+# --fio: also measures the writers' side on a file:// target slowed to
+# --bwlimit 1M (so that the capture stays live for the whole measurement):
+# fio randwrite (bench/workloads/randwrite.fio, 256 MiB file) with no capture,
+# and right after a checkpoint that froze the file; and the latency of
+# pwrite+fdatasync of 4 KiB at 2,000 random blocks, the first overwrite after
+# the mark (which preserves the old bytes) and the second (which does not).
 #
 # usage: bench/checkpoint.sh [options]
-#   -s, --sizes LIST    sizes in MiB, comma separated (default 1,100,1024)
+#   -s, --sizes LIST    sizes in MiB, comma separated (default 1,100,1024,4096)
 #   -n, --runs N        checkpoints per size (default 3)
+#   -t, --targets LIST  default file,rgw,rgw-slow,rgw-down
+#       --fio           also the writers' cost (needs fio)
 #   -w, --workdir DIR   parent of the temporary work dir (default /var/tmp)
 #   -j, --json FILE     raw answers, one JSON object per line (default ./checkpoint.jsonl)
 #   -h, --help
 # environment:
 #   SCRIBEFS, SCRIBECTL  the binaries (default: build*/ next to this script, then PATH)
 #   SCRIBEFS_OPTS        extra daemon options, word-split (e.g. "--workers 8")
-# needs: root, fusermount3, the RGW test bed (ceph-mon ceph-osd radosgw), aws CLI, python3.
-# Each run deletes its file afterwards and has RGW collect the garbage, so that
-# 1 GiB runs fit the test bed's 2 GiB in-memory OSD.
+# needs: root, fusermount3, python3; for RGW the test bed (ceph-mon ceph-osd
+# radosgw) and the aws CLI.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-SIZES=1,100,1024
+SIZES=1,100,1024,4096
 RUNS=3
+TARGETS=file,rgw,rgw-slow,rgw-down
+FIO=0
 WORKROOT=/var/tmp
 JSON=$PWD/checkpoint.jsonl
 while [ $# -gt 0 ]; do
   case "$1" in
     -s|--sizes) SIZES=$2; shift 2 ;;
     -n|--runs) RUNS=$2; shift 2 ;;
+    -t|--targets) TARGETS=$2; shift 2 ;;
+    --fio) FIO=1; shift ;;
     -w|--workdir) WORKROOT=$2; shift 2 ;;
     -j|--json) JSON=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -50,83 +71,189 @@ find_bin() {  # find_bin NAME SUBDIR
 }
 SCRIBEFS=${SCRIBEFS:-$(find_bin scribefs daemon)}
 SCRIBECTL=${SCRIBECTL:-$(find_bin scribectl tools)}
-for tool in fusermount3 aws python3; do
+for tool in fusermount3 python3; do
   command -v "$tool" >/dev/null || { echo "checkpoint.sh: $tool not found" >&2; exit 1; }
 done
+[ "$FIO" = 0 ] || command -v fio >/dev/null || { echo "checkpoint.sh: fio not found" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "checkpoint.sh: run as root (the daemon mounts)" >&2; exit 1; }
 
 W=$(mktemp -d "$WORKROOT/scribefs-ckpt-bench.XXXXXX")
-DATA=$W/data MNT=$W/mnt STATE=$W/state RGW=$W/rgw
-mkdir -p "$DATA" "$MNT"
+RGW=$W/rgw
+MNT=$W/mnt
+STATE=
+RGW_UP=0
+unmount() {
+  if grep -q " $MNT fuse.scribefs " /proc/self/mounts; then
+    "$SCRIBECTL" --state-dir "$STATE" resume >/dev/null 2>&1 || true
+    fusermount3 -u "$MNT"
+    for _ in $(seq 1 600); do [ -e "$STATE/control.sock" ] || break; sleep 0.1; done
+  fi
+}
 cleanup() {
   set +e
-  if grep -q " $MNT fuse.scribefs " /proc/self/mounts; then
-    "$SCRIBECTL" --state-dir "$STATE" resume >/dev/null 2>&1
-    fusermount3 -u "$MNT"
-    for _ in $(seq 1 100); do [ -e "$STATE/control.sock" ] || break; sleep 0.1; done
-  fi
-  "$ROOT/tests/testbed/rgw-down.sh" "$RGW" >/dev/null 2>&1
+  unmount
+  [ "$RGW_UP" = 0 ] || "$ROOT/tests/testbed/rgw-down.sh" "$RGW" >/dev/null 2>&1
   rm -rf "$W"
 }
 trap cleanup EXIT
 
-echo "starting RGW ..." >&2
-"$ROOT/tests/testbed/rgw-up.sh" "$RGW" 0 >&2
-set -a
-# shellcheck disable=SC1091
-. "$RGW/env"
-set +a
-export AWS_DEFAULT_REGION=$S3_REGION
-BUCKET=scribefs-ckpt-bench
-aws --endpoint-url "$S3_ENDPOINT" s3api create-bucket --bucket "$BUCKET" >/dev/null
+start_rgw() {
+  [ "$RGW_UP" = 1 ] && return
+  command -v aws >/dev/null || { echo "checkpoint.sh: aws not found" >&2; exit 1; }
+  echo "starting RGW ..." >&2
+  "$ROOT/tests/testbed/rgw-up.sh" "$RGW" 0 >&2
+  RGW_UP=1
+  set -a
+  # shellcheck disable=SC1091
+  . "$RGW/env"
+  set +a
+  export AWS_DEFAULT_REGION=$S3_REGION
+}
 
-# shellcheck disable=SC2086
-"$SCRIBEFS" --state-dir "$STATE" --target "s3://$BUCKET/bench" --endpoint "$S3_ENDPOINT" \
-  --region "$S3_REGION" ${SCRIBEFS_OPTS:-} "$DATA" "$MNT"
-CTL=("$SCRIBECTL" --state-dir "$STATE")
+# mount_on TARGET [EXTRA DAEMON OPTIONS...]: a fresh DATADIR and state dir.
+mount_on() {
+  local name=$1
+  shift
+  local data=$W/data-$name
+  STATE=$W/state-$name
+  mkdir -p "$data" "$MNT"
+  local target
+  case $name in
+    file*) target=(--target "file://$W/target-$name") ;;
+    rgw*)
+      start_rgw
+      aws --endpoint-url "$S3_ENDPOINT" s3api create-bucket --bucket "ckpt-$name" >/dev/null
+      target=(--target "s3://ckpt-$name/bench" --endpoint "$S3_ENDPOINT" --region "$S3_REGION")
+      ;;
+  esac
+  # A spool bound above the largest size: a frozen file removed after its
+  # run stays in the spool until its checkpoint is stored.
+  # shellcheck disable=SC2086
+  "$SCRIBEFS" --state-dir "$STATE" "${target[@]}" --max-spool 64G "$@" ${SCRIBEFS_OPTS:-} \
+    "$data" "$MNT"
+  CTL=("$SCRIBECTL" --state-dir "$STATE")
+}
+
+# One checkpoint with MiB of fresh dirty data; appends its answer to $JSON.
+checkpoint_run() {  # checkpoint_run TARGET MIB RUN SRC
+  local name=$1 mib=$2 run=$3 src=$4
+  [ "$name" = rgw-down ] || "${CTL[@]}" flush --timeout 1200 >/dev/null
+  # Fresh content every run, so that every run has the whole file to store.
+  printf 'run %s %s' "$run" "$(date +%s%N)" | dd of="$src" conv=notrunc status=none
+  cp "$src" "$MNT/dirty-$mib-$run"
+  local t0 t1 t2 out
+  t0=$(date +%s%N)
+  out=$("${CTL[@]}" --json checkpoint "c-$mib-$run-$t0" --timeout 600)
+  t1=$(date +%s%N)
+  t2=$t1
+  if [ "$name" != rgw-down ]; then
+    "${CTL[@]}" flush --timeout 1200 >/dev/null
+    t2=$(date +%s%N)
+  fi
+  echo "$out" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+j.update(target=sys.argv[1], dirty_mib=int(sys.argv[2]), run=int(sys.argv[3]),
+         command_ms=(int(sys.argv[5]) - int(sys.argv[4])) / 1e6,
+         stored_ms=(int(sys.argv[6]) - int(sys.argv[4])) / 1e6 if sys.argv[1] != "rgw-down" else None)
+print(json.dumps(j))' "$name" "$mib" "$run" "$t0" "$t1" "$t2" >>"$JSON"
+  echo "$name, dirty $mib MiB, run $run: held $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["held_ms"])') ms" >&2
+  if [ "$name" != rgw-down ]; then
+    rm -f "$MNT/dirty-$mib-$run"
+    "${CTL[@]}" flush --timeout 1200 >/dev/null
+    if [ "${name#rgw}" != "$name" ]; then
+      # The memstore frees overwritten and deleted objects only at garbage collection.
+      radosgw-admin -c "$RGW/ceph.conf" gc process --include-all >/dev/null 2>&1 || true
+    fi
+  fi
+}
 
 : >"$JSON"
 IFS=, read -r -a SIZE_LIST <<<"$SIZES"
+IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 for mib in "${SIZE_LIST[@]}"; do
-  src=$W/src-$mib
-  head -c "$((mib * 1024 * 1024))" /dev/urandom >"$src"
-  for run in $(seq 1 "$RUNS"); do
-    "${CTL[@]}" flush --timeout 600 >/dev/null
-    # Fresh content every run, so that every run uploads the whole file.
-    printf 'run %s %s' "$run" "$(date +%s%N)" | dd of="$src" conv=notrunc status=none
-    cp "$src" "$MNT/dirty-$mib"
-    t0=$(date +%s%N)
-    out=$("${CTL[@]}" --json checkpoint "c-$mib-$run-$t0" --timeout 600)
-    t1=$(date +%s%N)
-    echo "$out" | python3 -c '
-import json, sys
-j = json.load(sys.stdin)
-j["dirty_mib"] = int(sys.argv[1]); j["run"] = int(sys.argv[2])
-j["command_ms"] = (int(sys.argv[4]) - int(sys.argv[3])) / 1e6
-print(json.dumps(j))' "$mib" "$run" "$t0" "$t1" >>"$JSON"
-    echo "dirty ${mib} MiB run $run: held $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["held_ms"])') ms" >&2
-    # The test bed's RGW keeps its data in a 2 GiB memstore and frees
-    # overwritten objects only at garbage collection: delete and collect now.
-    rm -f "$MNT/dirty-$mib"
-    "${CTL[@]}" flush --timeout 600 >/dev/null
-    radosgw-admin -c "$RGW/ceph.conf" gc process --include-all >/dev/null 2>&1 || true
-  done
-  rm -f "$src"
+  head -c "$((mib * 1024 * 1024))" /dev/urandom >"$W/src-$mib"
 done
+for name in "${TARGET_LIST[@]}"; do
+  case $name in
+    file|rgw) mount_on "$name" ;;
+    rgw-slow) mount_on "$name" --bwlimit 8M ;;
+    rgw-down)
+      mount_on "$name"
+      "$ROOT/tests/testbed/rgw-gateway.sh" "$RGW" stop >&2
+      ;;
+    *) echo "checkpoint.sh: unknown target $name" >&2; exit 2 ;;
+  esac
+  for mib in "${SIZE_LIST[@]}"; do
+    if [ "$mib" -gt 1024 ] && { [ "$name" = rgw ] || [ "$name" = rgw-slow ]; }; then continue; fi
+    for run in $(seq 1 "$RUNS"); do checkpoint_run "$name" "$mib" "$run" "$W/src-$mib"; done
+  done
+  unmount
+  [ "$name" != rgw-down ] || "$ROOT/tests/testbed/rgw-gateway.sh" "$RGW" start >&2
+  rm -rf "$W/data-$name" "$W/target-$name" "$W/state-$name"
+done
+
+# The writers' side: a capture that stays live (the target stores at 1 MiB/s).
+if [ "$FIO" = 1 ]; then
+  mount_on file-fio --bwlimit 1M
+  fio_iops() {  # fio_iops LABEL
+    sync; sync
+    DIR=$MNT fio --output-format=json "$HERE/workloads/randwrite.fio" >"$W/fio.json"
+    python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(json.dumps({"fio": sys.argv[2], "iops": j["jobs"][0]["write"]["iops"]}))' \
+      "$W/fio.json" "$1" | tee -a "$JSON" >&2
+  }
+  DIR=$MNT fio --create_only=1 "$HERE/workloads/randwrite.fio" >/dev/null
+  "${CTL[@]}" flush --timeout 1200 >/dev/null
+  fio_iops "no capture"
+  "${CTL[@]}" flush --timeout 1200 >/dev/null
+  # One byte changed: the file has a change not stored at the mark, so the
+  # checkpoint freezes it, and the 1 MiB/s target keeps the capture live.
+  printf x | dd of="$MNT/randwrite.dat" conv=notrunc status=none
+  "${CTL[@]}" --json checkpoint fio-1 >/dev/null
+  fio_iops "after a checkpoint that froze the file"
+  "${CTL[@]}" flush --timeout 1200 >/dev/null
+  printf y | dd of="$MNT/randwrite.dat" conv=notrunc status=none
+  "${CTL[@]}" --json checkpoint lat-1 >/dev/null
+  python3 - "$MNT/randwrite.dat" <<'EOF' | tee -a "$JSON" >&2
+import json, os, random, statistics, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+blocks = random.Random(1).sample(range(os.fstat(fd).st_size // 4096), 2000)
+buf = os.urandom(4096)
+def timed():
+    out = []
+    for b in blocks:
+        t = time.perf_counter_ns()
+        os.pwrite(fd, buf, b * 4096)
+        os.fdatasync(fd)
+        out.append((time.perf_counter_ns() - t) / 1e3)
+    return out
+first, second = timed(), timed()
+q = lambda xs, p: sorted(xs)[int(p * (len(xs) - 1))]
+print(json.dumps({"latency_us": {"first_overwrite": {"p50": q(first, .5), "p99": q(first, .99)},
+                                 "second_overwrite": {"p50": q(second, .5), "p99": q(second, .99)}}}))
+EOF
+  unmount
+fi
 
 python3 - "$JSON" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def fmt(v): return f"{v:,.1f}"
 def stat(xs): return f"{fmt(statistics.median(xs))} ({fmt(min(xs))}–{fmt(max(xs))})"
-print("| dirty data | runs | writes held, ms | of which: drain | upload wait | manifest | effective upload rate |")
-print("|---|---|---|---|---|---|---|")
-for mib in sorted({r["dirty_mib"] for r in rows}):
-    rs = [r for r in rows if r["dirty_mib"] == mib]
-    held = [r["held_ms"] for r in rs]
-    up = [r["upload_wait_ms"] for r in rs]
-    rate = statistics.median(mib / (u / 1000) for u in up if u > 0) if any(u > 0 for u in up) else 0
-    print(f"| {mib} MiB | {len(rs)} | {stat(held)} | {stat([r['drain_ms'] for r in rs])} | "
-          f"{stat(up)} | {stat([r['manifest_ms'] for r in rs])} | {rate:,.0f} MiB/s |")
+print("| target | dirty data | runs | writes held, ms | command returned, ms | stored after, ms |")
+print("|---|---|---|---|---|---|")
+ck = [r for r in rows if "dirty_mib" in r]
+for t in dict.fromkeys(r["target"] for r in ck):
+    for mib in sorted({r["dirty_mib"] for r in ck if r["target"] == t}):
+        rs = [r for r in ck if r["target"] == t and r["dirty_mib"] == mib]
+        stored = [r["stored_ms"] for r in rs if r.get("stored_ms") is not None]
+        print(f"| {t} | {mib} MiB | {len(rs)} | {stat([r['held_ms'] for r in rs])} | "
+              f"{stat([r['command_ms'] for r in rs])} | {stat(stored) if stored else 'not stored (target down)'} |")
+for r in rows:
+    if "fio" in r: print(f"\nfio randwrite, {r['fio']}: {r['iops']:,.0f} IOPS")
+    if "latency_us" in r: print(f"\n4 KiB pwrite+fdatasync, µs: {json.dumps(r['latency_us'])}")
 EOF
 echo "raw answers: $JSON" >&2
