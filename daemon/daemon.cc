@@ -404,8 +404,17 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   UniqueFd sync_fd(fcntl(root.get(), F_DUPFD_CLOEXEC, 3));  // syncfs for pause --sync
   auto spool = CowSpool::Open(cfg.state_dir + "/spool", sync_fd.get(), cfg.max_spool_bytes);
   if (!spool.ok()) return fail(kExitFailure, "spool: " + spool.status().message());
-  fso.cow = spool.value().get();  // fs/cow_spool.h; nothing captures yet (issue 12)
+  fso.cow = spool.value().get();  // fs/cow_spool.h: checkpoints capture (issue 12)
   if (replicator) replicator->SetMarkedStates(std::make_shared<SpoolStates>(spool.value().get()));
+  // The uploader reads frozen paths through the spool: on every way out of
+  // here (an early failure too) it stops before the spool goes. (Stop is
+  // idempotent: the normal path has stopped it already.)
+  struct StopUploaderFirst {
+    Replicator* replicator;
+    ~StopUploaderFirst() {
+      if (replicator) replicator->Stop(std::chrono::milliseconds(0));
+    }
+  } stop_uploader_first{replicator};
   Filesystem fs(std::move(root), journal.value().get(), fso);
   // Bounded journal (daemon/journal_trim.h): deletes nothing until the
   // target's history holds the records.
