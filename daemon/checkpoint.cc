@@ -20,6 +20,7 @@
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 #include "journal/reader.h"
+#include "journal/trim.h"
 
 namespace scribefs::verbs {
 namespace {
@@ -177,17 +178,48 @@ json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
   return out;
 }
 
-// The frozen set (under the pause): every path (and new path) a record not
-// yet stored names, as DATADIR holds it now ({0,0}: absent). Sorted, unique.
-Result<std::vector<FrozenPath>> FrozenSet(const ControlDeps& d) {
+// The seq through which history's stored segments hold every record, or
+// nullopt without history. The daemon's own figure, or the journal's note of
+// it when the timeline is not loaded yet (lower, never higher: safe).
+Result<std::optional<int64_t>> HistoryStoredThrough(const ControlDeps& d, JournalReader& reader) {
+  std::optional<HistoryStats> h = d.replicator ? d.replicator->history_stats() : std::nullopt;
+  if (!h) return std::optional<int64_t>();
+  if (h->loaded) return std::optional<int64_t>(static_cast<int64_t>(h->stored_through_seq));
+  auto meta = reader.Meta(kMetaHistoryStoredThrough);
+  if (!meta.ok()) return meta.status();
+  int64_t through = 0;
+  if (*meta) through = strtoll(meta->value().c_str(), nullptr, 10);
+  return std::optional<int64_t>(through);
+}
+
+// The frozen set (under the pause), as DATADIR holds it now ({0,0}: absent;
+// sorted, unique): every path (and new path) named by
+//  - a record up to the mark not yet stored;
+//  - with history, a record up to the mark stored whose history entry is not
+//    in a stored segment yet: after a crash it is requeued and its path
+//    looked at again (README, "History in the target"), so its state at the
+//    mark must come from the capture too.
+Result<std::vector<FrozenPath>> FrozenSet(const ControlDeps& d, int64_t mark) {
   auto reader = JournalReader::Open(d.journal->path());
   if (!reader.ok()) return reader.status();
   auto recs = reader.value()->Unfinished();
   if (!recs.ok()) return recs.status();
   std::set<std::string> names;
-  for (const UnfinishedRecord& r : *recs) {
-    if (!r.path.empty()) names.insert(r.path);
-    if (r.new_path && !r.new_path->empty()) names.insert(*r.new_path);
+  auto name = [&](const std::string& path, const std::optional<std::string>& new_path) {
+    if (!path.empty()) names.insert(path);
+    if (new_path && !new_path->empty()) names.insert(*new_path);
+  };
+  for (const UnfinishedRecord& r : *recs) name(r.path, r.new_path);
+  auto through = HistoryStoredThrough(d, **reader);
+  if (!through.ok()) return through.status();
+  if (*through && **through < mark) {
+    JournalFilter f;
+    f.since_seq = **through + 1;
+    f.until_seq = mark;
+    f.state = "done";
+    auto done = reader.value()->Query(f);
+    if (!done.ok()) return done.status();
+    for (const Record& r : *done) name(r.path, r.new_path);
   }
   std::vector<FrozenPath> out;
   out.reserve(names.size());
@@ -239,7 +271,7 @@ Status WriteString(int fd, const std::string& s) {
 std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
                                       json out) {
   CowSpool& spool = d.storer->spool();
-  auto frozen = FrozenSet(d);
+  auto frozen = FrozenSet(d, hold.seq());
   if (!frozen.ok()) return Failed(hold, name, Error(frozen.status()));
   Status cs = spool.Capture({name, hold.seq(), *frozen});
   if (!cs.ok()) {

@@ -203,7 +203,10 @@ class CheckpointLoad : public ReplicationTest {
         gate.Open();
         EXPECT_EQ(p.exit_code, 0) << p.Describe();
         if (p.exit_code != 0) break;
+        auto snap_start = Clock::now();
         t.tree = SnapshotOf(data());  // nothing changes in DATADIR while paused
+        printf("[ snapshot ] %zu paths in %.2f s\n", t.tree->size(),
+               std::chrono::duration<double>(Clock::now() - snap_start).count());
       }
       it::RunResult c = Ctl({"--json", "checkpoint", t.name, "--timeout", "120"});
       if (!own_pause) gate.Open();
