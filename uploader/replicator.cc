@@ -490,6 +490,14 @@ std::optional<MarkedCapture> Replicator::MarkFor(const std::string& path, const 
   return std::nullopt;
 }
 
+bool Replicator::FrozenAtAMark(const std::string& path, const std::vector<int64_t>& seqs) {
+  if (!marked_ || seqs.empty() || !marked_->AnyLive()) return false;
+  const int64_t lowest = *std::min_element(seqs.begin(), seqs.end());
+  for (const MarkedCapture& c : marked_->LiveCaptures())
+    if (lowest <= c.seq && marked_->Frozen(c.id, path)) return true;
+  return false;
+}
+
 void Replicator::RefreshMarks() {
   std::vector<MarkedCapture> live;
   if (marked_ && marked_->AnyLive()) live = marked_->LiveCaptures();
@@ -500,6 +508,12 @@ void Replicator::RefreshMarks() {
       for (const auto& [p, w] : work_)
         if (w->at_mark_in_flight || MarkFor(p, *w)) at_mark_due_.insert(p);
     }
+    // A held path may be due at a new mark now (its records held for an
+    // earlier one are up to this one): every held path is looked at again,
+    // or nothing would schedule it while the passes it waits for wait for
+    // it (CheckpointLoad, a checkpoint every second).
+    ReleaseHeld();
+    return;
   }
   if (at_mark_due_.empty()) ReleaseHeld();
 }
@@ -720,6 +734,12 @@ void Replicator::WorkerLoop(int id) {
     in_flight_--;
     in_flight_paths_.erase(path);
     w.in_flight = false;
+    // A live pass taken before a capture froze this path read it after the
+    // capture began, maybe after the mark: its records up to the mark need
+    // the state at the mark, so it counts as changed (the next is at the mark).
+    if (snap.mark_id.empty() && out.status.ok() && !out.changed_during &&
+        FrozenAtAMark(path, seqs))
+      out.changed_during = true;
     if (out.status.ok() && !out.changed_during) {
       w.attempts = 0;
       lk.unlock();

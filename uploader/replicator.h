@@ -182,6 +182,9 @@ class Replicator : public UploadWaiter {
   // with the smallest mark that freezes the path and has a record of w at
   // or below its mark. Requires mu_.
   std::optional<MarkedCapture> MarkFor(const std::string& path, const Work& w);
+  // Whether a live capture freezes `path` with one of `seqs` at or below its
+  // mark (a live pass of those was taken before the capture). Requires mu_.
+  bool FrozenAtAMark(const std::string& path, const std::vector<int64_t>& seqs);
   // A record's time (the journal's), for history's entry of an at-mark pass.
   int64_t RecordTimeNs(int64_t seq, int64_t fallback);
   // Passes at a mark store states older than those of the live passes that

@@ -17,18 +17,21 @@
 // generation, each file's bytes those of that generation, and for the first
 // kind the whole recorded tree exactly (the large file's bytes at the mark).
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,14 +48,97 @@ using json = nlohmann::json;
 constexpr int kSets = 4;
 constexpr int kFilesPerSet = 8;
 
-// The bytes of file i of set s at generation g: a header that names them,
-// then a pattern of a size that differs per file and generation.
+// The bytes of file i of set s at generation g: its header repeated to a size
+// that differs per file and generation (kWriterScript makes the same).
 std::string SetFile(int s, int g, int i) {
   char head[64];
   snprintf(head, sizeof head, "set %d gen %d file %d\n", s, g, i);
   size_t n = 1000 + static_cast<size_t>((i * 7919 + g * 104729) % 60000);
-  return head + it::Pattern(n, static_cast<uint32_t>(s * 1'000'003 + g * 1009 + i));
+  std::string out;
+  while (out.size() < n) out += head;
+  out.resize(n);
+  return out;
 }
+
+// argv: MOUNT SET  (a file set's writer) or MOUNT big PAUSE_MS (the large
+// file's). Runs until MOUNT/../stop exists... (see kStopFile).
+constexpr const char* kWriterScript = R"py(
+import fcntl, os, random, sys, time
+mnt, kind, ctl = sys.argv[1], sys.argv[2], sys.argv[3]
+stop, gate, lock = ctl + "/stop", ctl + "/gate", ctl + "/lock"
+if kind == "big":
+    fd = os.open(mnt + "/big.bin", os.O_WRONLY)
+    blocks = os.fstat(fd).st_size // 4096
+    rng = random.Random(7)
+    n = 0
+    while not os.path.exists(stop):
+        os.pwrite(fd, rng.randbytes(4096), rng.randrange(blocks) * 4096)
+        n += 1
+        time.sleep(int(sys.argv[4]) / 1000)
+    os.close(fd)
+    print(n)
+    sys.exit(0)
+s = int(kind)
+lk = os.open(lock, os.O_RDONLY)
+g = 0
+while not os.path.exists(stop):
+    if os.path.exists(gate):
+        time.sleep(0.002)
+        continue
+    fcntl.flock(lk, fcntl.LOCK_SH)
+    if os.path.exists(gate):
+        fcntl.flock(lk, fcntl.LOCK_UN)
+        continue
+    g += 1
+    for i in range(8):
+        head = "set %d gen %d file %d\n" % (s, g, i)
+        n = 1000 + (i * 7919 + g * 104729) % 60000
+        data = (head * (n // len(head) + 1))[:n].encode()
+        with open("%s/set%d/f%d" % (mnt, s, i), "wb") as f:
+            f.write(data)
+    fcntl.flock(lk, fcntl.LOCK_UN)
+print(g)
+)py";
+
+// A writer process (python3 -c kWriterScript ARGS); Join() returns its stdout.
+class WriterProcess {
+ public:
+  explicit WriterProcess(std::vector<std::string> args) {
+    args.insert(args.begin(), {"python3", "-c", kWriterScript});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    out_ = tmpfile();
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fileno(out_), 1);
+    ok_ = posix_spawnp(&pid_, "python3", &fa, nullptr, argv.data(), environ) == 0;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~WriterProcess() {
+    if (ok_ && pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_) fclose(out_);
+  }
+  // Waits for its end (after the stop file): its exit status and output.
+  int Join(std::string* output) {
+    int st = -1;
+    if (!ok_ || waitpid(pid_, &st, 0) != pid_) return -1;
+    pid_ = -1;
+    rewind(out_);
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf - 1, out_);
+    output->assign(buf, n);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool ok_ = false;
+  FILE* out_ = nullptr;
+};
 
 std::string SetPath(const std::string& root, int s, int i) {
   return root + "/set" + std::to_string(s) + "/f" + std::to_string(i);
@@ -114,39 +200,6 @@ std::vector<std::string> Diff(const Snapshot& want, const Snapshot& got) {
   return out;
 }
 
-// Writers enter it for one generation; Close waits until none is inside and
-// keeps new ones out until Open (a std::shared_mutex could starve the test:
-// glibc's prefers readers, and four writers re-enter at once).
-class Gate {
- public:
-  void Enter() {
-    std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return !closed_; });
-    ++inside_;
-  }
-  void Leave() {
-    std::lock_guard l(mu_);
-    --inside_;
-    cv_.notify_all();
-  }
-  void Close() {
-    std::unique_lock l(mu_);
-    closed_ = true;
-    cv_.wait(l, [&] { return inside_ == 0; });
-  }
-  void Open() {
-    std::lock_guard l(mu_);
-    closed_ = false;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int inside_ = 0;
-  bool closed_ = false;
-};
-
 struct Taken {
   std::string name;
   std::optional<Snapshot> tree;  // recorded under the test's own pause
@@ -157,37 +210,26 @@ class CheckpointLoad : public ReplicationTest {
  protected:
   // Writers run for `seconds`; a checkpoint about every `every` seconds.
   std::vector<Taken> RunAndCheckpoint(double seconds, double every) {
-    Gate gate;
-    std::atomic<bool> stop{false};
-    std::atomic<int> generations{0}, big_writes{0}, errors{0};
-    std::vector<std::thread> writers;
+    // The gate: a file the writers look for before a generation, and a lock
+    // they hold shared during one (kWriterScript).
+    const std::string ctl = root() + "/writers";
+    mkdir(ctl.c_str(), 0755);
+    EXPECT_TRUE(WriteWhole(ctl + "/lock", ""));
+    UniqueFd lock(open((ctl + "/lock").c_str(), O_RDONLY | O_CLOEXEC));
+    auto close_gate = [&] {
+      EXPECT_TRUE(WriteWhole(ctl + "/gate", ""));
+      EXPECT_EQ(flock(lock.get(), LOCK_EX), 0);  // the generations under way end
+    };
+    auto open_gate = [&] {
+      unlink((ctl + "/gate").c_str());
+      flock(lock.get(), LOCK_UN);
+    };
+    std::vector<std::unique_ptr<WriterProcess>> writers;
     for (int s = 0; s < kSets; ++s)
-      writers.emplace_back([&, s] {
-        for (int g = 1; !stop; ++g) {
-          gate.Enter();
-          for (int i = 0; i < kFilesPerSet; ++i)
-            if (!WriteWhole(SetPath(mp(), s, i), SetFile(s, g, i))) ++errors;
-          gate.Leave();
-          ++generations;
-        }
-      });
-    writers.emplace_back([&] {
-      int fd = open((mp() + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) {
-        ++errors;
-        return;
-      }
-      std::mt19937_64 rng(7);
-      const uint64_t blocks = big_size_ / 4096;
-      while (!stop) {
-        std::string b = it::Pattern(4096, static_cast<uint32_t>(rng()));
-        if (pwrite(fd, b.data(), b.size(), static_cast<off_t>((rng() % blocks) * 4096)) != 4096)
-          ++errors;
-        ++big_writes;
-        std::this_thread::sleep_for(std::chrono::milliseconds(big_pause_ms_));
-      }
-      if (close(fd) != 0) ++errors;
-    });
+      writers.push_back(
+          std::make_unique<WriterProcess>(std::vector<std::string>{mp(), std::to_string(s), ctl}));
+    writers.push_back(std::make_unique<WriterProcess>(
+        std::vector<std::string>{mp(), "big", ctl, std::to_string(big_pause_ms_)}));
 
     std::vector<Taken> taken;
     auto start = Clock::now();
@@ -197,10 +239,10 @@ class CheckpointLoad : public ReplicationTest {
       Taken t;
       t.name = "load-" + std::to_string(k);
       bool own_pause = k % 2 == 0;
-      gate.Close();  // every file set at one generation
+      close_gate();  // every file set at one generation
       if (own_pause) {
         it::RunResult p = Ctl({"--json", "pause", "--timeout", "120"});
-        gate.Open();
+        open_gate();
         EXPECT_EQ(p.exit_code, 0) << p.Describe();
         if (p.exit_code != 0) break;
         auto snap_start = Clock::now();
@@ -209,7 +251,7 @@ class CheckpointLoad : public ReplicationTest {
                std::chrono::duration<double>(Clock::now() - snap_start).count());
       }
       it::RunResult c = Ctl({"--json", "checkpoint", t.name, "--timeout", "120"});
-      if (!own_pause) gate.Open();
+      if (!own_pause) open_gate();
       EXPECT_EQ(c.exit_code, 0) << c.Describe();
       if (own_pause) {
         it::RunResult r = Ctl({"resume"});
@@ -224,11 +266,15 @@ class CheckpointLoad : public ReplicationTest {
              j.is_object() ? j.value("state", std::string("?")).c_str() : "?");
       taken.push_back(std::move(t));
     }
-    stop = true;
-    for (auto& w : writers) w.join();
-    EXPECT_EQ(errors.load(), 0) << "writers saw errors";
-    printf("[ writers  ] %d generations, %d overwrites of big.bin in %.1f s\n", generations.load(),
-           big_writes.load(), std::chrono::duration<double>(Clock::now() - start).count());
+    EXPECT_TRUE(WriteWhole(ctl + "/stop", ""));
+    std::string counts;
+    for (auto& w : writers) {
+      std::string out;
+      EXPECT_EQ(w->Join(&out), 0) << "a writer failed (an error through the mount)";
+      counts += (counts.empty() ? "" : ", ") + out.substr(0, out.find('\n'));
+    }
+    printf("[ writers  ] generations per set, then overwrites of big.bin: %s in %.1f s\n",
+           counts.c_str(), std::chrono::duration<double>(Clock::now() - start).count());
     return taken;
   }
 
