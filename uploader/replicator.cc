@@ -538,9 +538,13 @@ void Replicator::ReleaseHeld() {
 
 bool Replicator::HeldForMarks(const std::string& path, const Work& w) {
   RefreshMarks();
-  if (at_mark_due_.empty() || at_mark_due_.count(path)) return false;
-  // Records at or below the smallest mark go on (there are none unless the
-  // checkpoint froze less than it should: a live state is better than none).
+  if (at_mark_due_.empty()) return false;
+  // Only records at or below the smallest live mark go on: the passes at
+  // that mark (and, if the checkpoint froze less than it should, a live
+  // pass: a live state is better than none). A pass at a later mark waits
+  // like a live one: history takes entries in the order they arrive, and an
+  // entry of a later mark arriving first would push the earlier mark's
+  // entries above their mark (CheckpointLoad, a checkpoint every second).
   if (!w.seqs.empty() && *std::min_element(w.seqs.begin(), w.seqs.end()) <= marks_seen_.front().seq)
     return false;
   held_.insert(path);
