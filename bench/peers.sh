@@ -258,38 +258,5 @@ for side in "${SIDE_LIST[@]}"; do
   side_stop "$side"
 done
 
-python3 - "$JSON" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def mb(b): return f"{b / 1e6:,.1f}"
-def s(ms): return f"{ms / 1000:,.1f}"
-by = lambda w: [r for r in rows if r["workload"] == w]
-if by("a"):
-    print("\n(a) untar, then until the bucket equals the directory")
-    print("| side | untar, s | until equal, s | S3 requests | MB received |")
-    print("|---|---:|---:|---:|---:|")
-    for r in by("a"):
-        print(f"| {r['side']} | {s(r['untar_ms'])} | {s(r['until_equal_ms'])}"
-              f"{'' if r['settle'].get('equal') else ' (not equal)'} | {r['usage']['requests']:,} | {mb(r['usage']['bytes_received'])} |")
-if by("b"):
-    print("\n(b) 4 KiB changed in a 1 GiB file")
-    print("| side | MB received | S3 requests | until equal, s |")
-    print("|---|---:|---:|---:|")
-    for r in by("b"):
-        print(f"| {r['side']} | {mb(r['usage']['bytes_received'])} | {r['usage']['requests']:,} | {s(r['settle_ms'])} |")
-if by("c"):
-    print("\n(c) creates/renames/deletes by 2 writers, then settle (300 s at most)")
-    print("| side | churn, s | settled in, s | missing | stale | extra | S3 requests |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in by("c"):
-        c = r["settle"]
-        print(f"| {r['side']} | {s(r['churn_ms'])} | {s(r['settle_ms'])} | {c.get('missing', '-')} | "
-              f"{c.get('stale', '-')} | {c.get('extra', '-')} | {r['usage']['requests']:,} |")
-if by("d"):
-    print("\n(d) one file as it was before its last change")
-    print("| side | restored the earlier version | time, s |")
-    print("|---|---|---:|")
-    for r in by("d"):
-        print(f"| {r['side']} | {'yes' if r['restored_previous_version'] else 'no'} | {s(r['ms']) if r['restored_previous_version'] else '-'} |")
-EOF
+$LIB report "$JSON"
 echo "raw figures: $JSON" >&2

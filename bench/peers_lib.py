@@ -11,6 +11,7 @@ requests of the tool under test).
         {"equal":bool,"missing":n,"stale":n,"extra":n,"files":n}
   peers_lib.py wait CONF BUCKET DIR TIMEOUT [PREFIX]
         polls compare every second until equal; {"seconds":..} + the last compare
+  peers_lib.py report JSONL            the Markdown tables of peers.sh's raw figures
 """
 import hashlib
 import json
@@ -158,6 +159,38 @@ def wait(conf, bucket, root, timeout, prefix=""):
         time.sleep(1)
 
 
+def report(jsonl):
+    rows = [json.loads(l) for l in open(jsonl) if l.strip()]
+    mb = lambda b: f"{b / 1e6:,.1f}"
+    s = lambda ms: f"{ms / 1000:,.1f}"
+    def table(workload, title, header, cells):
+        rs = [r for r in rows if r["workload"] == workload]
+        if not rs:
+            return
+        print(f"\n{title}")
+        print("| side | " + " | ".join(header) + " |")
+        print("|---|" + "---:|" * len(header))
+        for r in rs:
+            print(f"| {r['side']} | " + " | ".join(cells(r)) + " |")
+    table("a", "(a) untar, then until the bucket equals the directory",
+          ["untar, s", "until equal, s", "S3 requests", "MB received"],
+          lambda r: [s(r["untar_ms"]),
+                     s(r["until_equal_ms"]) + ("" if r["settle"].get("equal") else " (not equal)"),
+                     f"{r['usage']['requests']:,}", mb(r["usage"]["bytes_received"])])
+    table("b", "(b) 4 KiB changed in a 1 GiB file",
+          ["MB received", "S3 requests", "until equal, s"],
+          lambda r: [mb(r["usage"]["bytes_received"]), f"{r['usage']['requests']:,}",
+                     s(r["settle_ms"])])
+    table("c", "(c) creates/renames/deletes by 2 writers, then settle (300 s at most)",
+          ["churn, s", "settled in, s", "missing", "stale", "extra", "S3 requests"],
+          lambda r: [s(r["churn_ms"]), s(r["settle_ms"])] +
+                    [str(r["settle"].get(k, "-")) for k in ("missing", "stale", "extra")] +
+                    [f"{r['usage']['requests']:,}"])
+    table("d", "(d) one file as it was before its last change",
+          ["restored the earlier version", "time, s"],
+          lambda r: ["yes", s(r["ms"])] if r["restored_previous_version"] else ["no", "-"])
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "tree":
@@ -171,6 +204,8 @@ def main(argv):
     elif cmd == "wait":
         print(json.dumps(wait(argv[2], argv[3], argv[4], float(argv[5]),
                               argv[6] if len(argv) > 6 else "")))
+    elif cmd == "report":
+        report(argv[2])
     else:
         sys.exit(f"peers_lib.py: unknown command {cmd}")
 
