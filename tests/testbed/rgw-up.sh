@@ -4,6 +4,11 @@
 #
 #   usage: rgw-up.sh DIR [PORT]     stop with rgw-down.sh DIR
 #
+# Environment (optional): RGW_MEMSTORE_BYTES, the OSD's in-memory store
+# (default 2 GiB); RGW_EXTRA_CONF, lines appended to the gateway's section of
+# ceph.conf (e.g. "rgw enable usage log = true" for benchmarks that count
+# requests per bucket).
+#
 # DIR is created afresh (anything in it is removed). PORT is the S3 port; 0 or
 # absent picks a free one. The monitor ports are always picked free, so several
 # clusters (or a system Ceph) can run side by side. On success DIR/env holds
@@ -101,13 +106,14 @@ osd objectstore = memstore
 mon data = $C/mon/a
 [osd.0]
 osd data = $C/osd/0
-memstore device bytes = 2147483648
+memstore device bytes = ${RGW_MEMSTORE_BYTES:-2147483648}
 osd memory target = 939524096
 [client.rgw.gw]
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $C/rgw
 rgw dns name = 127.0.0.1
 rgw thread pool size = 64
+${RGW_EXTRA_CONF:-}
 CONF
 export CEPH_CONF=$CONF
 ARGS=(-c "$CONF")  # also on every daemon's command line: rgw-down.sh checks it
