@@ -562,7 +562,7 @@ StoreResult<LocalStore::TempFile> LocalStore::WriteTemp(const Payload& payload, 
   if (!digests.ok()) return StoreStatus(digests.status());
   *md5 = HexEncode(digests->md5);
   *sha256 = HexEncode(digests->sha256);
-  bytes_sent_ += payload.size();
+  if (limited) bytes_sent_ += payload.size();
   return temp;
 }
 

@@ -103,7 +103,8 @@ class LocalStore : public ObjectStore {
   StoreResult<Object> OpenObject(const std::string& key, const char* op);
   StoreStatus CopyOut(const Object& obj, ByteRange range, std::string* to_string, int to_fd);
   // Writes payload into a new temp file in `dir_fd` (tmp_fd_ when -1);
-  // `limited`: through bandwidth_ (uploads, not copies).
+  // `limited`: a request's body, through bandwidth_ and counted as sent
+  // (uploads, not server-side copies).
   StoreResult<TempFile> WriteTemp(const Payload& payload, int dir_fd, std::string* md5,
                                   std::string* sha256, bool limited);
   // WriteAll, in slices that bandwidth_ lets go when `limited`.

@@ -2,17 +2,16 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "common/beneath.h"
 #include "journal/reader.h"
@@ -21,8 +20,8 @@
 #include "uploader/local_open.h"
 #include "uploader/object_layout.h"
 #include "uploader/plan_executor.h"
-#include "uploader/upload_plan.h"
 #include "uploader/stale_uploads.h"
+#include "uploader/upload_plan.h"
 
 namespace scribefs {
 
@@ -52,7 +51,7 @@ struct Replicator::Work {
   // operation itself, so for a moment the path may not exist yet.
   int64_t created_ns = 0;
   bool in_flight = false;
-  bool at_mark_in_flight = false;  // the pass in flight stores a state at a mark
+  int64_t in_flight_mark = 0;  // the pass in flight stores the state at this mark
   int attempts = 0;
   // A reconcile record (start-up scan, rescan, the check after a crash):
   // the target may hold what the journal never saw stored.
@@ -251,8 +250,7 @@ void Replicator::Ingest(const Record& r) {
     w.last_ns = r.time_ns;
     if (r.op == Op::kReconcile) w.reconcile = true;
     seq_refs_[r.seq]++;
-    if (!marks_seen_.empty() && r.seq <= marks_seen_.back().seq && MarkFor(path, w))
-      at_mark_due_.insert(path);
+    if (!marks_seen_.empty() && r.seq <= marks_seen_.back().seq) UpdateMarkDue(path);
     return w;
   };
   switch (r.op) {
@@ -504,9 +502,14 @@ void Replicator::RefreshMarks() {
   if (live != marks_seen_) {
     marks_seen_ = std::move(live);
     at_mark_due_.clear();
+    due_per_mark_.clear();
     if (!marks_seen_.empty()) {
-      for (const auto& [p, w] : work_)
-        if (w->at_mark_in_flight || MarkFor(p, *w)) at_mark_due_.insert(p);
+      for (const auto& [p, w] : work_) {
+        std::optional<MarkedCapture> m = MarkFor(p, *w);
+        int64_t due = m ? m->seq : 0;
+        if (w->in_flight_mark && (!due || w->in_flight_mark < due)) due = w->in_flight_mark;
+        if (due) SetDue(p, due);
+      }
     }
     // A held path may be due at a new mark now (its records held for an
     // earlier one are up to this one): every held path is looked at again,
@@ -520,11 +523,31 @@ void Replicator::RefreshMarks() {
 
 void Replicator::UpdateMarkDue(const std::string& path) {
   auto it = work_.find(path);
-  if (it != work_.end() && !it->second->in_flight) it->second->at_mark_in_flight = false;
-  if (!at_mark_due_.count(path)) return;
-  if (it == work_.end() || (!it->second->at_mark_in_flight && !MarkFor(path, *it->second)))
-    at_mark_due_.erase(path);
-  if (at_mark_due_.empty()) ReleaseHeld();
+  int64_t due = 0;
+  if (it != work_.end()) {
+    Work& w = *it->second;
+    if (!w.in_flight) w.in_flight_mark = 0;
+    if (std::optional<MarkedCapture> m = MarkFor(path, w)) due = m->seq;
+    if (w.in_flight_mark && (!due || w.in_flight_mark < due)) due = w.in_flight_mark;
+  }
+  const int64_t smallest = due_per_mark_.empty() ? 0 : due_per_mark_.begin()->first;
+  SetDue(path, due);
+  // The passes held for the smallest mark may go once it has none due.
+  if (smallest && (due_per_mark_.empty() || due_per_mark_.begin()->first != smallest))
+    ReleaseHeld();
+}
+
+void Replicator::SetDue(const std::string& path, int64_t mark) {
+  auto it = at_mark_due_.find(path);
+  if (it != at_mark_due_.end()) {
+    if (it->second == mark) return;
+    auto n = due_per_mark_.find(it->second);
+    if (--n->second == 0) due_per_mark_.erase(n);
+    at_mark_due_.erase(it);
+  }
+  if (!mark) return;
+  at_mark_due_.emplace(path, mark);
+  due_per_mark_[mark]++;
 }
 
 void Replicator::ReleaseHeld() {
@@ -539,13 +562,17 @@ void Replicator::ReleaseHeld() {
 bool Replicator::HeldForMarks(const std::string& path, const Work& w) {
   RefreshMarks();
   if (at_mark_due_.empty()) return false;
-  // Only records at or below the smallest live mark go on: the passes at
-  // that mark (and, if the checkpoint froze less than it should, a live
-  // pass: a live state is better than none). A pass at a later mark waits
-  // like a live one: history takes entries in the order they arrive, and an
-  // entry of a later mark arriving first would push the earlier mark's
-  // entries above their mark (CheckpointLoad, a checkpoint every second).
-  if (!w.seqs.empty() && *std::min_element(w.seqs.begin(), w.seqs.end()) <= marks_seen_.front().seq)
+  // Only records at or below the smallest mark with passes due go on: the
+  // passes at that mark (and, if the checkpoint froze less than it should, a
+  // live pass: a live state is better than none). A pass at a later mark
+  // waits like a live one: history takes entries in the order they arrive,
+  // and an entry of a later mark arriving first would push the earlier
+  // mark's entries above their mark (CheckpointLoad, a checkpoint every
+  // second). A capture whose passes are all done but which is not released
+  // yet (its checkpoint is being stored) holds nothing back: journal records
+  // are read in order, so no pass at its mark can become due any more.
+  if (!w.seqs.empty() &&
+      *std::min_element(w.seqs.begin(), w.seqs.end()) <= due_per_mark_.begin()->first)
     return false;
   held_.insert(path);
   return true;
@@ -562,8 +589,15 @@ Replicator::Snapshot Replicator::TakeWork(const std::string& path, Work& w,
     // live pass that follows: what it describes covers every change since.
     snap.mark_id = mark->id;
     snap.marked = marked_;
-    w.at_mark_in_flight = true;
-    snap.content_changed = snap.whole = true;  // sent whole, from the capture
+    w.in_flight_mark = mark->seq;
+    // Sent from the capture. The dirty ranges of every pending record (up to
+    // the mark and after it) are a superset of where the state at the mark
+    // differs from what is stored, so the parts outside them are copied
+    // server-side, as for a live pass; the live pass that follows gets the
+    // same ranges. A frozen 4 GiB file is not re-sent whole per checkpoint.
+    snap.content_changed = true;
+    snap.whole = w.whole;
+    snap.dirty = w.dirty.ToVector();
     std::vector<int64_t> later;
     for (int64_t seq : w.seqs) (seq <= mark->seq ? seqs : later).push_back(seq);
     w.seqs = std::move(later);
@@ -741,8 +775,7 @@ void Replicator::WorkerLoop(int id) {
     // A live pass taken before a capture froze this path read it after the
     // capture began, maybe after the mark: its records up to the mark need
     // the state at the mark, so it counts as changed (the next is at the mark).
-    if (snap.mark_id.empty() && out.status.ok() && !out.changed_during &&
-        FrozenAtAMark(path, seqs))
+    if (snap.mark_id.empty() && out.status.ok() && !out.changed_during && FrozenAtAMark(path, seqs))
       out.changed_during = true;
     if (out.status.ok() && !out.changed_during) {
       w.attempts = 0;
@@ -783,8 +816,7 @@ void Replicator::CountRetry(const std::string& path, const StoreStatus& status) 
   if (!status.ok()) stats_.last_error = path + ": " + ErrorText(status);
 }
 
-bool Replicator::RequestRetryWait(const std::string& path, int attempt,
-                                  const StoreStatus& status) {
+bool Replicator::RequestRetryWait(const std::string& path, int attempt, const StoreStatus& status) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   CountRetry(path, status);
   double ms = static_cast<double>(options_.initial_backoff.count()) * std::pow(2.0, attempt - 1) *
@@ -827,7 +859,8 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
     finished_order_.push_back({now, seq});
   }
   // Waiters look within seconds; keep two minutes.
-  while (!finished_order_.empty() && now - finished_order_.front().first > std::chrono::minutes(2)) {
+  while (!finished_order_.empty() &&
+         now - finished_order_.front().first > std::chrono::minutes(2)) {
     finished_.erase(finished_order_.front().second);
     finished_order_.pop_front();
   }
@@ -838,7 +871,8 @@ Status Replicator::WaitUploaded(int64_t seq, Clock::time_point deadline) {
   Notify();
   std::unique_lock lk(mu_);
   bool got = done_cv_.wait_until(lk, deadline, [&] { return finished_.count(seq) || stop_; });
-  if (!got) return Status::Error(ETIMEDOUT, "upload of record " + std::to_string(seq) + " timed out");
+  if (!got)
+    return Status::Error(ETIMEDOUT, "upload of record " + std::to_string(seq) + " timed out");
   if (stop_ && !finished_.count(seq)) return Status::Error(EIO, "uploader stopped");
   int err = finished_[seq];
   if (err) return Status::Error(err, "upload of record " + std::to_string(seq) + " failed");
@@ -944,8 +978,8 @@ bool StoresChildren(const UploadPlan& plan) {
 }
 }  // namespace
 
-PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
-                                  const Snapshot& snap, std::vector<HistoryEffect>& effects) {
+PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path, const Snapshot& snap,
+                                  std::vector<HistoryEffect>& effects) {
   PathOutcome out;
   if (IsReservedPath(path)) return out;  // never touch scribefs's own keys (a rename may lead here)
   PathChange change;
@@ -970,8 +1004,7 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path,
   // (a renamed directory's children, reconciled by the executor).
   const size_t own = effects.size();
   if (history_) PlanEntries(path, snap, local.exists, local.st, local.link_target, effects);
-  const bool own_file = effects.size() > own &&
-                        effects.back().entry.op == history::EntryOp::kPut &&
+  const bool own_file = effects.size() > own && effects.back().entry.op == history::EntryOp::kPut &&
                         effects.back().entry.state.type == kTypeFile;
   const bool own_added = effects.size() > own;
   const size_t own_index = effects.size() - 1;
@@ -1167,8 +1200,8 @@ void Replicator::StoreChunks(const Payload& content, bool at_mark, const struct 
     return (s.code() == EAGAIN && s.error_code().empty()) || s.error_code() == "SourceChanged";
   };
   auto chunks = history_->PutChunks(content);
-  for (int attempt = 1; attempt < 4 && !chunks.ok() && chunks.status().retryable() &&
-                        !shrank(chunks.status());
+  for (int attempt = 1;
+       attempt < 4 && !chunks.ok() && chunks.status().retryable() && !shrank(chunks.status());
        ++attempt) {
     if (!RequestRetryWait(path, attempt, chunks.status())) break;
     chunks = history_->PutChunks(content);

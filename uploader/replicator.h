@@ -42,13 +42,13 @@
 #include "journal/journal.h"
 #include "journal/range_set.h"
 #include "journal/record.h"
+#include "journal/remote_index.h"
 #include "journal/upload_waiter.h"
 #include "uploader/bandwidth.h"
 #include "uploader/exclude_filter.h"
 #include "uploader/history_recorder.h"
 #include "uploader/marked_states.h"
 #include "uploader/object_store.h"
-#include "journal/remote_index.h"
 #include "uploader/plan_executor.h"
 
 namespace scribefs {
@@ -56,8 +56,8 @@ namespace scribefs {
 struct ReplicatorOptions {
   int workers = 4;
   uint64_t part_size = 8ull << 20;
-  int part_parallelism = 4;       // parts of one file in flight at once
-  bool delete_remote = true;      // --delete propagate (false: keep)
+  int part_parallelism = 4;   // parts of one file in flight at once
+  bool delete_remote = true;  // --delete propagate (false: keep)
   std::vector<std::string> excludes = DefaultExcludes();
   std::chrono::milliseconds open_file_delay{10000};
   // Sync mode: every change is awaited by the operation that made it, so a
@@ -166,8 +166,8 @@ class Replicator : public UploadWaiter {
   bool IsExcluded(const std::string& path) const { return filter_.Excluded(path); }
 
  private:
-  struct Work;         // everything pending for one path
-  struct Snapshot;     // what a worker takes from a Work
+  struct Work;      // everything pending for one path
+  struct Snapshot;  // what a worker takes from a Work
   Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectStore> store,
              ReplicatorOptions options);
   // Aborts the multipart uploads an earlier daemon left unfinished
@@ -189,21 +189,24 @@ class Replicator : public UploadWaiter {
   int64_t RecordTimeNs(int64_t seq, int64_t fallback);
   // Passes at a mark store states older than those of the live passes that
   // run after the capture, and history keeps entries in the order they
-  // arrive: so that replay at the mark sees no later state, a live pass of
-  // records above the smallest mark waits (held_, not polled) while a pass
-  // at a mark is due or in flight. All require mu_.
+  // arrive: so that replay at the mark sees no later state, a pass of
+  // records above the smallest mark with a pass due or in flight waits
+  // (held_, not polled) until that mark's passes are done. All require mu_.
   bool HeldForMarks(const std::string& path, const Work& w);
   // Notices captures that appeared or went (then finds the paths due).
   void RefreshMarks();
-  // A path's pass ended (or its records changed): is it still due?
+  // A path's pass ended (or its records changed): is it still due, and at
+  // which mark? Releases the held paths when the smallest due mark moved.
   void UpdateMarkDue(const std::string& path);
+  // Sets (mark > 0) or clears (0) the mark a path's pass is due at.
+  void SetDue(const std::string& path, int64_t mark);
   void ReleaseHeld();
   void Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::string& path,
                const Snapshot& snap, const std::vector<int64_t>& seqs, const PathOutcome& out);
-  void Ingest(const Record& r);  // requires mu_
-  Work& WorkFor(const std::string& path);  // requires mu_
+  void Ingest(const Record& r);                     // requires mu_
+  Work& WorkFor(const std::string& path);           // requires mu_
   void Schedule(const std::string& path, Work& w);  // requires mu_
-  void RescheduleOpenFiles();  // requires mu_: open files go now (drain mode)
+  void RescheduleOpenFiles();                       // requires mu_: open files go now (drain mode)
   // True when no record up to seq is known to be in hand: everything up to
   // it was read and none of it is queued or in flight (the journal may still
   // disagree: records this replicator does not hold). Requires mu_.
@@ -273,7 +276,7 @@ class Replicator : public UploadWaiter {
   std::condition_variable stop_cv_;    // request retries back off here: Stop() ends the wait
   bool notified_ = false;
   bool stop_ = false;
-  int64_t cursor_ = 0;  // highest seq ingested
+  int64_t cursor_ = 0;    // highest seq ingested
   int64_t boot_seq_ = 0;  // highest seq when Start() ran: earlier ones are an earlier daemon's
   std::map<std::string, std::unique_ptr<Work>> work_;
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
@@ -286,15 +289,18 @@ class Replicator : public UploadWaiter {
   // Paths with a rename to or from them that is not yet stored (BelowAMover).
   std::set<std::string> movers_;
   std::set<std::string> parked_;  // waiting below a mover, not scheduled
-  int drain_depth_ = 0;  // WaitUploadedThrough calls running, or Hurry: no open_file_delay
-  bool hurrying_ = false;  // Hurry(true) counted in drain_depth_
+  int drain_depth_ = 0;           // WaitUploadedThrough calls running, or Hurry: no open_file_delay
+  bool hurrying_ = false;         // Hurry(true) counted in drain_depth_
   ReplicatorStats stats_;
   std::vector<std::thread> threads_;
-  std::unique_ptr<HistoryRecorder> history_;  // null: --history off
+  std::unique_ptr<HistoryRecorder> history_;    // null: --history off
   std::shared_ptr<const MarkedStates> marked_;  // GUARDED_BY(mu_); null: no checkpoints
   std::vector<MarkedCapture> marks_seen_;       // the live captures last seen, by mark
-  std::set<std::string> at_mark_due_;           // paths with a pass at a mark due or in flight
-  std::set<std::string> held_;                  // live passes waiting for them
+  // Paths with a pass at a mark due or in flight -> that mark (the smallest,
+  // when one is in flight and another due); and how many are due per mark.
+  std::map<std::string, int64_t> at_mark_due_;
+  std::map<int64_t, size_t> due_per_mark_;
+  std::set<std::string> held_;  // live passes waiting for them
 };
 
 }  // namespace scribefs

@@ -300,6 +300,56 @@ TEST_F(AtMarkTest, MultipartFileIsStoredExactlyAtTheMark) {
   ExpectFileIn(TreeAt(history::Instant::Latest()), "big", now, "latest");
 }
 
+// A frozen file already stored: the pass at the mark sends only the parts the
+// journal saw change (up to the mark and after it) and copies the others
+// server-side, as the live pass after it does; a frozen 4 GiB file is not
+// re-sent whole per checkpoint.
+TEST_F(AtMarkTest, StoredMultipartFileSendsOnlyChangedPartsAtTheMark) {
+  options_.part_size = 5ull << 20;
+  const std::string v1 = Blob(20 << 20, 5), other = Blob(20 << 20, 6);
+  OpenSpool();
+  Created("big", v1);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(FlushAndStop());
+  ASSERT_TRUE(Mirror("big") == v1);
+  // Before the mark: 1 MiB in part 1 (of 4); after it: 1 MiB in part 3.
+  auto write = [&](uint64_t off, std::string& now) {
+    UniqueFd fd(open(D("big").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    const uint64_t len = 1 << 20;
+    spool_->BeforeData(Key("big"), fd.get(), off, off + len);
+    ASSERT_EQ(pwrite(fd.get(), other.data() + off, len, off_t(off)), ssize_t(len));
+    now.replace(off, len, other.substr(off, len));
+    Commit(Op::kWrite, "big", {}, {{off, len}});
+  };
+  // (A replicator that starts after them takes an earlier daemon's writes
+  // as whole-file: this one runs, and the file stays open until the end.)
+  options_.open_file_delay = std::chrono::seconds(60);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  std::string at_mark = v1;
+  ASSERT_NO_FATAL_FAILURE(write(6 << 20, at_mark));
+  const int64_t s = Commit(Op::kSetattr, "big");
+  ASSERT_NO_FATAL_FAILURE(Capture("c", s, {"big"}));
+  std::string now = at_mark;
+  ASSERT_NO_FATAL_FAILURE(write(16 << 20, now));
+  Commit(Op::kClose, "big");
+  ASSERT_NO_FATAL_FAILURE(FlushAndStop());
+  for (const auto& [seq, r] : Records()) {
+    if (r.path != "big" || seq <= s - 2) continue;
+    EXPECT_EQ(r.state, kStateDone) << seq;
+    EXPECT_EQ(r.sha256.value_or(""), Sha256Hex(seq <= s ? at_mark : now)) << seq;
+  }
+  EXPECT_TRUE(Mirror("big") == now) << "the mirror ends live";
+  ExpectFileIn(TreeAt(history::Instant::AtSeq(uint64_t(s))), "big", at_mark, "at the mark");
+  ExpectFileIn(TreeAt(history::Instant::Latest()), "big", now, "latest");
+  // Two passes, each partial: of the mirror's 4 parts of 5 MiB, the two
+  // dirty ones were sent per pass, and of history's chunks the changed one
+  // (30 MiB, plus history's indexes; whole passes would send 50 MiB).
+  const ReplicatorStats st = rep_->stats();
+  EXPECT_EQ(st.partial_uploads, 2u);
+  EXPECT_LE(st.bytes_sent, (30ull << 20) + (1 << 20)) << "sent whole";
+}
+
 TEST_F(AtMarkTest, AbandonedCaptureFallsBackToTheLiveState) {
   const std::string at_mark = Blob(4096, 4), live = "live after the abandon";
   OpenSpool(/*max_bytes=*/1024);  // preserving 4 KiB abandons the capture
