@@ -3,9 +3,11 @@
 // A test target that includes this defines SCRIBEFS_TESTBED_DIR.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/replication/replication_util.h"
@@ -21,9 +23,18 @@ class PrivateRgw {
   PrivateRgw(const PrivateRgw&) = delete;
   PrivateRgw& operator=(const PrivateRgw&) = delete;
 
-  std::optional<S3Env> Start(std::string* error) {
+  // memstore_bytes: the OSD's in-memory disk (0: rgw-up.sh's default, 2 GiB);
+  // memory is taken only as data is stored. extra_conf: lines for the
+  // gateway's section of ceph.conf.
+  std::optional<S3Env> Start(std::string* error, uint64_t memstore_bytes = 0,
+                             const std::string& extra_conf = "") {
     started_ = true;
-    it::RunResult r = it::RunCommand({Script("rgw-up.sh"), dir_, "0"}, 240);
+    std::vector<std::string> argv = {Script("rgw-up.sh"), dir_, "0"};
+    if (!extra_conf.empty()) argv.insert(argv.begin(), "RGW_EXTRA_CONF=" + extra_conf);
+    if (memstore_bytes)
+      argv.insert(argv.begin(), "RGW_MEMSTORE_BYTES=" + std::to_string(memstore_bytes));
+    if (argv.size() > 3) argv.insert(argv.begin(), "env");
+    it::RunResult r = it::RunCommand(argv, 240);
     if (r.exit_code != 0) {
       *error = "rgw-up.sh: " + r.Describe();
       return std::nullopt;
