@@ -17,6 +17,7 @@
 
 #include "common/unique_fd.h"
 #include "daemon/checkpoint_storer.h"
+#include "daemon/manifest_temp_file.h"
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 #include "journal/reader.h"
@@ -33,33 +34,13 @@ void TestManifestDelay() {
   if (v && *v) std::this_thread::sleep_for(std::chrono::milliseconds(atoll(v)));
 }
 
-// A file in the state directory, removed when this ends.
-class TempFile {
- public:
-  explicit TempFile(const std::string& dir, const std::string& stem)
-      : path_(dir + "/." + stem + ".XXXXXX") {
-    fd_ = UniqueFd(mkostemp(path_.data(), O_CLOEXEC));
-    if (!fd_) path_.clear();
-  }
-  ~TempFile() {
-    if (!path_.empty()) unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  int fd() const { return fd_.get(); }
-
- private:
-  std::string path_;
-  UniqueFd fd_;
-};
-
 // Writes the manifest of `snap` to a temporary file in the state directory
 // (constant memory, whatever the number of paths) and stores it at key.
 // (A named file: the stores refuse to upload a file without a name.)
 StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& store,
                                      const std::string& key, ManifestSnapshot& snap,
                                      const ManifestHeader& header, uint64_t* bytes) {
-  TempFile tmp(state_dir, std::string(kCheckpointTempStem) + header.name);
+  ManifestTempFile tmp(state_dir, std::string(kCheckpointTempStem) + header.name);
   if (tmp.fd() < 0) return StoreStatus(PosixError("temporary manifest in " + state_dir, errno));
   Status w = snap.WriteManifest(tmp.fd(), header, bytes);
   if (!w.ok()) return StoreStatus(w);

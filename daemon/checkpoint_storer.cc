@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/unique_fd.h"
+#include "daemon/manifest_temp_file.h"
 #include "daemon/startup_checks.h"
 #include "daemon/verbs.h"
 #include "journal/reader.h"
@@ -60,27 +61,6 @@ std::string GlobExact(const std::string& path) {
   }
   return out;
 }
-
-// A manifest being written in the state directory, removed when this ends
-// (a named file: the stores refuse to upload a file without a name).
-class TempFile {
- public:
-  explicit TempFile(const std::string& dir, const std::string& stem)
-      : path_(dir + "/." + stem + ".XXXXXX") {
-    fd_ = UniqueFd(mkostemp(path_.data(), O_CLOEXEC));
-    if (!fd_) path_.clear();
-  }
-  ~TempFile() {
-    if (!path_.empty()) unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  int fd() const { return fd_.get(); }
-
- private:
-  std::string path_;
-  UniqueFd fd_;
-};
 
 // The manifest entry of a frozen path from its state at the mark and the
 // journal's last done record of it up to the mark that names an object
@@ -379,7 +359,7 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
   ObjectStore& store = replicator_->store();
   const std::string key = CheckpointManifestKey(c.name);
   auto mt = Clock::now();
-  TempFile tmp(state_dir_, std::string(kCheckpointTempStem) + c.name);
+  ManifestTempFile tmp(state_dir_, std::string(kCheckpointTempStem) + c.name);
   if (tmp.fd() < 0) return PosixError("temporary manifest in " + state_dir_, errno);
   uint64_t bytes = 0;
   const uint64_t paths = c.rows + extra.size();

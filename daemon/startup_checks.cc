@@ -229,7 +229,7 @@ std::optional<StartError> LockStateDir(const Config& cfg, const std::string& loc
 }
 
 bool IsCheckpointTempName(std::string_view name) {
-  // mkostemp replaces the six X of ".XXXXXX" (checkpoint.cc's TempFile).
+  // mkostemp replaces the six X of ".XXXXXX" (daemon/manifest_temp_file.h).
   const std::string prefix = "." + std::string(kCheckpointTempStem);
   constexpr size_t kSuffix = 7;
   return name.size() > prefix.size() + kSuffix && name.substr(0, prefix.size()) == prefix &&
