@@ -167,6 +167,44 @@ TEST_F(CheckpointCaptureTest, FlushWaitsForCapturedCheckpoints) {
   EXPECT_EQ(States()["fl"]["state"], "stored");
 }
 
+// Sync mode (close returns once stored) and the hooks: a file open and
+// written, not yet stored at the mark, is frozen; the checkpoint is captured
+// without waiting for it; after the mark the writer overwrites the frozen
+// range and its close returns once the live state is stored; the manifest
+// names the state at the mark. --pre ran before the hold, --post after.
+TEST_F(CheckpointCaptureTest, SyncModeWithHooksCapturesAndWritersAfterTheMarkGoOn) {
+  MountWithTarget({"--mode", "sync", "--bwlimit", "8M"});
+  if (HasFatalFailure()) return;
+  const std::string at_mark = it::Pattern(8 << 20, 21), later = it::Pattern(1 << 20, 22);
+  int fd = open(mp("open.bin").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(write(fd, at_mark.data(), at_mark.size()), ssize_t(at_mark.size()));
+  const std::string log = root() + "/hooks.log";
+  RunResult r =
+      Ctl({"--json", "checkpoint", "sync1", "--pre", "echo pre $SCRIBEFS_CHECKPOINT >> " + log,
+           "--post", "echo post $SCRIBEFS_CHECKPOINT_RESULT >> " + log});
+  json j = JsonOut(r);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(j["state"], "captured") << r.out;
+  EXPECT_GE(j["frozen"].get<int>(), 1) << r.out;
+  EXPECT_EQ(it::ReadFile(log).value_or(""), "pre sync1\npost ok\n");
+  // After the mark: overwrite the frozen range; close waits for the store.
+  ASSERT_EQ(pwrite(fd, later.data(), later.size(), 0), ssize_t(later.size()));
+  EXPECT_EQ(close(fd), 0) << strerror(errno);
+  std::string now = at_mark;
+  now.replace(0, later.size(), later);
+  auto g = store_->Get("open.bin");
+  ASSERT_TRUE(g.ok()) << "close returned before open.bin was stored";
+  EXPECT_TRUE(g->body == now) << "the target holds the live state after the close";
+  json s = WaitState("sync1", "stored", 90);
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["state"], "stored") << s.dump();
+  json e = Entry(Manifest("sync1"), "open.bin");
+  ASSERT_TRUE(e.is_object());
+  EXPECT_EQ(e["sha256"], Sha256Hex(at_mark)) << "the manifest names the state at the mark";
+  EXPECT_EQ(e["size"], at_mark.size());
+}
+
 TEST_F(CheckpointCaptureTest, KillBetweenCapturedAndStoredThenRestartStores) {
   setenv("SCRIBEFS_TEST_STORE_DELAY_MS", "600000", 1);
   MountWithTarget({"--bwlimit", "8M"});
