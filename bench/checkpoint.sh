@@ -23,8 +23,10 @@
 # storing 1 GiB and its history takes over 4 minutes a run); rgw-down takes
 # every size.
 #
-# --fio: also measures the writers' side on a file:// target slowed to
-# --bwlimit 1M (so that the capture stays live for the whole measurement):
+# --fio: also measures the writers' side on a file:// target slowed to 1 MiB/s
+# (`scribectl set bwlimit 1M` before each checkpoint, `off` after: so that the
+# capture stays live for the whole measurement, and the flushes in between
+# are not slowed):
 # fio randwrite (bench/workloads/randwrite.fio, 256 MiB file) with no capture,
 # and right after a checkpoint that froze the file; and the latency of
 # pwrite+fdatasync of 4 KiB at 2,000 random blocks, the first overwrite after
@@ -199,7 +201,7 @@ done
 
 # The writers' side: a capture that stays live (the target stores at 1 MiB/s).
 if [ "$FIO" = 1 ]; then
-  mount_on file-fio --bwlimit 1M
+  mount_on file-fio
   fio_iops() {  # fio_iops LABEL
     sync; sync
     DIR=$MNT fio --output-format=json "$HERE/workloads/randwrite.fio" >"$W/fio.json"
@@ -216,10 +218,13 @@ print(json.dumps({"fio": sys.argv[2], "iops": j["jobs"][0]["write"]["iops"]}))' 
   # One byte changed: the file has a change not stored at the mark, so the
   # checkpoint freezes it, and the 1 MiB/s target keeps the capture live.
   printf x | dd of="$MNT/randwrite.dat" conv=notrunc status=none
+  "${CTL[@]}" set bwlimit 1M >/dev/null
   "${CTL[@]}" --json checkpoint fio-1 >/dev/null
   fio_iops "after a checkpoint that froze the file"
+  "${CTL[@]}" set bwlimit off >/dev/null
   "${CTL[@]}" flush --timeout 1200 >/dev/null
   printf y | dd of="$MNT/randwrite.dat" conv=notrunc status=none
+  "${CTL[@]}" set bwlimit 1M >/dev/null
   "${CTL[@]}" --json checkpoint lat-1 >/dev/null
   python3 - "$MNT/randwrite.dat" <<'EOF' | tee -a "$JSON" >&2
 import json, os, random, statistics, sys, time
@@ -239,6 +244,7 @@ q = lambda xs, p: sorted(xs)[int(p * (len(xs) - 1))]
 print(json.dumps({"latency_us": {"first_overwrite": {"p50": q(first, .5), "p99": q(first, .99)},
                                  "second_overwrite": {"p50": q(second, .5), "p99": q(second, .99)}}}))
 EOF
+  "${CTL[@]}" set bwlimit off >/dev/null
   unmount
 fi
 
