@@ -15,21 +15,44 @@ using Clock = std::chrono::steady_clock;
 // The journal meta key the bounded journal reads (docs/history.md).
 constexpr const char* kStoredThroughKey = "history_stored_through";
 
-std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi) {
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi,
+                                 const std::vector<uint64_t>& floors) {
   const size_t n = preferred.size();
   std::vector<uint64_t> a(n);
   if (n == 0) return a;
   // Backwards: as close to (and never above) the seq each stands for.
   a[n - 1] = std::min(preferred[n - 1], hi);
   for (size_t i = n - 1; i-- > 0;) a[i] = std::min(preferred[i], a[i + 1] > 0 ? a[i + 1] - 1 : 0);
-  // Forwards: not below the segment, strictly increasing (pushing some
-  // above hi when there are more entries than seqs).
+  // Forwards: not below the segment nor an entry's floor, strictly
+  // increasing (pushing some above hi when there are more entries than seqs).
   uint64_t prev = lo > 0 ? lo - 1 : 0;
   for (size_t i = 0; i < n; ++i) {
     a[i] = std::max(a[i], prev + 1);
+    if (i < floors.size()) a[i] = std::max(a[i], floors[i] + 1);
     prev = a[i];
   }
   return a;
+}
+
+MarkedOrder OrderAtMarks(const std::vector<uint64_t>& preferred, const std::set<uint64_t>& marks) {
+  MarkedOrder out;
+  const size_t n = preferred.size();
+  // An entry's bucket: the first mark at or above its seq (none: after all).
+  std::vector<uint64_t> bucket(n, UINT64_MAX);
+  for (size_t i = 0; i < n; ++i) {
+    auto m = marks.lower_bound(preferred[i]);
+    if (m != marks.end()) bucket[i] = *m;
+  }
+  out.order.resize(n);
+  for (size_t i = 0; i < n; ++i) out.order[i] = i;
+  std::stable_sort(out.order.begin(), out.order.end(),
+                   [&](size_t x, size_t y) { return bucket[x] < bucket[y]; });
+  out.floors.reserve(n);
+  for (size_t i : out.order) {
+    auto m = marks.lower_bound(preferred[i]);  // the first mark >= its seq
+    out.floors.push_back(m == marks.begin() ? 0 : *std::prev(m));
+  }
+  return out;
 }
 
 namespace {
@@ -119,8 +142,27 @@ std::vector<std::string> PathsToSweep(const history::Tree& tree, const std::stri
   return out;
 }
 
-void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
+void HistoryRecorder::SetMarks(std::function<std::vector<int64_t>()> live_marks) {
   std::lock_guard lk(mu_);
+  live_marks_ = std::move(live_marks);
+}
+
+void HistoryRecorder::NoteMarks(const std::vector<int64_t>& live) {
+  for (int64_t m : live)
+    if (m > 0) marks_.insert(uint64_t(m));
+}
+
+void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
+  // The marks live when the entry arrives: its capture may be released (its
+  // checkpoint stored) before the segment is built.
+  std::function<std::vector<int64_t>()> marks;
+  {
+    std::lock_guard lk(mu_);
+    marks = live_marks_;
+  }
+  std::vector<int64_t> live = marks ? marks() : std::vector<int64_t>{};
+  std::lock_guard lk(mu_);
+  NoteMarks(live);
   for (auto& e : effects) buffer_.push_back(std::move(e));
   if (buffer_.size() + carried_.size() >= options_.max_entries) cv_.notify_all();
 }
@@ -351,7 +393,14 @@ StoreStatus HistoryRecorder::CloseSegmentLocked() {
   if (!unwritten_) {
     auto w = Watermark();
     if (!w.ok()) return w.status();
+    std::function<std::vector<int64_t>()> marks;
+    {
+      std::lock_guard lk(mu_);
+      marks = live_marks_;
+    }
+    std::vector<int64_t> live = marks ? marks() : std::vector<int64_t>{};
     std::lock_guard lk(mu_);
+    NoteMarks(live);
     if (!loaded_) return Status::Error(EAGAIN, "the target's history is not loaded yet");
     const uint64_t lo = stored_through_ > 0 ? stored_through_ + 1 : first_seq_;
     if (*w < 0 || uint64_t(*w) < lo) return Status::Ok();  // nothing settled since
@@ -420,10 +469,23 @@ std::optional<history::Segment> HistoryRecorder::BuildSegment(uint64_t lo, uint6
   std::vector<history::Entry> later(std::make_move_iterator(split),
                                     std::make_move_iterator(decided.end()));
   decided.erase(split, decided.end());
+  // Marks below the segment order nothing any more: every seq it assigns
+  // is above them.
+  marks_.erase(marks_.begin(), marks_.lower_bound(lo));
   std::vector<uint64_t> preferred;
   preferred.reserve(decided.size());
   for (const auto& e : decided) preferred.push_back(e.seq);
-  std::vector<uint64_t> seqs = AssignSeqs(preferred, lo, w);
+  MarkedOrder at_marks = OrderAtMarks(preferred, marks_);
+  {
+    std::vector<history::Entry> ordered;
+    ordered.reserve(decided.size());
+    for (size_t i : at_marks.order) {
+      preferred[ordered.size()] = decided[i].seq;
+      ordered.push_back(std::move(decided[i]));
+    }
+    decided = std::move(ordered);
+  }
+  std::vector<uint64_t> seqs = AssignSeqs(preferred, lo, w, at_marks.floors);
   std::vector<history::Entry> entries;
   size_t i = 0;
   for (; i < decided.size() && seqs[i] <= w; ++i) {

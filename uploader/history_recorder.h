@@ -114,7 +114,25 @@ struct HistoryStats {
 // back, each gets its preferred seq, or one less than the next one's when
 // that is lower; then, from the first one on, at least lo and one more
 // than the previous one. Seqs above hi (a suffix) do not fit this segment.
-std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi);
+// floors (one per entry, or empty): entry i gets a seq above floors[i].
+std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi,
+                                 const std::vector<uint64_t>& floors = {});
+
+// The order of a segment's entries around checkpoint marks. Passes at a mark
+// and live passes after it may arrive in either order (one path's passes
+// at a later mark can finish while another's at an earlier mark are still
+// to run), and AssignSeqs keeps arrival order by giving an entry that came
+// first a seq below the next one's: an entry of a state after mark M would
+// then stand at or below M, and `restore --checkpoint` would show a state
+// from after the mark (CheckpointLoad). So every entry standing for a seq
+// at or below a mark goes before every entry standing for a later one; the
+// rest of arrival order is kept (stable); and each entry gets a seq above
+// the last mark below the seq it stands for (floors).
+struct MarkedOrder {
+  std::vector<size_t> order;     // indices into preferred, in segment order
+  std::vector<uint64_t> floors;  // per position of `order`: the last mark below its seq (0)
+};
+MarkedOrder OrderAtMarks(const std::vector<uint64_t>& preferred, const std::set<uint64_t>& marks);
 
 // Whether `entry` changes the tree history holds (`tree`).
 bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry);
@@ -140,6 +158,11 @@ class HistoryRecorder {
   // Entries the replicator stored for one path (and what was below it),
   // before it marks the records done.
   void Add(std::vector<HistoryEffect> effects);
+  // The journal seqs of the checkpoints' live captures (the replicator's
+  // MarkedStates): segments order their entries around them (OrderAtMarks).
+  // Asked at every Add and segment, and remembered until the history is
+  // stored through them (a capture may be released before).
+  void SetMarks(std::function<std::vector<int64_t>()> live_marks);
 
   // The chunks of `content` (a file's first bytes, or a frozen file at a
   // checkpoint mark through a PayloadSource), stored in the target.
@@ -178,6 +201,8 @@ class HistoryRecorder {
   // Builds the segment [lo, w] from the buffer and the carried entries.
   // Requires mu_.
   std::optional<history::Segment> BuildSegment(uint64_t lo, uint64_t w);
+  // Adds the live marks to marks_. Requires mu_.
+  void NoteMarks(const std::vector<int64_t>& live);
 
   Journal* const journal_;
   ObjectStore* const store_;
@@ -203,6 +228,8 @@ class HistoryRecorder {
   uint64_t first_seq_ = 0;               // an empty history: where its first segment starts
   std::vector<HistoryEffect> buffer_;    // arrival order
   std::vector<history::Entry> carried_;  // decided, did not fit the last segment
+  std::function<std::vector<int64_t>()> live_marks_;  // set before Start
+  std::set<uint64_t> marks_;                          // seen, not yet stored through
   history::Replayer tree_;               // the history with every decided entry
   uint64_t tree_seq_ = 0;                // synthetic seqs for tree_
   std::set<int64_t> renames_seen_;       // rename records already emitted

@@ -35,6 +35,39 @@ TEST(AssignSeqs, NoRoomBelowPushesEntriesAboveTheSegment) {
   EXPECT_GE(a[0], 4u);
 }
 
+TEST(AssignSeqs, FloorsKeepEntriesAboveAMark) {
+  // Arrived: a state after mark 20 (seq 25), then one at the mark (seq 15).
+  // Without floors the first would stand at 14, before the mark.
+  EXPECT_EQ(AssignSeqs({25, 15}, 1, 30), (std::vector<uint64_t>{14, 15}));
+  EXPECT_EQ(AssignSeqs({15, 25}, 1, 30, {10, 20}), (std::vector<uint64_t>{15, 25}));
+  // Crowded just above a mark: pushed up, never down to it.
+  EXPECT_EQ(AssignSeqs({22, 21}, 1, 30, {20, 20}), (std::vector<uint64_t>{21, 22}));
+}
+
+TEST(OrderAtMarks, EntriesAtAMarkGoBeforeLaterOnesInArrivalOrderOtherwise) {
+  // Marks 20 and 40. Arrival: a pass at mark 40 (seq 35), one at mark 20
+  // (seq 18), a live one (seq 50), one more at mark 20 (seq 12), another
+  // at mark 40 (seq 21).
+  MarkedOrder o = OrderAtMarks({35, 18, 50, 12, 21}, {20, 40});
+  EXPECT_EQ(o.order, (std::vector<size_t>{1, 3, 0, 4, 2}));
+  EXPECT_EQ(o.floors, (std::vector<uint64_t>{0, 0, 20, 20, 40}));
+  // Without marks: arrival order, no floors.
+  MarkedOrder none = OrderAtMarks({35, 18}, {});
+  EXPECT_EQ(none.order, (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(none.floors, (std::vector<uint64_t>{0, 0}));
+  // A mark's own seq is at the mark.
+  EXPECT_EQ(OrderAtMarks({21, 20}, {20}).order, (std::vector<size_t>{1, 0}));
+  // Together: replay at each mark sees exactly the states at or before it.
+  std::vector<uint64_t> pref = {35, 18, 50, 12, 21};
+  std::vector<uint64_t> ordered;
+  for (size_t i : o.order) ordered.push_back(pref[i]);
+  auto seqs = AssignSeqs(ordered, 1, 60, o.floors);
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    for (uint64_t mark : {20u, 40u})
+      EXPECT_EQ(seqs[k] <= mark, ordered[k] <= mark) << "seq " << ordered[k] << " at " << seqs[k];
+  }
+}
+
 TEST(EntryChangesTree, PutOfTheSameStateChangesNothing) {
   history::Replayer r;
   r.Apply(FilePut(1, "a", "x"));
