@@ -52,6 +52,10 @@ struct Replicator::Work {
   int64_t created_ns = 0;
   bool in_flight = false;
   int64_t in_flight_mark = 0;  // the pass in flight stores the state at this mark
+  // A live pass in flight: its lowest seq. If a capture froze the path at a
+  // mark at or above it meanwhile, the pass will count as changed and a pass
+  // at that mark follows: the path is due there already (DueMark).
+  int64_t in_flight_live_lowest = 0;
   int attempts = 0;
   // A reconcile record (start-up scan, rescan, the check after a crash):
   // the target may hold what the journal never saw stored.
@@ -504,12 +508,8 @@ void Replicator::RefreshMarks() {
     at_mark_due_.clear();
     due_per_mark_.clear();
     if (!marks_seen_.empty()) {
-      for (const auto& [p, w] : work_) {
-        std::optional<MarkedCapture> m = MarkFor(p, *w);
-        int64_t due = m ? m->seq : 0;
-        if (w->in_flight_mark && (!due || w->in_flight_mark < due)) due = w->in_flight_mark;
-        if (due) SetDue(p, due);
-      }
+      for (const auto& [p, w] : work_)
+        if (int64_t due = DueMark(p, *w)) SetDue(p, due);
     }
     // A held path may be due at a new mark now (its records held for an
     // earlier one are up to this one): every held path is looked at again,
@@ -526,15 +526,32 @@ void Replicator::UpdateMarkDue(const std::string& path) {
   int64_t due = 0;
   if (it != work_.end()) {
     Work& w = *it->second;
-    if (!w.in_flight) w.in_flight_mark = 0;
-    if (std::optional<MarkedCapture> m = MarkFor(path, w)) due = m->seq;
-    if (w.in_flight_mark && (!due || w.in_flight_mark < due)) due = w.in_flight_mark;
+    if (!w.in_flight) w.in_flight_mark = w.in_flight_live_lowest = 0;
+    due = DueMark(path, w);
   }
   const int64_t smallest = due_per_mark_.empty() ? 0 : due_per_mark_.begin()->first;
   SetDue(path, due);
   // The passes held for the smallest mark may go once it has none due.
   if (smallest && (due_per_mark_.empty() || due_per_mark_.begin()->first != smallest))
     ReleaseHeld();
+}
+
+int64_t Replicator::DueMark(const std::string& path, const Work& w) {
+  int64_t due = 0;
+  auto lower = [&](int64_t m) {
+    if (m && (!due || m < due)) due = m;
+  };
+  if (std::optional<MarkedCapture> m = MarkFor(path, w)) lower(m->seq);
+  lower(w.in_flight_mark);
+  if (w.in_flight_live_lowest && marked_ && marked_->AnyLive()) {
+    for (const MarkedCapture& c : marked_->LiveCaptures()) {
+      if (w.in_flight_live_lowest <= c.seq && marked_->Frozen(c.id, path)) {
+        lower(c.seq);
+        break;
+      }
+    }
+  }
+  return due;
 }
 
 void Replicator::SetDue(const std::string& path, int64_t mark) {
@@ -625,6 +642,7 @@ Replicator::Snapshot Replicator::TakeWork(const std::string& path, Work& w,
     }
     return snap;
   }
+  if (!w.seqs.empty()) w.in_flight_live_lowest = *std::min_element(w.seqs.begin(), w.seqs.end());
   snap.renamed_from = std::move(w.renamed_from);
   snap.renames = std::exchange(w.renames, {});
   snap.time_ns = w.last_ns;
@@ -923,6 +941,14 @@ int64_t Replicator::RecordTimeNs(int64_t seq, int64_t fallback) {
 }
 
 void Replicator::SetMarkedStates(std::shared_ptr<const MarkedStates> marked) {
+  if (history_ && marked) {
+    history_->SetMarks([marked] {
+      std::vector<int64_t> seqs;
+      if (marked->AnyLive())
+        for (const MarkedCapture& c : marked->LiveCaptures()) seqs.push_back(c.seq);
+      return seqs;
+    });
+  }
   std::lock_guard lk(mu_);
   marked_ = std::move(marked);
 }

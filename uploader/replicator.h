@@ -185,6 +185,10 @@ class Replicator : public UploadWaiter {
   // Whether a live capture freezes `path` with one of `seqs` at or below its
   // mark (a live pass of those was taken before the capture). Requires mu_.
   bool FrozenAtAMark(const std::string& path, const std::vector<int64_t>& seqs);
+  // The smallest mark at which a pass of `path` is due or in flight: its
+  // next pass's (MarkFor), the one in flight, or that of a live pass in
+  // flight whose records a capture froze since (0: none). Requires mu_.
+  int64_t DueMark(const std::string& path, const Work& w);
   // A record's time (the journal's), for history's entry of an at-mark pass.
   int64_t RecordTimeNs(int64_t seq, int64_t fallback);
   // Passes at a mark store states older than those of the live passes that
