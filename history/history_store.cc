@@ -282,10 +282,15 @@ StoreResult<std::optional<SegmentRef>> HistoryStore::ChooseBase(const SegmentLis
 
 StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) {
   // Compaction and prune write what replaces a segment before deleting it,
-  // so a new List finds the replacement.
+  // so a new List finds the replacement. A List that runs while they do may
+  // also miss both the replacement (written after the listing passed its
+  // place) and the inputs (deleted before it reached them): a hole that the
+  // next List does not have (ENODATA; a real hole or a pruned instant is
+  // listed again a few times, which costs a few LISTs).
   for (int attempt = 1;; ++attempt) {
     auto out = LoadTimelineOnce(at);
-    if (out.ok() || !out.status().not_found() || attempt == 5) return out;
+    if (out.ok() || attempt == 5) return out;
+    if (!out.status().not_found() && out.status().code() != ENODATA) return out;
   }
 }
 
