@@ -62,7 +62,10 @@ class Hold {
     id_ = before.id;
     seq_ = before.seq;
     if (owned_) {
-      auto p = d_.pauser->Pause(timeout_s, "checkpoint " + name);
+      // With a capture, the pause record is made durable after the resume
+      // (CaptureUnderPause), with the capture: no fsync under the hold.
+      auto p = d_.pauser->Pause(timeout_s, "checkpoint " + name, /*sync=*/false,
+                                /*durable_record=*/d_.storer == nullptr);
       if (!p.ok()) return Error(p.status(), p.status().code() == EBUSY ? "paused" : "");
       id_ = p->id;
       seq_ = p->seq;
@@ -273,7 +276,13 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
   const int64_t time_ns = NowNs();
   const double held_ms = hold.Resume();
 
-  // Writers run again. What the snapshot says of the paths not frozen is
+  // Writers run again. Durable before "captured" is answered: the pause
+  // record (the mark) and the capture.
+  Status durable = d.journal->SyncCommitted();
+  if (durable.ok()) durable = spool.Persist(name);
+  if (!durable.ok()) return abandon(Error(durable.WithContext("checkpoint " + name)));
+
+  // What the snapshot says of the paths not frozen is
   // final; it goes to a file so that neither the snapshot (which holds the
   // WAL) nor a restart is needed to store the checkpoint.
   auto rt = Clock::now();
@@ -359,7 +368,14 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   if (auto err = hold.Begin(*t, name, out)) return *err;
   std::optional<json> answer;
   if (d.storer) answer = CaptureUnderPause(d, name, hold, out);
-  if (!answer) answer = StoreUnderPause(d, name, hold, deadline, ctx, out);
+  if (!answer) {
+    // No capture: the old procedure, under the pause; its record durable first.
+    if (d.storer) {
+      if (Status s = d.journal->Sync(); !s.ok())
+        answer = Failed(hold, name, Error(s.WithContext("checkpoint " + name)));
+    }
+    if (!answer) answer = StoreUnderPause(d, name, hold, deadline, ctx, out);
+  }
   one.unlock();
   if (answer->contains("error")) return *answer;
   if (d.checkpoint_hold) d.checkpoint_hold->Observe((*answer)["held_ms"].get<double>() / 1000);

@@ -336,11 +336,31 @@ Status CowSpool::Capture(const CaptureSpec& spec) {
   };
   c->dir_fd = UniqueFd(openat(dir_fd_.get(), spec.id.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!c->dir_fd) return undo(PosixError("open", errno));
-  Status s = WriteFileAtomic(c->dir_fd.get(), kCaptureFile, text, /*durable=*/true);
-  if (s.ok() && fsync(dir_fd_.get()) != 0) s = PosixError("fsync spool", errno);
+  Status s = WriteFileAtomic(c->dir_fd.get(), kCaptureFile, text, /*durable=*/false);
   if (!s.ok()) return undo(s);
   captures_[spec.id] = std::move(c);
   UpdateLive();
+  return Status::Ok();
+}
+
+Status CowSpool::Persist(const std::string& id) {
+  // The fsyncs run without the lock: the hooks of writers take it.
+  UniqueFd dir;
+  {
+    std::lock_guard lk(mu_);
+    auto it = captures_.find(id);
+    if (it == captures_.end()) return Status::Error(ENOENT, "no capture " + id);
+    const CaptureState& c = *it->second;
+    if (c.abandoned) return Status::Error(ECANCELED, "capture " + id + " abandoned: " + c.why);
+    dir = UniqueFd(fcntl(c.dir_fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!dir) return PosixError("spool: capture " + id, errno);
+  }
+  const std::string what = "spool: capture " + id + ": fsync ";
+  UniqueFd f(openat(dir.get(), kCaptureFile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!f) return PosixError(what + kCaptureFile, errno);
+  if (fsync(f.get()) != 0) return PosixError(what + kCaptureFile, errno);
+  if (fsync(dir.get()) != 0) return PosixError(what + "its directory", errno);
+  if (fsync(dir_fd_.get()) != 0) return PosixError(what + dir_, errno);
   return Status::Ok();
 }
 

@@ -18,9 +18,10 @@
 // (<state dir>/spool, 0700):
 //
 //   DIR/<id>/capture.json      the CaptureSpec: {"id","seq","paths":[{"path",
-//                              "dev","ino"}]}; written to capture.json.tmp,
-//                              fsynced, renamed, directory fsynced: a capture
-//                              directory without it is debris (removed by Open).
+//                              "dev","ino"}]}; written to capture.json.tmp and
+//                              renamed (Capture), then fsynced with the
+//                              directories (Persist): a capture directory
+//                              without it is debris (removed by Open).
 //   DIR/<id>/<dev>-<ino>/      one per frozen inode that was mutated:
 //     attrs.json               its lstat at the mark {"mode","uid","gid","size",
 //                              "rdev","atime_ns","mtime_ns","ctime_ns"} (+
@@ -128,9 +129,13 @@ class CowSpool {
   CowSpool(const CowSpool&) = delete;
   CowSpool& operator=(const CowSpool&) = delete;
 
-  // Starts preserving for spec; durable before it returns. O(paths), no I/O
-  // per path. Call while no mutation runs (under the pause).
+  // Starts preserving for spec. O(paths), no I/O per path, no fsync: call
+  // while no mutation runs (under the pause), then Persist once writers run
+  // again. Until then the capture survives kill -9 (the page cache) but not
+  // a power loss.
   Status Capture(const CaptureSpec& spec);
+  // Makes capture id durable (fsync of capture.json and its directories).
+  Status Persist(const std::string& id);
   // Deletes a capture's spool (stored, or abandoned). ENOENT if unknown.
   Status Release(const std::string& id);
   std::vector<CaptureInfo> Captures() const;

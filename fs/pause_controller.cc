@@ -45,7 +45,8 @@ PauseController::~PauseController() {
   if (thaw_thread_.joinable()) thaw_thread_.join();
 }
 
-Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& by, bool sync) {
+Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& by, bool sync,
+                                           bool durable_record) {
   if (!(timeout_s > 0) || timeout_s > options_.max_pause_s)
     return Status::Error(EINVAL, "timeout_s must be > 0 and at most " +
                                      std::to_string(static_cast<int64_t>(options_.max_pause_s)) +
@@ -109,14 +110,15 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
     out.sync_ms = MsSince(t);
   }
 
-  // 4. The pause record, durable (journal fsync) before we answer.
+  // 4. The pause record, durable (journal fsync) before we answer, unless
+  // the caller makes it durable itself.
   nlohmann::json detail = {{"by", by},
                            {"timeout_s", timeout_s},
                            {"writeback_ms", Round1(out.writeback_ms)},
                            {"drain_ms", Round1(out.drain_ms)}};
   if (sync) detail["sync_ms"] = Round1(out.sync_ms);
   Record rec = ControlRecord(Op::kPause, detail);
-  s = journal_->Commit(rec, /*durable=*/true);
+  s = journal_->Commit(rec, durable_record);
   if (!s.ok()) return fail(Status::Error(EIO, "pause: journal: " + s.message()));
 
   {

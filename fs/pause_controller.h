@@ -93,7 +93,12 @@ class PauseController {
   // flight did not finish within the timeout (the gate is open again); EIO
   // when the journal failed (the gate is open again).
   // sync: also make DATADIR's data durable (syncfs) before the pause record.
-  Result<PauseResult> Pause(double timeout_s, const std::string& by, bool sync = false);
+  // durable_record false: the pause record is committed but not fsynced
+  // (a checkpoint makes the journal durable after it resumed: an fsync
+  // under the hold waits for every dirty page of the disk's journal
+  // transaction, hundreds of ms after GiBs were written).
+  Result<PauseResult> Pause(double timeout_s, const std::string& by, bool sync = false,
+                            bool durable_record = true);
   // Resumes with `reason`. ENOENT when not paused, or (with only_id) when
   // the current pause is not that one (it ended already).
   Result<ResumeResult> Resume(const std::string& reason,

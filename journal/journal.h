@@ -68,6 +68,10 @@ class Journal {
   Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
+  // The same, outside the commit queue: commits by other threads go on
+  // during the fsync instead of queueing behind it (a checkpoint makes its
+  // pause record durable so, once writers run again).
+  Status SyncCommitted();
   // Runs fn with the writer's connection inside the next group transaction:
   // the uploader's state changes share the one writer (no SQLITE_BUSY). For
   // the typed calls of journal/ (UploadStateStore, RemoteIndex), which own

@@ -387,6 +387,26 @@ TEST_F(CowSpoolTest, TwoLiveCapturesEachKeepTheirMark) {
   EXPECT_FALSE(spool_->OpenAtMark("one", "f").ok());
 }
 
+// Capture runs under the pause and does not fsync; Persist (after the
+// resume) makes capture.json durable, and refuses captures that are gone.
+TEST_F(CowSpoolTest, PersistAfterTheCapture) {
+  const std::string first = Random(100000, 7);
+  Put("f", first);
+  Start();
+  Capture("c", {"f"});
+  auto fh = OpenFh("f");
+  WriteAt(fh.get(), 0, Random(100000, 8));  // writers run before Persist
+  Close(std::move(fh));
+  Status p = spool_->Persist("c");
+  EXPECT_TRUE(p.ok()) << p.ToString();
+  struct stat st;
+  EXPECT_EQ(stat((spool_dir_ + "/c/capture.json").c_str(), &st), 0);
+  EXPECT_TRUE(AtMark("c", "f") == first);
+  EXPECT_EQ(spool_->Persist("nope").code(), ENOENT);
+  ASSERT_TRUE(spool_->Release("c").ok());
+  EXPECT_EQ(spool_->Persist("c").code(), ENOENT);
+}
+
 TEST_F(CowSpoolTest, APathAbsentAtTheMarkStaysAbsent) {
   Put("other", "x");
   Start();
