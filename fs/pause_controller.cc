@@ -178,15 +178,17 @@ Result<ResumeResult> PauseController::ResumeLocked(const std::string& reason) {
     // EIO from the failed journal anyway.
     spdlog::error("resume: cannot journal the resume record: {}", s.message());
   }
-  if (reason == "unmount")
-    gate_->Shutdown();
-  else
-    gate_->Open();
+  // Not paused any more before the held operations go on: one that returns
+  // must not find state() still paused (PauseTest.AutoThawAfterTimeout, CI).
   {
     std::lock_guard lk(mu_);
     paused_ = false;
     last_resume_ = out;
   }
+  if (reason == "unmount")
+    gate_->Shutdown();
+  else
+    gate_->Open();
   thaw_cv_.notify_all();
   spdlog::info("resumed ({}) after {:.1f} ms; {} held operation(s) proceed", reason, out.held_ms,
                out.held_ops);
