@@ -10,7 +10,12 @@
 # through the mount (cp of a pre-made random file; closed), and at once take
 # `scribectl --json checkpoint`. Its answer says how long writes were held
 # (held_ms); the script also times the command, and, where the target can
-# store it, how long until the checkpoint is stored (`flush`).
+# store it, how long until the checkpoint is stored (`flush`). A probe
+# process makes and removes a directory in the mount, one operation after the
+# other, from just before the command until it returns: the longest of those
+# operations is what a writer saw (it waits at the gate while writes are
+# held, and for anything after the resume that would hold it too, such as a
+# journal commit queued behind an fsync). held_ms alone would not show that.
 #
 # Targets (-t, comma separated):
 #   file       file:// directory in the work dir
@@ -146,10 +151,29 @@ checkpoint_run() {  # checkpoint_run TARGET MIB RUN SRC
   # Fresh content every run, so that every run has the whole file to store.
   printf 'run %s %s' "$run" "$(date +%s%N)" | dd of="$src" conv=notrunc status=none
   cp "$src" "$MNT/dirty-$mib-$run"
-  local t0 t1 t2 out
+  local t0 t1 t2 out probe
+  # The probe: mkdir/rmdir until told to stop; "start_ns duration_ns" per op.
+  rm -f "$W/probe-stop" "$W/probe.txt"
+  python3 -c '
+import os, sys, time
+d, stop, out = sys.argv[1], sys.argv[2], open(sys.argv[3], "w")
+first = True
+while first or not os.path.exists(stop):
+    t = time.time_ns()
+    (os.rmdir if os.path.isdir(d) else os.mkdir)(d)
+    out.write(f"{t} {time.time_ns() - t}\n")
+    if first:
+        out.flush()  # it runs: the command may start
+        first = False
+' "$MNT/probe-$run" "$W/probe-stop" "$W/probe.txt" &
+  probe=$!
+  for _ in $(seq 1 1000); do [ -s "$W/probe.txt" ] && break; sleep 0.01; done
+  sleep 0.3  # the baseline: as long before the command as it takes
   t0=$(date +%s%N)
   out=$("${CTL[@]}" --json checkpoint "c-$mib-$run-$t0" --timeout 600)
   t1=$(date +%s%N)
+  touch "$W/probe-stop"
+  wait "$probe"
   t2=$t1
   if [ "$name" != rgw-down ]; then
     "${CTL[@]}" flush --timeout 1200 >/dev/null
@@ -158,11 +182,23 @@ checkpoint_run() {  # checkpoint_run TARGET MIB RUN SRC
   echo "$out" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
+t0, t1 = int(sys.argv[4]), int(sys.argv[5])
+ops = [tuple(map(int, l.split())) for l in open(sys.argv[7]) if l.strip()]
+# Every op that was running at some moment of the command.
+during = [d for s, d in ops if s <= t1 and s + d >= t0]
+# The same length of time just before (ops that ended before the command).
+before = [d for s, d in ops if s + d < t0 and s >= t0 - (t1 - t0)]
 j.update(target=sys.argv[1], dirty_mib=int(sys.argv[2]), run=int(sys.argv[3]),
-         command_ms=(int(sys.argv[5]) - int(sys.argv[4])) / 1e6,
-         stored_ms=(int(sys.argv[6]) - int(sys.argv[4])) / 1e6 if sys.argv[1] != "rgw-down" else None)
-print(json.dumps(j))' "$name" "$mib" "$run" "$t0" "$t1" "$t2" >>"$JSON"
-  echo "$name, dirty $mib MiB, run $run: held $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["held_ms"])') ms" >&2
+         command_ms=(t1 - t0) / 1e6,
+         stored_ms=(int(sys.argv[6]) - t0) / 1e6 if sys.argv[1] != "rgw-down" else None,
+         probe_max_ms=max(during) / 1e6 if during else None, probe_ops=len(during),
+         probe_before_max_ms=max(before) / 1e6 if before else None)
+print(json.dumps(j))' "$name" "$mib" "$run" "$t0" "$t1" "$t2" "$W/probe.txt" >>"$JSON"
+  echo "$name, dirty $mib MiB, run $run: $(tail -1 "$JSON" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print("held %s ms, longest mkdir/rmdir during the command %.1f ms" % (j["held_ms"], j["probe_max_ms"] or 0))')" >&2
+  rmdir "$MNT/probe-$run" 2>/dev/null || true
   if [ "$name" != rgw-down ]; then
     rm -f "$MNT/dirty-$mib-$run"
     "${CTL[@]}" flush --timeout 1200 >/dev/null
@@ -253,14 +289,17 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def fmt(v): return f"{v:,.1f}"
 def stat(xs): return f"{fmt(statistics.median(xs))} ({fmt(min(xs))}–{fmt(max(xs))})"
-print("| target | dirty data | runs | writes held, ms | command returned, ms | stored after, ms |")
-print("|---|---|---|---|---|---|")
+print("| target | dirty data | runs | writes held, ms | longest mkdir/rmdir during the command, ms | the same, as long just before, ms | command returned, ms | stored after, ms |")
+print("|---|---|---|---|---|---|---|---|")
 ck = [r for r in rows if "dirty_mib" in r]
 for t in dict.fromkeys(r["target"] for r in ck):
     for mib in sorted({r["dirty_mib"] for r in ck if r["target"] == t}):
         rs = [r for r in ck if r["target"] == t and r["dirty_mib"] == mib]
         stored = [r["stored_ms"] for r in rs if r.get("stored_ms") is not None]
+        probe = [r["probe_max_ms"] for r in rs if r.get("probe_max_ms") is not None]
+        base = [r["probe_before_max_ms"] for r in rs if r.get("probe_before_max_ms") is not None]
         print(f"| {t} | {mib} MiB | {len(rs)} | {stat([r['held_ms'] for r in rs])} | "
+              f"{stat(probe) if probe else '–'} | {stat(base) if base else '–'} | "
               f"{stat([r['command_ms'] for r in rs])} | {stat(stored) if stored else 'not stored (target down)'} |")
 for r in rows:
     if "fio" in r: print(f"\nfio randwrite, {r['fio']}: {r['iops']:,.0f} IOPS")
