@@ -147,6 +147,15 @@ void HistoryRecorder::SetMarks(std::function<std::vector<int64_t>()> live_marks)
   live_marks_ = std::move(live_marks);
 }
 
+std::vector<int64_t> HistoryRecorder::LiveMarks() {
+  std::function<std::vector<int64_t>()> marks;
+  {
+    std::lock_guard lk(mu_);
+    marks = live_marks_;
+  }
+  return marks ? marks() : std::vector<int64_t>{};  // outside mu_: it takes the spool's lock
+}
+
 void HistoryRecorder::NoteMarks(const std::vector<int64_t>& live) {
   for (int64_t m : live)
     if (m > 0) marks_.insert(uint64_t(m));
@@ -155,12 +164,7 @@ void HistoryRecorder::NoteMarks(const std::vector<int64_t>& live) {
 void HistoryRecorder::Add(std::vector<HistoryEffect> effects) {
   // The marks live when the entry arrives: its capture may be released (its
   // checkpoint stored) before the segment is built.
-  std::function<std::vector<int64_t>()> marks;
-  {
-    std::lock_guard lk(mu_);
-    marks = live_marks_;
-  }
-  std::vector<int64_t> live = marks ? marks() : std::vector<int64_t>{};
+  std::vector<int64_t> live = LiveMarks();
   std::lock_guard lk(mu_);
   NoteMarks(live);
   for (auto& e : effects) buffer_.push_back(std::move(e));
@@ -393,12 +397,7 @@ StoreStatus HistoryRecorder::CloseSegmentLocked() {
   if (!unwritten_) {
     auto w = Watermark();
     if (!w.ok()) return w.status();
-    std::function<std::vector<int64_t>()> marks;
-    {
-      std::lock_guard lk(mu_);
-      marks = live_marks_;
-    }
-    std::vector<int64_t> live = marks ? marks() : std::vector<int64_t>{};
+    std::vector<int64_t> live = LiveMarks();
     std::lock_guard lk(mu_);
     NoteMarks(live);
     if (!loaded_) return Status::Error(EAGAIN, "the target's history is not loaded yet");

@@ -201,6 +201,8 @@ class HistoryRecorder {
   // Builds the segment [lo, w] from the buffer and the carried entries.
   // Requires mu_.
   std::optional<history::Segment> BuildSegment(uint64_t lo, uint64_t w);
+  // The live marks (live_marks_, called without mu_).
+  std::vector<int64_t> LiveMarks();
   // Adds the live marks to marks_. Requires mu_.
   void NoteMarks(const std::vector<int64_t>& live);
 

@@ -484,20 +484,26 @@ void Replicator::DispatchLoop() {
   }
 }
 
-std::optional<MarkedCapture> Replicator::MarkFor(const std::string& path, const Work& w) {
-  if (!marked_ || w.seqs.empty() || !marked_->AnyLive()) return std::nullopt;
-  const int64_t lowest = *std::min_element(w.seqs.begin(), w.seqs.end());
+std::optional<MarkedCapture> Replicator::FirstMarkFreezing(const std::string& path,
+                                                           int64_t lowest) {
+  if (!marked_ || lowest <= 0 || !marked_->AnyLive()) return std::nullopt;
   for (MarkedCapture& c : marked_->LiveCaptures())
     if (lowest <= c.seq && marked_->Frozen(c.id, path)) return std::move(c);
   return std::nullopt;
 }
 
+namespace {
+int64_t Lowest(const std::vector<int64_t>& seqs) {
+  return seqs.empty() ? 0 : *std::min_element(seqs.begin(), seqs.end());
+}
+}  // namespace
+
+std::optional<MarkedCapture> Replicator::MarkFor(const std::string& path, const Work& w) {
+  return FirstMarkFreezing(path, Lowest(w.seqs));
+}
+
 bool Replicator::FrozenAtAMark(const std::string& path, const std::vector<int64_t>& seqs) {
-  if (!marked_ || seqs.empty() || !marked_->AnyLive()) return false;
-  const int64_t lowest = *std::min_element(seqs.begin(), seqs.end());
-  for (const MarkedCapture& c : marked_->LiveCaptures())
-    if (lowest <= c.seq && marked_->Frozen(c.id, path)) return true;
-  return false;
+  return FirstMarkFreezing(path, Lowest(seqs)).has_value();
 }
 
 void Replicator::RefreshMarks() {
@@ -543,14 +549,8 @@ int64_t Replicator::DueMark(const std::string& path, const Work& w) {
   };
   if (std::optional<MarkedCapture> m = MarkFor(path, w)) lower(m->seq);
   lower(w.in_flight_mark);
-  if (w.in_flight_live_lowest && marked_ && marked_->AnyLive()) {
-    for (const MarkedCapture& c : marked_->LiveCaptures()) {
-      if (w.in_flight_live_lowest <= c.seq && marked_->Frozen(c.id, path)) {
-        lower(c.seq);
-        break;
-      }
-    }
-  }
+  if (std::optional<MarkedCapture> m = FirstMarkFreezing(path, w.in_flight_live_lowest))
+    lower(m->seq);
   return due;
 }
 
@@ -642,7 +642,7 @@ Replicator::Snapshot Replicator::TakeWork(const std::string& path, Work& w,
     }
     return snap;
   }
-  if (!w.seqs.empty()) w.in_flight_live_lowest = *std::min_element(w.seqs.begin(), w.seqs.end());
+  w.in_flight_live_lowest = Lowest(w.seqs);
   snap.renamed_from = std::move(w.renamed_from);
   snap.renames = std::exchange(w.renames, {});
   snap.time_ns = w.last_ns;

@@ -182,6 +182,9 @@ class Replicator : public UploadWaiter {
   // with the smallest mark that freezes the path and has a record of w at
   // or below its mark. Requires mu_.
   std::optional<MarkedCapture> MarkFor(const std::string& path, const Work& w);
+  // The live capture with the smallest mark at or above `lowest` (a seq;
+  // 0: none) that freezes `path`. Requires mu_.
+  std::optional<MarkedCapture> FirstMarkFreezing(const std::string& path, int64_t lowest);
   // Whether a live capture freezes `path` with one of `seqs` at or below its
   // mark (a live pass of those was taken before the capture). Requires mu_.
   bool FrozenAtAMark(const std::string& path, const std::vector<int64_t>& seqs);
