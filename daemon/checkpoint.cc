@@ -49,6 +49,8 @@ StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& 
   return store.Put(key, Payload::FromFile(tmp.fd(), 0, *bytes), meta);
 }
 
+double Tenths(double ms) { return std::round(ms * 10) / 10; }
+
 // The pause a checkpoint works under: its own (Begin pauses, Resume ends
 // it) or the one already in place (left in place).
 class Hold {
@@ -69,8 +71,10 @@ class Hold {
       if (!p.ok()) return Error(p.status(), p.status().code() == EBUSY ? "paused" : "");
       id_ = p->id;
       seq_ = p->seq;
-      out["writeback_ms"] = std::round(p->writeback_ms * 10) / 10;
-      out["drain_ms"] = std::round(p->drain_ms * 10) / 10;
+      out["writeback_ms"] = Tenths(p->writeback_ms);
+      out["drain_ms"] = Tenths(p->drain_ms);
+      out["ranges_ms"] = Tenths(p->ranges_ms);
+      out["pause_record_ms"] = Tenths(p->record_ms);
       since_ = p->since;
     } else {
       out["drain_ms"] = 0;
@@ -85,7 +89,7 @@ class Hold {
     if (held_) return *held_;
     if (!owned_) return *(held_ = MsSince(since_));
     auto r = d_.pauser->Resume("checkpoint", id_);
-    held_ = r.ok() ? std::round(r->held_ms * 10) / 10 : MsSince(since_);
+    held_ = r.ok() ? Tenths(r->held_ms) : MsSince(since_);
     return *held_;
   }
   bool StillPaused() const { return d_.pauser->IsPaused(id_); }
@@ -255,8 +259,15 @@ Status WriteString(int fd, const std::string& s) {
 std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
                                       json out) {
   CowSpool& spool = d.storer->spool();
+  // Each step under the hold is timed: the answer says where a long hold went.
+  auto step = Clock::now();
+  auto lap = [&](const char* key) {
+    out[key] = MsSince(step);
+    step = Clock::now();
+  };
   auto frozen = FrozenSet(d, hold.seq());
   if (!frozen.ok()) return Failed(hold, name, Error(frozen.status()));
+  lap("frozen_ms");
   Status cs = spool.Capture({name, hold.seq(), *frozen});
   if (!cs.ok()) {
     spdlog::warn("checkpoint {}: no copy-on-write capture ({}); uploading under the pause", name,
@@ -267,8 +278,10 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     (void)spool.Release(name);
     return Failed(hold, name, std::move(err));
   };
+  lap("capture_ms");
   auto snap = ManifestSnapshot::Take(d.journal->path());
   if (!snap.ok()) return abandon(Error(snap.status()));
+  lap("snapshot_ms");
   if (!hold.StillPaused())
     return abandon(Error("timeout", "checkpoint " + name +
                                         ": the pause ended (timeout or resume) before the state "

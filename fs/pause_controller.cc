@@ -101,8 +101,10 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
     gate_->Open();
     return err;
   };
+  auto ranges_at = Clock::now();
   s = fs_->FlushAllRanges();
   if (!s.ok()) return fail(s.WithContext("pause: committing pending byte ranges"));
+  out.ranges_ms = MsSince(ranges_at);
   if (sync && options_.sync_backing) {
     auto t = Clock::now();
     s = options_.sync_backing();
@@ -118,8 +120,10 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
                            {"drain_ms", Round1(out.drain_ms)}};
   if (sync) detail["sync_ms"] = Round1(out.sync_ms);
   Record rec = ControlRecord(Op::kPause, detail);
+  auto record_at = Clock::now();
   s = journal_->Commit(rec, durable_record);
   if (!s.ok()) return fail(Status::Error(EIO, "pause: journal: " + s.message()));
+  out.record_ms = MsSince(record_at);
 
   {
     std::lock_guard lk(mu_);
@@ -165,12 +169,30 @@ Result<ResumeResult> PauseController::ResumeLocked(const std::string& reason) {
   }
   MutationGate::Stats g = gate_->stats();
   out.held_ops = g.blocked + g.deferred;
-  // The record first, then the gate: the held operations' records follow it.
+  // The record first, then the gate: the held operations' records follow
+  // it. The gate opens as soon as the record has its place in the journal's
+  // queue; the write itself (which the disk may stall, e.g. while it writes
+  // back gigabytes) no longer holds writers that need no journal commit.
   Record rec = ControlRecord(Op::kResume, {{"reason", reason},
                                            {"pause_seq", out.pause_seq},
                                            {"held_ms", Round1(out.held_ms)},
                                            {"held_ops", out.held_ops}});
-  Status s = journal_->Commit(rec);
+  bool opened = false;
+  auto open_gate = [&] {
+    // Not paused any more before the held operations go on: one that returns
+    // must not find state() still paused (PauseTest.AutoThawAfterTimeout, CI).
+    {
+      std::lock_guard lk(mu_);
+      paused_ = false;
+      out.held_ms = MsSince(since_);  // the record's held_ms could not count its own write
+    }
+    if (reason == "unmount")
+      gate_->Shutdown();
+    else
+      gate_->Open();
+    opened = true;
+  };
+  Status s = journal_->CommitQueued(rec, open_gate);
   if (s.ok()) {
     out.seq = rec.seq;
   } else {
@@ -178,17 +200,11 @@ Result<ResumeResult> PauseController::ResumeLocked(const std::string& reason) {
     // EIO from the failed journal anyway.
     spdlog::error("resume: cannot journal the resume record: {}", s.message());
   }
-  // Not paused any more before the held operations go on: one that returns
-  // must not find state() still paused (PauseTest.AutoThawAfterTimeout, CI).
+  if (!opened) open_gate();  // a journal that never queued the record
   {
     std::lock_guard lk(mu_);
-    paused_ = false;
     last_resume_ = out;
   }
-  if (reason == "unmount")
-    gate_->Shutdown();
-  else
-    gate_->Open();
   thaw_cv_.notify_all();
   spdlog::info("resumed ({}) after {:.1f} ms; {} held operation(s) proceed", reason, out.held_ms,
                out.held_ops);

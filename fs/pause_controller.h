@@ -56,6 +56,9 @@ struct PauseResult {
   int64_t until_ns = 0;                         // auto-thaw time
   double timeout_s = 0;
   double writeback_ms = 0, drain_ms = 0, sync_ms = 0;
+  // Under the hold after the drain: byte ranges still in memory committed,
+  // and the pause record's commit.
+  double ranges_ms = 0, record_ms = 0;
   bool writeback_complete = true;  // false: the writeback hook did not finish in time
 };
 

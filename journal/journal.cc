@@ -20,6 +20,7 @@ struct Journal::Batch {
   int64_t skip_seq = 0;
   int skip_err = 0;
   const std::function<Status(sqlite3*)>* apply = nullptr;
+  const std::function<void()>* queued = nullptr;  // see CommitQueued
   bool durable = false;
   bool done = false;
   Status status;
@@ -194,6 +195,13 @@ Status Journal::Commit(std::span<Record> records, bool durable, size_t hold_last
   return CommitBatch(&b);
 }
 
+Status Journal::CommitQueued(Record& record, const std::function<void()>& queued) {
+  Batch b;
+  b.records = {&record, 1};
+  b.queued = &queued;
+  return CommitBatch(&b);
+}
+
 void Journal::EndApply(int64_t seq) {
   {
     std::lock_guard lk(apply_mu_);
@@ -241,6 +249,7 @@ Status Journal::MarkSkipped(int64_t seq, int err) {
 Status Journal::CommitBatch(Batch* b) {
   std::unique_lock lk(mu_);
   queue_.push_back(b);
+  if (b->queued) (*b->queued)();
   while (!b->done && b != queue_.front()) b->cv.wait(lk);
   if (b->done) return b->status;
 

@@ -66,6 +66,12 @@ class Journal {
   // unapplied until EndApply(seq), see AppliedThrough().
   Status Commit(std::span<Record> records, bool durable = false, size_t hold_last = 0);
   Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
+  // Commit(record), calling `queued` once the record has its place in the
+  // commit queue and before it is written. Every commit that starts after
+  // `queued` gets a later seq, so a resume opens the gate from `queued`: the
+  // operations it held follow its record without waiting for its write.
+  // `queued` runs under the queue's lock: it must not call the journal.
+  Status CommitQueued(Record& record, const std::function<void()>& queued);
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
   // The same, outside the commit queue: commits by other threads go on

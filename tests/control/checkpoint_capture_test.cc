@@ -109,6 +109,12 @@ TEST_F(CheckpointCaptureTest, CapturedReturnsBeforeTheUploadAndWaitReturnsStored
   // 64 MiB at 6 MiB/s take > 10 s: the checkpoint did not wait for them.
   EXPECT_LT(took, 5.0) << r.out;
   EXPECT_LT(j["held_ms"].get<double>(), 1000) << r.out;
+  // Where the hold went, step by step; no step outlasts the hold.
+  for (const char* step :
+       {"drain_ms", "ranges_ms", "pause_record_ms", "frozen_ms", "capture_ms", "snapshot_ms"}) {
+    ASSERT_TRUE(j[step].is_number()) << step << " missing: " << r.out;
+    EXPECT_LE(j[step].get<double>(), j["held_ms"].get<double>()) << step << ": " << r.out;
+  }
   EXPECT_GE(j["frozen"].get<int>(), 1) << "big was not stored yet: it is frozen; " << r.out;
   EXPECT_FALSE(ManifestStored("c1")) << "stored before its upload was done?";
 

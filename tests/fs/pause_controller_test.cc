@@ -39,7 +39,12 @@ class PauseTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << strerror(errno);
     dir_ = tmpl;
     ASSERT_EQ(mkdir((dir_ + "/data").c_str(), 0755), 0);
-    auto j = Journal::Open(dir_ + "/journal.db");
+    Journal::Options jo;
+    jo.fault_hook = [this] {
+      std::this_thread::sleep_for(stall_writes_.load());
+      return Status::Ok();
+    };
+    auto j = Journal::Open(dir_ + "/journal.db", jo);
     ASSERT_TRUE(j.ok()) << j.status().ToString();
     journal_ = std::move(j.value());
     FsOptions o;
@@ -94,6 +99,8 @@ class PauseTest : public ::testing::Test {
   std::unique_ptr<Filesystem> fs_;
   std::unique_ptr<PauseController> pauser_;
   std::atomic<int> synced_{0};
+  // Every journal write takes this much longer (a disk that stalls).
+  std::atomic<std::chrono::milliseconds> stall_writes_{0ms};
   Caller c_{0, 0, 1};
 };
 
@@ -124,6 +131,56 @@ TEST_F(PauseTest, HoldsMkdirUntilResumeAndJournalsInOrder) {
   auto d = nlohmann::json::parse(resume->detail);
   EXPECT_EQ(d["reason"], "command");
   EXPECT_EQ(d["pause_seq"], pause->seq);
+}
+
+// The gate opens once the resume record has its place in the journal's
+// queue, not once it is written: a disk that stalls the write (as it does
+// while it writes back gigabytes) must not hold writers longer. The held
+// operation's record still comes after the resume record.
+TEST_F(PauseTest, ResumeOpensTheGateBeforeItsRecordIsWritten) {
+  auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
+  ASSERT_TRUE(cr.ok()) << cr.status().ToString();
+  ASSERT_TRUE(pauser_->Pause(10, "test").ok());
+  std::atomic<bool> resumed{false};
+  // An operation held at the gate that needs no journal write of its own
+  // (a write into the page cache's byte ranges, which are committed later).
+  auto entered = std::async(std::launch::async, [&] {
+    auto g = gate_.Enter();
+    return !resumed.load();  // got through before Resume returned
+  });
+  ASSERT_TRUE(StillWaiting(entered));
+  stall_writes_ = 1500ms;
+  auto t0 = Clock::now();
+  auto r = std::async(std::launch::async, [&] {
+    auto res = pauser_->Resume("command");
+    resumed = true;
+    return res;
+  });
+  ASSERT_EQ(entered.wait_for(1000ms), std::future_status::ready)
+      << "the held operation waited for the resume record's write";
+  EXPECT_TRUE(entered.get());
+  EXPECT_LT(Clock::now() - t0, 1000ms);
+  auto res = r.get();
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_LT(res->held_ms, 1000) << "held_ms counts the time the gate was closed";
+  EXPECT_FALSE(pauser_->state().paused);
+  stall_writes_ = 0ms;
+
+  // Ordering: a mutation released by the gate is journaled after the resume.
+  ASSERT_TRUE(pauser_->Pause(10, "test").ok());
+  stall_writes_ = 1500ms;
+  auto mk =
+      std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
+  ASSERT_TRUE(StillWaiting(mk, 200ms));
+  ASSERT_TRUE(pauser_->Resume("command").ok());
+  ASSERT_EQ(mk.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(mk.get());
+  stall_writes_ = 0ms;
+  auto rs = Records();
+  const Record* resume = Last(rs, Op::kResume);
+  const Record* d = Last(rs, Op::kMkdir, "d");
+  ASSERT_TRUE(resume && d);
+  EXPECT_LT(resume->seq, d->seq) << "the held mkdir must be journaled after the resume";
 }
 
 TEST_F(PauseTest, HoldsEveryKindOfMutation) {
