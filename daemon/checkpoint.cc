@@ -26,11 +26,12 @@
 namespace scribefs::verbs {
 namespace {
 
-// Test hook: $SCRIBEFS_TEST_MANIFEST_DELAY_MS (tests only) makes writing
+// Test hooks: $SCRIBEFS_TEST_MANIFEST_DELAY_MS (tests only) makes writing
 // the manifest take that much longer, so that a test can see writers go on
-// meanwhile.
-void TestManifestDelay() {
-  const char* v = getenv("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
+// meanwhile; $SCRIBEFS_TEST_PAUSE_DELAY_MS waits between reading most of the
+// frozen set and the pause, so that a test can write in between.
+void TestDelay(const char* var) {
+  const char* v = getenv(var);
   if (v && *v) std::this_thread::sleep_for(std::chrono::milliseconds(atoll(v)));
 }
 
@@ -44,7 +45,7 @@ StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& 
   if (tmp.fd() < 0) return StoreStatus(PosixError("temporary manifest in " + state_dir, errno));
   Status w = snap.WriteManifest(tmp.fd(), header, bytes);
   if (!w.ok()) return StoreStatus(w);
-  TestManifestDelay();
+  TestDelay("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
   Metadata meta = {{"scribefs-checkpoint", header.name}};
   return store.Put(key, Payload::FromFile(tmp.fd(), 0, *bytes), meta);
 }
@@ -180,46 +181,82 @@ Result<std::optional<int64_t>> HistoryStoredThrough(const ControlDeps& d, Journa
   return std::optional<int64_t>(through);
 }
 
-// The frozen set (under the pause), as DATADIR holds it now ({0,0}: absent;
-// sorted, unique): every path (and new path) named by
+// The frozen set: every path (and new path) named by
 //  - a record up to the mark not yet stored;
 //  - with history, a record up to the mark stored whose history entry is not
 //    in a stored segment yet: after a crash it is requeued and its path
 //    looked at again (README, "History in the target"), so its state at the
 //    mark must come from the capture too.
-Result<std::vector<FrozenPath>> FrozenSet(const ControlDeps& d, int64_t mark) {
-  auto reader = JournalReader::Open(d.journal->path());
-  if (!reader.ok()) return reader.status();
-  auto recs = reader.value()->Unfinished();
-  if (!recs.ok()) return recs.status();
-  std::set<std::string> names;
-  auto name = [&](const std::string& path, const std::optional<std::string>& new_path) {
-    if (!path.empty()) names.insert(path);
-    if (new_path && !new_path->empty()) names.insert(*new_path);
-  };
-  for (const UnfinishedRecord& r : *recs) name(r.path, r.new_path);
-  auto through = HistoryStoredThrough(d, **reader);
-  if (!through.ok()) return through.status();
-  if (*through && **through < mark) {
-    JournalFilter f;
-    f.since_seq = **through + 1;
-    f.until_seq = mark;
-    f.state = "done";
-    auto done = reader.value()->Query(f);
-    if (!done.ok()) return done.status();
-    for (const Record& r : *done) name(r.path, r.new_path);
+// Reading the unfinished records costs time in their number (thousands
+// while the target is down), so most of it is read before the pause
+// (ReadBefore) and only the records since then under it (ReadThrough).
+class FrozenSetReader {
+ public:
+  // Before the pause: the journal's records up to its last one now. States
+  // only move forward (pending, done, in a stored history segment), so what
+  // this finds for those records is a superset of what it would find at
+  // the mark; a path stored meanwhile is frozen for nothing (its state is
+  // stored once more).
+  Status ReadBefore(const ControlDeps& d) {
+    auto reader = JournalReader::Open(d.journal->path());
+    if (!reader.ok()) return reader.status();
+    reader_ = std::move(reader.value());
+    // First: every record up to it is in what the queries below read.
+    auto max = reader_->MaxSeq();
+    if (!max.ok()) return max.status();
+    through_ = *max;
+    auto recs = reader_->Unfinished();
+    if (!recs.ok()) return recs.status();
+    for (const UnfinishedRecord& r : *recs) Name(r.path, r.new_path);
+    auto history = HistoryStoredThrough(d, *reader_);
+    if (!history.ok()) return history.status();
+    if (*history && **history < through_) {
+      JournalFilter f;
+      f.since_seq = **history + 1;
+      f.until_seq = through_;
+      f.state = "done";
+      return NameAll(f);
+    }
+    return Status::Ok();
   }
-  std::vector<FrozenPath> out;
-  out.reserve(names.size());
-  for (const std::string& p : names) {
-    struct stat st;
-    if (fstatat(d.datadir_fd, p.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
-      out.push_back({p, {st.st_dev, st.st_ino}});
-    else
-      out.push_back({p, {0, 0}});
+  // Under the pause: the records after ReadBefore's, up to the mark, in any
+  // state; then each path as DATADIR holds it now ({0,0}: absent; sorted,
+  // unique).
+  Result<std::vector<FrozenPath>> ReadThrough(const ControlDeps& d, int64_t mark) {
+    if (mark > through_) {
+      JournalFilter f;
+      f.since_seq = through_ + 1;
+      f.until_seq = mark;
+      if (Status s = NameAll(f); !s.ok()) return s;
+    }
+    std::vector<FrozenPath> out;
+    out.reserve(names_.size());
+    for (const std::string& p : names_) {
+      struct stat st;
+      if (fstatat(d.datadir_fd, p.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        out.push_back({p, {st.st_dev, st.st_ino}});
+      else
+        out.push_back({p, {0, 0}});
+    }
+    return out;
   }
-  return out;
-}
+
+ private:
+  void Name(const std::string& path, const std::optional<std::string>& new_path) {
+    if (!path.empty()) names_.insert(path);
+    if (new_path && !new_path->empty()) names_.insert(*new_path);
+  }
+  Status NameAll(const JournalFilter& f) {
+    auto recs = reader_->Query(f);
+    if (!recs.ok()) return recs.status();
+    for (const Record& r : *recs) Name(r.path, r.new_path);
+    return Status::Ok();
+  }
+
+  std::unique_ptr<JournalReader> reader_;
+  int64_t through_ = 0;
+  std::set<std::string> names_;
+};
 
 // Writes a file of the state directory durably: write(fd) into path.tmp,
 // fsync, rename, fsync of the directory.
@@ -257,7 +294,7 @@ Status WriteString(int fd, const std::string& s) {
 // no capture possible (the caller falls back to StoreUnderPause, still
 // paused).
 std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
-                                      json out) {
+                                      FrozenSetReader& frozen_set, json out) {
   CowSpool& spool = d.storer->spool();
   // Each step under the hold is timed: the answer says where a long hold went.
   auto step = Clock::now();
@@ -265,7 +302,7 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     out[key] = MsSince(step);
     step = Clock::now();
   };
-  auto frozen = FrozenSet(d, hold.seq());
+  auto frozen = frozen_set.ReadThrough(d, hold.seq());
   if (!frozen.ok()) return Failed(hold, name, Error(frozen.status()));
   lap("frozen_ms");
   Status cs = spool.Capture({name, hold.seq(), *frozen});
@@ -377,10 +414,18 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   auto deadline =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
   json out = {{"name", name}, {"manifest_key", key}, {"target", store.Describe()}};
+  FrozenSetReader frozen_set;
+  if (d.storer) {
+    auto rt = Clock::now();
+    if (Status s = frozen_set.ReadBefore(d); !s.ok())
+      return Error(s.WithContext("checkpoint " + name + ": reading the journal"));
+    out["frozen_before_ms"] = MsSince(rt);
+    TestDelay("SCRIBEFS_TEST_PAUSE_DELAY_MS");
+  }
   Hold hold(d);
   if (auto err = hold.Begin(*t, name, out)) return *err;
   std::optional<json> answer;
-  if (d.storer) answer = CaptureUnderPause(d, name, hold, out);
+  if (d.storer) answer = CaptureUnderPause(d, name, hold, frozen_set, out);
   if (!answer) {
     // No capture: the old procedure, under the pause; its record durable first.
     if (d.storer) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "tests/control/control_util.h"
@@ -30,6 +31,7 @@ class CheckpointCaptureTest : public it::MountTest {
  protected:
   void TearDown() override {
     unsetenv("SCRIBEFS_TEST_STORE_DELAY_MS");
+    unsetenv("SCRIBEFS_TEST_PAUSE_DELAY_MS");
     it::MountTest::TearDown();
   }
   void MountWithTarget(std::vector<std::string> extra = {}) {
@@ -209,6 +211,40 @@ TEST_F(CheckpointCaptureTest, SyncModeWithHooksCapturesAndWritersAfterTheMarkGoO
   ASSERT_TRUE(e.is_object());
   EXPECT_EQ(e["sha256"], Sha256Hex(at_mark)) << "the manifest names the state at the mark";
   EXPECT_EQ(e["size"], at_mark.size());
+}
+
+// Most of the frozen set is read before the pause, so that the hold does
+// not grow with the records not stored yet. A path whose first unstored
+// record comes after that read, just before the pause, is frozen all the
+// same: the checkpoint names its state at the mark, not the stored one.
+TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozen) {
+  setenv("SCRIBEFS_TEST_PAUSE_DELAY_MS", "1500", 1);
+  MountWithTarget({"--bwlimit", "1M"});
+  unsetenv("SCRIBEFS_TEST_PAUSE_DELAY_MS");
+  if (HasFatalFailure()) return;
+  const std::string stored = "stored before the checkpoint\n";
+  ASSERT_TRUE(it::WriteFile(mp("f"), stored, 0644));
+  ASSERT_EQ(Ctl({"flush", "--timeout", "60"}).exit_code, 0);
+  auto cp = std::async(std::launch::async, [&] { return Ctl({"--json", "checkpoint", "window"}); });
+  std::this_thread::sleep_for(300ms);  // the frozen set is read; the pause waits
+  // 4 MiB at 1 MiB/s: still being stored at the mark.
+  const std::string at_mark = it::Pattern(4 << 20, 41);
+  ASSERT_TRUE(it::WriteFile(mp("f"), at_mark, 0644));
+  RunResult r = cp.get();
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  json j = JsonOut(r);
+  ASSERT_EQ(j["state"], "captured") << r.out;
+  EXPECT_GE(j["frozen_before_ms"].get<double>(), 0) << r.out;
+  EXPECT_GE(j["frozen"].get<int>(), 1) << r.out;
+  ASSERT_TRUE(it::WriteFile(mp("f"), "after the mark\n", 0644));
+  json s = WaitState("window", "stored", 90);
+  ASSERT_TRUE(s.is_object());
+  ASSERT_EQ(s["state"], "stored") << s.dump();
+  json e = Entry(Manifest("window"), "f");
+  ASSERT_TRUE(e.is_object());
+  EXPECT_EQ(e["sha256"], Sha256Hex(at_mark))
+      << "the manifest names " << (e["sha256"] == Sha256Hex(stored) ? "the stored state" : "?")
+      << ", not the state at the mark";
 }
 
 TEST_F(CheckpointCaptureTest, KillBetweenCapturedAndStoredThenRestartStores) {
