@@ -73,6 +73,7 @@ class Hold {
       id_ = p->id;
       seq_ = p->seq;
       out["writeback_ms"] = Tenths(p->writeback_ms);
+      out["quiet_ms"] = Tenths(p->quiet_ms);
       out["drain_ms"] = Tenths(p->drain_ms);
       out["ranges_ms"] = Tenths(p->ranges_ms);
       out["pause_record_ms"] = Tenths(p->record_ms);

@@ -21,6 +21,7 @@ json PauseVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx)
               {"until_ns", p->until_ns},
               {"timeout_s", p->timeout_s},
               {"writeback_ms", std::round(p->writeback_ms * 10) / 10},
+              {"quiet_ms", std::round(p->quiet_ms * 10) / 10},
               {"drain_ms", std::round(p->drain_ms * 10) / 10},
               {"sync_ms", do_sync ? json(std::round(p->sync_ms * 10) / 10) : json(nullptr)},
               {"writeback_complete", p->writeback_complete}};

@@ -154,6 +154,12 @@ void MutationGate::ChargeWrite(uint64_t bytes) {
   UpdateHintLocked();
 }
 
+bool MutationGate::WaitIdle(std::chrono::steady_clock::time_point until) {
+  std::unique_lock lk(mu_);
+  // Exit() notifies drained_cv_ whenever in_flight_ reaches 0.
+  return drained_cv_.wait_until(lk, until, [&] { return in_flight_ == 0 || shut_down_; });
+}
+
 Status MutationGate::Close(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lk(mu_);
   if (shut_down_) return Status::Error(ESHUTDOWN, "the filesystem is being unmounted");

@@ -155,6 +155,10 @@ class MutationGate {
   void ReturnHeldBytes(size_t n);
   size_t max_held_bytes() const { return max_held_bytes_; }
 
+  // With the gate open, waits until nothing is in flight (or `until`): a
+  // pause that closes then has nothing to drain, so the writers it holds do
+  // not also wait for an operation the disk is stalling. True when idle.
+  bool WaitIdle(std::chrono::steady_clock::time_point until);
   // Closes the gate and waits until nothing is in flight. If that does not
   // happen by `deadline`, reopens the gate and fails with ETIMEDOUT. EBUSY
   // when already closed, ESHUTDOWN after Shutdown().

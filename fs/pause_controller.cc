@@ -18,6 +18,29 @@ double MsSince(Clock::time_point t) {
 
 double Round1(double v) { return std::round(v * 10) / 10; }
 
+// Runs the writeback hook (the mount's syncfs) for at most
+// min(writeback_timeout, timeout), in a helper thread: syncfs on our own
+// mount must never be able to hang the pause (e.g. when the session is
+// ending).
+void WriteBack(const PauseOptions& options, Clock::duration timeout, PauseResult& out) {
+  auto t = Clock::now();
+  auto task = std::make_shared<std::packaged_task<Status()>>(options.writeback);
+  auto done = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  auto limit = std::min<Clock::duration>(options.writeback_timeout, timeout);
+  if (done.wait_for(limit) == std::future_status::ready) {
+    Status s = done.get();
+    if (!s.ok()) spdlog::warn("pause: writeback of the mount's cached writes: {}", s.message());
+  } else {
+    out.writeback_complete = false;
+    spdlog::warn(
+        "pause: the writeback of cached writes did not finish within {} ms; "
+        "pausing anyway",
+        std::chrono::duration_cast<std::chrono::milliseconds>(limit).count());
+  }
+  out.writeback_ms = MsSince(t);
+}
+
 Record ControlRecord(Op op, const nlohmann::json& detail) {
   Record r;
   r.op = op;
@@ -65,28 +88,16 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
 
   // 1. Writes the kernel holds in its cache for the mount come to us while
-  // the gate is still open. In a helper thread: syncfs on our own mount must
-  // never be able to hang the pause (e.g. when the session is ending).
-  if (options_.writeback) {
-    auto t = Clock::now();
-    auto task = std::make_shared<std::packaged_task<Status()>>(options_.writeback);
-    auto done = task->get_future();
-    std::thread([task] { (*task)(); }).detach();
-    auto limit = std::min<Clock::duration>(options_.writeback_timeout, timeout);
-    if (done.wait_for(limit) == std::future_status::ready) {
-      Status s = done.get();
-      if (!s.ok()) spdlog::warn("pause: writeback of the mount's cached writes: {}", s.message());
-    } else {
-      out.writeback_complete = false;
-      spdlog::warn(
-          "pause: the writeback of cached writes did not finish within {} ms; "
-          "pausing anyway",
-          std::chrono::duration_cast<std::chrono::milliseconds>(limit).count());
-    }
-    out.writeback_ms = MsSince(t);
-  }
+  // the gate is still open.
+  if (options_.writeback) WriteBack(options_, timeout, out);
 
-  // 2. Close the gate and let the mutations in flight finish.
+  // 2. A moment with no mutation in flight (the gate still open), then
+  // close the gate and let the mutations in flight finish.
+  if (options_.quiet_wait.count() > 0) {
+    auto t = Clock::now();
+    gate_->WaitIdle(t + std::min<Clock::duration>(options_.quiet_wait, timeout));
+    out.quiet_ms = MsSince(t);
+  }
   auto closed_at = Clock::now();
   int64_t closed_ns = NowNs();
   Status s = gate_->Close(closed_at + timeout);
@@ -117,6 +128,7 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
   nlohmann::json detail = {{"by", by},
                            {"timeout_s", timeout_s},
                            {"writeback_ms", Round1(out.writeback_ms)},
+                           {"quiet_ms", Round1(out.quiet_ms)},
                            {"drain_ms", Round1(out.drain_ms)}};
   if (sync) detail["sync_ms"] = Round1(out.sync_ms);
   Record rec = ControlRecord(Op::kPause, detail);

@@ -42,6 +42,11 @@ struct PauseOptions {
   // mount. Bounded by writeback_timeout; may be empty.
   std::function<Status()> writeback;
   std::chrono::milliseconds writeback_timeout{30000};
+  // Before the gate closes, how long to wait (the gate open) for a moment
+  // with no mutation in flight, so that the drain is empty: an operation
+  // that the disk stalls (ext4 under heavy writeback, tens of ms) then does
+  // not hold every other writer too. Past it, the gate closes and drains.
+  std::chrono::milliseconds quiet_wait{250};
   // Called once the mutations have drained, for pauses that ask for it:
   // makes the backing directory's data durable (syncfs() on DATADIR). May be
   // empty.
@@ -56,6 +61,7 @@ struct PauseResult {
   int64_t until_ns = 0;                         // auto-thaw time
   double timeout_s = 0;
   double writeback_ms = 0, drain_ms = 0, sync_ms = 0;
+  double quiet_ms = 0;  // waiting for no mutation in flight, the gate open (not held)
   // Under the hold after the drain: byte ranges still in memory committed,
   // and the pause record's commit.
   double ranges_ms = 0, record_ms = 0;

@@ -269,7 +269,9 @@ TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
   ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
   auto pr = p.get();
   ASSERT_TRUE(pr.ok()) << pr.status().ToString();
-  EXPECT_GE(pr->drain_ms, 300);
+  // First the quiet wait (250 ms, the gate open), then the drain.
+  EXPECT_GE(pr->quiet_ms, 250);
+  EXPECT_GE(pr->quiet_ms + pr->drain_ms, 300);
   ASSERT_TRUE(w.get().ok());
   // A second write to the (now dirty) file only adds a pending range...
   ASSERT_TRUE(pauser_->Resume("command").ok());
@@ -286,6 +288,51 @@ TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
       for (const auto& br : r.ranges)
         if (br.offset <= 5000 && br.offset + br.length >= 5007) covered = true;
   EXPECT_TRUE(covered) << "the pending byte range was not committed before the pause record";
+}
+
+// Before closing the gate, a pause waits (the gate open) for a moment with
+// no mutation in flight: writers are not held while an operation the disk
+// stalls finishes, and the drain is then empty.
+TEST_F(PauseTest, WaitsWithTheGateOpenForTheOperationsInFlight) {
+  PauseOptions po;
+  po.max_pause_s = 30;
+  po.quiet_wait = 10s;
+  pauser_ = std::make_unique<PauseController>(&gate_, fs_.get(), journal_.get(), po);
+  auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
+  ASSERT_TRUE(cr.ok());
+  auto fh = std::move(cr.value().second);
+  std::promise<void> entered, release;
+  auto release_f = release.get_future().share();
+  auto w = std::async(std::launch::async, [&] {
+    return fs_->Write(c_, fh.get(), 0, 10, [&](int fd, off_t off) -> ssize_t {
+      entered.set_value();
+      release_f.wait();
+      return pwrite(fd, "0123456789", 10, off);
+    });
+  });
+  entered.get_future().wait();
+  auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
+  ASSERT_TRUE(StillWaiting(p, 200ms));
+  // Meanwhile the gate is open: another writer is not held.
+  auto mk =
+      std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
+  ASSERT_EQ(mk.wait_for(2s), std::future_status::ready) << "held while nothing was paused yet";
+  EXPECT_TRUE(mk.get());
+  EXPECT_FALSE(pauser_->state().paused);
+  ASSERT_TRUE(StillWaiting(p, 100ms)) << "paused with the write still in flight";
+  release.set_value();
+  ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
+  auto pr = p.get();
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_GE(pr->quiet_ms, 300);
+  EXPECT_LT(pr->drain_ms, 100) << "the write had finished before the gate closed";
+  ASSERT_TRUE(w.get().ok());
+  auto rs = Records();
+  const Record* pause = Last(rs, Op::kPause);
+  const Record* d = Last(rs, Op::kMkdir, "d");
+  ASSERT_TRUE(pause && d);
+  EXPECT_LT(d->seq, pause->seq);
+  ASSERT_TRUE(pauser_->Resume("command").ok());
 }
 
 TEST_F(PauseTest, AutoThawAfterTimeout) {
