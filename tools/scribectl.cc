@@ -156,10 +156,12 @@ manifest_key} or null}.)";
 
 const std::string kPauseFooter = std::string(kCommonOptions) + R"(
 
-New mutating operations of every kind (write, create, rename, unlink,
-chmod, truncate, ...) wait; reads, stat and readdir continue (but a
-directory in which a create/rename/unlink is waiting stays locked by the
-kernel until the resume). Operations in flight finish, their byte
+First, for at most 250 ms and holding nothing yet, scribefs waits for a
+moment with no mutating operation in flight. Then new mutating
+operations of every kind (write, create, rename, unlink, chmod,
+truncate, ...) wait; reads, stat and readdir continue (but a directory
+in which a create/rename/unlink is waiting stays locked by the kernel
+until the resume). Operations in flight finish, their byte
 ranges are committed, a 'pause' record is made durable, and its
 sequence number is printed. Pauses do not nest: pausing again while
 paused fails (exit 1). The pause ends with 'scribectl resume', after
@@ -167,7 +169,7 @@ its timeout (a 'resume' record with reason "timeout"), or when scribefs
 is stopped.
 
 With --json: {ok, seq, since_ns, until_ns, timeout_s, writeback_ms,
-drain_ms, sync_ms, writeback_complete}.)";
+quiet_ms, drain_ms, sync_ms, writeback_complete}.)";
 
 const std::string kResumeFooter = std::string(kCommonOptions) + R"(
 
@@ -200,8 +202,8 @@ cancels the checkpoint (writes resume) and still runs --post.
 
 With --json: {ok, name, state (captured|stored|failed), seq, frozen,
 checkpoint_seq (stored), manifest_key, target, paths, time_ns, held_ms,
-writeback_ms, drain_ms, upload_wait_ms, manifest_ms, manifest_bytes,
-stored_ns, pre_exit, post_exit, error}; with a capture also
+writeback_ms, quiet_ms, drain_ms, upload_wait_ms, manifest_ms,
+manifest_bytes, stored_ns, pre_exit, post_exit, error}; with a capture also
 frozen_before_ms (most of the frozen set, read before the pause) and the
 steps under the hold: ranges_ms, pause_record_ms, frozen_ms, capture_ms,
 snapshot_ms.)";
