@@ -220,14 +220,14 @@ class FrozenSetReader {
     }
     return Status::Ok();
   }
-  // Under the pause: the records after ReadBefore's, up to the mark, in any
-  // state; then each path as DATADIR holds it now ({0,0}: absent; sorted,
-  // unique).
+  // Under the pause: the records after ReadBefore's, in any state (the
+  // ones up to the mark; any after it are frozen too, as the whole
+  // unfinished set used to be read here); then each path as DATADIR holds
+  // it now ({0,0}: absent; sorted, unique).
   Result<std::vector<FrozenPath>> ReadThrough(const ControlDeps& d, int64_t mark) {
     if (mark > through_) {
       JournalFilter f;
       f.since_seq = through_ + 1;
-      f.until_seq = mark;
       if (Status s = NameAll(f); !s.ok()) return s;
     }
     std::vector<FrozenPath> out;

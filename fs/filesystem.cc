@@ -1387,6 +1387,7 @@ Status Filesystem::FlushAllRanges() {
   // Paths are taken and committed under the TreeLock so that no rename lands
   // between them.
   SharedTree tree(inodes_.tree());
+  std::lock_guard one(flush_all_mu_);
   std::vector<Record> recs;
   TakePending(&recs);
   if (recs.empty()) return Status::Ok();

@@ -425,6 +425,11 @@ class Filesystem {
   // Read once: the daemon does not change its capabilities while it serves.
   const DaemonResourceCaps resource_caps_ = DaemonResourceCaps::OfThisThread();
 
+  // One FlushAllRanges at a time, from taking the ranges to their commit: a
+  // pause's FlushAllRanges returns only after a commit that the flusher has
+  // in progress, whose records (writes from before the pause) must come
+  // before the pause record.
+  std::mutex flush_all_mu_;
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
   std::vector<std::shared_ptr<Inode>> flush_list_;  // GUARDED_BY(flush_mu_)

@@ -233,8 +233,11 @@ TEST_F(HistoryFile, StatusAndMetricsShowHistory) {
   EXPECT_NE(st.out.find("history:"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("stored through record " + std::to_string(seq)), std::string::npos)
       << st.out;
-  EXPECT_NE(st.out.find("1 chunks (97.7 KiB) uploaded, 1 already stored"), std::string::npos)
-      << st.out;
+  // b's content was stored with a: one chunk uploaded. "Already stored" is
+  // at least b's; a path looked at twice (its records committed in two
+  // groups, under load) counts again without uploading anything (CI).
+  EXPECT_NE(st.out.find("1 chunks (97.7 KiB) uploaded, "), std::string::npos) << st.out;
+  EXPECT_EQ(st.out.find("uploaded, 0 already stored"), std::string::npos) << st.out;
   ASSERT_EQ(Unmount(), 0);
   auto text = it::ReadFile(prom);
   ASSERT_TRUE(text.has_value());
@@ -246,7 +249,7 @@ TEST_F(HistoryFile, StatusAndMetricsShowHistory) {
   EXPECT_GE(sample("scribefs_history_segments_written_total"), 1) << *text;
   EXPECT_EQ(sample("scribefs_history_chunks_uploaded_total"), 1) << *text;
   EXPECT_EQ(sample("scribefs_history_chunk_bytes_uploaded_total"), 100000) << *text;
-  EXPECT_EQ(sample("scribefs_history_chunks_already_stored_total"), 1) << *text;
+  EXPECT_GE(sample("scribefs_history_chunks_already_stored_total"), 1) << *text;
   EXPECT_EQ(sample("scribefs_history_loaded"), 1) << *text;
 }
 
