@@ -87,6 +87,22 @@ class PauseTest : public ::testing::Test {
   auto Done(Mutation<R> m) {
     return fs_->Settle(std::move(m));
   }
+  // A write of 10 bytes at off that is inside the filesystem (past the
+  // gate) and stays there until `release` is set; returns once it is inside.
+  template <typename Handle>
+  auto WriteInFlight(Handle* fh, off_t off, std::shared_future<void> release) {
+    auto entered = std::make_shared<std::promise<void>>();
+    auto inside = entered->get_future();
+    auto w = std::async(std::launch::async, [this, fh, off, entered, release] {
+      return fs_->Write(c_, fh, off, 10, [&](int fd, off_t at) -> ssize_t {
+        entered->set_value();
+        release.wait();
+        return pwrite(fd, "0123456789", 10, at);
+      });
+    });
+    inside.wait();
+    return w;
+  }
   std::string data(const std::string& rel) const { return dir_ + "/data/" + rel; }
   bool Exists(const std::string& rel) const {
     struct stat st;
@@ -252,17 +268,8 @@ TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
   ASSERT_TRUE(Done(fs_->Flush(c_, fh.get())).ok());  // clean again
-  std::promise<void> entered, release;
-  auto release_f = release.get_future().share();
-  // A write that is inside the filesystem (past the gate) and stays there.
-  auto w = std::async(std::launch::async, [&] {
-    return fs_->Write(c_, fh.get(), 100, 10, [&](int fd, off_t off) -> ssize_t {
-      entered.set_value();
-      release_f.wait();
-      return pwrite(fd, "0123456789", 10, off);
-    });
-  });
-  entered.get_future().wait();
+  std::promise<void> release;
+  auto w = WriteInFlight(fh.get(), 100, release.get_future().share());
   auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
   ASSERT_TRUE(StillWaiting(p)) << "the pause did not wait for the write in flight";
   release.set_value();
@@ -301,16 +308,8 @@ TEST_F(PauseTest, WaitsWithTheGateOpenForTheOperationsInFlight) {
   auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
-  std::promise<void> entered, release;
-  auto release_f = release.get_future().share();
-  auto w = std::async(std::launch::async, [&] {
-    return fs_->Write(c_, fh.get(), 0, 10, [&](int fd, off_t off) -> ssize_t {
-      entered.set_value();
-      release_f.wait();
-      return pwrite(fd, "0123456789", 10, off);
-    });
-  });
-  entered.get_future().wait();
+  std::promise<void> release;
+  auto w = WriteInFlight(fh.get(), 0, release.get_future().share());
   auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
   ASSERT_TRUE(StillWaiting(p, 200ms));
   // Meanwhile the gate is open: another writer is not held.
