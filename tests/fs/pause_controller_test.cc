@@ -87,13 +87,26 @@ class PauseTest : public ::testing::Test {
   auto Done(Mutation<R> m) {
     return fs_->Settle(std::move(m));
   }
-  // A write of 10 bytes at off that is inside the filesystem (past the
-  // gate) and stays there until `release` is set; returns once it is inside.
-  template <typename Handle>
-  auto WriteInFlight(Handle* fh, off_t off, std::shared_future<void> release) {
+  // A write of 10 bytes that is inside the filesystem (past the gate) and
+  // stays there until Release(); released at the latest when destroyed, so
+  // that a failed ASSERT does not leave the test waiting for it forever.
+  struct HeldWrite {
+    std::promise<void> release;
+    std::future<Result<size_t>> done;
+    bool released = false;
+    void Release() {
+      if (!released) release.set_value();
+      released = true;
+    }
+    ~HeldWrite() { Release(); }  // before `done`'s destructor waits for the write
+  };
+  // Returns once the write is inside.
+  std::unique_ptr<HeldWrite> WriteInFlight(FileHandle* fh, off_t off) {
+    auto h = std::make_unique<HeldWrite>();
     auto entered = std::make_shared<std::promise<void>>();
     auto inside = entered->get_future();
-    auto w = std::async(std::launch::async, [this, fh, off, entered, release] {
+    std::shared_future<void> release = h->release.get_future().share();
+    h->done = std::async(std::launch::async, [this, fh, off, entered, release] {
       return fs_->Write(c_, fh, off, 10, [&](int fd, off_t at) -> ssize_t {
         entered->set_value();
         release.wait();
@@ -101,7 +114,7 @@ class PauseTest : public ::testing::Test {
       });
     });
     inside.wait();
-    return w;
+    return h;
   }
   std::string data(const std::string& rel) const { return dir_ + "/data/" + rel; }
   bool Exists(const std::string& rel) const {
@@ -268,18 +281,17 @@ TEST_F(PauseTest, DrainsAWriteInFlightBeforeThePauseRecord) {
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
   ASSERT_TRUE(Done(fs_->Flush(c_, fh.get())).ok());  // clean again
-  std::promise<void> release;
-  auto w = WriteInFlight(fh.get(), 100, release.get_future().share());
+  auto w = WriteInFlight(fh.get(), 100);
   auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
   ASSERT_TRUE(StillWaiting(p)) << "the pause did not wait for the write in flight";
-  release.set_value();
+  w->Release();
   ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
   auto pr = p.get();
   ASSERT_TRUE(pr.ok()) << pr.status().ToString();
   // First the quiet wait (250 ms, the gate open), then the drain.
   EXPECT_GE(pr->quiet_ms, 250);
   EXPECT_GE(pr->quiet_ms + pr->drain_ms, 300);
-  ASSERT_TRUE(w.get().ok());
+  ASSERT_TRUE(w->done.get().ok());
   // A second write to the (now dirty) file only adds a pending range...
   ASSERT_TRUE(pauser_->Resume("command").ok());
   ASSERT_TRUE(fs_->Write(c_, fh.get(), 5000, 7,
@@ -308,8 +320,7 @@ TEST_F(PauseTest, WaitsWithTheGateOpenForTheOperationsInFlight) {
   auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
   ASSERT_TRUE(cr.ok());
   auto fh = std::move(cr.value().second);
-  std::promise<void> release;
-  auto w = WriteInFlight(fh.get(), 0, release.get_future().share());
+  auto w = WriteInFlight(fh.get(), 0);
   auto p = std::async(std::launch::async, [&] { return pauser_->Pause(10, "test"); });
   ASSERT_TRUE(StillWaiting(p, 200ms));
   // Meanwhile the gate is open: another writer is not held.
@@ -319,13 +330,13 @@ TEST_F(PauseTest, WaitsWithTheGateOpenForTheOperationsInFlight) {
   EXPECT_TRUE(mk.get());
   EXPECT_FALSE(pauser_->state().paused);
   ASSERT_TRUE(StillWaiting(p, 100ms)) << "paused with the write still in flight";
-  release.set_value();
+  w->Release();
   ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
   auto pr = p.get();
   ASSERT_TRUE(pr.ok()) << pr.status().ToString();
   EXPECT_GE(pr->quiet_ms, 300);
   EXPECT_LT(pr->drain_ms, 100) << "the write had finished before the gate closed";
-  ASSERT_TRUE(w.get().ok());
+  ASSERT_TRUE(w->done.get().ok());
   auto rs = Records();
   const Record* pause = Last(rs, Op::kPause);
   const Record* d = Last(rs, Op::kMkdir, "d");
