@@ -50,8 +50,6 @@ StoreResult<PutResult> StoreManifest(const std::string& state_dir, ObjectStore& 
   return store.Put(key, Payload::FromFile(tmp.fd(), 0, *bytes), meta);
 }
 
-double Tenths(double ms) { return std::round(ms * 10) / 10; }
-
 // The pause a checkpoint works under: its own (Begin pauses, Resume ends
 // it) or the one already in place (left in place).
 class Hold {

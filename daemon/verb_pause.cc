@@ -20,10 +20,10 @@ json PauseVerb(const ControlDeps& d, const json& req, const ControlRequest& ctx)
               {"since_ns", p->since_ns},
               {"until_ns", p->until_ns},
               {"timeout_s", p->timeout_s},
-              {"writeback_ms", std::round(p->writeback_ms * 10) / 10},
-              {"quiet_ms", std::round(p->quiet_ms * 10) / 10},
-              {"drain_ms", std::round(p->drain_ms * 10) / 10},
-              {"sync_ms", do_sync ? json(std::round(p->sync_ms * 10) / 10) : json(nullptr)},
+              {"writeback_ms", Tenths(p->writeback_ms)},
+              {"quiet_ms", Tenths(p->quiet_ms)},
+              {"drain_ms", Tenths(p->drain_ms)},
+              {"sync_ms", do_sync ? json(Tenths(p->sync_ms)) : json(nullptr)},
               {"writeback_complete", p->writeback_complete}};
 }
 
@@ -32,7 +32,7 @@ json ResumeVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   if (!r.ok()) return Error(r.status(), r.status().code() == ENOENT ? "not_paused" : "");
   return json{{"seq", r->seq},
               {"pause_seq", r->pause_seq},
-              {"held_ms", std::round(r->held_ms * 10) / 10},
+              {"held_ms", Tenths(r->held_ms)},
               {"held_ops", r->held_ops}};
 }
 

@@ -71,7 +71,7 @@ json RescanVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
               {"pending", rep->pending},
               {"records", rep->new_paths + rep->changed + rep->missing},
               {"seconds", std::round(rep->seconds * 1000) / 1000},
-              {"hold_ms", std::round(rep->hold_ms * 10) / 10},
+              {"hold_ms", Tenths(rep->hold_ms)},
               {"waited_for_pause", waited_for_pause}};
 }
 

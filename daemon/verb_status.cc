@@ -25,7 +25,7 @@ json PauseJson(const PauseState& st) {
     j["last_resume"] = {{"seq", st.last_resume->seq},
                         {"reason", st.last_resume->reason},
                         {"pause_seq", st.last_resume->pause_seq},
-                        {"held_ms", std::round(st.last_resume->held_ms * 10) / 10},
+                        {"held_ms", Tenths(st.last_resume->held_ms)},
                         {"held_ops", st.last_resume->held_ops}};
   }
   return j;

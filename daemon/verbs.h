@@ -49,6 +49,8 @@ json BandwidthJson(const BandwidthLimiter::State& st);
 
 // ---- helpers (verbs_common.cc) ----------------------------------------------
 
+// Milliseconds rounded to 0.1, as every answer gives them.
+double Tenths(double ms);
 // Milliseconds since t, rounded to 0.1.
 double MsSince(Clock::time_point t);
 // The "code" of an error answer, from the errno of the status.

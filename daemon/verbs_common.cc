@@ -6,8 +6,10 @@
 
 namespace scribefs::verbs {
 
+double Tenths(double ms) { return std::round(ms * 10) / 10; }
+
 double MsSince(Clock::time_point t) {
-  return std::round(std::chrono::duration<double, std::milli>(Clock::now() - t).count() * 10) / 10;
+  return Tenths(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
 }
 
 // The "code" of an error answer, from the errno of the status.
