@@ -218,16 +218,14 @@ class FrozenSetReader {
     }
     return Status::Ok();
   }
-  // Under the pause: the records after ReadBefore's, in any state (the
-  // ones up to the mark; any after it are frozen too, as the whole
-  // unfinished set used to be read here); then each path as DATADIR holds
-  // it now ({0,0}: absent; sorted, unique).
-  Result<std::vector<FrozenPath>> ReadThrough(const ControlDeps& d, int64_t mark) {
-    if (mark > through_) {
-      JournalFilter f;
-      f.since_seq = through_ + 1;
-      if (Status s = NameAll(f); !s.ok()) return s;
-    }
+  // Under the pause: every record after ReadBefore's, in any state (those
+  // up to the mark; any after it are frozen too, a superset as before);
+  // then each path as DATADIR holds it now
+  // ({0,0}: absent; sorted, unique).
+  Result<std::vector<FrozenPath>> ReadThrough(const ControlDeps& d) {
+    JournalFilter f;
+    f.since_seq = through_ + 1;
+    if (Status s = NameAll(f); !s.ok()) return s;
     std::vector<FrozenPath> out;
     out.reserve(names_.size());
     for (const std::string& p : names_) {
@@ -301,7 +299,7 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     out[key] = MsSince(step);
     step = Clock::now();
   };
-  auto frozen = frozen_set.ReadThrough(d, hold.seq());
+  auto frozen = frozen_set.ReadThrough(d);
   if (!frozen.ok()) return Failed(hold, name, Error(frozen.status()));
   lap("frozen_ms");
   Status cs = spool.Capture({name, hold.seq(), *frozen});
