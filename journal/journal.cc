@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
 
 #include "common/unique_fd.h"
 
@@ -112,8 +113,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
     j->wal_fd_ = std::move(wal);
   auto ins = Prepare(j->db_.get(),
                      "INSERT INTO records(time_ns,op,path,new_path,ranges,size,mode,uid,gid,pid,"
-                     "flags,detail,state,attempts,error,etag,sha256,version_id,state_ns) "
-                     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)");
+                     "flags,detail,state,attempts,error,etag,sha256,version_id,state_ns,seq) "
+                     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,"
+                     "?20)");
   if (!ins.ok()) return ins.status().WithContext(path);
   j->insert_ = std::move(ins.value());
   // BEGIN and COMMIT run once per group commit: parsed once, here, rather
@@ -129,9 +131,17 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, Options 
   if (!skip.ok()) return skip.status().WithContext(path);
   j->skip_ = std::move(skip.value());
   {
-    auto max = Prepare(j->db_.get(), "SELECT coalesce(max(seq),0) FROM records");
+    // Seqs are handed out here (CommitBatch), never reused: past the last
+    // record, and past every seq AUTOINCREMENT ever gave (the records at the
+    // end may have been trimmed).
+    auto max = Prepare(j->db_.get(),
+                       "SELECT max(coalesce((SELECT max(seq) FROM records),0),"
+                       "coalesce((SELECT seq FROM sqlite_sequence WHERE name='records'),0))");
     if (!max.ok()) return max.status().WithContext(path);
-    if (sqlite3_step(max->get()) == SQLITE_ROW) j->last_seq_ = sqlite3_column_int64(max->get(), 0);
+    if (sqlite3_step(max->get()) == SQLITE_ROW) {
+      j->assigned_seq_ = sqlite3_column_int64(max->get(), 0);
+      j->last_seq_ = j->assigned_seq_;
+    }
   }
   return j;
 }
@@ -195,11 +205,83 @@ Status Journal::Commit(std::span<Record> records, bool durable, size_t hold_last
   return CommitBatch(&b);
 }
 
-Status Journal::CommitQueued(Record& record, const std::function<void()>& queued) {
+Status Journal::CommitQueued(std::span<Record> records, const std::function<void()>& queued) {
   Batch b;
-  b.records = {&record, 1};
+  b.records = records;
   b.queued = &queued;
   return CommitBatch(&b);
+}
+
+Journal::PendingCommit::PendingCommit() : batch_(std::make_unique<Batch>()) {}
+
+Journal::PendingCommit::~PendingCommit() { (void)Wait(); }
+
+Status Journal::PendingCommit::Wait() {
+  std::lock_guard lk(mu_);
+  if (thread_.joinable()) thread_.join();
+  return status_;
+}
+
+Result<std::unique_ptr<Journal::PendingCommit>> Journal::CommitAsync(std::vector<Record> records) {
+  std::unique_ptr<PendingCommit> p(new PendingCommit());
+  p->records_ = std::move(records);
+  Batch* b = p->batch_.get();
+  b->records = p->records_;
+  {
+    std::lock_guard lk(mu_);
+    if (!sticky_.ok()) return sticky_;
+    EnqueueLocked(b);
+  }
+  try {
+    p->thread_ = std::thread([this, b, st = &p->status_] {
+      std::unique_lock lk(mu_);
+      *st = AwaitLocked(lk, b);
+    });
+  } catch (const std::system_error&) {
+    // No thread: the batch is queued and must be written; here, then.
+    std::unique_lock lk(mu_);
+    p->status_ = AwaitLocked(lk, b);
+  }
+  return p;
+}
+
+Result<std::unique_ptr<Journal::RecordWatch>> Journal::Watch(size_t max_names) {
+  std::unique_ptr<RecordWatch> w(new RecordWatch(this, max_names));
+  {
+    std::lock_guard lk(mu_);
+    w->from_ = assigned_seq_;
+    watches_.push_back(w.get());
+  }
+  // An empty batch: done once every batch queued before it is.
+  Batch barrier;
+  if (Status s = CommitBatch(&barrier); !s.ok()) return s;
+  return w;
+}
+
+Journal::RecordWatch::~RecordWatch() {
+  std::lock_guard lk(journal_->mu_);
+  std::erase(journal_->watches_, this);
+}
+
+void Journal::RecordWatch::Note(std::span<const Record> records) {
+  for (const Record& r : records) {
+    if (overflowed_) return;
+    if (names_.size() + 2 > max_names_) {
+      overflowed_ = true;
+      names_.clear();
+      names_.shrink_to_fit();
+      return;
+    }
+    if (!r.path.empty()) names_.push_back(r.path);
+    if (r.new_path && !r.new_path->empty()) names_.push_back(*r.new_path);
+  }
+}
+
+bool Journal::RecordWatch::Names(std::set<std::string>* out) const {
+  std::lock_guard lk(journal_->mu_);
+  if (overflowed_) return false;
+  out->insert(names_.begin(), names_.end());
+  return true;
 }
 
 void Journal::EndApply(int64_t seq) {
@@ -248,8 +330,18 @@ Status Journal::MarkSkipped(int64_t seq, int err) {
 // queue commit everything behind it in one transaction.
 Status Journal::CommitBatch(Batch* b) {
   std::unique_lock lk(mu_);
-  queue_.push_back(b);
+  EnqueueLocked(b);
   if (b->queued) (*b->queued)();
+  return AwaitLocked(lk, b);
+}
+
+void Journal::EnqueueLocked(Batch* b) {
+  queue_.push_back(b);
+  for (Record& r : b->records) r.seq = ++assigned_seq_;
+  for (RecordWatch* w : watches_) w->Note(b->records);
+}
+
+Status Journal::AwaitLocked(std::unique_lock<std::mutex>& lk, Batch* b) {
   while (!b->done && b != queue_.front()) b->cv.wait(lk);
   if (b->done) return b->status;
 
@@ -337,13 +429,13 @@ Status Journal::WriteGroup(std::span<Batch*> group, bool* transient) {
         BindOptText(s, 17, r.sha256);
         BindOptText(s, 18, r.version_id);
         sqlite3_bind_int64(s, 19, r.state_ns.value_or(now));
+        sqlite3_bind_int64(s, 20, r.seq);  // assigned in the queue (EnqueueLocked)
         rc = sqlite3_step(s);
         if (rc != SQLITE_DONE) {
           Status err = SqliteError("journal insert " + path_, db, rc);
           sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
           return err;
         }
-        r.seq = sqlite3_last_insert_rowid(db);
       }
       // Held records are unapplied from before COMMIT makes them visible, so
       // that no reader can see one without seeing its hold.

@@ -7,6 +7,10 @@
 // readers and preserved if the daemon is killed. With durable=true the WAL is
 // also fsynced (an application's fsync must not be weaker than its data).
 //
+// A record's seq is assigned when it joins the queue, so the order of the
+// queue is the order of the seqs, and a caller can know its seq before the
+// write (CommitAsync).
+//
 // A failed commit is sticky: every later Commit() fails with the same status,
 // so that the mount refuses mutations rather than let one slip by unrecorded.
 // Transient errors of the WAL sync (out of descriptors or memory, EAGAIN,
@@ -15,17 +19,19 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
-#include <atomic>
-#include <map>
+#include <vector>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -60,18 +66,37 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
+  class PendingCommit;
+  class RecordWatch;
+
   // Commits records in order and fills in their seq (and time_ns when 0).
   // The last `hold_last` records announce operations that are not applied yet
   // (the record comes first, by the journal invariant): they count as
   // unapplied until EndApply(seq), see AppliedThrough().
   Status Commit(std::span<Record> records, bool durable = false, size_t hold_last = 0);
   Status Commit(Record& record, bool durable = false) { return Commit({&record, 1}, durable); }
-  // Commit(record), calling `queued` once the record has its place in the
-  // commit queue and before it is written. Every commit that starts after
-  // `queued` gets a later seq, so a resume opens the gate from `queued`: the
-  // operations it held follow its record without waiting for its write.
-  // `queued` runs under the queue's lock: it must not call the journal.
-  Status CommitQueued(Record& record, const std::function<void()>& queued);
+  // Commit(records), calling `queued` once the records have their place
+  // (and their seqs) in the commit queue and before they are written. Every
+  // commit that starts after `queued` gets later seqs, so a resume opens the
+  // gate from `queued`: the operations it held follow its record without
+  // waiting for its write. `queued` runs under the queue's lock, in the
+  // caller's thread: it must not call the journal.
+  Status CommitQueued(std::span<Record> records, const std::function<void()>& queued);
+  Status CommitQueued(Record& record, const std::function<void()>& queued) {
+    return CommitQueued({&record, 1}, queued);
+  }
+  // Queues records for commit and returns without waiting for the write,
+  // which a thread of its own waits for: their seqs are assigned on return
+  // (PendingCommit::records()), and every commit that starts later gets
+  // later seqs. A checkpoint's pause so knows its mark without waiting under
+  // the hold for a write the disk may stall (a disk writing back GiBs
+  // stalled it for 22.5 ms). Fails at once when the journal has failed.
+  Result<std::unique_ptr<PendingCommit>> CommitAsync(std::vector<Record> records);
+  // Starts noting the paths of every record queued from now on (in memory,
+  // at most max_names of them), once every record queued before is
+  // committed: a reader then sees those, and the watch the rest. A
+  // checkpoint's frozen set so needs no journal read under the hold.
+  Result<std::unique_ptr<RecordWatch>> Watch(size_t max_names = 1 << 18);
   // Makes everything committed so far durable on disk (fsync of the WAL).
   Status Sync();
   // The same, outside the commit queue: commits by other threads go on
@@ -125,6 +150,10 @@ class Journal {
   struct Batch;  // one caller's share of a group
   Journal(std::string path, Options options, SqliteDb db);
   Status CommitBatch(Batch* batch);
+  // Joins the queue: seqs assigned, watches told. Requires mu_.
+  void EnqueueLocked(Batch* batch);
+  // Waits for the batch's group to be written, or writes it as the leader.
+  Status AwaitLocked(std::unique_lock<std::mutex>& lk, Batch* batch);
   // *transient is set when the group's records are all committed and only
   // the WAL sync failed, for a reason a retry can overcome: see CommitBatch.
   Status WriteGroup(std::span<Batch*> group, bool* transient);
@@ -139,6 +168,8 @@ class Journal {
   mutable std::mutex mu_;
   std::deque<Batch*> queue_;  // GUARDED_BY(mu_); the front is the leader
   Status sticky_;             // GUARDED_BY(mu_)
+  int64_t assigned_seq_ = 0;  // GUARDED_BY(mu_); the last seq handed out
+  std::vector<RecordWatch*> watches_;  // GUARDED_BY(mu_)
   // Only touched by the current leader (or under mu_ for meta calls, which go
   // through the same queue discipline by holding leader_mu_).
   std::mutex leader_mu_;
@@ -165,6 +196,53 @@ class Journal {
   bool ckpt_wanted_ = false;  // GUARDED_BY(ckpt_mu_)
   bool ckpt_stop_ = false;    // GUARDED_BY(ckpt_mu_)
   std::thread ckpt_thread_;
+};
+
+// An asynchronous commit (Journal::CommitAsync). The journal must outlive it.
+class Journal::PendingCommit {
+ public:
+  ~PendingCommit();  // waits for the write
+  PendingCommit(const PendingCommit&) = delete;
+  PendingCommit& operator=(const PendingCommit&) = delete;
+  // The records, with their seqs.
+  const std::vector<Record>& records() const { return records_; }
+  // Waits until the records are written; their commit's status.
+  Status Wait();
+
+ private:
+  friend class Journal;
+  PendingCommit();
+  std::vector<Record> records_;
+  std::unique_ptr<Batch> batch_;
+  std::mutex mu_;  // one Wait() joins the thread
+  std::thread thread_;
+  Status status_;
+};
+
+// The paths of the records queued since it started (Journal::Watch).
+// Unregisters when destroyed; the journal must outlive it.
+class Journal::RecordWatch {
+ public:
+  ~RecordWatch();
+  RecordWatch(const RecordWatch&) = delete;
+  RecordWatch& operator=(const RecordWatch&) = delete;
+  // Records after this seq are noted here; every record up to it was
+  // committed when Watch() returned.
+  int64_t from() const { return from_; }
+  // Adds each path and new path noted so far to out. False when more than
+  // max_names were queued: out is then incomplete (read the journal).
+  bool Names(std::set<std::string>* out) const;
+
+ private:
+  friend class Journal;
+  RecordWatch(Journal* journal, size_t max_names) : journal_(journal), max_names_(max_names) {}
+  void Note(std::span<const Record> records);  // requires journal_->mu_
+
+  Journal* const journal_;
+  const size_t max_names_;
+  int64_t from_ = 0;
+  std::vector<std::string> names_;  // GUARDED_BY(journal_->mu_)
+  bool overflowed_ = false;         // GUARDED_BY(journal_->mu_)
 };
 
 }  // namespace scribefs

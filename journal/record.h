@@ -38,7 +38,7 @@ inline constexpr std::string_view kStateSkipped = "skipped";
 bool IsValidState(std::string_view s);
 
 struct Record {
-  int64_t seq = 0;      // assigned by the journal on commit
+  int64_t seq = 0;      // assigned by the journal when queued for commit
   int64_t time_ns = 0;  // wall clock, ns since the epoch; filled on commit when 0
   Op op = Op::kWrite;
   std::string path;

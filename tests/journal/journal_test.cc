@@ -1228,5 +1228,96 @@ TEST_F(JournalTest, BacklogCountsWrittenBytesNotStored) {
   EXPECT_EQ(b->whole_files[0].second, std::optional<int64_t>(12345)) << "closed at that size";
 }
 
+// CommitAsync assigns the seqs when it returns, before the write (which a
+// commit ahead of it may hold up); a commit started later gets later seqs,
+// and the records are readable once Wait() returns.
+TEST_F(JournalTest, CommitAsyncAssignsSeqsBeforeTheWrite) {
+  std::atomic<bool> stall{false};
+  Journal::Options opt;
+  opt.fault_hook = [&] {
+    if (stall.exchange(false)) std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    return Status::Ok();
+  };
+  auto j = MustOpen(db_path(), opt);
+  ASSERT_TRUE(j);
+  auto reader = MustOpenReader(db_path());
+  ASSERT_TRUE(reader);
+  stall = true;
+  Record lead = MakeRecord(Op::kCreate, "lead");
+  std::thread leader([&] { EXPECT_TRUE(j->Commit(lead).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto t0 = std::chrono::steady_clock::now();
+  auto p = j->CommitAsync({MakeRecord(Op::kWrite, "a"), MakeRecord(Op::kPause, "")});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(400));
+  const auto& recs = (*p)->records();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[1].seq, recs[0].seq + 1);
+  EXPECT_EQ(QueryAll(reader.get()).size(), 0u) << "nothing is written while the leader stalls";
+  Record later = MakeRecord(Op::kMkdir, "later");
+  ASSERT_TRUE(j->Commit(later).ok());
+  EXPECT_GT(later.seq, recs[1].seq);
+  ASSERT_TRUE((*p)->Wait().ok());
+  leader.join();
+  EXPECT_LT(lead.seq, recs[0].seq);
+  auto all = QueryAll(reader.get());
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[1].path, "a");
+  EXPECT_EQ(all[1].seq, recs[0].seq);
+  EXPECT_EQ(all[3].path, "later");
+}
+
+// A watch notes the paths of the records queued after it started, and none
+// from before (every one of those is committed when Watch returns); past
+// its limit it says so rather than hand out an incomplete set.
+TEST_F(JournalTest, WatchNotesTheRecordsQueuedSinceItStarted) {
+  auto j = MustOpen(db_path());
+  ASSERT_TRUE(j);
+  Record before = MakeRecord(Op::kCreate, "before");
+  ASSERT_TRUE(j->Commit(before).ok());
+  auto w = j->Watch(3);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)->from(), before.seq);
+  Record mv = MakeRecord(Op::kRename, "old");
+  mv.new_path = "new";
+  ASSERT_TRUE(j->Commit(mv).ok());
+  std::set<std::string> names;
+  ASSERT_TRUE((*w)->Names(&names));
+  EXPECT_EQ(names, (std::set<std::string>{"old", "new"}));
+  Record more = MakeRecord(Op::kRename, "x");
+  more.new_path = "y";
+  ASSERT_TRUE(j->Commit(more).ok());  // 4 names > 3
+  EXPECT_FALSE((*w)->Names(&names));
+  w->reset();
+  Record after = MakeRecord(Op::kCreate, "after");
+  EXPECT_TRUE(j->Commit(after).ok()) << "a watch that ended is no longer told";
+}
+
+// Seqs are assigned by the journal, not SQLite; they are never reused, even
+// when the last records were trimmed before a restart.
+TEST_F(JournalTest, SeqsAreNotReusedAfterTheLastRecordsAreDeleted) {
+  int64_t last = 0;
+  {
+    auto j = MustOpen(db_path());
+    ASSERT_TRUE(j);
+    for (int i = 0; i < 3; ++i) {
+      Record r = MakeRecord(Op::kCreate, "f" + std::to_string(i));
+      ASSERT_TRUE(j->Commit(r).ok());
+      last = r.seq;
+    }
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM records", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto j = MustOpen(db_path());
+  ASSERT_TRUE(j);
+  Record r = MakeRecord(Op::kCreate, "next");
+  ASSERT_TRUE(j->Commit(r).ok());
+  EXPECT_EQ(r.seq, last + 1);
+}
+
 }  // namespace
 }  // namespace scribefs
