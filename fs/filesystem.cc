@@ -163,22 +163,22 @@ Record Filesystem::NewRecord(Op op, const Caller& c, std::string path) {
   return r;
 }
 
-Status Filesystem::Commit(Record& r, bool durable) {
-  Status s = journal_->Commit(r, durable);
-  if (s.ok()) return s;
+Status Filesystem::JournalFailed(const Status& s) {
   // The journal failure is sticky; the mutation must not happen unrecorded.
   if (counters_.journal_errors.fetch_add(1) == 0)
     spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
   return Status::Error(EIO, "journal: " + s.message());
 }
 
+Status Filesystem::Commit(Record& r, bool durable) {
+  Status s = journal_->Commit(r, durable);
+  return s.ok() ? s : JournalFailed(s);
+}
+
 Status Filesystem::CommitAll(std::vector<Record>& rs, bool durable) {
   if (rs.empty() && !durable) return Status::Ok();
   Status s = rs.empty() ? journal_->Sync() : journal_->Commit(rs, durable);
-  if (s.ok()) return s;
-  if (counters_.journal_errors.fetch_add(1) == 0)
-    spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
-  return Status::Error(EIO, "journal: " + s.message());
+  return s.ok() ? s : JournalFailed(s);
 }
 
 void SyncTicket::Hold(const std::vector<Record>& committed) {
@@ -199,15 +199,13 @@ Status Filesystem::CommitWithPending(std::vector<Record>& rs, SyncTicket& ticket
   size_t first = all.size();
   for (Record& r : rs) all.push_back(std::move(r));
   Status s = all.empty() ? CommitAll(all, durable) : journal_->Commit(all, durable, rs.size());
-  if (!s.ok() && !all.empty()) {
-    if (counters_.journal_errors.fetch_add(1) == 0)
-      spdlog::error("journal failed, refusing mutations with EIO: {}", s.message());
-    s = Status::Error(EIO, "journal: " + s.message());
-  }
+  if (!s.ok() && !all.empty()) s = JournalFailed(s);
   for (size_t i = 0; i < rs.size(); ++i) rs[i] = std::move(all[first + i]);
   // A transient sync failure (Journal::IsTransientSyncErrno) leaves the
-  // records committed: they are released with the operation all the same.
-  if (s.ok() || (!rs.empty() && rs.back().seq != 0)) ticket.Hold(rs);
+  // records committed and the journal healthy: they are released with the
+  // operation all the same. (Their seqs say nothing: they are assigned
+  // when queued.)
+  if (s.ok() || (!rs.empty() && journal_->health().ok())) ticket.Hold(rs);
   return s;
 }
 
@@ -1384,16 +1382,32 @@ bool Filesystem::NeedsGate(FileHandle* fh) {
 }
 
 Status Filesystem::FlushAllRanges() {
-  // Paths are taken and committed under the TreeLock so that no rename lands
+  // Paths are taken and queued under the TreeLock so that no rename lands
   // between them.
+  SharedTree tree(inodes_.tree());
+  std::unique_lock one(flush_all_mu_);
+  std::vector<Record> recs;
+  TakePending(&recs);
+  if (recs.empty()) return Status::Ok();
+  // Once queued, the records have their seqs: a pause may take what is
+  // pending after them without waiting for their write.
+  Status s = journal_->CommitQueued(recs, [&] { one.unlock(); });
+  if (!s.ok()) return JournalFailed(s);
+  counters_.range_flushes++;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Journal::PendingCommit>> Filesystem::QueueAllRanges(
+    std::vector<Record> then) {
   SharedTree tree(inodes_.tree());
   std::lock_guard one(flush_all_mu_);
   std::vector<Record> recs;
   TakePending(&recs);
-  if (recs.empty()) return Status::Ok();
-  SCRIBEFS_RETURN_IF_ERROR(CommitAll(recs));
-  counters_.range_flushes++;
-  return Status::Ok();
+  if (!recs.empty()) counters_.range_flushes++;
+  for (Record& r : then) recs.push_back(std::move(r));
+  auto p = journal_->CommitAsync(std::move(recs));
+  if (!p.ok()) return JournalFailed(p.status());
+  return p;
 }
 
 void Filesystem::FlusherLoop() {

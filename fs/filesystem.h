@@ -236,6 +236,11 @@ class Filesystem {
 
   // Commits every pending byte range now (shutdown, tests).
   Status FlushAllRanges();
+  // Queues the records of every pending byte range, then `then`, for one
+  // commit, and returns without waiting for it (Journal::CommitAsync): their
+  // seqs are assigned, and every record queued later comes after them. A
+  // checkpoint's pause so needs no journal write under the hold.
+  Result<std::unique_ptr<Journal::PendingCommit>> QueueAllRanges(std::vector<Record> then);
   // Stops the range flusher after committing what is pending.
   void Shutdown();
 
@@ -358,6 +363,8 @@ class Filesystem {
   // deeper than PATH_MAX work as on the disk. Requires the TreeLock.
   Result<UniqueFd> OpenByName(const Inode& inode, int flags);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& parent, const std::string& name, int dirfd);
+  // Counts and logs a failed journal commit; the EIO the mutation returns.
+  Status JournalFailed(const Status& s);
   Status Commit(Record& r, bool durable = false);
   Status CommitAll(std::vector<Record>& rs, bool durable = false);
   // Commits rs together with every record waiting for a group commit
@@ -425,10 +432,10 @@ class Filesystem {
   // Read once: the daemon does not change its capabilities while it serves.
   const DaemonResourceCaps resource_caps_ = DaemonResourceCaps::OfThisThread();
 
-  // One FlushAllRanges at a time, from taking the ranges to their commit: a
-  // pause's FlushAllRanges returns only after a commit that the flusher has
-  // in progress, whose records (writes from before the pause) must come
-  // before the pause record.
+  // One FlushAllRanges or QueueAllRanges at a time, from taking the ranges
+  // until their records have seqs (are queued): records of writes from
+  // before a pause that the flusher has taken must come before the pause
+  // record.
   std::mutex flush_all_mu_;
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;

@@ -107,41 +107,18 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
   }
   out.drain_ms = MsSince(closed_at);
 
-  // 3. Byte ranges still in memory, then the data itself.
-  auto fail = [&](const Status& err) -> Status {
+  // 3.-4. Byte ranges still in memory, the data itself (sync), the pause record.
+  s = RecordPause(by, sync, durable_record, out);
+  if (!s.ok()) {
     gate_->Open();
-    return err;
-  };
-  auto ranges_at = Clock::now();
-  s = fs_->FlushAllRanges();
-  if (!s.ok()) return fail(s.WithContext("pause: committing pending byte ranges"));
-  out.ranges_ms = MsSince(ranges_at);
-  if (sync && options_.sync_backing) {
-    auto t = Clock::now();
-    s = options_.sync_backing();
-    if (!s.ok()) return fail(s.WithContext("pause: syncing DATADIR"));
-    out.sync_ms = MsSince(t);
+    return s;
   }
-
-  // 4. The pause record, durable (journal fsync) before we answer, unless
-  // the caller makes it durable itself.
-  nlohmann::json detail = {{"by", by},
-                           {"timeout_s", timeout_s},
-                           {"writeback_ms", Round1(out.writeback_ms)},
-                           {"quiet_ms", Round1(out.quiet_ms)},
-                           {"drain_ms", Round1(out.drain_ms)}};
-  if (sync) detail["sync_ms"] = Round1(out.sync_ms);
-  Record rec = ControlRecord(Op::kPause, detail);
-  auto record_at = Clock::now();
-  s = journal_->Commit(rec, durable_record);
-  if (!s.ok()) return fail(Status::Error(EIO, "pause: journal: " + s.message()));
-  out.record_ms = MsSince(record_at);
 
   {
     std::lock_guard lk(mu_);
     paused_ = true;
     id_++;
-    seq_ = rec.seq;
+    seq_ = out.seq;
     since_ = closed_at;
     since_ns_ = closed_ns;
     until_ = closed_at + timeout;
@@ -149,7 +126,6 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
     timeout_s_ = timeout_s;
     by_ = by;
     out.id = id_;
-    out.seq = seq_;
     out.since_ns = since_ns_;
     out.since = since_;
     out.until_ns = until_ns_;
@@ -158,6 +134,46 @@ Result<PauseResult> PauseController::Pause(double timeout_s, const std::string& 
   spdlog::info("paused by {} (record {}): writes held for at most {} s; drain {:.1f} ms", by,
                out.seq, timeout_s, out.drain_ms);
   return out;
+}
+
+Status PauseController::RecordPause(const std::string& by, bool sync, bool durable_record,
+                                    PauseResult& out) {
+  nlohmann::json detail = {{"by", by},
+                           {"timeout_s", out.timeout_s},
+                           {"writeback_ms", Round1(out.writeback_ms)},
+                           {"quiet_ms", Round1(out.quiet_ms)},
+                           {"drain_ms", Round1(out.drain_ms)}};
+  if (!durable_record && !sync) {
+    // The ranges' records and the pause record, queued in one commit: the
+    // mark is known without waiting for a write.
+    auto t = Clock::now();
+    auto q = fs_->QueueAllRanges({ControlRecord(Op::kPause, detail)});
+    if (!q.ok()) return q.status().WithContext("pause: journal");
+    out.record_write = std::move(q.value());
+    out.seq = out.record_write->records().back().seq;
+    out.record_ms = MsSince(t);
+    return Status::Ok();
+  }
+  auto ranges_at = Clock::now();
+  Status s = fs_->FlushAllRanges();
+  if (!s.ok()) return s.WithContext("pause: committing pending byte ranges");
+  out.ranges_ms = MsSince(ranges_at);
+  if (sync && options_.sync_backing) {
+    auto t = Clock::now();
+    s = options_.sync_backing();
+    if (!s.ok()) return s.WithContext("pause: syncing DATADIR");
+    out.sync_ms = MsSince(t);
+    detail["sync_ms"] = Round1(out.sync_ms);
+  }
+  // Durable (journal fsync) before we answer, unless the caller makes it
+  // durable itself.
+  Record rec = ControlRecord(Op::kPause, detail);
+  auto record_at = Clock::now();
+  s = journal_->Commit(rec, durable_record);
+  if (!s.ok()) return Status::Error(EIO, "pause: journal: " + s.message());
+  out.record_ms = MsSince(record_at);
+  out.seq = rec.seq;
+  return Status::Ok();
 }
 
 Result<ResumeResult> PauseController::Resume(const std::string& reason,

@@ -22,6 +22,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -63,8 +64,12 @@ struct PauseResult {
   double writeback_ms = 0, drain_ms = 0, sync_ms = 0;
   double quiet_ms = 0;  // waiting for no mutation in flight, the gate open (not held)
   // Under the hold after the drain: byte ranges still in memory committed,
-  // and the pause record's commit.
+  // and the pause record's commit (or, queued, both: record_ms).
   double ranges_ms = 0, record_ms = 0;
+  // With durable_record false: the commit of the pause record (and the
+  // ranges before it), queued and perhaps not written yet. Wait() for it
+  // before relying on the record being in the journal.
+  std::shared_ptr<Journal::PendingCommit> record_write;
   bool writeback_complete = true;  // false: the writeback hook did not finish in time
 };
 
@@ -102,10 +107,13 @@ class PauseController {
   // flight did not finish within the timeout (the gate is open again); EIO
   // when the journal failed (the gate is open again).
   // sync: also make DATADIR's data durable (syncfs) before the pause record.
-  // durable_record false: the pause record is committed but not fsynced
-  // (a checkpoint makes the journal durable after it resumed: an fsync
-  // under the hold waits for every dirty page of the disk's journal
-  // transaction, hundreds of ms after GiBs were written).
+  // durable_record false (and sync false): the pause record, and the
+  // records of the byte ranges before it, are queued for commit and not
+  // waited for (PauseResult::record_write): a checkpoint gets its mark
+  // without a journal write under the hold, and makes the journal durable
+  // after it resumed. An fsync under the hold waits for every dirty page of
+  // the disk's journal transaction, hundreds of ms after GiBs were written;
+  // even the write alone was stalled 22.5 ms by such a disk.
   Result<PauseResult> Pause(double timeout_s, const std::string& by, bool sync = false,
                             bool durable_record = true);
   // Resumes with `reason`. ENOENT when not paused, or (with only_id) when
@@ -136,6 +144,8 @@ class PauseController {
 
  private:
   Result<ResumeResult> ResumeLocked(const std::string& reason);  // requires ctl_mu_
+  // Steps 3-4 of Pause, the gate closed: fills out.seq and the timings.
+  Status RecordPause(const std::string& by, bool sync, bool durable_record, PauseResult& out);
   void ThawLoop();
 
   MutationGate* const gate_;

@@ -204,9 +204,10 @@ With --json: {ok, name, state (captured|stored|failed), seq, frozen,
 checkpoint_seq (stored), manifest_key, target, paths, time_ns, held_ms,
 writeback_ms, quiet_ms, drain_ms, upload_wait_ms, manifest_ms,
 manifest_bytes, stored_ns, pre_exit, post_exit, error}; with a capture also
-frozen_before_ms (most of the frozen set, read before the pause) and the
-steps under the hold: ranges_ms, pause_record_ms, frozen_ms, capture_ms,
-snapshot_ms.)";
+frozen_before_ms (the frozen set's journal read, before the pause),
+frozen_source (memory, or journal when too many changes came since) and
+the steps under the hold: ranges_ms, pause_record_ms, frozen_ms,
+capture_ms, snapshot_ms.)";
 
 const std::string kCheckpointsFooter = std::string(kCommonOptions) + R"(
 

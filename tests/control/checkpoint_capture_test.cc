@@ -29,6 +29,9 @@ using namespace std::chrono_literals;
 
 class CheckpointCaptureTest : public it::MountTest {
  protected:
+  // A file rewritten between the frozen set's journal read and the pause;
+  // watch_max: $SCRIBEFS_TEST_WATCH_MAX_NAMES, or nullptr.
+  void WriteJustBeforeThePause(const char* watch_max, const std::string& source);
   void TearDown() override {
     unsetenv("SCRIBEFS_TEST_STORE_DELAY_MS");
     unsetenv("SCRIBEFS_TEST_PAUSE_DELAY_MS");
@@ -217,10 +220,17 @@ TEST_F(CheckpointCaptureTest, SyncModeWithHooksCapturesAndWritersAfterTheMarkGoO
 // not grow with the records not stored yet. A path whose first unstored
 // record comes after that read, just before the pause, is frozen all the
 // same: the checkpoint names its state at the mark, not the stored one.
-TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozen) {
+// The records queued after the journal read of the frozen set come from
+// memory (the journal's watch) under the hold, or, when there were more than
+// the watch keeps, from the journal: either way the manifest names the
+// state at the mark.
+void CheckpointCaptureTest::WriteJustBeforeThePause(const char* watch_max,
+                                                    const std::string& source) {
+  if (watch_max) setenv("SCRIBEFS_TEST_WATCH_MAX_NAMES", watch_max, 1);
   setenv("SCRIBEFS_TEST_PAUSE_DELAY_MS", "1500", 1);
   MountWithTarget({"--bwlimit", "1M"});
   unsetenv("SCRIBEFS_TEST_PAUSE_DELAY_MS");
+  unsetenv("SCRIBEFS_TEST_WATCH_MAX_NAMES");
   if (HasFatalFailure()) return;
   const std::string stored = "stored before the checkpoint\n";
   ASSERT_TRUE(it::WriteFile(mp("f"), stored, 0644));
@@ -236,6 +246,7 @@ TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozen) {
   ASSERT_EQ(j["state"], "captured") << r.out;
   EXPECT_GE(j["frozen_before_ms"].get<double>(), 0) << r.out;
   EXPECT_GE(j["frozen"].get<int>(), 1) << r.out;
+  EXPECT_EQ(j["frozen_source"], source) << r.out;
   ASSERT_TRUE(it::WriteFile(mp("f"), "after the mark\n", 0644));
   json s = WaitState("window", "stored", 90);
   ASSERT_TRUE(s.is_object());
@@ -245,6 +256,14 @@ TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozen) {
   EXPECT_EQ(e["sha256"], Sha256Hex(at_mark))
       << "the manifest names " << (e["sha256"] == Sha256Hex(stored) ? "the stored state" : "?")
       << ", not the state at the mark";
+}
+
+TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozen) {
+  WriteJustBeforeThePause(nullptr, "memory");
+}
+
+TEST_F(CheckpointCaptureTest, APathWrittenJustBeforeThePauseIsFrozenPastTheWatch) {
+  WriteJustBeforeThePause("1", "journal");
 }
 
 TEST_F(CheckpointCaptureTest, KillBetweenCapturedAndStoredThenRestartStores) {

@@ -212,6 +212,62 @@ TEST_F(PauseTest, ResumeOpensTheGateBeforeItsRecordIsWritten) {
   EXPECT_LT(resume->seq, d->seq) << "the held mkdir must be journaled after the resume";
 }
 
+// A checkpoint's pause (durable_record false) gets its mark without a
+// journal write under the hold: not its own record's, and not that of a
+// commit ahead of it, which a disk writing back GiBs may stall. The records
+// are written all the same, in order: the byte ranges still in memory, the
+// pause record, the resume record, then the held operations'.
+TEST_F(PauseTest, ACheckpointsPauseWaitsForNoJournalWrite) {
+  auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
+  ASSERT_TRUE(cr.ok()) << cr.status().ToString();
+  auto fh = std::move(cr.value().second);
+  ASSERT_TRUE(Done(fs_->Flush(c_, fh.get())).ok());  // clean again
+  ASSERT_TRUE(
+      fs_->Write(c_, fh.get(), 0, 5, [](int fd, off_t off) { return pwrite(fd, "hello", 5, off); })
+          .ok());
+  // The file is dirty now: a second write only adds a pending byte range.
+  ASSERT_TRUE(fs_->Write(c_, fh.get(), 5000, 7,
+                         [](int fd, off_t off) { return pwrite(fd, "abcdefg", 7, off); })
+                  .ok());
+  // A commit ahead of the pause (the uploader's, say) that the disk stalls.
+  stall_writes_ = 1500ms;
+  Record ahead;
+  ahead.op = Op::kReconcile;
+  ahead.state = "done";
+  auto first = std::async(std::launch::async, [&] { return journal_->Commit(ahead); });
+  std::this_thread::sleep_for(100ms);
+  auto t0 = Clock::now();
+  auto p = pauser_->Pause(10, "test", /*sync=*/false, /*durable_record=*/false);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_LT(Clock::now() - t0, 1000ms) << "the pause waited for a journal write";
+  ASSERT_TRUE(p->record_write);
+  auto mk =
+      std::async(std::launch::async, [&] { return Done(fs_->MkDir(c_, kRoot, "d", 0755)).ok(); });
+  ASSERT_TRUE(StillWaiting(mk, 200ms));
+  stall_writes_ = 0ms;
+  ASSERT_TRUE(pauser_->Resume("command").ok());
+  ASSERT_EQ(mk.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(mk.get());
+  Status written = p->record_write->Wait();
+  EXPECT_TRUE(written.ok()) << written.ToString();
+  ASSERT_TRUE(first.get().ok());
+  EXPECT_LT(ahead.seq, p->seq);
+  auto rs = Records();
+  const Record* pause = Last(rs, Op::kPause);
+  const Record* resume = Last(rs, Op::kResume);
+  const Record* d = Last(rs, Op::kMkdir, "d");
+  ASSERT_TRUE(pause && resume && d);
+  EXPECT_EQ(pause->seq, p->seq);
+  EXPECT_LT(pause->seq, resume->seq);
+  EXPECT_LT(resume->seq, d->seq);
+  bool covered = false;
+  for (const auto& r : rs)
+    if (r.op == Op::kWrite && r.path == "f" && r.seq < pause->seq)
+      for (const auto& br : r.ranges)
+        if (br.offset <= 5000 && br.offset + br.length >= 5007) covered = true;
+  EXPECT_TRUE(covered) << "the pending byte range must come before the pause record";
+}
+
 TEST_F(PauseTest, HoldsEveryKindOfMutation) {
   auto cr = Done(fs_->Create(c_, kRoot, "f", 0644, O_RDWR));
   ASSERT_TRUE(cr.ok());
