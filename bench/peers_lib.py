@@ -112,6 +112,35 @@ def md5(path):
     return h.hexdigest()
 
 
+def multipart_etag(path, size, etag):
+    """Whether a multipart ETag ("<md5 of the parts' MD5s>-N") fits the file.
+    The part size is not in the listing; each tool uses a whole number of MiB
+    (rclone 5, scribefs --part-size), so every such size that cuts the file
+    into N parts is tried."""
+    digest, _, n = etag.partition("-")
+    n = int(n)
+    mib = 1 << 20
+    for k in range(1, 5 * 1024 + 1):
+        part = k * mib
+        if -(-size // part) != n:
+            continue
+        whole = hashlib.md5()
+        with open(path, "rb") as f:
+            for _ in range(n):
+                h = hashlib.md5()
+                left = part
+                while left:
+                    b = f.read(min(left, mib))
+                    if not b:
+                        break
+                    h.update(b)
+                    left -= len(b)
+                whole.update(h.digest())
+        if whole.hexdigest() == digest:
+            return True
+    return False
+
+
 def local_files(root):
     out = {}
     for d, _, files in os.walk(root):
@@ -137,11 +166,14 @@ def compare(conf, bucket, root, prefix="", md5_cache=None):
             continue
         if size != st.st_size:
             stale += 1
-        elif "-" not in etag:  # multipart ETags are not an MD5
-            key = (p, st.st_mtime_ns, st.st_size)
+        else:
+            key = (p, st.st_mtime_ns, st.st_size, etag)
             if key not in cache:
-                cache[key] = md5(p)
-            if cache[key] != etag:
+                if "-" in etag:  # multipart: not an MD5 of the object
+                    cache[key] = multipart_etag(p, st.st_size, etag)
+                else:
+                    cache[key] = md5(p) == etag
+            if not cache[key]:
                 stale += 1
     extra = sum(1 for rel in remote if rel not in local)
     return {"equal": missing == stale == extra == 0, "missing": missing, "stale": stale,
