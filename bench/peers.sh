@@ -12,9 +12,12 @@
 # Workloads (-w, comma separated):
 #   a  untar of a -n file source tree (default 20,000 files, ~130 MB): time from the
 #      start of the untar until the bucket equals the directory (radosgw-admin's
-#      listing: every file, same size and MD5), S3 requests and bytes received by RGW
-#      (its usage log, per bucket); restic: untar + one backup
-#   b  a 4 KiB change in the middle of a 1 GiB file: bytes RGW received for it
+#      listing: every file, same size and MD5, or multipart ETag), S3 requests (RGW's
+#      usage log, per bucket), MB it received (the same log) and MB sent to it on the
+#      wire (an nftables counter on its port, headers included, when nft is
+#      installed: what the clients sent, whatever RGW's accounting); restic: untar
+#      + one backup
+#   b  a 4 KiB change in the middle of a 1 GiB file: bytes sent to RGW for it
 #   c  -o creates/renames/deletes (default 100,000) by 2 writers while the side is
 #      busy, then up to 300 s to settle: paths missing, stale or extra in the bucket
 #      when it settled or gave up (restic: one backup after, its time)
@@ -34,7 +37,7 @@
 #   SCRIBEFS_OPTS (extra daemon options, word-split)
 # needs: root, fusermount3, python3, rclone, lsyncd, restic, and what
 #   tests/testbed/rgw-up.sh needs (ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl).
-#   apt-get install -y rclone lsyncd restic
+#   apt-get install -y rclone lsyncd restic (and nftables for the bytes on the wire)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -75,8 +78,10 @@ LIB="python3 $HERE/peers_lib.py"
 W=$(mktemp -d "$WORKROOT/scribefs-peers.XXXXXX")
 RGW=$W/rgw
 BG_PID=
+NFT_TABLE=scribefs_peers_$$
 cleanup() {
   set +e
+  command -v nft >/dev/null && nft delete table inet "$NFT_TABLE" 2>/dev/null
   [ -z "$BG_PID" ] || kill "$BG_PID" 2>/dev/null
   for m in "$W"/mnt-*; do
     if grep -q " $m fuse.scribefs " /proc/self/mounts; then fusermount3 -u "$m"; fi
@@ -96,6 +101,17 @@ set -a
 . "$RGW/env"
 set +a
 CONF=$RGW/ceph.conf
+# Bytes on the wire to RGW: a counter on its port (loopback's input hook sees
+# each packet from a client to the gateway once, headers included).
+RGW_PORT=${S3_ENDPOINT##*:}
+RGW_PORT=${RGW_PORT%%/*}
+if command -v nft >/dev/null; then
+  nft add table inet "$NFT_TABLE"
+  nft add chain inet "$NFT_TABLE" in '{ type filter hook input priority 0; policy accept; }'
+  nft add rule inet "$NFT_TABLE" in tcp dport "$RGW_PORT" counter
+else
+  echo "peers.sh: nft not found: no bytes on the wire (apt-get install -y nftables)" >&2
+fi
 # The endpoint is plain HTTP; rclone refuses to start with AWS_CA_BUNDLE set.
 unset AWS_CA_BUNDLE
 export RCLONE_CONFIG_RGW_TYPE=s3 RCLONE_CONFIG_RGW_PROVIDER=Ceph \
@@ -111,13 +127,29 @@ head -c $((1 << 30)) /dev/urandom >"$W/big.src"
 
 now() { date +%s%N; }
 ms_since() { echo $(( ($(now) - $1) / 1000000 )); }
-usage_of() { $LIB usage "$CONF" "$1"; }
+wire_bytes() {  # bytes sent to RGW so far, or -1 without nft
+  if command -v nft >/dev/null; then
+    nft -j list chain inet "$NFT_TABLE" in | python3 -c 'import json,sys
+print(sum(x["counter"]["bytes"] for o in json.load(sys.stdin)["nftables"] if "rule" in o
+          for x in o["rule"]["expr"] if "counter" in x))'
+  else
+    echo -1
+  fi
+}
+usage_of() {  # S3 requests and bytes by RGW's usage log, and bytes on the wire
+  local u w
+  u=$($LIB usage "$CONF" "$1")
+  w=$(wire_bytes)
+  echo "${u%\}},\"wire_bytes\":$w}"
+}
 record() {  # record JSON: one line of raw figures
   echo "$1" | tee -a "$JSON" >&2
 }
 delta() {  # delta BEFORE_JSON AFTER_JSON -> {"requests":..,"bytes_received":..}
   python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2])
-print(json.dumps({"requests": b["ops"]-a["ops"], "bytes_received": b["bytes_received"]-a["bytes_received"]}))' "$1" "$2"
+w = b["wire_bytes"]-a["wire_bytes"] if a["wire_bytes"] >= 0 else None
+print(json.dumps({"requests": b["ops"]-a["ops"], "bytes_received": b["bytes_received"]-a["bytes_received"],
+                  "wire_bytes": w}))' "$1" "$2"
 }
 
 # ---- one side: start / stop / settle -------------------------------------
@@ -187,6 +219,14 @@ side_settle() {  # side_settle SIDE TIMEOUT_S
     $LIB wait "$CONF" "$BUCKET" "${COMPARE_DIR:-$DIR}" "$2"
   fi
 }
+# scribefs also stores history (chunks and timeline segments under .scribefs/)
+# after the bucket's copy equals the directory: wait for that too before the
+# bytes are counted, so that one workload's tail is not counted in the next.
+side_flush() {  # side_flush SIDE
+  if [ "$1" = scribefs ]; then
+    "$SCRIBECTL" --state-dir "$W/state-$1" flush --timeout 1800 >/dev/null
+  fi
+}
 data_of() {  # the directory to compare with: scribefs's DATADIR (outside the mount)
   if [ "$1" = scribefs ]; then echo "$W/data-$1"; else echo "$DIR"; fi
 }
@@ -204,6 +244,7 @@ for side in "${SIDE_LIST[@]}"; do
     untar_ms=$(ms_since "$t0")
     c=$(side_settle "$side" 1800)
     total_ms=$(ms_since "$t0")
+    side_flush "$side"
     sleep 2  # the usage log's tick
     record "{\"side\":\"$side\",\"workload\":\"a\",\"untar_ms\":$untar_ms,\"until_equal_ms\":$total_ms,\"settle\":$c,\"usage\":$(delta "$u0" "$(usage_of "$BUCKET")")}"
   fi
@@ -236,11 +277,13 @@ for side in "${SIDE_LIST[@]}"; do
   if [[ ,$WORKLOADS, == *,b,* ]]; then
     cp "$W/big.src" "$DIR/big.bin"
     side_settle "$side" 1800 >/dev/null
+    side_flush "$side"
     sleep 2
     u0=$(usage_of "$BUCKET")
     head -c 4096 /dev/urandom | dd of="$DIR/big.bin" bs=4096 seek=$((1 << 17)) conv=notrunc status=none
     t0=$(now)
     c=$(side_settle "$side" 1800)
+    side_flush "$side"
     sleep 2
     record "{\"side\":\"$side\",\"workload\":\"b\",\"settle_ms\":$(ms_since "$t0"),\"settle\":$c,\"usage\":$(delta "$u0" "$(usage_of "$BUCKET")")}"
     rm -f "$DIR/big.bin"

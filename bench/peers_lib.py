@@ -194,6 +194,7 @@ def wait(conf, bucket, root, timeout, prefix=""):
 def report(jsonl):
     rows = [json.loads(l) for l in open(jsonl) if l.strip()]
     mb = lambda b: f"{b / 1e6:,.1f}"
+    wire = lambda r: "-" if r["usage"].get("wire_bytes") is None else mb(r["usage"]["wire_bytes"])
     s = lambda ms: f"{ms / 1000:,.1f}"
     def table(workload, title, header, cells):
         rs = [r for r in rows if r["workload"] == workload]
@@ -205,13 +206,13 @@ def report(jsonl):
         for r in rs:
             print(f"| {r['side']} | " + " | ".join(cells(r)) + " |")
     table("a", "(a) untar, then until the bucket equals the directory",
-          ["untar, s", "until equal, s", "S3 requests", "MB received"],
+          ["untar, s", "until equal, s", "S3 requests", "MB sent (wire)", "MB received (usage log)"],
           lambda r: [s(r["untar_ms"]),
                      s(r["until_equal_ms"]) + ("" if r["settle"].get("equal") else " (not equal)"),
-                     f"{r['usage']['requests']:,}", mb(r["usage"]["bytes_received"])])
+                     f"{r['usage']['requests']:,}", wire(r), mb(r["usage"]["bytes_received"])])
     table("b", "(b) 4 KiB changed in a 1 GiB file",
-          ["MB received", "S3 requests", "until equal, s"],
-          lambda r: [mb(r["usage"]["bytes_received"]), f"{r['usage']['requests']:,}",
+          ["MB sent (wire)", "MB received (usage log)", "S3 requests", "until equal, s"],
+          lambda r: [wire(r), mb(r["usage"]["bytes_received"]), f"{r['usage']['requests']:,}",
                      s(r["settle_ms"])])
     table("c", "(c) creates/renames/deletes by 2 writers, then settle (300 s at most)",
           ["churn, s", "settled in, s", "missing", "stale", "extra", "S3 requests"],
