@@ -1319,5 +1319,55 @@ TEST_F(JournalTest, SeqsAreNotReusedAfterTheLastRecordsAreDeleted) {
   EXPECT_EQ(r.seq, last + 1);
 }
 
+
+// ---------------------------------------------------------------------------
+// Background checkpoints under a steady stream of commits
+
+int64_t FileBytes(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+TEST_F(JournalTest, TheCheckpointerWaitsTheIntervalBetweenCheckpoints) {
+  // Every commit asks for a checkpoint (1 page is past the threshold). The
+  // checkpointer used to run back to back, two fdatasyncs each time.
+  Journal::Options o;
+  o.checkpoint_pages = 1;
+  o.checkpoint_interval = std::chrono::seconds(30);
+  auto j = MustOpen(db_path(), o);
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  int commits = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    Record r = MakeRecord(Op::kCreate, "f" + std::to_string(commits++));
+    ASSERT_TRUE(j->Commit(r).ok());
+  }
+  ASSERT_GT(commits, 100);
+  // The first request runs one at once; the others wait for the interval.
+  EXPECT_EQ(j->checkpoints_run(), 1u) << commits << " commits";
+}
+
+TEST_F(JournalTest, TheWalStartsOverUnderASteadyStreamOfCommits) {
+  // One writer that never stops, as `tar -x` through the mount (a commit
+  // every 50 us or so, besides the commit's own time): a commit lands during
+  // every background checkpoint. The checkpoint must still end with every
+  // frame copied, so that the WAL starts over instead of growing by ~12 KiB
+  // per commit (~240 MiB here).
+  Journal::Options o;
+  o.checkpoint_pages = 100;
+  o.checkpoint_interval = std::chrono::milliseconds(20);
+  auto j = MustOpen(db_path(), o);
+  const std::string wal = db_path() + "-wal";
+  int64_t max_wal = 0;
+  for (int i = 0; i < 20000; ++i) {
+    Record r = MakeRecord(Op::kCreate, "d/f" + std::to_string(i));
+    r.size = 0;  // also in the path/size index, as a create
+    ASSERT_TRUE(j->Commit(r).ok());
+    if (i % 100 == 0) max_wal = std::max(max_wal, FileBytes(wal));
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  EXPECT_GT(j->checkpoints_run(), 1u);
+  EXPECT_LT(max_wal, 64ll << 20) << "max -wal " << (max_wal >> 10) << " KiB";
+}
+
 }  // namespace
 }  // namespace scribefs
