@@ -8,6 +8,13 @@
 # (throughput; files/s for the small-file phases) with the machine facts and
 # the exact command. The raw figures of every run go to a JSON file.
 #
+# With --passthrough-hp BINARY, libfuse 3.14's example/passthrough_hp (build it
+# with bench/build_passthrough_hp.sh) is a third side in the same run: mounted
+# as BINARY --foreground [PASSTHROUGH_HP_OPTS] SOURCE MOUNTPOINT, SOURCE beside
+# the others, it runs every workload as the scribefs side does, and the report
+# adds its ratio to native and whether scribefs is at or above it. Without it
+# the run is the same as before and a note on stderr says how to add it.
+#
 # usage: bench/fs_overhead.sh [options]
 #   -n, --runs N        runs per workload and side (default 3; the median is reported)
 #   -w, --workdir DIR   parent of the temporary work dir (default /var/tmp); the native
@@ -21,12 +28,17 @@
 #                       (create, stat and delete are the three phases of one smallfiles run)
 #       --files N       small files (default 20000, in 100 dirs)
 #       --keep          keep the work dir (for inspection; it holds ~3.5 GiB per side)
+#       --passthrough-hp BINARY
+#                       add the passthrough_hp side (default: $PASSTHROUGH_HP, else none)
 #   -h, --help
 # environment:
 #   SCRIBEFS       the daemon binary (default: build*/daemon/scribefs next to this script, then PATH)
 #   SCRIBEFS_OPTS  extra daemon options, word-split, e.g. SCRIBEFS_OPTS="--xattr off"
 #   SCRIBEFS_REVISION  what to report as the daemon's revision (default: git describe
 #                  of this checkout, right only if SCRIBEFS was built from it as it is)
+#   PASSTHROUGH_HP the passthrough_hp binary, as --passthrough-hp
+#   PASSTHROUGH_HP_OPTS  extra passthrough_hp options, word-split (default none: its own
+#                  defaults, i.e. writeback cache, splice, 1-day entry/attr timeouts)
 #   FIO            fio binary (default fio);  CC  C compiler for smallfiles.c (default cc)
 # needs: root (the daemon mounts; --cold writes drop_caches), fio, fusermount3, python3, cc.
 #
@@ -48,8 +60,12 @@
 # recently freed inode: 4,000 instead of 70,000 files/s natively, and the
 # same penalty through scribefs, which turns the ratio into noise.
 #
-# scribefs is always unmounted on exit (trap), and the script fails if a mount
-# is left behind.
+# passthrough_hp daemonizes before it mounts, so it runs with --foreground in
+# the background (its pid is the process whose CPU time is counted) and the
+# script waits until findmnt shows its mount (fstype fuse, source hpps).
+#
+# scribefs and passthrough_hp are always unmounted on exit (trap), and the
+# script fails if a mount is left behind.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +82,7 @@ COLD=0
 KEEP=0
 NFILES=20000
 NDIRS=100
+PHP=${PASSTHROUGH_HP:-}
 ALL_WORKLOADS="seqwrite,seqwrite-cached,randwrite,seqread-warm,create,stat,delete"
 ONLY=$ALL_WORKLOADS
 
@@ -83,6 +100,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY=${2:?}; shift 2 ;;
     --files) NFILES=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --passthrough-hp) PHP=${2:?}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -113,10 +131,18 @@ fi
   die "scribefs binary not found: build it (cmake -S . -B build && make -C build scribefs) or set SCRIBEFS"
 SCRIBEFS=$(realpath "$SCRIBEFS")
 read -r -a BASE_OPTS <<<"${SCRIBEFS_OPTS:-}"
+if [[ -n $PHP ]]; then
+  [[ -x $PHP && -f $PHP ]] || die "passthrough_hp binary not found or not executable: $PHP"
+  PHP=$(realpath "$PHP")
+  read -r -a PHP_OPTS <<<"${PASSTHROUGH_HP_OPTS:-}"
+else
+  echo "fs_overhead: note: the passthrough_hp reference was not run; to add it: bench/build_passthrough_hp.sh LIBFUSE_SRC /tmp/php/passthrough_hp, then --passthrough-hp /tmp/php/passthrough_hp" >&2
+fi
 
 # ---- sides -----------------------------------------------------------------
 # native + one scribefs variant (or two with --xattr-both), each with its own
-# DATADIR/MOUNTPOINT/state dir, all mounted for the whole run.
+# DATADIR/MOUNTPOINT/state dir, + passthrough_hp if asked for (its SOURCE is
+# DATA[passthrough_hp]), all mounted for the whole run.
 SIDES=(native)
 declare -A SIDE_OPTS=()
 if ((XATTR_BOTH)); then
@@ -127,6 +153,8 @@ else
   SIDES+=(scribefs)
   SIDE_OPTS[scribefs]=""
 fi
+SCRIBEFS_SIDES=("${SIDES[@]:1}")
+[[ -n $PHP ]] && SIDES+=(passthrough_hp)
 
 mkdir -p "$WORK_PARENT"
 T=$(mktemp -d "$(realpath "$WORK_PARENT")/scribefs-bench.XXXXXX")
@@ -136,6 +164,9 @@ declare -A DIR=() DATA=() STATE=() PID=()
 MOUNTED=()
 
 is_mounted() { findmnt -n -M "$1" >/dev/null 2>&1; }
+
+# True once process $1 is gone (or a zombie: it is a child of this shell).
+pid_gone() { [[ ! -r /proc/$1/stat ]] || [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) == Z ]]; }
 
 unmount_side() {  # side
   local s=$1 mnt=${DIR[$1]} i
@@ -150,6 +181,17 @@ unmount_side() {  # side
       sleep 2
       is_mounted "$mnt" && { umount -l "$mnt" 2>/dev/null || true; }
     fi
+  fi
+  if [[ $s == passthrough_hp ]]; then
+    # Its loop ends with the unmount, and the process with it.
+    [[ -n ${PID[$s]:-} ]] || return 0
+    for i in $(seq 1 120); do
+      pid_gone "${PID[$s]}" && { wait "${PID[$s]}" 2>/dev/null || true; return 0; }
+      ((i == 60)) && { kill -TERM "${PID[$s]}" 2>/dev/null || true; }
+      sleep 0.5
+    done
+    echo "fs_overhead: passthrough_hp (pid ${PID[$s]}) did not exit" >&2
+    return 1
   fi
   # The daemon holds STATE/lock until its journal is closed.
   for i in $(seq 1 120); do
@@ -198,7 +240,7 @@ topdir() { chattr +T "$1" 2>/dev/null && TOPDIR=yes || true; }
 DIR[native]=$T/native
 mkdir -p "${DIR[native]}"
 topdir "${DIR[native]}"
-for s in "${SIDES[@]:1}"; do
+for s in "${SCRIBEFS_SIDES[@]}"; do
   DATA[$s]=$T/data-$s
   DIR[$s]=$T/mnt-$s
   STATE[$s]=$T/state-$s   # outside DATADIR, as the daemon requires
@@ -212,6 +254,26 @@ for s in "${SIDES[@]:1}"; do
   PID[$s]=$(tr -d '[:space:]' <"${STATE[$s]}/lock")
   [[ $(findmnt -n -o FSTYPE -M "${DIR[$s]}") == fuse.scribefs ]] || die "$s: no scribefs mount on ${DIR[$s]}"
 done
+if [[ -n $PHP ]]; then
+  s=passthrough_hp
+  DATA[$s]=$T/data-$s   # its SOURCE, beside the native dir and the DATADIRs
+  DIR[$s]=$T/mnt-$s
+  mkdir -p "${DATA[$s]}" "${DIR[$s]}"
+  topdir "${DATA[$s]}"
+  log "mount $s: $PHP --foreground ${PHP_OPTS[*]} ${DATA[$s]} ${DIR[$s]}"
+  MOUNTED+=("$s")
+  # Without --foreground it forks before it mounts (fuse_daemonize), leaving no
+  # pid to wait for or to count CPU time of: keep it as a child instead.
+  "$PHP" --foreground "${PHP_OPTS[@]}" "${DATA[$s]}" "${DIR[$s]}" </dev/null >"$T/passthrough_hp.log" 2>&1 &
+  PID[$s]=$!
+  for i in $(seq 1 100); do
+    is_mounted "${DIR[$s]}" && break
+    pid_gone "${PID[$s]}" && { cat "$T/passthrough_hp.log" >&2; die "passthrough_hp exited before it mounted"; }
+    sleep 0.1
+  done
+  [[ $(findmnt -n -r -o FSTYPE,SOURCE -M "${DIR[$s]}") == "fuse hpps" ]] ||
+    { cat "$T/passthrough_hp.log" >&2; die "$s: no passthrough_hp mount on ${DIR[$s]} after 10 s"; }
+fi
 
 # Where a side's files really live (the warm read warms this file).
 backing() { if [[ $1 == native ]]; then echo "${DIR[native]}"; else echo "${DATA[$1]}"; fi; }
@@ -398,6 +460,21 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "scribefs_revision=${SCRIBEFS_REVISION:-$(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) (checkout at run time)}"
   echo "scribefs_binary_mtime=$(date -u -r "$SCRIBEFS" +%Y-%m-%dT%H:%M:%SZ)"
   echo "scribefs_opts=${SCRIBEFS_OPTS:-}"
+  if [[ -n $PHP ]]; then
+    echo "passthrough_hp_binary=$PHP"
+    echo "passthrough_hp_binary_mtime=$(date -u -r "$PHP" +%Y-%m-%dT%H:%M:%SZ)"
+    if [[ -r $PHP.build-info ]]; then
+      echo "passthrough_hp_build=$(sed -n 's/^source=//p' "$PHP.build-info"); $(grep -E '^(xattr|defines)=' "$PHP.build-info" | paste -sd';' | sed 's/;/; /g')"
+    else
+      echo "passthrough_hp_build=unknown (no $PHP.build-info)"
+    fi
+    # The kernel's per-mount limits: scribefs raises its own (--read-ahead-kb,
+    # --max-dirty-ratio), passthrough_hp leaves the kernel's FUSE defaults.
+    for s in "${SIDES[@]:1}"; do
+      bdi=/sys/class/bdi/$(findmnt -n -o MAJ:MIN -M "${DIR[$s]}" | tr -d '[:space:]')
+      echo "bdi_$s=read_ahead_kb $(cat "$bdi/read_ahead_kb" 2>/dev/null || echo ?), max_ratio $(cat "$bdi/max_ratio" 2>/dev/null || echo ?)"
+    done
+  fi
   echo "loadavg_start=$LOAD_START"
   echo "loadavg_end=$LOAD_END"
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -406,10 +483,13 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CMD_LINE="$ORIG_CMD"
 [[ -n ${SCRIBEFS_OPTS:-} ]] && CMD_LINE="SCRIBEFS_OPTS=$(printf '%q' "$SCRIBEFS_OPTS") $CMD_LINE"
 CMD_LINE="SCRIBEFS=$(printf '%q' "$SCRIBEFS") $CMD_LINE"
+[[ -n ${PASSTHROUGH_HP_OPTS:-} && -n $PHP ]] && CMD_LINE="PASSTHROUGH_HP_OPTS=$(printf '%q' "$PASSTHROUGH_HP_OPTS") $CMD_LINE"
+[[ -n ${PASSTHROUGH_HP:-} && -n $PHP && $ORIG_CMD != *--passthrough-hp* ]] && CMD_LINE="PASSTHROUGH_HP=$(printf '%q' "$PASSTHROUGH_HP") $CMD_LINE"
 [[ -n ${SCRIBEFS_REVISION:-} ]] && CMD_LINE="SCRIBEFS_REVISION=$(printf '%q' "$SCRIBEFS_REVISION") $CMD_LINE"
 
 python3 "$BENCH_DIR/fs_overhead_report.py" --raw "$RAW" --machine "$T/machine.txt" \
   --sides "$(IFS=,; echo "${SIDES[*]}")" --runs "$RUNS" --command "$CMD_LINE" \
-  --side-opts "$(for s in "${SIDES[@]:1}"; do printf '%s=%s %s;' "$s" "${SCRIBEFS_OPTS:-}" "${SIDE_OPTS[$s]}"; done)" \
+  --side-opts "$(for s in "${SCRIBEFS_SIDES[@]}"; do printf '%s=%s %s;' "$s" "${SCRIBEFS_OPTS:-}" "${SIDE_OPTS[$s]}"; done
+                 if [[ -n $PHP ]]; then printf 'passthrough_hp=--foreground %s;' "${PASSTHROUGH_HP_OPTS:-}"; fi)" \
   --json "$JSON_OUT"
 log "raw figures: $JSON_OUT"
