@@ -26,7 +26,8 @@
 #       --only LIST     comma list of workloads (default: all):
 #                       seqwrite,seqwrite-cached,randwrite,seqread-warm,create,stat,delete
 #                       (create, stat and delete are the three phases of one smallfiles run)
-#       --files N       small files (default 20000, in 100 dirs)
+#       --files N       small files (default 20000, in 100 dirs; with --passthrough-hp at
+#                       most the hard open-file limit - 300, see below)
 #       --keep          keep the work dir (for inspection; it holds ~3.5 GiB per side)
 #       --passthrough-hp BINARY
 #                       add the passthrough_hp side (default: $PASSTHROUGH_HP, else none)
@@ -64,6 +65,21 @@
 # the background (its pid is the process whose CPU time is counted) and the
 # script waits until findmnt shows its mount (fstype fuse, source hpps).
 #
+# passthrough_hp's file descriptor limit: libfuse 3.14's passthrough_hp keeps
+# one open descriptor (O_PATH) per inode the kernel knows, and the kernel keeps
+# every file of a smallfiles run in its cache until the delete phase, so that
+# workload needs --files + 100 dirs + a margin of 200 (the fio files, the
+# daemon's own) descriptors at once. passthrough_hp is started with its soft
+# RLIMIT_NOFILE raised to the hard one (ulimit -Sn "$(ulimit -Hn)"; it does the
+# same itself), but no higher: where the hard limit is below the need (e.g.
+# 20000 in a container, where prlimit fails with EPERM), the default --files
+# 20000 would fail in the create phase with EMFILE, so the script refuses to
+# start and names the largest --files that fits (hard limit - 300), or raise
+# the hard limit as root outside a container. Not checked when --only leaves
+# out create, stat and delete. A smallfiles or fio failure on the passthrough_hp
+# side, or an ERROR line in its log after a smallfiles phase, ends the run with
+# its open descriptor count, its limit and the tail of its log in the message.
+#
 # scribefs and passthrough_hp are always unmounted on exit (trap), and the
 # script fails if a mount is left behind.
 set -euo pipefail
@@ -83,6 +99,8 @@ KEEP=0
 NFILES=20000
 NDIRS=100
 PHP=${PASSTHROUGH_HP:-}
+PHP_FD_MARGIN=200   # descriptors passthrough_hp needs beyond files + dirs
+PHP_FD_NEED=0       # set below when passthrough_hp runs smallfiles
 ALL_WORKLOADS="seqwrite,seqwrite-cached,randwrite,seqread-warm,create,stat,delete"
 ONLY=$ALL_WORKLOADS
 
@@ -135,6 +153,20 @@ if [[ -n $PHP ]]; then
   [[ -x $PHP && -f $PHP ]] || die "passthrough_hp binary not found or not executable: $PHP"
   PHP=$(realpath "$PHP")
   read -r -a PHP_OPTS <<<"${PASSTHROUGH_HP_OPTS:-}"
+  # Descriptors passthrough_hp needs (see the header note); checked before
+  # anything is mounted or run.
+  if wants create || wants stat || wants delete; then
+    PHP_FD_NEED=$((NFILES + NDIRS + PHP_FD_MARGIN))
+    PHP_FD_HARD=$(ulimit -Hn)
+    if [[ $PHP_FD_HARD != unlimited ]] && ((PHP_FD_NEED > PHP_FD_HARD)); then
+      die "passthrough_hp keeps one open file descriptor per inode the kernel knows: the smallfiles \
+workload (create,stat,delete) needs about $PHP_FD_NEED ($NFILES files + $NDIRS dirs + $PHP_FD_MARGIN for the fio \
+files and its own), but the hard limit on open files (ulimit -Hn) is $PHP_FD_HARD, and passthrough_hp's soft \
+limit can only be raised up to it. Use --files N with N <= $((PHP_FD_HARD - NDIRS - PHP_FD_MARGIN)), or raise the \
+hard limit as root outside a container (e.g. ulimit -Hn $PHP_FD_NEED in the shell that starts this script; in a \
+container that and prlimit fail with EPERM), or leave create,stat,delete out of --only."
+    fi
+  fi
 else
   echo "fs_overhead: note: the passthrough_hp reference was not run; to add it: bench/build_passthrough_hp.sh LIBFUSE_SRC /tmp/php/passthrough_hp, then --passthrough-hp /tmp/php/passthrough_hp" >&2
 fi
@@ -249,8 +281,10 @@ for s in "${SCRIBEFS_SIDES[@]}"; do
   read -r -a extra <<<"${SIDE_OPTS[$s]}"
   log "mount $s: $SCRIBEFS ${BASE_OPTS[*]} ${extra[*]} --state-dir ${STATE[$s]} ${DATA[$s]} ${DIR[$s]}"
   MOUNTED+=("$s")  # before mounting: a half-started daemon is cleaned up too
-  # Without -f the daemon forks and returns once the mount serves.
-  "$SCRIBEFS" "${BASE_OPTS[@]}" "${extra[@]}" --state-dir "${STATE[$s]}" "${DATA[$s]}" "${DIR[$s]}"
+  # Without -f the daemon forks and returns once the mount serves. Its
+  # "scribefs: mounted ..." line goes to stderr with the progress, not into the
+  # report on stdout (the daemon points its own stdout at /dev/null once up).
+  "$SCRIBEFS" "${BASE_OPTS[@]}" "${extra[@]}" --state-dir "${STATE[$s]}" "${DATA[$s]}" "${DIR[$s]}" >&2
   PID[$s]=$(tr -d '[:space:]' <"${STATE[$s]}/lock")
   [[ $(findmnt -n -o FSTYPE -M "${DIR[$s]}") == fuse.scribefs ]] || die "$s: no scribefs mount on ${DIR[$s]}"
 done
@@ -263,8 +297,11 @@ if [[ -n $PHP ]]; then
   log "mount $s: $PHP --foreground ${PHP_OPTS[*]} ${DATA[$s]} ${DIR[$s]}"
   MOUNTED+=("$s")
   # Without --foreground it forks before it mounts (fuse_daemonize), leaving no
-  # pid to wait for or to count CPU time of: keep it as a child instead.
-  "$PHP" --foreground "${PHP_OPTS[@]}" "${DATA[$s]}" "${DIR[$s]}" </dev/null >"$T/passthrough_hp.log" 2>&1 &
+  # pid to wait for or to count CPU time of: keep it as a child instead. The
+  # subshell raises the soft limit on open files to the hard one (see the
+  # header note) and execs it, so $! is passthrough_hp's own pid.
+  (ulimit -Sn "$(ulimit -Hn)" && exec "$PHP" --foreground "${PHP_OPTS[@]}" "${DATA[$s]}" "${DIR[$s]}") \
+    </dev/null >"$T/passthrough_hp.log" 2>&1 &
   PID[$s]=$!
   for i in $(seq 1 100); do
     is_mounted "${DIR[$s]}" && break
@@ -273,7 +310,34 @@ if [[ -n $PHP ]]; then
   done
   [[ $(findmnt -n -r -o FSTYPE,SOURCE -M "${DIR[$s]}") == "fuse hpps" ]] ||
     { cat "$T/passthrough_hp.log" >&2; die "$s: no passthrough_hp mount on ${DIR[$s]} after 10 s"; }
+  PHP_FD_SOFT=$(awk '/^Max open files/ {print $4}' "/proc/${PID[$s]}/limits")
+  log "$s: pid ${PID[$s]}, open file limit $PHP_FD_SOFT$( ((PHP_FD_NEED)) && echo " (smallfiles needs about $PHP_FD_NEED)")"
+  [[ $PHP_FD_SOFT == unlimited ]] || ((PHP_FD_SOFT >= PHP_FD_NEED)) ||
+    die "$s: its open file limit is $PHP_FD_SOFT, below the $PHP_FD_NEED descriptors smallfiles needs (see --help)"
 fi
+
+# die; when the failure is on passthrough_hp's side, with its descriptor count
+# and the end of its log. Running out of descriptors need not be logged: its
+# flush is close(dup(fh)), so at the limit the application's close() fails
+# with EBADF ("close: Bad file descriptor") and the log stays empty.
+die_side() {  # side message
+  local s=$1 pid state fds lim tail_
+  shift
+  [[ $s == passthrough_hp ]] || die "$*"
+  pid=${PID[$s]}
+  if pid_gone "$pid"; then
+    state="pid $pid, exited"
+  else
+    fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    lim=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null)
+    state="pid $pid, $fds open file descriptors, limit $lim"
+    [[ $lim =~ ^[0-9]+$ ]] && ((fds + 50 >= lim)) &&
+      state="$state: out of descriptors, see the note on its descriptor limit in --help"
+  fi
+  tail_=$(tail -n 20 "$T/passthrough_hp.log" 2>/dev/null | sed 's/^/  | /')
+  die "$* ($state); its log, last 20 lines:
+${tail_:-  (empty)}"
+}
 
 # Where a side's files really live (the warm read warms this file).
 backing() { if [[ $1 == native ]]; then echo "${DIR[native]}"; else echo "${DATA[$1]}"; fi; }
@@ -309,7 +373,7 @@ run_fio() {
   c0=$(daemon_cpu "$s")
   if ! DIR=${DIR[$s]} "$FIO" --output-format=json --output="$out" "$@" "$WL_DIR/$job"; then
     cat "$out" >&2 || true
-    die "fio $job failed on $s"
+    die_side "$s" "fio $job failed on $s"
   fi
   c1=$(daemon_cpu "$s")
   v=$(python3 - "$out" "$metric" "$ddir" <<'PY'
@@ -335,7 +399,7 @@ layout() {  # job-file: lay the file out untimed on every side
   local s
   for s in "${SIDES[@]}"; do
     DIR=${DIR[$s]} "$FIO" --output-format=json --output="$T/layout.json" --create_only=1 "$WL_DIR/$1" ||
-      die "layout of $1 failed on $s"
+      die_side "$s" "layout of $1 failed on $s"
   done
 }
 
@@ -419,8 +483,15 @@ if wants create || wants stat || wants delete; then
       # The three phases back to back, as smallfiles.c describes them.
       for phase in create stat delete; do
         c0=$(daemon_cpu "$s")
-        line=$("$T/smallfiles" "$phase" "$d" "$NFILES" "$NDIRS") || die "smallfiles $phase failed on $s"
+        line=$("$T/smallfiles" "$phase" "$d" "$NFILES" "$NDIRS") ||
+          die_side "$s" "smallfiles $phase ($NFILES files) failed on $s"
         c1=$(daemon_cpu "$s")
+        # An error passthrough_hp logged (e.g. "ERROR: Reached maximum number
+        # of file descriptors.") makes the phase's figure worthless even when
+        # smallfiles itself did not fail.
+        if [[ $s == passthrough_hp ]] && grep -q ERROR "$T/passthrough_hp.log"; then
+          die_side "$s" "passthrough_hp logged an error during smallfiles $phase"
+        fi
         # phase=create files=20000 secs=0.9465 files_per_s=21131 app_cpu_s=0.323
         declare -A kv=()
         for f in $line; do kv[${f%%=*}]=${f#*=}; done
