@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iterator>
 
+#include "common/thread_priority.h"
 #include "journal/reader.h"
 #include "journal/upload_state.h"
 
@@ -102,7 +103,10 @@ void HistoryRecorder::Start() {
   std::lock_guard lk(mu_);
   if (thread_.joinable()) return;
   last_close_ = Clock::now();
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    SetThisThreadNice(options_.nice);
+    Loop();
+  });
 }
 
 void HistoryRecorder::Stop() {

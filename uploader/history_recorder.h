@@ -90,6 +90,8 @@ struct HistoryRecorderOptions {
   // replicator notes its counters in the journal again (a note written
   // meanwhile by another thread may predate the last count).
   std::function<void()> counters_changed;
+  // Niceness of the recorder's thread (ReplicatorOptions::nice).
+  int nice = 0;
 };
 
 // After a permanent error (not retryable: wrong credentials, no bucket, a

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/beneath.h"
+#include "common/thread_priority.h"
 #include "journal/reader.h"
 #include "journal/upload_state.h"
 #include "uploader/digest.h"
@@ -142,6 +143,7 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     ho.max_entries = options_.history_max_entries;
     ho.part_size = options_.part_size;
     ho.prune_grace_ns = options_.history_prune_grace_ns;
+    ho.nice = options_.nice;
     ho.retried = [this](const StoreStatus& s) {
       CountRetry("(history)", s);
       // Noted now: after the last upload no record's update carries them.
@@ -176,8 +178,15 @@ Status Replicator::Start() {
     std::lock_guard lk(mu_);
     boot_seq_ = *max;
   }
-  threads_.emplace_back([this] { DispatchLoop(); });
-  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this, i] { WorkerLoop(i); });
+  threads_.emplace_back([this] {
+    SetThisThreadNice(options_.nice);
+    DispatchLoop();
+  });
+  for (int i = 0; i < options_.workers; ++i)
+    threads_.emplace_back([this, i] {
+      SetThisThreadNice(options_.nice);
+      WorkerLoop(i);
+    });
   if (history_) history_->Start();
   return Status::Ok();
 }

@@ -77,6 +77,10 @@ struct ReplicatorOptions {
   size_t history_max_entries = 10000;
   // The daemon's --prune-grace (HistoryRecorderOptions::prune_grace_ns).
   int64_t history_prune_grace_ns = history::kDefaultChunkGraceNs;
+  // Niceness of the upload threads (dispatcher, workers, history; 0: as the
+  // daemon). Async mode runs them below the FUSE requests (see the daemon's
+  // MakeReplicatorOptions).
+  int nice = 0;
 };
 
 struct ReplicatorStats {

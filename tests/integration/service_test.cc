@@ -15,8 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -38,6 +42,23 @@ class ServiceTest : public MountTest {
     return o;
   }
 };
+
+// The niceness of each of the daemon's threads (field 19 of
+// /proc/PID/task/TID/stat, after the parenthesized name).
+std::vector<int> ThreadNices(pid_t pid) {
+  std::vector<int> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i)
+      if (i == 19) out.push_back(std::stoi(field));
+  }
+  return out;
+}
 
 // A unix datagram socket standing in for systemd's notification socket.
 class NotifySocket {
@@ -414,6 +435,30 @@ TEST_F(ServiceTest, LogsToTheJournalStreamWhenStderrIsIt) {
   EXPECT_NE(log.find("scribefs stopped serving"), std::string::npos) << log;
   struct stat lst;
   EXPECT_NE(lstat(state("scribefs.log").c_str(), &lst), 0) << "a log file was written too";
+}
+
+// Async mode: the upload threads (the dispatcher, each worker, history's
+// recorder) run at nice 10, so that a burst of writes is not slowed by its
+// own replication on a busy machine; the threads that serve the mount stay
+// at the daemon's priority. Sync mode: the writer waits for the uploads, so
+// they run as it does.
+TEST_F(ServiceTest, UploadThreadsRunBelowTheMountsInAsyncModeOnly) {
+  Options o = WithTarget();
+  o.args.insert(o.args.end(), {"--workers", "3"});
+  Mount(o);
+  ASSERT_TRUE(WriteFile(mp("f"), "x"));
+  std::vector<int> nices = ThreadNices(daemon_pid());
+  auto count = [&](int n) { return std::count(nices.begin(), nices.end(), n); };
+  EXPECT_GE(count(10), 5) << "dispatcher, 3 workers and the history recorder";
+  EXPECT_GE(count(0), 2) << "the FUSE workers and the main thread";
+  ASSERT_EQ(Unmount(), 0);
+
+  o.args.insert(o.args.end(), {"--mode", "sync"});
+  Mount(o);
+  ASSERT_TRUE(WriteFile(mp("g"), "y"));
+  nices = ThreadNices(daemon_pid());
+  EXPECT_EQ(count(10), 0);
+  EXPECT_GE(count(0), 5);
 }
 
 }  // namespace
