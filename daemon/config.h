@@ -30,6 +30,7 @@ struct Config {
   std::string mode = "async";
   double sync_timeout = 30.0;
   int workers = 4;
+  int upload_nice = 0;  // async mode: niceness of the upload threads
   std::vector<std::string> excludes;
   bool no_default_excludes = false;
   std::string delete_mode = "propagate";

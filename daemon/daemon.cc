@@ -54,9 +54,6 @@ namespace {
 constexpr size_t kLogFileBytes = 10 * 1024 * 1024;
 constexpr size_t kLogFiles = 3;  // scribefs.log.1 .. .3 besides scribefs.log
 
-// The niceness of the upload threads in async mode (MakeReplicatorOptions).
-constexpr int kAsyncUploadNice = 10;
-
 // Test hook: $SCRIBEFS_TEST_LOG_FILE_BYTES (tests only) lowers the size at
 // which the log file is rotated, so that a test sees a rotation after a few
 // lines.
@@ -174,13 +171,12 @@ ReplicatorOptions MakeReplicatorOptions(const Config& cfg) {
   ro.history_interval =
       std::chrono::milliseconds(static_cast<int64_t>(cfg.history_interval_s * 1000));
   ro.history_prune_grace_ns = cfg.prune_grace_ns;
-  // Async mode: the upload threads run at nice 10, below the FUSE requests,
-  // so that a burst of writes is not slowed by its own replication on a busy
-  // machine (create + 4 KiB + close with a file:// target: +24 % on 2
-  // cores, bench/README.md). The uploads catch up when the writers pause,
-  // and bounded lag still holds the writers when they fall too far behind.
-  // Sync mode: the writer waits for the uploads, so they run as it does.
-  ro.nice = ro.sync_mode ? 0 : kAsyncUploadNice;
+  // --upload-nice (async mode): the upload threads below the FUSE requests,
+  // so that a burst of writes goes first on a busy machine. Not the default:
+  // it trades replication lag for it, and with a server on the same cores
+  // (RGW) the lag grew more than the burst gained (bench/README.md). Sync
+  // mode: the writer waits for the uploads, so they run as it does.
+  ro.nice = ro.sync_mode ? 0 : cfg.upload_nice;
   return ro;
 }
 

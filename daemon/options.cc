@@ -108,6 +108,13 @@ void AddReplicationOptions(CLI::App& app, Config& cfg) {
       ->check(CLI::Range(1, 256))
       ->capture_default_str()
       ->group(repl);
+  app.add_option("--upload-nice", cfg.upload_nice,
+                 "Async mode: niceness of the upload threads (0-19; 0: as the daemon). Higher "
+                 "lets bursts of local writes go first on a busy machine, at the cost of "
+                 "replication lag there (sync mode ignores it: the writer waits for uploads)")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str()
+      ->group(repl);
   app.add_option("--exclude", cfg.excludes,
                  "Glob of paths to journal but not upload (repeatable; matched against the "
                  "relative path and the file name). Always excluded unless "

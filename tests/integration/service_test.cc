@@ -437,18 +437,26 @@ TEST_F(ServiceTest, LogsToTheJournalStreamWhenStderrIsIt) {
   EXPECT_NE(lstat(state("scribefs.log").c_str(), &lst), 0) << "a log file was written too";
 }
 
-// Async mode: the upload threads (the dispatcher, each worker, history's
-// recorder) run at nice 10, so that a burst of writes is not slowed by its
-// own replication on a busy machine; the threads that serve the mount stay
-// at the daemon's priority. Sync mode: the writer waits for the uploads, so
-// they run as it does.
-TEST_F(ServiceTest, UploadThreadsRunBelowTheMountsInAsyncModeOnly) {
+// --upload-nice N (async mode): the upload threads (the dispatcher, each
+// worker, history's recorder) run at nice N, so that a burst of writes goes
+// first on a busy machine; the threads that serve the mount stay at the
+// daemon's priority. By default, and in sync mode (the writer waits for the
+// uploads), they run as the daemon does.
+TEST_F(ServiceTest, UploadNiceLowersTheUploadThreadsInAsyncModeOnly) {
+  std::vector<int> nices;
+  auto count = [&](int n) { return std::count(nices.begin(), nices.end(), n); };
   Options o = WithTarget();
   o.args.insert(o.args.end(), {"--workers", "3"});
   Mount(o);
+  ASSERT_TRUE(WriteFile(mp("e"), "x"));
+  nices = ThreadNices(daemon_pid());
+  EXPECT_EQ(count(0), static_cast<long>(nices.size())) << "default: all at the daemon's";
+  ASSERT_EQ(Unmount(), 0);
+
+  o.args.insert(o.args.end(), {"--upload-nice", "10"});
+  Mount(o);
   ASSERT_TRUE(WriteFile(mp("f"), "x"));
-  std::vector<int> nices = ThreadNices(daemon_pid());
-  auto count = [&](int n) { return std::count(nices.begin(), nices.end(), n); };
+  nices = ThreadNices(daemon_pid());
   EXPECT_GE(count(10), 5) << "dispatcher, 3 workers and the history recorder";
   EXPECT_GE(count(0), 2) << "the FUSE workers and the main thread";
   ASSERT_EQ(Unmount(), 0);
