@@ -1319,7 +1319,6 @@ TEST_F(JournalTest, SeqsAreNotReusedAfterTheLastRecordsAreDeleted) {
   EXPECT_EQ(r.seq, last + 1);
 }
 
-
 // ---------------------------------------------------------------------------
 // Background checkpoints under a steady stream of commits
 
