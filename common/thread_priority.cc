@@ -19,9 +19,4 @@ void SetThisThreadNice(int nice) {
             strerror(errno));
 }
 
-int ThisThreadNice() {
-  errno = 0;
-  return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-}
-
 }  // namespace scribefs

@@ -9,7 +9,4 @@ namespace scribefs {
 // failure is logged once and the thread runs on as it was.
 void SetThisThreadNice(int nice);
 
-// The calling thread's niceness (for tests).
-int ThisThreadNice();
-
 }  // namespace scribefs

@@ -78,8 +78,8 @@ struct ReplicatorOptions {
   // The daemon's --prune-grace (HistoryRecorderOptions::prune_grace_ns).
   int64_t history_prune_grace_ns = history::kDefaultChunkGraceNs;
   // Niceness of the upload threads (dispatcher, workers, history; 0: as the
-  // daemon). Async mode runs them below the FUSE requests (see the daemon's
-  // MakeReplicatorOptions).
+  // daemon): the daemon's --upload-nice in async mode, 0 in sync mode (see
+  // its MakeReplicatorOptions).
   int nice = 0;
 };
 
