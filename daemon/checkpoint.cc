@@ -138,7 +138,7 @@ json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
 
   // The objects table as it stands at the pause, in a snapshot that outlives
   // the pause; nothing more needs writers held.
-  auto snap = ManifestSnapshot::Take(d.journal->path());
+  auto snap = ManifestSnapshot::Take(d.journal->path(), d.replicator->target());
   if (!snap.ok()) return Failed(hold, name, Error(snap.status()));
   if (!hold.StillPaused())
     return Failed(hold, name,
@@ -338,7 +338,7 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     return Failed(hold, name, std::move(err));
   };
   lap("capture_ms");
-  auto snap = ManifestSnapshot::Take(d.journal->path());
+  auto snap = ManifestSnapshot::Take(d.journal->path(), d.replicator->target());
   if (!snap.ok()) return abandon(Error(snap.status()));
   lap("snapshot_ms");
   if (!hold.StillPaused())

@@ -349,7 +349,7 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
   if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) return reader.status();
-  auto index = RemoteIndex::Over(*reader.value());
+  auto index = RemoteIndex::Over(*reader.value(), replicator_->target());
   std::vector<ManifestEntry> extra;
   for (const json& p : frozen) {
     auto e = FrozenEntry(*spool_, *reader.value(), *index, c.name, c.seq, p.get<std::string>());

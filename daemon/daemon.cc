@@ -26,8 +26,8 @@
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
-#include "daemon/prune_task.h"
 #include "daemon/options.h"
+#include "daemon/prune_task.h"
 #include "daemon/service_notify.h"
 #include "daemon/spool_states.h"
 #include "daemon/startup_checks.h"
@@ -37,11 +37,11 @@
 #include "fs/fuse_adapter.h"
 #include "journal/journal.h"
 #include "journal/reader.h"
-#include "journal/remote_index.h"
 #include "journal/run_marker.h"
+#include "journal/targets.h"
+#include "uploader/bandwidth.h"
 #include "uploader/orphan_sweep.h"
 #include "uploader/reconciler.h"
-#include "uploader/bandwidth.h"
 #include "uploader/replicator.h"
 #include "uploader/store_factory.h"
 
@@ -147,6 +147,7 @@ Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const Sta
   ReconcileOptions rco;
   rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
   rco.scan = "start";
+  rco.target = rp->target();
   rco.content_since_ns = plan.content_since_ns;
   auto rec = ReconcileTree(journal, root_fd, rco);
   if (!rec.ok()) return rec.status().WithContext("start-up reconciliation");
@@ -278,22 +279,29 @@ std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, 
   if (auto e = ProbeAtStart(cfg, *rep.probe, store.value()->Describe())) return e;
   ReplicatorOptions ro = MakeReplicatorOptions(cfg);
   ro.bandwidth = to.bandwidth;
+  // The journal's targets are the one configured (journal/targets.h): what
+  // it holds and what is pending for it stay with it across restarts; a
+  // different target starts from nothing. Its settings are what scribectl
+  // verify/restore need to reach it without being told again (never the
+  // credentials: those stay in the environment).
+  std::string target = store.value()->Describe();
+  nlohmann::json settings = {{"endpoint", cfg.endpoint},
+                             {"region", cfg.region},
+                             {"ca_file", cfg.ca_file},
+                             {"excludes", ro.excludes},
+                             {"delete", cfg.delete_mode}};
+  auto targets = Targets::Sync(*journal, {TargetSpec{target, target, settings.dump()}});
+  if (!targets.ok()) return StartError{kExitFailure, targets.status().message()};
+  const bool new_target = !targets->added.empty();
+  for (const TargetEntry& gone : targets->removed)
+    spdlog::warn("target changed from {} to {}: uploading everything again", gone.url, target);
+  ro.target = targets->targets.front().id;
   auto r = Replicator::Create(journal, root_fd, std::move(store.value()), ro);
   if (!r.ok()) return StartError{kExitFailure, r.status().message()};
   rep.replicator = std::move(r.value());
   Replicator* rp = rep.replicator.get();
-  // What the objects table says was stored belongs to the target it was
-  // stored in: a new target starts from nothing.
-  std::string target = rp->store().Describe();
-  auto last = journal->GetMeta("target");
-  if (last.ok() && *last != target) {
-    spdlog::warn("target changed from {} to {}: uploading everything again", *last, target);
-    Status cleared = RemoteIndex::ForgetAll(*journal);
-    if (!cleared.ok()) return StartError{kExitFailure, cleared.message()};
-  }
+  // The same in meta, where scribectl reads it (one target).
   (void)journal->SetMeta("target", target);
-  // What scribectl verify/restore need to reach the same target without
-  // being told again (never the credentials: those stay in the environment).
   (void)journal->SetMeta("endpoint", cfg.endpoint);
   (void)journal->SetMeta("region", cfg.region);
   (void)journal->SetMeta("ca_file", cfg.ca_file);
@@ -306,9 +314,10 @@ std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, 
   if (!started.ok()) return StartError{kExitFailure, "uploader: " + started.message()};
   // An earlier daemon that did not stop cleanly may have left requests in
   // flight that the server completes after this start (uploader/orphan_sweep.h).
-  rep.sweep = std::make_unique<OrphanSweep>(
-      journal, &rp->store(), [rp](const std::string& p) { return rp->IsExcluded(p); });
-  if (!last.ok() || *last != target) {
+  rep.sweep =
+      std::make_unique<OrphanSweep>(journal, &rp->store(), rp->target(),
+                                    [rp](const std::string& p) { return rp->IsExcluded(p); });
+  if (new_target) {
     // A new target: nothing of an earlier daemon's can be in it.
   } else if (auto clean = journal->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
     spdlog::warn(

@@ -34,6 +34,7 @@ json RescanVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   bool waited_for_pause = false;
   ReconcileOptions o;
   o.scan = "rescan";
+  o.target = rp->target();
   o.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
   o.cancelled = [&] { return ctx.Cancelled() || Clock::now() > deadline; };
   o.quiesce = [&](const std::function<Status()>& check) -> Status {

@@ -77,32 +77,69 @@ Result<std::unique_ptr<JournalReader>> JournalReader::Open(const std::string& pa
   return reader;
 }
 
+namespace {
+
+// The records' columns, qualified by the alias r, with the upload state
+// read through the target's row t when there is one (journal/target_states.h).
+std::string TargetRecordColumns() {
+  std::string cols;
+  for (const char* c : {"seq", "time_ns", "op", "path", "new_path", "ranges", "size", "mode", "uid",
+                        "gid", "pid", "flags", "detail"})
+    cols += std::string("r.") + c + ",";
+  cols += "coalesce(t.state,r.state)";
+  for (const char* c : {"attempts", "error", "etag", "sha256", "version_id", "state_ns"})
+    cols += std::string(",CASE WHEN t.seq IS NULL THEN r.") + c + " ELSE t." + c + " END";
+  return cols;
+}
+
+// The partial index records_unfinished's condition on the alias r.
+const char* const kUnfinishedOnR =
+    "(r.state = 'pending' OR r.state = 'uploading' OR r.state = 'failed')";
+
+}  // namespace
+
 Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
+  // With a target, columns are qualified: r the record, t its target's row.
+  const bool by_target = f.target && schema_version_ >= 5;
+  const std::string r = by_target ? "r." : "";
   std::string where = " WHERE 1";
-  if (f.since_seq) where += " AND seq >= ?1";
-  if (f.until_seq) where += " AND seq <= ?2";
-  if (f.since_ns) where += " AND time_ns >= ?3";
-  if (f.until_ns) where += " AND time_ns <= ?4";
-  if (f.path_glob) where += " AND (path GLOB ?5 OR new_path GLOB ?5)";
+  if (f.since_seq) where += " AND " + r + "seq >= ?1";
+  if (f.until_seq) where += " AND " + r + "seq <= ?2";
+  if (f.since_ns) where += " AND " + r + "time_ns >= ?3";
+  if (f.until_ns) where += " AND " + r + "time_ns <= ?4";
+  if (f.path_glob) where += " AND (" + r + "path GLOB ?5 OR " + r + "new_path GLOB ?5)";
   if (f.op) {
-    where += " AND op = ?6";
+    where += " AND " + r + "op = ?6";
     // The last pause/resume/checkpoint (scribectl status) is a seek in the
     // partial index records_control, which SQLite uses only when the query
     // names its condition.
     if (schema_version_ >= 3 && IsControlOp(*f.op))
-      where += " AND " + ControlCondition(schema_version_);
+      where += by_target ? " AND (r.op = 'pause' OR r.op = 'resume' OR r.op = 'checkpoint')"
+                         : " AND " + ControlCondition(schema_version_);
   }
   if (f.state) {
-    where += " AND state = ?7";
+    bool unfinished =
+        *f.state == kStatePending || *f.state == kStateUploading || *f.state == kStateFailed;
     // Likewise records_unfinished for the states it holds (retry, --state).
-    if (*f.state == kStatePending || *f.state == kStateUploading || *f.state == kStateFailed)
-      where += " AND " + UnfinishedCondition(schema_version_);
+    // A target has a record unfinished only while the record is.
+    if (by_target) {
+      where += " AND coalesce(t.state,r.state) = ?7";
+      if (unfinished) where += std::string(" AND ") + kUnfinishedOnR;
+    } else {
+      where += " AND state = ?7";
+      if (unfinished) where += " AND " + UnfinishedCondition(schema_version_);
+    }
   }
-  std::string sql = std::string("SELECT ") + kRecordColumns + " FROM records" + where;
+  std::string sql = by_target
+                        ? "SELECT " + TargetRecordColumns() +
+                              " FROM records r LEFT JOIN target_records t ON t.seq = r.seq AND "
+                              "t.target = ?9" +
+                              where
+                        : std::string("SELECT ") + kRecordColumns + " FROM records" + where;
   if (f.newest_first && f.limit) {
-    sql = "SELECT * FROM (" + sql + " ORDER BY seq DESC LIMIT ?8) ORDER BY seq";
+    sql = "SELECT * FROM (" + sql + " ORDER BY " + r + "seq DESC LIMIT ?8) ORDER BY 1";
   } else {
-    sql += " ORDER BY seq";
+    sql += " ORDER BY " + r + "seq";
     if (f.limit) sql += " LIMIT ?8";
   }
   auto st = Prepare(db_.get(), sql);
@@ -116,6 +153,7 @@ Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
   if (f.op) sqlite3_bind_text(s, 6, f.op->c_str(), -1, SQLITE_TRANSIENT);
   if (f.state) sqlite3_bind_text(s, 7, f.state->c_str(), -1, SQLITE_TRANSIENT);
   if (f.limit) sqlite3_bind_int64(s, 8, *f.limit);
+  if (by_target) sqlite3_bind_int64(s, 9, *f.target);
   std::vector<Record> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadRecordRow(s));
@@ -192,14 +230,25 @@ Result<bool> JournalReader::NamesUnfinished(const std::string& path) {
   return sqlite3_column_int(s, 0) != 0;
 }
 
-Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq) {
-  // Served by the partial index records_unfinished.
-  auto st = Prepare(db_.get(),
-                    "SELECT count(*), coalesce(sum(state='failed'),0) FROM records "
-                    "WHERE " +
-                        UnfinishedCondition(schema_version_) + " AND seq <= ?1");
+Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq,
+                                                         std::optional<int64_t> target) {
+  // Served by the partial index records_unfinished: a target has a record
+  // unfinished only while the record is.
+  const bool by_target = target && schema_version_ >= 5;
+  std::string sql =
+      by_target ? std::string(
+                      "SELECT count(*), coalesce(sum(coalesce(t.state,r.state)='failed'),0) "
+                      "FROM records r LEFT JOIN target_records t ON t.seq = r.seq AND "
+                      "t.target = ?2 WHERE ") +
+                      kUnfinishedOnR +
+                      " AND r.seq <= ?1 AND coalesce(t.state,r.state) IN "
+                      "('pending','uploading','failed')"
+                : "SELECT count(*), coalesce(sum(state='failed'),0) FROM records WHERE " +
+                      UnfinishedCondition(schema_version_) + " AND seq <= ?1";
+  auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status();
   sqlite3_bind_int64(st->get(), 1, seq);
+  if (by_target) sqlite3_bind_int64(st->get(), 2, *target);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
   UnfinishedCount c;
@@ -208,11 +257,19 @@ Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq) {
   return c;
 }
 
-Result<std::optional<int64_t>> JournalReader::FirstUnfinishedSeq() {
+Result<std::optional<int64_t>> JournalReader::FirstUnfinishedSeq(std::optional<int64_t> target) {
   // Served by the partial index records_unfinished.
-  auto st = Prepare(db_.get(), "SELECT min(seq) FROM records WHERE " +
-                                   UnfinishedCondition(schema_version_));
+  const bool by_target = target && schema_version_ >= 5;
+  std::string sql =
+      by_target ? std::string(
+                      "SELECT min(r.seq) FROM records r LEFT JOIN target_records t ON "
+                      "t.seq = r.seq AND t.target = ?1 WHERE ") +
+                      kUnfinishedOnR +
+                      " AND coalesce(t.state,r.state) IN ('pending','uploading','failed')"
+                : "SELECT min(seq) FROM records WHERE " + UnfinishedCondition(schema_version_);
+  auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status();
+  if (by_target) sqlite3_bind_int64(st->get(), 1, *target);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
   if (sqlite3_column_type(st->get(), 0) == SQLITE_NULL) return std::optional<int64_t>();

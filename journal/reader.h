@@ -26,6 +26,10 @@ struct JournalFilter {
   std::optional<std::string> state;
   std::optional<int64_t> limit;      // at most this many rows
   bool newest_first = false;         // with limit: the last N (still returned oldest first)
+  // A target's id (journal/targets.h): the records' upload state (state,
+  // attempts, error, what was stored) as that target has it, and `state`
+  // filters on it. Unset: the records' state across every target.
+  std::optional<int64_t> target;
 };
 
 struct JournalStats {
@@ -93,11 +97,14 @@ class JournalReader {
   // Whether a record not uploaded yet names path (as path or new_path).
   Result<bool> NamesUnfinished(const std::string& path);
   // What is left to upload of the records up to seq, and the sum of the last
-  // known size of each path a pending record up to seq names.
-  Result<UnfinishedCount> UnfinishedThrough(int64_t seq);
+  // known size of each path a pending record up to seq names. With a target:
+  // what is left for that target.
+  Result<UnfinishedCount> UnfinishedThrough(int64_t seq,
+                                            std::optional<int64_t> target = std::nullopt);
   // The least seq of a record not uploaded yet (pending, uploading, failed);
   // nullopt when there is none. (History's watermark, uploader/history_recorder.h.)
-  Result<std::optional<int64_t>> FirstUnfinishedSeq();
+  // With a target: not uploaded to that target yet.
+  Result<std::optional<int64_t>> FirstUnfinishedSeq(std::optional<int64_t> target = std::nullopt);
   Result<int64_t> PendingBytesThrough(int64_t seq);
   // Bounded by the pending work (records_unfinished), not the journal's length.
   Result<JournalBacklog> Backlog();
@@ -119,8 +126,11 @@ class JournalReader {
   };
   Result<Snapshot> BeginSnapshot();
 
+  int schema_version() const { return schema_version_; }
+
  private:
   friend class RemoteIndex;  // reads the objects table through db_
+  friend class Targets;      // reads the targets table through db_
   explicit JournalReader(SqliteDb db) : db_(std::move(db)) {}
   SqliteDb db_;
   int schema_version_ = 0;  // of the file as opened (see schema.h)

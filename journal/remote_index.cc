@@ -35,7 +35,8 @@ RemoteObject Row(sqlite3_stmt* s) {
 
 }  // namespace
 
-Result<std::unique_ptr<RemoteIndex>> RemoteIndex::Open(const std::string& journal_path) {
+Result<std::unique_ptr<RemoteIndex>> RemoteIndex::Open(const std::string& journal_path,
+                                                       int64_t target) {
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(journal_path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                            nullptr);
@@ -43,22 +44,24 @@ Result<std::unique_ptr<RemoteIndex>> RemoteIndex::Open(const std::string& journa
   if (rc != SQLITE_OK) return SqliteError("remote index " + journal_path, raw, rc);
   sqlite3_busy_timeout(raw, 10000);
   sqlite3* p = db.get();
-  return std::unique_ptr<RemoteIndex>(new RemoteIndex(std::move(db), p));
+  return std::unique_ptr<RemoteIndex>(new RemoteIndex(std::move(db), p, target));
 }
 
-std::unique_ptr<RemoteIndex> RemoteIndex::Over(JournalReader& reader) {
-  return std::unique_ptr<RemoteIndex>(new RemoteIndex(nullptr, reader.db_.get()));
+std::unique_ptr<RemoteIndex> RemoteIndex::Over(JournalReader& reader, int64_t target) {
+  return std::unique_ptr<RemoteIndex>(new RemoteIndex(nullptr, reader.db_.get(), target));
 }
 
 Result<std::optional<RemoteObject>> RemoteIndex::Get(const std::string& path) {
   if (!get_) {
-    auto st = Prepare(db_, std::string("SELECT ") + kCols + " FROM objects WHERE path=?1");
+    auto st =
+        Prepare(db_, std::string("SELECT ") + kCols + " FROM objects WHERE target=?2 AND path=?1");
     if (!st.ok()) return st.status();
     get_ = std::move(st.value());
   }
   sqlite3_stmt* s = get_.get();
   StmtResetter reset(s);
   sqlite3_bind_text(s, 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, target_);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) return std::optional<RemoteObject>(Row(s));
   if (rc == SQLITE_DONE) return std::optional<RemoteObject>();
@@ -67,11 +70,12 @@ Result<std::optional<RemoteObject>> RemoteIndex::Get(const std::string& path) {
 
 Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
   // "dir/" .. "dir0" covers exactly the keys below dir ('0' follows '/').
-  std::string sql = std::string("SELECT ") + kCols + " FROM objects";
-  if (!dir.empty()) sql += " WHERE path=?1 OR (path >= ?2 AND path < ?3)";
+  std::string sql = std::string("SELECT ") + kCols + " FROM objects WHERE target=?4";
+  if (!dir.empty()) sql += " AND (path=?1 OR (path >= ?2 AND path < ?3))";
   sql += " ORDER BY path";
   auto st = Prepare(db_, sql);
   if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 4, target_);
   std::string lo = dir + "/", hi = dir + "0";
   if (!dir.empty()) {
     sqlite3_bind_text(st->get(), 1, dir.data(), static_cast<int>(dir.size()), SQLITE_STATIC);
@@ -87,11 +91,12 @@ Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
 
 Status RemoteIndex::ForEach(const std::function<Status(const RemoteObject&)>& fn,
                             bool skip_root) {
-  std::string sql = std::string("SELECT ") + kCols + " FROM objects";
-  if (skip_root) sql += " WHERE path <> ''";
+  std::string sql = std::string("SELECT ") + kCols + " FROM objects WHERE target=?1";
+  if (skip_root) sql += " AND path <> ''";
   sql += " ORDER BY path";
   auto st = Prepare(db_, sql);
   if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 1, target_);
   int rc;
   while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
     SCRIBEFS_RETURN_IF_ERROR(fn(Row(st->get())));
@@ -100,33 +105,41 @@ Status RemoteIndex::ForEach(const std::function<Status(const RemoteObject&)>& fn
 }
 
 Result<uint64_t> RemoteIndex::Count(bool skip_root) {
-  auto st = Prepare(db_, std::string("SELECT count(*) FROM objects") +
-                             (skip_root ? " WHERE path <> ''" : ""));
+  auto st = Prepare(db_, std::string("SELECT count(*) FROM objects WHERE target=?1") +
+                             (skip_root ? " AND path <> ''" : ""));
   if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 1, target_);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_ROW) return SqliteError("remote index", db_, rc);
   return static_cast<uint64_t>(sqlite3_column_int64(st->get(), 0));
 }
 
-Status RemoteIndex::Store(Journal& journal, const RemoteObject& o) {
-  return journal.Apply([&](sqlite3* db) { return Upsert(db, o); });
+Status RemoteIndex::Store(Journal& journal, int64_t target, const RemoteObject& o) {
+  return journal.Apply([&](sqlite3* db) { return Upsert(db, target, o); });
 }
 
-Status RemoteIndex::Forget(Journal& journal, std::span<const std::string> paths) {
+Status RemoteIndex::Forget(Journal& journal, int64_t target, std::span<const std::string> paths) {
   if (paths.empty()) return Status::Ok();
   return journal.Apply([&](sqlite3* db) -> Status {
-    for (const std::string& p : paths) SCRIBEFS_RETURN_IF_ERROR(Erase(db, p));
+    for (const std::string& p : paths) SCRIBEFS_RETURN_IF_ERROR(Erase(db, target, p));
     return Status::Ok();
   });
 }
 
-Status RemoteIndex::ForgetAll(Journal& journal) {
-  return journal.Apply([](sqlite3* db) { return Exec(db, "DELETE FROM objects"); });
+Status RemoteIndex::ForgetAll(Journal& journal, int64_t target) {
+  return journal.Apply([&](sqlite3* db) -> Status {
+    auto st = Prepare(db, "DELETE FROM objects WHERE target=?1");
+    if (!st.ok()) return st.status();
+    sqlite3_bind_int64(st->get(), 1, target);
+    int rc = sqlite3_step(st->get());
+    if (rc != SQLITE_DONE) return SqliteError("objects delete", db, rc);
+    return Status::Ok();
+  });
 }
 
-Status RemoteIndex::Upsert(sqlite3* db, const RemoteObject& o) {
+Status RemoteIndex::Upsert(sqlite3* db, int64_t target, const RemoteObject& o) {
   auto st = Prepare(db, std::string("INSERT OR REPLACE INTO objects(") + kCols +
-                            ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+                            ",target) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)");
   if (!st.ok()) return st.status();
   sqlite3_stmt* s = st->get();
   sqlite3_bind_text(s, 1, o.path.c_str(), -1, SQLITE_TRANSIENT);
@@ -144,15 +157,17 @@ Status RemoteIndex::Upsert(sqlite3* db, const RemoteObject& o) {
   sqlite3_bind_int64(s, 12, static_cast<int64_t>(o.part_size));
   sqlite3_bind_int64(s, 13, o.seq);
   sqlite3_bind_int64(s, 14, o.uploaded_ns);
+  sqlite3_bind_int64(s, 15, target);
   int rc = sqlite3_step(s);
   if (rc != SQLITE_DONE) return SqliteError("objects upsert", db, rc);
   return Status::Ok();
 }
 
-Status RemoteIndex::Erase(sqlite3* db, const std::string& path) {
-  auto st = Prepare(db, "DELETE FROM objects WHERE path=?1");
+Status RemoteIndex::Erase(sqlite3* db, int64_t target, const std::string& path) {
+  auto st = Prepare(db, "DELETE FROM objects WHERE target=?2 AND path=?1");
   if (!st.ok()) return st.status();
   sqlite3_bind_text(st->get(), 1, path.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st->get(), 2, target);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_DONE) return SqliteError("objects delete", db, rc);
   return Status::Ok();

@@ -1,5 +1,6 @@
-// RemoteIndex: what the uploader knows the target holds, one row per path
-// (the journal's `objects` table, whose only owner this is). It lets the
+// RemoteIndex: what the uploader knows a target holds, one row per path
+// (the journal's `objects` table, whose only owner this is; keyed by target
+// and path, each RemoteIndex reads and writes one target's rows). It lets the
 // uploader skip uploads of unchanged files, copy renamed content
 // server-side, delete what it stored under a path that is gone, and re-send
 // only changed parts of large files; reconciliation compares DATADIR with it.
@@ -44,10 +45,11 @@ struct RemoteObject {
 
 class RemoteIndex {
  public:
-  static Result<std::unique_ptr<RemoteIndex>> Open(const std::string& journal_path);
+  // target: the target's id (journal/targets.h).
+  static Result<std::unique_ptr<RemoteIndex>> Open(const std::string& journal_path, int64_t target);
   // Reads through reader's connection (and inside its snapshot, when one is
   // open). reader must outlive the index.
-  static std::unique_ptr<RemoteIndex> Over(JournalReader& reader);
+  static std::unique_ptr<RemoteIndex> Over(JournalReader& reader, int64_t target);
 
   Result<std::optional<RemoteObject>> Get(const std::string& path);
   // Rows at `dir` itself and below it ("dir/..."); every row when dir is "".
@@ -66,18 +68,20 @@ class RemoteIndex {
   // it). Store: the target now holds o at o.path. Forget: it holds nothing
   // at these paths any more. ForgetAll: nothing is known to be stored (e.g.
   // the target changed).
-  static Status Store(Journal& journal, const RemoteObject& o);
-  static Status Forget(Journal& journal, std::span<const std::string> paths);
-  static Status ForgetAll(Journal& journal);
+  static Status Store(Journal& journal, int64_t target, const RemoteObject& o);
+  static Status Forget(Journal& journal, int64_t target, std::span<const std::string> paths);
+  static Status ForgetAll(Journal& journal, int64_t target);
 
  private:
   // The statements behind Store/Forget, run inside Journal::Apply.
-  static Status Upsert(sqlite3* db, const RemoteObject& o);
-  static Status Erase(sqlite3* db, const std::string& path);
+  static Status Upsert(sqlite3* db, int64_t target, const RemoteObject& o);
+  static Status Erase(sqlite3* db, int64_t target, const std::string& path);
 
-  RemoteIndex(SqliteDb owned, sqlite3* db) : owned_(std::move(owned)), db_(db) {}
+  RemoteIndex(SqliteDb owned, sqlite3* db, int64_t target)
+      : owned_(std::move(owned)), db_(db), target_(target) {}
   SqliteDb owned_;  // null when borrowed from a JournalReader
   sqlite3* db_;
+  int64_t target_;
   SqliteStmt get_;  // prepared on first Get: reconciliation asks per path
 };
 

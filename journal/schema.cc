@@ -137,7 +137,63 @@ CREATE TRIGGER records_count_delete AFTER DELETE ON records
 END;
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}};
+// Version 5: several targets (issue 16). Each target a daemon stores to is
+// a row of `targets`; the objects table (what a target holds) is keyed by
+// target and path. A record's `state` is its state across every target:
+// pending until every target has finished it, then done (or skipped), or
+// failed when one of them failed it. A target's own state of a record is its
+// row in target_records, or, without one, the record's state: rows exist only
+// where a target differs (one already stored a record another still
+// uploads), so with one target the table stays empty and a commit writes
+// nothing more than before (journal/target_states.h keeps the rule).
+// The objects an existing journal holds belong to the target it stored to,
+// which becomes target 1 (named after its URL until the daemon names it).
+const char* const kV5 = R"sql(
+CREATE TABLE targets(
+  id       INTEGER PRIMARY KEY,
+  name     TEXT NOT NULL UNIQUE,
+  url      TEXT NOT NULL,
+  added_ns INTEGER NOT NULL,
+  settings TEXT NOT NULL DEFAULT '{}'
+);
+INSERT INTO targets(id, name, url, added_ns)
+  SELECT 1, value, value, 0 FROM meta WHERE key = 'target' AND value <> '';
+CREATE TABLE target_records(
+  seq        INTEGER NOT NULL,
+  target     INTEGER NOT NULL,
+  state      TEXT NOT NULL,
+  attempts   INTEGER NOT NULL DEFAULT 0,
+  error      TEXT,
+  etag       TEXT,
+  sha256     TEXT,
+  version_id TEXT,
+  state_ns   INTEGER,
+  PRIMARY KEY(seq, target)
+) WITHOUT ROWID;
+CREATE TABLE objects_v5(
+  target      INTEGER NOT NULL,
+  path        TEXT NOT NULL,
+  type        TEXT NOT NULL,
+  size        INTEGER NOT NULL,
+  mtime_ns    INTEGER NOT NULL,
+  mode        INTEGER NOT NULL,
+  uid         INTEGER NOT NULL,
+  gid         INTEGER NOT NULL,
+  ino         INTEGER,
+  etag        TEXT,
+  sha256      TEXT,
+  version_id  TEXT,
+  part_size   INTEGER NOT NULL DEFAULT 0,
+  seq         INTEGER,
+  uploaded_ns INTEGER,
+  PRIMARY KEY(target, path)
+) WITHOUT ROWID;
+INSERT INTO objects_v5 SELECT 1, * FROM objects;
+DROP TABLE objects;
+ALTER TABLE objects_v5 RENAME TO objects;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
 static_assert(std::size(kMigrations) == kSchemaVersion,
               "kSchemaVersion must be the last migration step");
 

@@ -1,10 +1,10 @@
 // The journal's schema: its versions and the forward migrations between them.
 //
 // This is the one place that creates or alters the journal's tables (records,
-// meta, objects). A journal carries its version in PRAGMA user_version and its
-// identity in PRAGMA application_id. Opening one applies, in one transaction,
-// every migration step above its version; a journal written by a newer
-// scribefs (a version above kSchemaVersion) is refused and left untouched.
+// meta, objects, targets, target_records). A journal carries its version in PRAGMA user_version and
+// its identity in PRAGMA application_id. Opening one applies, in one transaction, every migration
+// step above its version; a journal written by a newer scribefs (a version above kSchemaVersion) is
+// refused and left untouched.
 //
 // To change the schema: append a step to kMigrations (never edit a released
 // step: journals in the field were built by it) and document the version in
@@ -41,7 +41,7 @@ std::string UnfinishedCondition(int version);
 std::string ControlCondition(int version);
 
 // The version this build writes: the last step's.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Checks that db (the file at path) is an empty SQLite file or a scribefs
 // journal of version <= kSchemaVersion, switches it to WAL, and migrates it

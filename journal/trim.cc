@@ -105,6 +105,17 @@ Status TrimBatch(sqlite3* db, const TrimPolicy& policy, int64_t now_ns, BatchOut
     }
   }
   if (rc != SQLITE_DONE) return SqliteError("journal trim", db, rc);
+  // A done record may keep the row of a target that skipped it (schema
+  // version 5, journal/target_states.h): it goes with the record.
+  if (max_seq) {
+    auto rows = Prepare(db,
+                        "DELETE FROM target_records WHERE seq <= ?1 AND NOT EXISTS (SELECT 1 "
+                        "FROM records r WHERE r.seq = target_records.seq)");
+    if (!rows.ok()) return rows.status();
+    sqlite3_bind_int64(rows->get(), 1, *max_seq);
+    rc = sqlite3_step(rows->get());
+    if (rc != SQLITE_DONE) return SqliteError("journal trim", db, rc);
+  }
   if (max_seq && (!out->through || *max_seq > *out->through)) {
     out->through = max_seq;
     out->through_ns = max_ns;

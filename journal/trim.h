@@ -16,7 +16,8 @@
 //
 // Other tables: objects (the remote index) is keyed by path and only notes
 // the seq it reflects, record_counts follows deletions by its trigger, meta
-// is not tied to records: no table refers to a deleted record.
+// is not tied to records, and the rows of target_records of deleted records
+// go in the same batch: no table refers to a deleted record.
 //
 // Each batch is one transaction of the journal's one writer (Journal::Apply),
 // so writers wait for at most one batch. The batch also records the trim

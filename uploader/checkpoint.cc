@@ -28,7 +28,8 @@ std::string CheckpointManifestKey(std::string_view name) {
   return std::string(kCheckpointKeyPrefix) + std::string(name) + ".json";
 }
 
-Result<std::unique_ptr<ManifestSnapshot>> ManifestSnapshot::Take(const std::string& journal_path) {
+Result<std::unique_ptr<ManifestSnapshot>> ManifestSnapshot::Take(const std::string& journal_path,
+                                                                 int64_t target) {
   std::unique_ptr<ManifestSnapshot> m(new ManifestSnapshot());
   auto reader = JournalReader::Open(journal_path);
   if (!reader.ok()) return reader.status().WithContext("checkpoint manifest");
@@ -36,7 +37,7 @@ Result<std::unique_ptr<ManifestSnapshot>> ManifestSnapshot::Take(const std::stri
   auto snap = m->reader_->BeginSnapshot();
   if (!snap.ok()) return snap.status().WithContext("checkpoint manifest");
   m->snapshot_.emplace(std::move(snap.value()));
-  m->index_ = RemoteIndex::Over(*m->reader_);
+  m->index_ = RemoteIndex::Over(*m->reader_, target);
   // The first read: from here on the snapshot is fixed. DATADIR itself has
   // no object.
   auto n = m->index_->Count(/*skip_root=*/true);

@@ -51,7 +51,9 @@ std::string CheckpointManifestKey(std::string_view name);
 // Not thread-safe; one WriteManifest per snapshot.
 class ManifestSnapshot {
  public:
-  static Result<std::unique_ptr<ManifestSnapshot>> Take(const std::string& journal_path);
+  // target: whose objects (journal/targets.h).
+  static Result<std::unique_ptr<ManifestSnapshot>> Take(const std::string& journal_path,
+                                                        int64_t target);
   uint64_t paths() const { return paths_; }
   // Writes the manifest to fd (at its offset); *bytes gets its size.
   Status WriteManifest(int fd, const ManifestHeader& header, uint64_t* bytes);

@@ -354,13 +354,14 @@ StoreStatus HistoryRecorder::LoadLocked() {
     if (!reader.ok()) return reader.status();
     auto max = reader.value()->MaxSeq();
     if (!max.ok()) return max.status();
-    auto unfinished = reader.value()->FirstUnfinishedSeq();
+    auto unfinished = reader.value()->FirstUnfinishedSeq(options_.target);
     if (!unfinished.ok()) return unfinished.status();
     first = uint64_t(unfinished->value_or(*max + 1));
     if (first == 0) first = 1;
   } else {
     // Records done above the last stored segment have entries nowhere.
-    SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).RequeueDoneAfter(int64_t(last)));
+    SCRIBEFS_RETURN_IF_ERROR(
+        UploadStateStore(journal_, options_.target).RequeueDoneAfter(int64_t(last)));
   }
   {
     std::lock_guard lk(mu_);
@@ -384,7 +385,7 @@ Result<int64_t> HistoryRecorder::Watermark() {
   // The maximum first: a record committed after it is above it either way.
   auto max = reader.value()->MaxSeq();
   if (!max.ok()) return max.status();
-  auto unfinished = reader.value()->FirstUnfinishedSeq();
+  auto unfinished = reader.value()->FirstUnfinishedSeq(options_.target);
   if (!unfinished.ok()) return unfinished.status();
   if (unfinished->has_value()) return std::min(*max, **unfinished - 1);
   return *max;

@@ -49,6 +49,7 @@
 #include "history/replay.h"
 #include "history/segment.h"
 #include "journal/journal.h"
+#include "journal/targets.h"
 #include "uploader/object_store.h"
 
 namespace scribefs {
@@ -71,6 +72,8 @@ struct HistoryEffect {
 };
 
 struct HistoryRecorderOptions {
+  // The target's id in the journal (ReplicatorOptions::target).
+  int64_t target = kFirstTarget;
   std::chrono::milliseconds interval{5000};
   size_t max_entries = 10000;
   uint64_t part_size = history::kDefaultPartSize;

@@ -13,9 +13,9 @@ namespace scribefs {
 
 using Clock = std::chrono::steady_clock;
 
-OrphanSweep::OrphanSweep(Journal* journal, ObjectStore* store,
+OrphanSweep::OrphanSweep(Journal* journal, ObjectStore* store, int64_t target,
                          std::function<bool(const std::string&)> excluded)
-    : journal_(journal), store_(store), excluded_(std::move(excluded)) {}
+    : journal_(journal), store_(store), target_(target), excluded_(std::move(excluded)) {}
 
 OrphanSweep::~OrphanSweep() {
   {
@@ -76,7 +76,7 @@ void OrphanSweep::Loop(Clock::time_point due) {
 Result<OrphanSweep::Report> OrphanSweep::RunOnce() {
   auto t0 = Clock::now();
   Report rep;
-  auto index = RemoteIndex::Open(journal_->path());
+  auto index = RemoteIndex::Open(journal_->path(), target_);
   if (!index.ok()) return index.status();
   auto rows = index.value()->All();
   if (!rows.ok()) return rows.status();

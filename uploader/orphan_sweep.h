@@ -33,7 +33,8 @@ namespace scribefs {
 class OrphanSweep {
  public:
   // journal and store must outlive this object.
-  OrphanSweep(Journal* journal, ObjectStore* store,
+  // target: the store's id in the journal (journal/targets.h).
+  OrphanSweep(Journal* journal, ObjectStore* store, int64_t target,
               std::function<bool(const std::string&)> excluded);
   ~OrphanSweep();  // cancels a sweep not yet run, joins
   OrphanSweep(const OrphanSweep&) = delete;
@@ -60,6 +61,7 @@ class OrphanSweep {
 
   Journal* const journal_;
   ObjectStore* const store_;
+  const int64_t target_;
   const std::function<bool(const std::string&)> excluded_;
   std::mutex mu_;
   std::condition_variable cv_;

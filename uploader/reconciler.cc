@@ -121,12 +121,12 @@ struct JournalView {
   std::unique_ptr<RemoteIndex> index;
 };
 
-Result<JournalView> OpenView(const std::string& path) {
+Result<JournalView> OpenView(const std::string& path, int64_t target) {
   auto reader = JournalReader::Open(path);
   if (!reader.ok()) return reader.status().WithContext("reconcile");
   JournalView v;
   v.reader = std::move(reader.value());
-  v.index = RemoteIndex::Over(*v.reader);
+  v.index = RemoteIndex::Over(*v.reader, target);
   return v;
 }
 
@@ -386,7 +386,7 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
   Excluded excluded = [&](const std::string& p) {
     return options.excluded && options.excluded(p);
   };
-  auto view = OpenView(journal->path());
+  auto view = OpenView(journal->path(), options.target);
   if (!view.ok()) return view.status();
 
   Known known;

@@ -37,6 +37,7 @@
 
 #include "common/status.h"
 #include "journal/journal.h"
+#include "journal/targets.h"
 
 namespace scribefs {
 
@@ -87,6 +88,8 @@ struct ReconcileOptions {
   std::optional<int64_t> content_since_ns;
   // Goes into each record's detail as "scan" ("start" or "rescan").
   std::string scan = "start";
+  // The target whose objects DATADIR is compared with (journal/targets.h).
+  int64_t target = kFirstTarget;
 };
 
 Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,

@@ -139,6 +139,7 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     : journal_(journal), root_(std::move(root)), store_(std::move(store)), options_(options) {
   if (options_.history) {
     HistoryRecorderOptions ho;
+    ho.target = options_.target;
     ho.interval = options_.history_interval;
     ho.max_entries = options_.history_max_entries;
     ho.part_size = options_.part_size;
@@ -147,10 +148,10 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     ho.retried = [this](const StoreStatus& s) {
       CountRetry("(history)", s);
       // Noted now: after the last upload no record's update carries them.
-      (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
+      (void)UploadStateStore(journal_, options_.target).RecordAttempt({}, 0, "", StatsJson());
     };
     ho.counters_changed = [this] {
-      (void)UploadStateStore(journal_).RecordAttempt({}, 0, "", StatsJson());
+      (void)UploadStateStore(journal_, options_.target).RecordAttempt({}, 0, "", StatsJson());
     };
     // Records requeued at load (done above the last stored segment): read
     // the journal again from the start, as RetryFailed does.
@@ -167,7 +168,7 @@ Replicator::~Replicator() { Stop(std::chrono::milliseconds(0)); }
 
 Status Replicator::Start() {
   // Uploads an earlier daemon had in flight did not finish: do them again.
-  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).ResetUploading());
+  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_, options_.target).ResetUploading());
   // Records an earlier daemon left pending may under-describe their files:
   // byte ranges still in its memory when it died were never committed.
   {
@@ -413,7 +414,7 @@ void Replicator::CleanStaleUploads() {
   // at the next start.
   auto backoff = options_.initial_backoff;
   for (int attempt = 1;; ++attempt) {
-    auto r = AbortStaleUploads(*store_, journal_->path());
+    auto r = AbortStaleUploads(*store_, journal_->path(), options_.target);
     if (r.ok()) {
       if (r->listed > 0)
         spdlog::info(
@@ -460,6 +461,7 @@ void Replicator::DispatchLoop() {
     f.since_seq = from;
     f.until_seq = until;
     f.limit = 20000;
+    f.target = options_.target;
     auto recs = reader.value()->Query(f);
     std::vector<int64_t> excluded;
     lk.lock();
@@ -480,7 +482,7 @@ void Replicator::DispatchLoop() {
     if (recs->size() == 20000) notified_ = true;  // more to read
     if (!excluded.empty()) {
       lk.unlock();
-      Status s = UploadStateStore(journal_).MarkExcluded(excluded);
+      Status s = UploadStateStore(journal_, options_.target).MarkExcluded(excluded);
       lk.lock();
       if (s.ok()) {
         for (int64_t seq : excluded) {
@@ -700,7 +702,7 @@ void Replicator::Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::s
       // The counters go with the attempts, so that an outage shows in
       // `scribectl stats` while it lasts.
       std::string counters = StatsJson();
-      (void)UploadStateStore(journal_).RecordAttempt(s2, attempts, err, counters);
+      (void)UploadStateStore(journal_, options_.target).RecordAttempt(s2, attempts, err, counters);
       lk.lock();
     }
     return;
@@ -722,7 +724,7 @@ void Replicator::Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::s
 }
 
 void Replicator::WorkerLoop(int id) {
-  auto index = RemoteIndex::Open(journal_->path());
+  auto index = RemoteIndex::Open(journal_->path(), options_.target);
   if (!index.ok()) {
     spdlog::error("uploader: {}", index.status().message());
     return;
@@ -874,7 +876,7 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   bool ok = out.status.ok();
   std::string err = ok ? "" : ErrorText(out.status);
   std::string counters = StatsJson();
-  UploadStateStore state(journal_);
+  UploadStateStore state(journal_, options_.target);
   Status s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
              : out.unstorable ? state.MarkUnstorable(complete, err, counters)
                               : state.MarkFailed(complete, err, counters);
@@ -931,7 +933,7 @@ Status Replicator::WaitIdle(Clock::time_point deadline) {
 }
 
 Status Replicator::RetryFailed() {
-  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_).RequeueFailed());
+  SCRIBEFS_RETURN_IF_ERROR(UploadStateStore(journal_, options_.target).RequeueFailed());
   std::lock_guard lk(mu_);
   cursor_ = 0;  // re-read: the requeued records are below the cursor
   notified_ = true;
@@ -1052,9 +1054,11 @@ PathOutcome Replicator::Reconcile(RemoteIndex& index, const std::string& path, c
   env.retry_wait = [&](int attempt, const StoreStatus& status) {
     return RequestRetryWait(path, attempt, status);
   };
-  env.record = [&](const RemoteObject& o) { return RemoteIndex::Store(*journal_, o); };
+  env.record = [&](const RemoteObject& o) {
+    return RemoteIndex::Store(*journal_, options_.target, o);
+  };
   env.erase = [&](const std::vector<std::string>& paths) {
-    return RemoteIndex::Forget(*journal_, paths);
+    return RemoteIndex::Forget(*journal_, options_.target, paths);
   };
   env.reconcile_child = [&](const std::string& child, const std::string& from) {
     if (IsExcluded(child)) return PathOutcome();

@@ -43,6 +43,7 @@
 #include "journal/range_set.h"
 #include "journal/record.h"
 #include "journal/remote_index.h"
+#include "journal/targets.h"
 #include "journal/upload_waiter.h"
 #include "uploader/bandwidth.h"
 #include "uploader/exclude_filter.h"
@@ -54,6 +55,9 @@
 namespace scribefs {
 
 struct ReplicatorOptions {
+  // The target's id in the journal (journal/targets.h): its state of the
+  // records and what it holds (the objects table).
+  int64_t target = kFirstTarget;
   int workers = 4;
   uint64_t part_size = 8ull << 20;
   int part_parallelism = 4;   // parts of one file in flight at once
@@ -166,6 +170,7 @@ class Replicator : public UploadWaiter {
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
   ObjectStore& store() { return *store_; }
+  int64_t target() const { return options_.target; }
   BandwidthLimiter* bandwidth() { return options_.bandwidth.get(); }
   bool IsExcluded(const std::string& path) const { return filter_.Excluded(path); }
 

@@ -50,7 +50,7 @@ Status Replicator::WaitUploadedThrough(int64_t seq, Clock::time_point deadline,
   while (true) {
     DrainProgress p;
     {
-      auto left = (*reader)->UnfinishedThrough(seq);
+      auto left = (*reader)->UnfinishedThrough(seq, options_.target);
       if (!left.ok()) return left.status();
       p.pending = left->pending;
       p.failed = left->failed;

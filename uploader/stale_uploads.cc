@@ -7,7 +7,7 @@
 namespace scribefs {
 
 StoreResult<StaleUploadReport> AbortStaleUploads(ObjectStore& store,
-                                                 const std::string& journal_path) {
+                                                 const std::string& journal_path, int64_t target) {
   auto uploads = store.ListMultipartUploads("");
   if (!uploads.ok()) return uploads.status().WithContext("listing unfinished multipart uploads");
   StaleUploadReport rep;
@@ -16,7 +16,7 @@ StoreResult<StaleUploadReport> AbortStaleUploads(ObjectStore& store,
 
   auto reader = JournalReader::Open(journal_path);
   if (!reader.ok()) return StoreStatus(reader.status());
-  auto index = RemoteIndex::Over(**reader);
+  auto index = RemoteIndex::Over(**reader, target);
   // A path this mount's journal knows: stored, or named by a record still to
   // upload (see the header).
   auto known = [&](const std::string& key) -> Result<bool> {

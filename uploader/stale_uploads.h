@@ -34,7 +34,8 @@ struct StaleUploadReport {
 
 // Lists and aborts as described above. Fails only when the listing (or the
 // journal) cannot be read; failed aborts are counted.
+// target: the store's id in the journal (journal/targets.h).
 StoreResult<StaleUploadReport> AbortStaleUploads(ObjectStore& store,
-                                                 const std::string& journal_path);
+                                                 const std::string& journal_path, int64_t target);
 
 }  // namespace scribefs

@@ -12,6 +12,7 @@
 #include "journal/journal.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "journal/targets.h"
 #include "tests/journal/journal_test_util.h"
 
 namespace scribefs {
@@ -152,7 +153,13 @@ TEST_F(SchemaTest, VersionOneJournalIsMigratedAndKeepsItsRows) {
   auto target = (*reader)->Meta("target");
   ASSERT_TRUE(target.ok());
   EXPECT_EQ(*target, "file:///t");
-  auto index = RemoteIndex::Over(**reader);
+  // Version 5: the target it stored to is target 1, and holds its objects.
+  auto targets = Targets::List(**reader);
+  ASSERT_TRUE(targets.ok()) << targets.status().ToString();
+  ASSERT_EQ(targets->size(), 1u);
+  EXPECT_EQ((*targets)[0].id, kFirstTarget);
+  EXPECT_EQ((*targets)[0].url, "file:///t");
+  auto index = RemoteIndex::Over(**reader, kFirstTarget);
   auto a = index->Get("a");
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(a->has_value());

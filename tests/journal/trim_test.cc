@@ -17,6 +17,7 @@
 
 #include "journal/journal.h"
 #include "journal/reader.h"
+#include "journal/targets.h"
 #include "journal/upload_state.h"
 #include "tests/journal/journal_test_util.h"
 
@@ -132,7 +133,7 @@ TEST_F(TrimTest, DeletesExactlyTheStoredFinishedOldRecords) {
   Record more;
   more.path = "g";
   ASSERT_TRUE(journal_->Commit(more).ok());
-  UploadStateStore up(journal_.get());
+  UploadStateStore up(journal_.get(), kFirstTarget);
   ASSERT_TRUE(up.MarkUploaded(std::vector<int64_t>{failed_old}, {}, "{}").ok());
   ASSERT_TRUE(journal_->SetMeta(kMetaHistoryStoredThrough, std::to_string(more.seq)).ok());
   r = TrimJournal(*journal_, policy, now + 60 * kSec);
@@ -178,7 +179,7 @@ TEST_F(TrimTest, MillionChangesStayBounded) {
   constexpr int kRounds = 100, kPerRound = 10'000;
   TrimPolicy policy;
   policy.retention_ns = 0;
-  UploadStateStore up(journal_.get());
+  UploadStateStore up(journal_.get(), kFirstTarget);
   auto file_bytes = [&] {
     struct stat a {
     }, b{};

@@ -13,6 +13,7 @@
 #include "journal/journal.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "journal/targets.h"
 #include "tests/journal/journal_test_util.h"
 
 namespace scribefs {
@@ -64,7 +65,7 @@ class UploadStateTest : public ::testing::Test {
 
 TEST_F(UploadStateTest, MarkUploadedStoresWhatTheTargetAnswered) {
   int64_t a = Add(Op::kClose, "a"), b = Add(Op::kClose, "b"), c = Add(Op::kClose, "c");
-  UploadStateStore store(journal_.get());
+  UploadStateStore store(journal_.get(), kFirstTarget);
   std::vector<int64_t> seqs = {a, b};
   ASSERT_TRUE(store.MarkUploaded(seqs, {"etag1", "sha1", ""}, R"({"uploads":2})").ok());
   for (int64_t s : seqs) {
@@ -81,7 +82,7 @@ TEST_F(UploadStateTest, MarkUploadedStoresWhatTheTargetAnswered) {
 
 TEST_F(UploadStateTest, AttemptsFailureAndRequeue) {
   int64_t a = Add(Op::kWrite, "a"), b = Add(Op::kWrite, "b");
-  UploadStateStore store(journal_.get());
+  UploadStateStore store(journal_.get(), kFirstTarget);
   std::vector<int64_t> one = {a};
   ASSERT_TRUE(store.RecordAttempt(one, 3, "SlowDown: later", "{\"retries\":3}").ok());
   Record r = Get(a);
@@ -107,7 +108,7 @@ TEST_F(UploadStateTest, ResetUploadingAndMarkExcluded) {
   int64_t up = Add(Op::kWrite, "up", kStateUploading);
   int64_t done = Add(Op::kWrite, "done", kStateDone);
   int64_t ex = Add(Op::kWrite, "x.tmp");
-  UploadStateStore store(journal_.get());
+  UploadStateStore store(journal_.get(), kFirstTarget);
   ASSERT_TRUE(store.ResetUploading().ok());
   EXPECT_EQ(Get(up).state, kStatePending);
   EXPECT_EQ(Get(done).state, kStateDone);
@@ -121,14 +122,14 @@ TEST_F(UploadStateTest, ResetUploadingAndMarkExcluded) {
 }
 
 TEST_F(UploadStateTest, RemoteIndexStoreForgetAndSubtree) {
-  auto index = RemoteIndex::Over(*reader_);
+  auto index = RemoteIndex::Over(*reader_, kFirstTarget);
   for (const char* p : {"d", "d/x", "d/y", "d0", "e"}) {
     RemoteObject o;
     o.path = p;
     o.type = "file";
     o.size = 7;
     o.etag = std::string("etag-") + p;
-    ASSERT_TRUE(RemoteIndex::Store(*journal_, o).ok());
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, kFirstTarget, o).ok());
   }
   auto d = index->Get("d/x");
   ASSERT_TRUE(d.ok());
@@ -142,7 +143,7 @@ TEST_F(UploadStateTest, RemoteIndexStoreForgetAndSubtree) {
   EXPECT_THAT(paths, ElementsAre("d", "d/x", "d/y"));  // not d0
 
   std::vector<std::string> gone = {"d/x", "e"};
-  ASSERT_TRUE(RemoteIndex::Forget(*journal_, gone).ok());
+  ASSERT_TRUE(RemoteIndex::Forget(*journal_, kFirstTarget, gone).ok());
   auto x = index->Get("d/x");
   ASSERT_TRUE(x.ok());
   EXPECT_FALSE(x->has_value());
@@ -150,14 +151,14 @@ TEST_F(UploadStateTest, RemoteIndexStoreForgetAndSubtree) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 3u);
 
-  ASSERT_TRUE(RemoteIndex::ForgetAll(*journal_).ok());
+  ASSERT_TRUE(RemoteIndex::ForgetAll(*journal_, kFirstTarget).ok());
   all = index->All();
   ASSERT_TRUE(all.ok());
   EXPECT_TRUE(all->empty());
 }
 
 TEST_F(UploadStateTest, SnapshotHoldsOneStateOfTheJournal) {
-  auto index = RemoteIndex::Over(*reader_);
+  auto index = RemoteIndex::Over(*reader_, kFirstTarget);
   RemoteObject o;
   o.path = "a";
   o.type = "file";
@@ -166,7 +167,7 @@ TEST_F(UploadStateTest, SnapshotHoldsOneStateOfTheJournal) {
     ASSERT_TRUE(snap.ok());
     auto before = index->All();
     ASSERT_TRUE(before.ok());
-    ASSERT_TRUE(RemoteIndex::Store(*journal_, o).ok());
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, kFirstTarget, o).ok());
     Add(Op::kWrite, "a");
     auto during = index->Get("a");
     ASSERT_TRUE(during.ok());

@@ -3,18 +3,21 @@
 // fault-injection tool the S3 tests rely on.
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <vector>
 
+#include "journal/reader.h"
+#include "journal/remote_index.h"
+#include "journal/targets.h"
 #include "tests/replication/e2e_scenario.h"
 #include "tests/replication/replication_fixture.h"
 #include "tests/replication/tcp_proxy.h"
@@ -73,6 +76,45 @@ TEST_F(ReplicationFile, RapidNamespaceOpsAllReachTarget) {
   ASSERT_TRUE(Flush(60));
   auto want = ExpectedObjects(data());
   ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(target, want));
+}
+
+// The journal keeps what each target holds (schema version 5, journal/
+// targets.h): a restart with the same target sends nothing again, and a
+// different target starts from nothing and is filled from the tree, while
+// the target it replaced is forgotten.
+TEST_F(ReplicationFile, ARestartKeepsTheTargetsStateAndANewTargetGetsEverything) {
+  std::string first = root() + "/first", second = root() + "/second";
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + first, {}));
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(it::WriteFile(mp("f" + std::to_string(i)), "content " + std::to_string(i)));
+  ASSERT_TRUE(Flush(60));
+  ASSERT_EQ(Unmount(), 0);
+  UploaderCounters before = ReadCounters(state());
+  ASSERT_EQ(before.uploads, 20u) << before.Describe();
+
+  // A daemon's counters start at zero and are noted with every upload: the
+  // note of the first daemon stays when the second stores nothing.
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + first, {}));
+  ASSERT_TRUE(Flush(60));
+  UploaderCounters again = ReadCounters(state());
+  EXPECT_TRUE(again.updated_ns == before.updated_ns || again.uploads == 0) << again.Describe();
+  ASSERT_EQ(Unmount(), 0);
+
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + second, {}));
+  ASSERT_TRUE(Flush(60));
+  UploaderCounters moved = ReadCounters(state());
+  EXPECT_GT(moved.updated_ns, before.updated_ns) << moved.Describe();
+  EXPECT_GE(moved.uploads, 20u) << moved.Describe();
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(second, ExpectedObjects(data())));
+  auto reader = JournalReader::Open(state("journal.db"));
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto targets = Targets::List(**reader);
+  ASSERT_TRUE(targets.ok()) << targets.status().ToString();
+  ASSERT_EQ(targets->size(), 1u);
+  EXPECT_EQ((*targets)[0].url, "file://" + second);
+  auto held = RemoteIndex::Over(**reader, (*targets)[0].id)->Count(true);
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(*held, 20u);
 }
 
 // The other side of the same race: unlink, rmdir and renames of paths that

@@ -2,22 +2,22 @@
 // what it leaves to records still to upload, the second look on a live
 // mount) and AbortStaleUploads' rule for "this mount's" unfinished
 // multipart uploads, on a LocalStore.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "journal/reader.h"
-#include "tests/uploader/test_util.h"
-#include "uploader/local_store.h"
-#include "uploader/digest.h"
-#include "uploader/reconciler.h"
 #include "journal/remote_index.h"
+#include "journal/targets.h"
+#include "tests/uploader/test_util.h"
+#include "uploader/digest.h"
+#include "uploader/local_store.h"
+#include "uploader/reconciler.h"
 #include "uploader/stale_uploads.h"
 
 namespace scribefs {
@@ -68,7 +68,7 @@ class ReconcileTest : public ::testing::Test {
     return o;
   }
   void StoredRow(const RemoteObject& o) {
-    ASSERT_TRUE(RemoteIndex::Store(*journal_, o).ok());
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, kFirstTarget, o).ok());
   }
   void Pending(Op op, const std::string& path, std::optional<std::string> new_path = {},
                int64_t flags = 0, const std::string& state = "pending") {
@@ -281,7 +281,7 @@ TEST(StaleUploadsTest, AbortsOnlyThisMountsUnfinishedUploads) {
   RemoteObject o;
   o.path = "stored";
   o.type = "file";
-  ASSERT_TRUE(RemoteIndex::Store(**journal, o).ok());
+  ASSERT_TRUE(RemoteIndex::Store(**journal, kFirstTarget, o).ok());
   Record pending;
   pending.op = Op::kWrite;
   pending.path = "dir/pending";
@@ -303,7 +303,7 @@ TEST(StaleUploadsTest, AbortsOnlyThisMountsUnfinishedUploads) {
     ASSERT_TRUE(id.ok()) << key;
     ids[key] = *id;
   }
-  auto rep = AbortStaleUploads(**store, (*journal)->path());
+  auto rep = AbortStaleUploads(**store, (*journal)->path(), kFirstTarget);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   EXPECT_EQ(rep->listed, 6u);
   EXPECT_EQ(rep->aborted, 3u);
@@ -315,7 +315,7 @@ TEST(StaleUploadsTest, AbortsOnlyThisMountsUnfinishedUploads) {
   for (const auto& u : *left) keys.insert(u.key);
   EXPECT_EQ(keys, (std::set<std::string>{".scribefs/stored", "done-only", "someone-else"}));
   // Nothing left of ours: a second run aborts nothing.
-  rep = AbortStaleUploads(**store, (*journal)->path());
+  rep = AbortStaleUploads(**store, (*journal)->path(), kFirstTarget);
   ASSERT_TRUE(rep.ok());
   EXPECT_EQ(rep->aborted, 0u);
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "journal/reader.h"
+#include "journal/targets.h"
 #include "journal/upload_state.h"
 #include "tests/uploader/memory_store.h"
 #include "tests/uploader/test_util.h"
@@ -322,7 +323,7 @@ TEST_F(ReplicatorTest, FifoRacedOverAFileNeverBlocksAWorker) {
 TEST_F(ReplicatorTest, FlushWithHistoryOfRecordsDoneBeforeHistoryBegan) {
   ASSERT_NO_FATAL_FAILURE(WriteFile("a", "x"));
   std::vector<int64_t> seqs = {Commit(Op::kCreate, "a"), Commit(Op::kClose, "a")};
-  ASSERT_TRUE(UploadStateStore(journal_.get()).MarkUploaded(seqs, {}, "{}").ok());
+  ASSERT_TRUE(UploadStateStore(journal_.get(), kFirstTarget).MarkUploaded(seqs, {}, "{}").ok());
   options_.history = true;
   ASSERT_NO_FATAL_FAILURE(Start());
   Status s = rep_->WaitUploadedThrough(seqs.back(),
