@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "daemon/daemon.h"
+#include "daemon/startup_checks.h"
 
 namespace scribefs {
 namespace {
@@ -526,6 +527,44 @@ TEST_F(TargetsTest, BadSectionNames) {
   EXPECT_EQ(ok.targets[1].name, "my.bucket.eu");
   EXPECT_EQ(ok.targets[2].name, "my.bucket");
   EXPECT_EQ(ok.targets[2].url, "s3://z");
+}
+
+// Start-up: several targets are refused until the runtime stores to them;
+// every file:// target is kept out of DATADIR.
+TEST_F(TargetsTest, StartupRefusesSeveralTargetsForNow) {
+  Config one, two;
+  ASSERT_EQ(Parse({"/d", "--target", "s3://a"}, one), std::nullopt);
+  EXPECT_FALSE(CheckTargetCount(one).has_value());
+  ASSERT_EQ(Parse({"/d", "--target", "s3://a", "--target", "file:///b"}, two), std::nullopt);
+  auto e = CheckTargetCount(two);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->exit_code, kExitUsage);
+  EXPECT_EQ(e->message,
+            "several targets (a, b) are configured; this build stores to one target at a time");
+}
+
+TEST_F(TargetsTest, EveryFileTargetStaysOutOfDatadir) {
+  Config cfg;
+  ASSERT_EQ(Parse({dir_, "--target", "s3://a", "--target", "file://" + dir_ + "/inside"}, cfg),
+            std::nullopt);
+  cfg.state_dir = "/nonexistent-state";
+  auto e = CheckTargetPlacement(cfg);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->message.find("target inside (file://"), std::string::npos) << e->message;
+  EXPECT_NE(e->message.find("inside DATADIR"), std::string::npos) << e->message;
+  Config outside;
+  ASSERT_EQ(Parse({dir_, "--target", "s3://a", "--target", "file:///elsewhere"}, outside),
+            std::nullopt);
+  outside.state_dir = "/nonexistent-state";
+  EXPECT_FALSE(CheckTargetPlacement(outside).has_value());
+  // --endpoint with only sections is their default, not an endpoint without a target.
+  Config sections;
+  ASSERT_EQ(Parse({dir_, "--endpoint", "http://h:1", "--config",
+                   Write("e.conf", "[target a]\nurl = s3://a\n[target b]\nurl = s3://b\n")},
+                  sections),
+            std::nullopt);
+  EXPECT_FALSE(CheckTargetPlacement(sections).has_value());
+  EXPECT_EQ(sections.targets[1].endpoint, "http://h:1");
 }
 
 }  // namespace
