@@ -27,10 +27,10 @@ namespace {
 
 // DATADIR, MOUNTPOINT and how the mount behaves (FUSE, kernel caches, logs).
 void AddMountOptions(CLI::App& app, Config& cfg) {
-  app.set_config(
-      "--config", "",
-      "Read options from a TOML/INI file (keys = long option names, plus datadir and "
-      "mountpoint); a NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file (keys = long option names, plus datadir and "
+                 "mountpoint; a [target NAME] section per target: url and its own options); a "
+                 "NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
   // Not required here: the --config file may name it (checked after parsing).
   app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal");
   app.add_option("MOUNTPOINT", cfg.mountpoint,
@@ -541,7 +541,6 @@ Result<TargetConfig> ApplyTargetSection(const TargetSection& s, const TargetConf
 // The global replication options, as every target's defaults.
 TargetConfig GlobalTargetDefaults(const Config& cfg) {
   TargetConfig t;
-  t.url = cfg.target;
   t.endpoint = cfg.endpoint;
   t.region = cfg.region;
   t.ca_file = cfg.ca_file;

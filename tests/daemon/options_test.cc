@@ -319,6 +319,12 @@ TEST_F(TargetsTest, SeveralTargetFlagsWithDerivedNames) {
   ASSERT_EQ(Parse({"/d", "-o", "target=s3://a,target=s3://b"}, fstab), std::nullopt);
   ASSERT_EQ(fstab.targets.size(), 2u);
   EXPECT_EQ(fstab.targets[1].name, "b");
+  // DATADIR right after a URL stays DATADIR.
+  Config next;
+  ASSERT_EQ(Parse({"--target", "s3://a", "/d", "/m"}, next), std::nullopt);
+  EXPECT_EQ(next.datadir, "/d");
+  EXPECT_EQ(next.mountpoint, "/m");
+  EXPECT_EQ(next.target, "s3://a");
 }
 
 TEST_F(TargetsTest, SectionsOverrideTheGlobalOptions) {
