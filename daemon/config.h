@@ -10,6 +10,21 @@
 
 namespace scribefs {
 
+// One place to replicate to (issue 16): a --target URL with the global
+// replication options, or a [target NAME] section of the --config file with
+// its own (daemon/options.h, ResolveTargets). Same meaning and defaults as
+// the Config fields of the same names.
+struct TargetConfig {
+  std::string name;  // [A-Za-z0-9._-]{1,64}: the section's, or derived from url
+  std::string url, endpoint, region, ca_file;
+  std::string mode = "async";
+  std::vector<std::string> excludes;
+  bool no_default_excludes = false;
+  std::string delete_mode = "propagate";
+  double part_size_mib = 8;
+  int workers = 4;
+};
+
 struct Config {
   std::string datadir;
   std::string mountpoint;  // empty: mount over DATADIR
@@ -35,6 +50,11 @@ struct Config {
   bool no_default_excludes = false;
   std::string delete_mode = "propagate";
   double part_size_mib = 8;
+  // Every target, resolved from --target and the [target NAME] sections. With
+  // exactly one, the fields above (target, endpoint, ..., part_size_mib) hold
+  // it too, and the rest of the daemon reads those. Several are refused at
+  // start-up for now (CheckTargetCount in daemon/startup_checks.h).
+  std::vector<TargetConfig> targets;
   double stop_timeout = 10.0;
   double crash_check_delay = 30.0;
   double max_pause = 3600.0;  // pause points (control socket)

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
+#include <map>
 #include <set>
 
 #include "common/strings.h"
@@ -25,10 +27,10 @@ namespace {
 
 // DATADIR, MOUNTPOINT and how the mount behaves (FUSE, kernel caches, logs).
 void AddMountOptions(CLI::App& app, Config& cfg) {
-  app.set_config(
-      "--config", "",
-      "Read options from a TOML/INI file (keys = long option names, plus datadir and "
-      "mountpoint); a NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file (keys = long option names, plus datadir and "
+                 "mountpoint; a [target NAME] section per target: url and its own options); a "
+                 "NAME without '/' that is no file here reads /etc/scribefs/NAME.conf");
   // Not required here: the --config file may name it (checked after parsing).
   app.add_option("DATADIR", cfg.datadir, "The directory to serve and journal");
   app.add_option("MOUNTPOINT", cfg.mountpoint,
@@ -78,12 +80,18 @@ void AddMountOptions(CLI::App& app, Config& cfg) {
       ->capture_default_str();
 }
 
-// --target and how the uploader replicates to it.
-void AddReplicationOptions(CLI::App& app, Config& cfg) {
+// --target and how the uploader replicates to it. The --target URLs go to
+// `urls` (ResolveTargets makes them cfg.targets).
+void AddReplicationOptions(CLI::App& app, Config& cfg, std::vector<std::string>& urls) {
   auto* repl = "Replication";
-  app.add_option("--target", cfg.target,
-                 "Where to replicate: s3://BUCKET[/PREFIX] or file:///PATH (default: none, "
-                 "journal only)")
+  app.add_option("--target", urls,
+                 "Where to replicate: s3://BUCKET[/PREFIX] or file:///PATH (repeatable; each "
+                 "target uses the options below, or its own in a [target NAME] section of the "
+                 "--config file; --target on the command line replaces the file's targets; "
+                 "default: none, journal only)")
+      // One URL per --target: without this CLI11 would take DATADIR as a
+      // second URL in `--target URL DATADIR`.
+      ->allow_extra_args(false)
       ->group(repl);
   app.add_option("--endpoint", cfg.endpoint,
                  "S3 endpoint URL for S3-compatible services (MinIO, Ceph RGW); path-style")
@@ -255,6 +263,72 @@ std::string ConfigPath(const std::string& value) {
   return ConfigDir() + "/" + value + ".conf";
 }
 
+// ---- [target NAME] sections (issue 16) -------------------------------------
+
+std::string TrimBlanks(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// The NAME of a [target NAME] section from the parents CLI11 reports for its
+// items: CLI11 splits a header at each '.' (and keeps blanks), so the header
+// is the parents joined with '.' again; NAME may contain '.'. "" for a bare
+// [target]; nullopt for a section that is no target section ([targets] too).
+std::optional<std::string> TargetSectionName(const std::vector<std::string>& parents) {
+  if (parents.empty()) return std::nullopt;
+  std::string header = parents.front();
+  for (size_t i = 1; i < parents.size(); ++i) header += "." + parents[i];
+  std::string h = TrimBlanks(header);
+  if (h.rfind("target", 0) != 0) return std::nullopt;
+  std::string rest = h.substr(6);
+  if (!rest.empty() && rest[0] != ' ' && rest[0] != '\t') return std::nullopt;
+  return TrimBlanks(rest);
+}
+
+// Whether a "++" item (CLI11 opening a section) is only the outer part of
+// the next one: [target a.b] opens as {"target a"} and then {"target a", "b"}.
+bool OpensOuterPart(const CLI::ConfigItem& item, const CLI::ConfigItem* next) {
+  return next && next->name == "++" && next->parents.size() > item.parents.size() &&
+         std::equal(item.parents.begin(), item.parents.end(), next->parents.begin());
+}
+
+// One item CLI11 read inside [target NAME] of path (`next` the item after
+// it, if any): opens a section or adds a key to it. Only the key's name is
+// checked here.
+Status AddTargetItem(const std::string& path, const std::string& name, const CLI::ConfigItem& item,
+                     const CLI::ConfigItem* next, const std::set<std::string>& names,
+                     std::vector<TargetSection>& sections) {
+  if (item.name == "--" || (item.name == "++" && OpensOuterPart(item, next))) return Status::Ok();
+  if (name.empty())
+    return Status::Error(EINVAL, "a [target] section in " + path + " needs a name: [target NAME]");
+  // CLI11 opens every section with a "++" item, also a repeated one: two
+  // [target usb] are two sections here, which ResolveTargets refuses.
+  if (item.name == "++") {
+    sections.push_back({path, name, {}});
+    return Status::Ok();
+  }
+  std::string key = item.name;
+  std::replace(key.begin(), key.end(), '-', '_');
+  if (!TargetSectionKeys().count(key)) {
+    std::string msg = "unknown key '" + key + "' in [target " + name + "] of " + path;
+    std::string near = NearestName(key, TargetSectionKeys());
+    std::string dashed = key;
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    if (!near.empty())
+      msg += " (did you mean '" + near + "'?)";
+    else if (key.front() == '[')  // CLI11 reads "[target x]  # note" as a key
+      msg += " (a section header takes no comment after it)";
+    else if (names.count(dashed))
+      msg += " (" + dashed + " applies to every target: set it above the first section)";
+    return Status::Error(EINVAL, msg);
+  }
+  if (sections.empty() || sections.back().name != name || sections.back().file != path)
+    sections.push_back({path, name, {}});  // CLI11 always opens it first; this is a safety net
+  sections.back().items.emplace_back(key, item.inputs);
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string ConfigDir() {
@@ -331,7 +405,10 @@ Result<std::vector<std::string>> ExpandArgs(const std::vector<std::string>& args
 }
 
 Status CheckConfigFile(const std::string& path, const std::set<std::string>& names,
-                       std::string* datadir, std::string* mountpoint) {
+                       std::string* datadir, std::string* mountpoint,
+                       std::vector<TargetSection>* sections) {
+  std::vector<TargetSection> ignored;
+  if (!sections) sections = &ignored;
   std::ifstream in(path);
   if (!in) return Status::Error(ENOENT, "--config: cannot read " + path);
   std::vector<CLI::ConfigItem> items;
@@ -340,7 +417,14 @@ Status CheckConfigFile(const std::string& path, const std::set<std::string>& nam
   } catch (const CLI::ParseError& e) {
     return Status::Error(EINVAL, "--config " + path + ": " + e.what());
   }
-  for (const auto& item : items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const CLI::ConfigItem& item = items[i];
+    if (auto name = TargetSectionName(item.parents)) {
+      const CLI::ConfigItem* next = i + 1 < items.size() ? &items[i + 1] : nullptr;
+      Status added = AddTargetItem(path, *name, item, next, names, *sections);
+      if (!added.ok()) return added;
+      continue;
+    }
     // Section markers CLI11 adds around [section] contents: their keys are
     // reported below as section.key.
     if (item.name == "++" || item.name == "--") continue;
@@ -360,6 +444,222 @@ Status CheckConfigFile(const std::string& path, const std::set<std::string>& nam
     if (!near.empty()) msg += " (did you mean '" + near + "'?)";
     return Status::Error(EINVAL, msg);
   }
+  return Status::Ok();
+}
+
+namespace {
+
+// Strict scalar values of a [target NAME] section, checked as the global
+// flags check them. Each returns the problem, or nullopt once `out` is set.
+std::optional<std::string> SetChoice(std::string& out, const std::string& v,
+                                     std::initializer_list<const char*> choices) {
+  for (const char* c : choices)
+    if (v == c) return out = v, std::nullopt;
+  std::string list;
+  for (const char* c : choices) list += (list.empty() ? "" : "|") + std::string(c);
+  return "'" + v + "' is not " + list;
+}
+
+std::optional<std::string> SetBool(bool& out, const std::string& v) {
+  const std::string l = AsciiLower(v);
+  if (l == "true" || l == "on" || l == "yes" || l == "1") return out = true, std::nullopt;
+  if (l == "false" || l == "off" || l == "no" || l == "0") return out = false, std::nullopt;
+  return "'" + v + "' is not true or false";
+}
+
+// A number in [lo, hi]; an integer when `integer`.
+std::optional<std::string> SetNumber(double& out, const std::string& v, double lo, double hi,
+                                     bool integer) {
+  char* end = nullptr;
+  double d = v.empty() ? NAN : strtod(v.c_str(), &end);
+  if (std::isnan(d) || *end != '\0' || (integer && d != std::floor(d)) || d < lo || d > hi)
+    return "'" + v + "' is not " + (integer ? "an integer" : "a number") + " in [" +
+           std::to_string(static_cast<int>(lo)) + ", " + std::to_string(static_cast<int>(hi)) + "]";
+  out = d;
+  return std::nullopt;
+}
+
+// One key of a [target NAME] section onto t; the problem when its value is
+// bad. The keys and ranges are those of the global flags (AddReplicationOptions).
+std::optional<std::string> SetTargetKey(TargetConfig& t, const std::string& key,
+                                        const std::vector<std::string>& values) {
+  // CLI11 2.1 ends a value at '#' even inside quotes and leaves the opening
+  // quote: `url = "s3://b/a#b"` comes back as `"s3://b/a`. Refused, not
+  // used cut short.
+  for (const auto& v : values)
+    if (!v.empty() && (v.front() == '"' || v.front() == '\''))
+      return key + ": unterminated quoted value " + v + " (a '#' starts a comment, even in quotes)";
+  if (key == "exclude") {
+    t.excludes.insert(t.excludes.end(), values.begin(), values.end());
+    return std::nullopt;
+  }
+  if (values.size() != 1) return key + " takes one value";
+  const std::string& v = values.front();
+  const std::pair<const char*, std::string*> kStrings[] = {
+      {"url", &t.url}, {"endpoint", &t.endpoint}, {"region", &t.region}, {"ca_file", &t.ca_file}};
+  for (const auto& [name, field] : kStrings)
+    if (key == name) return *field = v, std::nullopt;
+  std::optional<std::string> bad;
+  double workers = 0;
+  if (key == "mode") {
+    bad = SetChoice(t.mode, v, {"async", "sync"});
+  } else if (key == "delete") {
+    bad = SetChoice(t.delete_mode, v, {"keep", "propagate"});
+  } else if (key == "no_default_excludes") {
+    bad = SetBool(t.no_default_excludes, v);
+  } else if (key == "part_size") {
+    bad = SetNumber(t.part_size_mib, v, 5, 5120, /*integer=*/false);
+  } else if (key == "workers") {
+    bad = SetNumber(workers, v, 1, 256, /*integer=*/true);
+    if (!bad) t.workers = static_cast<int>(workers);
+  }
+  if (bad) return key + ": " + *bad;
+  return std::nullopt;
+}
+
+// The target of one section: `defaults` with the section's keys applied.
+Result<TargetConfig> ApplyTargetSection(const TargetSection& s, const TargetConfig& defaults) {
+  const std::string where = "[target " + s.name + "] of " + s.file;
+  TargetConfig t = defaults;
+  t.name = s.name;
+  std::set<std::string> seen;
+  for (const auto& [key, values] : s.items) {
+    // The section's exclude list replaces the global one; it may be given
+    // several times (CLI11 merges repeats into one item only when adjacent).
+    if (key == "exclude" && !seen.count(key)) t.excludes.clear();
+    if (key != "exclude" && seen.count(key))
+      return Status::Error(EINVAL, where + ": " + key + " is given twice");
+    seen.insert(key);
+    if (auto bad = SetTargetKey(t, key, values)) return Status::Error(EINVAL, where + ": " + *bad);
+  }
+  if (t.url.empty())
+    return Status::Error(EINVAL,
+                         where + " has no url (url = s3://BUCKET[/PREFIX] or file:///PATH)");
+  return t;
+}
+
+// The global replication options, as every target's defaults.
+TargetConfig GlobalTargetDefaults(const Config& cfg) {
+  TargetConfig t;
+  t.endpoint = cfg.endpoint;
+  t.region = cfg.region;
+  t.ca_file = cfg.ca_file;
+  t.mode = cfg.mode;
+  t.excludes = cfg.excludes;
+  t.no_default_excludes = cfg.no_default_excludes;
+  t.delete_mode = cfg.delete_mode;
+  t.part_size_mib = cfg.part_size_mib;
+  t.workers = cfg.workers;
+  return t;
+}
+
+// The single-target fields the daemon reads today.
+void CopyToSingleTargetFields(const TargetConfig& t, Config& cfg) {
+  cfg.target = t.url;
+  cfg.endpoint = t.endpoint;
+  cfg.region = t.region;
+  cfg.ca_file = t.ca_file;
+  cfg.mode = t.mode;
+  cfg.excludes = t.excludes;
+  cfg.no_default_excludes = t.no_default_excludes;
+  cfg.delete_mode = t.delete_mode;
+  cfg.part_size_mib = t.part_size_mib;
+  cfg.workers = t.workers;
+}
+
+// base, or base-2, base-3, ... : the first not in taken (at most 64 bytes).
+std::string UniqueTargetName(const std::string& base, const std::set<std::string>& taken) {
+  if (!taken.count(base)) return base;
+  for (int n = 2;; ++n) {
+    std::string suffix = "-" + std::to_string(n);
+    std::string name = base.substr(0, 64 - suffix.size()) + suffix;
+    if (!taken.count(name)) return name;
+  }
+}
+
+// The first two targets with the same url, a trailing '/' aside: they would
+// store into the same place twice.
+std::optional<std::string> SameUrl(const std::vector<TargetConfig>& targets) {
+  std::map<std::string, const TargetConfig*> seen;
+  for (const auto& t : targets) {
+    std::string url = t.url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    auto [it, fresh] = seen.emplace(url, &t);
+    if (!fresh)
+      return "targets '" + it->second->name + "' and '" + t.name + "' have the same url " + t.url;
+  }
+  return std::nullopt;
+}
+
+// Whether the arguments (as ExpandArgs left them) name --target: then its
+// URLs replace the config file's targets, as the command line wins over the
+// file for every option.
+bool NamesTarget(const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (a == "--target" || a.rfind("--target=", 0) == 0) return true;
+  return false;
+}
+
+// A target to replicate to: one given (cfg.targets), or a Config filled by
+// hand with cfg.target only.
+bool HasTarget(const Config& cfg) { return !cfg.targets.empty() || !cfg.target.empty(); }
+
+}  // namespace
+
+const std::set<std::string>& TargetSectionKeys() {
+  static const std::set<std::string> keys = {
+      "url",    "endpoint",  "region", "ca_file", "mode", "exclude", "no_default_excludes",
+      "delete", "part_size", "workers"};
+  return keys;
+}
+
+bool IsValidTargetName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+std::string DefaultTargetName(const std::string& url) {
+  size_t scheme = url.find("://");
+  std::string rest = scheme == std::string::npos ? url : url.substr(scheme + 3);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  size_t slash = rest.rfind('/');
+  std::string name = slash == std::string::npos ? rest : rest.substr(slash + 1);
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '-';
+  if (name.size() > 64) name.resize(64);
+  return IsValidTargetName(name) ? name : "target";
+}
+
+Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
+                      const std::vector<TargetSection>& sections) {
+  const TargetConfig defaults = GlobalTargetDefaults(cfg);
+  std::set<std::string> taken;  // section names first: a derived name avoids them
+  for (const auto& s : sections) {
+    if (!IsValidTargetName(s.name))
+      return Status::Error(EINVAL, "bad target name '" + s.name + "' in " + s.file +
+                                       " (1 to 64 of A-Z a-z 0-9 . _ -)");
+    if (!taken.insert(s.name).second)
+      return Status::Error(EINVAL, "two [target " + s.name + "] sections in " + s.file);
+  }
+  std::vector<TargetConfig> targets;
+  for (const auto& url : urls) {
+    if (url.empty()) continue;  // --target "": journal only, as before
+    TargetConfig t = defaults;
+    t.url = url;
+    t.name = UniqueTargetName(DefaultTargetName(url), taken);
+    taken.insert(t.name);
+    targets.push_back(std::move(t));
+  }
+  for (const auto& s : sections) {
+    auto t = ApplyTargetSection(s, defaults);
+    if (!t.ok()) return t.status();
+    targets.push_back(std::move(*t));
+  }
+  if (auto bad = SameUrl(targets)) return Status::Error(EINVAL, *bad);
+  if (targets.size() == 1) CopyToSingleTargetFields(targets.front(), cfg);
+  cfg.targets = std::move(targets);
   return Status::Ok();
 }
 
@@ -396,13 +696,18 @@ std::optional<std::string> CheckLagOptions(Config& cfg) {
     cfg.max_pending_bytes = *n;
   }
   if (!cfg.max_lag_s && !cfg.max_pending_bytes) return std::nullopt;
-  if (cfg.target.empty())
+  if (!HasTarget(cfg))
     return "--max-lag/--max-pending bound what is not yet stored in the --target; a "
            "journal-only mount (no --target) has nothing to bound";
   // Sync mode already bounds the lag to (nearly) zero: every close, fsync and
   // namespace operation waits for the target. A bound there would never act,
-  // so a configuration that asks for one is most likely a mistake.
-  if (cfg.mode == "sync")
+  // so a configuration that asks for one is most likely a mistake. With
+  // several targets it acts on the async ones: refused when none is.
+  const bool all_sync = cfg.targets.size() > 1
+                            ? std::all_of(cfg.targets.begin(), cfg.targets.end(),
+                                          [](const TargetConfig& t) { return t.mode == "sync"; })
+                            : cfg.mode == "sync";
+  if (all_sync)
     return "--max-lag/--max-pending apply to --mode async only: sync mode already waits for "
            "the target at every close, fsync and namespace operation";
   return std::nullopt;
@@ -414,7 +719,7 @@ std::optional<std::string> CheckHistoryOptions(Config& cfg) {
     if (!d.ok()) return "--history-interval: " + d.status().message();
     cfg.history_interval_s = *d;
   }
-  if (cfg.target.empty()) {
+  if (!HasTarget(cfg)) {
     if (!cfg.history.empty() || !cfg.history_interval.empty())
       return "--history/--history-interval store history in the --target; a journal-only "
              "mount (no --target) has none";
@@ -436,7 +741,8 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   app.set_version_flag("--version", std::string("scribefs ") + SCRIBEFS_VERSION_STRING,
                        "Print the version and exit");
   AddMountOptions(app, cfg);
-  AddReplicationOptions(app, cfg);
+  std::vector<std::string> target_urls;
+  AddReplicationOptions(app, cfg, target_urls);
   AddMonitoringOptions(app, cfg);
   AddPruneOptions(app, cfg);  // daemon/prune_task.h
   app.add_option("--max-pause", cfg.max_pause,
@@ -474,15 +780,17 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   auto args = ExpandArgs(std::vector<std::string>(argv + 1, argv + argc), names);
   if (!args.ok()) return usage(args.status().message());
   // Unknown keys in the config file are refused like unknown flags (CLI11
-  // would ignore them); it may also name DATADIR and MOUNTPOINT.
+  // would ignore them); it may also name DATADIR and MOUNTPOINT, and has the
+  // [target NAME] sections, which CLI11 ignores too.
   std::string conf_datadir, conf_mountpoint;
+  std::vector<TargetSection> sections;
   for (size_t i = 0; i < args->size(); ++i) {
     const std::string& a = (*args)[i];
     std::string path;
     if (a == "--config" && i + 1 < args->size()) path = (*args)[i + 1];
     if (a.rfind("--config=", 0) == 0) path = a.substr(9);
     if (path.empty()) continue;
-    Status checked = CheckConfigFile(path, names, &conf_datadir, &conf_mountpoint);
+    Status checked = CheckConfigFile(path, names, &conf_datadir, &conf_mountpoint, &sections);
     if (!checked.ok()) return usage(checked.message());
   }
   std::vector<char*> cargv = {argv[0]};
@@ -497,6 +805,8 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
   if (cfg.mountpoint.empty()) cfg.mountpoint = conf_mountpoint;
   if (cfg.datadir.empty())
     return usage("DATADIR is required (on the command line or as datadir in the --config file)");
+  if (NamesTarget(*args)) sections.clear();
+  if (Status t = ResolveTargets(cfg, target_urls, sections); !t.ok()) return usage(t.message());
   if (auto bad = CheckMonitoringOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -50,10 +51,50 @@ std::optional<std::string> CheckLagOptions(Config& cfg);
 // cfg.history_interval_s; refused without a target. The message when not.
 std::optional<std::string> CheckHistoryOptions(Config& cfg);
 
+// A [target NAME] section of a --config file as written: each key (spelled
+// with '_', as `ca-file` and `ca_file` are the same key) with its values, in
+// file order. ResolveTargets checks the values.
+struct TargetSection {
+  std::string file;
+  std::string name;
+  std::vector<std::pair<std::string, std::vector<std::string>>> items;
+};
+
 // Checks every key of the TOML/INI config file at path against `names`; an
 // unknown key is EINVAL naming it and the nearest valid key. datadir and
-// mountpoint (any case) are returned through the pointers.
+// mountpoint (any case) are returned through the pointers. Each [target NAME]
+// section is appended to *sections (when given) after checking its keys
+// against TargetSectionKeys(): its values are checked by ResolveTargets.
 Status CheckConfigFile(const std::string& path, const std::set<std::string>& names,
-                       std::string* datadir, std::string* mountpoint);
+                       std::string* datadir, std::string* mountpoint,
+                       std::vector<TargetSection>* sections = nullptr);
+
+// ---- several targets (issue 16) -------------------------------------------
+
+// The keys of a [target NAME] section: url (required), endpoint, region,
+// ca_file, mode, exclude, no_default_excludes, delete, part_size, workers.
+const std::set<std::string>& TargetSectionKeys();
+
+// A target name: [A-Za-z0-9._-]{1,64}, and not "." or ".." (a name may
+// become a file name in the state directory).
+bool IsValidTargetName(const std::string& name);
+
+// The name of a --target URL's target: the last '/'-separated component of
+// what follows "SCHEME://", trailing '/' ignored. So s3://BUCKET -> BUCKET,
+// s3://BUCKET/a/b -> b, file:///mnt/usb/data -> data. Bytes outside
+// [A-Za-z0-9._-] become '-', at most 64 are kept; "target" when nothing
+// usable is left (file:///).
+std::string DefaultTargetName(const std::string& url);
+
+// Fills cfg.targets from the --target URLs (the command line's, or the config
+// file's top-level `target` keys) and the [target NAME] sections, in that
+// order. Each starts from the global replication options of cfg; a section's
+// keys override them (`exclude` replaces the global list; `exclude = []`
+// empties it). URL targets are named by DefaultTargetName, with -2, -3, ...
+// on a collision. EINVAL for a bad value, a section without url, a bad or
+// repeated name, or two targets with the same url (a trailing '/' aside).
+// With exactly one target, also copies it into cfg.target, cfg.endpoint, ...
+Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
+                      const std::vector<TargetSection>& sections);
 
 }  // namespace scribefs

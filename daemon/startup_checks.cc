@@ -113,28 +113,56 @@ std::optional<StartError> PrepareStateDir(const std::string& dir) {
   return std::nullopt;
 }
 
+namespace {
+
 // A file:// target inside DATADIR would replicate into itself (each upload a
 // new change to upload); inside MOUNTPOINT or the state directory likewise.
+// `what` names the target in the message.
+std::optional<StartError> CheckFileTargetPlacement(const Config& cfg, const std::string& url,
+                                                   const std::string& what) {
+  const std::string scheme = "file://";
+  if (url.rfind(scheme, 0) != 0) return std::nullopt;
+  std::string path = CanonicalMaybeMissing(url.substr(scheme.size()));
+  for (const auto& [where, dir] : {std::pair<std::string, std::string>{"DATADIR", cfg.datadir},
+                                   {"MOUNTPOINT", cfg.mountpoint},
+                                   {"the state directory", cfg.state_dir}}) {
+    if (dir.empty()) continue;
+    if (PathIsWithin(path, dir))
+      return StartError{kExitUsage, what + " must not be inside " + where + " " + dir +
+                                        " (it would replicate into itself)"};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 // --endpoint means nothing without a target: refused rather than ignored.
 std::optional<StartError> CheckTargetPlacement(const Config& cfg) {
-  if (cfg.target.empty()) {
+  if (cfg.target.empty() && cfg.targets.empty()) {
     if (!cfg.endpoint.empty())
       return StartError{kExitUsage, "--endpoint " + cfg.endpoint +
                                         " given without --target (e.g. --target s3://BUCKET)"};
     return std::nullopt;
   }
-  const std::string scheme = "file://";
-  if (cfg.target.rfind(scheme, 0) != 0) return std::nullopt;
-  std::string path = CanonicalMaybeMissing(cfg.target.substr(scheme.size()));
-  for (const auto& [what, dir] : {std::pair<std::string, std::string>{"DATADIR", cfg.datadir},
-                                  {"MOUNTPOINT", cfg.mountpoint},
-                                  {"the state directory", cfg.state_dir}}) {
-    if (dir.empty()) continue;
-    if (PathIsWithin(path, dir))
-      return StartError{kExitUsage, "--target " + cfg.target + " must not be inside " + what + " " +
-                                        dir + " (it would replicate into itself)"};
-  }
+  // A Config filled by hand may have cfg.target only.
+  if (cfg.targets.size() <= 1)
+    return CheckFileTargetPlacement(cfg, cfg.target, "--target " + cfg.target);
+  for (const TargetConfig& t : cfg.targets)
+    if (auto e = CheckFileTargetPlacement(cfg, t.url, "target " + t.name + " (" + t.url + ")"))
+      return e;
   return std::nullopt;
+}
+
+std::optional<StartError> CheckTargetCount(const Config& cfg) {
+  // Issue 16: remove this guard when the runtime stores to several targets
+  // (journal, uploader and daemon wiring per target); until then only the
+  // single-target fields (cfg.target, ...) are used, and starting with
+  // several would silently replicate to none of them.
+  if (cfg.targets.size() <= 1) return std::nullopt;
+  std::string names;
+  for (const TargetConfig& t : cfg.targets) names += (names.empty() ? "" : ", ") + t.name;
+  return StartError{kExitUsage, "several targets (" + names +
+                                    ") are configured; this build stores to one target at a time"};
 }
 
 std::optional<StartError> CheckCommandLine(Config& cfg) {
@@ -176,6 +204,7 @@ std::optional<StartError> CheckCommandLine(Config& cfg) {
                       "MOUNTPOINT and DATADIR must not contain each other "
                       "(omit MOUNTPOINT to mount over DATADIR)"};
   if (auto e = CheckTargetPlacement(cfg)) return e;
+  if (auto e = CheckTargetCount(cfg)) return e;
   if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0)
     return StartError{kExitFailure, "/dev/fuse is not accessible: " + std::string(strerror(errno))};
   return std::nullopt;

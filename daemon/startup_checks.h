@@ -40,9 +40,14 @@ std::optional<StartError> PrepareStateDir(const std::string& dir);
 // not contain each other. Also checks that /dev/fuse is usable.
 std::optional<StartError> CheckCommandLine(Config& cfg);
 
-// Refuses a file:// target inside DATADIR, MOUNTPOINT or the state
-// directory, and --endpoint without --target (cfg canonical).
+// Refuses a file:// target (any of cfg.targets, or cfg.target) inside
+// DATADIR, MOUNTPOINT or the state directory, and --endpoint without a
+// target (cfg canonical).
 std::optional<StartError> CheckTargetPlacement(const Config& cfg);
+
+// Refuses more than one target (cfg.targets): this build's runtime stores to
+// one target at a time. A guard until the runtime of issue 16 lands.
+std::optional<StartError> CheckTargetCount(const Config& cfg);
 
 // Takes the state directory's lock (flock on lock_path, held through `lock`
 // for the daemon's lifetime) and writes the daemon's pid into it. When

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "daemon/daemon.h"
+#include "daemon/startup_checks.h"
 
 namespace scribefs {
 namespace {
@@ -259,6 +260,317 @@ TEST_F(OptionsTest, MaxLagIsRefusedWhereItCannotAct) {
   EXPECT_NE(CheckLagOptions(c)->find("sync"), std::string::npos);
   c.mode = "async";
   EXPECT_FALSE(CheckLagOptions(c).has_value());
+}
+
+// ---- several targets (issue 16): --target repeated, [target NAME] sections
+
+// Fixture helpers: a parse expected to fail, and its message.
+class TargetsTest : public OptionsTest {
+ protected:
+  // The message of a refused parse of args (which must be refused).
+  std::string Refusal(std::vector<std::string> args) {
+    Config cfg;
+    testing::internal::CaptureStderr();
+    auto rc = Parse(std::move(args), cfg);
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(rc, kExitUsage) << err;
+    return err;
+  }
+  // The message of a refused parse of a config file with text.
+  std::string ConfigRefusal(const std::string& text) {
+    return Refusal({"/d", "--config", Write("t.conf", text)});
+  }
+};
+
+TEST_F(TargetsTest, DefaultNamesComeFromTheUrl) {
+  EXPECT_EQ(DefaultTargetName("file:///mnt/usb/data"), "data");
+  EXPECT_EQ(DefaultTargetName("file:///mnt/usb/data/"), "data");
+  EXPECT_EQ(DefaultTargetName("s3://bucket"), "bucket");
+  EXPECT_EQ(DefaultTargetName("s3://bucket/"), "bucket");
+  EXPECT_EQ(DefaultTargetName("s3://bucket/host1/daily"), "daily");
+  EXPECT_EQ(DefaultTargetName("file:///srv/my backup"), "my-backup");
+  EXPECT_EQ(DefaultTargetName("file:///"), "target");
+  EXPECT_EQ(DefaultTargetName("file:///a/.."), "target");
+  EXPECT_EQ(DefaultTargetName("s3://b/" + std::string(80, 'x')), std::string(64, 'x'));
+}
+
+TEST_F(TargetsTest, SeveralTargetFlagsWithDerivedNames) {
+  Config cfg;
+  // DATADIR after the URLs: each --target takes one value.
+  ASSERT_EQ(Parse({"--target", "file:///mnt/usb/data", "--target", "s3://bucket", "--target",
+                   "s3://other/host1/data", "--workers", "6", "--mode", "sync", "/d"},
+                  cfg),
+            std::nullopt);
+  EXPECT_EQ(cfg.datadir, "/d");
+  ASSERT_EQ(cfg.targets.size(), 3u);
+  EXPECT_EQ(cfg.targets[0].name, "data");
+  EXPECT_EQ(cfg.targets[0].url, "file:///mnt/usb/data");
+  EXPECT_EQ(cfg.targets[1].name, "bucket");
+  EXPECT_EQ(cfg.targets[2].name, "data-2") << "a collision gets -2";
+  EXPECT_EQ(cfg.targets[2].url, "s3://other/host1/data");
+  for (const auto& t : cfg.targets) {
+    EXPECT_EQ(t.workers, 6) << t.name;
+    EXPECT_EQ(t.mode, "sync") << t.name;
+  }
+  // Several: the single-target fields stay as without a target.
+  EXPECT_EQ(cfg.target, "");
+  // fstab style too.
+  Config fstab;
+  ASSERT_EQ(Parse({"/d", "-o", "target=s3://a,target=s3://b"}, fstab), std::nullopt);
+  ASSERT_EQ(fstab.targets.size(), 2u);
+  EXPECT_EQ(fstab.targets[1].name, "b");
+  // DATADIR right after a URL stays DATADIR.
+  Config next;
+  ASSERT_EQ(Parse({"--target", "s3://a", "/d", "/m"}, next), std::nullopt);
+  EXPECT_EQ(next.datadir, "/d");
+  EXPECT_EQ(next.mountpoint, "/m");
+  EXPECT_EQ(next.target, "s3://a");
+}
+
+TEST_F(TargetsTest, SectionsOverrideTheGlobalOptions) {
+  std::string path = Write("two.conf",
+                           "mode = \"sync\"\n"
+                           "workers = 2\n"
+                           "exclude = \"*.log\"\n"
+                           "[target usb]\n"
+                           "url = file:///mnt/usb/data\n"
+                           "workers = 8\n"
+                           "\n"
+                           "# the second copy\n"
+                           "[target offsite]\n"
+                           "url = \"s3://bucket/host1\"\n"
+                           "endpoint = https://s3.example.net\n"
+                           "region = 'eu-1'\n"
+                           "ca-file = /etc/ca.pem\n"
+                           "mode = async\n"
+                           "delete = keep\n"
+                           "part_size = 16\n"
+                           "no_default_excludes = true\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "--config", path, "--ca-file", "/etc/global.pem"}, cfg), std::nullopt);
+  ASSERT_EQ(cfg.targets.size(), 2u);
+  const TargetConfig& usb = cfg.targets[0];
+  EXPECT_EQ(usb.name, "usb");
+  EXPECT_EQ(usb.url, "file:///mnt/usb/data");
+  EXPECT_EQ(usb.workers, 8);
+  EXPECT_EQ(usb.mode, "sync") << "the file's global mode";
+  EXPECT_EQ(usb.excludes, std::vector<std::string>{"*.log"});
+  EXPECT_EQ(usb.ca_file, "/etc/global.pem") << "the command line's global --ca-file";
+  EXPECT_EQ(usb.delete_mode, "propagate");
+  EXPECT_EQ(usb.part_size_mib, 8.0);
+  EXPECT_FALSE(usb.no_default_excludes);
+  const TargetConfig& off = cfg.targets[1];
+  EXPECT_EQ(off.name, "offsite");
+  EXPECT_EQ(off.url, "s3://bucket/host1");
+  EXPECT_EQ(off.endpoint, "https://s3.example.net");
+  EXPECT_EQ(off.region, "eu-1");
+  EXPECT_EQ(off.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(off.mode, "async");
+  EXPECT_EQ(off.delete_mode, "keep");
+  EXPECT_EQ(off.part_size_mib, 16.0);
+  EXPECT_TRUE(off.no_default_excludes);
+  EXPECT_EQ(off.workers, 2) << "the file's global workers";
+  EXPECT_EQ(cfg.target, "");
+}
+
+TEST_F(TargetsTest, OneSectionIsLikeOneTargetFlag) {
+  std::string path = Write("one.conf",
+                           "[target usb]\nurl = file:///mnt/usb\nmode = sync\nworkers = 3\n"
+                           "exclude = *.tmp\ndelete = keep\npart_size = 32\n"
+                           "endpoint = http://h:1\nregion = r\nca_file = /ca\n"
+                           "no_default_excludes = yes\n");
+  Config section, flags;
+  ASSERT_EQ(Parse({"/d", "--config", path}, section), std::nullopt);
+  ASSERT_EQ(Parse({"/d",
+                   "--target",
+                   "file:///mnt/usb",
+                   "--mode",
+                   "sync",
+                   "--workers",
+                   "3",
+                   "--exclude",
+                   "*.tmp",
+                   "--delete",
+                   "keep",
+                   "--part-size",
+                   "32",
+                   "--endpoint",
+                   "http://h:1",
+                   "--region",
+                   "r",
+                   "--ca-file",
+                   "/ca",
+                   "--no-default-excludes"},
+                  flags),
+            std::nullopt);
+  for (const Config* c : {&section, &flags}) {
+    EXPECT_EQ(c->target, "file:///mnt/usb");
+    EXPECT_EQ(c->mode, "sync");
+    EXPECT_EQ(c->workers, 3);
+    EXPECT_EQ(c->excludes, std::vector<std::string>{"*.tmp"});
+    EXPECT_EQ(c->delete_mode, "keep");
+    EXPECT_EQ(c->part_size_mib, 32.0);
+    EXPECT_EQ(c->endpoint, "http://h:1");
+    EXPECT_EQ(c->region, "r");
+    EXPECT_EQ(c->ca_file, "/ca");
+    EXPECT_TRUE(c->no_default_excludes);
+    ASSERT_EQ(c->targets.size(), 1u);
+    EXPECT_TRUE(c->history_on) << "a target: history on by default";
+  }
+  EXPECT_EQ(section.targets[0].name, "usb");
+  EXPECT_EQ(flags.targets[0].name, "usb");  // file:///mnt/usb
+}
+
+TEST_F(TargetsTest, ExcludeAsArrayAndAsString) {
+  std::string path = Write("ex.conf",
+                           "exclude = \"*.log\"\n"
+                           "[target a]\nurl = s3://a\nexclude = [\"*.tmp\", '*.bak']\n"
+                           "[target b]\nurl = s3://b\nexclude = *.o\nmode = sync\nexclude = *.a\n"
+                           "[target c]\nurl = s3://c\nexclude = []\n"
+                           "[target d]\nurl = s3://d\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "--config", path}, cfg), std::nullopt);
+  ASSERT_EQ(cfg.targets.size(), 4u);
+  EXPECT_EQ(cfg.targets[0].excludes, (std::vector<std::string>{"*.tmp", "*.bak"}));
+  EXPECT_EQ(cfg.targets[1].excludes, (std::vector<std::string>{"*.o", "*.a"}));
+  EXPECT_EQ(cfg.targets[2].excludes, std::vector<std::string>{}) << "[] empties the global list";
+  EXPECT_EQ(cfg.targets[3].excludes, std::vector<std::string>{"*.log"}) << "inherited";
+}
+
+TEST_F(TargetsTest, CommandLineTargetsReplaceTheFilesTargets) {
+  std::string path = Write("f.conf", "target = s3://top\n[target usb]\nurl = file:///mnt/usb\n");
+  Config file, cli;
+  ASSERT_EQ(Parse({"/d", "--config", path}, file), std::nullopt);
+  ASSERT_EQ(file.targets.size(), 2u) << "the file's top-level target and its section";
+  EXPECT_EQ(file.targets[0].name, "top");
+  EXPECT_EQ(file.targets[1].name, "usb");
+  ASSERT_EQ(Parse({"/d", "--config", path, "--target", "s3://mine"}, cli), std::nullopt);
+  ASSERT_EQ(cli.targets.size(), 1u);
+  EXPECT_EQ(cli.target, "s3://mine");
+}
+
+TEST_F(TargetsTest, ASectionWithoutUrlIsAnError) {
+  std::string err = ConfigRefusal("[target usb]\nmode = sync\n");
+  EXPECT_NE(err.find("[target usb]"), std::string::npos) << err;
+  EXPECT_NE(err.find("has no url"), std::string::npos) << err;
+  EXPECT_NE(ConfigRefusal("[target usb]\nurl = \"\"\n").find("has no url"), std::string::npos);
+}
+
+TEST_F(TargetsTest, UnknownKeyInASectionNamesSectionKeyAndHint) {
+  std::string err = ConfigRefusal("[target usb]\nurl = file:///t\nwrokers = 3\n");
+  EXPECT_NE(err.find("unknown key 'wrokers'"), std::string::npos) << err;
+  EXPECT_NE(err.find("[target usb]"), std::string::npos) << err;
+  EXPECT_NE(err.find("t.conf"), std::string::npos) << err;
+  EXPECT_NE(err.find("did you mean 'workers'"), std::string::npos) << err;
+  // A global option in a section: said so.
+  err = ConfigRefusal("[target usb]\nurl = file:///t\nsync-timeout = 3\n");
+  EXPECT_NE(err.find("'sync_timeout'"), std::string::npos) << err;
+  EXPECT_NE(err.find("every target"), std::string::npos) << err;
+  // CLI11 takes a header with a comment after it for a key.
+  err = ConfigRefusal("[target usb]\nurl = file:///t\n[target b]  # note\nurl = s3://b\n");
+  EXPECT_NE(err.find("no comment after it"), std::string::npos) << err;
+}
+
+TEST_F(TargetsTest, BadValuesInASection) {
+  std::string err = ConfigRefusal("[target usb]\nurl = file:///t\nmode = later\n");
+  EXPECT_NE(err.find("[target usb] of " + dir_ + "/t.conf: mode: 'later' is not async|sync"),
+            std::string::npos)
+      << err;
+  for (const char* bad : {"workers = 0", "workers = 2.5", "workers = many", "part_size = 4",
+                          "delete = sometimes", "no_default_excludes = maybe",
+                          "mode = sync\nmode = async", "region = \"a#b\"", "url = file:///u"}) {
+    err = ConfigRefusal("[target usb]\nurl = file:///t\n" + std::string(bad) + "\n");
+    EXPECT_NE(err.find("[target usb]"), std::string::npos) << bad << ": " << err;
+  }
+}
+
+TEST_F(TargetsTest, TwoTargetsWithTheSameUrl) {
+  std::string err = Refusal({"/d", "--target", "s3://b/p", "--target", "s3://b/p/"});
+  EXPECT_NE(err.find("same url"), std::string::npos) << err;
+  err = ConfigRefusal("[target a]\nurl = file:///t\n[target b]\nurl = file:///t/\n");
+  EXPECT_NE(err.find("'a' and 'b' have the same url"), std::string::npos) << err;
+}
+
+TEST_F(TargetsTest, TwoSectionsWithTheSameName) {
+  std::string err = ConfigRefusal("[target a]\nurl = s3://x\n[target a]\nurl = s3://y\n");
+  EXPECT_NE(err.find("two [target a] sections"), std::string::npos) << err;
+  // A --target whose derived name is a section's gets another one.
+  std::string path = Write("n.conf", "target = file:///a/data\n[target data]\nurl = s3://x\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "--config", path}, cfg), std::nullopt);
+  ASSERT_EQ(cfg.targets.size(), 2u);
+  EXPECT_EQ(cfg.targets[0].name, "data-2");
+  EXPECT_EQ(cfg.targets[1].name, "data");
+}
+
+TEST_F(TargetsTest, BadSectionNames) {
+  for (const char* header :
+       {"[target a/b]", "[target my usb]", "[target a#b]", "[target \"usb\"]", "[target ..]"}) {
+    std::string err = ConfigRefusal(std::string(header) + "\nurl = s3://x\n");
+    EXPECT_NE(err.find("bad target name"), std::string::npos) << header << ": " << err;
+  }
+  std::string err = ConfigRefusal("[target " + std::string(65, 'n') + "]\nurl = s3://x\n");
+  EXPECT_NE(err.find("bad target name"), std::string::npos) << err;
+  err = ConfigRefusal("[target]\nurl = s3://x\n");
+  EXPECT_NE(err.find("needs a name"), std::string::npos) << err;
+  err = ConfigRefusal("[target .]\nurl = s3://x\n");  // CLI11 drops a last empty part
+  EXPECT_NE(err.find("needs a name"), std::string::npos) << err;
+  // Other sections stay unknown keys.
+  err = ConfigRefusal("[targets]\nurl = s3://x\n");
+  EXPECT_NE(err.find("unknown key 'targets.url'"), std::string::npos) << err;
+  // Names with '.', which CLI11 splits a header at.
+  Config ok;
+  ASSERT_EQ(Parse({"/d", "--config",
+                   Write("ok.conf",
+                         "[ target  A-z_0.9 ]\nurl = s3://x\n"
+                         "[target my.bucket.eu]\nurl = s3://y\n[target my.bucket]\n"
+                         "url = s3://z\n[target .x]\nurl = s3://w\n")},
+                  ok),
+            std::nullopt);
+  ASSERT_EQ(ok.targets.size(), 4u);
+  EXPECT_EQ(ok.targets[3].name, ".x");
+  EXPECT_EQ(ok.targets[0].name, "A-z_0.9");
+  EXPECT_EQ(ok.targets[1].name, "my.bucket.eu");
+  EXPECT_EQ(ok.targets[2].name, "my.bucket");
+  EXPECT_EQ(ok.targets[2].url, "s3://z");
+}
+
+// Start-up: several targets are refused until the runtime stores to them;
+// every file:// target is kept out of DATADIR.
+TEST_F(TargetsTest, StartupRefusesSeveralTargetsForNow) {
+  Config one, two;
+  ASSERT_EQ(Parse({"/d", "--target", "s3://a"}, one), std::nullopt);
+  EXPECT_FALSE(CheckTargetCount(one).has_value());
+  ASSERT_EQ(Parse({"/d", "--target", "s3://a", "--target", "file:///b"}, two), std::nullopt);
+  auto e = CheckTargetCount(two);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->exit_code, kExitUsage);
+  EXPECT_EQ(e->message,
+            "several targets (a, b) are configured; this build stores to one target at a time");
+}
+
+TEST_F(TargetsTest, EveryFileTargetStaysOutOfDatadir) {
+  Config cfg;
+  ASSERT_EQ(Parse({dir_, "--target", "s3://a", "--target", "file://" + dir_ + "/inside"}, cfg),
+            std::nullopt);
+  cfg.state_dir = "/nonexistent-state";
+  auto e = CheckTargetPlacement(cfg);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->message.find("target inside (file://"), std::string::npos) << e->message;
+  EXPECT_NE(e->message.find("inside DATADIR"), std::string::npos) << e->message;
+  Config outside;
+  ASSERT_EQ(Parse({dir_, "--target", "s3://a", "--target", "file:///elsewhere"}, outside),
+            std::nullopt);
+  outside.state_dir = "/nonexistent-state";
+  EXPECT_FALSE(CheckTargetPlacement(outside).has_value());
+  // --endpoint with only sections is their default, not an endpoint without a target.
+  Config sections;
+  ASSERT_EQ(Parse({dir_, "--endpoint", "http://h:1", "--config",
+                   Write("e.conf", "[target a]\nurl = s3://a\n[target b]\nurl = s3://b\n")},
+                  sections),
+            std::nullopt);
+  EXPECT_FALSE(CheckTargetPlacement(sections).has_value());
+  EXPECT_EQ(sections.targets[1].endpoint, "http://h:1");
 }
 
 }  // namespace
