@@ -290,7 +290,10 @@ std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, 
                              {"ca_file", cfg.ca_file},
                              {"excludes", ro.excludes},
                              {"delete", cfg.delete_mode}};
-  auto targets = Targets::Sync(*journal, {TargetSpec{target, target, settings.dump()}});
+  // Its name: the configured one (a [target NAME] section, or derived from
+  // the URL); a Config filled without targets names it by its URL.
+  std::string name = cfg.targets.empty() ? target : cfg.targets.front().name;
+  auto targets = Targets::Sync(*journal, {TargetSpec{name, target, settings.dump()}});
   if (!targets.ok()) return StartError{kExitFailure, targets.status().message()};
   const bool new_target = !targets->added.empty();
   for (const TargetEntry& gone : targets->removed)

@@ -142,6 +142,12 @@ void AddReplicationOptions(CLI::App& app, Config& cfg, std::vector<std::string>&
       ->check(CLI::Range(5.0, 5120.0))
       ->capture_default_str()
       ->group(repl);
+}
+
+// When and how fast the uploader stores (open files, bounded lag, stop,
+// bandwidth) and the history it keeps in the target.
+void AddUploadPacingOptions(CLI::App& app, Config& cfg) {
+  auto* repl = "Replication";
   app.add_option("--open-file-delay", cfg.open_file_delay,
                  "Seconds after which a file that stays open for writing is uploaded anyway")
       ->check(CLI::Range(0.0, 86400.0))
@@ -730,21 +736,10 @@ std::optional<std::string> CheckHistoryOptions(Config& cfg) {
   return std::nullopt;
 }
 
-std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
-  CLI::App app{
-      "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
-      "Mounts over DATADIR (or on MOUNTPOINT) and records every write, close and\n"
-      "namespace change in STATE_DIR/journal.db before it reaches DATADIR. Inspect\n"
-      "the journal with `scribectl -m DATADIR journal`. Stop with SIGTERM,\n"
-      "`fusermount3 -u MOUNTPOINT` or `scribectl -m DATADIR stop`.",
-      "scribefs"};
-  app.set_version_flag("--version", std::string("scribefs ") + SCRIBEFS_VERSION_STRING,
-                       "Print the version and exit");
-  AddMountOptions(app, cfg);
-  std::vector<std::string> target_urls;
-  AddReplicationOptions(app, cfg, target_urls);
-  AddMonitoringOptions(app, cfg);
-  AddPruneOptions(app, cfg);  // daemon/prune_task.h
+namespace {
+
+// Pause points, checkpoints and the bounded journal.
+void AddPauseAndJournalOptions(CLI::App& app, Config& cfg) {
   app.add_option("--max-pause", cfg.max_pause,
                  "Longest pause (seconds) that `scribectl pause --timeout` or a checkpoint "
                  "may ask for; every pause ends by itself after its timeout")
@@ -769,6 +764,45 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
                  "Failed and pending records are never deleted; without history in the "
                  "target (no --target, or history off) nothing is deleted")
       ->capture_default_str();
+}
+
+// The checks of option values that CLI11 cannot make (they read several
+// options, or parse units): the message for the first that fails.
+std::optional<std::string> CheckParsedOptions(Config& cfg) {
+  if (auto bad = CheckMonitoringOptions(cfg)) return bad;
+  if (auto bad = CheckLagOptions(cfg)) return bad;
+  if (auto bad = CheckPruneOptions(cfg)) return bad;
+  if (auto r = ParseJournalRetention(cfg.journal_retention); r.ok())
+    cfg.journal_retention_ns = *r;
+  else
+    return "--journal-retention: " + r.status().message() +
+           "\nRun with --help for more information.";
+  if (auto n = ParseSize(cfg.max_spool); n.ok())
+    cfg.max_spool_bytes = *n;
+  else
+    return "--max-spool: " + n.status().message() + "\nRun with --help for more information.";
+  return CheckHistoryOptions(cfg);
+}
+
+}  // namespace
+
+std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
+  CLI::App app{
+      "scribefs - a FUSE passthrough filesystem that journals every change to SQLite.\n\n"
+      "Mounts over DATADIR (or on MOUNTPOINT) and records every write, close and\n"
+      "namespace change in STATE_DIR/journal.db before it reaches DATADIR. Inspect\n"
+      "the journal with `scribectl -m DATADIR journal`. Stop with SIGTERM,\n"
+      "`fusermount3 -u MOUNTPOINT` or `scribectl -m DATADIR stop`.",
+      "scribefs"};
+  app.set_version_flag("--version", std::string("scribefs ") + SCRIBEFS_VERSION_STRING,
+                       "Print the version and exit");
+  AddMountOptions(app, cfg);
+  std::vector<std::string> target_urls;
+  AddReplicationOptions(app, cfg, target_urls);
+  AddUploadPacingOptions(app, cfg);
+  AddMonitoringOptions(app, cfg);
+  AddPruneOptions(app, cfg);  // daemon/prune_task.h
+  AddPauseAndJournalOptions(app, cfg);
   app.footer(
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or unusable DATADIR/state dir,\n"
       "3 another daemon already serves this DATADIR or state dir.");
@@ -807,27 +841,7 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Config& cfg) {
     return usage("DATADIR is required (on the command line or as datadir in the --config file)");
   if (NamesTarget(*args)) sections.clear();
   if (Status t = ResolveTargets(cfg, target_urls, sections); !t.ok()) return usage(t.message());
-  if (auto bad = CheckMonitoringOptions(cfg)) {
-    fprintf(stderr, "scribefs: %s\n", bad->c_str());
-    return kExitUsage;
-  }
-  if (auto bad = CheckLagOptions(cfg)) {
-    fprintf(stderr, "scribefs: %s\n", bad->c_str());
-    return kExitUsage;
-  }
-  if (auto bad = CheckPruneOptions(cfg)) {
-    fprintf(stderr, "scribefs: %s\n", bad->c_str());
-    return kExitUsage;
-  }
-  if (auto r = ParseJournalRetention(cfg.journal_retention); r.ok())
-    cfg.journal_retention_ns = *r;
-  else
-    return usage("--journal-retention: " + r.status().message());
-  if (auto n = ParseSize(cfg.max_spool); n.ok())
-    cfg.max_spool_bytes = *n;
-  else
-    return usage("--max-spool: " + n.status().message());
-  if (auto bad = CheckHistoryOptions(cfg)) {
+  if (auto bad = CheckParsedOptions(cfg)) {
     fprintf(stderr, "scribefs: %s\n", bad->c_str());
     return kExitUsage;
   }
