@@ -377,6 +377,21 @@ nlohmann::ordered_json RecordToJson(const Record& r) {
   return j;
 }
 
+Result<int64_t> TargetIdByName(const std::vector<TargetEntry>& targets, const std::string& name) {
+  for (const TargetEntry& t : targets)
+    if (t.name == name) return t.id;
+  for (const TargetEntry& t : targets)
+    if (t.url == name) return t.id;
+  if (targets.empty())
+    return Status::Error(EINVAL, "--target " + name +
+                                     ": this journal has no target (journal only, or written "
+                                     "before targets had names)");
+  std::string known;
+  for (const TargetEntry& t : targets) known += (known.empty() ? "" : ", ") + t.name;
+  return Status::Error(EINVAL,
+                       "--target " + name + ": no such target (this journal has: " + known + ")");
+}
+
 int RunJournal(const GlobalOptions& global, const JournalOptions& options) {
   JournalOptions opts = options;
   if (opts.follow && opts.until)
@@ -389,6 +404,13 @@ int RunJournal(const GlobalOptions& global, const JournalOptions& options) {
   int exit_code = kExitOk;
   std::unique_ptr<JournalReader> reader = OpenJournalOrFail(global, &location, &exit_code);
   if (!reader) return exit_code;
+  if (opts.target) {
+    auto targets = Targets::List(*reader);
+    if (!targets.ok()) return Fail(kExitFailure, targets.status().message());
+    auto id = TargetIdByName(*targets, *opts.target);
+    if (!id.ok()) return Fail(kExitUsage, id.status().message());
+    filter->target = *id;
+  }
   if (opts.follow) InstallStopHandlers();
 
   // Everything up to the current end is listed first; --follow continues

@@ -6,10 +6,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "journal/reader.h"
 #include "journal/record.h"
+#include "journal/targets.h"
 #include "tools/ctl_common.h"
 
 namespace scribefs::ctl {
@@ -22,6 +24,7 @@ struct JournalOptions {
   std::optional<std::string> state;      // --state STATE
   std::optional<int64_t> limit;          // --limit N: the last N matches
   bool follow = false;                   // --follow
+  std::optional<std::string> target;     // --target NAME: that target's upload state
 };
 
 // With --follow and neither --limit nor --since: show this many records first
@@ -34,8 +37,12 @@ std::string ValidateStateName(const std::string& state);
 std::string ValidateSeqOrTime(const std::string& text);
 
 // The reader filter for the options; times are resolved against now_ns.
-// EINVAL for a bad value.
+// EINVAL for a bad value. (--target is resolved by TargetIdByName.)
 Result<JournalFilter> BuildJournalFilter(const JournalOptions& options, int64_t now_ns);
+
+// The id of the target called `name` (or whose URL it is) among `targets`;
+// EINVAL naming the targets there are when there is none.
+Result<int64_t> TargetIdByName(const std::vector<TargetEntry>& targets, const std::string& name);
 
 // The PATH column: "a/b", "a -> b" for rename/link, "." for DATADIR itself.
 std::string DisplayPath(const Record& r);

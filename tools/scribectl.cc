@@ -110,6 +110,7 @@ Examples:
   scribectl -m /data journal --since 10m
   scribectl -m /data log --state failed
   scribectl -m /data log --path 'docs/*.txt' --op write --limit 20
+  scribectl -m /data log --target offsite --state pending
   scribectl -m /data --json log --since 2026-11-21T10:00:00Z | jq .path
   scribectl -m /data log -f)";
 
@@ -400,6 +401,12 @@ void AddJournalCommands(CLI::App& app, Commands& c) {
                    "or skipped (the local operation failed; nothing to upload).")
       ->type_name("STATE")
       ->check(CheckedBy(ValidateStateName));
+  c.journal
+      ->add_option("--target", c.jopts.target,
+                   "Show the upload state (state, attempts, error) as this target has\n"
+                   "it, by name (or URL), and --state filters on it: with several\n"
+                   "targets a record is done only when every one has stored it.")
+      ->type_name("NAME");
   c.journal
       ->add_option("-n,--limit", c.jopts.limit,
                    "Show only the last N matching records (still oldest first).\n"

@@ -29,7 +29,9 @@
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
 #include "journal/journal.h"
+#include "journal/targets.h"
 #include "journal/trim.h"
+#include "journal/upload_state.h"
 #include "tools/time_spec.h"
 
 extern char** environ;
@@ -440,6 +442,28 @@ TEST_F(ScribectlTest, FiltersSelectExactlyTheMatchingRecords) {
   EXPECT_EQ(Seqs({"--limit", "0"}), (Seq{}));
   EXPECT_EQ(Seqs({"--limit", "100"}), (Seq{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
   EXPECT_EQ(Seqs({"--state", "pending", "--path", "docs/*", "--since", "3"}), (Seq{4, 9, 10}));
+}
+
+// With several targets (journal/targets.h) a record is pending until every
+// target has stored it; --target shows one target's state and filters on it.
+TEST_F(ScribectlTest, TargetShowsAndFiltersOneTargetsState) {
+  auto targets = Targets::Sync(*journal_, {{"usb", "file:///usb"}, {"offsite", "s3://b/p"}});
+  ASSERT_TRUE(targets.ok()) << targets.status().ToString();
+  std::vector<int64_t> stored = {2, 10};
+  ASSERT_TRUE(
+      UploadStateStore(journal_.get(), targets->targets[0].id).MarkUploaded(stored, {}, "{}").ok());
+  EXPECT_EQ(Seqs({"--state", "pending"}), (Seq{2, 4, 9, 10}));  // offsite lacks them
+  EXPECT_EQ(Seqs({"--target", "usb", "--state", "pending"}), (Seq{4, 9}));
+  EXPECT_EQ(Seqs({"--target", "usb", "--state", "done"}), (Seq{1, 2, 5, 8, 10}));
+  EXPECT_EQ(Seqs({"--target", "offsite", "--state", "pending"}), (Seq{2, 4, 9, 10}));
+  EXPECT_EQ(Seqs({"--target", "s3://b/p", "--state", "pending"}), (Seq{2, 4, 9, 10}));
+  RunResult r = Ctl({"--json", "journal", "--target", "usb", "--since", "2", "--until", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).at("state"), "done");
+  r = Ctl({"journal", "--target", "nas"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no such target (this journal has: usb, offsite)"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(ScribectlTest, TimeFiltersUseRecordTimes) {
