@@ -331,5 +331,86 @@ TEST_F(ReplicatorTest, FlushWithHistoryOfRecordsDoneBeforeHistoryBegan) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// ---- several targets (issue 16): one replicator per target on one journal ----
+
+// Two replicators share the journal, each with its own target id (journal/
+// targets.h) and store. A target that is down holds back neither the other
+// target's uploads nor its waits; the records stay pending (across targets)
+// until it is back and has stored them too; nothing is sent twice.
+class TwoTargetsTest : public ReplicatorTest {
+ protected:
+  struct Side {
+    MemoryStore* mem = nullptr;
+    FaultyStore* store = nullptr;
+    std::unique_ptr<Replicator> rep;
+    int64_t id = 0;
+  };
+  void StartBoth() {
+    auto t = Targets::Sync(*journal_, {{"near", "mem://near"}, {"far", "mem://far"}});
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    for (int i = 0; i < 2; ++i) {
+      auto mem = std::make_unique<MemoryStore>();
+      side_[i].mem = mem.get();
+      auto faulty = std::make_unique<FaultyStore>(std::move(mem));
+      side_[i].store = faulty.get();
+      side_[i].id = t->targets[i].id;
+      if (i == 1) faulty->Inject("*", FaultyStore::Unavailable(), 1'000'000);  // far is down
+      ReplicatorOptions o = options_;
+      o.target = side_[i].id;
+      auto r = Replicator::Create(journal_.get(), root_.get(), std::move(faulty), o);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      side_[i].rep = std::move(r).value();
+      ASSERT_TRUE(side_[i].rep->Start().ok());
+    }
+    journal_->SetCommitListener([this] {
+      for (Side& s : side_) s.rep->Notify();
+    });
+  }
+  void TearDown() override {
+    journal_->SetCommitListener(nullptr);
+    for (Side& s : side_) s.rep.reset();
+  }
+  std::string State(int64_t seq, std::optional<int64_t> target = std::nullopt) {
+    auto reader = JournalReader::Open(journal_->path());
+    EXPECT_TRUE(reader.ok());
+    JournalFilter f;
+    f.since_seq = f.until_seq = seq;
+    f.target = target;
+    auto q = reader.value()->Query(f);
+    EXPECT_TRUE(q.ok() && q->size() == 1);
+    return q.ok() && q->size() == 1 ? (*q)[0].state : "";
+  }
+  Side side_[2];
+};
+
+TEST_F(TwoTargetsTest, ADownTargetHoldsBackNeitherTheOtherNorItsWaits) {
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_NO_FATAL_FAILURE(Created("f" + std::to_string(i), "content " + std::to_string(i)));
+  int64_t last = Commit(Op::kClose, "f4");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  Status near = side_[0].rep->WaitUploadedThrough(last, deadline);
+  ASSERT_TRUE(near.ok()) << near.ToString();
+  for (int i = 0; i < 5; ++i) {
+    auto v = side_[0].mem->Newest("f" + std::to_string(i));
+    ASSERT_TRUE(v.has_value()) << i;
+    EXPECT_EQ(v->body, "content " + std::to_string(i));
+    EXPECT_FALSE(side_[1].mem->Newest("f" + std::to_string(i)).has_value());
+  }
+  EXPECT_EQ(State(last, side_[0].id), "done");
+  EXPECT_EQ(State(last, side_[1].id), "pending");
+  EXPECT_EQ(State(last), "pending");  // far has not stored it
+  int near_puts = side_[0].store->calls("Put");
+
+  side_[1].store->Clear();  // far is back: its backlog drains
+  Status far = side_[1].rep->WaitUploadedThrough(last, deadline + std::chrono::seconds(20));
+  ASSERT_TRUE(far.ok()) << far.ToString();
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(side_[1].mem->Newest("f" + std::to_string(i))->body, "content " + std::to_string(i));
+  EXPECT_EQ(State(last), "done");
+  for (int64_t seq = 1; seq <= last; ++seq) EXPECT_EQ(State(seq), "done") << seq;
+  EXPECT_EQ(side_[0].store->calls("Put"), near_puts);  // nothing sent twice to near
+}
+
 }  // namespace
 }  // namespace scribefs
