@@ -127,6 +127,23 @@ Status TrimBatch(sqlite3* db, const TrimPolicy& policy, int64_t now_ns, BatchOut
 
 }  // namespace
 
+Status NoteHistoryStoredThrough(Journal& journal, int64_t target, int64_t seq) {
+  const std::string own = std::string(kMetaHistoryStoredThrough) + "." + std::to_string(target);
+  return journal.Apply([&](sqlite3* db) -> Status {
+    SCRIBEFS_RETURN_IF_ERROR(WriteMeta(db, own.c_str(), seq));
+    auto st = Prepare(db,
+                      "SELECT min(CAST(m.value AS INTEGER)) FROM targets t JOIN meta m ON m.key = "
+                      "?1 || '.' || t.id");
+    if (!st.ok()) return st.status();
+    sqlite3_bind_text(st->get(), 1, kMetaHistoryStoredThrough, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st->get());
+    if (rc != SQLITE_ROW) return SqliteError("history_stored_through", db, rc);
+    int64_t least =
+        sqlite3_column_type(st->get(), 0) == SQLITE_NULL ? seq : sqlite3_column_int64(st->get(), 0);
+    return WriteMeta(db, kMetaHistoryStoredThrough, least);
+  });
+}
+
 std::optional<int64_t> ParseMetaInt(const std::optional<std::string>& value) {
   if (!value || value->empty()) return std::nullopt;
   int64_t v = 0;

@@ -37,7 +37,8 @@ namespace scribefs {
 
 class Journal;
 
-// Written by the replicator after each timeline segment is stored (decimal seq).
+// Every target's history holds the journal up to this seq (decimal): the
+// least of the targets' own notes (NoteHistoryStoredThrough).
 inline constexpr const char* kMetaHistoryStoredThrough = "history_stored_through";
 // Written by TrimJournal (decimal seq; decimal ns since the epoch).
 inline constexpr const char* kMetaTrimmedThrough = "trimmed_through";
@@ -61,6 +62,15 @@ struct TrimResult {
 // Parses a meta value written as a decimal seq or time; nullopt when absent
 // or malformed (a malformed history_stored_through trims nothing).
 std::optional<int64_t> ParseMetaInt(const std::optional<std::string>& value);
+
+// The history of `target` (journal/targets.h) holds every record up to seq:
+// its recorder calls this after each segment it stored. Notes it as the
+// target's (meta key history_stored_through.ID) and sets
+// kMetaHistoryStoredThrough to the least note of the registered targets
+// that have one, so that trim never deletes a record one target's history
+// still lacks. With no target registered (or none noted yet but this one),
+// that is seq itself.
+Status NoteHistoryStoredThrough(Journal& journal, int64_t target, int64_t seq);
 
 // Deletes what the policy allows as of now_ns, batch by batch, until a batch
 // deletes less than a full one (or max_batches). Errors are the journal's.

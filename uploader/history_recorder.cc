@@ -7,14 +7,12 @@
 
 #include "common/thread_priority.h"
 #include "journal/reader.h"
+#include "journal/trim.h"
 #include "journal/upload_state.h"
 
 namespace scribefs {
 
 using Clock = std::chrono::steady_clock;
-
-// The journal meta key the bounded journal reads (docs/history.md).
-constexpr const char* kStoredThroughKey = "history_stored_through";
 
 std::vector<uint64_t> AssignSeqs(const std::vector<uint64_t>& preferred, uint64_t lo, uint64_t hi,
                                  const std::vector<uint64_t>& floors) {
@@ -417,7 +415,7 @@ StoreStatus HistoryRecorder::CloseSegmentLocked() {
   const uint64_t through = unwritten_->header.last_seq;
   const size_t count = unwritten_->entries.size();
   unwritten_.reset();
-  Status meta = journal_->SetMeta(kStoredThroughKey, std::to_string(through));
+  Status meta = NoteHistoryStoredThrough(*journal_, options_.target, int64_t(through));
   {
     std::lock_guard lk(mu_);
     stored_through_ = through;

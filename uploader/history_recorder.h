@@ -20,8 +20,9 @@
 //      order, each at most the seq it stands for where there is room
 //      (AssignSeqs); ones that do not fit wait for the next segment;
 //   4. the segment [last stored + 1, W] is written (the exact same segment
-//      again after a failure, so that no two segments overlap), then the
-//      journal meta key `history_stored_through` is set to W.
+//      again after a failure, so that no two segments overlap), then W is
+//      noted as this target's in the journal (NoteHistoryStoredThrough:
+//      meta `history_stored_through` is the least over the targets).
 //
 // At start (Load, on the recorder's thread, retried while the target is
 // down): the stored segments are read (for the tree of step 2 and the last

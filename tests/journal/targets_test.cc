@@ -346,5 +346,31 @@ TEST_F(TargetsTest, TrimDeletesTheRowsOfTheRecordsItDeletes) {
   EXPECT_EQ(Rows(), 0);
 }
 
+// Trim deletes only what every target's history holds: the watermark it
+// reads is the least of the targets' own.
+TEST_F(TargetsTest, TheHistoryWatermarkIsTheLeastOverTheTargets) {
+  auto meta = [&] {
+    auto m = reader_->Meta(kMetaHistoryStoredThrough);
+    EXPECT_TRUE(m.ok());
+    return m.ok() ? ParseMetaInt(*m).value_or(-1) : -1;
+  };
+  // No target registered (journal-only tests, older callers): its own seq.
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, kFirstTarget, 7).ok());
+  EXPECT_EQ(meta(), 7);
+  auto t = Sync({{"usb", "file:///usb"}, {"offsite", "s3://b"}});
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, t[0].id, 10).ok());
+  EXPECT_EQ(meta(), 10);  // offsite has noted nothing yet
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, t[1].id, 5).ok());
+  EXPECT_EQ(meta(), 5);
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, t[0].id, 20).ok());
+  EXPECT_EQ(meta(), 5);  // offsite's history still lacks 6..20
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, t[1].id, 30).ok());
+  EXPECT_EQ(meta(), 20);
+  // A removed target no longer counts.
+  Sync({{"offsite", "s3://b"}});
+  ASSERT_TRUE(NoteHistoryStoredThrough(*journal_, t[1].id, 31).ok());
+  EXPECT_EQ(meta(), 31);
+}
+
 }  // namespace
 }  // namespace scribefs
