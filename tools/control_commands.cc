@@ -10,12 +10,13 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <vector>
 
 #include "journal/reader.h"
 #include "journal/record.h"
+#include "journal/targets.h"
 #include "tools/control_client.h"
 #include "tools/human.h"
 #include "tools/time_spec.h"
@@ -202,6 +203,30 @@ json Without(json j, const char* key) {
 
 // ---- status -------------------------------------------------------------------
 
+// What each target the journal knows still lacks (issue 16): [{name, url,
+// pending_records, failed_records}]. With one target its figures are the
+// journal's own (its state is the records' state), so only several cost a
+// count each, bounded by the pending work as the others are.
+Result<json> TargetsSummary(JournalReader& reader, const json& journal, int64_t max_seq) {
+  auto targets = Targets::List(reader);
+  if (!targets.ok()) return targets.status();
+  json out = json::array();
+  for (const TargetEntry& t : *targets) {
+    json e = {{"name", t.name}, {"url", t.url}};
+    if (targets->size() == 1) {
+      e["pending_records"] = journal["pending_records"];
+      e["failed_records"] = journal["failed_records"];
+    } else {
+      auto left = reader.UnfinishedThrough(max_seq, t.id);
+      if (!left.ok()) return left.status();
+      e["pending_records"] = left->pending;
+      e["failed_records"] = left->failed;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 json JournalSummary(const StateLocation& loc, std::string* error) {
   auto reader = JournalReader::Open(loc.paths.journal());
   if (!reader.ok()) {
@@ -226,6 +251,12 @@ json JournalSummary(const StateLocation& loc, std::string* error) {
                                   : json(nullptr);
   auto f = s->by_state.find(std::string(kStateFailed));
   j["failed_records"] = f == s->by_state.end() ? 0 : f->second;
+  auto targets = TargetsSummary(*reader.value(), j, s->max_seq);
+  if (!targets.ok()) {
+    *error = targets.status().message();
+    return nullptr;
+  }
+  j["targets"] = std::move(*targets);
   JournalFilter cf;
   cf.op = std::string(OpName(Op::kCheckpoint));
   cf.limit = 1;
@@ -353,6 +384,13 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     int64_t failed = journal.value("failed_records", int64_t(0));
     line("failed:", std::to_string(failed) + " records" +
                         (failed ? " (scribectl journal --state failed; scribectl retry)" : ""));
+    // Several targets: what each still lacks (scribectl journal --target NAME).
+    if (journal["targets"].is_array() && journal["targets"].size() > 1)
+      for (const json& t : journal["targets"])
+        line(("  " + Str(t, "name") + ":").c_str(),
+             std::to_string(t.value("pending_records", int64_t(0))) + " records pending, " +
+                 std::to_string(t.value("failed_records", int64_t(0))) + " failed (" +
+                 Str(t, "url") + ")");
     const json& c = journal["last_checkpoint"];
     if (c.is_object()) {
       line("last checkpoint:", Str(c, "name") + " at " +

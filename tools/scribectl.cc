@@ -152,8 +152,10 @@ held_ops, in_flight, held_total, last_resume}, max_pause_s, uploader
 retries, failures, bytes_sent, upload_rate_bps, last_error} or null; null
 when not running) and journal {journal, records, max_seq, pending_records,
 pending_files, pending_bytes, oldest_pending_ns, oldest_pending_age_s,
-failed_records, last_checkpoint {name, seq, time_ns, paths, held_ms,
-manifest_key} or null}.)";
+failed_records, targets [{name, url, pending_records, failed_records}]
+(what each target the journal knows still lacks; with several, a record
+is pending until every one has stored it), last_checkpoint {name, seq,
+time_ns, paths, held_ms, manifest_key} or null}.)";
 
 const std::string kPauseFooter = std::string(kCommonOptions) + R"(
 

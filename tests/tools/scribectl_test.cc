@@ -466,6 +466,30 @@ TEST_F(ScribectlTest, TargetShowsAndFiltersOneTargetsState) {
       << r.err;
 }
 
+// status (here: no daemon, so what the journal knows, exit 4) shows what
+// each target still lacks.
+TEST_F(ScribectlTest, StatusShowsWhatEachTargetStillLacks) {
+  auto targets = Targets::Sync(*journal_, {{"usb", "file:///usb"}, {"offsite", "s3://b/p"}});
+  ASSERT_TRUE(targets.ok()) << targets.status().ToString();
+  std::vector<int64_t> stored = {2, 10};
+  ASSERT_TRUE(
+      UploadStateStore(journal_.get(), targets->targets[0].id).MarkUploaded(stored, {}, "{}").ok());
+  RunResult r = Ctl({"--json", "status"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  const json& t = j["journal"]["targets"];
+  ASSERT_EQ(t.size(), 2u) << j.dump();
+  EXPECT_EQ(t[0]["name"], "usb");
+  // Pending across targets: 2, 4, 6 (uploading), 9, 10; failed: 3.
+  EXPECT_EQ(t[0]["pending_records"], 3);  // usb stored 2 and 10
+  EXPECT_EQ(t[1]["pending_records"], 5);
+  EXPECT_EQ(t[0]["failed_records"], 1);
+  r = Ctl({"status"});
+  EXPECT_NE(r.out.find("usb:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 records pending, 1 failed (file:///usb)"), std::string::npos) << r.out;
+}
+
 TEST_F(ScribectlTest, TimeFiltersUseRecordTimes) {
   // Record i is at now - (11 - i) * 5 min.
   EXPECT_EQ(Seqs({"--since", "22m"}), (Seq{7, 8, 9, 10}));
