@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "journal/reader.h"
+#include "journal/targets.h"
 #include "uploader/store_factory.h"
 
 namespace scribefs::ctl {
@@ -11,8 +12,10 @@ namespace scribefs::ctl {
 void AddTargetOptions(CLI::App* cmd, TargetFlags* flags) {
   const char* g = "Target (default: what the mount's daemon last used)";
   cmd->add_option("--target", flags->target,
-                  "s3://BUCKET[/PREFIX] or file:///PATH; credentials come from "
-                  "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+                  "s3://BUCKET[/PREFIX] or file:///PATH, or the name of one of the mount's "
+                  "targets (with -m: its URL, endpoint, region, CA file and excludes as the "
+                  "daemon noted them); credentials come from AWS_ACCESS_KEY_ID / "
+                  "AWS_SECRET_ACCESS_KEY")
       ->group(g);
   cmd->add_option("--endpoint", flags->endpoint, "S3 endpoint URL (path-style), e.g. http://127.0.0.1:7480")
       ->group(g);
@@ -36,6 +39,38 @@ bool MountNamed(const GlobalOptions& g) {
 std::string MetaOr(JournalReader& r, const std::string& key) {
   auto v = r.Meta(key);
   return v.ok() && v->has_value() ? **v : std::string();
+}
+
+// A string field of a target's settings (journal/targets.h), "" when absent.
+std::string SettingOr(const nlohmann::json& settings, const char* key) {
+  auto it = settings.find(key);
+  return it != settings.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// --target NAME: the journal's target of that name (names hold no ':' or
+// '/', so a URL never matches one). nullopt when `name` names none; the
+// error (exit 2) when it looks like a name but the journal has no such
+// target.
+std::optional<TargetEntry> TargetNamed(JournalReader& reader, const std::string& name,
+                                       int* exit_code) {
+  if (name.find(':') != std::string::npos || name.find('/') != std::string::npos)
+    return std::nullopt;
+  auto targets = Targets::List(reader);
+  if (!targets.ok()) {
+    *exit_code = Fail(kExitFailure, targets.status().message());
+    return std::nullopt;
+  }
+  for (const TargetEntry& t : *targets)
+    if (t.name == name) return t;
+  std::string known;
+  for (const TargetEntry& t : *targets) known += (known.empty() ? "" : ", ") + t.name;
+  *exit_code =
+      Fail(kExitUsage, "--target " + name +
+                           ": no target of that name in the mount's "
+                           "journal (" +
+                           (known.empty() ? std::string("it has none") : "it has: " + known) +
+                           "); give a name it has, or a URL");
+  return std::nullopt;
 }
 
 }  // namespace
@@ -69,6 +104,26 @@ std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
       }
     } else {
       out.datadir = !loc.datadir.empty() ? loc.datadir : MetaOr(*reader, "datadir");
+      if (!url.empty()) {
+        // A target's name (several targets, issue 16): its URL and settings.
+        *exit_code = kExitOk;
+        auto named = TargetNamed(*reader, url, exit_code);
+        if (!named && *exit_code != kExitOk) return std::nullopt;
+        if (named) {
+          auto settings = nlohmann::json::parse(named->settings, nullptr, false);
+          url = named->url;
+          out.from_journal = true;
+          if (to.endpoint.empty()) to.endpoint = SettingOr(settings, "endpoint");
+          if (to.region.empty()) to.region = SettingOr(settings, "region");
+          if (to.ca_file.empty()) to.ca_file = SettingOr(settings, "ca_file");
+          if (settings.is_object() && settings.contains("excludes") &&
+              settings["excludes"].is_array()) {
+            for (const auto& e : settings["excludes"])
+              if (e.is_string()) excludes.push_back(e.get<std::string>());
+            have_journal_excludes = true;
+          }
+        }
+      }
       if (url.empty()) {
         url = MetaOr(*reader, "target");
         if (url.empty()) {
@@ -81,7 +136,7 @@ std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
         if (to.region.empty()) to.region = MetaOr(*reader, "region");
         if (to.ca_file.empty()) to.ca_file = MetaOr(*reader, "ca_file");
       }
-      std::string ex = MetaOr(*reader, "excludes");
+      std::string ex = have_journal_excludes ? "" : MetaOr(*reader, "excludes");
       if (!ex.empty()) {
         auto j = nlohmann::json::parse(ex, nullptr, false);
         if (j.is_array()) {

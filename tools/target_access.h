@@ -2,9 +2,9 @@
 // daemon: the target URL and its endpoint, region and CA file come from the
 // command line, or else from what the daemon noted in the journal's meta
 // table when it last started (keys target, endpoint, region, ca_file,
-// excludes, datadir). Credentials are never stored there: they come from the
-// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
-// as for the daemon.
+// excludes, datadir), or, for `--target NAME`, from that target's row of the
+// journal's targets table (journal/targets.h). Credentials are never stored there: they come from
+// the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), as for the daemon.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -901,6 +901,27 @@ TEST_F(ScribectlTest, PathMatchingNothingIsAFailure) {
 // restore --dry-run says what it would create and replace and writes
 // nothing; a real restore into a non-empty directory first names what it
 // replaces.
+// restore/verify --target NAME: one of the mount's targets, by the name the
+// journal knows it by (its URL from the targets table).
+TEST_F(ScribectlTest, RestoreTargetByTheNameTheJournalKnows) {
+  std::string target = tmp_.path() + "/usb", dest = tmp_.path() + "/dest";
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  {
+    UniqueFd fd(open((target + "/x.txt").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(write(fd.get(), "new", 3), 3);
+  }
+  ASSERT_TRUE(Targets::Sync(*journal_, {{"usb", "file://" + target, R"({"region":""})"},
+                                        {"offsite", "s3://b/p", "{}"}})
+                  .ok());
+  RunResult r = Ctl({"restore", "--target", "usb", "--to", dest, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("create   x.txt"), std::string::npos) << r.out;
+  r = Ctl({"restore", "--target", "nas", "--to", dest, "--dry-run"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("it has: usb, offsite"), std::string::npos) << r.err;
+}
+
 TEST_F(ScribectlTest, RestoreDryRunAndNonEmptyDestination) {
   std::string target = tmp_.path() + "/target", dest = tmp_.path() + "/dest";
   auto put = [](const std::string& path, const std::string& content) {
