@@ -46,4 +46,13 @@ int ReadIntPragma(sqlite3* db, const char* sql, int* out) {
   return rc;
 }
 
+Result<std::vector<int64_t>> ReadInt64Column(sqlite3* db, sqlite3_stmt* s,
+                                             const std::string& context) {
+  std::vector<int64_t> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(sqlite3_column_int64(s, 0));
+  if (rc != SQLITE_DONE) return SqliteError(context, db, rc);
+  return out;
+}
+
 }  // namespace scribefs

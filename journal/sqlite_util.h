@@ -3,8 +3,10 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -24,6 +26,10 @@ Status SqliteError(const std::string& context, sqlite3* db, int rc);
 
 Result<SqliteStmt> Prepare(sqlite3* db, const std::string& sql);
 Status Exec(sqlite3* db, const std::string& sql);
+// Steps a prepared (and bound) statement to its end and returns its first
+// column of every row as integers (ids, seqs); errors name `context`.
+Result<std::vector<int64_t>> ReadInt64Column(sqlite3* db, sqlite3_stmt* s,
+                                             const std::string& context);
 // Runs a statement that yields one integer (a PRAGMA, a count) into *out;
 // returns the SQLite result code (SQLITE_OK when *out was set).
 int ReadIntPragma(sqlite3* db, const char* sql, int* out);

@@ -48,14 +48,11 @@ Status RemoveTarget(sqlite3* db, int64_t id) {
   SCRIBEFS_RETURN_IF_ERROR(RunWithId(db, "DELETE FROM objects WHERE target=?1", id));
   auto ids = TargetIds(db);
   if (!ids.ok()) return ids.status();
-  std::vector<int64_t> seqs;
   auto st = Prepare(db, "SELECT DISTINCT seq FROM target_records ORDER BY seq");
   if (!st.ok()) return st.status();
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
-    seqs.push_back(sqlite3_column_int64(st->get(), 0));
-  if (rc != SQLITE_DONE) return SqliteError("target_records", db, rc);
-  for (int64_t seq : seqs) SCRIBEFS_RETURN_IF_ERROR(FoldRecordTargets(db, seq, *ids, nullptr));
+  auto seqs = ReadInt64Column(db, st->get(), "target_records");
+  if (!seqs.ok()) return seqs.status();
+  for (int64_t seq : *seqs) SCRIBEFS_RETURN_IF_ERROR(FoldRecordTargets(db, seq, *ids, nullptr));
   return Status::Ok();
 }
 

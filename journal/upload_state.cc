@@ -94,50 +94,59 @@ Status UpsertRow(sqlite3* db, int64_t seq, const TargetStateChange& c) {
 Result<std::vector<int64_t>> TargetIds(sqlite3* db) {
   auto st = Prepare(db, "SELECT id FROM targets ORDER BY id");
   if (!st.ok()) return st.status();
-  std::vector<int64_t> out;
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
-    out.push_back(sqlite3_column_int64(st->get(), 0));
-  if (rc != SQLITE_DONE) return SqliteError("targets", db, rc);
-  return out;
+  return ReadInt64Column(db, st->get(), "targets");
 }
+
+namespace {
+
+// What FoldRecordTargets reads of one record: its own state (and the
+// attempts and error it shows) and its targets' rows.
+struct RecordTargets {
+  std::string state;
+  int64_t attempts = 0;
+  std::optional<std::string> error;
+  std::map<int64_t, std::string> rows;  // target -> state
+};
+
+// nullopt when the record is gone (trimmed meanwhile: nothing to keep).
+Result<std::optional<RecordTargets>> ReadRecordTargets(sqlite3* db, int64_t seq) {
+  RecordTargets out;
+  auto st = Prepare(db, "SELECT state, attempts, error FROM records WHERE seq=?1");
+  if (!st.ok()) return st.status();
+  sqlite3_bind_int64(st->get(), 1, seq);
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_DONE) return std::optional<RecordTargets>();
+  if (rc != SQLITE_ROW) return SqliteError("records read", db, rc);
+  out.state = ColumnText(st->get(), 0).value_or("");
+  out.attempts = sqlite3_column_int64(st->get(), 1);
+  out.error = ColumnText(st->get(), 2);
+  auto rows = Prepare(db, "SELECT target, state FROM target_records WHERE seq=?1");
+  if (!rows.ok()) return rows.status();
+  sqlite3_bind_int64(rows->get(), 1, seq);
+  while ((rc = sqlite3_step(rows->get())) == SQLITE_ROW)
+    out.rows[sqlite3_column_int64(rows->get(), 0)] = ColumnText(rows->get(), 1).value_or("");
+  if (rc != SQLITE_DONE) return SqliteError("target_records read", db, rc);
+  return std::optional<RecordTargets>(std::move(out));
+}
+
+}  // namespace
 
 Status FoldRecordTargets(sqlite3* db, int64_t seq, const std::vector<int64_t>& targets,
                          const TargetStateChange* change) {
-  std::string record_state;
-  int64_t attempts = 0;
-  std::optional<std::string> error;
-  {
-    auto st = Prepare(db, "SELECT state, attempts, error FROM records WHERE seq=?1");
-    if (!st.ok()) return st.status();
-    sqlite3_bind_int64(st->get(), 1, seq);
-    int rc = sqlite3_step(st->get());
-    if (rc == SQLITE_DONE) return Status::Ok();  // trimmed meanwhile: nothing to keep
-    if (rc != SQLITE_ROW) return SqliteError("records read", db, rc);
-    record_state = ColumnText(st->get(), 0).value_or("");
-    attempts = sqlite3_column_int64(st->get(), 1);
-    error = ColumnText(st->get(), 2);
-  }
-  std::map<int64_t, std::string> rows;
-  {
-    auto st = Prepare(db, "SELECT target, state FROM target_records WHERE seq=?1");
-    if (!st.ok()) return st.status();
-    sqlite3_bind_int64(st->get(), 1, seq);
-    int rc;
-    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
-      rows[sqlite3_column_int64(st->get(), 0)] = ColumnText(st->get(), 1).value_or("");
-    if (rc != SQLITE_DONE) return SqliteError("target_records read", db, rc);
-  }
-  if (change) rows[change->target] = change->state;
-  TargetStatesFold fold = FoldTargetStates(record_state, rows, targets);
+  auto read = ReadRecordTargets(db, seq);
+  if (!read.ok()) return read.status();
+  if (!read->has_value()) return Status::Ok();
+  RecordTargets& r = **read;
+  if (change) r.rows[change->target] = change->state;
+  TargetStatesFold fold = FoldTargetStates(r.state, r.rows, targets);
   // The targets that keep their old state get rows first (the record's
   // attempts and error were theirs).
   for (const auto& [t, state] : fold.write) {
     TargetStateChange keep;
     keep.target = t;
     keep.state = state;
-    keep.attempts = attempts;
-    keep.error = error;
+    keep.attempts = r.attempts;
+    keep.error = r.error;
     SCRIBEFS_RETURN_IF_ERROR(UpsertRow(db, seq, keep));
   }
   if (change && std::find(fold.drop.begin(), fold.drop.end(), change->target) == fold.drop.end())
@@ -306,12 +315,7 @@ Result<std::vector<int64_t>> SeqsInState(sqlite3* db, int64_t target, std::strin
   sqlite3_bind_int64(st->get(), 1, target);
   sqlite3_bind_int64(st->get(), 2, bound);
   sqlite3_bind_text(st->get(), 3, state.data(), static_cast<int>(state.size()), SQLITE_STATIC);
-  std::vector<int64_t> out;
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
-    out.push_back(sqlite3_column_int64(st->get(), 0));
-  if (rc != SQLITE_DONE) return SqliteError("records read", db, rc);
-  return out;
+  return ReadInt64Column(db, st->get(), "records read");
 }
 
 // Sets `target`'s state of each seq to pending (attempts reset).

@@ -290,6 +290,21 @@ std::string BandwidthLine(const json& bw) {
          FormatBytes(static_cast<uint64_t>(Num(bw, "rate_bps"))) + "/s";
 }
 
+// Several targets: what each still lacks (scribectl journal --target NAME),
+// one line each under "failed:".
+void PrintTargetLines(const json& journal) {
+  if (!journal["targets"].is_array() || journal["targets"].size() <= 1) return;
+  for (const json& t : journal["targets"]) {
+    std::string label = "  " + Str(t, "name") + ":";
+    printf(
+        "%-17s%s\n", EscapeControl(label).c_str(),
+        EscapeControl(std::to_string(t.value("pending_records", int64_t(0))) +
+                      " records pending, " + std::to_string(t.value("failed_records", int64_t(0))) +
+                      " failed (" + Str(t, "url") + ")")
+            .c_str());
+  }
+}
+
 void PrintStatus(const StateLocation& loc, const json& daemon, const json& journal,
                  const std::string& journal_error) {
   auto line = [](const char* label, const std::string& value) {
@@ -384,13 +399,7 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
     int64_t failed = journal.value("failed_records", int64_t(0));
     line("failed:", std::to_string(failed) + " records" +
                         (failed ? " (scribectl journal --state failed; scribectl retry)" : ""));
-    // Several targets: what each still lacks (scribectl journal --target NAME).
-    if (journal["targets"].is_array() && journal["targets"].size() > 1)
-      for (const json& t : journal["targets"])
-        line(("  " + Str(t, "name") + ":").c_str(),
-             std::to_string(t.value("pending_records", int64_t(0))) + " records pending, " +
-                 std::to_string(t.value("failed_records", int64_t(0))) + " failed (" +
-                 Str(t, "url") + ")");
+    PrintTargetLines(journal);
     const json& c = journal["last_checkpoint"];
     if (c.is_object()) {
       line("last checkpoint:", Str(c, "name") + " at " +

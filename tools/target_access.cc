@@ -73,6 +73,29 @@ std::optional<TargetEntry> TargetNamed(JournalReader& reader, const std::string&
   return std::nullopt;
 }
 
+// --target NAME: url becomes that target's URL, and its endpoint, region, CA
+// file (unless given) and excludes come from its settings. A URL is left
+// alone. False, with *exit_code set, for a name the journal does not know.
+bool ApplyNamedTarget(JournalReader& reader, std::string& url, TargetOptions& to,
+                      std::vector<std::string>& excludes, bool& have_excludes, ResolvedTarget& out,
+                      int* exit_code) {
+  *exit_code = kExitOk;
+  auto named = TargetNamed(reader, url, exit_code);
+  if (!named) return *exit_code == kExitOk;
+  auto settings = nlohmann::json::parse(named->settings, nullptr, false);
+  url = named->url;
+  out.from_journal = true;
+  if (to.endpoint.empty()) to.endpoint = SettingOr(settings, "endpoint");
+  if (to.region.empty()) to.region = SettingOr(settings, "region");
+  if (to.ca_file.empty()) to.ca_file = SettingOr(settings, "ca_file");
+  if (settings.is_object() && settings.contains("excludes") && settings["excludes"].is_array()) {
+    for (const auto& e : settings["excludes"])
+      if (e.is_string()) excludes.push_back(e.get<std::string>());
+    have_excludes = true;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
@@ -104,26 +127,10 @@ std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
       }
     } else {
       out.datadir = !loc.datadir.empty() ? loc.datadir : MetaOr(*reader, "datadir");
-      if (!url.empty()) {
-        // A target's name (several targets, issue 16): its URL and settings.
-        *exit_code = kExitOk;
-        auto named = TargetNamed(*reader, url, exit_code);
-        if (!named && *exit_code != kExitOk) return std::nullopt;
-        if (named) {
-          auto settings = nlohmann::json::parse(named->settings, nullptr, false);
-          url = named->url;
-          out.from_journal = true;
-          if (to.endpoint.empty()) to.endpoint = SettingOr(settings, "endpoint");
-          if (to.region.empty()) to.region = SettingOr(settings, "region");
-          if (to.ca_file.empty()) to.ca_file = SettingOr(settings, "ca_file");
-          if (settings.is_object() && settings.contains("excludes") &&
-              settings["excludes"].is_array()) {
-            for (const auto& e : settings["excludes"])
-              if (e.is_string()) excludes.push_back(e.get<std::string>());
-            have_journal_excludes = true;
-          }
-        }
-      }
+      // A target's name (several targets, issue 16): its URL and settings.
+      if (!url.empty() &&
+          !ApplyNamedTarget(*reader, url, to, excludes, have_journal_excludes, out, exit_code))
+        return std::nullopt;
       if (url.empty()) {
         url = MetaOr(*reader, "target");
         if (url.empty()) {
