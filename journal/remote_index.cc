@@ -68,12 +68,18 @@ Result<std::optional<RemoteObject>> RemoteIndex::Get(const std::string& path) {
   return SqliteError("remote index", db_, rc);
 }
 
+std::string RemoteIndex::SubtreeSql(bool all) {
+  const std::string select = std::string("SELECT ") + kCols + " FROM objects WHERE target=?4";
+  if (all) return select + " ORDER BY path";
+  // Two seeks, not one condition "path=?1 OR (path >= ?2 AND path < ?3)":
+  // with the key (target, path) SQLite serves that OR by reading every row
+  // of the target, which made each unlink cost O(objects).
+  return select + " AND path=?1 UNION ALL " + select + " AND path >= ?2 AND path < ?3 ORDER BY path";
+}
+
 Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {
   // "dir/" .. "dir0" covers exactly the keys below dir ('0' follows '/').
-  std::string sql = std::string("SELECT ") + kCols + " FROM objects WHERE target=?4";
-  if (!dir.empty()) sql += " AND (path=?1 OR (path >= ?2 AND path < ?3))";
-  sql += " ORDER BY path";
-  auto st = Prepare(db_, sql);
+  auto st = Prepare(db_, SubtreeSql(dir.empty()));
   if (!st.ok()) return st.status();
   sqlite3_bind_int64(st->get(), 4, target_);
   std::string lo = dir + "/", hi = dir + "0";

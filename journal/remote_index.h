@@ -55,6 +55,9 @@ class RemoteIndex {
   // Rows at `dir` itself and below it ("dir/..."); every row when dir is "".
   Result<std::vector<RemoteObject>> Subtree(const std::string& dir);
   Result<std::vector<RemoteObject>> All() { return Subtree(""); }
+  // Subtree's statement (?1 dir, ?2 "dir/", ?3 "dir0", ?4 target), for tests
+  // of its query plan; `all` for dir "".
+  static std::string SubtreeSql(bool all);
   // Row by row, by path, without holding them all (checkpoint manifests of
   // millions of paths): fn is called for each row; a non-ok result stops the
   // scan and is returned. Read it inside a JournalReader::Snapshot (Over) to

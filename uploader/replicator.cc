@@ -148,11 +148,9 @@ Replicator::Replicator(Journal* journal, UniqueFd root, std::unique_ptr<ObjectSt
     ho.retried = [this](const StoreStatus& s) {
       CountRetry("(history)", s);
       // Noted now: after the last upload no record's update carries them.
-      (void)UploadStateStore(journal_, options_.target).RecordAttempt({}, 0, "", StatsJson());
+      NoteCounters();
     };
-    ho.counters_changed = [this] {
-      (void)UploadStateStore(journal_, options_.target).RecordAttempt({}, 0, "", StatsJson());
-    };
+    ho.counters_changed = [this] { NoteCounters(); };
     // Records requeued at load (done above the last stored segment): read
     // the journal again from the start, as RetryFailed does.
     history_ = std::make_unique<HistoryRecorder>(journal_, store_.get(), ho, [this] {
@@ -701,6 +699,7 @@ void Replicator::Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::s
       lk.unlock();
       // The counters go with the attempts, so that an outage shows in
       // `scribectl stats` while it lasts.
+      std::lock_guard note_lk(note_mu_);
       std::string counters = StatsJson();
       (void)UploadStateStore(journal_, options_.target).RecordAttempt(s2, attempts, err, counters);
       lk.lock();
@@ -875,11 +874,15 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   if (complete.empty()) return;
   bool ok = out.status.ok();
   std::string err = ok ? "" : ErrorText(out.status);
-  std::string counters = StatsJson();
-  UploadStateStore state(journal_, options_.target);
-  Status s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
-             : out.unstorable ? state.MarkUnstorable(complete, err, counters)
-                              : state.MarkFailed(complete, err, counters);
+  Status s;
+  {
+    std::lock_guard note_lk(note_mu_);
+    std::string counters = StatsJson();
+    UploadStateStore state(journal_, options_.target);
+    s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
+                 : out.unstorable ? state.MarkUnstorable(complete, err, counters)
+                                  : state.MarkFailed(complete, err, counters);
+  }
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
   auto now = Clock::now();
@@ -962,6 +965,11 @@ void Replicator::SetMarkedStates(std::shared_ptr<const MarkedStates> marked) {
   }
   std::lock_guard lk(mu_);
   marked_ = std::move(marked);
+}
+
+void Replicator::NoteCounters() {
+  std::lock_guard note_lk(note_mu_);
+  (void)UploadStateStore(journal_, options_.target).RecordAttempt({}, 0, "", StatsJson());
 }
 
 std::string Replicator::StatsJson() {

@@ -169,6 +169,8 @@ class Replicator : public UploadWaiter {
   void ForgetKnownChunks();
   // stats() as a JSON object (kept in the journal's meta table, key "uploader").
   std::string StatsJson();
+  // Writes the counters to the journal (meta "uploader") under note_mu_.
+  void NoteCounters();
   ObjectStore& store() { return *store_; }
   int64_t target() const { return options_.target; }
   BandwidthLimiter* bandwidth() { return options_.bandwidth.get(); }
@@ -286,6 +288,10 @@ class Replicator : public UploadWaiter {
   const ExcludeFilter filter_{options_.excludes};
 
   std::mutex mu_;
+  // Held from reading the counters to writing them with a journal update, so
+  // that a worker never writes a note older than another worker's (the
+  // counters in the journal would go back).
+  std::mutex note_mu_;
   std::condition_variable work_cv_;    // workers: something may be ready
   std::condition_variable notify_cv_;  // dispatcher: new records
   std::condition_variable done_cv_;    // waiters: records finished

@@ -328,6 +328,36 @@ TEST_F(TargetsTest, PerTargetReadsUseThePartialIndexOfUnfinishedRecords) {
   EXPECT_THAT(all, ::testing::HasSubstr("records_unfinished"));
 }
 
+TEST_F(TargetsTest, ASubtreeIsTwoSeeksInItsTargetNotAReadOfEveryObject) {
+  // The uploader reads the subtree of every path found gone (each unlink):
+  // a plan that reads all of a target's objects makes that O(objects).
+  auto t = Sync({{"usb", "file:///usb"}, {"offsite", "s3://b"}});
+  for (const char* p : {"d", "d/a", "d/e/f", "d.txt", "d-x", "dd", "e"}) {
+    RemoteObject o;
+    o.path = p;
+    o.type = "file";
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, t[0].id, o).ok());
+    ASSERT_TRUE(RemoteIndex::Store(*journal_, t[1].id, o).ok());
+  }
+  auto sub = RemoteIndex::Over(*reader_, t[1].id)->Subtree("d");
+  ASSERT_TRUE(sub.ok());
+  std::vector<std::string> paths;
+  for (const auto& o : *sub) paths.push_back(o.path);
+  EXPECT_THAT(paths, ::testing::ElementsAre("d", "d/a", "d/e/f"));
+  RawDb raw(journal_->path());
+  std::vector<std::string> plan =
+      raw.Column("EXPLAIN QUERY PLAN " + RemoteIndex::SubtreeSql(false), 3);
+  int searches = 0;
+  for (const auto& p : plan) {
+    if (p.find("objects") == std::string::npos) continue;
+    ++searches;
+    EXPECT_THAT(p, ::testing::AnyOf(::testing::HasSubstr("path=?"),
+                                    ::testing::HasSubstr("path>?")))
+        << "reads every object of the target: " << p;
+  }
+  EXPECT_EQ(searches, 2);
+}
+
 TEST_F(TargetsTest, TrimDeletesTheRowsOfTheRecordsItDeletes) {
   auto t = Sync({{"usb", "file:///usb"}, {"offsite", "s3://b"}});
   int64_t a = Add(Op::kClose, "a");
