@@ -52,8 +52,8 @@ struct Config {
   double part_size_mib = 8;
   // Every target, resolved from --target and the [target NAME] sections. With
   // exactly one, the fields above (target, endpoint, ..., part_size_mib) hold
-  // it too, and the rest of the daemon reads those. Several are refused at
-  // start-up for now (CheckTargetCount in daemon/startup_checks.h).
+  // it too; with several, each target's uploader starts from ForTarget's
+  // view of the Config (daemon/options.h).
   std::vector<TargetConfig> targets;
   double stop_timeout = 10.0;
   double crash_check_delay = 30.0;

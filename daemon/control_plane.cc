@@ -88,7 +88,8 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.pauser = &pauser_;
   deps_.replicator = replicator;
   deps_.rate = &rate_;
-  deps_.sweep = options_.sweep;
+  deps_.sweeps = options_.sweeps;
+  deps_.targets = options_.targets;
   deps_.datadir_fd = options_.datadir_fd;
   deps_.checkpoint_hold = &checkpoint_hold_;
   deps_.stop = options_.stop;

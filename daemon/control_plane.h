@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "daemon/checkpoint_storer.h"
 #include "daemon/control_server.h"
@@ -28,6 +29,7 @@
 #include "journal/journal.h"
 #include "uploader/orphan_sweep.h"
 #include "uploader/replicator.h"
+#include "uploader/target_set.h"
 
 namespace scribefs {
 
@@ -56,7 +58,10 @@ struct ControlDeps {
   PauseController* pauser = nullptr;
   Replicator* replicator = nullptr;  // nullptr: journal only (no --target)
   UploadRate* rate = nullptr;
-  OrphanSweep* sweep = nullptr;  // may be null
+  std::vector<OrphanSweep*> sweeps;  // one per target
+  // Every target's uploader (flush, retry); replicator is the first's. Null
+  // without a target.
+  TargetSet* targets = nullptr;
   int datadir_fd = -1;  // DATADIR (rescan walks it); not owned
   DurationHistogram* checkpoint_hold = nullptr;  // checkpoints observe their hold; may be null
   // Ends the FUSE session (the `stop` verb); false before it serves. May be empty.
@@ -86,7 +91,8 @@ class ControlPlane {
     double max_pause_s = 3600;
     std::string socket_path;
     int datadir_fd = -1;  // DATADIR: syncfs (pause --sync), rescan; not owned
-    OrphanSweep* sweep = nullptr;  // flush waits for it; not owned, may be null
+    std::vector<OrphanSweep*> sweeps;  // one per target: flush waits for them; not owned
+    TargetSet* targets = nullptr;      // every target's uploader; not owned, may be null
     std::function<bool()> stop;    // ends the FUSE session as SIGTERM does
     TargetProbe* probe = nullptr;  // not owned, may be null
     LagMonitor* lag = nullptr;     // not owned, may be null

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/state_dir.h"
 #include "common/unique_fd.h"
@@ -44,6 +45,7 @@
 #include "uploader/reconciler.h"
 #include "uploader/replicator.h"
 #include "uploader/store_factory.h"
+#include "uploader/target_set.h"
 
 namespace scribefs {
 namespace {
@@ -84,10 +86,11 @@ void SetupLogging(const Config& cfg, bool to_file, const std::string& log_path) 
   spdlog::set_default_logger(logger);
 }
 
-FsOptions MakeFsOptions(const Config& cfg, Replicator* replicator) {
+// waiter: the targets close/fsync wait for (the sync ones), or nullptr.
+FsOptions MakeFsOptions(const Config& cfg, UploadWaiter* waiter) {
   FsOptions fso;
-  if (replicator && cfg.mode == "sync") {
-    fso.waiter = replicator;
+  if (waiter) {
+    fso.waiter = waiter;
     fso.sync_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.sync_timeout * 1000));
   }
   fso.xattr = cfg.xattr == "on";
@@ -106,17 +109,26 @@ FuseOptions MakeFuseOptions(const Config& cfg, const std::string& mountpoint) {
   return fo;
 }
 
-// Shutdown of the uploader, after the unmount: lets the uploads finish, up to
-// --stop-timeout (the rest stays pending), and records a clean stop.
-void StopReplication(const Config& cfg, Journal* journal, Replicator* replicator,
-                     std::unique_ptr<OrphanSweep>& sweep) {
+// The uploaders and what belongs to them. Members are destroyed in reverse
+// order: the probes and the sweeps use the replicators' stores.
+struct Replication {
+  std::unique_ptr<TargetSet> set;
+  std::vector<std::unique_ptr<OrphanSweep>> sweeps;
+  std::vector<std::unique_ptr<TargetProbe>> probes;
+  Replicator* first() const { return set ? &set->replicator(0) : nullptr; }
+};
+
+// Shutdown of the uploaders, after the unmount: lets the uploads finish, up
+// to --stop-timeout (the rest stays pending), and records a clean stop.
+void StopReplication(const Config& cfg, Journal* journal, Replication& rep) {
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(cfg.stop_timeout * 1000));
-  Status idle = replicator->WaitIdle(deadline);
+  Status idle = rep.set->WaitIdle(deadline);
   if (!idle.ok()) spdlog::warn("stopping with uploads pending: {}", idle.message());
-  bool sweep_pending = sweep->pending();
-  sweep.reset();
-  replicator->Stop(std::chrono::milliseconds(0));
+  bool sweep_pending = false;
+  for (const auto& sweep : rep.sweeps) sweep_pending = sweep_pending || sweep->pending();
+  rep.sweeps.clear();
+  rep.set->Stop(std::chrono::milliseconds(0));
   // Every request has ended (the workers are joined): the next daemon need
   // not look for objects this one left in flight, unless a check it
   // inherited has not run yet.
@@ -142,9 +154,11 @@ Result<StartCheckPlan> PreviousRun(Journal& journal, RunMarker* marker) {
 }
 
 // Changes made while nobody journaled them (unmounted, or bypassing the
-// mount) are found before the mount serves.
-Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const StartCheckPlan& plan) {
+// mount) are found before the mount serves. held_by: see ReconcileOptions.
+Status ReconcileAtStart(Journal* journal, int root_fd, Replicator* rp, const StartCheckPlan& plan,
+                        std::vector<int64_t> held_by = {}) {
   ReconcileOptions rco;
+  rco.held_by = std::move(held_by);
   rco.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
   rco.scan = "start";
   rco.target = rp->target();
@@ -216,6 +230,27 @@ std::optional<StartError> ProbeAtStart(const Config& cfg, TargetProbe& probe,
   return std::nullopt;
 }
 
+// The targets as the start-up line names them.
+std::string TargetsLine(const Config& cfg, TargetSet* targets) {
+  if (!targets) return "target none (journal only), mode " + cfg.mode;
+  if (targets->size() == 1)
+    return "target " + targets->replicator(0).store().Describe() + ", mode " + cfg.mode;
+  std::string line = "targets";
+  for (size_t i = 0; i < targets->size(); ++i)
+    line +=
+        fmt::format("{} {} {} ({})", i ? "," : "", targets->name(i),
+                    targets->replicator(i).store().Describe(), targets->sync(i) ? "sync" : "async");
+  return line;
+}
+
+// The mode status shows: the targets', "mixed" when they differ.
+std::string ModeName(const Config& cfg) {
+  std::string mode = cfg.targets.empty() ? cfg.mode : cfg.targets.front().mode;
+  for (const TargetConfig& t : cfg.targets)
+    if (t.mode != mode) return "mixed";
+  return mode;
+}
+
 // The control plane's settings, but for the pointers Serve fills in.
 ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
                                          bool has_target, const std::atomic<bool>* serving) {
@@ -223,7 +258,7 @@ ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& m
   cpo.info = {cfg.datadir,
               mountpoint,
               cfg.state_dir,
-              has_target ? cfg.mode : "journal-only",
+              has_target ? ModeName(cfg) : "journal-only",
               SCRIBEFS_VERSION_STRING,
               NowNs(),
               60.0};
@@ -255,81 +290,156 @@ std::string ServiceStatus(const std::string& journal_path, bool has_target) {
                      st->pending_bytes, st->pending_files, lag);
 }
 
-// The uploader and what belongs to it. Members are destroyed in reverse
-// order: the probe and the sweep use the replicator's store.
-struct Replication {
-  std::unique_ptr<Replicator> replicator;
-  std::unique_ptr<OrphanSweep> sweep;
-  std::unique_ptr<TargetProbe> probe;
+// The targets to store to: cfg.targets, or the single-target fields of a
+// Config filled without them.
+std::vector<Config> TargetViews(const Config& cfg) {
+  std::vector<Config> views;
+  for (const TargetConfig& t : cfg.targets) views.push_back(ForTarget(cfg, t));
+  if (views.empty() && !cfg.target.empty()) views.push_back(cfg);
+  return views;
+}
+
+// What the journal keeps of a target for scribectl verify/restore to reach
+// it without being told again (never the credentials: those stay in the
+// environment).
+std::string TargetSettings(const Config& view, const ReplicatorOptions& ro) {
+  nlohmann::json settings = {{"endpoint", view.endpoint},
+                             {"region", view.region},
+                             {"ca_file", view.ca_file},
+                             {"excludes", ro.excludes},
+                             {"delete", view.delete_mode}};
+  return settings.dump();
+}
+
+// One target's store, opened and probed, and its uploader's options.
+struct OpenedTarget {
+  std::string name;
+  bool sync = false;
+  std::unique_ptr<ObjectStore> store;
+  ReplicatorOptions options;
 };
 
-// Starts uploading to --target: the store, the start-up probe, what the
-// journal notes of the target, the start-up reconciliation, the workers and
-// the check after an unclean stop.
-std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, int root_fd,
-                                           const StartCheckPlan& plan, Replication& rep) {
+std::optional<StartError> OpenTarget(const Config& view, const std::string& name,
+                                     const std::shared_ptr<BandwidthLimiter>& bandwidth,
+                                     OpenedTarget* out, Replication& rep) {
   TargetOptions to;
-  to.endpoint = cfg.endpoint;
-  to.region = cfg.region;
-  to.ca_file = cfg.ca_file;
-  to.bandwidth = MakeBandwidthLimiter(cfg);
-  auto store = OpenStore(cfg.target, to);
-  if (!store.ok()) return StartError{kExitUsage, "--target: " + store.status().message()};
-  rep.probe = std::make_unique<TargetProbe>(store.value().get());
-  if (auto e = ProbeAtStart(cfg, *rep.probe, store.value()->Describe())) return e;
-  ReplicatorOptions ro = MakeReplicatorOptions(cfg);
-  ro.bandwidth = to.bandwidth;
-  // The journal's targets are the one configured (journal/targets.h): what
-  // it holds and what is pending for it stay with it across restarts; a
-  // different target starts from nothing. Its settings are what scribectl
-  // verify/restore need to reach it without being told again (never the
-  // credentials: those stay in the environment).
-  std::string target = store.value()->Describe();
-  nlohmann::json settings = {{"endpoint", cfg.endpoint},
-                             {"region", cfg.region},
-                             {"ca_file", cfg.ca_file},
-                             {"excludes", ro.excludes},
-                             {"delete", cfg.delete_mode}};
-  // Its name: the configured one (a [target NAME] section, or derived from
-  // the URL); a Config filled without targets names it by its URL.
-  std::string name = cfg.targets.empty() ? target : cfg.targets.front().name;
-  auto targets = Targets::Sync(*journal, {TargetSpec{name, target, settings.dump()}});
-  if (!targets.ok()) return StartError{kExitFailure, targets.status().message()};
-  const bool new_target = !targets->added.empty();
-  for (const TargetEntry& gone : targets->removed)
-    spdlog::warn("target changed from {} to {}: uploading everything again", gone.url, target);
-  ro.target = targets->targets.front().id;
-  auto r = Replicator::Create(journal, root_fd, std::move(store.value()), ro);
-  if (!r.ok()) return StartError{kExitFailure, r.status().message()};
-  rep.replicator = std::move(r.value());
-  Replicator* rp = rep.replicator.get();
-  // The same in meta, where scribectl reads it (one target).
-  (void)journal->SetMeta("target", target);
-  (void)journal->SetMeta("endpoint", cfg.endpoint);
-  (void)journal->SetMeta("region", cfg.region);
-  (void)journal->SetMeta("ca_file", cfg.ca_file);
-  (void)journal->SetMeta("excludes", nlohmann::json(ro.excludes).dump());
-  (void)journal->SetMeta("delete", cfg.delete_mode);
-  if (Status rs = ReconcileAtStart(journal, root_fd, rp, plan); !rs.ok())
-    return StartError{kExitFailure, rs.message()};
-  journal->SetCommitListener([rp] { rp->Notify(); });
-  Status started = rp->Start();
-  if (!started.ok()) return StartError{kExitFailure, "uploader: " + started.message()};
-  // An earlier daemon that did not stop cleanly may have left requests in
-  // flight that the server completes after this start (uploader/orphan_sweep.h).
-  rep.sweep =
-      std::make_unique<OrphanSweep>(journal, &rp->store(), rp->target(),
-                                    [rp](const std::string& p) { return rp->IsExcluded(p); });
-  if (new_target) {
-    // A new target: nothing of an earlier daemon's can be in it.
-  } else if (auto clean = journal->GetMeta("clean_stop"); !clean.ok() || *clean != "1") {
-    spdlog::warn(
-        "the previous scribefs did not stop cleanly: the target will be checked for "
-        "objects it left in flight in {:.0f} s (--crash-check-delay)",
-        cfg.crash_check_delay);
-    rep.sweep->Schedule(
+  to.endpoint = view.endpoint;
+  to.region = view.region;
+  to.ca_file = view.ca_file;
+  to.bandwidth = bandwidth;  // one --bwlimit for all the uploads
+  auto store = OpenStore(view.target, to);
+  if (!store.ok())
+    return StartError{kExitUsage, "--target " + name + ": " + store.status().message()};
+  rep.probes.push_back(std::make_unique<TargetProbe>(store.value().get()));
+  if (auto e = ProbeAtStart(view, *rep.probes.back(), store.value()->Describe())) return e;
+  out->name = name;
+  out->sync = view.mode == "sync";
+  out->store = std::move(store.value());
+  out->options = MakeReplicatorOptions(view);
+  out->options.bandwidth = bandwidth;
+  return std::nullopt;
+}
+
+// Each target compared with the tree. The targets the journal knew come
+// first: what changed while unmounted is for every target. Then each new
+// one, whose records are for it alone: the others hold the tree already.
+std::optional<StartError> ReconcileTargets(Journal* journal, int root_fd,
+                                           const StartCheckPlan& plan, TargetSet& set,
+                                           const std::set<int64_t>& added) {
+  std::vector<int64_t> known;
+  for (size_t i = 0; i < set.size(); ++i)
+    if (!added.count(set.replicator(i).target())) known.push_back(set.replicator(i).target());
+  for (bool new_ones : {false, true}) {
+    for (size_t i = 0; i < set.size(); ++i) {
+      Replicator* rp = &set.replicator(i);
+      if (added.count(rp->target()) != new_ones) continue;
+      Status rs =
+          ReconcileAtStart(journal, root_fd, rp, plan, new_ones ? known : std::vector<int64_t>{});
+      if (!rs.ok())
+        return StartError{kExitFailure,
+                          (set.size() > 1 ? "target " + set.name(i) + ": " : "") + rs.message()};
+    }
+  }
+  return std::nullopt;
+}
+
+// An earlier daemon that did not stop cleanly may have left requests in
+// flight that the server completes after this start (uploader/orphan_sweep.h).
+// A new target: nothing of an earlier daemon's can be in it.
+void ScheduleOrphanSweeps(const Config& cfg, Journal* journal, Replication& rep,
+                          const std::set<int64_t>& added) {
+  auto clean = journal->GetMeta("clean_stop");
+  const bool unclean = !clean.ok() || *clean != "1";
+  bool warned = false;
+  for (size_t i = 0; i < rep.set->size(); ++i) {
+    Replicator* rp = &rep.set->replicator(i);
+    rep.sweeps.push_back(
+        std::make_unique<OrphanSweep>(journal, &rp->store(), rp->target(),
+                                      [rp](const std::string& p) { return rp->IsExcluded(p); }));
+    if (!unclean || added.count(rp->target())) continue;
+    if (!warned)
+      spdlog::warn(
+          "the previous scribefs did not stop cleanly: the target{} will be checked for "
+          "objects it left in flight in {:.0f} s (--crash-check-delay)",
+          rep.set->size() > 1 ? "s" : "", cfg.crash_check_delay);
+    warned = true;
+    rep.sweeps.back()->Schedule(
         std::chrono::milliseconds(static_cast<int64_t>(cfg.crash_check_delay * 1000)));
   }
+}
+
+// Starts uploading to every target: the stores, the start-up probes, the
+// journal's targets, the start-up reconciliations, the workers and the
+// checks after an unclean stop. One Replicator per target (uploader/
+// target_set.h): a slow or dead target never holds back another.
+std::optional<StartError> StartReplication(const Config& cfg, Journal* journal, int root_fd,
+                                           const StartCheckPlan& plan, Replication& rep) {
+  std::vector<Config> views = TargetViews(cfg);
+  auto bandwidth = MakeBandwidthLimiter(cfg);
+  std::vector<OpenedTarget> opened(views.size());
+  std::vector<TargetSpec> specs;
+  for (size_t i = 0; i < views.size(); ++i) {
+    // A Config filled without targets names its one target by its URL.
+    std::string name = cfg.targets.empty() ? views[i].target : cfg.targets[i].name;
+    if (auto e = OpenTarget(views[i], name, bandwidth, &opened[i], rep)) return e;
+    specs.push_back(
+        {name, opened[i].store->Describe(), TargetSettings(views[i], opened[i].options)});
+  }
+  // The journal's targets are the ones configured (journal/targets.h): what
+  // each holds and what is pending for it stay with it across restarts; a
+  // new target starts from nothing, a removed one is forgotten.
+  auto targets = Targets::Sync(*journal, specs);
+  if (!targets.ok()) return StartError{kExitFailure, targets.status().message()};
+  for (const TargetEntry& gone : targets->removed)
+    spdlog::warn("target {} ({}) is no longer configured: its state is forgotten", gone.name,
+                 gone.url);
+  std::set<int64_t> added;
+  for (const TargetEntry& t : targets->added) {
+    added.insert(t.id);
+    spdlog::info("target {} ({}) is new: it is filled from the tree", t.name, t.url);
+  }
+  std::vector<TargetSet::Member> members;
+  for (size_t i = 0; i < opened.size(); ++i) {
+    opened[i].options.target = targets->targets[i].id;
+    auto r = Replicator::Create(journal, root_fd, std::move(opened[i].store), opened[i].options);
+    if (!r.ok())
+      return StartError{kExitFailure, "target " + opened[i].name + ": " + r.status().message()};
+    members.push_back({opened[i].name, opened[i].sync, std::move(r.value())});
+  }
+  rep.set = std::make_unique<TargetSet>(std::move(members));
+  // The first target in meta too, where scribectl read it before targets.
+  Replicator* first = rep.first();
+  (void)journal->SetMeta("target", first->store().Describe());
+  (void)journal->SetMeta("endpoint", views[0].endpoint);
+  (void)journal->SetMeta("region", views[0].region);
+  (void)journal->SetMeta("ca_file", views[0].ca_file);
+  (void)journal->SetMeta("excludes", nlohmann::json(opened[0].options.excludes).dump());
+  (void)journal->SetMeta("delete", views[0].delete_mode);
+  if (auto e = ReconcileTargets(journal, root_fd, plan, *rep.set, added)) return e;
+  journal->SetCommitListener([set = rep.set.get()] { set->Notify(); });
+  Status started = rep.set->Start();
+  if (!started.ok()) return StartError{kExitFailure, "uploader: " + started.message()};
+  ScheduleOrphanSweeps(cfg, journal, rep, added);
   (void)journal->SetMeta("clean_stop", "0");
   return std::nullopt;
 }
@@ -401,11 +511,14 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (!start_check.ok()) return fail(kExitFailure, start_check.status().message());
 
   Replication rep;
-  if (!cfg.target.empty()) {
+  if (!cfg.target.empty() || !cfg.targets.empty()) {
     if (auto e = StartReplication(cfg, journal.value().get(), root.get(), *start_check, rep))
       return fail(e->exit_code, e->message);
   }
-  Replicator* replicator = rep.replicator.get();
+  // The first target's uploader: what checkpoints, the lag monitor,
+  // metrics and prune use (README, "Several targets").
+  Replicator* replicator = rep.first();
+  TargetSet* targets = rep.set.get();
 
   // Running, durably, before the mount changes anything. Its fsync also makes
   // durable the records of an earlier daemon of this boot (kill -9) and the
@@ -414,7 +527,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (Status m = WriteRunMarker(*journal.value(), marker); !m.ok())
     return fail(kExitFailure, m.message());
 
-  FsOptions fso = MakeFsOptions(cfg, replicator);
+  FsOptions fso = MakeFsOptions(cfg, targets && targets->any_sync() ? targets : nullptr);
   // Pause points and the control socket (daemon/control_plane.h): every mutation
   // passes the gate, declared before fs so that it outlives it.
   MutationGate gate(8, static_cast<size_t>(cfg.max_held_mib * (1 << 20)));
@@ -423,16 +536,16 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   auto spool = CowSpool::Open(cfg.state_dir + "/spool", sync_fd.get(), cfg.max_spool_bytes);
   if (!spool.ok()) return fail(kExitFailure, "spool: " + spool.status().message());
   fso.cow = spool.value().get();  // fs/cow_spool.h: checkpoints capture (issue 12)
-  if (replicator) replicator->SetMarkedStates(std::make_shared<SpoolStates>(spool.value().get()));
+  if (targets) targets->SetMarkedStates(std::make_shared<SpoolStates>(spool.value().get()));
   // The uploader reads frozen paths through the spool: on every way out of
   // here (an early failure too) it stops before the spool goes. (Stop is
   // idempotent: the normal path has stopped it already.)
   struct StopUploaderFirst {
-    Replicator* replicator;
+    TargetSet* targets;
     ~StopUploaderFirst() {
-      if (replicator) replicator->Stop(std::chrono::milliseconds(0));
+      if (targets) targets->Stop(std::chrono::milliseconds(0));
     }
-  } stop_uploader_first{replicator};
+  } stop_uploader_first{targets};
   Filesystem fs(std::move(root), journal.value().get(), fso);
   // Bounded journal (daemon/journal_trim.h): deletes nothing until the
   // target's history holds the records.
@@ -451,8 +564,9 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (!prune.ok()) return fail(kExitFailure, prune.status().message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
-  cpo.sweep = rep.sweep.get();
-  cpo.probe = rep.probe.get();
+  for (const auto& sweep : rep.sweeps) cpo.sweeps.push_back(sweep.get());
+  cpo.probe = rep.probes.empty() ? nullptr : rep.probes.front().get();
+  cpo.targets = targets;
   cpo.datadir_fd = sync_fd.get();
   cpo.lag = lag.get();
   cpo.spool = spool.value().get();  // captured checkpoints (daemon/checkpoint_storer.h)
@@ -475,10 +589,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   if (!server.ok()) return fail(kExitFailure, server.status().message());
   serving = true;
 
-  spdlog::info("scribefs serving {} on {} (state {}, target {}, mode {}, xattr {}, writeback {})",
-               cfg.datadir, mountpoint, cfg.state_dir,
-               replicator ? replicator->store().Describe() : "none (journal only)", cfg.mode,
-               cfg.xattr, cfg.writeback);
+  spdlog::info("scribefs serving {} on {} (state {}, {}, xattr {}, writeback {})", cfg.datadir,
+               mountpoint, cfg.state_dir, TargetsLine(cfg, targets), cfg.xattr, cfg.writeback);
   TuneKernelCache(cfg, mountpoint);
   plane.WatchSession(server.value().get());
   ready(nullptr);
@@ -500,7 +612,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Status flushed = fs.FlushAllRanges();
   server.value()->Unmount();
   server.value().reset();
-  if (replicator) StopReplication(cfg, journal.value().get(), replicator, rep.sweep);
+  if (targets) StopReplication(cfg, journal.value().get(), rep);
   exporter.value().reset();  // the metrics file's last write: the final counters
   spdlog::info("scribefs stopped serving {}", cfg.datadir);
   if (!run.ok()) {

@@ -638,6 +638,12 @@ std::string DefaultTargetName(const std::string& url) {
   return IsValidTargetName(name) ? name : "target";
 }
 
+Config ForTarget(const Config& cfg, const TargetConfig& t) {
+  Config view = cfg;
+  CopyToSingleTargetFields(t, view);
+  return view;
+}
+
 Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
                       const std::vector<TargetSection>& sections) {
   const TargetConfig defaults = GlobalTargetDefaults(cfg);

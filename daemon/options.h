@@ -97,4 +97,9 @@ std::string DefaultTargetName(const std::string& url);
 Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
                       const std::vector<TargetSection>& sections);
 
+// cfg as one target sees it: the single-target fields (target, endpoint,
+// mode, excludes, ...) are t's. The daemon starts each target's uploader
+// from its view.
+Config ForTarget(const Config& cfg, const TargetConfig& t);
+
 }  // namespace scribefs

@@ -153,18 +153,6 @@ std::optional<StartError> CheckTargetPlacement(const Config& cfg) {
   return std::nullopt;
 }
 
-std::optional<StartError> CheckTargetCount(const Config& cfg) {
-  // Issue 16: remove this guard when the runtime stores to several targets
-  // (journal, uploader and daemon wiring per target); until then only the
-  // single-target fields (cfg.target, ...) are used, and starting with
-  // several would silently replicate to none of them.
-  if (cfg.targets.size() <= 1) return std::nullopt;
-  std::string names;
-  for (const TargetConfig& t : cfg.targets) names += (names.empty() ? "" : ", ") + t.name;
-  return StartError{kExitUsage, "several targets (" + names +
-                                    ") are configured; this build stores to one target at a time"};
-}
-
 std::optional<StartError> CheckCommandLine(Config& cfg) {
   struct stat st;
   if (stat(cfg.datadir.c_str(), &st) != 0) {
@@ -204,7 +192,6 @@ std::optional<StartError> CheckCommandLine(Config& cfg) {
                       "MOUNTPOINT and DATADIR must not contain each other "
                       "(omit MOUNTPOINT to mount over DATADIR)"};
   if (auto e = CheckTargetPlacement(cfg)) return e;
-  if (auto e = CheckTargetCount(cfg)) return e;
   if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0)
     return StartError{kExitFailure, "/dev/fuse is not accessible: " + std::string(strerror(errno))};
   return std::nullopt;

@@ -45,10 +45,6 @@ std::optional<StartError> CheckCommandLine(Config& cfg);
 // target (cfg canonical).
 std::optional<StartError> CheckTargetPlacement(const Config& cfg);
 
-// Refuses more than one target (cfg.targets): this build's runtime stores to
-// one target at a time. A guard until the runtime of issue 16 lands.
-std::optional<StartError> CheckTargetCount(const Config& cfg);
-
 // Takes the state directory's lock (flock on lock_path, held through `lock`
 // for the daemon's lifetime) and writes the daemon's pid into it. When
 // another daemon holds it: busy if DATADIR is still mounted, else (that

@@ -57,6 +57,24 @@ json LagJson(LagMonitor& lag) {
   return j;
 }
 
+// One uploader's counters; the upload rate is sampled for the first only.
+json UploaderJson(Replicator& r, UploadRate* rate) {
+  ReplicatorStats st = r.stats();
+  return {{"queued_paths", st.queued_paths},
+          {"in_flight", st.in_flight},
+          {"uploads", st.uploads},
+          {"copies", st.copies},
+          {"deletes", st.deletes},
+          {"partial_uploads", st.partial_uploads},
+          {"retries", st.retries},
+          {"retry_causes", RetryCauseCounts(st.retry_causes)},
+          {"failures", st.failures},
+          {"bytes_sent", st.bytes_sent},
+          {"requests", r.store().stats().requests},
+          {"upload_rate_bps", rate ? rate->BytesPerSecond() : 0.0},
+          {"last_error", st.last_error}};
+}
+
 }  // namespace
 
 json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
@@ -81,24 +99,17 @@ json StatusVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   if (!health.ok()) j["journal_error"] = health.message();
   j["pause"] = PauseJson(d.pauser->state());
   j["max_pause_s"] = d.pauser->max_pause_s();
-  if (d.replicator) {
-    ReplicatorStats st = d.replicator->stats();
-    j["uploader"] = {{"queued_paths", st.queued_paths},
-                     {"in_flight", st.in_flight},
-                     {"uploads", st.uploads},
-                     {"copies", st.copies},
-                     {"deletes", st.deletes},
-                     {"partial_uploads", st.partial_uploads},
-                     {"retries", st.retries},
-                     {"retry_causes", RetryCauseCounts(st.retry_causes)},
-                     {"failures", st.failures},
-                     {"bytes_sent", st.bytes_sent},
-                     {"requests", d.replicator->store().stats().requests},
-                     {"upload_rate_bps", d.rate ? d.rate->BytesPerSecond() : 0.0},
-                     {"last_error", st.last_error}};
-  } else {
-    j["uploader"] = nullptr;
+  j["uploader"] = d.replicator ? UploaderJson(*d.replicator, d.rate) : json(nullptr);
+  // Each target's uploader (issue 16): the first is "uploader" above.
+  json uploaders = json::array();
+  for (size_t i = 0; d.targets && i < d.targets->size(); ++i) {
+    json u = UploaderJson(d.targets->replicator(i), nullptr);
+    u["name"] = d.targets->name(i);
+    u["target"] = d.targets->replicator(i).store().Describe();
+    u["mode"] = d.targets->sync(i) ? "sync" : "async";
+    uploaders.push_back(std::move(u));
   }
+  j["uploaders"] = std::move(uploaders);
   // History in the target (uploader/history_recorder.h); null when off.
   std::optional<HistoryStats> hs = d.replicator ? d.replicator->history_stats() : std::nullopt;
   if (hs) {

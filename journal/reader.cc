@@ -189,14 +189,24 @@ Result<JournalReader::Snapshot> JournalReader::BeginSnapshot() {
   return Snapshot(db_.get());
 }
 
-Result<std::vector<UnfinishedRecord>> JournalReader::Unfinished() {
-  // The WHERE is exactly that of the partial index records_unfinished.
-  auto st = Prepare(db_.get(),
-                    "SELECT op, path, new_path, flags, state FROM records "
-                    "WHERE " +
-                        UnfinishedCondition(schema_version_) + " ORDER BY seq");
+Result<std::vector<UnfinishedRecord>> JournalReader::Unfinished(std::optional<int64_t> target) {
+  // The WHERE is exactly that of the partial index records_unfinished (with
+  // a target: a target has a record unfinished only while the record is).
+  const bool by_target = target && schema_version_ >= 5;
+  std::string sql =
+      by_target ? std::string(
+                      "SELECT r.op, r.path, r.new_path, r.flags, coalesce(t.state,r.state) FROM "
+                      "records r LEFT JOIN target_records t ON t.seq = r.seq AND t.target = ?1 "
+                      "WHERE ") +
+                      kUnfinishedOnR +
+                      " AND coalesce(t.state,r.state) IN ('pending','uploading','failed') ORDER "
+                      "BY r.seq"
+                : "SELECT op, path, new_path, flags, state FROM records WHERE " +
+                      UnfinishedCondition(schema_version_) + " ORDER BY seq";
+  auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status();
   sqlite3_stmt* s = st->get();
+  if (by_target) sqlite3_bind_int64(s, 1, *target);
   std::vector<UnfinishedRecord> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

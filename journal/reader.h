@@ -93,7 +93,7 @@ class JournalReader {
   Result<std::optional<std::string>> Meta(const std::string& key);
 
   // Every record not uploaded yet (pending, uploading, failed), oldest first.
-  Result<std::vector<UnfinishedRecord>> Unfinished();
+  Result<std::vector<UnfinishedRecord>> Unfinished(std::optional<int64_t> target = {});
   // Whether a record not uploaded yet names path (as path or new_path).
   Result<bool> NamesUnfinished(const std::string& path);
   // What is left to upload of the records up to seq, and the sum of the last

@@ -34,10 +34,20 @@ Status ForEachSeq(sqlite3* db, const char* sql, std::span<const int64_t> seqs, B
   return Status::Ok();
 }
 
-Status WriteCounters(sqlite3* db, const std::string& counters) {
-  auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES('uploader',?1)");
+Result<bool> SoleTarget(sqlite3* db, int64_t target, std::vector<int64_t>* ids);
+
+// The uploader's counters (meta "uploader", what `scribectl stats` shows);
+// with several targets each one's under "uploader.ID", so that one target's
+// figures never overwrite another's.
+Status WriteCounters(sqlite3* db, int64_t target, const std::string& counters) {
+  std::vector<int64_t> ids;
+  auto sole = SoleTarget(db, target, &ids);
+  if (!sole.ok()) return sole.status();
+  std::string key = *sole ? "uploader" : "uploader." + std::to_string(target);
+  auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?2,?1)");
   if (!m.ok()) return m.status();
   sqlite3_bind_text(m->get(), 1, counters.data(), static_cast<int>(counters.size()), SQLITE_STATIC);
+  sqlite3_bind_text(m->get(), 2, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   int rc = sqlite3_step(m->get());
   if (rc != SQLITE_DONE) return SqliteError("meta", db, rc);
   return Status::Ok();
@@ -237,7 +247,7 @@ Status UploadStateStore::MarkFinal(std::span<const int64_t> seqs, const Final& f
         SCRIBEFS_RETURN_IF_ERROR(FoldRecordTargets(db, seq, ids, &c));
       }
     }
-    return counters ? WriteCounters(db, *counters) : Status::Ok();
+    return counters ? WriteCounters(db, target_, *counters) : Status::Ok();
   });
 }
 
@@ -257,6 +267,14 @@ Status UploadStateStore::MarkExcluded(std::span<const int64_t> seqs) {
   return MarkFinal(seqs, f, nullptr);
 }
 
+Status UploadStateStore::MarkHeld(std::span<const int64_t> seqs, const std::string& why) {
+  Final f{std::string(kStateSkipped),
+          "UPDATE records SET state='skipped', error=?3, state_ns=?2 WHERE seq=?1",
+          why,
+          {}};
+  return MarkFinal(seqs, f, nullptr);
+}
+
 Status UploadStateStore::RecordAttempt(std::span<const int64_t> seqs, int64_t attempts,
                                        const std::string& error, const std::string& counters) {
   // The record shows the last attempt and error of any target; its state
@@ -267,7 +285,7 @@ Status UploadStateStore::RecordAttempt(std::span<const int64_t> seqs, int64_t at
           sqlite3_bind_int64(s, 2, attempts);
           sqlite3_bind_text(s, 3, error.data(), static_cast<int>(error.size()), SQLITE_STATIC);
         }));
-    return WriteCounters(db, counters);
+    return WriteCounters(db, target_, counters);
   });
 }
 

@@ -48,6 +48,10 @@ class UploadStateStore {
   Status ResetUploading();
   // Records of excluded paths (--exclude): skipped, never uploaded.
   Status MarkExcluded(std::span<const int64_t> seqs);
+  // Nothing to do on this target: it holds these paths already (the records
+  // a new target's start-up reconciliation adds, see ReconcileOptions::
+  // held_by). Skipped, with `why` as the record's note.
+  Status MarkHeld(std::span<const int64_t> seqs, const std::string& why);
   // A failed attempt that will be retried: attempts and the error are shown
   // by `scribectl journal` while the outage lasts. counters: the uploader's
   // counters (JSON) to store with it.

@@ -7,16 +7,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/beneath.h"
 #include "journal/reader.h"
 #include "journal/remote_index.h"
+#include "journal/upload_state.h"
 #include "uploader/digest.h"
 #include "uploader/object_layout.h"
 
@@ -104,8 +104,10 @@ class Coverage {
 // Loads the records not yet uploaded. Failed records do not count: they are
 // not retried until `scribectl retry`, so a path that also changed behind
 // the mount is reported.
-Status LoadCoverage(JournalReader& reader, Coverage* cov) {
-  auto recs = reader.Unfinished();
+Status LoadCoverage(JournalReader& reader, int64_t target, Coverage* cov) {
+  // This target's: a record it has finished covers nothing here, whatever
+  // another target still has to do with it.
+  auto recs = reader.Unfinished(target);
   if (!recs.ok()) return recs.status().WithContext("reconcile: reading pending records");
   for (const UnfinishedRecord& r : *recs) {
     if (r.state == kStateFailed) continue;
@@ -119,6 +121,7 @@ Status LoadCoverage(JournalReader& reader, Coverage* cov) {
 struct JournalView {
   std::unique_ptr<JournalReader> reader;
   std::unique_ptr<RemoteIndex> index;
+  int64_t target = kFirstTarget;
 };
 
 Result<JournalView> OpenView(const std::string& path, int64_t target) {
@@ -127,6 +130,7 @@ Result<JournalView> OpenView(const std::string& path, int64_t target) {
   JournalView v;
   v.reader = std::move(reader.value());
   v.index = RemoteIndex::Over(*v.reader, target);
+  v.target = target;
   return v;
 }
 
@@ -224,7 +228,7 @@ Status LoadKnown(JournalView& view, Coverage* coverage, bool with_sha256, Known*
       },
       /*skip_root=*/false);
   if (!read.ok()) return read.WithContext("reconcile: reading objects");
-  if (coverage) SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, coverage));
+  if (coverage) SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, view.target, coverage));
   return Status::Ok();
 }
 
@@ -315,7 +319,7 @@ Status CheckLive(JournalView& view, int root_fd, const Gone& gone,
   auto snap = view.reader->BeginSnapshot();
   if (!snap.ok()) return snap.status();
   Coverage now;
-  SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, &now));
+  SCRIBEFS_RETURN_IF_ERROR(LoadCoverage(*view.reader, view.target, &now));
   for (Candidate& c : candidates) {
     if (now.Covers(c.path, c.reason == Reason::kMissing, gone)) {
       rep->pending++;
@@ -338,13 +342,21 @@ Status CheckLive(JournalView& view, int root_fd, const Gone& gone,
 
 // 4. Journals a reconcile record for each reported path.
 Status JournalReport(Journal* journal, const std::vector<Candidate>& report,
-                     const std::string& scan, ReconcileReport* rep) {
+                     const ReconcileOptions& options, ReconcileReport* rep) {
+  const std::string& scan = options.scan;
   std::vector<Record> batch;
   auto flush = [&]() -> Status {
     if (batch.empty()) return Status::Ok();
     Status s = journal->Commit(batch);
+    std::vector<int64_t> seqs;
+    for (const Record& r : batch) seqs.push_back(r.seq);
     batch.clear();
-    return s;
+    SCRIBEFS_RETURN_IF_ERROR(s);
+    for (int64_t other : options.held_by)
+      SCRIBEFS_RETURN_IF_ERROR(
+          UploadStateStore(journal, other)
+              .MarkHeld(seqs, "held already (reconciliation of another target)"));
+    return Status::Ok();
   };
   for (const Candidate& c : report) {
     switch (c.reason) {
@@ -423,7 +435,7 @@ Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,
   }
   candidates.clear();
 
-  SCRIBEFS_RETURN_IF_ERROR(JournalReport(journal, report, options.scan, &rep));
+  SCRIBEFS_RETURN_IF_ERROR(JournalReport(journal, report, options, &rep));
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   // The table of every stored path was freed above, in small blocks that
   // malloc keeps for reuse: give them back, or a daemon that reconciled a

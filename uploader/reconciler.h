@@ -90,6 +90,10 @@ struct ReconcileOptions {
   std::string scan = "start";
   // The target whose objects DATADIR is compared with (journal/targets.h).
   int64_t target = kFirstTarget;
+  // Targets that hold the tree already: the records this scan adds are for
+  // `target` alone and skipped on these (a target added to a running setup
+  // is filled from the tree without sending anything to the others).
+  std::vector<int64_t> held_by;
 };
 
 Result<ReconcileReport> ReconcileTree(Journal* journal, int root_fd,

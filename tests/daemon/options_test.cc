@@ -535,18 +535,27 @@ TEST_F(TargetsTest, BadSectionNames) {
   EXPECT_EQ(ok.targets[2].url, "s3://z");
 }
 
-// Start-up: several targets are refused until the runtime stores to them;
-// every file:// target is kept out of DATADIR.
-TEST_F(TargetsTest, StartupRefusesSeveralTargetsForNow) {
-  Config one, two;
-  ASSERT_EQ(Parse({"/d", "--target", "s3://a"}, one), std::nullopt);
-  EXPECT_FALSE(CheckTargetCount(one).has_value());
-  ASSERT_EQ(Parse({"/d", "--target", "s3://a", "--target", "file:///b"}, two), std::nullopt);
-  auto e = CheckTargetCount(two);
-  ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(e->exit_code, kExitUsage);
-  EXPECT_EQ(e->message,
-            "several targets (a, b) are configured; this build stores to one target at a time");
+// The daemon starts each target's uploader from its view of the Config:
+// the single-target fields are that target's.
+TEST_F(TargetsTest, EachTargetsViewHasItsOwnSettings) {
+  Config two;
+  ASSERT_EQ(Parse({"/d", "--target", "s3://a", "--target", "file:///b", "--mode", "sync",
+                   "--exclude", "*.tmp"},
+                  two),
+            std::nullopt);
+  ASSERT_EQ(two.targets.size(), 2u);
+  two.targets[1].mode = "async";
+  two.targets[1].excludes = {"*.log"};
+  Config a = ForTarget(two, two.targets[0]), b = ForTarget(two, two.targets[1]);
+  EXPECT_EQ(a.target, "s3://a");
+  EXPECT_EQ(a.mode, "sync");
+  ASSERT_EQ(a.excludes.size(), 1u);
+  EXPECT_EQ(a.excludes[0], "*.tmp");
+  EXPECT_EQ(b.target, "file:///b");
+  EXPECT_EQ(b.mode, "async");
+  ASSERT_EQ(b.excludes.size(), 1u);
+  EXPECT_EQ(b.excludes[0], "*.log");
+  EXPECT_EQ(b.targets.size(), 2u);  // the rest of the Config is the same
 }
 
 TEST_F(TargetsTest, EveryFileTargetStaysOutOfDatadir) {

@@ -21,6 +21,7 @@
 #include "tests/uploader/memory_store.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/object_layout.h"
+#include "uploader/target_set.h"
 
 namespace scribefs {
 namespace {
@@ -410,6 +411,35 @@ TEST_F(TwoTargetsTest, ADownTargetHoldsBackNeitherTheOtherNorItsWaits) {
   EXPECT_EQ(State(last), "done");
   for (int64_t seq = 1; seq <= last; ++seq) EXPECT_EQ(State(seq), "done") << seq;
   EXPECT_EQ(side_[0].store->calls("Put"), near_puts);  // nothing sent twice to near
+}
+
+// The daemon's view of several targets (uploader/target_set.h): the mount
+// waits for the sync targets only; flush and stop wait for every one.
+TEST_F(TwoTargetsTest, TheSetWaitsForTheSyncTargetsOnlyWhereTheMountWaits) {
+  ASSERT_NO_FATAL_FAILURE(StartBoth());  // near up, far down
+  std::vector<TargetSet::Member> members;
+  members.push_back({"near", true, std::move(side_[0].rep)});
+  members.push_back({"far", false, std::move(side_[1].rep)});
+  auto set = std::make_unique<TargetSet>(std::move(members));
+  journal_->SetCommitListener([s = set.get()] { s->Notify(); });
+  EXPECT_TRUE(set->any_sync());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_NO_FATAL_FAILURE(Created("g" + std::to_string(i), "g" + std::to_string(i)));
+  int64_t last = Commit(Op::kClose, "g2");
+  auto now = std::chrono::steady_clock::now();
+  Status mount = set->WaitUploaded(last, now + std::chrono::seconds(20));
+  EXPECT_TRUE(mount.ok()) << mount.ToString();  // far is down: the mount does not wait for it
+  Status idle = set->WaitIdle(std::chrono::steady_clock::now() + milliseconds(300));
+  EXPECT_EQ(idle.code(), ETIMEDOUT) << idle.ToString();
+  EXPECT_NE(idle.message().find("target far"), std::string::npos) << idle.ToString();
+  side_[1].store->Clear();
+  Status flush =
+      set->WaitUploadedThrough(last, std::chrono::steady_clock::now() + std::chrono::seconds(20));
+  EXPECT_TRUE(flush.ok()) << flush.ToString();
+  EXPECT_EQ(State(last), "done");
+  EXPECT_TRUE(side_[1].mem->Newest("g2").has_value());
+  journal_->SetCommitListener(nullptr);
+  set.reset();
 }
 
 }  // namespace

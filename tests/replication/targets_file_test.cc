@@ -1,0 +1,130 @@
+// Several targets at once (issue 16), on file:// targets: one Replicator per
+// target (uploader/target_set.h), each with its own mode, excludes and state
+// in the journal; a target added to a populated tree is filled from it
+// without a request to the others.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/replication/e2e_scenario.h"
+#include "tests/replication/replication_fixture.h"
+
+namespace scribefs::rep {
+namespace {
+
+class SeveralTargets : public ReplicationTest {
+ protected:
+  // A --config file with one [target NAME] section per entry of `sections`
+  // (each "name", then its "key = value" lines).
+  std::string WriteConfig(const std::vector<std::vector<std::string>>& sections) {
+    std::string path = root() + "/scribefs.conf";
+    std::ofstream f(path);
+    for (const auto& s : sections) {
+      f << "[target " << s[0] << "]\n";
+      for (size_t i = 1; i < s.size(); ++i) f << s[i] << "\n";
+    }
+    return path;
+  }
+  // The daemon's status (scribectl --json status): each target's uploader.
+  nlohmann::json Uploaders() {
+    it::RunResult r = Ctl({"--json", "status"});
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (!j.is_object() || !j["daemon"].is_object()) return nlohmann::json::array();
+    return j["daemon"]["uploaders"];
+  }
+  static const nlohmann::json& Named(const nlohmann::json& uploaders, const std::string& name) {
+    for (const auto& u : uploaders)
+      if (u.value("name", "") == name) return u;
+    static const nlohmann::json none;
+    ADD_FAILURE() << "no uploader named " << name << " in " << uploaders.dump();
+    return none;
+  }
+};
+
+// A sync local copy and an async second one: close returns once the sync
+// target has the file; after a mixed workload both equal DATADIR, but for
+// the path excluded on one target only.
+TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) {
+  std::string usb = root() + "/usb", off = root() + "/off";
+  std::string conf =
+      WriteConfig({{"usb", "url = file://" + usb, "mode = sync"},
+                   {"off", "url = file://" + off, "mode = async", "exclude = scratch.tmp"}});
+  Options o;
+  o.args = {"--config", conf};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  // Sync: the close waited for usb (not for off).
+  ASSERT_TRUE(it::WriteFile(mp("first.txt"), "first"));
+  struct stat st;
+  EXPECT_EQ(stat((usb + "/first.txt").c_str(), &st), 0) << "close returned before usb had it";
+
+  ASSERT_EQ(mkdir(mp("dir").c_str(), 0755), 0);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(it::WriteFile(mp("dir/f" + std::to_string(i)), "content " + std::to_string(i)));
+  ASSERT_TRUE(it::WriteFile(mp("scratch.tmp"), "only on usb"));
+  ASSERT_EQ(rename(mp("dir/f1").c_str(), mp("moved").c_str()), 0);
+  ASSERT_EQ(unlink(mp("dir/f2").c_str()), 0);
+  ASSERT_TRUE(it::WriteFile(mp("dir/f3"), "rewritten"));
+  ASSERT_TRUE(Flush(60));
+
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb, ExpectedObjects(data())));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(off, ExpectedObjects(data(), {"scratch.tmp"})));
+  EXPECT_NE(stat((off + "/scratch.tmp").c_str(), &st), 0);
+  nlohmann::json up = Uploaders();
+  ASSERT_EQ(up.size(), 2u) << up.dump();
+  EXPECT_EQ(Named(up, "usb").value("mode", ""), "sync");
+  EXPECT_EQ(Named(up, "off").value("mode", ""), "async");
+  ASSERT_EQ(Unmount(), 0);
+}
+
+// A target added to a mount whose tree already holds 10,000 files gets all of
+// them; the target that had them gets no request but those any restart
+// makes. History is off: a daemon's
+// last history segment is written by the next start (the stop cancels the
+// bandwidth limiter before it, README "Several targets"), which would be a
+// request here that has nothing to do with the new target.
+TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOthers) {
+  constexpr int kDirs = 100, kFiles = 10000;
+  for (int d = 0; d < kDirs; ++d) {
+    std::string dir = data("d" + std::to_string(d));
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    for (int i = d; i < kFiles; i += kDirs)
+      ASSERT_TRUE(it::WriteFile(dir + "/f" + std::to_string(i), std::to_string(i)));
+  }
+  std::string a = root() + "/a", b = root() + "/b";
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + a, {"--history", "off"}));
+  ASSERT_TRUE(Flush(300));
+  ASSERT_EQ(Unmount(), 0);
+  // What a start costs a target by itself (a look for stale uploads): the
+  // same restart without a new target.
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget("file://" + a, {"--history", "off"}));
+  ASSERT_TRUE(Flush(60));
+  nlohmann::json alone = Uploaders();
+  ASSERT_EQ(alone.size(), 1u) << alone.dump();
+  const int64_t start_requests = alone[0].value("requests", int64_t(-1));
+  EXPECT_EQ(alone[0].value("uploads", -1), 0) << alone.dump();
+  ASSERT_EQ(Unmount(), 0);
+
+  ASSERT_NO_FATAL_FAILURE(
+      MountWithTarget("file://" + a, {"--target", "file://" + b, "--history", "off"}));
+  ASSERT_TRUE(Flush(300));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(b, ExpectedObjects(data())));
+  nlohmann::json up = Uploaders();
+  ASSERT_EQ(up.size(), 2u) << up.dump();
+  const nlohmann::json& old_one = up[0];
+  const nlohmann::json& new_one = up[1];
+  EXPECT_EQ(old_one.value("requests", int64_t(-1)), start_requests) << old_one.dump();
+  EXPECT_EQ(old_one.value("uploads", -1), 0) << old_one.dump();
+  EXPECT_GE(new_one.value("uploads", 0), kFiles) << new_one.dump();
+  ASSERT_EQ(Unmount(), 0);
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(a, ExpectedObjects(data())));
+}
+
+}  // namespace
+}  // namespace scribefs::rep
