@@ -7,7 +7,8 @@
 #     php:BINARY           libfuse's passthrough_hp (bench/build_passthrough_hp.sh)
 #     BINARY [OPTIONS]     a scribefs daemon; the word TARGET in OPTIONS becomes a
 #                          file:// target beside the data, e.g. "new=build/daemon/scribefs
-#                          --target TARGET" (quote the whole LABEL=SIDE)
+#                          --target TARGET" (quote the whole LABEL=SIDE); TARGET2 a
+#                          second one ("--target TARGET --target TARGET2": two targets)
 #   e.g. bench/ns_fresh.sh -n 18000 -r 3 native=native php=php:/tmp/php/passthrough_hp \
 #          old=/tmp/scribefs.old new=build/daemon/scribefs
 #
@@ -99,6 +100,7 @@ run_one() {  # label side round
     *)
       local -a cmd
       read -r -a cmd <<<"$side"
+      cmd=("${cmd[@]//TARGET2/file://$W/fs/target2}")
       cmd=("${cmd[@]//TARGET/file://$W/fs/target}")
       "${cmd[0]}" "${cmd[@]:1}" --state-dir "$W/fs/state" "$W/fs/data" "$W/mnt" >&2
       pid=$(tr -d '[:space:]' <"$W/fs/state/lock")

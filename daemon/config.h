@@ -23,6 +23,9 @@ struct TargetConfig {
   std::string delete_mode = "propagate";
   double part_size_mib = 8;
   int workers = 4;
+  // --on-failure: run (sh -c) once a target has been failing for alert_after_s.
+  std::string on_failure;
+  double alert_after_s = 300;
 };
 
 struct Config {
@@ -54,6 +57,10 @@ struct Config {
   // exactly one, the fields above (target, endpoint, ..., part_size_mib) hold
   // it too; with several, each target's uploader starts from ForTarget's
   // view of the Config (daemon/options.h).
+  // A failing target's hook (daemon/failure_alert.h); alert_after as given
+  // (checked by the parser), alert_after_s parsed.
+  std::string on_failure, alert_after;
+  double alert_after_s = 300;
   std::vector<TargetConfig> targets;
   double stop_timeout = 10.0;
   double crash_check_delay = 30.0;

@@ -23,6 +23,7 @@
 #include "daemon/config.h"
 #include "daemon/control_plane.h"
 #include "daemon/daemonize.h"
+#include "daemon/failure_alert.h"
 #include "daemon/journal_trim.h"
 #include "daemon/lag_monitor.h"
 #include "daemon/metrics_collect.h"
@@ -253,8 +254,12 @@ std::string ModeName(const Config& cfg) {
 
 // The control plane's settings, but for the pointers Serve fills in.
 ControlPlane::Options MakeControlOptions(const Config& cfg, const std::string& mountpoint,
-                                         bool has_target, const std::atomic<bool>* serving) {
+                                         const Replication& rep, const std::atomic<bool>* serving) {
+  const bool has_target = rep.set != nullptr;
   ControlPlane::Options cpo;
+  for (const auto& sweep : rep.sweeps) cpo.sweeps.push_back(sweep.get());
+  cpo.probe = rep.probes.empty() ? nullptr : rep.probes.front().get();
+  cpo.targets = rep.set.get();
   cpo.info = {cfg.datadir,
               mountpoint,
               cfg.state_dir,
@@ -475,6 +480,38 @@ Result<std::unique_ptr<PruneTask>> StartPruneTask(const Config& cfg, Replicator*
   return prune;
 }
 
+// Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
+// (status and /metrics show the backlog). Null without a target.
+Result<std::unique_ptr<LagMonitor>> StartLagMonitor(const Config& cfg, MutationGate* gate,
+                                                    Replicator* replicator,
+                                                    const std::string& journal_path,
+                                                    int datadir_fd) {
+  if (!replicator) return std::unique_ptr<LagMonitor>();
+  auto lag = std::make_unique<LagMonitor>(
+      gate, replicator,
+      LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, journal_path, datadir_fd});
+  if (Status ls = lag->Start(); !ls.ok()) return ls;
+  return lag;
+}
+
+// --on-failure (daemon/failure_alert.h): a watch per target that has a
+// command. Null when none has.
+std::unique_ptr<FailureAlerts> StartFailureAlerts(const Config& cfg, TargetSet* targets) {
+  if (!targets) return nullptr;
+  std::vector<Config> views = TargetViews(cfg);
+  std::vector<FailureAlerts::Watch> watches;
+  for (size_t i = 0; i < targets->size() && i < views.size(); ++i) {
+    Replicator* rp = &targets->replicator(i);
+    watches.push_back({targets->name(i), rp->store().Describe(), views[i].on_failure,
+                       static_cast<int64_t>(views[i].alert_after_s * 1e9),
+                       [rp] { return rp->stats(); }});
+  }
+  auto alerts = std::make_unique<FailureAlerts>(std::move(watches), cfg.datadir);
+  if (alerts->empty()) return nullptr;
+  alerts->Start();
+  return alerts;
+}
+
 // Runs the daemon proper. `ready` is called once the mount serves (or with
 // the error that stopped start-up).
 int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready) {
@@ -551,24 +588,16 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   // target's history holds the records.
   JournalTrimTask trim(journal.value().get(), {cfg.journal_retention_ns});
   trim.Start();
-  // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
-  // (status and /metrics show the backlog).
-  std::unique_ptr<LagMonitor> lag;
-  if (replicator) {
-    lag = std::make_unique<LagMonitor>(
-        &gate, replicator,
-        LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, paths.journal(), sync_fd.get()});
-    if (Status ls = lag->Start(); !ls.ok()) return fail(kExitFailure, ls.message());
-  }
+  // Bounded lag (daemon/lag_monitor.h).
+  auto lag = StartLagMonitor(cfg, &gate, replicator, paths.journal(), sync_fd.get());
+  if (!lag.ok()) return fail(kExitFailure, lag.status().message());
+  std::unique_ptr<FailureAlerts> alerts = StartFailureAlerts(cfg, targets);
   auto prune = StartPruneTask(cfg, replicator);
   if (!prune.ok()) return fail(kExitFailure, prune.status().message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
-  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, replicator != nullptr, &serving);
-  for (const auto& sweep : rep.sweeps) cpo.sweeps.push_back(sweep.get());
-  cpo.probe = rep.probes.empty() ? nullptr : rep.probes.front().get();
-  cpo.targets = targets;
+  ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, rep, &serving);
   cpo.datadir_fd = sync_fd.get();
-  cpo.lag = lag.get();
+  cpo.lag = lag->get();
   cpo.spool = spool.value().get();  // captured checkpoints (daemon/checkpoint_storer.h)
   ControlPlane plane(&gate, &fs, journal.value().get(), replicator, cpo);
   if (Status cs = plane.Start(); !cs.ok())
@@ -576,9 +605,12 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
 
   // Prometheus metrics (README, "Monitoring (Prometheus)"): started before
   // the mount so that a port in use fails the start; stopped before the plane.
-  MetricsCollector metrics({journal.value().get(), replicator, &plane.pauser(),
-                            &plane.checkpoint_hold(), SCRIBEFS_VERSION_STRING,
-                            cpo.info.started_ns, lag.get(), &fs.inodes(), plane.storer()});
+  MetricsCollector::Sources sources{
+      journal.value().get(),   replicator,          &plane.pauser(), &plane.checkpoint_hold(),
+      SCRIBEFS_VERSION_STRING, cpo.info.started_ns, lag->get(),      &fs.inodes(),
+      plane.storer()};
+  sources.targets = targets;
+  MetricsCollector metrics(std::move(sources));
   auto exporter = MetricsExport::Start(
       {cfg.metrics_listen, cfg.metrics_file,
        std::chrono::milliseconds(static_cast<int64_t>(cfg.metrics_interval * 1000))},
@@ -604,7 +636,8 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   Status run = server.value()->Run();
   notifier.Stopping("stopping: unmounted, draining uploads (--stop-timeout)");
   exporter.value()->server.reset();
-  if (lag) lag->Stop();  // lifts the throttle: held writes answer before the unmount
+  if (alerts) alerts->Stop();
+  if (*lag) (*lag)->Stop();      // lifts the throttle: held writes answer before the unmount
   if (*prune) (*prune)->Stop();  // cancels a run at its next step (as safe as a crash)
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.

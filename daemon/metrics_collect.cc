@@ -75,6 +75,11 @@ MetricsSnapshot MetricsCollector::Collect() {
       m.history = h;
     }
   }
+  for (size_t i = 0; src_.targets && i < src_.targets->size(); ++i) {
+    ReplicatorStats st = src_.targets->replicator(i).stats();
+    m.targets.push_back({src_.targets->name(i), st.uploads, st.failures, st.bytes_sent,
+                         st.queued_paths, static_cast<double>(st.failing_since_ns) / 1e9});
+  }
   if (src_.pauser) {
     PauseState ps = src_.pauser->state();
     m.paused = ps.paused;

@@ -20,6 +20,7 @@
 #include "journal/journal.h"
 #include "journal/reader.h"
 #include "uploader/replicator.h"
+#include "uploader/target_set.h"
 
 namespace scribefs {
 
@@ -27,7 +28,7 @@ class MetricsCollector {
  public:
   struct Sources {
     Journal* journal = nullptr;          // required
-    Replicator* replicator = nullptr;    // nullptr: journal only
+    Replicator* replicator = nullptr;    // the first target's; nullptr: journal only
     PauseController* pauser = nullptr;   // may be null
     const DurationHistogram* checkpoint_hold = nullptr;  // may be null
     std::string version;
@@ -35,6 +36,7 @@ class MetricsCollector {
     LagMonitor* lag = nullptr;  // bounded lag; may be null
     InodeTable* inodes = nullptr;  // the FUSE layer's; may be null
     CheckpointStorer* storer = nullptr;  // captured checkpoints; may be null
+    TargetSet* targets = nullptr;        // every target's uploader; null: journal only
   };
   explicit MetricsCollector(Sources sources) : src_(std::move(sources)) {}
 

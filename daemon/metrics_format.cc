@@ -127,6 +127,36 @@ void WriteUploader(Writer& w, const MetricsSnapshot::Uploader& u) {
         u.bwlimit_bps);
 }
 
+void WriteTargets(Writer& w, const std::vector<MetricsSnapshot::Target>& targets) {
+  struct Family {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const MetricsSnapshot::Target&);
+  };
+  const Family families[] = {
+      {"scribefs_target_uploads_total", "counter", "Objects stored on the target since start",
+       [](const MetricsSnapshot::Target& t) { return double(t.uploads); }},
+      {"scribefs_target_upload_failures_total", "counter",
+       "Paths whose records failed for good on the target since start",
+       [](const MetricsSnapshot::Target& t) { return double(t.failures); }},
+      {"scribefs_target_sent_bytes_total", "counter",
+       "Request body bytes sent to the target since start",
+       [](const MetricsSnapshot::Target& t) { return double(t.bytes_sent); }},
+      {"scribefs_target_upload_queue_paths", "gauge", "Paths queued for the target",
+       [](const MetricsSnapshot::Target& t) { return double(t.queued_paths); }},
+      {"scribefs_target_failing_since_seconds", "gauge",
+       "Unix time of the target's first failed attempt since it last stored a path; 0 while "
+       "it is not failing (what --on-failure watches)",
+       [](const MetricsSnapshot::Target& t) { return t.failing_since_s; }},
+  };
+  for (const Family& f : families) {
+    w.Family(f.name, f.type, f.help);
+    for (const auto& t : targets)
+      w.Sample(f.name, f.value(t), "target=\"" + EscapeLabelValue(t.name) + "\"");
+  }
+}
+
 void WriteHistory(Writer& w, const MetricsSnapshot::History& h) {
   w.One("scribefs_history_loaded", "gauge",
         "1 once the target's history was read at start (segments are written after that)",
@@ -184,6 +214,7 @@ std::string FormatMetrics(const MetricsSnapshot& m) {
         m.target);
   WriteJournal(w, m);
   if (m.uploader) WriteUploader(w, *m.uploader);
+  if (!m.targets.empty()) WriteTargets(w, m.targets);
   if (m.history) WriteHistory(w, *m.history);
   w.One("scribefs_paused", "gauge", "1 while a pause point holds writes", m.paused);
   w.One("scribefs_held_operations", "gauge", "Mutating operations held by the pause right now",

@@ -68,6 +68,14 @@ struct MetricsSnapshot {
     uint64_t bwlimit_bps = 0;  // the upload limit in force, 0 = unlimited
   };
   std::optional<Uploader> uploader;
+  // Each target's uploader (issue 16), labelled target="NAME"; the families
+  // above are the first target's.
+  struct Target {
+    std::string name;
+    uint64_t uploads = 0, failures = 0, bytes_sent = 0, queued_paths = 0;
+    double failing_since_s = 0;  // Unix seconds; 0 while not failing
+  };
+  std::vector<Target> targets;
 
   // History in the target (uploader/history_recorder.h); unset when off.
   struct History {

@@ -221,6 +221,21 @@ void AddMonitoringOptions(CLI::App& app, Config& cfg) {
       ->check(CLI::Range(1.0, 3600.0))
       ->capture_default_str()
       ->group(group);
+  app.add_option("--on-failure", cfg.on_failure,
+                 "Command (run with sh -c) when a target has been failing for --alert-after: "
+                 "once per outage, with SCRIBEFS_TARGET, SCRIBEFS_TARGET_URL, SCRIBEFS_ERROR, "
+                 "SCRIBEFS_FAILING_SINCE and SCRIBEFS_DATADIR in a clean environment (no "
+                 "credentials); a [target NAME] section may set its own (on_failure)")
+      ->group(group);
+  app.add_option("--alert-after", cfg.alert_after,
+                 "How long a target fails (no upload succeeds, and one is retried or failed) "
+                 "before --on-failure runs (e.g. 30s, 5m; default 5m)")
+      ->check([](const std::string& v) -> std::string {
+        auto d = ParseDuration(v);
+        if (!d.ok()) return d.status().message();
+        return *d > 0 ? "" : "'" + v + "' is not a duration above zero";
+      })
+      ->group(group);
 }
 
 // The checks of the monitoring options that CLI11 cannot express.
@@ -499,6 +514,11 @@ std::optional<std::string> SetTargetKey(TargetConfig& t, const std::string& key,
     t.excludes.insert(t.excludes.end(), values.begin(), values.end());
     return std::nullopt;
   }
+  if (key == "on_failure") {  // a command: CLI11 hands an unquoted one over as its words
+    t.on_failure.clear();
+    for (const auto& v : values) t.on_failure += (t.on_failure.empty() ? "" : " ") + v;
+    return std::nullopt;
+  }
   if (values.size() != 1) return key + " takes one value";
   const std::string& v = values.front();
   const std::pair<const char*, std::string*> kStrings[] = {
@@ -515,6 +535,14 @@ std::optional<std::string> SetTargetKey(TargetConfig& t, const std::string& key,
     bad = SetBool(t.no_default_excludes, v);
   } else if (key == "part_size") {
     bad = SetNumber(t.part_size_mib, v, 5, 5120, /*integer=*/false);
+  } else if (key == "alert_after") {
+    auto d = ParseDuration(v);
+    if (!d.ok())
+      bad = d.status().message();
+    else if (*d <= 0)
+      bad = "'" + v + "' is not a duration above zero";
+    else
+      t.alert_after_s = *d;
   } else if (key == "workers") {
     bad = SetNumber(workers, v, 1, 256, /*integer=*/true);
     if (!bad) t.workers = static_cast<int>(workers);
@@ -556,6 +584,8 @@ TargetConfig GlobalTargetDefaults(const Config& cfg) {
   t.delete_mode = cfg.delete_mode;
   t.part_size_mib = cfg.part_size_mib;
   t.workers = cfg.workers;
+  t.on_failure = cfg.on_failure;
+  t.alert_after_s = cfg.alert_after_s;
   return t;
 }
 
@@ -571,6 +601,8 @@ void CopyToSingleTargetFields(const TargetConfig& t, Config& cfg) {
   cfg.delete_mode = t.delete_mode;
   cfg.part_size_mib = t.part_size_mib;
   cfg.workers = t.workers;
+  cfg.on_failure = t.on_failure;
+  cfg.alert_after_s = t.alert_after_s;
 }
 
 // base, or base-2, base-3, ... : the first not in taken (at most 64 bytes).
@@ -613,9 +645,18 @@ bool HasTarget(const Config& cfg) { return !cfg.targets.empty() || !cfg.target.e
 }  // namespace
 
 const std::set<std::string>& TargetSectionKeys() {
-  static const std::set<std::string> keys = {
-      "url",    "endpoint",  "region", "ca_file", "mode", "exclude", "no_default_excludes",
-      "delete", "part_size", "workers"};
+  static const std::set<std::string> keys = {"url",
+                                             "endpoint",
+                                             "region",
+                                             "ca_file",
+                                             "mode",
+                                             "exclude",
+                                             "no_default_excludes",
+                                             "delete",
+                                             "part_size",
+                                             "workers",
+                                             "on_failure",
+                                             "alert_after"};
   return keys;
 }
 
@@ -646,6 +687,9 @@ Config ForTarget(const Config& cfg, const TargetConfig& t) {
 
 Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
                       const std::vector<TargetSection>& sections) {
+  // --alert-after was checked by its validator; every target's default.
+  if (auto d = ParseDuration(cfg.alert_after); !cfg.alert_after.empty() && d.ok())
+    cfg.alert_after_s = *d;
   const TargetConfig defaults = GlobalTargetDefaults(cfg);
   std::set<std::string> taken;  // section names first: a derived name avoids them
   for (const auto& s : sections) {
@@ -776,6 +820,9 @@ void AddPauseAndJournalOptions(CLI::App& app, Config& cfg) {
 // options, or parse units): the message for the first that fails.
 std::optional<std::string> CheckParsedOptions(Config& cfg) {
   if (auto bad = CheckMonitoringOptions(cfg)) return bad;
+  if (!HasTarget(cfg) && (!cfg.on_failure.empty() || !cfg.alert_after.empty()))
+    return "--on-failure/--alert-after watch the --target; a journal-only mount (no --target) "
+           "has none";
   if (auto bad = CheckLagOptions(cfg)) return bad;
   if (auto bad = CheckPruneOptions(cfg)) return bad;
   if (auto r = ParseJournalRetention(cfg.journal_retention); r.ok())

@@ -72,7 +72,8 @@ json UploaderJson(Replicator& r, UploadRate* rate) {
           {"bytes_sent", st.bytes_sent},
           {"requests", r.store().stats().requests},
           {"upload_rate_bps", rate ? rate->BytesPerSecond() : 0.0},
-          {"last_error", st.last_error}};
+          {"last_error", st.last_error},
+          {"failing_since_ns", st.failing_since_ns}};
 }
 
 }  // namespace

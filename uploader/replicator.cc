@@ -691,6 +691,7 @@ void Replicator::Requeue(std::unique_lock<std::mutex>& lk, Work& w, const std::s
     RetryCauseCounter(stats_.retry_causes, out.status)++;
     if (!out.status.ok()) {
       stats_.last_error = path + ": " + ErrorText(out.status);
+      if (stats_.failing_since_ns == 0) stats_.failing_since_ns = NowNs();
       if (w.attempts == 1 || w.attempts % 10 == 0)
         spdlog::warn("uploader: {} (attempt {}, retrying)", stats_.last_error, w.attempts);
       std::string err = ErrorText(out.status);
@@ -841,7 +842,10 @@ void Replicator::CountRetry(const std::string& path, const StoreStatus& status) 
   std::lock_guard lk(mu_);
   stats_.retries++;
   RetryCauseCounter(stats_.retry_causes, status)++;
-  if (!status.ok()) stats_.last_error = path + ": " + ErrorText(status);
+  if (!status.ok()) {
+    stats_.last_error = path + ": " + ErrorText(status);
+    if (stats_.failing_since_ns == 0) stats_.failing_since_ns = NowNs();
+  }
 }
 
 bool Replicator::RequestRetryWait(const std::string& path, int attempt, const StoreStatus& status) {
@@ -885,6 +889,13 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
   }
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);
+  // A path stored (a request the target answered) ends an outage; one failed
+  // for good (4xx) starts one if none is going on (see ReplicatorStats::
+  // failing_since_ns). A path found unchanged asked the target nothing.
+  if (ok && out.uploads + out.copies + out.deletes > 0)
+    stats_.failing_since_ns = 0;
+  else if (!ok && !out.unstorable && stats_.failing_since_ns == 0)
+    stats_.failing_since_ns = NowNs();
   auto now = Clock::now();
   for (int64_t seq : complete) {
     finished_[seq] = ok || out.unstorable ? 0 : EIO;

@@ -109,6 +109,10 @@ struct ReplicatorStats {
   uint64_t bytes_sent = 0;  // request bodies sent to the store
   size_t queued_paths = 0, in_flight = 0;
   std::string last_error;
+  // Since when the target fails (wall clock, ns): the first failed attempt
+  // (a retry, or a record failed for good) after the last stored path; 0
+  // while none failed since. What --on-failure watches (daemon/failure_alert.h).
+  int64_t failing_since_ns = 0;
 };
 
 // The retry causes by name (server_error, throttled, network, changed,

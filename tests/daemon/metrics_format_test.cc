@@ -73,6 +73,7 @@ MetricsSnapshot Example() {
   h.Observe(0.05);
   h.Observe(5);
   m.checkpoint_hold = h.Get();
+  m.targets = {{"usb", 7, 0, 1048576, 0, 0}, {"off-site", 2, 1, 4096, 5, 1700000000.5}};
   return m;
 }
 
@@ -99,6 +100,15 @@ TEST(MetricsFormat, EveryFamilyHasHelpAndTypeAndTheValues) {
   EXPECT_EQ(p.samples["scribefs_inode_table_active_inodes"], "3");
   EXPECT_EQ(p.samples["scribefs_build_info{version=\"1.2.3\"}"], "1");
   EXPECT_EQ(p.samples["scribefs_start_time_seconds"], "1700000000.5");
+  // Each target's figures, labelled by name (issue 16).
+  EXPECT_EQ(p.samples["scribefs_target_uploads_total{target=\"usb\"}"], "7");
+  EXPECT_EQ(p.samples["scribefs_target_uploads_total{target=\"off-site\"}"], "2");
+  EXPECT_EQ(p.samples["scribefs_target_upload_failures_total{target=\"off-site\"}"], "1");
+  EXPECT_EQ(p.samples["scribefs_target_sent_bytes_total{target=\"usb\"}"], "1048576");
+  EXPECT_EQ(p.samples["scribefs_target_upload_queue_paths{target=\"off-site\"}"], "5");
+  EXPECT_EQ(p.samples["scribefs_target_failing_since_seconds{target=\"usb\"}"], "0");
+  EXPECT_EQ(p.samples["scribefs_target_failing_since_seconds{target=\"off-site\"}"],
+            "1700000000.5");
   // Histogram: cumulative buckets, +Inf = count, sum.
   EXPECT_EQ(p.samples["scribefs_checkpoint_hold_seconds_bucket{le=\"0.01\"}"], "1");
   EXPECT_EQ(p.samples["scribefs_checkpoint_hold_seconds_bucket{le=\"0.1\"}"], "2");

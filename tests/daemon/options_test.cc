@@ -484,6 +484,40 @@ TEST_F(TargetsTest, BadValuesInASection) {
   }
 }
 
+// --on-failure/--alert-after: global defaults, a section's own, bad values.
+TEST_F(TargetsTest, FailureHookAndAlertDelayPerTarget) {
+  std::string path = Write("hook.conf",
+                           "on-failure = \"logger -t scribefs\"\n"
+                           "alert-after = 30s\n"
+                           "[target usb]\n"
+                           "url = file:///mnt/usb\n"
+                           "[target offsite]\n"
+                           "url = s3://b/h\n"
+                           "on_failure = /usr/local/bin/page-oncall --now\n"
+                           "alert_after = 2m\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "--config", path}, cfg), std::nullopt);
+  ASSERT_EQ(cfg.targets.size(), 2u);
+  EXPECT_EQ(cfg.targets[0].on_failure, "logger -t scribefs");
+  EXPECT_EQ(cfg.targets[0].alert_after_s, 30.0);
+  EXPECT_EQ(cfg.targets[1].on_failure, "/usr/local/bin/page-oncall --now")
+      << "a section's unquoted command is its words, joined";
+  EXPECT_EQ(cfg.targets[1].alert_after_s, 120.0);
+  Config plain;
+  ASSERT_EQ(Parse({"/d", "--target", "s3://b"}, plain), std::nullopt);
+  EXPECT_EQ(plain.alert_after_s, 300.0) << "the default: 5 minutes";
+  EXPECT_EQ(plain.on_failure, "");
+  Config bad;
+  EXPECT_EQ(Parse({"/d", "--target", "s3://b", "--alert-after", "soon"}, bad), kExitUsage);
+  Config zero;
+  EXPECT_EQ(Parse({"/d", "--target", "s3://b", "--alert-after", "0s"}, zero), kExitUsage);
+  Config no_target;
+  EXPECT_EQ(Parse({"/d", "--on-failure", "true"}, no_target), kExitUsage);
+  std::string err = ConfigRefusal("[target usb]\nurl = file:///t\nalert_after = never\n");
+  EXPECT_NE(err.find("[target usb]"), std::string::npos) << err;
+  EXPECT_NE(err.find("alert_after"), std::string::npos) << err;
+}
+
 TEST_F(TargetsTest, TwoTargetsWithTheSameUrl) {
   std::string err = Refusal({"/d", "--target", "s3://b/p", "--target", "s3://b/p/"});
   EXPECT_NE(err.find("same url"), std::string::npos) << err;

@@ -1,0 +1,136 @@
+// Several targets at once (issue 16) with a real S3 server: a sync file://
+// copy and an async RGW one behind TcpProxy. With the gateway unreachable
+// the local copy stays current, the writers do not wait for RGW, a kill -9
+// loses nothing, the backlog drains once it is back, and --on-failure runs
+// once per outage with the target's name and error.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/replication/e2e_scenario.h"
+#include "tests/replication/replication_fixture.h"
+#include "tests/replication/tcp_proxy.h"
+
+namespace scribefs::rep {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Objects also checked with `aws s3api head-object`: one of each phase.
+const std::vector<std::string> kHeadKeys = {"dir/a0", "dir/b5", "a1-moved", "c3"};
+
+class SeveralTargetsS3 : public ReplicationTest {
+ protected:
+  // The files the hook wrote (one per run), each one's content.
+  std::vector<std::string> HookRuns() {
+    std::vector<std::string> out;
+    DIR* d = opendir(hooks_.c_str());
+    if (!d) return out;
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream f(hooks_ + "/" + e->d_name);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      out.push_back(ss.str());
+    }
+    closedir(d);
+    return out;
+  }
+  static std::string Joined(const std::vector<std::string>& runs) {
+    std::string all;
+    for (const auto& r : runs) all += "---\n" + r;
+    return all;
+  }
+  // Waits up to timeout_s for `n` hook runs; then returns how many there are.
+  size_t WaitForHookRuns(size_t n, double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+    while (HookRuns().size() < n && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return HookRuns().size();
+  }
+  void MountBoth(const std::string& endpoint) {
+    std::ofstream(conf_) << "[target usb]\nurl = file://" << usb_ << "\nmode = sync\n"
+                         << "[target offsite]\nurl = s3://" << bucket_
+                         << "\nendpoint = " << endpoint << "\nmode = async\n";
+    Options o;
+    o.args = {"--config", conf_,          "--alert-after",
+              "1s",       "--on-failure", "env > \"$(mktemp -p " + hooks_ + " run.XXXXXX)\""};
+    ASSERT_NO_FATAL_FAILURE(Mount(o));
+  }
+  void WriteSome(const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i)
+      ASSERT_TRUE(it::WriteFile(mp(prefix + std::to_string(i)), prefix + " " + std::to_string(i)));
+  }
+
+  std::string usb_, conf_, hooks_;
+};
+
+TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostOnEither) {
+  ASSERT_NO_FATAL_FAILURE(SetUpS3("targets"));
+  usb_ = root() + "/usb";
+  conf_ = root() + "/scribefs.conf";
+  hooks_ = root() + "/hooks";
+  ASSERT_EQ(mkdir(hooks_.c_str(), 0700), 0);
+  std::string err;
+  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
+  ASSERT_NE(proxy, nullptr) << err;
+  ASSERT_NO_FATAL_FAILURE(MountBoth(proxy->url()));
+  ASSERT_EQ(mkdir(mp("dir").c_str(), 0755), 0);
+  WriteSome("dir/a", 20);
+  ASSERT_TRUE(Flush(60));
+
+  // RGW unreachable: the sync local copy has every file as its close returns.
+  proxy->Down();
+  WriteSome("dir/b", 30);
+  ASSERT_EQ(rename(mp("dir/a1").c_str(), mp("a1-moved").c_str()), 0);
+  ASSERT_EQ(unlink(mp("dir/a2").c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb_, ExpectedObjects(data())));
+  // Told once, by name and error, in an environment without credentials.
+  ASSERT_EQ(WaitForHookRuns(1, 20), 1u) << "no --on-failure run within 20 s";
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::vector<std::string> runs = HookRuns();
+  ASSERT_EQ(runs.size(), 1u) << "one outage, one run:\n" << Joined(runs);
+  EXPECT_NE(runs[0].find("SCRIBEFS_TARGET=offsite\n"), std::string::npos) << runs[0];
+  EXPECT_NE(runs[0].find("SCRIBEFS_TARGET_URL=s3://" + bucket_), std::string::npos) << runs[0];
+  EXPECT_NE(runs[0].find("SCRIBEFS_ERROR=dir/"), std::string::npos) << runs[0];
+  EXPECT_EQ(runs[0].find("AWS_"), std::string::npos) << runs[0];
+  EXPECT_EQ(runs[0].find(env_.secret_key), std::string::npos) << "the secret key reached the hook";
+
+  // kill -9 in the middle of the outage; the next daemon serves without RGW
+  // (async), keeps the local copy current and is told of the outage too.
+  ASSERT_NO_FATAL_FAILURE(KillDaemon());
+  ASSERT_NO_FATAL_FAILURE(MountBoth(proxy->url()));
+  WriteSome("c", 10);
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb_, ExpectedObjects(data())));
+  ASSERT_EQ(WaitForHookRuns(2, 20), 2u) << "the new daemon did not tell of the outage";
+
+  // Back: the backlog drains; both equal DATADIR; no further run.
+  ASSERT_TRUE(proxy->Up(&err)) << err;
+  ASSERT_TRUE(Flush(120));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(HookRuns().size(), 2u) << "a run after the outage ended";
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb_, ExpectedObjects(data())));
+  ASSERT_NO_FATAL_FAILURE(
+      VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()), root() + "/download", kHeadKeys));
+
+  // A second outage is told again.
+  proxy->Down();
+  WriteSome("d", 3);
+  EXPECT_EQ(WaitForHookRuns(3, 20), 3u) << "a second outage was not told";
+  ASSERT_TRUE(proxy->Up(&err)) << err;
+  ASSERT_TRUE(Flush(120));
+  ASSERT_EQ(Unmount(), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()), root() + "/download2", kHeadKeys));
+}
+
+}  // namespace
+}  // namespace scribefs::rep
