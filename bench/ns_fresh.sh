@@ -8,7 +8,10 @@
 #     BINARY [OPTIONS]     a scribefs daemon; the word TARGET in OPTIONS becomes a
 #                          file:// target beside the data, e.g. "new=build/daemon/scribefs
 #                          --target TARGET" (quote the whole LABEL=SIDE); TARGET2 a
-#                          second one ("--target TARGET --target TARGET2": two targets)
+#                          second one ("--target TARGET --target TARGET2": two targets);
+#                          MIXED a --config of two targets, TARGET in sync mode and
+#                          TARGET2 async (a local copy the writer waits for, and one
+#                          it does not)
 #   e.g. bench/ns_fresh.sh -n 18000 -r 3 native=native php=php:/tmp/php/passthrough_hp \
 #          old=/tmp/scribefs.old new=build/daemon/scribefs
 #
@@ -100,6 +103,9 @@ run_one() {  # label side round
     *)
       local -a cmd
       read -r -a cmd <<<"$side"
+      printf '[target local]\nurl = file://%s\nmode = sync\n[target remote]\nurl = file://%s\nmode = async\n' \
+        "$W/fs/target" "$W/fs/target2" >"$W/fs/mixed.conf"
+      cmd=("${cmd[@]//MIXED/--config=$W/fs/mixed.conf}")
       cmd=("${cmd[@]//TARGET2/file://$W/fs/target2}")
       cmd=("${cmd[@]//TARGET/file://$W/fs/target}")
       "${cmd[0]}" "${cmd[@]:1}" --state-dir "$W/fs/state" "$W/fs/data" "$W/mnt" >&2
