@@ -44,6 +44,8 @@ Status WriteCounters(sqlite3* db, int64_t target, const std::string& counters) {
   auto sole = SoleTarget(db, target, &ids);
   if (!sole.ok()) return sole.status();
   std::string key = *sole ? "uploader" : "uploader." + std::to_string(target);
+  // The note of the one target there was is nobody's now.
+  if (!*sole) SCRIBEFS_RETURN_IF_ERROR(Exec(db, "DELETE FROM meta WHERE key='uploader'"));
   auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?2,?1)");
   if (!m.ok()) return m.status();
   sqlite3_bind_text(m->get(), 1, counters.data(), static_cast<int>(counters.size()), SQLITE_STATIC);

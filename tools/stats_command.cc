@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "journal/record.h"
+#include "journal/targets.h"
 #include "tools/control_client.h"
 #include "tools/control_commands.h"
 #include "tools/human.h"
@@ -122,6 +123,58 @@ void PrintLive(const nlohmann::ordered_json& live) {
     printf("lag:             %s\n", EscapeControl(LagLine(live["lag"])).c_str());
 }
 
+// The counters an uploader last noted (meta "uploader", or "uploader.ID" with
+// several targets), as lines.
+void PrintUploader(const nlohmann::ordered_json& uploader) {
+  auto n = [&](const char* key) { return uploader.value(key, uint64_t(0)); };
+  std::string causes;
+  if (uploader.contains("retry_causes") && uploader["retry_causes"].is_object()) {
+    for (const auto& [cause, v] : uploader["retry_causes"].items()) {
+      if (!v.is_number_unsigned() || v.get<uint64_t>() == 0) continue;
+      causes += (causes.empty() ? " (" : ", ") + cause + " " + std::to_string(v.get<uint64_t>());
+    }
+    if (!causes.empty()) causes += ")";
+  }
+  printf("uploader:        %llu uploads, %llu copies, %llu deletes, %s sent\n",
+         static_cast<unsigned long long>(n("uploads")),
+         static_cast<unsigned long long>(n("copies")),
+         static_cast<unsigned long long>(n("deletes")), FormatBytes(n("bytes_sent")).c_str());
+  printf("retries:         %llu%s; %llu failed for good\n",
+         static_cast<unsigned long long>(n("retries")), causes.c_str(),
+         static_cast<unsigned long long>(n("failures")));
+  if (uploader.contains("bwlimit_bps")) {
+    uint64_t bw = n("bwlimit_bps");
+    printf("upload limit:    %s (when last noted; scribectl status shows it now)\n",
+           bw ? (FormatBytes(bw) + "/s").c_str() : "off");
+  }
+  if (n("unstorable") > 0) {
+    printf(
+        "unstorable:      %llu paths skipped: the target cannot hold them (journal --state "
+        "skipped)\n",
+        static_cast<unsigned long long>(n("unstorable")));
+  }
+  std::string last_error = uploader.value("last_error", std::string());
+  if (!last_error.empty()) printf("last error:      %s\n", EscapeControl(last_error).c_str());
+}
+
+// With several targets, each one's noted counters: [{name, url, uploader}]
+// (uploader null before its first note); null with one target or none.
+nlohmann::ordered_json TargetUploaders(JournalReader& reader) {
+  auto targets = Targets::List(reader);
+  if (!targets.ok() || targets->size() < 2) return nullptr;
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const TargetEntry& t : *targets) {
+    nlohmann::ordered_json counters = nullptr;
+    if (auto meta = reader.Meta("uploader." + std::to_string(t.id));
+        meta.ok() && meta->has_value()) {
+      counters = nlohmann::ordered_json::parse(**meta, nullptr, /*allow_exceptions=*/false);
+      if (counters.is_discarded()) counters = nullptr;
+    }
+    out.push_back({{"name", t.name}, {"url", t.url}, {"uploader", counters}});
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::ordered_json StatsToJson(const JournalStats& s, const std::string& journal,
@@ -173,10 +226,13 @@ int RunStats(const GlobalOptions& global) {
     if (uploader.is_discarded()) uploader = nullptr;
   }
 
+  // With several targets, "uploader" is not written: each one's counters.
+  nlohmann::ordered_json uploaders = TargetUploaders(*reader);
   nlohmann::ordered_json live = LiveFigures(global);
   if (global.json) {
     nlohmann::ordered_json j = StatsToJson(s, journal, now);
     j["uploader"] = uploader;
+    j["uploaders"] = uploaders;
     j["live"] = live;
     std::string line = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     puts(line.c_str());
@@ -200,36 +256,16 @@ int RunStats(const GlobalOptions& global) {
   int64_t failed = Get(s.by_state, std::string(kStateFailed));
   printf("failed:          %lld records%s\n", static_cast<long long>(failed),
          failed ? " (see: scribectl journal --state failed)" : "");
-  if (uploader.is_object()) {
-    auto n = [&](const char* key) { return uploader.value(key, uint64_t(0)); };
-    std::string causes;
-    if (uploader.contains("retry_causes") && uploader["retry_causes"].is_object()) {
-      for (const auto& [cause, v] : uploader["retry_causes"].items()) {
-        if (!v.is_number_unsigned() || v.get<uint64_t>() == 0) continue;
-        causes += (causes.empty() ? " (" : ", ") + cause + " " + std::to_string(v.get<uint64_t>());
-      }
-      if (!causes.empty()) causes += ")";
+  if (uploader.is_object()) PrintUploader(uploader);
+  if (uploaders.is_array()) {
+    for (const auto& t : uploaders) {
+      printf("target %s (%s):\n", EscapeControl(t.value("name", "")).c_str(),
+             EscapeControl(t.value("url", "")).c_str());
+      if (t["uploader"].is_object())
+        PrintUploader(t["uploader"]);
+      else
+        printf("uploader:        nothing noted yet\n");
     }
-    printf("uploader:        %llu uploads, %llu copies, %llu deletes, %s sent\n",
-           static_cast<unsigned long long>(n("uploads")),
-           static_cast<unsigned long long>(n("copies")),
-           static_cast<unsigned long long>(n("deletes")), FormatBytes(n("bytes_sent")).c_str());
-    printf("retries:         %llu%s; %llu failed for good\n",
-           static_cast<unsigned long long>(n("retries")), causes.c_str(),
-           static_cast<unsigned long long>(n("failures")));
-    if (uploader.contains("bwlimit_bps")) {
-      uint64_t bw = n("bwlimit_bps");
-      printf("upload limit:    %s (when last noted; scribectl status shows it now)\n",
-             bw ? (FormatBytes(bw) + "/s").c_str() : "off");
-    }
-    if (n("unstorable") > 0) {
-      printf(
-          "unstorable:      %llu paths skipped: the target cannot hold them (journal --state "
-          "skipped)\n",
-          static_cast<unsigned long long>(n("unstorable")));
-    }
-    std::string last_error = uploader.value("last_error", std::string());
-    if (!last_error.empty()) printf("last error:      %s\n", EscapeControl(last_error).c_str());
   }
   PrintLive(live);
   if (s.records > 0) {

@@ -81,6 +81,18 @@ TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) 
   EXPECT_EQ(Named(up, "usb").value("mode", ""), "sync");
   EXPECT_EQ(Named(up, "off").value("mode", ""), "async");
   ASSERT_EQ(Unmount(), 0);
+  // scribectl stats: each target's counters as its uploader last noted them.
+  it::RunResult r = Ctl({"--json", "stats"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  auto stats = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(stats.is_object()) << r.out;
+  EXPECT_TRUE(stats["uploader"].is_null()) << "no single uploader's note: " << r.out;
+  ASSERT_TRUE(stats["uploaders"].is_array()) << r.out;
+  ASSERT_EQ(stats["uploaders"].size(), 2u) << r.out;
+  for (const auto& t : stats["uploaders"]) {
+    ASSERT_TRUE(t["uploader"].is_object()) << r.out;
+    EXPECT_GE(t["uploader"].value("uploads", 0), 30) << t.dump();
+  }
 }
 
 // A target added to a mount whose tree already holds 10,000 files gets all of
