@@ -361,6 +361,11 @@ void BandwidthLimiter::Cancel() {
   cv_.notify_all();
 }
 
+void BandwidthLimiter::Resume() {
+  std::lock_guard lk(mu_);
+  cancelled_ = false;
+}
+
 BandwidthLimiter::State BandwidthLimiter::state() {
   std::lock_guard lk(mu_);
   auto now = Clock::now();

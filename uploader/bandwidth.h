@@ -134,6 +134,9 @@ class BandwidthLimiter {
   // Replaces the timetable or rate until restart (`scribectl set bwlimit`).
   void Set(BandwidthSpec spec);
   void Cancel();
+  // Acquire waits and hands on again after Cancel (the stop's last history
+  // segment, written after the workers gave up and were joined).
+  void Resume();
   State state();
 
   static const char* SourceName(Source s);

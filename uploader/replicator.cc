@@ -205,7 +205,10 @@ void Replicator::Stop(std::chrono::milliseconds grace) {
   if (options_.bandwidth) options_.bandwidth->Cancel();
   for (auto& t : threads_) t.join();
   threads_.clear();
-  // After the workers: what they settled goes into history's last segment.
+  // After the workers: what they settled goes into history's last segment,
+  // which the limiter must let through again (it was cancelled for the
+  // workers above; without this the last segment never went out at a stop).
+  if (options_.bandwidth) options_.bandwidth->Resume();
   if (history_) history_->Stop();
   done_cv_.notify_all();
 }

@@ -169,6 +169,27 @@ TEST_F(HistoryFile, KillBeforeSegmentLeavesNoHole) {
   ASSERT_NO_FATAL_FAILURE(ExpectRestores(history::Instant::Latest(), SnapshotOf(mp())));
 }
 
+// A clean stop writes the last segment: after the unmount the target's
+// history restores the tree as it was, with no daemon left to write it (the
+// stop used to cancel the bandwidth limiter before that segment's PUT, which
+// then failed: the next start wrote it).
+TEST_F(HistoryFile, ACleanStopStoresTheLastSegment) {
+  ASSERT_NO_FATAL_FAILURE(MountHistory());
+  ASSERT_EQ(mkdir(mp("d").c_str(), 0755), 0);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(it::WriteFile(mp("d/f" + std::to_string(i)), "content " + std::to_string(i)));
+  // Uploaded (the records are done), with no segment yet (interval 1h).
+  ASSERT_TRUE(Flush(60));
+  auto [segs, bytes] = Usage("timeline");
+  Snapshot want = SnapshotOf(mp());
+  ASSERT_EQ(Unmount(), 0);
+  EXPECT_GT(Usage("timeline").first, segs) << "no segment written at the stop";
+  ASSERT_NO_FATAL_FAILURE(ExpectRestores(history::Instant::Latest(), want));
+  auto log = it::ReadFile(state("scribefs.log"));
+  ASSERT_TRUE(log.has_value());
+  EXPECT_EQ(log->find("last segment not stored"), std::string::npos) << *log;
+}
+
 // A chunk a prune deleted while the daemon runs is stored again when
 // identical content comes back: the daemon's set of known chunks expires (a
 // quarter of its --prune-grace), so it does not trust that the chunk is still

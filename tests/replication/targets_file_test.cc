@@ -97,10 +97,9 @@ TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) 
 
 // A target added to a mount whose tree already holds 10,000 files gets all of
 // them; the target that had them gets no request but those any restart
-// makes. History is off: a daemon's
-// last history segment is written by the next start (the stop cancels the
-// bandwidth limiter before it, README "Several targets"), which would be a
-// request here that has nothing to do with the new target.
+// makes. History is off: with it, the old target's timeline gets one segment
+// without entries over the new target's records (skipped there), one small
+// PUT (README, "Several targets"), which is not the data this counts.
 TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOthers) {
   constexpr int kDirs = 100, kFiles = 10000;
   for (int d = 0; d < kDirs; ++d) {
