@@ -74,7 +74,8 @@ std::string RemoteIndex::SubtreeSql(bool all) {
   // Two seeks, not one condition "path=?1 OR (path >= ?2 AND path < ?3)":
   // with the key (target, path) SQLite serves that OR by reading every row
   // of the target, which made each unlink cost O(objects).
-  return select + " AND path=?1 UNION ALL " + select + " AND path >= ?2 AND path < ?3 ORDER BY path";
+  return select + " AND path=?1 UNION ALL " + select +
+         " AND path >= ?2 AND path < ?3 ORDER BY path";
 }
 
 Result<std::vector<RemoteObject>> RemoteIndex::Subtree(const std::string& dir) {

@@ -887,8 +887,8 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
     std::string counters = StatsJson();
     UploadStateStore state(journal_, options_.target);
     s = ok ? state.MarkUploaded(complete, {out.etag, out.sha256, out.version_id}, counters)
-                 : out.unstorable ? state.MarkUnstorable(complete, err, counters)
-                                  : state.MarkFailed(complete, err, counters);
+        : out.unstorable ? state.MarkUnstorable(complete, err, counters)
+                         : state.MarkFailed(complete, err, counters);
   }
   if (!s.ok()) spdlog::error("uploader: journal update failed: {}", s.message());
   std::lock_guard lk(mu_);

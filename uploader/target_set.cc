@@ -38,8 +38,8 @@ Status TargetSet::WaitUploaded(int64_t seq, std::chrono::steady_clock::time_poin
 Status TargetSet::WaitUploadedThrough(int64_t seq, std::chrono::steady_clock::time_point deadline,
                                       const std::function<bool()>& cancelled) {
   for (Member& m : members_)
-    SCRIBEFS_RETURN_IF_ERROR(
-        m.replicator->WaitUploadedThrough(seq, deadline, cancelled).WithContext("target " + m.name));
+    SCRIBEFS_RETURN_IF_ERROR(m.replicator->WaitUploadedThrough(seq, deadline, cancelled)
+                                 .WithContext("target " + m.name));
   return Status::Ok();
 }
 

@@ -351,8 +351,7 @@ TEST_F(TargetsTest, ASubtreeIsTwoSeeksInItsTargetNotAReadOfEveryObject) {
   for (const auto& p : plan) {
     if (p.find("objects") == std::string::npos) continue;
     ++searches;
-    EXPECT_THAT(p, ::testing::AnyOf(::testing::HasSubstr("path=?"),
-                                    ::testing::HasSubstr("path>?")))
+    EXPECT_THAT(p, ::testing::AnyOf(::testing::HasSubstr("path=?"), ::testing::HasSubstr("path>?")))
         << "reads every object of the target: " << p;
   }
   EXPECT_EQ(searches, 2);
