@@ -139,6 +139,11 @@ Result<TargetSync> Targets::Sync(Journal& journal, const std::vector<TargetSpec>
     }
     auto now = ReadTargets(db);
     if (!now.ok()) return now.status();
+    // With several targets the uploader's counters are each target's
+    // ("uploader.ID", journal/upload_state.cc): the note of the one target
+    // there was is nobody's now.
+    if (now->size() > 1)
+      SCRIBEFS_RETURN_IF_ERROR(Exec(db, "DELETE FROM meta WHERE key='uploader'"));
     for (const TargetSpec& c : configured)
       for (const TargetEntry& e : *now)
         if (e.name == c.name) out.targets.push_back(e);

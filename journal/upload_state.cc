@@ -38,14 +38,9 @@ Result<bool> SoleTarget(sqlite3* db, int64_t target, std::vector<int64_t>* ids);
 
 // The uploader's counters (meta "uploader", what `scribectl stats` shows);
 // with several targets each one's under "uploader.ID", so that one target's
-// figures never overwrite another's.
-Status WriteCounters(sqlite3* db, int64_t target, const std::string& counters) {
-  std::vector<int64_t> ids;
-  auto sole = SoleTarget(db, target, &ids);
-  if (!sole.ok()) return sole.status();
-  std::string key = *sole ? "uploader" : "uploader." + std::to_string(target);
-  // The note of the one target there was is nobody's now.
-  if (!*sole) SCRIBEFS_RETURN_IF_ERROR(Exec(db, "DELETE FROM meta WHERE key='uploader'"));
+// figures never overwrite another's (Targets::Sync removes "uploader" then).
+Status WriteCounters(sqlite3* db, int64_t target, bool sole, const std::string& counters) {
+  std::string key = sole ? "uploader" : "uploader." + std::to_string(target);
   auto m = Prepare(db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?2,?1)");
   if (!m.ok()) return m.status();
   sqlite3_bind_text(m->get(), 1, counters.data(), static_cast<int>(counters.size()), SQLITE_STATIC);
@@ -249,7 +244,7 @@ Status UploadStateStore::MarkFinal(std::span<const int64_t> seqs, const Final& f
         SCRIBEFS_RETURN_IF_ERROR(FoldRecordTargets(db, seq, ids, &c));
       }
     }
-    return counters ? WriteCounters(db, target_, *counters) : Status::Ok();
+    return counters ? WriteCounters(db, target_, *sole, *counters) : Status::Ok();
   });
 }
 
@@ -287,7 +282,10 @@ Status UploadStateStore::RecordAttempt(std::span<const int64_t> seqs, int64_t at
           sqlite3_bind_int64(s, 2, attempts);
           sqlite3_bind_text(s, 3, error.data(), static_cast<int>(error.size()), SQLITE_STATIC);
         }));
-    return WriteCounters(db, target_, counters);
+    std::vector<int64_t> ids;
+    auto sole = SoleTarget(db, target_, &ids);
+    if (!sole.ok()) return sole.status();
+    return WriteCounters(db, target_, *sole, counters);
   });
 }
 
