@@ -266,6 +266,21 @@ int CountOpenFds(pid_t pid) {
   return n;
 }
 
+std::map<std::string, std::string> OpenFds(pid_t pid) {
+  std::map<std::string, std::string> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char buf[512];
+    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
+    out[e->d_name] = n < 0 ? "?" : std::string(buf, static_cast<size_t>(n));
+  }
+  closedir(d);
+  return out;
+}
+
 bool ProcessAlive(pid_t pid) {
   // A zombie still answers kill(0); look at its state instead.
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

@@ -78,6 +78,8 @@ std::set<std::string> ListDir(const std::string& dir);
 void RemoveTree(const std::string& root);
 
 int CountOpenFds(pid_t pid);
+// The open fds of a process: number -> what it points to (for messages).
+std::map<std::string, std::string> OpenFds(pid_t pid);
 bool ProcessAlive(pid_t pid);
 // waitpid(pid) for at most timeout_s; returns the status (WEXITSTATUS, or
 // 128+signal) or nullopt on timeout. pid must be our child.
