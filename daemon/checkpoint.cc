@@ -122,56 +122,78 @@ json Failed(Hold& hold, const std::string& name, json err) {
   return err;
 }
 
+// Stores the manifest of one target's snapshot and commits its
+// `checkpoint` record. The error answer, or nullopt.
+std::optional<json> StoreOneManifest(const ControlDeps& d, size_t i, const std::string& name,
+                                     int64_t pause_seq, int64_t time_ns, double held_ms,
+                                     ManifestSnapshot& snap, json& out) {
+  Replicator& r = d.targets->replicator(i);
+  ObjectStore& store = r.store();
+  const std::string key = CheckpointManifestKey(name);
+  const std::string target = d.targets->name(i);
+  auto mt = Clock::now();
+  uint64_t bytes = 0;
+  auto put = StoreManifest(d.info.state_dir, store, key, snap,
+                           {name, time_ns, pause_seq, store.Describe()}, &bytes);
+  if (!put.ok())
+    return Error(put.status().status().WithContext("checkpoint " + name + ": storing " + key +
+                                                   " on " + target));
+  out["manifest_ms"] = out.value("manifest_ms", 0.0) + MsSince(mt);
+  out["manifest_bytes"] = out.value("manifest_bytes", uint64_t{0}) + bytes;
+  json detail = {{"name", name},         {"manifest_key", key},          {"pause_seq", pause_seq},
+                 {"paths", snap.paths()}, {"held_ms", held_ms},           {"target", store.Describe()},
+                 {"target_name", target}, {"etag", put->etag},           {"version_id", put->version_id}};
+  Record rec = ControlRecord(Op::kCheckpoint, detail);
+  if (Status s = d.journal->Commit(rec, /*durable=*/true); !s.ok()) {
+    (void)store.Delete(key);
+    return Error(s.WithContext("checkpoint " + name + ": journal"));
+  }
+  out["checkpoint_seq"] = rec.seq;
+  return std::nullopt;
+}
+
 // Today's procedure, when no copy-on-write capture is possible: the
-// uploads up to the mark are awaited under the pause.
+// uploads up to the mark are awaited under the pause, on every target.
 json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
                      Clock::time_point deadline, const ControlRequest& ctx, json out) {
-  ObjectStore& store = d.replicator->store();
-  const std::string key = CheckpointManifestKey(name);
   const int64_t pause_seq = hold.seq();
   auto up = Clock::now();
-  Status s =
-      d.replicator->WaitUploadedThrough(pause_seq, deadline, [&] { return ctx.Cancelled(); });
+  Status s = d.targets->WaitUploadedThrough(pause_seq, deadline, [&] { return ctx.Cancelled(); });
   out["upload_wait_ms"] = MsSince(up);
   if (!s.ok())
     return Failed(hold, name, Error(s.WithContext("checkpoint " + name + ": waiting for uploads")));
 
-  // The objects table as it stands at the pause, in a snapshot that outlives
-  // the pause; nothing more needs writers held.
-  auto snap = ManifestSnapshot::Take(d.journal->path(), d.replicator->target());
-  if (!snap.ok()) return Failed(hold, name, Error(snap.status()));
+  // Each target's objects table as it stands at the pause, in snapshots that
+  // outlive the pause; nothing more needs writers held.
+  std::vector<std::unique_ptr<ManifestSnapshot>> snaps;
+  for (size_t i = 0; i < d.targets->size(); ++i) {
+    auto snap = ManifestSnapshot::Take(d.journal->path(), d.targets->replicator(i).target());
+    if (!snap.ok()) return Failed(hold, name, Error(snap.status()));
+    snaps.push_back(std::move(snap.value()));
+  }
   if (!hold.StillPaused())
     return Failed(hold, name,
                   Error("timeout", "checkpoint " + name +
                                        ": the pause ended (timeout or resume) before the state "
                                        "was captured; no checkpoint taken"));
   int64_t time_ns = NowNs();
-  const size_t paths = (*snap)->paths();
+  const size_t paths = snaps[0]->paths();
   const double held_ms = hold.Resume();
 
-  // The manifest, row by row, while the application writes again.
-  auto mt = Clock::now();
-  uint64_t bytes = 0;
-  auto put = StoreManifest(d.info.state_dir, store, key, **snap,
-                           {name, time_ns, pause_seq, store.Describe()}, &bytes);
-  snap->reset();  // ends the read transaction: the WAL may be checkpointed again
-  if (!put.ok())
-    return Failed(
-        hold, name,
-        Error(put.status().status().WithContext("checkpoint " + name + ": storing " + key)));
-  out["manifest_ms"] = MsSince(mt);
-  out["manifest_bytes"] = bytes;
-  json detail = {{"name", name},      {"manifest_key", key},          {"pause_seq", pause_seq},
-                 {"paths", paths},    {"held_ms", held_ms},           {"target", store.Describe()},
-                 {"etag", put->etag}, {"version_id", put->version_id}};
-  Record rec = ControlRecord(Op::kCheckpoint, detail);
-  s = d.journal->Commit(rec, /*durable=*/true);
-  if (!s.ok()) {
-    (void)store.Delete(key);
-    return Failed(hold, name, Error(s.WithContext("checkpoint " + name + ": journal")));
+  // The manifests, row by row, while the application writes again.
+  json stored_on = json::array();
+  for (size_t i = 0; i < snaps.size(); ++i) {
+    std::optional<json> err =
+        StoreOneManifest(d, i, name, pause_seq, time_ns, held_ms, *snaps[i], out);
+    snaps[i].reset();  // ends the read transaction: the WAL may be checkpointed again
+    if (err) {
+      (*err)["stored_on"] = stored_on;
+      return Failed(hold, name, *err);
+    }
+    stored_on.push_back(d.targets->name(i));
   }
   out["state"] = "stored";
-  out["checkpoint_seq"] = rec.seq;
+  out["stored_on"] = stored_on;
   out["paths"] = paths;
   out["held_ms"] = held_ms;
   out["time_ns"] = time_ns;
@@ -182,9 +204,19 @@ json StoreUnderPause(const ControlDeps& d, const std::string& name, Hold& hold,
 // nullopt without history. The daemon's own figure, or the journal's note of
 // it when the timeline is not loaded yet (lower, never higher: safe).
 Result<std::optional<int64_t>> HistoryStoredThrough(const ControlDeps& d, JournalReader& reader) {
-  std::optional<HistoryStats> h = d.replicator ? d.replicator->history_stats() : std::nullopt;
-  if (!h) return std::optional<int64_t>();
-  if (h->loaded) return std::optional<int64_t>(static_cast<int64_t>(h->stored_through_seq));
+  // The least of the targets that keep history: a record is in a stored
+  // segment only once it is in every one of them.
+  std::optional<int64_t> least;
+  bool loaded = true;
+  for (size_t i = 0; d.targets && i < d.targets->size(); ++i) {
+    std::optional<HistoryStats> h = d.targets->replicator(i).history_stats();
+    if (!h) continue;
+    loaded = loaded && h->loaded;
+    auto through = static_cast<int64_t>(h->stored_through_seq);
+    least = least ? std::min(*least, through) : through;
+  }
+  if (!least) return std::optional<int64_t>();
+  if (loaded) return least;
   auto meta = reader.Meta(kMetaHistoryStoredThrough);
   if (!meta.ok()) return meta.status();
   int64_t through = 0;
@@ -338,8 +370,14 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     return Failed(hold, name, std::move(err));
   };
   lap("capture_ms");
-  auto snap = ManifestSnapshot::Take(d.journal->path(), d.replicator->target());
-  if (!snap.ok()) return abandon(Error(snap.status()));
+  // Each target's objects (each holds its own objects, with its own etags
+  // and versions): one snapshot per target.
+  std::vector<std::unique_ptr<ManifestSnapshot>> snaps;
+  for (size_t i = 0; i < d.targets->size(); ++i) {
+    auto snap = ManifestSnapshot::Take(d.journal->path(), d.targets->replicator(i).target());
+    if (!snap.ok()) return abandon(Error(snap.status()));
+    snaps.push_back(std::move(snap.value()));
+  }
   lap("snapshot_ms");
   if (!hold.StillPaused())
     return abandon(Error("timeout", "checkpoint " + name +
@@ -366,32 +404,37 @@ std::optional<json> CaptureUnderPause(const ControlDeps& d, const std::string& n
     frozen_json.push_back(f.path);
   }
   const std::string dir = d.storer->dir();
-  uint64_t rows = 0;
-  Status s = WriteDurably(dir, d.storer->FrozenPath(name),
-                          [&](int fd) { return WriteString(fd, frozen_json.dump()); });
-  if (s.ok())
-    s = WriteDurably(dir, d.storer->RowsPath(name), [&](int fd) {
-      return (*snap)->WriteRows(
-          fd, [&](const std::string& p) { return frozen_names.count(p) != 0; }, &rows);
-    });
-  snap->reset();  // ends the read transaction: the WAL may be checkpointed again
   CheckpointState c;
   c.name = name;
   c.seq = hold.seq();
   c.captured_ns = time_ns;
   c.held_ms = held_ms;
   c.frozen = frozen->size();
-  c.rows = rows;
+  c.targets = d.storer->TargetNames();
+  Status s = WriteDurably(dir, d.storer->FrozenPath(name),
+                          [&](int fd) { return WriteString(fd, frozen_json.dump()); });
+  for (size_t i = 0; s.ok() && i < snaps.size(); ++i) {
+    uint64_t rows = 0;
+    s = WriteDurably(dir, d.storer->RowsPath(name, c.targets[i]), [&](int fd) {
+      return snaps[i]->WriteRows(
+          fd, [&](const std::string& p) { return frozen_names.count(p) != 0; }, &rows);
+    });
+    snaps[i].reset();  // ends the read transaction: the WAL may be checkpointed again
+    c.target_rows[c.targets[i]] = rows;
+  }
+  snaps.clear();
+  c.rows = c.target_rows[c.targets[0]];
   if (s.ok()) s = d.storer->Add(c);
   if (!s.ok()) {
     unlink(d.storer->FrozenPath(name).c_str());
-    unlink(d.storer->RowsPath(name).c_str());
+    for (const std::string& t : c.targets) unlink(d.storer->RowsPath(name, t).c_str());
     return abandon(Error(s.WithContext("checkpoint " + name)));
   }
   out["state"] = "captured";
   out["rows_ms"] = MsSince(rt);
   out["frozen"] = frozen->size();
-  out["paths"] = rows;  // known so far; the manifest adds the frozen paths present at the mark
+  out["paths"] = c.rows;  // known so far; the manifest adds the frozen paths present at the mark
+  out["targets"] = c.targets;
   out["held_ms"] = held_ms;
   out["time_ns"] = time_ns;
   return out;
@@ -408,15 +451,14 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   auto t = Seconds(req, "timeout_s", d.info.default_pause_s, d.pauser->max_pause_s());
   if (!t.ok()) return Error(t.status());
   const bool wait = req.value("wait", false);
-  if (!d.replicator)
+  if (!d.replicator || !d.targets)
     return Error("no_target", "no --target: a checkpoint needs a target to store it in");
   // Serializes the captures only: stored ones go on in the background.
   std::unique_lock one(shared.checkpoint_mu, std::try_to_lock);
   if (!one.owns_lock()) return Error("busy", "another checkpoint is being captured");
-  ObjectStore& store = d.replicator->store();
   const std::string key = CheckpointManifestKey(name);
 
-  // Names are never reused: not in the journal, not in flight, not in the target.
+  // Names are never reused: not in the journal, not in flight, not in a target.
   auto recs = CheckpointRecords(d.journal->path());
   if (!recs.ok()) return Error(recs.status());
   for (const Record& r : *recs)
@@ -425,18 +467,28 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
                                  std::to_string(r.seq) + ")");
   if (d.storer && d.storer->InFlight(name))
     return Error("exists", "checkpoint " + name + " exists already (captured, being stored)");
-  auto head = store.Head(key);
-  if (head.ok())
-    return Error("exists", "checkpoint " + name + " exists already in the target (" + key + ")");
-  // A target that is down (retryable) is not a reason to refuse: the wait
-  // for the uploads times out like any other (code "timeout").
-  if (!head.status().not_found() && !head.status().retryable())
-    return Error(head.status().status().WithContext("checking the target for " + key));
+  json targets = json::array();
+  for (size_t i = 0; i < d.targets->size(); ++i) {
+    const std::string& t = d.targets->name(i);
+    targets.push_back(t);
+    auto head = d.targets->replicator(i).store().Head(key);
+    if (head.ok())
+      return Error("exists",
+                   "checkpoint " + name + " exists already in target " + t + " (" + key + ")");
+    // A target that is down (retryable) is not a reason to refuse: the
+    // manifest waits for it (or, without a capture, the wait for the
+    // uploads times out like any other, code "timeout").
+    if (!head.status().not_found() && !head.status().retryable())
+      return Error(head.status().status().WithContext("checking target " + t + " for " + key));
+  }
 
   auto start = Clock::now();
   auto deadline =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
-  json out = {{"name", name}, {"manifest_key", key}, {"target", store.Describe()}};
+  json out = {{"name", name},
+              {"manifest_key", key},
+              {"target", d.replicator->store().Describe()},
+              {"targets", targets}};
   FrozenSetReader frozen_set;
   if (d.storer) {
     auto rt = Clock::now();
@@ -468,6 +520,7 @@ json CheckpointVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   // --wait: until the storer is done with it, within the timeout.
   CheckpointState c = d.storer->Wait(name, deadline, [&] { return ctx.Cancelled(); });
   (*answer)["state"] = c.state;
+  (*answer)["stored_on"] = c.stored_on;
   if (c.state == "stored") {
     (*answer)["stored_ns"] = c.stored_ns;
     (*answer)["paths"] = c.paths;

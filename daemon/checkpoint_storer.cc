@@ -1,6 +1,8 @@
 #include "daemon/checkpoint_storer.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,10 +29,24 @@ constexpr char kMetaKey[] = "checkpoints";
 
 json ToJson(const CheckpointState& c) {
   json j = {{"state", c.state},     {"seq", c.seq},       {"captured_ns", c.captured_ns},
-            {"held_ms", c.held_ms}, {"frozen", c.frozen}, {"rows", c.rows}};
+            {"held_ms", c.held_ms}, {"frozen", c.frozen}, {"rows", c.rows},
+            {"targets", c.targets}, {"stored_on", c.stored_on}};
+  if (!c.failed_on.empty()) j["failed_on"] = c.failed_on;
+  if (!c.target_rows.empty()) j["target_rows"] = c.target_rows;
   if (!c.error.empty()) j["error"] = c.error;
   if (c.stored_ns) j["failed_ns"] = c.stored_ns;
   return j;
+}
+
+template <typename T>
+T Field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return T{};
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    return T{};
+  }
 }
 
 CheckpointState FromJson(const std::string& name, const json& j) {
@@ -44,7 +60,18 @@ CheckpointState FromJson(const std::string& name, const json& j) {
   c.rows = j.value("rows", uint64_t{0});
   c.error = j.value("error", "");
   c.stored_ns = j.value("failed_ns", int64_t{0});
+  c.targets = Field<std::vector<std::string>>(j, "targets");
+  c.stored_on = Field<std::vector<std::string>>(j, "stored_on");
+  c.failed_on = Field<std::map<std::string, std::string>>(j, "failed_on");
+  c.target_rows = Field<std::map<std::string, uint64_t>>(j, "target_rows");
   return c;
+}
+
+// The name of the target a checkpoint record was stored on. Records of
+// scribefs before issue 16 name none: they are the first target's.
+std::string RecordTarget(const json& detail, const std::string& first) {
+  std::string t = detail.value("target_name", "");
+  return t.empty() ? first : t;
 }
 
 // A GLOB pattern that matches exactly `path`.
@@ -69,8 +96,9 @@ std::string GlobExact(const std::string& path) {
 // metadata update) leave the object's values to the objects table's row.
 // nullopt: nothing to list (absent at the mark, or never stored: excluded).
 Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader& reader,
-                                                 RemoteIndex& index, const std::string& name,
-                                                 int64_t seq, const std::string& path) {
+                                                 RemoteIndex& index, int64_t target,
+                                                 const std::string& name, int64_t seq,
+                                                 const std::string& path) {
   auto f = spool.OpenAtMark(name, path);
   if (!f.ok()) return f.status().WithContext("frozen path " + path);
   if (f->kind() == FrozenFile::Kind::kAbsent) return std::optional<ManifestEntry>();
@@ -78,6 +106,7 @@ Result<std::optional<ManifestEntry>> FrozenEntry(CowSpool& spool, JournalReader&
   q.path_glob = GlobExact(path);
   q.until_seq = seq;
   q.state = std::string(kStateDone);
+  q.target = target;  // the object that target stored
   q.limit = 64;
   q.newest_first = true;
   auto recs = reader.Query(q);
@@ -120,10 +149,19 @@ void TestDelay(const char* var) {
 
 }  // namespace
 
-CheckpointStorer::CheckpointStorer(Journal* journal, Replicator* replicator, CowSpool* spool,
+std::vector<std::string> CheckpointState::Pending() const {
+  std::vector<std::string> out;
+  for (const std::string& t : targets)
+    if (std::find(stored_on.begin(), stored_on.end(), t) == stored_on.end() &&
+        !failed_on.count(t))
+      out.push_back(t);
+  return out;
+}
+
+CheckpointStorer::CheckpointStorer(Journal* journal, TargetSet* targets, CowSpool* spool,
                                    Options options)
     : journal_(journal),
-      replicator_(replicator),
+      targets_(targets),
       spool_(spool),
       state_dir_(std::move(options.state_dir)) {}
 
@@ -146,40 +184,67 @@ void CheckpointStorer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-// What a previous run left: captured checkpoints go on being stored unless
-// their capture or files are gone (failed); one whose record was committed
-// just before a kill is stored; a capture no checkpoint owns (the daemon died
-// between Capture and Add) is released.
+std::vector<std::string> CheckpointStorer::TargetNames() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < targets_->size(); ++i) out.push_back(targets_->name(i));
+  return out;
+}
+
+Replicator* CheckpointStorer::Find(const std::string& target) {
+  for (size_t i = 0; i < targets_->size(); ++i)
+    if (targets_->name(i) == target) return &targets_->replicator(i);
+  return nullptr;
+}
+
+// What a previous run left: captured checkpoints go on being stored on the
+// targets that do not have them yet, unless their capture or files are gone
+// (failed there); a target whose record was committed just before a kill
+// has it; a capture no checkpoint owns (the daemon died between Capture and
+// Add) is released.
 void CheckpointStorer::Load() {
   auto meta = journal_->GetMeta(kMetaKey);
   json all = meta.ok() ? json::parse(*meta, nullptr, false) : json::object();
   if (!all.is_object()) all = json::object();
-  std::set<std::string> recorded;
+  const std::string first = targets_->name(0);
+  std::map<std::string, std::set<std::string>> recorded;  // name -> targets with a record
   if (auto recs = verbs::CheckpointRecords(journal_->path()); recs.ok())
-    for (const Record& r : *recs) recorded.insert(verbs::Detail(r).value("name", ""));
+    for (const Record& r : *recs) {
+      json d = verbs::Detail(r);
+      recorded[d.value("name", "")].insert(RecordTarget(d, first));
+    }
   std::map<std::string, CaptureInfo> captures;
   for (CaptureInfo& ci : spool_->Captures()) captures[ci.id] = ci;
-  std::vector<std::string> release;
+  std::vector<CheckpointState> discard;
   std::lock_guard lk(mu_);
   for (auto& [name, j] : all.items()) {
     CheckpointState c = FromJson(name, j);
     if (c.state == "captured") {
-      struct stat st;
-      if (recorded.count(name)) {
-        release.push_back(name);
-        continue;  // stored just before the kill: its record says so
+      if (c.targets.empty()) {
+        // Captured by a scribefs before issue 16: for the first target, its
+        // rows in NAME.rows.
+        c.targets = {first};
+        c.target_rows[first] = c.rows;
+        (void)rename((dir() + "/" + name + ".rows").c_str(), RowsPath(name, first).c_str());
       }
-      if (!captures.count(name)) {
-        c.state = "failed";
-        c.error = "its copy-on-write spool was lost (restart)";
-      } else if (stat(RowsPath(name).c_str(), &st) != 0 ||
-                 stat(FrozenPath(name).c_str(), &st) != 0) {
-        c.state = "failed";
-        c.error = "its manifest rows in " + dir() + " were lost (restart)";
+      for (const std::string& t : c.Pending())
+        if (recorded[name].count(t)) c.stored_on.push_back(t);  // stored just before the kill
+      for (const std::string& t : c.Pending()) {
+        struct stat st;
+        if (!captures.count(name))
+          c.failed_on[t] = "its copy-on-write spool was lost (restart)";
+        else if (stat(RowsPath(name, t).c_str(), &st) != 0 ||
+                 stat(FrozenPath(name).c_str(), &st) != 0)
+          c.failed_on[t] = "its manifest rows in " + dir() + " were lost (restart)";
       }
-      if (c.state == "failed") {
+      if (c.Pending().empty()) {
+        if (c.failed_on.empty()) {
+          discard.push_back(c);
+          continue;  // stored everywhere before the kill: its records say so
+        }
+        c.state = "failed";
+        c.error = c.failed_on.begin()->second;
         c.stored_ns = NowNs();
-        release.push_back(name);
+        discard.push_back(c);
         spdlog::warn("checkpoint {} failed: {}", name, c.error);
       } else {
         spdlog::info("checkpoint {} is captured (journal seq {}): storing it", name, c.seq);
@@ -188,15 +253,15 @@ void CheckpointStorer::Load() {
     list_[name] = c;
   }
   for (const auto& [id, ci] : captures)
-    if (!list_.count(id) || list_[id].state != "captured") release.push_back(id);
-  for (const std::string& id : release) {
-    (void)spool_->Release(id);
-    if (!list_.count(id) || list_[id].state != "captured") {
-      unlink(RowsPath(id).c_str());
-      unlink(FrozenPath(id).c_str());
-    }
-  }
+    if (!list_.count(id) || list_[id].state != "captured") (void)spool_->Release(id);
+  for (const CheckpointState& c : discard) Discard(c);
   if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
+}
+
+void CheckpointStorer::Discard(const CheckpointState& c) {
+  (void)spool_->Release(c.name);
+  for (const std::string& t : c.targets) unlink(RowsPath(c.name, t).c_str());
+  unlink(FrozenPath(c.name).c_str());
 }
 
 void CheckpointStorer::ForgetOldFailures() {
@@ -286,14 +351,18 @@ Status CheckpointStorer::WaitAll(Clock::time_point deadline,
 
 void CheckpointStorer::Loop() {
   while (true) {
-    std::optional<CheckpointState> next;
+    std::vector<CheckpointState> captured;
     {
       std::unique_lock lk(mu_);
       if (stop_) return;
       for (const auto& [name, c] : list_)
-        if (c.state == "captured" && (!next || c.seq < next->seq)) next = c;
+        if (c.state == "captured") captured.push_back(c);
     }
-    bool acted = next && Step(*next);
+    std::sort(captured.begin(), captured.end(),
+              [](const CheckpointState& a, const CheckpointState& b) { return a.seq < b.seq; });
+    std::set<std::string> waiting;  // targets an older checkpoint waits for
+    bool acted = false;
+    for (const CheckpointState& c : captured) acted = Step(c, &waiting) || acted;
     if (!acted) {
       std::unique_lock lk(mu_);
       if (stop_) return;
@@ -302,70 +371,97 @@ void CheckpointStorer::Loop() {
   }
 }
 
-bool CheckpointStorer::Step(const CheckpointState& c) {
+bool CheckpointStorer::Step(const CheckpointState& c, std::set<std::string>* waiting) {
   std::optional<CaptureInfo> capture;
   for (CaptureInfo& ci : spool_->Captures())
     if (ci.id == c.name) capture = ci;
   if (!capture) {
-    Finish(c.name, Status::Error(ENOENT, "its copy-on-write capture is gone"));
+    FailPending(c.name, Status::Error(ENOENT, "its copy-on-write capture is gone"));
     return true;
   }
   if (capture->abandoned) {
-    Finish(c.name, Status::Error(EIO, "its copy-on-write capture was abandoned: " + capture->why));
+    FailPending(c.name,
+                Status::Error(EIO, "its copy-on-write capture was abandoned: " + capture->why));
     return true;
   }
-  // Replicator::WaitUploadedThrough, a second at a time (so that an
-  // abandoned capture or a stop is noticed): while it waits, files still
-  // open for writing are stored at once, as for a flush.
-  Status w = replicator_->WaitUploadedThrough(c.seq, Clock::now() + std::chrono::seconds(1), [&] {
+  auto stopping = [&] {
     std::lock_guard lk(mu_);
     return stop_;
-  });
-  if (w.code() == EIO) {
-    Finish(c.name, w.WithContext("a journal record up to its mark (seq " + std::to_string(c.seq) +
-                                 ") failed to upload (scribectl journal --state failed)"));
-    return true;
+  };
+  std::vector<std::string> pending = c.Pending();
+  // About a second per round in all, so that an abandoned capture or a stop
+  // is noticed; a target that is down takes its share and no more.
+  const auto share = std::chrono::milliseconds(1000 / std::max<size_t>(1, pending.size()));
+  bool acted = false;
+  for (const std::string& t : pending) {
+    if (waiting->count(t)) continue;
+    Replicator* r = Find(t);
+    if (!r) {
+      FinishOn(c.name, t, Status::Error(ENOENT, "target " + t + " is not configured any more"));
+      acted = true;
+      continue;
+    }
+    // Replicator::WaitUploadedThrough: while it waits, files still open for
+    // writing are stored at once, as for a flush.
+    Status w = r->WaitUploadedThrough(c.seq, Clock::now() + share, stopping);
+    if (w.code() == EIO) {
+      FinishOn(c.name, t,
+               w.WithContext("a journal record up to its mark (seq " + std::to_string(c.seq) +
+                             ") failed to upload to " + t +
+                             " (scribectl journal --target " + t + " --state failed)"));
+      acted = true;
+      continue;
+    }
+    if (!w.ok()) {  // not yet (ETIMEDOUT), or stopping
+      waiting->insert(t);
+      continue;
+    }
+    TestDelay("SCRIBEFS_TEST_STORE_DELAY_MS");
+    if (stopping()) return true;  // left captured for the next start
+    bool retry = false;
+    CheckpointState stored;
+    Status s = Store(c, t, *r, &retry, &stored);
+    if (!s.ok() && retry) {
+      spdlog::warn("checkpoint {}: storing the manifest on {}: {} (retried)", c.name, t,
+                   s.message());
+      waiting->insert(t);
+      continue;
+    }
+    FinishOn(c.name, t, s, &stored);
+    acted = true;
   }
-  if (!w.ok()) return false;  // not yet (ETIMEDOUT), or stopping
-  TestDelay("SCRIBEFS_TEST_STORE_DELAY_MS");
-  {
-    std::lock_guard lk(mu_);
-    if (stop_) return true;  // left captured for the next start
-  }
-  bool retry = false;
-  CheckpointState stored;
-  Status s = Store(c, &retry, &stored);
-  if (!s.ok() && retry) {
-    spdlog::warn("checkpoint {}: storing the manifest: {} (retried)", c.name, s.message());
-    return false;
-  }
-  Finish(c.name, s, &stored);
-  return true;
+  return acted;
 }
 
-Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, CheckpointState* stored) {
+Status CheckpointStorer::Store(const CheckpointState& c, const std::string& target,
+                               Replicator& r, bool* retry, CheckpointState* stored) {
   std::ifstream in(FrozenPath(c.name));
   json frozen = json::parse(in, nullptr, false);
   if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
   auto reader = JournalReader::Open(journal_->path());
   if (!reader.ok()) return reader.status();
-  auto index = RemoteIndex::Over(*reader.value(), replicator_->target());
+  auto index = RemoteIndex::Over(*reader.value(), r.target());
   std::vector<ManifestEntry> extra;
   for (const json& p : frozen) {
-    auto e = FrozenEntry(*spool_, *reader.value(), *index, c.name, c.seq, p.get<std::string>());
+    const std::string path = p.get<std::string>();
+    if (r.IsExcluded(path)) continue;  // never stored there
+    auto e = FrozenEntry(*spool_, *reader.value(), *index, r.target(), c.name, c.seq, path);
     if (!e.ok()) return e.status();
     if (*e) extra.push_back(std::move(**e));
   }
-  ObjectStore& store = replicator_->store();
+  ObjectStore& store = r.store();
   const std::string key = CheckpointManifestKey(c.name);
   auto mt = Clock::now();
   ManifestTempFile tmp(state_dir_, std::string(kCheckpointTempStem) + c.name);
   if (tmp.fd() < 0) return PosixError("temporary manifest in " + state_dir_, errno);
   uint64_t bytes = 0;
-  const uint64_t paths = c.rows + extra.size();
+  auto rows_it = c.target_rows.find(target);
+  const uint64_t rows = rows_it == c.target_rows.end() ? 0 : rows_it->second;
+  const uint64_t paths = rows + extra.size();
   SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(tmp.fd(),
                                                {c.name, c.captured_ns, c.seq, store.Describe()},
-                                               RowsPath(c.name), c.rows, std::move(extra), &bytes));
+                                               RowsPath(c.name, target), rows, std::move(extra),
+                                               &bytes));
   TestDelay("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
   Metadata meta = {{"scribefs-checkpoint", c.name}};
   auto put = store.Put(key, Payload::FromFile(tmp.fd(), 0, bytes), meta);
@@ -373,11 +469,17 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
     *retry = put.status().retryable();  // a target that is down: later
     return put.status().status().WithContext("storing " + key);
   }
-  json detail = {
-      {"name", c.name},    {"manifest_key", key},           {"pause_seq", c.seq},
-      {"paths", paths},    {"held_ms", c.held_ms},          {"target", store.Describe()},
-      {"etag", put->etag}, {"version_id", put->version_id}, {"captured_ns", c.captured_ns},
-      {"frozen", c.frozen}};
+  json detail = {{"name", c.name},
+                 {"manifest_key", key},
+                 {"pause_seq", c.seq},
+                 {"paths", paths},
+                 {"held_ms", c.held_ms},
+                 {"target", store.Describe()},
+                 {"target_name", target},
+                 {"etag", put->etag},
+                 {"version_id", put->version_id},
+                 {"captured_ns", c.captured_ns},
+                 {"frozen", c.frozen}};
   Record rec = verbs::ControlRecord(Op::kCheckpoint, detail);
   if (Status s = journal_->Commit(rec, /*durable=*/true); !s.ok()) {
     (void)store.Delete(key);
@@ -387,41 +489,67 @@ Status CheckpointStorer::Store(const CheckpointState& c, bool* retry, Checkpoint
   stored->manifest_bytes = bytes;
   stored->manifest_ms =
       std::round(std::chrono::duration<double, std::milli>(Clock::now() - mt).count() * 10) / 10;
-  spdlog::info("checkpoint {} stored: {} paths ({} frozen) at journal seq {}, record {}", c.name,
-               paths, c.frozen, c.seq, rec.seq);
+  spdlog::info("checkpoint {} stored on {}: {} paths ({} frozen) at journal seq {}, record {}",
+               c.name, target, paths, c.frozen, c.seq, rec.seq);
   return Status::Ok();
 }
 
-void CheckpointStorer::Finish(const std::string& name, const Status& result,
-                              const CheckpointState* stored) {
+void CheckpointStorer::FailPending(const std::string& name, const Status& why) {
+  std::vector<std::string> pending;
   {
     std::lock_guard lk(mu_);
     auto it = list_.find(name);
     if (it == list_.end()) return;
-    CheckpointState c = it->second;
-    c.stored_ns = NowNs();
+    pending = it->second.Pending();
+  }
+  for (const std::string& t : pending) FinishOn(name, t, why);
+}
+
+void CheckpointStorer::FinishOn(const std::string& name, const std::string& target,
+                                const Status& result, const CheckpointState* stored) {
+  std::optional<CheckpointState> finished;
+  {
+    std::lock_guard lk(mu_);
+    auto it = list_.find(name);
+    if (it == list_.end()) return;
+    CheckpointState& c = it->second;
     if (result.ok()) {
-      c.state = "stored";
+      c.stored_on.push_back(target);
       if (stored) {
         c.paths = stored->paths;
         c.manifest_bytes = stored->manifest_bytes;
         c.manifest_ms = stored->manifest_ms;
       }
-      done_[name] = c;
-      list_.erase(it);
     } else {
-      c.state = "failed";
-      c.error = "checkpoint " + name + " failed: " + result.message();
-      it->second = c;
-      spdlog::warn("{} (writers were not affected)", c.error);
-      ForgetOldFailures();
+      c.failed_on[target] = result.message();
+      spdlog::warn("checkpoint {} failed on {}: {} (writers were not affected)", name, target,
+                   result.message());
+    }
+    if (c.Pending().empty()) {
+      c.stored_ns = NowNs();
+      if (c.failed_on.empty()) {
+        c.state = "stored";
+        done_[name] = c;
+      } else {
+        c.state = "failed";
+        c.error = "checkpoint " + name + " failed";
+        for (const auto& [t, why] : c.failed_on) c.error += " on " + t + ": " + why + ";";
+        c.error += c.stored_on.empty() ? " stored on no target"
+                                       : " stored on " + fmt::format("{}", fmt::join(c.stored_on, ", "));
+      }
+      finished = c;
+      if (c.state == "stored")
+        list_.erase(it);
+      else
+        ForgetOldFailures();
     }
     if (Status s = Persist(); !s.ok()) spdlog::warn("checkpoints: {}", s.message());
   }
   cv_.notify_all();
-  (void)spool_->Release(name);
-  unlink(RowsPath(name).c_str());
-  unlink(FrozenPath(name).c_str());
+  if (finished)
+    Discard(*finished);
+  else
+    unlink(RowsPath(name, target).c_str());
 }
 
 }  // namespace scribefs

@@ -23,6 +23,16 @@
 //     stored or failed.
 // After kill -9, Start() reloads the captured checkpoints and stores them.
 //
+// Several targets (issue 16): a checkpoint is for every target the daemon
+// stores to. The capture writes one rows file per target (NAME@TARGET.rows:
+// each target holds its own objects) and is held until every target has
+// the manifest or cannot have it. Each target's manifest is stored, and its
+// `checkpoint` record committed (detail.target_name), as soon as that
+// target has everything up to the mark: a target that is down never delays
+// the others' copy. The checkpoint is *stored* once every target has it;
+// *failed* if one cannot (its record failed, the capture was abandoned),
+// the meta entry then naming the targets that have it (stored_on).
+//
 // Thread-safe.
 #pragma once
 
@@ -34,6 +44,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,7 +52,7 @@
 #include "common/status.h"
 #include "fs/cow_spool.h"
 #include "journal/journal.h"
-#include "uploader/replicator.h"
+#include "uploader/target_set.h"
 
 namespace scribefs {
 
@@ -59,6 +70,14 @@ struct CheckpointState {
   double manifest_ms = 0;       // stored: how long writing and storing it took
   uint64_t spool_bytes = 0;
   std::string error;  // failed: why
+  // The targets it is for, by name, in the daemon's order; those that have
+  // its manifest; those that cannot (name -> why).
+  std::vector<std::string> targets;
+  std::vector<std::string> stored_on;
+  std::map<std::string, std::string> failed_on;
+  std::map<std::string, uint64_t> target_rows;  // manifest rows known at the capture, per target
+  // The targets still to store it on.
+  std::vector<std::string> Pending() const;
 };
 
 class CheckpointStorer {
@@ -68,7 +87,7 @@ class CheckpointStorer {
     std::string state_dir;
     std::string datadir;  // for log lines only
   };
-  CheckpointStorer(Journal* journal, Replicator* replicator, CowSpool* spool, Options options);
+  CheckpointStorer(Journal* journal, TargetSet* targets, CowSpool* spool, Options options);
   ~CheckpointStorer();  // Stop()
   CheckpointStorer(const CheckpointStorer&) = delete;
   CheckpointStorer& operator=(const CheckpointStorer&) = delete;
@@ -83,10 +102,14 @@ class CheckpointStorer {
   // The directory of the .frozen/.rows files (created by Start).
   std::string dir() const { return state_dir_ + "/checkpoints"; }
   std::string FrozenPath(const std::string& name) const { return dir() + "/" + name + ".frozen"; }
-  std::string RowsPath(const std::string& name) const { return dir() + "/" + name + ".rows"; }
+  std::string RowsPath(const std::string& name, const std::string& target) const {
+    return dir() + "/" + name + "@" + target + ".rows";
+  }
+  // Every target's name, in the daemon's order.
+  std::vector<std::string> TargetNames() const;
 
-  // A captured checkpoint whose NAME.frozen and NAME.rows files are written:
-  // records it durably and wakes the thread.
+  // A captured checkpoint whose NAME.frozen file and the rows file of each
+  // of c.targets are written: records it durably and wakes the thread.
   Status Add(CheckpointState c);
   // Whether a checkpoint of that name is captured (not yet stored).
   bool InFlight(const std::string& name);
@@ -101,14 +124,24 @@ class CheckpointStorer {
 
  private:
   void Loop();
-  // One attempt at the checkpoint with the least mark: stored, failed, or
-  // not ready yet (false: nothing done).
-  bool Step(const CheckpointState& c);
+  // One attempt at a captured checkpoint on each target it is pending on,
+  // but those in *waiting (an older checkpoint waits for them there: each
+  // target stores its manifests in mark order); the targets that are not
+  // ready are added to it. false: nothing done.
+  bool Step(const CheckpointState& c, std::set<std::string>* waiting);
   // *retry: the failure is the target's, retryable (the checkpoint stays captured).
   // On success *stored gets paths, manifest_bytes and manifest_ms.
-  Status Store(const CheckpointState& c, bool* retry, CheckpointState* stored);
-  void Finish(const std::string& name, const Status& result,
-              const CheckpointState* stored = nullptr);
+  Status Store(const CheckpointState& c, const std::string& target, Replicator& r, bool* retry,
+               CheckpointState* stored);
+  // The outcome on one target; once none is pending, the checkpoint is
+  // stored (or failed) and its capture released.
+  void FinishOn(const std::string& name, const std::string& target, const Status& result,
+                const CheckpointState* stored = nullptr);
+  // The outcome on every target still pending (the capture is gone).
+  void FailPending(const std::string& name, const Status& why);
+  // The files and the capture of a checkpoint no target needs any more.
+  void Discard(const CheckpointState& c);
+  Replicator* Find(const std::string& target);
   Status Persist();  // the meta key, durably; under mu_
   // Failed checkpoints are listed until kMaxFailedKept newer ones failed; under mu_.
   void ForgetOldFailures();
@@ -116,7 +149,7 @@ class CheckpointStorer {
   void Load();
 
   Journal* const journal_;
-  Replicator* const replicator_;
+  TargetSet* const targets_;
   CowSpool* const spool_;
   const std::string state_dir_;
   std::mutex mu_;

@@ -95,9 +95,9 @@ ControlPlane::ControlPlane(MutationGate* gate, Filesystem* fs, Journal* journal,
   deps_.stop = options_.stop;
   deps_.lag = options_.lag;
   deps_.probe = options_.probe;
-  if (replicator && options_.spool) {
+  if (replicator && options_.targets && options_.spool) {
     storer_ = std::make_unique<CheckpointStorer>(
-        journal, replicator, options_.spool,
+        journal, options_.targets, options_.spool,
         CheckpointStorer::Options{options_.info.state_dir, options_.info.datadir});
     deps_.storer = storer_.get();
   }

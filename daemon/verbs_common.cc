@@ -87,6 +87,9 @@ json CheckpointStateJson(const CheckpointState& c) {
           {"held_ms", c.held_ms},
           {"frozen", c.frozen},
           {"spool_bytes", c.spool_bytes},
+          {"targets", c.targets.empty() ? json(c.stored_on) : json(c.targets)},
+          {"stored_on", c.stored_on},
+          {"failed_on", c.failed_on.empty() ? json::object() : json(c.failed_on)},
           {"error", c.error.empty() ? json(nullptr) : json(c.error)}};
 }
 

@@ -1,5 +1,7 @@
 #include "tools/control_commands.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -661,8 +663,14 @@ static void PrintCheckpointsTable(const json& states, const json& target,
   std::map<std::string, bool> in_target;
   if (target.is_array())
     for (const json& e : target) in_target[Str(e, "name")] = true;
-  printf("%-24s %-8s %-23s %8s %10s %7s %10s  %s\n", "NAME", "STATE", "CAPTURED", "SEQ", "HELD",
-         "FROZEN", "SPOOL", "IN TARGET");
+  // Several targets (issue 16): which have each checkpoint's manifest.
+  bool several = false;
+  for (const json& e : states)
+    several = several || (e.contains("targets") && e["targets"].is_array() &&
+                          e["targets"].size() > 1) ||
+              (e.contains("stored_on") && e["stored_on"].is_array() && e["stored_on"].size() > 1);
+  printf("%-24s %-8s %-23s %8s %10s %7s %10s  %s%s\n", "NAME", "STATE", "CAPTURED", "SEQ", "HELD",
+         "FROZEN", "SPOOL", several ? "IN FIRST TARGET" : "IN TARGET", several ? "  STORED ON" : "");
   std::vector<std::string> errors;
   std::set<std::string> listed;
   for (const json& e : states) {
@@ -670,11 +678,21 @@ static void PrintCheckpointsTable(const json& states, const json& target,
     listed.insert(n);
     std::string tgt = target.is_array() ? (in_target[n] ? "yes" : "NO") : "?";
     if (Str(e, "state") != "stored" && target.is_array() && !in_target[n]) tgt = "-";
-    printf("%-24s %-8s %-23s %8lld %10s %7lld %10s  %s\n", EscapeControl(n).c_str(),
+    std::string on;
+    if (several) {
+      std::vector<std::string> names;
+      if (e.contains("stored_on") && e["stored_on"].is_array())
+        for (const json& t : e["stored_on"])
+          if (t.is_string()) names.push_back(t.get<std::string>());
+      on = "  " + (names.empty() ? std::string("-") : fmt::format("{}", fmt::join(names, ",")));
+    }
+    if (several) tgt.resize(std::max<size_t>(tgt.size(), 15), ' ');
+    printf("%-24s %-8s %-23s %8lld %10s %7lld %10s  %s%s\n", EscapeControl(n).c_str(),
            Str(e, "state").c_str(), FormatLocalTime(e.value("captured_ns", int64_t(0))).c_str(),
            static_cast<long long>(e.value("seq", int64_t(0))), Ms(Num(e, "held_ms")).c_str(),
            static_cast<long long>(e.value("frozen", int64_t(0))),
-           FormatBytes(e.value("spool_bytes", uint64_t(0))).c_str(), tgt.c_str());
+           FormatBytes(e.value("spool_bytes", uint64_t(0))).c_str(), tgt.c_str(),
+           EscapeControl(on).c_str());
     if (Str(e, "state") == "failed") errors.push_back(n + ": " + Str(e, "error"));
   }
   if (target.is_array())
@@ -720,14 +738,23 @@ int RunCheckpoints(const GlobalOptions& global) {
     f.op = std::string(OpName(Op::kCheckpoint));
     auto recs = reader->Query(f);
     if (!recs.ok()) return Fail(kExitFailure, recs.status().message());
+    std::map<std::string, size_t> by_name;  // one record per target (issue 16): one state
     for (const Record& r : *recs) {
       json d = json::parse(r.detail, nullptr, false);
       if (!d.is_object()) d = json::object();
       json e = {{"name", Str(d, "name")}, {"seq", r.seq}, {"time_ns", r.time_ns}};
-      for (const char* k : {"pause_seq", "manifest_key", "paths", "held_ms", "target"})
+      for (const char* k : {"pause_seq", "manifest_key", "paths", "held_ms", "target",
+                            "target_name"})
         if (d.contains(k)) e[k] = d[k];
       journal.push_back(e);
+      if (auto it = by_name.find(Str(d, "name")); it != by_name.end()) {
+        if (d.contains("target_name")) states[it->second]["stored_on"].push_back(d["target_name"]);
+        continue;
+      }
+      by_name[Str(d, "name")] = states.size();
       json st = StoredCheckpointState(e);
+      st["stored_on"] = json::array();
+      if (d.contains("target_name")) st["stored_on"].push_back(d["target_name"]);
       if (d.contains("captured_ns")) st["captured_ns"] = d["captured_ns"];
       if (d.contains("frozen")) st["frozen"] = d["frozen"];
       states.push_back(st);

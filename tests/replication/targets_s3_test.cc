@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -130,6 +131,127 @@ TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostO
   ASSERT_EQ(Unmount(), 0);
   ASSERT_NO_FATAL_FAILURE(
       VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()), root() + "/download2", kHeadKeys));
+}
+
+// The files of a restored tree (path -> content; directories skipped).
+std::map<std::string, std::string> FilesIn(const std::string& dir, const std::string& rel = "") {
+  std::map<std::string, std::string> out;
+  DIR* d = opendir((dir + "/" + rel).c_str());
+  if (!d) return out;
+  while (struct dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    std::string p = rel.empty() ? n : rel + "/" + n;
+    struct stat st;
+    if (lstat((dir + "/" + p).c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      out.merge(FilesIn(dir, p));
+    } else {
+      out[p] = it::ReadFile(dir + "/" + p).value_or("<unreadable>");
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+// Issue 16, item 3: a checkpoint is stored on each target as soon as that
+// target has everything up to its mark. With RGW down, the local copy has
+// it at once and restores the tree at the mark; the capture is held for
+// RGW, which gets the state at the mark (not the later one) once it is
+// back; the journal names both targets.
+TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) {
+  ASSERT_NO_FATAL_FAILURE(SetUpS3("targetscp"));
+  // The checkpoint's state as `scribectl checkpoints --json` gives it.
+  auto CheckpointState = [this](const std::string& name) -> nlohmann::json {
+    it::RunResult r = Ctl({"--json", "checkpoints"});
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (!j.is_object() || !j["checkpoints"].is_array()) return nullptr;
+    for (const auto& c : j["checkpoints"])
+      if (c.value("name", "") == name) return c;
+    return nullptr;
+  };
+  usb_ = root() + "/usb";
+  conf_ = root() + "/scribefs.conf";
+  hooks_ = root() + "/hooks";
+  ASSERT_EQ(mkdir(hooks_.c_str(), 0700), 0);
+  std::string err;
+  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
+  ASSERT_NE(proxy, nullptr) << err;
+  ASSERT_NO_FATAL_FAILURE(MountBoth(proxy->url()));
+  std::map<std::string, std::string> at_mark;
+  for (int i = 0; i < 10; ++i) {
+    std::string p = "f" + std::to_string(i);
+    at_mark[p] = "v1 " + p;
+    ASSERT_TRUE(it::WriteFile(mp(p), at_mark[p]));
+  }
+  ASSERT_TRUE(Flush(60));
+
+  // RGW down: changes, then the checkpoint.
+  proxy->Down();
+  for (int i = 0; i < 5; ++i) {
+    std::string p = "f" + std::to_string(i);
+    at_mark[p] = "v2 " + p + std::string(static_cast<size_t>(1000 * i), 'x');
+    ASSERT_TRUE(it::WriteFile(mp(p), at_mark[p]));
+  }
+  at_mark["g"] = "g at the mark";
+  ASSERT_TRUE(it::WriteFile(mp("g"), at_mark["g"]));
+  it::RunResult cp = Ctl({"--json", "checkpoint", "cp1"});
+  ASSERT_EQ(cp.exit_code, 0) << cp.Describe();
+  auto answer = nlohmann::json::parse(cp.out, nullptr, false);
+  ASSERT_TRUE(answer.is_object()) << cp.out;
+  EXPECT_EQ(answer["state"], "captured") << cp.out;
+  EXPECT_EQ(answer["targets"], nlohmann::json({"usb", "offsite"})) << cp.out;
+
+  // The local copy has it within seconds, while RGW is still down.
+  nlohmann::json st;
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    st = CheckpointState("cp1");
+    if (st.is_object() && st["stored_on"] == nlohmann::json({"usb"})) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(st.is_object());
+  ASSERT_EQ(st["stored_on"], nlohmann::json({"usb"})) << st.dump();
+  EXPECT_EQ(st["state"], "captured") << "not on offsite yet: " << st.dump();
+  it::RunResult r1 = Ctl({"restore", "--target", "usb", "--checkpoint", "cp1", "--to",
+                          root() + "/r-usb"});
+  ASSERT_EQ(r1.exit_code, 0) << r1.Describe();
+  EXPECT_EQ(FilesIn(root() + "/r-usb"), at_mark);
+
+  // After the mark, still with RGW down: every frozen path changes.
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(it::WriteFile(mp("f" + std::to_string(i)), "v3 after the mark"));
+  ASSERT_EQ(unlink(mp("g").c_str()), 0);
+  ASSERT_TRUE(it::WriteFile(mp("h"), "after the mark"));
+
+  // RGW back: the checkpoint is stored there too.
+  ASSERT_TRUE(proxy->Up(&err)) << err;
+  deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    st = CheckpointState("cp1");
+    if (st.is_object() && st["state"] != "captured") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ASSERT_TRUE(st.is_object());
+  ASSERT_EQ(st["state"], "stored") << st.dump();
+  EXPECT_EQ(st["stored_on"], nlohmann::json({"usb", "offsite"})) << st.dump();
+  it::RunResult table = Ctl({"checkpoints"});
+  EXPECT_NE(table.out.find("usb,offsite"), std::string::npos) << table.out;
+  ASSERT_TRUE(Flush(120));
+  ASSERT_EQ(Unmount(), 0);
+
+  // One record per target, each naming it.
+  std::vector<std::string> recorded;
+  for (const Record& rec : Records())
+    if (rec.op == Op::kCheckpoint)
+      recorded.push_back(nlohmann::json::parse(rec.detail).value("target_name", ""));
+  EXPECT_EQ(recorded, (std::vector<std::string>{"usb", "offsite"}));
+
+  // RGW holds the state at the mark, not the later one, with no daemon.
+  it::RunResult r2 = Ctl({"restore", "--target", "offsite", "--checkpoint", "cp1", "--to",
+                          root() + "/r-offsite"});
+  ASSERT_EQ(r2.exit_code, 0) << r2.Describe();
+  EXPECT_EQ(FilesIn(root() + "/r-offsite"), at_mark);
 }
 
 }  // namespace
