@@ -251,6 +251,11 @@ the excludes (the daemon's --exclude list from the journal, or the default
 (checkpoint manifests) are ignored on both sides. Directories are named
 with a trailing "/". Nothing is changed on either side.
 
+Several targets: when the mount's journal knows several and no --target is
+given, each is checked in turn with its own excludes ("== target NAME ==";
+--json: {targets: [report + name + exit_code]}); the exit code is the first
+failure's if any, else 6 if any target differs, else 0.
+
 Run 'scribectl flush' first: in async mode, changes not yet uploaded are
 reported as differences. A file that changes while verify runs may be
 reported too. Reading DATADIR while it is mounted is fine (passthrough).

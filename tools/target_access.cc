@@ -1,5 +1,7 @@
 #include "tools/target_access.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -166,6 +168,21 @@ std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
   out.url = out.store->Describe();
   out.filter = ExcludeFilter(std::move(excludes));
   *exit_code = kExitOk;
+  return out;
+}
+
+std::vector<std::string> JournalTargetNames(const GlobalOptions& global) {
+  std::vector<std::string> out;
+  if (!MountNamed(global)) return out;
+  auto loc = LocateState(global, getenv("SCRIBEFS_STATE_DIR"));
+  if (!loc.ok()) return out;
+  struct stat st;
+  if (stat(loc->paths.journal().c_str(), &st) != 0) return out;
+  auto reader = JournalReader::Open(loc->paths.journal());
+  if (!reader.ok()) return out;
+  auto targets = Targets::List(*reader.value());
+  if (!targets.ok()) return out;
+  for (const TargetEntry& t : *targets) out.push_back(t.name);
   return out;
 }
 

@@ -48,4 +48,10 @@ struct ResolvedTarget {
 std::optional<ResolvedTarget> ResolveTargetOrFail(const GlobalOptions& global,
                                                   const TargetFlags& flags, int* exit_code);
 
+// The names of the targets the journal of the mount named by -m /
+// --state-dir / $SCRIBEFS_STATE_DIR knows (journal/targets.h), in its order;
+// empty when no mount is named or its journal cannot be read (the command
+// then resolves one target as before, and reports that error itself).
+std::vector<std::string> JournalTargetNames(const GlobalOptions& global);
+
 }  // namespace scribefs::ctl

@@ -168,7 +168,16 @@ void PrintHistoryHuman(const HistoryVerifyReport& r, const std::string& target, 
     printf("error    %s: %s\n", EscapeControl(e.path).c_str(), EscapeControl(e.error).c_str());
 }
 
-int RunVerifyHistory(const GlobalOptions& global, const VerifyOptions& options) {
+// --json of one target: printed, or kept in *collect (every target's).
+void EmitJson(Json j, Json* collect) {
+  if (collect) {
+    *collect = std::move(j);
+    return;
+  }
+  printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+}
+
+int RunVerifyHistory(const GlobalOptions& global, const VerifyOptions& options, Json* collect) {
   if (options.quick || !options.path.empty() || !options.dir.empty())
     return Fail(kExitUsage,
                 "--history checks the target's history alone: it takes no --quick, "
@@ -182,9 +191,7 @@ int RunVerifyHistory(const GlobalOptions& global, const VerifyOptions& options) 
   auto report = VerifyHistory(target->store.get(), config);
   if (!report.ok()) return Fail(kExitFailure, "verify --history: " + report.status().message());
   if (global.json)
-    printf("%s\n", HistoryToJson(*report, target->url, options.deep)
-                       .dump(-1, ' ', false, Json::error_handler_t::replace)
-                       .c_str());
+    EmitJson(HistoryToJson(*report, target->url, options.deep), collect);
   else
     PrintHistoryHuman(*report, target->url, options.deep, size_t(std::max(options.limit, 0)));
   if (int out = FinishOutput(); out != kExitOk) return out;
@@ -192,10 +199,10 @@ int RunVerifyHistory(const GlobalOptions& global, const VerifyOptions& options) 
   return report->errors.empty() ? kExitOk : kExitFailure;
 }
 
-}  // namespace
-
-int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
-  if (options.history) return RunVerifyHistory(global, options);
+// One target (options.target, or the journal's first). With --json and
+// collect, the report goes to *collect instead of stdout.
+int VerifyOne(const GlobalOptions& global, const VerifyOptions& options, Json* collect) {
+  if (options.history) return RunVerifyHistory(global, options, collect);
   if (options.deep) return Fail(kExitUsage, "--deep goes with --history");
   VerifyConfig config;
   config.quick = options.quick;
@@ -235,9 +242,7 @@ int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
   if (!report.ok()) return Fail(kExitFailure, "verify: " + report.status().message());
 
   if (global.json) {
-    printf("%s\n", ToJson(*report, target->url, dir, config)
-                       .dump(-1, ' ', false, Json::error_handler_t::replace)
-                       .c_str());
+    EmitJson(ToJson(*report, target->url, dir, config), collect);
   } else {
     PrintHuman(*report, target->url, dir, config, size_t(std::max(options.limit, 0)));
   }
@@ -255,6 +260,46 @@ int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
   }
   if (!report->errors.empty()) return kExitFailure;
   return report->has_differences() ? kExitDifferences : kExitOk;
+}
+
+// The exit code of several targets' verifies: a failure (the first) over
+// differences over ok.
+int Worse(int a, int b) {
+  if (a != kExitOk && a != kExitDifferences) return a;
+  if (b != kExitOk && b != kExitDifferences) return b;
+  return a == kExitDifferences || b == kExitDifferences ? kExitDifferences : kExitOk;
+}
+
+}  // namespace
+
+int RunVerify(const GlobalOptions& global, const VerifyOptions& options) {
+  // Several targets (issue 16): each one, unless --target names one.
+  std::vector<std::string> names;
+  if (options.target.target.empty()) names = JournalTargetNames(global);
+  if (names.size() <= 1) return VerifyOne(global, options, nullptr);
+  Json all = Json::array();
+  int worst = kExitOk;
+  for (const std::string& name : names) {
+    VerifyOptions one = options;
+    one.target.target = name;
+    if (!global.json) {
+      printf("%s== target %s ==\n", &name == &names.front() ? "" : "\n",
+             EscapeControl(name).c_str());
+      fflush(stdout);
+    }
+    Json j;
+    int rc = VerifyOne(global, one, global.json ? &j : nullptr);
+    if (global.json) {
+      if (!j.is_object()) j = Json::object();  // it failed: the error went to stderr
+      j["name"] = name;
+      j["exit_code"] = rc;
+      all.push_back(std::move(j));
+    }
+    worst = Worse(worst, rc);
+  }
+  if (global.json) EmitJson(Json{{"targets", std::move(all)}}, nullptr);
+  if (int out = FinishOutput(); out != kExitOk) return out;
+  return worst;
 }
 
 }  // namespace scribefs::ctl

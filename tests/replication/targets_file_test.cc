@@ -93,6 +93,35 @@ TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) 
     ASSERT_TRUE(t["uploader"].is_object()) << r.out;
     EXPECT_GE(t["uploader"].value("uploads", 0), 30) << t.dump();
   }
+
+  // scribectl verify checks every target, each with its own excludes; a file
+  // lost from one target is a difference there only.
+  it::RunResult v = Ctl({"--json", "verify"});
+  EXPECT_EQ(v.exit_code, 0) << v.Describe();
+  auto vj = nlohmann::json::parse(v.out, nullptr, false);
+  ASSERT_TRUE(vj.is_object() && vj["targets"].is_array()) << v.out;
+  ASSERT_EQ(vj["targets"].size(), 2u) << v.out;
+  EXPECT_EQ(vj["targets"][0]["name"], "usb");
+  EXPECT_EQ(vj["targets"][1]["name"], "off");
+  for (const auto& t : vj["targets"]) {
+    EXPECT_EQ(t["exit_code"], 0) << t.dump();
+    EXPECT_EQ(t["identical"], true) << t.dump();
+  }
+  ASSERT_EQ(unlink((off + "/dir/f4").c_str()), 0);
+  v = Ctl({"--json", "verify"});
+  EXPECT_EQ(v.exit_code, 6) << v.Describe();
+  vj = nlohmann::json::parse(v.out, nullptr, false);
+  ASSERT_TRUE(vj.is_object() && vj["targets"].is_array()) << v.out;
+  ASSERT_EQ(vj["targets"].size(), 2u) << v.out;
+  EXPECT_EQ(vj["targets"][0]["exit_code"], 0) << v.out;
+  EXPECT_EQ(vj["targets"][1]["exit_code"], 6) << v.out;
+  EXPECT_EQ(vj["targets"][1]["missing"], nlohmann::json({"dir/f4"})) << v.out;
+  v = Ctl({"verify"});
+  EXPECT_EQ(v.exit_code, 6) << v.Describe();
+  EXPECT_NE(v.out.find("== target usb =="), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("== target off =="), std::string::npos) << v.out;
+  // --target picks one.
+  EXPECT_EQ(Ctl({"verify", "--target", "usb"}).exit_code, 0);
 }
 
 // A target added to a mount whose tree already holds 10,000 files gets all of
