@@ -26,6 +26,10 @@ struct TargetConfig {
   // --on-failure: run (sh -c) once a target has been failing for alert_after_s.
   std::string on_failure;
   double alert_after_s = 300;
+  // Bounded lag (--max-lag, --max-pending) on this target; a section may set
+  // its own or "off". Async targets only.
+  std::optional<double> max_lag_s;
+  std::optional<uint64_t> max_pending_bytes;
 };
 
 struct Config {

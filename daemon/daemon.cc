@@ -457,8 +457,13 @@ void TuneKernelCache(const Config& cfg, const std::string& mountpoint) {
   if (!tuned.ok()) spdlog::warn("kernel cache tuning: {}", tuned.message());
   // --max-pending counts what reaches the daemon: cap what the kernel may
   // hold before that (README, "Bounded lag").
-  if (cfg.max_pending_bytes && cfg.writeback == "on") {
-    auto limit = LimitBdiDirtyBytes(*dev, KernelDirtyShare(*cfg.max_pending_bytes));
+  // With several targets, the least of their bounds.
+  std::optional<uint64_t> max_pending;
+  for (const Config& v : TargetViews(cfg))
+    if (v.max_pending_bytes && v.mode != "sync")
+      max_pending = std::min(max_pending.value_or(UINT64_MAX), *v.max_pending_bytes);
+  if (max_pending && cfg.writeback == "on") {
+    auto limit = LimitBdiDirtyBytes(*dev, KernelDirtyShare(*max_pending));
     if (limit.ok())
       spdlog::info("bounded lag: the mount's dirty page cache is capped ({})", *limit);
     else
@@ -483,13 +488,21 @@ Result<std::unique_ptr<PruneTask>> StartPruneTask(const Config& cfg, Replicator*
 // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
 // (status and /metrics show the backlog). Null without a target.
 Result<std::unique_ptr<LagMonitor>> StartLagMonitor(const Config& cfg, MutationGate* gate,
-                                                    Replicator* replicator,
+                                                    TargetSet* targets,
                                                     const std::string& journal_path,
                                                     int datadir_fd) {
-  if (!replicator) return std::unique_ptr<LagMonitor>();
-  auto lag = std::make_unique<LagMonitor>(
-      gate, replicator,
-      LagMonitor::Options{{cfg.max_lag_s, cfg.max_pending_bytes}, journal_path, datadir_fd});
+  if (!targets) return std::unique_ptr<LagMonitor>();
+  // One lane per async target with bounds (its section's, or the global ones).
+  std::vector<Config> views = TargetViews(cfg);
+  std::vector<LagMonitor::Lane> lanes;
+  for (size_t i = 0; i < targets->size() && i < views.size(); ++i) {
+    LagBounds b{views[i].max_lag_s, views[i].max_pending_bytes};
+    if (views[i].mode == "sync" || !b.any()) continue;
+    Replicator* rp = &targets->replicator(i);
+    lanes.push_back({targets->name(i), rp->target(), rp, b});
+  }
+  auto lag = std::make_unique<LagMonitor>(gate, std::move(lanes),
+                                          LagMonitor::Options{journal_path, datadir_fd});
   if (Status ls = lag->Start(); !ls.ok()) return ls;
   return lag;
 }
@@ -589,7 +602,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   JournalTrimTask trim(journal.value().get(), {cfg.journal_retention_ns});
   trim.Start();
   // Bounded lag (daemon/lag_monitor.h).
-  auto lag = StartLagMonitor(cfg, &gate, replicator, paths.journal(), sync_fd.get());
+  auto lag = StartLagMonitor(cfg, &gate, targets, paths.journal(), sync_fd.get());
   if (!lag.ok()) return fail(kExitFailure, lag.status().message());
   std::unique_ptr<FailureAlerts> alerts = StartFailureAlerts(cfg, targets);
   auto prune = StartPruneTask(cfg, replicator);

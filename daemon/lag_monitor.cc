@@ -10,22 +10,28 @@ namespace scribefs {
 
 using Clock = std::chrono::steady_clock;
 
-LagMonitor::LagMonitor(MutationGate* gate, Replicator* replicator, Options options)
-    : gate_(gate),
-      replicator_(replicator),
-      options_(std::move(options)),
-      policy_(options_.bounds) {
-  snap_.bounds = options_.bounds;
+LagMonitor::LagMonitor(MutationGate* gate, std::vector<Lane> lanes, Options options)
+    : gate_(gate), options_(std::move(options)) {
+  for (Lane& l : lanes) {
+    LagBounds b = l.bounds;
+    lanes_.push_back(LaneState{std::move(l), LagPolicy(b), {}, 0, 0, std::nullopt,
+                               ThrottleState::kNone, {}});
+    lanes_.back().snap.name = lanes_.back().lane.name;
+    lanes_.back().snap.bounds = b;
+  }
+  if (lanes_.size() == 1) snap_.bounds = lanes_[0].lane.bounds;
 }
 
 LagMonitor::~LagMonitor() { Stop(); }
 
 Status LagMonitor::Start() {
-  if (!options_.bounds.any()) return Status::Ok();
+  if (!bounded()) return Status::Ok();
   {
     std::lock_guard ev(eval_mu_);
-    auto b = MeasureLocked();
-    if (!b.ok()) return b.status().WithContext("bounded lag");
+    for (const LaneState& l : lanes_) {
+      auto b = MeasureLocked(l.lane.target);
+      if (!b.ok()) return b.status().WithContext("bounded lag");
+    }
   }
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
@@ -39,21 +45,22 @@ void LagMonitor::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (options_.bounds.any()) {
+  if (bounded()) {
     gate_->SetWriteBudget(std::nullopt);
     gate_->SetPathBudget(std::nullopt);
     gate_->SetThrottle(ThrottleState::kNone);
-    if (replicator_) replicator_->Hurry(false);
+    for (LaneState& l : lanes_)
+      if (l.lane.replicator) l.lane.replicator->Hurry(false);
   }
 }
 
-Result<Backlog> LagMonitor::MeasureLocked() {
+Result<Backlog> LagMonitor::MeasureLocked(std::optional<int64_t> target) {
   if (!reader_) {
     auto r = JournalReader::Open(options_.journal_path);
     if (!r.ok()) return r.status();
     reader_ = std::move(r.value());
   }
-  auto b = reader_->Backlog();
+  auto b = reader_->Backlog(target);
   if (!b.ok()) {
     reader_.reset();  // a fresh connection next time
     return b.status();
@@ -74,35 +81,36 @@ Result<Backlog> LagMonitor::MeasureLocked() {
   return out;
 }
 
-void LagMonitor::MeasurePaceLocked(Backlog* b) {
-  if (!replicator_) return;
-  ReplicatorStats rs = replicator_->stats();
+void LagMonitor::MeasurePace(LaneState& l, Backlog* b) {
+  if (!l.lane.replicator) return;
+  ReplicatorStats rs = l.lane.replicator->stats();
   uint64_t done = rs.uploads + rs.copies + rs.deletes + rs.skipped_unchanged + rs.failures;
   // queued_paths holds the paths in flight too.
   uint64_t queued = rs.queued_paths;
   auto now = Clock::now();
-  if (!samples_.empty()) {
-    const PaceSample& last = samples_.back();
+  if (!l.samples.empty()) {
+    const auto& last = l.samples.back();
     // Busy since the last sample: it had work then, or stored some since
     // (work that came and went between two samples).
     if (last.queued > 0 || done > last.done)
-      busy_s_ += std::chrono::duration<double>(now - last.when).count();
-    if (done > last.done) busy_at_last_done_ = busy_s_;
+      l.busy_s += std::chrono::duration<double>(now - last.when).count();
+    if (done > last.done) l.busy_at_last_done = l.busy_s;
   } else {
-    busy_at_last_done_ = 0;
+    l.busy_at_last_done = 0;
   }
-  samples_.push_back({now, done, queued, busy_s_});
-  while (samples_.size() > 2 && now - samples_[1].when >= std::chrono::seconds(5))
-    samples_.pop_front();
-  const PaceSample& first = samples_.front();
+  l.samples.push_back({now, done, queued, l.busy_s});
+  while (l.samples.size() > 2 && now - l.samples[1].when >= std::chrono::seconds(5))
+    l.samples.pop_front();
+  const auto& first = l.samples.front();
   // Nothing stored in the window: keep the last pace (an idle uploader has
   // not become slower); the stall below covers one that is stuck.
-  if (done > first.done) pace_ = (busy_s_ - first.busy_s) / static_cast<double>(done - first.done);
+  if (done > first.done)
+    l.pace = (l.busy_s - first.busy_s) / static_cast<double>(done - first.done);
   // The journal's count (MeasureLocked) when the uploader has not read the
   // newest records yet.
   b->queued_paths = std::max(b->queued_paths, queued);
-  b->seconds_per_path = pace_;
-  b->stalled_s = queued > 0 ? busy_s_ - busy_at_last_done_ : 0;
+  b->seconds_per_path = l.pace;
+  b->stalled_s = queued > 0 ? l.busy_s - l.busy_at_last_done : 0;
 }
 
 void LagMonitor::Loop() {
@@ -118,36 +126,85 @@ void LagMonitor::Loop() {
   }
 }
 
+namespace {
+
+// How near a lane is to its bound (the larger ratio of its two bounds): the
+// lane that binds among those in the same state.
+double Nearness(const LagMonitor::LaneSnapshot& l) {
+  double r = 0;
+  if (l.bounds.max_lag_s && *l.bounds.max_lag_s > 0) r = l.expected_lag_s / *l.bounds.max_lag_s;
+  if (l.bounds.max_pending_bytes && *l.bounds.max_pending_bytes > 0)
+    r = std::max(r, static_cast<double>(l.backlog.pending_bytes) /
+                        static_cast<double>(*l.bounds.max_pending_bytes));
+  return r;
+}
+
+}  // namespace
+
 void LagMonitor::Evaluate() {
-  auto measured = MeasureLocked();
-  ThrottleState previous;
-  {
-    std::lock_guard lk(mu_);
-    previous = snap_.state;
+  // Every lane measured first: a journal that cannot be read says nothing
+  // about the targets (and a failed journal fails the writes anyway), so the
+  // last decision stays.
+  std::vector<Backlog> measured;
+  for (LaneState& l : lanes_) {
+    auto b = MeasureLocked(l.lane.target);
+    if (!b.ok()) {
+      spdlog::debug("bounded lag: measuring the backlog: {}", b.status().message());
+      return;
+    }
+    measured.push_back(*b);
   }
-  if (!measured.ok()) {
-    // Keep the last decision: a journal that cannot be read says nothing
-    // about the target (and a failed journal fails the writes anyway).
-    spdlog::debug("bounded lag: measuring the backlog: {}", measured.status().message());
-    return;
+  // Each lane's decision; the gate gets the strictest.
+  ThrottleDecision d;
+  std::optional<uint64_t> write_budget;
+  const LaneState* binding = nullptr;
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    LaneState& l = lanes_[i];
+    Backlog backlog = measured[i];
+    MeasurePace(l, &backlog);
+    ThrottleDecision ld = l.policy.Decide(backlog, l.state);
+    l.state = ld.state;
+    l.snap.backlog = backlog;
+    l.snap.expected_lag_s = l.policy.ExpectedLag(backlog);
+    l.snap.state = ld.state;
+    l.snap.reason = ld.reason;
+    if (auto max = l.lane.bounds.max_pending_bytes) {
+      // The grant first: the end of a hold must not meet the spent grant of
+      // the last period.
+      uint64_t pending = measured[i].pending_bytes;
+      uint64_t left = ld.state == ThrottleState::kHeld || pending >= *max ? 0 : *max - pending;
+      write_budget = write_budget ? std::min(*write_budget, left) : left;
+    }
+    // Likewise the grant of paths (--max-lag): the burst a writer can make
+    // before the next look, however late it comes.
+    if (ld.paths) d.paths = d.paths ? std::min(*d.paths, *ld.paths) : *ld.paths;
+    d.delay = std::max(d.delay, ld.delay);
+    if (!binding || ld.state > binding->snap.state ||
+        (ld.state == binding->snap.state && Nearness(l.snap) > Nearness(binding->snap)))
+      binding = &l;
   }
-  Backlog backlog = *measured;
-  MeasurePaceLocked(&backlog);
-  ThrottleDecision d = policy_.Decide(backlog, previous);
-  if (auto max = options_.bounds.max_pending_bytes) {
-    // The grant first: the end of a hold must not meet the spent grant of
-    // the last period.
-    uint64_t pending = measured->pending_bytes;
-    gate_->SetWriteBudget(d.state == ThrottleState::kHeld || pending >= *max ? 0 : *max - pending);
+  if (binding) {
+    d.state = binding->snap.state;
+    d.reason = binding->snap.reason;
+    if (lanes_.size() > 1 && !d.reason.empty())
+      d.reason = "target " + binding->lane.name + ": " + d.reason;
   }
-  // Likewise the grant of paths (--max-lag): the burst a writer can make
-  // before the next look, however late it comes.
+  if (write_budget) gate_->SetWriteBudget(*write_budget);
   gate_->SetPathBudget(d.paths);
   gate_->SetThrottle(d.state, d.delay);
-  if (replicator_) replicator_->Hurry(d.state != ThrottleState::kNone);
+  for (LaneState& l : lanes_)
+    if (l.lane.replicator) l.lane.replicator->Hurry(l.state != ThrottleState::kNone);
+
   std::lock_guard lk(mu_);
-  snap_.backlog = backlog;
-  snap_.expected_lag_s = policy_.ExpectedLag(backlog);
+  const ThrottleState previous = snap_.state;
+  if (binding) {
+    snap_.backlog = binding->snap.backlog;
+    snap_.expected_lag_s = binding->snap.expected_lag_s;
+    snap_.bounds = binding->lane.bounds;
+  }
+  snap_.targets.clear();
+  if (lanes_.size() > 1)
+    for (const LaneState& l : lanes_) snap_.targets.push_back(l.snap);
   snap_.measured = true;
   snap_.delay = d.delay;
   if (d.state == previous) {
@@ -174,10 +231,10 @@ void LagMonitor::Evaluate() {
 }
 
 LagMonitor::Snapshot LagMonitor::snapshot() {
-  if (!options_.bounds.any()) {
-    // Nothing runs: measure now, for status and /metrics.
+  if (!bounded()) {
+    // Nothing runs: measure now (what any target lacks), for status and /metrics.
     std::lock_guard ev(eval_mu_);
-    auto b = MeasureLocked();
+    auto b = MeasureLocked(std::nullopt);
     std::lock_guard lk(mu_);
     if (b.ok()) {
       snap_.backlog = *b;

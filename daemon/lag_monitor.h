@@ -33,6 +33,15 @@
 //
 // Without bounds the thread does not run; snapshot() then measures on demand.
 //
+// Several targets (issue 16): one lane per async target that has bounds
+// (its own, or the global ones), each measured on what that target has not
+// stored, with its own uploader's pace. The gate gets the strictest of the
+// lanes' decisions (the worst state, the longest delay, the least grants),
+// and each lane's uploader is hurried while its own decision throttles. So a
+// target without bounds (a section's `max_lag = off`) never holds writers,
+// and one with bounds holds them when it falls behind, dead or slow, as a
+// single target does.
+//
 // Thread-safe.
 #pragma once
 
@@ -45,6 +54,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "fs/lag_policy.h"
@@ -56,11 +66,26 @@ namespace scribefs {
 
 class LagMonitor {
  public:
-  struct Options {
+  // A target whose lag is bounded.
+  struct Lane {
+    std::string name;
+    int64_t target = 0;                // journal/targets.h
+    Replicator* replicator = nullptr;  // hurried while its lane throttles; may be null
     LagBounds bounds;
+  };
+  struct Options {
     std::string journal_path;
     int datadir_fd = -1;  // DATADIR (sizes of files still open); not owned
     std::chrono::milliseconds interval{100};
+  };
+  // One lane as last measured.
+  struct LaneSnapshot {
+    std::string name;
+    Backlog backlog;
+    double expected_lag_s = 0;
+    LagBounds bounds;
+    ThrottleState state = ThrottleState::kNone;
+    std::string reason;
   };
   struct Snapshot {
     Backlog backlog;
@@ -74,10 +99,13 @@ class LagMonitor {
     uint64_t held_ops = 0;           // data mutations held by the throttle right now
     uint64_t delayed_ops_total = 0;
     double throttled_seconds_total = 0;  // time spent slowed or held
+    // With more than one lane: each one (the fields above are the lane that
+    // binds: the worst state, then the nearest to its bound).
+    std::vector<LaneSnapshot> targets;
   };
 
-  // gate must outlive the monitor; replicator may be null (no hurry).
-  LagMonitor(MutationGate* gate, Replicator* replicator, Options options);
+  // gate must outlive the monitor. No lanes: nothing is bounded.
+  LagMonitor(MutationGate* gate, std::vector<Lane> lanes, Options options);
   ~LagMonitor();  // Stop()
   LagMonitor(const LagMonitor&) = delete;
   LagMonitor& operator=(const LagMonitor&) = delete;
@@ -89,32 +117,41 @@ class LagMonitor {
   Snapshot snapshot();
 
  private:
+  // A lane and what the monitor keeps of it; guarded by eval_mu_.
+  struct LaneState {
+    Lane lane;
+    LagPolicy policy;
+    // The uploader's pace over the last seconds, from one sample per
+    // evaluation.
+    struct PaceSample {
+      std::chrono::steady_clock::time_point when;
+      uint64_t done = 0;    // paths stored (or failed for good) so far
+      uint64_t queued = 0;  // paths queued or in flight then
+      double busy_s = 0;    // busy_s then
+    };
+    std::deque<PaceSample> samples;
+    double busy_s = 0;              // seconds the uploader had work, since start
+    double busy_at_last_done = 0;   // busy_s when it last stored a path
+    std::optional<double> pace;     // busy seconds per path, as last measured
+    ThrottleState state = ThrottleState::kNone;  // its last decision
+    LaneSnapshot snap;
+  };
+
   void Loop();
   // One measurement and decision; requires eval_mu_.
   void Evaluate();
-  Result<Backlog> MeasureLocked();  // requires eval_mu_
-  // Fills the uploader's queue, pace and stall into *b; requires eval_mu_.
-  void MeasurePaceLocked(Backlog* b);
+  // What `target` (every target: nullopt) has not stored; requires eval_mu_.
+  Result<Backlog> MeasureLocked(std::optional<int64_t> target);
+  // Fills the lane uploader's queue, pace and stall into *b; requires eval_mu_.
+  static void MeasurePace(LaneState& l, Backlog* b);
+  bool bounded() const { return !lanes_.empty(); }
 
   MutationGate* const gate_;
-  Replicator* const replicator_;
   const Options options_;
-  const LagPolicy policy_;
 
-  std::mutex eval_mu_;  // the reader; taken before mu_
+  std::mutex eval_mu_;  // the reader and the lanes; taken before mu_
   std::unique_ptr<JournalReader> reader_;
-  // The uploader's pace over the last seconds, from one sample per
-  // evaluation. Guarded by eval_mu_.
-  struct PaceSample {
-    std::chrono::steady_clock::time_point when;
-    uint64_t done = 0;    // paths stored (or failed for good) so far
-    uint64_t queued = 0;  // paths queued or in flight then
-    double busy_s = 0;    // busy_s_ then
-  };
-  std::deque<PaceSample> samples_;
-  double busy_s_ = 0;  // seconds the uploader had work, since start
-  double busy_at_last_done_ = 0;  // busy_s_ when it last stored a path
-  std::optional<double> pace_;    // busy seconds per path, as last measured
+  std::vector<LaneState> lanes_;  // fixed at construction; their state under eval_mu_
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable stop_cv_;

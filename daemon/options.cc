@@ -156,12 +156,14 @@ void AddUploadPacingOptions(CLI::App& app, Config& cfg) {
   app.add_option("--max-lag", cfg.max_lag,
                  "Bounded lag (async mode): when the oldest change not yet stored in the "
                  "target is older than this (e.g. 2s, 500ms, 1m), new writes are slowed and "
-                 "then held until the backlog is back under it (default: no bound)")
+                 "then held until the backlog is back under it (default: no bound); every "
+                 "async target's, unless its [target NAME] section sets max_lag (or off)")
       ->group(repl);
   app.add_option("--max-pending", cfg.max_pending,
                  "Bounded lag (async mode): when more than this many written bytes (e.g. 8M, "
                  "1G) are not yet stored in the target, new writes are slowed and then held "
-                 "(default: no bound)")
+                 "(default: no bound); every async target's, unless its [target NAME] section "
+                 "sets max_pending (or off)")
       ->group(repl);
   app.add_option("--stop-timeout", cfg.stop_timeout,
                  "On unmount/SIGTERM, seconds to let pending uploads finish before exiting")
@@ -500,6 +502,31 @@ std::optional<std::string> SetNumber(double& out, const std::string& v, double l
   return std::nullopt;
 }
 
+// max_lag / max_pending of a section: a duration / size, or "off" (no bound
+// on that target whatever the global option says).
+std::optional<std::string> SetLagBound(TargetConfig& t, const std::string& key,
+                                       const std::string& v) {
+  const bool lag = key == "max_lag";
+  if (v == "off") {
+    if (lag)
+      t.max_lag_s.reset();
+    else
+      t.max_pending_bytes.reset();
+    return std::nullopt;
+  }
+  if (lag) {
+    auto d = ParseDuration(v);
+    if (!d.ok()) return d.status().message() + " (or off)";
+    if (*d <= 0) return "'" + v + "' is not a duration above zero (or off)";
+    t.max_lag_s = *d;
+  } else {
+    auto n = ParseSize(v);
+    if (!n.ok()) return n.status().message() + " (or off)";
+    t.max_pending_bytes = *n;
+  }
+  return std::nullopt;
+}
+
 // One key of a [target NAME] section onto t; the problem when its value is
 // bad. The keys and ranges are those of the global flags (AddReplicationOptions).
 std::optional<std::string> SetTargetKey(TargetConfig& t, const std::string& key,
@@ -546,6 +573,8 @@ std::optional<std::string> SetTargetKey(TargetConfig& t, const std::string& key,
   } else if (key == "workers") {
     bad = SetNumber(workers, v, 1, 256, /*integer=*/true);
     if (!bad) t.workers = static_cast<int>(workers);
+  } else if (key == "max_lag" || key == "max_pending") {
+    bad = SetLagBound(t, key, v);
   }
   if (bad) return key + ": " + *bad;
   return std::nullopt;
@@ -586,6 +615,8 @@ TargetConfig GlobalTargetDefaults(const Config& cfg) {
   t.workers = cfg.workers;
   t.on_failure = cfg.on_failure;
   t.alert_after_s = cfg.alert_after_s;
+  t.max_lag_s = cfg.max_lag_s;
+  t.max_pending_bytes = cfg.max_pending_bytes;
   return t;
 }
 
@@ -603,6 +634,8 @@ void CopyToSingleTargetFields(const TargetConfig& t, Config& cfg) {
   cfg.workers = t.workers;
   cfg.on_failure = t.on_failure;
   cfg.alert_after_s = t.alert_after_s;
+  cfg.max_lag_s = t.max_lag_s;
+  cfg.max_pending_bytes = t.max_pending_bytes;
 }
 
 // base, or base-2, base-3, ... : the first not in taken (at most 64 bytes).
@@ -656,7 +689,9 @@ const std::set<std::string>& TargetSectionKeys() {
                                              "part_size",
                                              "workers",
                                              "on_failure",
-                                             "alert_after"};
+                                             "alert_after",
+                                             "max_lag",
+                                             "max_pending"};
   return keys;
 }
 
@@ -690,6 +725,10 @@ Status ResolveTargets(Config& cfg, const std::vector<std::string>& urls,
   // --alert-after was checked by its validator; every target's default.
   if (auto d = ParseDuration(cfg.alert_after); !cfg.alert_after.empty() && d.ok())
     cfg.alert_after_s = *d;
+  // --max-lag / --max-pending likewise (a bad value is CheckLagOptions' to report).
+  if (auto d = ParseDuration(cfg.max_lag); !cfg.max_lag.empty() && d.ok()) cfg.max_lag_s = *d;
+  if (auto n = ParseSize(cfg.max_pending); !cfg.max_pending.empty() && n.ok())
+    cfg.max_pending_bytes = *n;
   const TargetConfig defaults = GlobalTargetDefaults(cfg);
   std::set<std::string> taken;  // section names first: a derived name avoids them
   for (const auto& s : sections) {
@@ -741,29 +780,45 @@ Result<uint64_t> ParseSize(const std::string& text) {
 }
 
 std::optional<std::string> CheckLagOptions(Config& cfg) {
+  // Parsed by ResolveTargets (every target's default); reported here.
   if (!cfg.max_lag.empty()) {
     auto d = ParseDuration(cfg.max_lag);
     if (!d.ok()) return "--max-lag: " + d.status().message();
-    cfg.max_lag_s = *d;
   }
   if (!cfg.max_pending.empty()) {
     auto n = ParseSize(cfg.max_pending);
     if (!n.ok()) return "--max-pending: " + n.status().message();
-    cfg.max_pending_bytes = *n;
   }
-  if (!cfg.max_lag_s && !cfg.max_pending_bytes) return std::nullopt;
+  const bool global =
+      cfg.max_lag_s || cfg.max_pending_bytes || !cfg.max_lag.empty() || !cfg.max_pending.empty();
+  if (!global && std::none_of(cfg.targets.begin(), cfg.targets.end(), [](const TargetConfig& t) {
+        return t.max_lag_s || t.max_pending_bytes;
+      }))
+    return std::nullopt;
   if (!HasTarget(cfg))
     return "--max-lag/--max-pending bound what is not yet stored in the --target; a "
            "journal-only mount (no --target) has nothing to bound";
   // Sync mode already bounds the lag to (nearly) zero: every close, fsync and
   // namespace operation waits for the target. A bound there would never act,
   // so a configuration that asks for one is most likely a mistake. With
-  // several targets it acts on the async ones: refused when none is.
-  const bool all_sync = cfg.targets.size() > 1
-                            ? std::all_of(cfg.targets.begin(), cfg.targets.end(),
-                                          [](const TargetConfig& t) { return t.mode == "sync"; })
-                            : cfg.mode == "sync";
-  if (all_sync)
+  // several targets a global bound acts on the async ones (refused when none
+  // is); a section's own bound on a sync target is refused.
+  if (cfg.targets.size() > 1) {
+    bool any_async = false;
+    for (const TargetConfig& t : cfg.targets) {
+      const bool own = t.max_lag_s != cfg.max_lag_s || t.max_pending_bytes != cfg.max_pending_bytes;
+      if (t.mode == "sync" && own && (t.max_lag_s || t.max_pending_bytes))
+        return "[target " + t.name + "]: max_lag/max_pending apply to async targets only: a "
+               "sync target is waited for at every close, fsync and namespace operation";
+      any_async = any_async || t.mode != "sync";
+    }
+    if (global && !any_async)
+      return "--max-lag/--max-pending apply to async targets only: every target is sync, and "
+             "sync mode already waits for the target at every close, fsync and namespace "
+             "operation";
+    return std::nullopt;
+  }
+  if (cfg.mode == "sync")
     return "--max-lag/--max-pending apply to --mode async only: sync mode already waits for "
            "the target at every close, fsync and namespace operation";
   return std::nullopt;

@@ -54,6 +54,21 @@ json LagJson(LagMonitor& lag) {
   j["held_ops"] = s.held_ops;
   j["delayed_ops_total"] = s.delayed_ops_total;
   j["throttled_s_total"] = std::round(s.throttled_seconds_total * 1000) / 1000;
+  // Several bounded targets: each one's (the fields above are the one that binds).
+  if (!s.targets.empty()) {
+    json lanes = json::array();
+    for (const LagMonitor::LaneSnapshot& l : s.targets)
+      lanes.push_back({{"name", l.name},
+                       {"oldest_pending_s", std::round(l.backlog.oldest_pending_s * 1000) / 1000},
+                       {"expected_lag_s", std::round(l.expected_lag_s * 1000) / 1000},
+                       {"queued_paths", l.backlog.queued_paths},
+                       {"pending_bytes", l.backlog.pending_bytes},
+                       {"max_lag_s", opt(l.bounds.max_lag_s)},
+                       {"max_pending_bytes", opt(l.bounds.max_pending_bytes)},
+                       {"throttle", std::string(ThrottleStateName(l.state))},
+                       {"reason", l.reason}});
+    j["targets"] = std::move(lanes);
+  }
   return j;
 }
 

@@ -303,14 +303,24 @@ Result<int64_t> JournalReader::PendingBytesThrough(int64_t seq) {
   return sqlite3_column_int64(st->get(), 0);
 }
 
-Result<JournalBacklog> JournalReader::Backlog() {
+Result<JournalBacklog> JournalReader::Backlog(std::optional<int64_t> target) {
+  // With a target: the records it has not stored (a target has a record
+  // unfinished only while the record is, so the partial index still serves).
+  const bool by_target = target && schema_version_ >= 5;
+  const std::string from =
+      by_target ? std::string("records r LEFT JOIN target_records t ON t.seq = r.seq AND "
+                              "t.target = ?1 WHERE ") +
+                      kUnfinishedOnR + " AND coalesce(t.state,r.state) IN ('pending','uploading')"
+                : "records r WHERE " + UnfinishedCondition(schema_version_) +
+                      " AND state != 'failed'";
   // ranges is "[[offset,length],...]" (RangesToJson).
   auto st = Prepare(db_.get(),
-                    "SELECT min(time_ns), coalesce(sum(CASE WHEN op = 'write' AND ranges IS NOT "
-                    "NULL THEN (SELECT sum(json_extract(value, '$[1]')) FROM json_each(ranges)) "
-                    "END), 0), count(DISTINCT path) FROM records WHERE " +
-                        UnfinishedCondition(schema_version_) + " AND state != 'failed'");
+                    "SELECT min(r.time_ns), coalesce(sum(CASE WHEN r.op = 'write' AND r.ranges IS "
+                    "NOT NULL THEN (SELECT sum(json_extract(value, '$[1]')) FROM "
+                    "json_each(r.ranges)) END), 0), count(DISTINCT r.path) FROM " +
+                        from);
   if (!st.ok()) return st.status();
+  if (by_target) sqlite3_bind_int64(st->get(), 1, *target);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_ROW) return SqliteError("journal backlog", db_.get(), rc);
   JournalBacklog out;
@@ -318,14 +328,15 @@ Result<JournalBacklog> JournalReader::Backlog() {
     out.oldest_pending_ns = sqlite3_column_int64(st->get(), 0);
   out.written_bytes = sqlite3_column_int64(st->get(), 1);
   out.pending_paths = sqlite3_column_int64(st->get(), 2);
-  auto whole = Prepare(
-      db_.get(),
-      "SELECT p.path, (SELECT CASE WHEN r.op = 'close' THEN r.size END FROM records r WHERE "
-      "r.seq = p.last) FROM (SELECT path, max(seq) AS last FROM records WHERE " +
-          UnfinishedCondition(schema_version_) +
-          " AND state != 'failed' GROUP BY path HAVING max(op IN ('create', 'truncate', "
-          "'reconcile'))) p");
+  auto whole = Prepare(db_.get(),
+                       "SELECT p.path, (SELECT CASE WHEN c.op = 'close' THEN c.size END FROM "
+                       "records c WHERE c.seq = p.last) FROM (SELECT r.path, max(r.seq) AS last "
+                       "FROM " +
+                           from +
+                           " GROUP BY r.path HAVING max(r.op IN ('create', 'truncate', "
+                           "'reconcile'))) p");
   if (!whole.ok()) return whole.status();
+  if (by_target) sqlite3_bind_int64(whole->get(), 1, *target);
   while ((rc = sqlite3_step(whole->get())) == SQLITE_ROW) {
     std::string path = reinterpret_cast<const char*>(sqlite3_column_text(whole->get(), 0));
     std::optional<int64_t> size;

@@ -107,7 +107,8 @@ class JournalReader {
   Result<std::optional<int64_t>> FirstUnfinishedSeq(std::optional<int64_t> target = std::nullopt);
   Result<int64_t> PendingBytesThrough(int64_t seq);
   // Bounded by the pending work (records_unfinished), not the journal's length.
-  Result<JournalBacklog> Backlog();
+  // With a target: what that target has not stored.
+  Result<JournalBacklog> Backlog(std::optional<int64_t> target = std::nullopt);
 
   // A read transaction: every read of this reader (and of a RemoteIndex over
   // it) until the Snapshot ends sees one state of the journal.

@@ -368,7 +368,13 @@ void PrintStatus(const StateLocation& loc, const json& daemon, const json& journ
       if (!Str(u, "last_error").empty()) line("last error:", Str(u, "last_error"));
     }
     if (daemon["bandwidth"].is_object()) line("bandwidth:", BandwidthLine(daemon["bandwidth"]));
-    if (daemon.contains("lag") && daemon["lag"].is_object()) line("lag:", LagLine(daemon["lag"]));
+    if (daemon.contains("lag") && daemon["lag"].is_object()) {
+      line("lag:", LagLine(daemon["lag"]));
+      // Several bounded targets: one line each.
+      if (daemon["lag"].contains("targets") && daemon["lag"]["targets"].is_array())
+        for (const json& t : daemon["lag"]["targets"])
+          line(("  " + EscapeControl(Str(t, "name")) + ":").c_str(), LagLine(t));
+    }
     if (daemon.contains("history") && daemon["history"].is_object() && daemon["target"].is_string())
       line("history:", HistoryLine(daemon["history"],
                                    journal.is_object() ? journal.value("max_seq", int64_t(0)) : 0));

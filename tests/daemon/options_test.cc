@@ -518,6 +518,50 @@ TEST_F(TargetsTest, FailureHookAndAlertDelayPerTarget) {
   EXPECT_NE(err.find("alert_after"), std::string::npos) << err;
 }
 
+// Bounded lag per target: the global bounds are every target's default; a
+// section sets its own or "off"; a sync target's own bound is refused.
+TEST_F(TargetsTest, LagBoundsPerTarget) {
+  std::string path = Write("lag.conf",
+                           "max-pending = 8M\n"
+                           "[target usb]\n"
+                           "url = file:///mnt/usb\n"
+                           "max_lag = 30s\n"
+                           "[target offsite]\n"
+                           "url = s3://b/h\n"
+                           "max_pending = off\n"
+                           "[target nas]\n"
+                           "url = file:///mnt/nas\n");
+  Config cfg;
+  ASSERT_EQ(Parse({"/d", "--config", path}, cfg), std::nullopt);
+  ASSERT_EQ(cfg.targets.size(), 3u);
+  EXPECT_EQ(cfg.targets[0].max_lag_s, 30.0);
+  EXPECT_EQ(cfg.targets[0].max_pending_bytes, 8u << 20) << "the global default";
+  EXPECT_FALSE(cfg.targets[1].max_lag_s.has_value());
+  EXPECT_FALSE(cfg.targets[1].max_pending_bytes.has_value()) << "off";
+  EXPECT_EQ(cfg.targets[2].max_pending_bytes, 8u << 20);
+  Config view = ForTarget(cfg, cfg.targets[0]);
+  EXPECT_EQ(view.max_lag_s, 30.0);
+  std::string err = ConfigRefusal("[target usb]\nurl = file:///t\nmax_lag = soon\n");
+  EXPECT_NE(err.find("[target usb]"), std::string::npos) << err;
+  EXPECT_NE(err.find("max_lag"), std::string::npos) << err;
+  err = ConfigRefusal(
+      "[target usb]\nurl = file:///t\nmode = sync\nmax_lag = 2s\n"
+      "[target off]\nurl = s3://b\n");
+  EXPECT_NE(err.find("[target usb]: max_lag/max_pending apply to async targets"),
+            std::string::npos)
+      << err;
+  // A global bound with a sync and an async target: for the async one.
+  std::string mixed = Write("mixed.conf",
+                            "max-lag = 1m\n[target usb]\nurl = file:///t\nmode = sync\n"
+                            "[target off]\nurl = s3://b\n");
+  Config ok;
+  EXPECT_EQ(Parse({"/d", "--config", mixed}, ok), std::nullopt);
+  err = ConfigRefusal(
+      "max-lag = 1m\n[target usb]\nurl = file:///t\nmode = sync\n"
+      "[target nas]\nurl = file:///n\nmode = sync\n");
+  EXPECT_NE(err.find("every target is sync"), std::string::npos) << err;
+}
+
 TEST_F(TargetsTest, TwoTargetsWithTheSameUrl) {
   std::string err = Refusal({"/d", "--target", "s3://b/p", "--target", "s3://b/p/"});
   EXPECT_NE(err.find("same url"), std::string::npos) << err;

@@ -4,11 +4,17 @@
 // loses nothing, the backlog drains once it is back, and --on-failure runs
 // once per outage with the target's name and error.
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <new>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -252,6 +258,145 @@ TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) 
                           root() + "/r-offsite"});
   ASSERT_EQ(r2.exit_code, 0) << r2.Describe();
   EXPECT_EQ(FilesIn(root() + "/r-offsite"), at_mark);
+}
+
+// The daemon's bounded-lag status (`scribectl status --json`: daemon.lag).
+nlohmann::json LagOf(const std::string& state_dir) {
+  it::RunResult r = it::RunCommand({SCRIBECTL_BIN, "--state-dir", state_dir, "--json", "status"}, 30);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (!j.is_object() || !j["daemon"].is_object() || !j["daemon"]["lag"].is_object())
+    return nlohmann::json::object();
+  return j["daemon"]["lag"];
+}
+
+// A child process that writes `n` files of 1 MiB through the mount
+// (prefix0, prefix1, ...), counting them in shared memory. A child, not a
+// thread: a file this process held open while it forks scribectl would be
+// closed at that exec (O_CLOEXEC), and that close waits for a held flush.
+class Writer {
+ public:
+  Writer(const std::string& prefix, int n) {
+    void* m = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (m == MAP_FAILED) return;
+    sh_ = new (m) Shared;
+    pid_ = fork();
+    if (pid_ != 0) return;
+    for (int i = 0; i < n; ++i) {
+      std::string p = prefix + std::to_string(i);
+      int fd = open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      std::string data(1 << 20, static_cast<char>('a' + i % 26));
+      if (fd < 0 || write(fd, data.data(), data.size()) != ssize_t(data.size()) || close(fd) != 0)
+        _exit(1);
+      sh_->written.fetch_add(1);
+    }
+    _exit(0);
+  }
+  ~Writer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (sh_) munmap(sh_, sizeof(Shared));
+  }
+  bool started() const { return sh_ && pid_ > 0; }
+  int written() const { return sh_->written.load(); }
+  // Its exit status once it ended within timeout_s; -1 if still running.
+  int Wait(double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+    while (Clock::now() < deadline) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+
+ private:
+  struct Shared {
+    std::atomic<int> written{0};
+  };
+  Shared* sh_ = nullptr;
+  pid_t pid_ = -1;
+};
+
+// Issue 16: bounded lag per target. --max-pending 2M is every target's
+// default; usb sets its own 256M. With RGW down, offsite's bound holds a
+// writer (status says which target) while usb, far from its bound, stores
+// what was written; with offsite's `max_pending = off`, RGW down holds no
+// writer at all.
+TEST_F(SeveralTargetsS3, ABoundHoldsWritersForItsOwnTargetOnly) {
+  ASSERT_NO_FATAL_FAILURE(SetUpS3("targetslag"));
+  usb_ = root() + "/usb";
+  conf_ = root() + "/scribefs.conf";
+  std::string err;
+  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
+  ASSERT_NE(proxy, nullptr) << err;
+  auto mount = [&](const std::string& offsite_extra) {
+    std::ofstream(conf_) << "[target usb]\nurl = file://" << usb_
+                         << "\nmode = async\nmax_pending = 256M\n"
+                         << "[target offsite]\nurl = s3://" << bucket_
+                         << "\nendpoint = " << proxy->url() << "\nmode = async\n"
+                         << offsite_extra;
+    Options o;
+    o.args = {"--config", conf_, "--max-pending", "2M", "--part-size", "5"};
+    ASSERT_NO_FATAL_FAILURE(Mount(o));
+  };
+  ASSERT_NO_FATAL_FAILURE(mount(""));
+  ASSERT_TRUE(it::WriteFile(mp("first"), "first"));
+  ASSERT_TRUE(Flush(60));
+
+  proxy->Down();
+  {
+    Writer w(mp("big"), 16);
+    ASSERT_TRUE(w.started());
+    nlohmann::json lag;
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      lag = LagOf(state());
+      if (lag.value("throttle", "") == "held") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(lag.value("throttle", ""), "held") << lag.dump();
+    EXPECT_NE(lag.value("reason", "").find("target offsite"), std::string::npos) << lag.dump();
+    ASSERT_TRUE(lag["targets"].is_array() && lag["targets"].size() == 2) << lag.dump();
+    EXPECT_EQ(lag["targets"][0]["name"], "usb");
+    EXPECT_EQ(lag["targets"][0]["throttle"], "none") << lag.dump();
+    EXPECT_EQ(lag["targets"][1]["throttle"], "held") << lag.dump();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    int held_at = w.written();
+    EXPECT_LT(held_at, 16) << "the writer was not held";
+    struct stat st;
+    EXPECT_EQ(stat((usb_ + "/big0").c_str(), &st), 0) << "usb did not store what was written";
+    EXPECT_EQ(w.Wait(0.5), -1) << "the writer ended while offsite was down";
+
+    ASSERT_TRUE(proxy->Up(&err)) << err;
+    EXPECT_EQ(w.Wait(120), 0) << "the writer did not finish once RGW was back";
+    EXPECT_EQ(w.written(), 16);
+  }
+  ASSERT_TRUE(Flush(120));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb_, ExpectedObjects(data())));
+  ASSERT_NO_FATAL_FAILURE(
+      VerifyS3Mirror(env_, bucket_, ExpectedObjects(data()), root() + "/download", {}));
+  ASSERT_EQ(Unmount(), 0);
+
+  // offsite without a bound: RGW down holds nobody.
+  ASSERT_NO_FATAL_FAILURE(mount("max_pending = off\n"));
+  proxy->Down();
+  {
+    Writer w(mp("more"), 16);
+    ASSERT_TRUE(w.started());
+    EXPECT_EQ(w.Wait(60), 0) << "a writer was held by a target without a bound";
+    nlohmann::json lag = LagOf(state());
+    EXPECT_EQ(lag.value("throttle", ""), "none") << lag.dump();
+    EXPECT_FALSE(lag.contains("targets")) << "one bounded target: " << lag.dump();
+  }
+  ASSERT_TRUE(proxy->Up(&err)) << err;
+  ASSERT_TRUE(Flush(120));
+  ASSERT_EQ(Unmount(), 0);
 }
 
 }  // namespace
