@@ -472,17 +472,25 @@ void TuneKernelCache(const Config& cfg, const std::string& mountpoint) {
   }
 }
 
-// Automatic prune, compaction and periodic bases of the target's history
-// (daemon/prune_task.h): its own thread, never holds writers; stopped before
-// the replicator's store goes. nullptr when there is nothing to do.
-Result<std::unique_ptr<PruneTask>> StartPruneTask(const Config& cfg, Replicator* replicator) {
-  if (!replicator || !(cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0)))
-    return std::unique_ptr<PruneTask>();
-  PruneTask::Options po = PruneTask::FromConfig(cfg);
-  po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
-  auto prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));
-  if (Status ps = prune->Start(); !ps.ok()) return ps;
-  return prune;
+// Automatic prune, compaction and periodic bases of each target's history
+// (daemon/prune_task.h): one task per target, each on its own thread, never
+// holding writers; stopped before the replicators' stores go. Empty when
+// there is nothing to do.
+Result<std::vector<std::unique_ptr<PruneTask>>> StartPruneTasks(const Config& cfg,
+                                                               TargetSet* targets) {
+  std::vector<std::unique_ptr<PruneTask>> tasks;
+  if (!targets || !(cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0)))
+    return tasks;
+  for (size_t i = 0; i < targets->size(); ++i) {
+    Replicator* replicator = &targets->replicator(i);
+    PruneTask::Options po = PruneTask::FromConfig(cfg);
+    po.chunks_deleted = [replicator] { replicator->ForgetKnownChunks(); };
+    if (targets->size() > 1) po.label = "target " + targets->name(i) + ": ";
+    auto prune = std::make_unique<PruneTask>(&replicator->store(), std::move(po));
+    if (Status ps = prune->Start(); !ps.ok()) return ps;
+    tasks.push_back(std::move(prune));
+  }
+  return tasks;
 }
 
 // Bounded lag (daemon/lag_monitor.h): with a target, also without bounds
@@ -605,7 +613,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   auto lag = StartLagMonitor(cfg, &gate, targets, paths.journal(), sync_fd.get());
   if (!lag.ok()) return fail(kExitFailure, lag.status().message());
   std::unique_ptr<FailureAlerts> alerts = StartFailureAlerts(cfg, targets);
-  auto prune = StartPruneTask(cfg, replicator);
+  auto prune = StartPruneTasks(cfg, targets);
   if (!prune.ok()) return fail(kExitFailure, prune.status().message());
   std::atomic<bool> serving{false};  // the FUSE session is up (the `stop` verb)
   ControlPlane::Options cpo = MakeControlOptions(cfg, mountpoint, rep, &serving);
@@ -651,7 +659,7 @@ int Serve(const Config& cfg, const std::function<void(const StartError*)>& ready
   exporter.value()->server.reset();
   if (alerts) alerts->Stop();
   if (*lag) (*lag)->Stop();      // lifts the throttle: held writes answer before the unmount
-  if (*prune) (*prune)->Stop();  // cancels a run at its next step (as safe as a crash)
+  for (auto& p : *prune) p->Stop();  // cancels a run at its next step (as safe as a crash)
   plane.Stop();  // no pause outlives the session; held operations have answered
   // Stop: no new requests; commit what is pending, then unmount.
   fs.Shutdown();

@@ -254,10 +254,10 @@ void PruneTask::PruneOnce() {
   }
   Last last{NowNs(), report.ok(), ""};
   if (report.ok()) {
-    last.summary = Summary(*report, s);
+    last.summary = options_.label + Summary(*report, s);
     spdlog::info("{}", last.summary);
   } else if (report.status().code() != ECANCELED) {
-    last.summary = "prune failed (nothing retained was harmed; retried in " +
+    last.summary = options_.label + "prune failed (nothing retained was harmed; retried in " +
                    std::to_string(options_.interval.count() / 1000) +
                    " s): " + report.status().message();
     spdlog::warn("{}", last.summary);
@@ -270,11 +270,12 @@ void PruneTask::CompactOnce() {
   auto done = CompactNow();
   Last last{NowNs(), done.ok(), ""};
   if (done.ok()) {
-    last.summary = done->summary;
+    last.summary = options_.label + done->summary;
     if (done->changed()) spdlog::info("{}", last.summary);  // quiet when idle: runs every minute
   } else if (done.status().code() != ECANCELED) {
-    last.summary =
-        "compaction failed (nothing was lost; retried next interval): " + done.status().message();
+    last.summary = options_.label +
+                   "compaction failed (nothing was lost; retried next interval): " +
+                   done.status().message();
     spdlog::warn("{}", last.summary);
   }
   std::lock_guard<std::mutex> l(mu_);

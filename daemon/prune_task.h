@@ -56,6 +56,8 @@ class PruneTask {
     std::chrono::milliseconds compact_interval{std::chrono::minutes(1)};
     history::CompactionPolicy compaction;
     history::BasePolicy base;
+    // Several targets: "target NAME: " before each summary. Empty with one.
+    std::string label;
   };
   // From the parsed options of cfg.
   static Options FromConfig(const Config& cfg);

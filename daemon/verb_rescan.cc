@@ -30,12 +30,9 @@ json RescanVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
   auto start = Clock::now();
   auto deadline =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*t));
-  Replicator* rp = d.replicator;
   bool waited_for_pause = false;
   ReconcileOptions o;
   o.scan = "rescan";
-  o.target = rp->target();
-  o.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
   o.cancelled = [&] { return ctx.Cancelled() || Clock::now() > deadline; };
   o.quiesce = [&](const std::function<Status()>& check) -> Status {
     for (;;) {
@@ -52,28 +49,53 @@ json RescanVerb(const ControlDeps& d, VerbLocks& shared, const json& req,
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   };
-  auto rep = ReconcileTree(d.journal, d.datadir_fd, o);
-  if (!rep.ok()) {
-    Status s = rep.status();
-    if (s.code() == ECANCELED && Clock::now() > deadline && !ctx.Cancelled())
-      s = Status::Error(ETIMEDOUT, "rescan timed out");
-    spdlog::warn("rescan failed: {}", s.message());
-    return Error(s.WithContext("rescan"));
+  // Each target compared with the tree in turn (as at start): a difference
+  // found against one is journaled for every target.
+  const size_t n = d.targets ? d.targets->size() : 1;
+  ReconcileReport all;
+  json per_target = json::array();
+  for (size_t i = 0; i < n; ++i) {
+    Replicator* rp = d.targets ? &d.targets->replicator(i) : d.replicator;
+    const std::string name = d.targets ? d.targets->name(i) : "";
+    o.target = rp->target();
+    o.excluded = [rp](const std::string& p) { return rp->IsExcluded(p); };
+    auto rep = ReconcileTree(d.journal, d.datadir_fd, o);
+    if (!rep.ok()) {
+      Status s = rep.status();
+      if (s.code() == ECANCELED && Clock::now() > deadline && !ctx.Cancelled())
+        s = Status::Error(ETIMEDOUT, "rescan timed out");
+      if (n > 1) s = s.WithContext("target " + name);
+      spdlog::warn("rescan failed: {}", s.message());
+      return Error(s.WithContext("rescan"));
+    }
+    spdlog::info(
+        "rescan{}: {} entries in {:.3f} s: {} new, {} changed, {} missing, {} left to pending "
+        "records; writes held {:.1f} ms",
+        n > 1 ? " of " + name : "", rep->scanned, rep->seconds, rep->new_paths, rep->changed,
+        rep->missing, rep->pending, rep->hold_ms);
+    all.scanned = std::max(all.scanned, rep->scanned);
+    all.new_paths += rep->new_paths;
+    all.changed += rep->changed;
+    all.missing += rep->missing;
+    all.pending = std::max(all.pending, rep->pending);
+    all.seconds += rep->seconds;
+    all.hold_ms += rep->hold_ms;
+    per_target.push_back({{"name", name},
+                          {"new", rep->new_paths},
+                          {"changed", rep->changed},
+                          {"missing", rep->missing}});
   }
-  spdlog::info(
-      "rescan: {} entries in {:.3f} s: {} new, {} changed, {} missing, {} left to pending "
-      "records; writes held {:.1f} ms",
-      rep->scanned, rep->seconds, rep->new_paths, rep->changed, rep->missing, rep->pending,
-      rep->hold_ms);
-  return json{{"scanned", rep->scanned},
-              {"new", rep->new_paths},
-              {"changed", rep->changed},
-              {"missing", rep->missing},
-              {"pending", rep->pending},
-              {"records", rep->new_paths + rep->changed + rep->missing},
-              {"seconds", std::round(rep->seconds * 1000) / 1000},
-              {"hold_ms", Tenths(rep->hold_ms)},
+  json out = {{"scanned", all.scanned},
+              {"new", all.new_paths},
+              {"changed", all.changed},
+              {"missing", all.missing},
+              {"pending", all.pending},
+              {"records", all.new_paths + all.changed + all.missing},
+              {"seconds", std::round(all.seconds * 1000) / 1000},
+              {"hold_ms", Tenths(all.hold_ms)},
               {"waited_for_pause", waited_for_pause}};
+  if (n > 1) out["targets"] = std::move(per_target);
+  return out;
 }
 
 }  // namespace scribefs::verbs

@@ -7,11 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "history/layout.h"
 #include "tests/replication/e2e_scenario.h"
 #include "tests/replication/replication_fixture.h"
 
@@ -164,6 +167,54 @@ TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOther
   EXPECT_GE(new_one.value("uploads", 0), kFiles) << new_one.dump();
   ASSERT_EQ(Unmount(), 0);
   ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(a, ExpectedObjects(data())));
+}
+
+// Automatic prune runs on every target's history, and `scribectl rescan`
+// compares DATADIR with what every target holds: a file written behind the
+// mount that the first target excludes still reaches the second.
+TEST_F(SeveralTargets, PruneAndRescanServeEveryTarget) {
+  std::string usb = root() + "/usb", off = root() + "/off";
+  std::string conf =
+      WriteConfig({{"usb", "url = file://" + usb, "mode = async", "exclude = *.tmp"},
+                   {"off", "url = file://" + off, "mode = async"}});
+  Options o;
+  o.args = {"--config", conf, "--retention", "0", "--prune-grace", "1s", "--prune-interval", "2s"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  const std::string content = RandomBytes(100000, 31);
+  const std::string chunk = history::ChunkKey(Sha256Hex(content));
+  ASSERT_TRUE(it::WriteFile(mp("x.bin"), content));
+  ASSERT_TRUE(it::WriteFile(mp("kept"), "kept"));
+  ASSERT_TRUE(Flush(60));
+  struct stat st;
+  ASSERT_EQ(stat((usb + "/" + chunk).c_str(), &st), 0) << chunk;
+  ASSERT_EQ(stat((off + "/" + chunk).c_str(), &st), 0) << chunk;
+  ASSERT_EQ(unlink(mp("x.bin").c_str()), 0);
+  ASSERT_TRUE(Flush(60));
+  // Older than the grace, then pruned by each target's own task.
+  bool pruned = false;
+  for (int i = 0; i < 200 && !pruned; ++i) {
+    pruned = stat((usb + "/" + chunk).c_str(), &st) != 0 && stat((off + "/" + chunk).c_str(), &st) != 0;
+    if (!pruned) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(stat((usb + "/" + chunk).c_str(), &st), 0) << "usb's history was not pruned";
+  EXPECT_NE(stat((off + "/" + chunk).c_str(), &st), 0) << "off's history was not pruned";
+
+  // Behind the mount's back: a file usb excludes, and one for both.
+  ASSERT_TRUE(it::WriteFile(data() + "/behind.tmp", "written behind the mount"));
+  ASSERT_TRUE(it::WriteFile(data() + "/behind", "written behind the mount too"));
+  it::RunResult r = Ctl({"--json", "rescan"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["targets"].is_array()) << r.out;
+  ASSERT_EQ(j["targets"].size(), 2u) << r.out;
+  EXPECT_EQ(j["targets"][0]["name"], "usb");
+  EXPECT_EQ(j["targets"][0]["new"], 1) << "behind: " << r.out;
+  EXPECT_EQ(j["targets"][1]["name"], "off");
+  EXPECT_EQ(j["targets"][1]["new"], 1) << "behind.tmp, which usb excludes: " << r.out;
+  ASSERT_TRUE(Flush(60));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(usb, ExpectedObjects(data(), {"behind.tmp"})));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(off, ExpectedObjects(data())));
+  ASSERT_EQ(Unmount(), 0);
 }
 
 }  // namespace
