@@ -1,6 +1,7 @@
 // The Prometheus text format of the daemon's figures (daemon/metrics_format.h).
 #include "daemon/metrics_format.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -150,6 +151,38 @@ void WriteTargets(Writer& w, const std::vector<MetricsSnapshot::Target>& targets
        "it is not failing (what --on-failure watches)",
        [](const MetricsSnapshot::Target& t) { return t.failing_since_s; }},
   };
+  // From the journal: present only when measured.
+  struct Measured {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::optional<double> (*value)(const MetricsSnapshot::Target&);
+  };
+  const Measured measured[] = {
+      {"scribefs_target_pending_records", "gauge",
+       "Journal records the target has not stored yet (pending or uploading)",
+       [](const MetricsSnapshot::Target& t) -> std::optional<double> {
+         if (!t.pending_records) return std::nullopt;
+         return double(*t.pending_records);
+       }},
+      {"scribefs_target_failed_records", "gauge",
+       "Journal records that failed for good on the target (scribectl retry)",
+       [](const MetricsSnapshot::Target& t) -> std::optional<double> {
+         if (!t.failed_records) return std::nullopt;
+         return double(*t.failed_records);
+       }},
+      {"scribefs_target_lag_seconds", "gauge",
+       "Age of the oldest change the target has not stored yet; 0 when it has everything",
+       [](const MetricsSnapshot::Target& t) -> std::optional<double> { return t.lag_s; }},
+  };
+  for (const Measured& f : measured) {
+    if (std::none_of(targets.begin(), targets.end(),
+                     [&](const MetricsSnapshot::Target& t) { return f.value(t).has_value(); }))
+      continue;
+    w.Family(f.name, f.type, f.help);
+    for (const auto& t : targets)
+      if (auto v = f.value(t)) w.Sample(f.name, *v, "target=\"" + EscapeLabelValue(t.name) + "\"");
+  }
   for (const Family& f : families) {
     w.Family(f.name, f.type, f.help);
     for (const auto& t : targets)

@@ -74,6 +74,9 @@ struct MetricsSnapshot {
     std::string name;
     uint64_t uploads = 0, failures = 0, bytes_sent = 0, queued_paths = 0;
     double failing_since_s = 0;  // Unix seconds; 0 while not failing
+    // What the journal says the target lacks (unset: not measured).
+    std::optional<int64_t> pending_records, failed_records;
+    std::optional<double> lag_s;  // age of the oldest change not stored on it (0: none)
   };
   std::vector<Target> targets;
 

@@ -247,13 +247,15 @@ Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq,
   const bool by_target = target && schema_version_ >= 5;
   std::string sql =
       by_target ? std::string(
-                      "SELECT count(*), coalesce(sum(coalesce(t.state,r.state)='failed'),0) "
+                      "SELECT count(*), coalesce(sum(coalesce(t.state,r.state)='failed'),0), "
+                      "min(CASE WHEN coalesce(t.state,r.state) != 'failed' THEN r.time_ns END) "
                       "FROM records r LEFT JOIN target_records t ON t.seq = r.seq AND "
                       "t.target = ?2 WHERE ") +
                       kUnfinishedOnR +
                       " AND r.seq <= ?1 AND coalesce(t.state,r.state) IN "
                       "('pending','uploading','failed')"
-                : "SELECT count(*), coalesce(sum(state='failed'),0) FROM records WHERE " +
+                : "SELECT count(*), coalesce(sum(state='failed'),0), min(CASE WHEN state != "
+                  "'failed' THEN time_ns END) FROM records WHERE " +
                       UnfinishedCondition(schema_version_) + " AND seq <= ?1";
   auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status();
@@ -264,6 +266,8 @@ Result<UnfinishedCount> JournalReader::UnfinishedThrough(int64_t seq,
   UnfinishedCount c;
   c.failed = sqlite3_column_int64(st->get(), 1);
   c.pending = sqlite3_column_int64(st->get(), 0) - c.failed;
+  if (sqlite3_column_type(st->get(), 2) != SQLITE_NULL)
+    c.oldest_pending_ns = sqlite3_column_int64(st->get(), 2);
   return c;
 }
 

@@ -77,6 +77,7 @@ struct UnfinishedRecord {
 struct UnfinishedCount {
   int64_t pending = 0;  // pending or uploading
   int64_t failed = 0;
+  std::optional<int64_t> oldest_pending_ns;  // of the pending or uploading ones
 };
 
 class JournalReader {

@@ -73,7 +73,8 @@ MetricsSnapshot Example() {
   h.Observe(0.05);
   h.Observe(5);
   m.checkpoint_hold = h.Get();
-  m.targets = {{"usb", 7, 0, 1048576, 0, 0}, {"off-site", 2, 1, 4096, 5, 1700000000.5}};
+  m.targets = {{"usb", 7, 0, 1048576, 0, 0, 0, 0, 0.0},
+               {"off-site", 2, 1, 4096, 5, 1700000000.5, 12, 1, 30.5}};
   return m;
 }
 
@@ -109,6 +110,11 @@ TEST(MetricsFormat, EveryFamilyHasHelpAndTypeAndTheValues) {
   EXPECT_EQ(p.samples["scribefs_target_failing_since_seconds{target=\"usb\"}"], "0");
   EXPECT_EQ(p.samples["scribefs_target_failing_since_seconds{target=\"off-site\"}"],
             "1700000000.5");
+  EXPECT_EQ(p.samples["scribefs_target_pending_records{target=\"usb\"}"], "0");
+  EXPECT_EQ(p.samples["scribefs_target_pending_records{target=\"off-site\"}"], "12");
+  EXPECT_EQ(p.samples["scribefs_target_failed_records{target=\"off-site\"}"], "1");
+  EXPECT_EQ(p.samples["scribefs_target_lag_seconds{target=\"off-site\"}"], "30.5");
+  EXPECT_EQ(p.types["scribefs_target_lag_seconds"], "gauge");
   // Histogram: cumulative buckets, +Inf = count, sum.
   EXPECT_EQ(p.samples["scribefs_checkpoint_hold_seconds_bucket{le=\"0.01\"}"], "1");
   EXPECT_EQ(p.samples["scribefs_checkpoint_hold_seconds_bucket{le=\"0.1\"}"], "2");

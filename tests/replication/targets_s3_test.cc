@@ -68,8 +68,11 @@ class SeveralTargetsS3 : public ReplicationTest {
                          << "[target offsite]\nurl = s3://" << bucket_
                          << "\nendpoint = " << endpoint << "\nmode = async\n";
     Options o;
-    o.args = {"--config", conf_,          "--alert-after",
-              "1s",       "--on-failure", "env > \"$(mktemp -p " + hooks_ + " run.XXXXXX)\""};
+    o.args = {"--config",       conf_,
+              "--alert-after",  "1s",
+              "--on-failure",   "env > \"$(mktemp -p " + hooks_ + " run.XXXXXX)\"",
+              "--metrics-file", root() + "/scribefs.prom",
+              "--metrics-interval", "1"};
     ASSERT_NO_FATAL_FAILURE(Mount(o));
   }
   void WriteSome(const std::string& prefix, int n) {
@@ -110,6 +113,18 @@ TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostO
   EXPECT_NE(runs[0].find("SCRIBEFS_ERROR=dir/"), std::string::npos) << runs[0];
   EXPECT_EQ(runs[0].find("AWS_"), std::string::npos) << runs[0];
   EXPECT_EQ(runs[0].find(env_.secret_key), std::string::npos) << "the secret key reached the hook";
+  // /metrics (the textfile, rewritten every second): what each target lacks.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::string prom = it::ReadFile(root() + "/scribefs.prom").value_or("");
+  EXPECT_NE(prom.find("scribefs_target_pending_records{target=\"usb\"} 0\n"), std::string::npos)
+      << prom;
+  EXPECT_EQ(prom.find("scribefs_target_pending_records{target=\"offsite\"} 0\n"),
+            std::string::npos)
+      << "offsite lacks the outage's changes: " << prom;
+  EXPECT_NE(prom.find("scribefs_target_pending_records{target=\"offsite\"} "), std::string::npos)
+      << prom;
+  EXPECT_NE(prom.find("scribefs_target_lag_seconds{target=\"usb\"} 0\n"), std::string::npos)
+      << prom;
 
   // kill -9 in the middle of the outage; the next daemon serves without RGW
   // (async), keeps the local copy current and is told of the outage too.
