@@ -11,7 +11,14 @@
 #                          second one ("--target TARGET --target TARGET2": two targets);
 #                          MIXED a --config of two targets, TARGET in sync mode and
 #                          TARGET2 async (a local copy the writer waits for, and one
-#                          it does not)
+#                          it does not); S3 an s3:// target on the RGW of
+#                          $S3_ENDPOINT (a bucket per run; credentials from AWS_*,
+#                          e.g. the env file of tests/testbed/rgw-up.sh), with
+#                          --endpoint/--region; MIXEDS3 a --config of TARGET in sync
+#                          mode and the S3 bucket async (a local copy and an off-site
+#                          one); MIXEDS3DOWN the same with the off-site endpoint
+#                          refusing connections (127.0.0.1:9): the local copy while the
+#                          remote is down
 #   e.g. bench/ns_fresh.sh -n 18000 -r 3 native=native php=php:/tmp/php/passthrough_hp \
 #          old=/tmp/scribefs.old new=build/daemon/scribefs
 #
@@ -105,6 +112,22 @@ run_one() {  # label side round
       read -r -a cmd <<<"$side"
       printf '[target local]\nurl = file://%s\nmode = sync\n[target remote]\nurl = file://%s\nmode = async\n' \
         "$W/fs/target" "$W/fs/target2" >"$W/fs/mixed.conf"
+      printf '[target local]\nurl = file://%s\nmode = sync\n[target offsite]\nurl = s3://nsfresh-down\nendpoint = http://127.0.0.1:9\nmode = async\n' \
+        "$W/fs/target" >"$W/fs/mixeds3down.conf"
+      cmd=("${cmd[@]//MIXEDS3DOWN/--config=$W/fs/mixeds3down.conf}")
+      if [[ " ${cmd[*]} " == *" S3 "* || " ${cmd[*]} " == *" MIXEDS3 "* ]]; then
+        [[ -n ${S3_ENDPOINT:-} ]] || die "S3/MIXEDS3 need S3_ENDPOINT (and AWS_* credentials)"
+        local bucket=nsfresh-$round-$RANDOM$RANDOM
+        aws --endpoint-url "$S3_ENDPOINT" --region "${S3_REGION:-us-east-1}" s3api create-bucket \
+          --bucket "$bucket" >/dev/null
+        printf '[target local]\nurl = file://%s\nmode = sync\n[target offsite]\nurl = s3://%s\nendpoint = %s\nregion = %s\nmode = async\n' \
+          "$W/fs/target" "$bucket" "$S3_ENDPOINT" "${S3_REGION:-us-east-1}" >"$W/fs/mixeds3.conf"
+        cmd=("${cmd[@]//MIXEDS3/--config=$W/fs/mixeds3.conf}")
+        local -a s3=(--target "s3://$bucket" --endpoint "$S3_ENDPOINT" --region "${S3_REGION:-us-east-1}")
+        local -a c2=()
+        for w in "${cmd[@]}"; do if [[ $w == S3 ]]; then c2+=("${s3[@]:1}"); else c2+=("$w"); fi; done
+        cmd=("${c2[@]}")
+      fi
       cmd=("${cmd[@]//MIXED/--config=$W/fs/mixed.conf}")
       cmd=("${cmd[@]//TARGET2/file://$W/fs/target2}")
       cmd=("${cmd[@]//TARGET/file://$W/fs/target}")

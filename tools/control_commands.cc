@@ -206,7 +206,7 @@ json Without(json j, const char* key) {
 // ---- status -------------------------------------------------------------------
 
 // What each target the journal knows still lacks (issue 16): [{name, url,
-// pending_records, failed_records}]. With one target its figures are the
+// pending_records, failed_records, oldest_pending_age_s}]. With one target its figures are the
 // journal's own (its state is the records' state), so only several cost a
 // count each, bounded by the pending work as the others are.
 Result<json> TargetsSummary(JournalReader& reader, const json& journal, int64_t max_seq) {
@@ -218,11 +218,16 @@ Result<json> TargetsSummary(JournalReader& reader, const json& journal, int64_t 
     if (targets->size() == 1) {
       e["pending_records"] = journal["pending_records"];
       e["failed_records"] = journal["failed_records"];
+      e["oldest_pending_age_s"] = journal["oldest_pending_age_s"];
     } else {
       auto left = reader.UnfinishedThrough(max_seq, t.id);
       if (!left.ok()) return left.status();
       e["pending_records"] = left->pending;
       e["failed_records"] = left->failed;
+      e["oldest_pending_age_s"] =
+          left->oldest_pending_ns
+              ? json(static_cast<double>(NowNs() - *left->oldest_pending_ns) / 1e9)
+              : json(nullptr);
     }
     out.push_back(std::move(e));
   }
@@ -301,8 +306,12 @@ void PrintTargetLines(const json& journal) {
     printf(
         "%-17s%s\n", EscapeControl(label).c_str(),
         EscapeControl(std::to_string(t.value("pending_records", int64_t(0))) +
-                      " records pending, " + std::to_string(t.value("failed_records", int64_t(0))) +
-                      " failed (" + Str(t, "url") + ")")
+                      " records pending" +
+                      (t["oldest_pending_age_s"].is_number()
+                           ? " (oldest " + FormatDuration(Num(t, "oldest_pending_age_s")) + ")"
+                           : std::string()) +
+                      ", " + std::to_string(t.value("failed_records", int64_t(0))) + " failed (" +
+                      Str(t, "url") + ")")
             .c_str());
   }
 }

@@ -128,8 +128,8 @@ TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) 
 }
 
 // A target added to a mount whose tree already holds 10,000 files gets all of
-// them; the target that had them gets no request but those any restart
-// makes. History is off: with it, the old target's timeline gets one segment
+// them; the targets that had them get no request but those any restart
+// makes (a second target, then a third). History is off: with it, the old target's timeline gets one segment
 // without entries over the new target's records (skipped there), one small
 // PUT (README, "Several targets"), which is not the data this counts.
 TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOthers) {
@@ -167,6 +167,22 @@ TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOther
   EXPECT_GE(new_one.value("uploads", 0), kFiles) << new_one.dump();
   ASSERT_EQ(Unmount(), 0);
   ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(a, ExpectedObjects(data())));
+
+  // A third target: filled alone; the two that hold the tree get only what
+  // any start costs a target.
+  std::string c = root() + "/c";
+  ASSERT_NO_FATAL_FAILURE(MountWithTarget(
+      "file://" + a, {"--target", "file://" + b, "--target", "file://" + c, "--history", "off"}));
+  ASSERT_TRUE(Flush(300));
+  ASSERT_NO_FATAL_FAILURE(VerifyFileMirror(c, ExpectedObjects(data())));
+  up = Uploaders();
+  ASSERT_EQ(up.size(), 3u) << up.dump();
+  for (int i : {0, 1}) {
+    EXPECT_EQ(up[i].value("requests", int64_t(-1)), start_requests) << up[i].dump();
+    EXPECT_EQ(up[i].value("uploads", -1), 0) << up[i].dump();
+  }
+  EXPECT_GE(up[2].value("uploads", 0), kFiles) << up[2].dump();
+  ASSERT_EQ(Unmount(), 0);
 }
 
 // Automatic prune runs on every target's history, and `scribectl rescan`

@@ -125,6 +125,20 @@ TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostO
       << prom;
   EXPECT_NE(prom.find("scribefs_target_lag_seconds{target=\"usb\"} 0\n"), std::string::npos)
       << prom;
+  // status: the same per target, with the age of the oldest change each lacks.
+  it::RunResult st = Ctl({"--json", "status"});
+  auto sj = nlohmann::json::parse(st.out, nullptr, false);
+  ASSERT_TRUE(sj.is_object() && sj["journal"]["targets"].is_array()) << st.Describe();
+  for (const auto& t : sj["journal"]["targets"]) {
+    if (t["name"] == "usb") {
+      EXPECT_EQ(t["pending_records"], 0) << t.dump();
+      EXPECT_TRUE(t["oldest_pending_age_s"].is_null()) << t.dump();
+    } else {
+      EXPECT_GT(t.value("pending_records", 0), 0) << t.dump();
+      EXPECT_GT(t.value("oldest_pending_age_s", 0.0), 0.0) << t.dump();
+    }
+  }
+  EXPECT_NE(Ctl({"status"}).out.find("records pending (oldest "), std::string::npos);
 
   // kill -9 in the middle of the outage; the next daemon serves without RGW
   // (async), keeps the local copy current and is told of the outage too.
