@@ -140,9 +140,9 @@ std::optional<json> StoreOneManifest(const ControlDeps& d, size_t i, const std::
                                                    " on " + target));
   out["manifest_ms"] = out.value("manifest_ms", 0.0) + MsSince(mt);
   out["manifest_bytes"] = out.value("manifest_bytes", uint64_t{0}) + bytes;
-  json detail = {{"name", name},         {"manifest_key", key},          {"pause_seq", pause_seq},
-                 {"paths", snap.paths()}, {"held_ms", held_ms},           {"target", store.Describe()},
-                 {"target_name", target}, {"etag", put->etag},           {"version_id", put->version_id}};
+  json detail = {{"name", name},          {"manifest_key", key}, {"pause_seq", pause_seq},
+                 {"paths", snap.paths()}, {"held_ms", held_ms},  {"target", store.Describe()},
+                 {"target_name", target}, {"etag", put->etag},   {"version_id", put->version_id}};
   Record rec = ControlRecord(Op::kCheckpoint, detail);
   if (Status s = d.journal->Commit(rec, /*durable=*/true); !s.ok()) {
     (void)store.Delete(key);

@@ -28,9 +28,14 @@ using json = nlohmann::json;
 constexpr char kMetaKey[] = "checkpoints";
 
 json ToJson(const CheckpointState& c) {
-  json j = {{"state", c.state},     {"seq", c.seq},       {"captured_ns", c.captured_ns},
-            {"held_ms", c.held_ms}, {"frozen", c.frozen}, {"rows", c.rows},
-            {"targets", c.targets}, {"stored_on", c.stored_on}};
+  json j = {{"state", c.state},
+            {"seq", c.seq},
+            {"captured_ns", c.captured_ns},
+            {"held_ms", c.held_ms},
+            {"frozen", c.frozen},
+            {"rows", c.rows},
+            {"targets", c.targets},
+            {"stored_on", c.stored_on}};
   if (!c.failed_on.empty()) j["failed_on"] = c.failed_on;
   if (!c.target_rows.empty()) j["target_rows"] = c.target_rows;
   if (!c.error.empty()) j["error"] = c.error;
@@ -152,8 +157,7 @@ void TestDelay(const char* var) {
 std::vector<std::string> CheckpointState::Pending() const {
   std::vector<std::string> out;
   for (const std::string& t : targets)
-    if (std::find(stored_on.begin(), stored_on.end(), t) == stored_on.end() &&
-        !failed_on.count(t))
+    if (std::find(stored_on.begin(), stored_on.end(), t) == stored_on.end() && !failed_on.count(t))
       out.push_back(t);
   return out;
 }
@@ -407,8 +411,8 @@ bool CheckpointStorer::Step(const CheckpointState& c, std::set<std::string>* wai
     if (w.code() == EIO) {
       FinishOn(c.name, t,
                w.WithContext("a journal record up to its mark (seq " + std::to_string(c.seq) +
-                             ") failed to upload to " + t +
-                             " (scribectl journal --target " + t + " --state failed)"));
+                             ") failed to upload to " + t + " (scribectl journal --target " + t +
+                             " --state failed)"));
       acted = true;
       continue;
     }
@@ -433,8 +437,8 @@ bool CheckpointStorer::Step(const CheckpointState& c, std::set<std::string>* wai
   return acted;
 }
 
-Status CheckpointStorer::Store(const CheckpointState& c, const std::string& target,
-                               Replicator& r, bool* retry, CheckpointState* stored) {
+Status CheckpointStorer::Store(const CheckpointState& c, const std::string& target, Replicator& r,
+                               bool* retry, CheckpointState* stored) {
   std::ifstream in(FrozenPath(c.name));
   json frozen = json::parse(in, nullptr, false);
   if (!frozen.is_array()) return Status::Error(EIO, FrozenPath(c.name) + " is not readable");
@@ -458,10 +462,9 @@ Status CheckpointStorer::Store(const CheckpointState& c, const std::string& targ
   auto rows_it = c.target_rows.find(target);
   const uint64_t rows = rows_it == c.target_rows.end() ? 0 : rows_it->second;
   const uint64_t paths = rows + extra.size();
-  SCRIBEFS_RETURN_IF_ERROR(WriteMergedManifest(tmp.fd(),
-                                               {c.name, c.captured_ns, c.seq, store.Describe()},
-                                               RowsPath(c.name, target), rows, std::move(extra),
-                                               &bytes));
+  SCRIBEFS_RETURN_IF_ERROR(
+      WriteMergedManifest(tmp.fd(), {c.name, c.captured_ns, c.seq, store.Describe()},
+                          RowsPath(c.name, target), rows, std::move(extra), &bytes));
   TestDelay("SCRIBEFS_TEST_MANIFEST_DELAY_MS");
   Metadata meta = {{"scribefs-checkpoint", c.name}};
   auto put = store.Put(key, Payload::FromFile(tmp.fd(), 0, bytes), meta);
@@ -534,8 +537,9 @@ void CheckpointStorer::FinishOn(const std::string& name, const std::string& targ
         c.state = "failed";
         c.error = "checkpoint " + name + " failed";
         for (const auto& [t, why] : c.failed_on) c.error += " on " + t + ": " + why + ";";
-        c.error += c.stored_on.empty() ? " stored on no target"
-                                       : " stored on " + fmt::format("{}", fmt::join(c.stored_on, ", "));
+        c.error += c.stored_on.empty()
+                       ? " stored on no target"
+                       : " stored on " + fmt::format("{}", fmt::join(c.stored_on, ", "));
       }
       finished = c;
       if (c.state == "stored")

@@ -477,7 +477,7 @@ void TuneKernelCache(const Config& cfg, const std::string& mountpoint) {
 // holding writers; stopped before the replicators' stores go. Empty when
 // there is nothing to do.
 Result<std::vector<std::unique_ptr<PruneTask>>> StartPruneTasks(const Config& cfg,
-                                                               TargetSet* targets) {
+                                                                TargetSet* targets) {
   std::vector<std::unique_ptr<PruneTask>> tasks;
   if (!targets || !(cfg.prune_interval_s > 0 || (cfg.history_on && cfg.compact_interval_s > 0)))
     return tasks;

@@ -14,8 +14,8 @@ LagMonitor::LagMonitor(MutationGate* gate, std::vector<Lane> lanes, Options opti
     : gate_(gate), options_(std::move(options)) {
   for (Lane& l : lanes) {
     LagBounds b = l.bounds;
-    lanes_.push_back(LaneState{std::move(l), LagPolicy(b), {}, 0, 0, std::nullopt,
-                               ThrottleState::kNone, {}});
+    lanes_.push_back(
+        LaneState{std::move(l), LagPolicy(b), {}, 0, 0, std::nullopt, ThrottleState::kNone, {}});
     lanes_.back().snap.name = lanes_.back().lane.name;
     lanes_.back().snap.bounds = b;
   }
@@ -141,23 +141,11 @@ double Nearness(const LagMonitor::LaneSnapshot& l) {
 
 }  // namespace
 
-void LagMonitor::Evaluate() {
-  // Every lane measured first: a journal that cannot be read says nothing
-  // about the targets (and a failed journal fails the writes anyway), so the
-  // last decision stays.
-  std::vector<Backlog> measured;
-  for (LaneState& l : lanes_) {
-    auto b = MeasureLocked(l.lane.target);
-    if (!b.ok()) {
-      spdlog::debug("bounded lag: measuring the backlog: {}", b.status().message());
-      return;
-    }
-    measured.push_back(*b);
-  }
+ThrottleDecision LagMonitor::DecideLanes(const std::vector<Backlog>& measured,
+                                         std::optional<uint64_t>* write_budget,
+                                         const LaneState** binding) {
   // Each lane's decision; the gate gets the strictest.
   ThrottleDecision d;
-  std::optional<uint64_t> write_budget;
-  const LaneState* binding = nullptr;
   for (size_t i = 0; i < lanes_.size(); ++i) {
     LaneState& l = lanes_[i];
     Backlog backlog = measured[i];
@@ -173,22 +161,42 @@ void LagMonitor::Evaluate() {
       // the last period.
       uint64_t pending = measured[i].pending_bytes;
       uint64_t left = ld.state == ThrottleState::kHeld || pending >= *max ? 0 : *max - pending;
-      write_budget = write_budget ? std::min(*write_budget, left) : left;
+      *write_budget = *write_budget ? std::min(**write_budget, left) : left;
     }
     // Likewise the grant of paths (--max-lag): the burst a writer can make
     // before the next look, however late it comes.
     if (ld.paths) d.paths = d.paths ? std::min(*d.paths, *ld.paths) : *ld.paths;
     d.delay = std::max(d.delay, ld.delay);
-    if (!binding || ld.state > binding->snap.state ||
-        (ld.state == binding->snap.state && Nearness(l.snap) > Nearness(binding->snap)))
-      binding = &l;
+    const LaneState* b = *binding;
+    if (!b || ld.state > b->snap.state ||
+        (ld.state == b->snap.state && Nearness(l.snap) > Nearness(b->snap)))
+      *binding = &l;
   }
-  if (binding) {
-    d.state = binding->snap.state;
-    d.reason = binding->snap.reason;
+  if (const LaneState* b = *binding) {
+    d.state = b->snap.state;
+    d.reason = b->snap.reason;
     if (lanes_.size() > 1 && !d.reason.empty())
-      d.reason = "target " + binding->lane.name + ": " + d.reason;
+      d.reason = "target " + b->lane.name + ": " + d.reason;
   }
+  return d;
+}
+
+void LagMonitor::Evaluate() {
+  // Every lane measured first: a journal that cannot be read says nothing
+  // about the targets (and a failed journal fails the writes anyway), so the
+  // last decision stays.
+  std::vector<Backlog> measured;
+  for (LaneState& l : lanes_) {
+    auto b = MeasureLocked(l.lane.target);
+    if (!b.ok()) {
+      spdlog::debug("bounded lag: measuring the backlog: {}", b.status().message());
+      return;
+    }
+    measured.push_back(*b);
+  }
+  std::optional<uint64_t> write_budget;
+  const LaneState* binding = nullptr;
+  ThrottleDecision d = DecideLanes(measured, &write_budget, &binding);
   if (write_budget) gate_->SetWriteBudget(*write_budget);
   gate_->SetPathBudget(d.paths);
   gate_->SetThrottle(d.state, d.delay);

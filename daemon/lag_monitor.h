@@ -130,9 +130,9 @@ class LagMonitor {
       double busy_s = 0;    // busy_s then
     };
     std::deque<PaceSample> samples;
-    double busy_s = 0;              // seconds the uploader had work, since start
-    double busy_at_last_done = 0;   // busy_s when it last stored a path
-    std::optional<double> pace;     // busy seconds per path, as last measured
+    double busy_s = 0;                           // seconds the uploader had work, since start
+    double busy_at_last_done = 0;                // busy_s when it last stored a path
+    std::optional<double> pace;                  // busy seconds per path, as last measured
     ThrottleState state = ThrottleState::kNone;  // its last decision
     LaneSnapshot snap;
   };
@@ -140,6 +140,11 @@ class LagMonitor {
   void Loop();
   // One measurement and decision; requires eval_mu_.
   void Evaluate();
+  // Each lane's decision from its backlog (measured, in lane order), and the
+  // strictest for the gate: *write_budget the least grant of bytes (unset
+  // without --max-pending), *binding the lane it comes from. Requires eval_mu_.
+  ThrottleDecision DecideLanes(const std::vector<Backlog>& measured,
+                               std::optional<uint64_t>* write_budget, const LaneState** binding);
   // What `target` (every target: nullopt) has not stored; requires eval_mu_.
   Result<Backlog> MeasureLocked(std::optional<int64_t> target);
   // Fills the lane uploader's queue, pace and stall into *b; requires eval_mu_.

@@ -15,6 +15,37 @@ std::optional<int64_t> FileSize(const std::string& path) {
 
 }  // namespace
 
+void MetricsCollector::CollectTargets(MetricsSnapshot& m) {
+  for (size_t i = 0; src_.targets && i < src_.targets->size(); ++i) {
+    Replicator& r = src_.targets->replicator(i);
+    ReplicatorStats st = r.stats();
+    MetricsSnapshot::Target t{
+        src_.targets->name(i), st.uploads,      st.failures,
+        st.bytes_sent,         st.queued_paths, static_cast<double>(st.failing_since_ns) / 1e9};
+    // What the journal says it lacks: with one target the journal's own
+    // figures; with several, one count each (bounded by the pending work).
+    if (src_.targets->size() == 1 && m.journal) {
+      t.pending_records = m.journal->pending_records;
+      t.failed_records = m.journal->failed_records;
+      t.lag_s = m.journal->lag_s;
+    } else if (src_.targets->size() > 1) {
+      std::lock_guard lk(mu_);
+      if (reader_) {
+        auto left = reader_->UnfinishedThrough(INT64_MAX, r.target());
+        if (left.ok()) {
+          t.pending_records = left->pending;
+          t.failed_records = left->failed;
+          t.lag_s =
+              left->oldest_pending_ns
+                  ? std::max(0.0, static_cast<double>(NowNs() - *left->oldest_pending_ns) / 1e9)
+                  : 0.0;
+        }
+      }
+    }
+    m.targets.push_back(std::move(t));
+  }
+}
+
 MetricsSnapshot MetricsCollector::Collect() {
   MetricsSnapshot m;
   m.version = src_.version;
@@ -75,32 +106,7 @@ MetricsSnapshot MetricsCollector::Collect() {
       m.history = h;
     }
   }
-  for (size_t i = 0; src_.targets && i < src_.targets->size(); ++i) {
-    Replicator& r = src_.targets->replicator(i);
-    ReplicatorStats st = r.stats();
-    MetricsSnapshot::Target t{src_.targets->name(i), st.uploads, st.failures, st.bytes_sent,
-                              st.queued_paths, static_cast<double>(st.failing_since_ns) / 1e9};
-    // What the journal says it lacks: with one target the journal's own
-    // figures; with several, one count each (bounded by the pending work).
-    if (src_.targets->size() == 1 && m.journal) {
-      t.pending_records = m.journal->pending_records;
-      t.failed_records = m.journal->failed_records;
-      t.lag_s = m.journal->lag_s;
-    } else if (src_.targets->size() > 1) {
-      std::lock_guard lk(mu_);
-      if (reader_) {
-        auto left = reader_->UnfinishedThrough(INT64_MAX, r.target());
-        if (left.ok()) {
-          t.pending_records = left->pending;
-          t.failed_records = left->failed;
-          t.lag_s = left->oldest_pending_ns
-                        ? std::max(0.0, static_cast<double>(NowNs() - *left->oldest_pending_ns) / 1e9)
-                        : 0.0;
-        }
-      }
-    }
-    m.targets.push_back(std::move(t));
-  }
+  CollectTargets(m);
   if (src_.pauser) {
     PauseState ps = src_.pauser->state();
     m.paused = ps.paused;

@@ -44,6 +44,8 @@ class MetricsCollector {
   std::string Render() { return FormatMetrics(Collect()); }
 
  private:
+  // Each target's figures into m.targets (after m.journal is filled).
+  void CollectTargets(MetricsSnapshot& m);
   const Sources src_;
   std::mutex mu_;
   std::unique_ptr<JournalReader> reader_;  // opened on first use; reopened after an error

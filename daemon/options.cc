@@ -808,7 +808,8 @@ std::optional<std::string> CheckLagOptions(Config& cfg) {
     for (const TargetConfig& t : cfg.targets) {
       const bool own = t.max_lag_s != cfg.max_lag_s || t.max_pending_bytes != cfg.max_pending_bytes;
       if (t.mode == "sync" && own && (t.max_lag_s || t.max_pending_bytes))
-        return "[target " + t.name + "]: max_lag/max_pending apply to async targets only: a "
+        return "[target " + t.name +
+               "]: max_lag/max_pending apply to async targets only: a "
                "sync target is waited for at every close, fsync and namespace operation";
       any_async = any_async || t.mode != "sync";
     }

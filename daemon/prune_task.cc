@@ -273,9 +273,9 @@ void PruneTask::CompactOnce() {
     last.summary = options_.label + done->summary;
     if (done->changed()) spdlog::info("{}", last.summary);  // quiet when idle: runs every minute
   } else if (done.status().code() != ECANCELED) {
-    last.summary = options_.label +
-                   "compaction failed (nothing was lost; retried next interval): " +
-                   done.status().message();
+    last.summary =
+        options_.label +
+        "compaction failed (nothing was lost; retried next interval): " + done.status().message();
     spdlog::warn("{}", last.summary);
   }
   std::lock_guard<std::mutex> l(mu_);

@@ -312,11 +312,12 @@ Result<JournalBacklog> JournalReader::Backlog(std::optional<int64_t> target) {
   // unfinished only while the record is, so the partial index still serves).
   const bool by_target = target && schema_version_ >= 5;
   const std::string from =
-      by_target ? std::string("records r LEFT JOIN target_records t ON t.seq = r.seq AND "
-                              "t.target = ?1 WHERE ") +
-                      kUnfinishedOnR + " AND coalesce(t.state,r.state) IN ('pending','uploading')"
-                : "records r WHERE " + UnfinishedCondition(schema_version_) +
-                      " AND state != 'failed'";
+      by_target
+          ? std::string(
+                "records r LEFT JOIN target_records t ON t.seq = r.seq AND "
+                "t.target = ?1 WHERE ") +
+                kUnfinishedOnR + " AND coalesce(t.state,r.state) IN ('pending','uploading')"
+          : "records r WHERE " + UnfinishedCondition(schema_version_) + " AND state != 'failed'";
   // ranges is "[[offset,length],...]" (RangesToJson).
   auto st = Prepare(db_.get(),
                     "SELECT min(r.time_ns), coalesce(sum(CASE WHEN r.op = 'write' AND r.ranges IS "

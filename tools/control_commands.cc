@@ -305,8 +305,7 @@ void PrintTargetLines(const json& journal) {
     std::string label = "  " + Str(t, "name") + ":";
     printf(
         "%-17s%s\n", EscapeControl(label).c_str(),
-        EscapeControl(std::to_string(t.value("pending_records", int64_t(0))) +
-                      " records pending" +
+        EscapeControl(std::to_string(t.value("pending_records", int64_t(0))) + " records pending" +
                       (t["oldest_pending_age_s"].is_number()
                            ? " (oldest " + FormatDuration(Num(t, "oldest_pending_age_s")) + ")"
                            : std::string()) +
@@ -681,11 +680,12 @@ static void PrintCheckpointsTable(const json& states, const json& target,
   // Several targets (issue 16): which have each checkpoint's manifest.
   bool several = false;
   for (const json& e : states)
-    several = several || (e.contains("targets") && e["targets"].is_array() &&
-                          e["targets"].size() > 1) ||
+    several = several ||
+              (e.contains("targets") && e["targets"].is_array() && e["targets"].size() > 1) ||
               (e.contains("stored_on") && e["stored_on"].is_array() && e["stored_on"].size() > 1);
   printf("%-24s %-8s %-23s %8s %10s %7s %10s  %s%s\n", "NAME", "STATE", "CAPTURED", "SEQ", "HELD",
-         "FROZEN", "SPOOL", several ? "IN FIRST TARGET" : "IN TARGET", several ? "  STORED ON" : "");
+         "FROZEN", "SPOOL", several ? "IN FIRST TARGET" : "IN TARGET",
+         several ? "  STORED ON" : "");
   std::vector<std::string> errors;
   std::set<std::string> listed;
   for (const json& e : states) {
@@ -758,8 +758,8 @@ int RunCheckpoints(const GlobalOptions& global) {
       json d = json::parse(r.detail, nullptr, false);
       if (!d.is_object()) d = json::object();
       json e = {{"name", Str(d, "name")}, {"seq", r.seq}, {"time_ns", r.time_ns}};
-      for (const char* k : {"pause_seq", "manifest_key", "paths", "held_ms", "target",
-                            "target_name"})
+      for (const char* k :
+           {"pause_seq", "manifest_key", "paths", "held_ms", "target", "target_name"})
         if (d.contains(k)) e[k] = d[k];
       journal.push_back(e);
       if (auto it = by_name.find(Str(d, "name")); it != by_name.end()) {

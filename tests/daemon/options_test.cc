@@ -547,8 +547,7 @@ TEST_F(TargetsTest, LagBoundsPerTarget) {
   err = ConfigRefusal(
       "[target usb]\nurl = file:///t\nmode = sync\nmax_lag = 2s\n"
       "[target off]\nurl = s3://b\n");
-  EXPECT_NE(err.find("[target usb]: max_lag/max_pending apply to async targets"),
-            std::string::npos)
+  EXPECT_NE(err.find("[target usb]: max_lag/max_pending apply to async targets"), std::string::npos)
       << err;
   // A global bound with a sync and an async target: for the async one.
   std::string mixed = Write("mixed.conf",

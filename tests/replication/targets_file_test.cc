@@ -129,9 +129,9 @@ TEST_F(SeveralTargets, SyncAndAsyncTargetsBothEqualTheTreeWithTheirOwnExcludes) 
 
 // A target added to a mount whose tree already holds 10,000 files gets all of
 // them; the targets that had them get no request but those any restart
-// makes (a second target, then a third). History is off: with it, the old target's timeline gets one segment
-// without entries over the new target's records (skipped there), one small
-// PUT (README, "Several targets"), which is not the data this counts.
+// makes (a second target, then a third). History is off: with it, the old target's timeline gets
+// one segment without entries over the new target's records (skipped there), one small PUT (README,
+// "Several targets"), which is not the data this counts.
 TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOthers) {
   constexpr int kDirs = 100, kFiles = 10000;
   for (int d = 0; d < kDirs; ++d) {
@@ -190,9 +190,8 @@ TEST_F(SeveralTargets, AnAddedTargetIsFilledFromTheTreeWithoutARequestToTheOther
 // mount that the first target excludes still reaches the second.
 TEST_F(SeveralTargets, PruneAndRescanServeEveryTarget) {
   std::string usb = root() + "/usb", off = root() + "/off";
-  std::string conf =
-      WriteConfig({{"usb", "url = file://" + usb, "mode = async", "exclude = *.tmp"},
-                   {"off", "url = file://" + off, "mode = async"}});
+  std::string conf = WriteConfig({{"usb", "url = file://" + usb, "mode = async", "exclude = *.tmp"},
+                                  {"off", "url = file://" + off, "mode = async"}});
   Options o;
   o.args = {"--config", conf, "--retention", "0", "--prune-grace", "1s", "--prune-interval", "2s"};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
@@ -209,7 +208,8 @@ TEST_F(SeveralTargets, PruneAndRescanServeEveryTarget) {
   // Older than the grace, then pruned by each target's own task.
   bool pruned = false;
   for (int i = 0; i < 200 && !pruned; ++i) {
-    pruned = stat((usb + "/" + chunk).c_str(), &st) != 0 && stat((off + "/" + chunk).c_str(), &st) != 0;
+    pruned =
+        stat((usb + "/" + chunk).c_str(), &st) != 0 && stat((off + "/" + chunk).c_str(), &st) != 0;
     if (!pruned) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_NE(stat((usb + "/" + chunk).c_str(), &st), 0) << "usb's history was not pruned";

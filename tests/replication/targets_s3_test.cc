@@ -14,9 +14,10 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <new>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <new>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -68,10 +69,10 @@ class SeveralTargetsS3 : public ReplicationTest {
                          << "[target offsite]\nurl = s3://" << bucket_
                          << "\nendpoint = " << endpoint << "\nmode = async\n";
     Options o;
-    o.args = {"--config",       conf_,
-              "--alert-after",  "1s",
-              "--on-failure",   "env > \"$(mktemp -p " + hooks_ + " run.XXXXXX)\"",
-              "--metrics-file", root() + "/scribefs.prom",
+    o.args = {"--config",           conf_,
+              "--alert-after",      "1s",
+              "--on-failure",       "env > \"$(mktemp -p " + hooks_ + " run.XXXXXX)\"",
+              "--metrics-file",     root() + "/scribefs.prom",
               "--metrics-interval", "1"};
     ASSERT_NO_FATAL_FAILURE(Mount(o));
   }
@@ -80,18 +81,27 @@ class SeveralTargetsS3 : public ReplicationTest {
       ASSERT_TRUE(it::WriteFile(mp(prefix + std::to_string(i)), prefix + " " + std::to_string(i)));
   }
 
+  // A bucket on RGW, reached through proxy_ (which can take it away), and
+  // the paths of the local target, the config and the hook's output.
+  void SetUpBehindProxy(const std::string& tag) {
+    ASSERT_NO_FATAL_FAILURE(SetUpS3(tag));
+    usb_ = root() + "/usb";
+    conf_ = root() + "/scribefs.conf";
+    hooks_ = root() + "/hooks";
+    ASSERT_EQ(mkdir(hooks_.c_str(), 0700), 0);
+    std::string err;
+    proxy_ = TcpProxy::Start(env_.host, env_.port, 0, &err);
+    ASSERT_NE(proxy_, nullptr) << err;
+  }
+
   std::string usb_, conf_, hooks_;
+  std::unique_ptr<TcpProxy> proxy_;
 };
 
 TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostOnEither) {
-  ASSERT_NO_FATAL_FAILURE(SetUpS3("targets"));
-  usb_ = root() + "/usb";
-  conf_ = root() + "/scribefs.conf";
-  hooks_ = root() + "/hooks";
-  ASSERT_EQ(mkdir(hooks_.c_str(), 0700), 0);
+  ASSERT_NO_FATAL_FAILURE(SetUpBehindProxy("targets"));
+  TcpProxy* proxy = proxy_.get();
   std::string err;
-  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
-  ASSERT_NE(proxy, nullptr) << err;
   ASSERT_NO_FATAL_FAILURE(MountBoth(proxy->url()));
   ASSERT_EQ(mkdir(mp("dir").c_str(), 0755), 0);
   WriteSome("dir/a", 20);
@@ -118,8 +128,7 @@ TEST_F(SeveralTargetsS3, TheLocalCopyStaysCurrentWhileRgwIsDownAndNothingIsLostO
   std::string prom = it::ReadFile(root() + "/scribefs.prom").value_or("");
   EXPECT_NE(prom.find("scribefs_target_pending_records{target=\"usb\"} 0\n"), std::string::npos)
       << prom;
-  EXPECT_EQ(prom.find("scribefs_target_pending_records{target=\"offsite\"} 0\n"),
-            std::string::npos)
+  EXPECT_EQ(prom.find("scribefs_target_pending_records{target=\"offsite\"} 0\n"), std::string::npos)
       << "offsite lacks the outage's changes: " << prom;
   EXPECT_NE(prom.find("scribefs_target_pending_records{target=\"offsite\"} "), std::string::npos)
       << prom;
@@ -195,7 +204,7 @@ std::map<std::string, std::string> FilesIn(const std::string& dir, const std::st
 // RGW, which gets the state at the mark (not the later one) once it is
 // back; the journal names both targets.
 TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) {
-  ASSERT_NO_FATAL_FAILURE(SetUpS3("targetscp"));
+  ASSERT_NO_FATAL_FAILURE(SetUpBehindProxy("targetscp"));
   // The checkpoint's state as `scribectl checkpoints --json` gives it.
   auto CheckpointState = [this](const std::string& name) -> nlohmann::json {
     it::RunResult r = Ctl({"--json", "checkpoints"});
@@ -205,13 +214,8 @@ TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) 
       if (c.value("name", "") == name) return c;
     return nullptr;
   };
-  usb_ = root() + "/usb";
-  conf_ = root() + "/scribefs.conf";
-  hooks_ = root() + "/hooks";
-  ASSERT_EQ(mkdir(hooks_.c_str(), 0700), 0);
+  TcpProxy* proxy = proxy_.get();
   std::string err;
-  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
-  ASSERT_NE(proxy, nullptr) << err;
   ASSERT_NO_FATAL_FAILURE(MountBoth(proxy->url()));
   std::map<std::string, std::string> at_mark;
   for (int i = 0; i < 10; ++i) {
@@ -248,8 +252,8 @@ TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) 
   ASSERT_TRUE(st.is_object());
   ASSERT_EQ(st["stored_on"], nlohmann::json({"usb"})) << st.dump();
   EXPECT_EQ(st["state"], "captured") << "not on offsite yet: " << st.dump();
-  it::RunResult r1 = Ctl({"restore", "--target", "usb", "--checkpoint", "cp1", "--to",
-                          root() + "/r-usb"});
+  it::RunResult r1 =
+      Ctl({"restore", "--target", "usb", "--checkpoint", "cp1", "--to", root() + "/r-usb"});
   ASSERT_EQ(r1.exit_code, 0) << r1.Describe();
   EXPECT_EQ(FilesIn(root() + "/r-usb"), at_mark);
 
@@ -283,15 +287,16 @@ TEST_F(SeveralTargetsS3, ACheckpointIsStoredOnEachTargetAsThatTargetHasTheMark) 
   EXPECT_EQ(recorded, (std::vector<std::string>{"usb", "offsite"}));
 
   // RGW holds the state at the mark, not the later one, with no daemon.
-  it::RunResult r2 = Ctl({"restore", "--target", "offsite", "--checkpoint", "cp1", "--to",
-                          root() + "/r-offsite"});
+  it::RunResult r2 =
+      Ctl({"restore", "--target", "offsite", "--checkpoint", "cp1", "--to", root() + "/r-offsite"});
   ASSERT_EQ(r2.exit_code, 0) << r2.Describe();
   EXPECT_EQ(FilesIn(root() + "/r-offsite"), at_mark);
 }
 
 // The daemon's bounded-lag status (`scribectl status --json`: daemon.lag).
 nlohmann::json LagOf(const std::string& state_dir) {
-  it::RunResult r = it::RunCommand({SCRIBECTL_BIN, "--state-dir", state_dir, "--json", "status"}, 30);
+  it::RunResult r =
+      it::RunCommand({SCRIBECTL_BIN, "--state-dir", state_dir, "--json", "status"}, 30);
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   if (!j.is_object() || !j["daemon"].is_object() || !j["daemon"]["lag"].is_object())
     return nlohmann::json::object();
@@ -305,8 +310,8 @@ nlohmann::json LagOf(const std::string& state_dir) {
 class Writer {
  public:
   Writer(const std::string& prefix, int n) {
-    void* m = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void* m =
+        mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return;
     sh_ = new (m) Shared;
     pid_ = fork();
@@ -358,12 +363,9 @@ class Writer {
 // what was written; with offsite's `max_pending = off`, RGW down holds no
 // writer at all.
 TEST_F(SeveralTargetsS3, ABoundHoldsWritersForItsOwnTargetOnly) {
-  ASSERT_NO_FATAL_FAILURE(SetUpS3("targetslag"));
-  usb_ = root() + "/usb";
-  conf_ = root() + "/scribefs.conf";
+  ASSERT_NO_FATAL_FAILURE(SetUpBehindProxy("targetslag"));
+  TcpProxy* proxy = proxy_.get();
   std::string err;
-  auto proxy = TcpProxy::Start(env_.host, env_.port, 0, &err);
-  ASSERT_NE(proxy, nullptr) << err;
   auto mount = [&](const std::string& offsite_extra) {
     std::ofstream(conf_) << "[target usb]\nurl = file://" << usb_
                          << "\nmode = async\nmax_pending = 256M\n"
