@@ -10,13 +10,18 @@
 // seq, and resumes. After the run, `scribectl restore --at` each instant (by
 // time and by seq, alternately) must reproduce each recorded tree exactly.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -177,11 +182,47 @@ class HistoryE2E : public ReplicationTest {
 
   // Runs writers for `seconds`, capturing `n` instants at random times.
   std::vector<Instant> RunAndCapture(double seconds, int n) {
-    std::atomic<bool> stop{false};
-    std::atomic<int> ops{0};
-    std::vector<std::thread> writers;
-    for (int i = 0; i < 3; ++i)
-      writers.emplace_back([&, i] { Writer(mp(), i, stop, ops); });
+    // The writers run in a process of their own. Threads of this process
+    // would hold files open (with dirty pages) whenever it forks scribectl;
+    // the child's copy of such a file is closed at its exec or exit, and that
+    // close writes the pages back, which waits for the pause to end: a
+    // `scribectl flush` inside a pause then hung until the pause's timeout
+    // (seen in CI: killed after 120 s, its answer printed).
+    struct Shared {
+      std::atomic<bool> stop{false};
+      std::atomic<int> ops{0};
+    };
+    void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
+    EXPECT_NE(mem, MAP_FAILED) << strerror(errno);
+    if (mem == MAP_FAILED) return {};
+    Shared* sh = new (mem) Shared;
+    struct Unmap {
+      void* m;
+      ~Unmap() { munmap(m, sizeof(Shared)); }
+    } unmap{mem};
+    std::atomic<bool>& stop = sh->stop;
+    std::atomic<int>& ops = sh->ops;
+    const std::string base = mp();
+    pid_t child = fork();
+    EXPECT_GE(child, 0) << strerror(errno);
+    if (child < 0) return {};
+    if (child == 0) {
+      std::vector<std::thread> writers;
+      for (int i = 0; i < 3; ++i)
+        writers.emplace_back([&, i] { Writer(base, i, stop, ops); });
+      for (auto& t : writers) t.join();
+      _exit(0);
+    }
+    struct Reap {
+      pid_t pid;
+      std::atomic<bool>& stop;
+      ~Reap() {  // an early return: the writers stop too
+        if (pid <= 0) return;
+        stop = true;
+        waitpid(pid, nullptr, 0);
+      }
+    } reap{child, stop};
     std::vector<Instant> instants;
     std::mt19937 rng(42);
     const double gap = seconds / n;
@@ -216,7 +257,8 @@ class HistoryE2E : public ReplicationTest {
     std::this_thread::sleep_until(
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)));
     stop = true;
-    for (auto& t : writers) t.join();
+    waitpid(child, nullptr, 0);
+    reap.pid = -1;
     printf("[ writers  ] %d operations in %.1f s\n", ops.load(),
            std::chrono::duration<double>(Clock::now() - start).count());
     return instants;

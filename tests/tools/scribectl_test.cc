@@ -487,7 +487,9 @@ TEST_F(ScribectlTest, StatusShowsWhatEachTargetStillLacks) {
   EXPECT_EQ(t[0]["failed_records"], 1);
   r = Ctl({"status"});
   EXPECT_NE(r.out.find("usb:"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("3 records pending, 1 failed (file:///usb)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 records pending (oldest "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", 1 failed (file:///usb)"), std::string::npos) << r.out;
+  EXPECT_NE(t[0]["oldest_pending_age_s"], nullptr) << j.dump();
 }
 
 TEST_F(ScribectlTest, TimeFiltersUseRecordTimes) {
