@@ -72,13 +72,6 @@ CheckpointState FromJson(const std::string& name, const json& j) {
   return c;
 }
 
-// The name of the target a checkpoint record was stored on. Records of
-// scribefs before issue 16 name none: they are the first target's.
-std::string RecordTarget(const json& detail, const std::string& first) {
-  std::string t = detail.value("target_name", "");
-  return t.empty() ? first : t;
-}
-
 // A GLOB pattern that matches exactly `path`.
 std::string GlobExact(const std::string& path) {
   std::string out;
@@ -214,7 +207,7 @@ void CheckpointStorer::Load() {
   if (auto recs = verbs::CheckpointRecords(journal_->path()); recs.ok())
     for (const Record& r : *recs) {
       json d = verbs::Detail(r);
-      recorded[d.value("name", "")].insert(RecordTarget(d, first));
+      recorded[d.value("name", "")].insert(verbs::CheckpointRecordTarget(d, first));
     }
   std::map<std::string, CaptureInfo> captures;
   for (CaptureInfo& ci : spool_->Captures()) captures[ci.id] = ci;

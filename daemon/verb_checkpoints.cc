@@ -25,7 +25,7 @@ json CheckpointsVerb(const ControlDeps& d, const json&, const ControlRequest&) {
   for (const Record& r : *recs) {
     json det = Detail(r);
     const std::string name = det.value("name", "");
-    std::string target = det.value("target_name", first);
+    std::string target = CheckpointRecordTarget(det, first);
     json e = {{"name", name}, {"seq", r.seq}, {"time_ns", r.time_ns}, {"target_name", target}};
     for (const char* k : {"pause_seq", "manifest_key", "paths", "held_ms", "target"})
       if (det.contains(k)) e[k] = det[k];

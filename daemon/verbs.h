@@ -66,6 +66,9 @@ json Detail(const Record& r);
 Record ControlRecord(Op op, const json& detail);
 // Checkpoint records of the journal, oldest first.
 Result<std::vector<Record>> CheckpointRecords(const std::string& journal_path);
+// The name of the target a checkpoint record was stored on (detail.target_name).
+// Records of scribefs before issue 16 name none: they are the first target's.
+std::string CheckpointRecordTarget(const json& detail, const std::string& first);
 // A checkpoint's state as `checkpoints` and `status` answer it: {name, state
 // (captured|stored|failed), seq (the mark), captured_ns, stored_ns (null
 // until stored), held_ms, frozen, spool_bytes, error (null unless failed)}.

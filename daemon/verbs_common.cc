@@ -78,6 +78,11 @@ Result<std::vector<Record>> CheckpointRecords(const std::string& journal_path) {
   return reader.value()->Query(f);
 }
 
+std::string CheckpointRecordTarget(const json& detail, const std::string& first) {
+  std::string t = detail.value("target_name", "");
+  return t.empty() ? first : t;
+}
+
 json CheckpointStateJson(const CheckpointState& c) {
   return {{"name", c.name},
           {"state", c.state},
