@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -80,6 +81,34 @@ struct UnfinishedCount {
   std::optional<int64_t> oldest_pending_ns;  // of the pending or uploading ones
 };
 
+// The paths a GLOB pattern can match, bounded by its literal prefix (the
+// text before its first '*', '?' or '['): every match m has low <= m < high
+// in SQLite's BINARY order (high unset: no bound above). nullopt when the
+// pattern starts with a wildcard, which no range bounds.
+struct PathRange {
+  std::string low;
+  std::optional<std::string> high;
+};
+std::optional<PathRange> GlobPrefixRange(std::string_view glob);
+
+// How JournalReader::Query finds the records a path glob names (schema
+// version 6): kIndex collects them from records_path and records_new_path
+// within the glob's prefix range, kScan reads the journal in seq order and
+// tests each record. kIndex serves any number of records between the
+// matches; kScan serves a --limit over a glob that matches many records,
+// whose newest ones it reaches after a short walk from the end.
+enum class PathPlan { kScan, kIndex };
+// Matches at most this many records in its prefix range: kIndex for a
+// --limit query too.
+inline constexpr int64_t kPathIndexProbe = 100'000;
+PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range);
+
+// The SELECT Query runs for f on a journal of schema_version (parameters:
+// ?1 since_seq .. ?9 target, ?10/?11 the path range), for tests to read its
+// plan.
+std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
+                     bool range_has_high);
+
 class JournalReader {
  public:
   // Fails with a clear message when the file is missing, unreadable, or not a
@@ -137,6 +166,8 @@ class JournalReader {
   SqliteDb db_;
   int schema_version_ = 0;  // of the file as opened (see schema.h)
   SqliteStmt names_unfinished_;
+  // Records within r (path or new_path), counted up to kPathIndexProbe + 1.
+  Result<int64_t> CountInRange(const PathRange& r);
 };
 
 // Reads one row of a "SELECT <kRecordColumns> FROM records" statement.

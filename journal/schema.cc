@@ -193,7 +193,20 @@ DROP TABLE objects;
 ALTER TABLE objects_v5 RENAME TO objects;
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
+// Version 6: `scribectl journal --path GLOB` is a range search in an index
+// over every record's path (and a rename's or link's new_path), not a scan of
+// the journal from its newest record: at 10M records a path touched long ago
+// took seconds. records_path replaces records_path_size: the same index with
+// the size as its last column, so that "the last size of a path" stays one
+// covering seek, and records without a size (writes, unlinks, renames) enter
+// it too. A record with a size writes as many index pages as before.
+const char* const kV6 = R"sql(
+CREATE INDEX records_path ON records(path, seq, size);
+CREATE INDEX records_new_path ON records(new_path, seq) WHERE new_path IS NOT NULL;
+DROP INDEX IF EXISTS records_path_size;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
 static_assert(std::size(kMigrations) == kSchemaVersion,
               "kSchemaVersion must be the last migration step");
 

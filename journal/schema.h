@@ -41,7 +41,7 @@ std::string UnfinishedCondition(int version);
 std::string ControlCondition(int version);
 
 // The version this build writes: the last step's.
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 // Checks that db (the file at path) is an empty SQLite file or a scribefs
 // journal of version <= kSchemaVersion, switches it to WAL, and migrates it

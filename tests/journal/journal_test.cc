@@ -161,8 +161,8 @@ TEST_F(JournalTest, SchemaIsPresent) {
   EXPECT_THAT(tables, ::testing::IsSupersetOf({"records", "meta", "sqlite_sequence"}));
   auto indexes = raw.Column("SELECT name FROM sqlite_master WHERE type='index' AND "
                             "tbl_name='records' AND sql IS NOT NULL");
-  EXPECT_THAT(indexes, ::testing::UnorderedElementsAre("records_unfinished", "records_path_size",
-                                                      "records_control"));
+  EXPECT_THAT(indexes, ::testing::UnorderedElementsAre("records_unfinished", "records_path",
+                                                       "records_new_path", "records_control"));
   // Columns, in order, are what the reader selects (kRecordColumns).
   std::string cols;
   for (const auto& c : raw.Column("SELECT name FROM pragma_table_info('records') ORDER BY cid"))
@@ -1028,6 +1028,61 @@ TEST_F(JournalQueryTest, PathGlobMatchesPathOrNewPath) {
   EXPECT_THAT(Q(f), IsEmpty());
   f.path_glob = "it's";  // quoting is the binding's business, not the caller's
   EXPECT_THAT(Q(f), IsEmpty());
+}
+
+// A glob's literal prefix bounds its matches (schema version 6 searches
+// that range in records_path); a glob that starts with a wildcard has none.
+TEST(GlobPrefixRangeTest, BoundsEveryMatch) {
+  auto r = GlobPrefixRange("d500/*");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->low, "d500/");
+  EXPECT_EQ(r->high, "d5000");  // '/' + 1: every "d500/..." sorts below it
+  r = GlobPrefixRange("x.log");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->low, "x.log");
+  EXPECT_EQ(r->high, "x.loh");
+  r = GlobPrefixRange("a?c[de]*");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->low, "a");
+  EXPECT_EQ(r->high, "b");
+  r = GlobPrefixRange("a\xff\xff*");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->high, "b");
+  r = GlobPrefixRange("\xff*");
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->high);  // nothing sorts above every string starting with 0xff
+  EXPECT_FALSE(GlobPrefixRange("*.txt"));
+  EXPECT_FALSE(GlobPrefixRange("[ab]/x"));
+  EXPECT_FALSE(GlobPrefixRange("?"));
+  EXPECT_FALSE(GlobPrefixRange(""));
+}
+
+TEST(GlobPrefixRangeTest, PlanIsTheIndexUnlessALimitMeetsManyMatches) {
+  EXPECT_EQ(ChoosePathPlan(false, false, 0), PathPlan::kScan);  // "*.txt"
+  EXPECT_EQ(ChoosePathPlan(true, false, kPathIndexProbe + 1), PathPlan::kIndex);
+  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe), PathPlan::kIndex);
+  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe + 1), PathPlan::kScan);
+}
+
+// Paths beside the range's bounds: a byte below or above the prefix's, and
+// the prefix itself, each as path and as new_path.
+TEST_F(JournalQueryTest, PathGlobRangeKeepsItsEdges) {
+  std::vector<Record> rs;
+  for (const char* p : {"dir", "dir/", "dir0", "dir.", "dir/\xff", "dir/x"}) {
+    rs.push_back(MakeRecord(Op::kWrite, p));
+    Record mv = MakeRecord(Op::kRename, "elsewhere");
+    mv.new_path = p;
+    rs.push_back(mv);
+  }
+  ASSERT_TRUE(j_->Commit(rs).ok());  // seqs 9..20
+  JournalFilter f;
+  f.path_glob = "dir/*";
+  EXPECT_THAT(Q(f), ElementsAre(1, 2, 3, 7, 8, 11, 12, 17, 18, 19, 20));
+  f.path_glob = "dir";
+  EXPECT_THAT(Q(f), ElementsAre(9, 10));
+  f.limit = 1;
+  f.newest_first = true;
+  EXPECT_THAT(Q(f), ElementsAre(10));
 }
 
 TEST_F(JournalQueryTest, OpAndState) {

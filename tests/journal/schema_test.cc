@@ -122,9 +122,12 @@ TEST_F(SchemaTest, VersionOneJournalIsMigratedAndKeepsItsRows) {
   RawDb raw(db_path(), SQLITE_OPEN_READONLY);
   EXPECT_EQ(raw.Int("PRAGMA user_version"), kSchemaVersion);
   EXPECT_EQ(raw.Int("PRAGMA application_id"), kApplicationId);
+  // Version 6: one index over every record's path (with its size) replaces
+  // version 2's, and renames' new_path has one of its own.
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                    "name='records_path_size'"),
-            1);
+                    "name IN ('records_path', 'records_new_path')"),
+            2);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sqlite_master WHERE name='records_path_size'"), 0);
   EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
 
   auto reader = JournalReader::Open(db_path());
@@ -214,8 +217,8 @@ TEST_F(SchemaTest, NewerJournalIsRefusedAndLeftByteForByteUnchanged) {
 }
 
 // The last size of a path, asked per pending path by stats and by the
-// progress of flush/checkpoint, is a seek in an index (version 2), not a
-// scan of the whole journal.
+// progress of flush/checkpoint, is a seek in an index (version 2; since
+// version 6 one that holds the size), not a scan of the whole journal.
 TEST_F(SchemaTest, LastSizeOfAPathUsesAnIndex) {
   { ASSERT_TRUE(Journal::Open(db_path()).ok()); }
   RawDb raw(db_path(), SQLITE_OPEN_READONLY);
@@ -224,7 +227,7 @@ TEST_F(SchemaTest, LastSizeOfAPathUsesAnIndex) {
       "ORDER BY seq DESC LIMIT 1",
       3);
   ASSERT_FALSE(plan.empty());
-  EXPECT_THAT(plan[0], HasSubstr("USING INDEX records_path_size"));
+  EXPECT_THAT(plan[0], HasSubstr("USING COVERING INDEX records_path"));
 }
 
 // Version 3 keeps the count of records per op and state by triggers: every
