@@ -46,6 +46,11 @@ void MetricsCollector::CollectTargets(MetricsSnapshot& m) {
   }
 }
 
+bool ReuseJournalFigures(std::chrono::steady_clock::duration took,
+                         std::chrono::steady_clock::duration age) {
+  return age < took * kJournalFiguresReuse;
+}
+
 MetricsSnapshot MetricsCollector::Collect() {
   MetricsSnapshot m;
   m.version = src_.version;
@@ -60,24 +65,32 @@ MetricsSnapshot MetricsCollector::Collect() {
       auto r = JournalReader::Open(path);
       if (r.ok()) reader_ = std::move(r.value());
     }
-    if (reader_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (reader_ && (!stats_ || !ReuseJournalFigures(stats_took_, now - stats_at_))) {
       auto st = reader_->Stats();
       if (st.ok()) {
-        MetricsSnapshot::Journal j;
-        j.records = st->records;
-        j.last_seq = st->max_seq;
-        j.pending_records = st->pending_records;
-        j.pending_files = st->pending_files;
-        j.pending_bytes = st->pending_bytes;
-        auto failed = st->by_state.find(std::string(kStateFailed));
-        j.failed_records = failed == st->by_state.end() ? 0 : failed->second;
-        if (st->oldest_pending_ns)
-          j.lag_s = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
-        m.journal = j;
+        stats_ = std::move(*st);
+        stats_at_ = now;
+        stats_took_ = std::chrono::steady_clock::now() - now;
       } else {
         spdlog::debug("metrics: journal stats: {}", st.status().message());
         reader_.reset();  // a fresh connection next time
+        stats_.reset();
       }
+    }
+    if (stats_) {
+      const JournalStats* st = &*stats_;
+      MetricsSnapshot::Journal j;
+      j.records = st->records;
+      j.last_seq = st->max_seq;
+      j.pending_records = st->pending_records;
+      j.pending_files = st->pending_files;
+      j.pending_bytes = st->pending_bytes;
+      auto failed = st->by_state.find(std::string(kStateFailed));
+      j.failed_records = failed == st->by_state.end() ? 0 : failed->second;
+      if (st->oldest_pending_ns)
+        j.lag_s = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
+      m.journal = j;
     }
   }
   if (src_.replicator) {

@@ -8,8 +8,10 @@
 // writer at once (it serializes on its own reader of the journal).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "daemon/checkpoint_storer.h"
@@ -23,6 +25,17 @@
 #include "uploader/target_set.h"
 
 namespace scribefs {
+
+// The journal's figures (JournalReader::Stats) take time in proportion to the
+// pending work: milliseconds with a target that keeps up, seconds with millions
+// of records pending (bench/README.md, "Journal queries at 10,000,000 records").
+// A scrape computes them again only when the last ones are older than
+// kJournalFiguresReuse times what they took, so that scrapes spend at most
+// about 1/kJournalFiguresReuse of a core on them, whatever the backlog: every
+// scrape when they take 10 ms (fresh for 200 ms), once a minute when 3 s.
+inline constexpr int kJournalFiguresReuse = 20;
+bool ReuseJournalFigures(std::chrono::steady_clock::duration took,
+                         std::chrono::steady_clock::duration age);
 
 class MetricsCollector {
  public:
@@ -49,6 +62,10 @@ class MetricsCollector {
   const Sources src_;
   std::mutex mu_;
   std::unique_ptr<JournalReader> reader_;  // opened on first use; reopened after an error
+  // The last journal figures, when they were computed and what that took.
+  std::optional<JournalStats> stats_;
+  std::chrono::steady_clock::time_point stats_at_;
+  std::chrono::steady_clock::duration stats_took_{};
 };
 
 }  // namespace scribefs

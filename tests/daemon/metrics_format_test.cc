@@ -1,10 +1,11 @@
 // The metrics text (daemon/metrics_format.h) and the HTTP decisions and
 // address checks of the metrics server (daemon/metrics_server.h), without a
 // mount. The mounted scrape is tests/control/metrics_test.cc.
-#include <gtest/gtest.h>
-#include <unistd.h>
+#include "daemon/metrics_format.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -13,9 +14,12 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
-#include "daemon/metrics_format.h"
+#include "daemon/metrics_collect.h"
 #include "daemon/metrics_server.h"
+#include "journal/journal.h"
+#include "tests/journal/journal_test_util.h"
 
 namespace scribefs {
 namespace {
@@ -240,6 +244,44 @@ TEST(MetricsFile, WrittenAtomicallyReadableByOthers) {
   unlink(path.c_str());
   EXPECT_EQ(rmdir(dir), 0) << "a temporary file was left behind";
   EXPECT_FALSE(WriteFileAtomically("/nonexistent-dir/x.prom", "x").ok());
+}
+
+// A scrape computes the journal's figures again once they are older than 20
+// times what they took: every scrape when they are cheap, about once a minute
+// when they take seconds (millions of records pending).
+TEST(MetricsCollect, JournalFiguresAreReusedWhileYoungerThanTwentyTimesTheirCost) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  EXPECT_TRUE(ReuseJournalFigures(milliseconds(10), milliseconds(0)));
+  EXPECT_TRUE(ReuseJournalFigures(milliseconds(10), milliseconds(199)));
+  EXPECT_FALSE(ReuseJournalFigures(milliseconds(10), milliseconds(200)));
+  EXPECT_TRUE(ReuseJournalFigures(seconds(3), seconds(59)));
+  EXPECT_FALSE(ReuseJournalFigures(seconds(3), seconds(60)));
+  EXPECT_FALSE(ReuseJournalFigures(milliseconds(0), milliseconds(0)));
+}
+
+// On a journal whose figures take a millisecond, a record committed between
+// two scrapes is in the second one (nothing stale is served).
+TEST(MetricsCollect, CheapFiguresAreFreshAtEachScrape) {
+  TempDir dir;
+  auto journal = Journal::Open(dir.path() + "/journal.db");
+  ASSERT_TRUE(journal.ok()) << journal.status().ToString();
+  MetricsCollector::Sources src;
+  src.journal = journal->get();
+  MetricsCollector collector(src);
+  MetricsSnapshot first = collector.Collect();
+  ASSERT_TRUE(first.journal);
+  EXPECT_EQ(first.journal->pending_records, 0);
+  Record r;
+  r.op = Op::kCreate;
+  r.path = "a";
+  r.size = 0;
+  ASSERT_TRUE((*journal)->Commit(r).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  MetricsSnapshot second = collector.Collect();
+  ASSERT_TRUE(second.journal);
+  EXPECT_EQ(second.journal->pending_records, 1);
+  EXPECT_EQ(second.journal->last_seq, r.seq);
 }
 
 }  // namespace
