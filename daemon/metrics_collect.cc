@@ -51,6 +51,42 @@ bool ReuseJournalFigures(std::chrono::steady_clock::duration took,
   return age < took * kJournalFiguresReuse;
 }
 
+void MetricsCollector::CollectJournal(MetricsSnapshot& m) {
+  const std::string& path = src_.journal->path();
+  std::lock_guard lk(mu_);
+  if (!reader_) {
+    auto r = JournalReader::Open(path);
+    if (r.ok()) reader_ = std::move(r.value());
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (reader_ && (!stats_ || !ReuseJournalFigures(stats_took_, now - stats_at_))) {
+    auto st = reader_->Stats();
+    if (st.ok()) {
+      stats_ = std::move(*st);
+      stats_at_ = now;
+      stats_took_ = std::chrono::steady_clock::now() - now;
+    } else {
+      spdlog::debug("metrics: journal stats: {}", st.status().message());
+      reader_.reset();  // a fresh connection next time
+      stats_.reset();
+    }
+  }
+  if (stats_) {
+    const JournalStats* st = &*stats_;
+    MetricsSnapshot::Journal j;
+    j.records = st->records;
+    j.last_seq = st->max_seq;
+    j.pending_records = st->pending_records;
+    j.pending_files = st->pending_files;
+    j.pending_bytes = st->pending_bytes;
+    auto failed = st->by_state.find(std::string(kStateFailed));
+    j.failed_records = failed == st->by_state.end() ? 0 : failed->second;
+    if (st->oldest_pending_ns)
+      j.lag_s = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
+    m.journal = j;
+  }
+}
+
 MetricsSnapshot MetricsCollector::Collect() {
   MetricsSnapshot m;
   m.version = src_.version;
@@ -59,40 +95,7 @@ MetricsSnapshot MetricsCollector::Collect() {
   m.journal_healthy = src_.journal->health().ok();
   const std::string& path = src_.journal->path();
   if (auto db = FileSize(path)) m.journal_size_bytes = *db + FileSize(path + "-wal").value_or(0);
-  {
-    std::lock_guard lk(mu_);
-    if (!reader_) {
-      auto r = JournalReader::Open(path);
-      if (r.ok()) reader_ = std::move(r.value());
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (reader_ && (!stats_ || !ReuseJournalFigures(stats_took_, now - stats_at_))) {
-      auto st = reader_->Stats();
-      if (st.ok()) {
-        stats_ = std::move(*st);
-        stats_at_ = now;
-        stats_took_ = std::chrono::steady_clock::now() - now;
-      } else {
-        spdlog::debug("metrics: journal stats: {}", st.status().message());
-        reader_.reset();  // a fresh connection next time
-        stats_.reset();
-      }
-    }
-    if (stats_) {
-      const JournalStats* st = &*stats_;
-      MetricsSnapshot::Journal j;
-      j.records = st->records;
-      j.last_seq = st->max_seq;
-      j.pending_records = st->pending_records;
-      j.pending_files = st->pending_files;
-      j.pending_bytes = st->pending_bytes;
-      auto failed = st->by_state.find(std::string(kStateFailed));
-      j.failed_records = failed == st->by_state.end() ? 0 : failed->second;
-      if (st->oldest_pending_ns)
-        j.lag_s = std::max(0.0, static_cast<double>(NowNs() - *st->oldest_pending_ns) / 1e9);
-      m.journal = j;
-    }
-  }
+  CollectJournal(m);
   if (src_.replicator) {
     ReplicatorStats st = src_.replicator->stats();
     MetricsSnapshot::Uploader u;

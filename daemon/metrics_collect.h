@@ -57,6 +57,8 @@ class MetricsCollector {
   std::string Render() { return FormatMetrics(Collect()); }
 
  private:
+  // The journal's figures into m.journal (reused while young: see above).
+  void CollectJournal(MetricsSnapshot& m);
   // Each target's figures into m.targets (after m.journal is filled).
   void CollectTargets(MetricsSnapshot& m);
   const Sources src_;
