@@ -21,6 +21,7 @@
 #   path old file, limit 10   journal --path 'd500/f500' --limit 10 (last written 1M records ago)
 #   path none, limit 10       journal --path 'nosuch/*' --limit 10  (no match at all)
 #   path old file, all        journal --path 'd500/f500'  (every record of it)
+#   path dir, all             journal --path 'd500/*'  (its 10,000 records, printed)
 #
 # usage: bench/journal_queries.sh [-n RECORDS] [-p PENDING] [-w WORKDIR] NAME=BUILD_DIR...
 #   NAME=BUILD_DIR   a build tree with daemon/scribefs and tools/scribectl
@@ -95,8 +96,8 @@ median_ms() {
   printf '%s\n' "${t[@]}" | sort -n | sed -n 2p
 }
 
-printf '%-10s %10s %10s %10s %10s %10s %10s %10s\n' binary schema status stats \
-  "dir,10" "oldfile,10" "none,10" "oldfile"
+printf '%-10s %10s %10s %10s %10s %10s %10s %10s %10s\n' binary schema status stats \
+  "dir,10" "oldfile,10" "none,10" "oldfile" "dir"
 for side in "$@"; do
   name=${side%%=*} build=${side#*=}
   echo "$name: writing $RECORDS records ($PENDING pending) ..." >&2
@@ -104,11 +105,12 @@ for side in "$@"; do
   state=$WORK/$name/state
   ctl=("$build/tools/scribectl" --state-dir "$state")
   schema=$(sqlite3 "$state/journal.db" 'PRAGMA user_version')
-  printf '%-10s %10s %10s %10s %10s %10s %10s %10s\n' "$name" "$schema" \
+  printf '%-10s %10s %10s %10s %10s %10s %10s %10s %10s\n' "$name" "$schema" \
     "$(median_ms "${ctl[@]}" status)" "$(median_ms "${ctl[@]}" stats)" \
     "$(median_ms "${ctl[@]}" journal --path 'd500/*' --limit 10)" \
     "$(median_ms "${ctl[@]}" journal --path 'd500/f500' --limit 10)" \
     "$(median_ms "${ctl[@]}" journal --path 'nosuch/*' --limit 10)" \
-    "$(median_ms "${ctl[@]}" journal --path 'd500/f500')"
+    "$(median_ms "${ctl[@]}" journal --path 'd500/f500')" \
+    "$(median_ms "${ctl[@]}" journal --path 'd500/*')"
   rm -rf "$WORK/$name"
 done

@@ -119,10 +119,11 @@ std::optional<PathRange> GlobPrefixRange(std::string_view glob) {
   return r;
 }
 
-PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range) {
-  if (!has_range) return PathPlan::kScan;
-  if (!has_limit) return PathPlan::kIndex;  // a scan would read the whole journal
-  return records_in_range <= kPathIndexProbe ? PathPlan::kIndex : PathPlan::kScan;
+PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range,
+                        int64_t scan_span) {
+  if (!has_range || records_in_range >= scan_span) return PathPlan::kScan;
+  if (has_limit && records_in_range > kPathIndexProbe) return PathPlan::kScan;
+  return PathPlan::kIndex;
 }
 
 std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
@@ -167,7 +168,8 @@ std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
     auto in_range = [&](const char* col) {
       return std::string("SELECT seq AS hit FROM records WHERE ") + col + " >= ?10" +
              (range_has_high ? std::string(" AND ") + col + " < ?11" : "") + " AND " + col +
-             " GLOB ?5";
+             " GLOB ?5" + (f.since_seq ? " AND seq >= ?1" : "") +
+             (f.until_seq ? " AND seq <= ?2" : "");
     };
     from =
         "(" + in_range("path") + " UNION " + in_range("new_path") + ") AS hits CROSS JOIN records";
@@ -209,16 +211,20 @@ Result<int64_t> JournalReader::CountInRange(const PathRange& range) {
 Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
   const bool by_target = f.target && schema_version_ >= 5;
   // A glob's literal prefix bounds the records to read (schema version 6
-  // indexes every path), unless a --limit is served sooner from the end.
+  // indexes every path), unless the seqs to scan are fewer (ChoosePathPlan).
   std::optional<PathRange> range;
   if (f.path_glob && schema_version_ >= 6) range = GlobPrefixRange(*f.path_glob);
-  int64_t in_range = 0;
-  if (range && f.limit) {
+  int64_t in_range = 0, span = 0;
+  if (range) {
     auto n = CountInRange(*range);
     if (!n.ok()) return n.status();
     in_range = *n;
+    auto max = MaxSeq();
+    if (!max.ok()) return max.status();
+    span = std::min(f.until_seq.value_or(*max), *max) - f.since_seq.value_or(0) + 1;
   }
-  const PathPlan plan = ChoosePathPlan(range.has_value(), f.limit.has_value(), in_range);
+  const PathPlan plan =
+      ChoosePathPlan(range.has_value(), f.limit.has_value(), in_range, std::max<int64_t>(span, 0));
   const std::string sql = QuerySql(f, schema_version_, plan, range && range->high);
   auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status().WithContext("journal query");

@@ -94,14 +94,17 @@ std::optional<PathRange> GlobPrefixRange(std::string_view glob);
 // How JournalReader::Query finds the records a path glob names (schema
 // version 6): kIndex collects them from records_path and records_new_path
 // within the glob's prefix range, kScan reads the journal in seq order and
-// tests each record. kIndex serves any number of records between the
-// matches; kScan serves a --limit over a glob that matches many records,
-// whose newest ones it reaches after a short walk from the end.
+// tests each record. Each walks its own length: kIndex the records in the
+// range (records_in_range, counted up to kPathIndexProbe + 1), kScan the
+// seqs the filter spans (scan_span: from --since, or the start, to --until,
+// or the newest record), so the shorter walk wins: --follow's polls, which
+// span a few new records, scan. A --limit over a glob that matches more than
+// kPathIndexProbe records scans too: reading from the end finds the newest
+// matches sooner than collecting all of them.
 enum class PathPlan { kScan, kIndex };
-// Matches at most this many records in its prefix range: kIndex for a
-// --limit query too.
 inline constexpr int64_t kPathIndexProbe = 100'000;
-PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range);
+PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range,
+                        int64_t scan_span);
 
 // The SELECT Query runs for f on a journal of schema_version (parameters:
 // ?1 since_seq .. ?9 target, ?10/?11 the path range), for tests to read its

@@ -19,6 +19,10 @@ namespace {
 // Rows fetched per query when listing without --limit, so that a large
 // journal streams instead of being loaded whole.
 constexpr int64_t kPageSize = 2000;
+// With --path, a page can be a search of the glob's range in the path index,
+// which reads the whole range (up to 100,000 records) for each page: fewer,
+// larger pages.
+constexpr int64_t kPathPageSize = 20000;
 constexpr long kFollowPollNs = 200'000'000;
 constexpr size_t kMaxPathColumn = 48;
 
@@ -171,7 +175,8 @@ Result<int64_t> PrintRange(JournalReader* reader, JournalFilter filter, int64_t 
                            int64_t to_seq, Printer* printer, bool size_first_page) {
   filter.since_seq = std::max(filter.since_seq.value_or(0), from_seq);
   filter.until_seq = std::min(filter.until_seq.value_or(to_seq), to_seq);
-  filter.limit = kPageSize;
+  const int64_t page = filter.path_glob ? kPathPageSize : kPageSize;
+  filter.limit = page;
   filter.newest_first = false;
   int64_t printed = 0;
   while (*filter.since_seq <= *filter.until_seq) {
@@ -180,7 +185,7 @@ Result<int64_t> PrintRange(JournalReader* reader, JournalFilter filter, int64_t 
     if (size_first_page && printed == 0) printer->Size(*rows, to_seq);
     for (const Record& r : *rows) printer->Print(r);
     printed += static_cast<int64_t>(rows->size());
-    if (static_cast<int64_t>(rows->size()) < kPageSize) break;
+    if (static_cast<int64_t>(rows->size()) < page) break;
     filter.since_seq = rows->back().seq + 1;
   }
   return printed;

@@ -1057,11 +1057,17 @@ TEST(GlobPrefixRangeTest, BoundsEveryMatch) {
   EXPECT_FALSE(GlobPrefixRange(""));
 }
 
-TEST(GlobPrefixRangeTest, PlanIsTheIndexUnlessALimitMeetsManyMatches) {
-  EXPECT_EQ(ChoosePathPlan(false, false, 0), PathPlan::kScan);  // "*.txt"
-  EXPECT_EQ(ChoosePathPlan(true, false, kPathIndexProbe + 1), PathPlan::kIndex);
-  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe), PathPlan::kIndex);
-  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe + 1), PathPlan::kScan);
+TEST(GlobPrefixRangeTest, PlanWalksTheShorterOfTheRangeAndTheSpan) {
+  constexpr int64_t kJournal = 10'000'000;
+  EXPECT_EQ(ChoosePathPlan(false, false, 0, kJournal), PathPlan::kScan);  // "*.txt"
+  EXPECT_EQ(ChoosePathPlan(true, false, kPathIndexProbe + 1, kJournal), PathPlan::kIndex);
+  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe, kJournal), PathPlan::kIndex);
+  // --limit over many matches: the newest are found sooner from the end.
+  EXPECT_EQ(ChoosePathPlan(true, true, kPathIndexProbe + 1, kJournal), PathPlan::kScan);
+  // --follow's poll spans the few records written since the last one.
+  EXPECT_EQ(ChoosePathPlan(true, true, 10'000, 12), PathPlan::kScan);
+  EXPECT_EQ(ChoosePathPlan(true, false, 12, 12), PathPlan::kScan);
+  EXPECT_EQ(ChoosePathPlan(true, false, 11, 12), PathPlan::kIndex);
 }
 
 // Paths beside the range's bounds: a byte below or above the prefix's, and

@@ -144,6 +144,19 @@ TEST_F(SchemaTest, VersionOneJournalIsMigratedAndKeepsItsRows) {
   EXPECT_EQ((*all)[2].error, "AccessDenied: no");
   EXPECT_EQ((*all)[3].new_path, "c");
   EXPECT_EQ((*all)[4].path, "d");
+  // Version 6's indexes serve the rows version 1 wrote: a path, and a
+  // rename's destination.
+  JournalFilter by_path;
+  by_path.path_glob = "a";
+  auto by_a = (*reader)->Query(by_path);
+  ASSERT_TRUE(by_a.ok()) << by_a.status().ToString();
+  ASSERT_EQ(by_a->size(), 2u);
+  EXPECT_EQ((*by_a)[1].size, 4096);
+  by_path.path_glob = "c*";
+  auto by_c = (*reader)->Query(by_path);
+  ASSERT_TRUE(by_c.ok()) << by_c.status().ToString();
+  ASSERT_EQ(by_c->size(), 1u);
+  EXPECT_EQ((*by_c)[0].new_path, "c");
   auto stats = (*reader)->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->pending_files, 3);     // a, b (rename source), d
