@@ -67,7 +67,9 @@ make_journal() {
   "$bin" --state-dir "$dir/state" "$dir/data" "$dir/mnt" >"$dir/daemon.log" 2>&1
   fusermount3 -u "$dir/mnt"
   while [ -e "$dir/state/control.sock" ]; do sleep 0.1; done
+  # The daemon may still be closing the journal after the unmount: wait for it.
   sqlite3 "$dir/state/journal.db" <<SQL >/dev/null
+.timeout 30000
 PRAGMA synchronous=OFF;
 INSERT INTO targets(id, name, url, added_ns) VALUES(1, 'bench', 'file://$dir/target', 0);
 BEGIN;
