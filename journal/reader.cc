@@ -188,7 +188,7 @@ std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
   return sql;
 }
 
-Result<int64_t> JournalReader::CountInRange(const PathRange& range) {
+Result<int64_t> JournalReader::CountInRange(const PathRange& range, int64_t cap) {
   std::string sql;
   for (const char* col : {"path", "new_path"}) {
     if (!sql.empty()) sql += " + ";
@@ -202,7 +202,7 @@ Result<int64_t> JournalReader::CountInRange(const PathRange& range) {
   if (range.high)
     sqlite3_bind_text(st->get(), 2, range.high->data(), static_cast<int>(range.high->size()),
                       SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st->get(), 3, kPathIndexProbe + 1);
+  sqlite3_bind_int64(st->get(), 3, cap);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_ROW) return SqliteError("journal query", db_.get(), rc);
   return sqlite3_column_int64(st->get(), 0);
@@ -216,15 +216,17 @@ Result<std::vector<Record>> JournalReader::Query(const JournalFilter& f) {
   if (f.path_glob && schema_version_ >= 6) range = GlobPrefixRange(*f.path_glob);
   int64_t in_range = 0, span = 0;
   if (range) {
-    auto n = CountInRange(*range);
-    if (!n.ok()) return n.status();
-    in_range = *n;
     auto max = MaxSeq();
     if (!max.ok()) return max.status();
-    span = std::min(f.until_seq.value_or(*max), *max) - f.since_seq.value_or(0) + 1;
+    span = std::max<int64_t>(
+        0, std::min(f.until_seq.value_or(*max), *max) - f.since_seq.value_or(0) + 1);
+    // Counted no further than the plan needs: --follow's polls span a few
+    // records, and count as many.
+    auto n = CountInRange(*range, std::min(span, kPathIndexProbe) + 1);
+    if (!n.ok()) return n.status();
+    in_range = *n;
   }
-  const PathPlan plan =
-      ChoosePathPlan(range.has_value(), f.limit.has_value(), in_range, std::max<int64_t>(span, 0));
+  const PathPlan plan = ChoosePathPlan(range.has_value(), f.limit.has_value(), in_range, span);
   const std::string sql = QuerySql(f, schema_version_, plan, range && range->high);
   auto st = Prepare(db_.get(), sql);
   if (!st.ok()) return st.status().WithContext("journal query");

@@ -95,7 +95,7 @@ std::optional<PathRange> GlobPrefixRange(std::string_view glob);
 // version 6): kIndex collects them from records_path and records_new_path
 // within the glob's prefix range, kScan reads the journal in seq order and
 // tests each record. Each walks its own length: kIndex the records in the
-// range (records_in_range, counted up to kPathIndexProbe + 1), kScan the
+// range (records_in_range, counted only as far as this choice needs), kScan the
 // seqs the filter spans (scan_span: from --since, or the start, to --until,
 // or the newest record), so the shorter walk wins: --follow's polls, which
 // span a few new records, scan. A --limit over a glob that matches more than
@@ -169,8 +169,9 @@ class JournalReader {
   SqliteDb db_;
   int schema_version_ = 0;  // of the file as opened (see schema.h)
   SqliteStmt names_unfinished_;
-  // Records within r (path or new_path), counted up to kPathIndexProbe + 1.
-  Result<int64_t> CountInRange(const PathRange& r);
+  // Records within r: those with a path in it, counted up to cap, plus those
+  // with a new_path in it, counted up to cap.
+  Result<int64_t> CountInRange(const PathRange& r, int64_t cap);
 };
 
 // Reads one row of a "SELECT <kRecordColumns> FROM records" statement.
