@@ -390,7 +390,10 @@ TEST_F(PauseTest, WaitsWithTheGateOpenForTheOperationsInFlight) {
   ASSERT_EQ(p.wait_for(3s), std::future_status::ready);
   auto pr = p.get();
   ASSERT_TRUE(pr.ok()) << pr.status().ToString();
-  EXPECT_GE(pr->quiet_ms, 300);
+  // The test waited 300 ms (and a mkdir) before the release, counted from
+  // before the pause's thread started: a loaded machine may start it late,
+  // so only the last window, after the mkdir, is sure to be in the quiet wait.
+  EXPECT_GE(pr->quiet_ms, 100);
   EXPECT_LT(pr->drain_ms, 100) << "the write had finished before the gate closed";
   ASSERT_TRUE(w->done.get().ok());
   auto rs = Records();
