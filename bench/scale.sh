@@ -21,7 +21,9 @@
 # For the file:// mount, the daemon is then stopped and started again:
 #   start     exec to serving (the daemon returns once the mount serves, after
 #             the start-up reconciliation) and the reconciliation's own time
-#             from its log line; the queries are timed again after the start.
+#             from its log line; the queries are timed again after the start;
+#             VmRSS at serving and again once history has loaded the target's
+#             timeline (its log line; it loads in the background).
 # The kernel keeps a cached inode referenced (and so in the daemon's table)
 # until memory pressure or `echo 2 > /proc/sys/vm/drop_caches` evicts it: the
 # figures are for the worst case, every created file still cached.
@@ -178,12 +180,26 @@ run_part() {  # run_part journal|file
     stop "$s" "$m"
     sync
     echo "$kind: starting again (start-up reconciliation) ..." >&2
+    local loads0
+    loads0=$(grep -c 'history: timeline loaded' "$s/scribefs.log" || true)
     serve=$(start "$s" "$d" "$m" "$port" "${args[@]}")
     recon=$(grep -o 'start-up reconciliation.*entries in [0-9.]* s' "$s/scribefs.log" | tail -1 |
       sed -E 's/.*: ([0-9]+) entries in ([0-9.]+) s/\1 \2/')
     pid=$(daemon_pid "$s")
+    rss=$(status_kb "$pid" VmRSS)
     read -r q1 q2 q3 < <(queries "$s")
-    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$(status_kb "$pid" VmRSS),\"rss_anon_kb\":$(status_kb "$pid" RssAnon),\"hwm_kb\":$(status_kb "$pid" VmHWM),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
+    # History loads the stored timeline (every stored path) in the
+    # background after serving starts: its RSS once that is done.
+    local loaded_ms=null t2
+    t2=$(now_ns)
+    for _ in $(seq 1 6000); do
+      if [ "$(grep -c 'history: timeline loaded' "$s/scribefs.log" || true)" -gt "$loads0" ]; then
+        loaded_ms=$(ms "$t2" "$(now_ns)")
+        break
+      fi
+      sleep 0.1
+    done
+    emit "{\"part\":\"file-restart\",\"files\":$FILES,\"serving_ms\":$(ms 0 "$serve"),\"reconciled\":\"${recon% *}\",\"reconcile_s\":\"${recon#* }\",\"rss_kb\":$rss,\"history_loaded_after_queries_ms\":$loaded_ms,\"rss_kb_history_loaded\":$(status_kb "$pid" VmRSS),\"rss_anon_kb\":$(status_kb "$pid" RssAnon),\"hwm_kb\":$(status_kb "$pid" VmHWM),\"status_ms\":\"$q1\",\"stats_ms\":\"$q2\",\"journal_path_ms\":\"$q3\"}"
   fi
   stop "$s" "$m"
 }

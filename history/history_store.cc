@@ -281,6 +281,16 @@ StoreResult<std::optional<SegmentRef>> HistoryStore::ChooseBase(const SegmentLis
 }
 
 StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) {
+  std::vector<Segment> out;
+  StoreStatus s = ForEachTimelineSegment(
+      at, [&] { out.clear(); }, [&](Segment&& segment) { out.push_back(std::move(segment)); });
+  if (!s.ok()) return s;
+  return out;
+}
+
+StoreStatus HistoryStore::ForEachTimelineSegment(const Instant& at,
+                                                 const std::function<void()>& restart,
+                                                 const std::function<void(Segment&&)>& visit) {
   // Compaction and prune write what replaces a segment before deleting it,
   // so a new List finds the replacement. A List that runs while they do may
   // also miss both the replacement (written after the listing passed its
@@ -288,13 +298,15 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimeline(const Instant& at) 
   // next List does not have (ENODATA; a real hole or a pruned instant is
   // listed again a few times, which costs a few LISTs).
   for (int attempt = 1;; ++attempt) {
-    auto out = LoadTimelineOnce(at);
-    if (out.ok() || attempt == 5) return out;
-    if (!out.status().not_found() && out.status().code() != ENODATA) return out;
+    restart();
+    StoreStatus s = VisitTimelineOnce(at, visit);
+    if (s.ok() || attempt == 5) return s;
+    if (!s.not_found() && s.code() != ENODATA) return s;
   }
 }
 
-StoreResult<std::vector<Segment>> HistoryStore::LoadTimelineOnce(const Instant& at) {
+StoreStatus HistoryStore::VisitTimelineOnce(const Instant& at,
+                                            const std::function<void(Segment&&)>& visit) {
   auto list = ListSegments();
   if (!list.ok()) return list.status();
   auto base = ChooseBase(*list, at);
@@ -310,11 +322,10 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimelineOnce(const Instant& 
                        " (the oldest base, " + oldest.key + "): pruned or never stored"));
     }
   }
-  std::vector<Segment> out;
   if (*base) {
     auto segment = LoadSegment(**base);
     if (!segment.ok()) return segment.status();
-    out.push_back(std::move(segment).value());
+    visit(std::move(segment).value());
   }
   // The next seq the timeline must account for (none before the first segment).
   std::optional<uint64_t> next;
@@ -336,10 +347,10 @@ StoreResult<std::vector<Segment>> HistoryStore::LoadTimelineOnce(const Instant& 
     if (!segment.ok()) return segment.status();
     const bool past = at.kind == Instant::Kind::kTime && segment->header.count > 0 &&
                       segment->header.last_time_ns > at.time_ns;
-    out.push_back(std::move(segment).value());
+    visit(std::move(segment).value());
     if (past) break;  // it holds the first entry after the instant
   }
-  return out;
+  return StoreStatus();
 }
 
 StoreStatus HistoryStore::RestoreFile(const PathState& state, int fd) {

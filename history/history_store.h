@@ -184,6 +184,13 @@ class HistoryStore {
   // prune deleted it after writing what replaces it) makes it list again, up
   // to a few times.
   StoreResult<std::vector<Segment>> LoadTimeline(const Instant& at = Instant::Latest());
+  // The same segments one at a time, for a caller that folds them (a replay
+  // of every stored path then holds one decoded segment, not all of them):
+  // `restart` is called before each attempt (a List that raced a compaction
+  // is tried again, and `visit` then sees the segments from the first one
+  // again).
+  StoreStatus ForEachTimelineSegment(const Instant& at, const std::function<void()>& restart,
+                                     const std::function<void(Segment&&)>& visit);
 
   // Writes the content of a file state to `fd` (at offset 0, with pwrite),
   // fetching each chunk and checking its size and SHA-256 before any of its
@@ -219,7 +226,7 @@ class HistoryStore {
   StoreResult<SegmentRef> WriteMerged(const std::vector<Segment>& run, int level);
   // The newest base at or before `at`, if any.
   StoreResult<std::optional<SegmentRef>> ChooseBase(const SegmentList& list, const Instant& at);
-  StoreResult<std::vector<Segment>> LoadTimelineOnce(const Instant& at);
+  StoreStatus VisitTimelineOnce(const Instant& at, const std::function<void(Segment&&)>& visit);
   StoreStatus FlushGroup(std::vector<Segment>& group, std::vector<std::string>& keys, int level,
                          const CompactOptions& options, CompactResult* result);
 

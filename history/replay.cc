@@ -1,6 +1,9 @@
 #include "history/replay.h"
 
+#include <openssl/sha.h>
+
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "uploader/object_layout.h"
@@ -10,16 +13,19 @@ namespace {
 
 // [first, last) of the entries strictly below `dir` ("dir/..."): they sort
 // right after "dir/" and before "dir0" ('0' follows '/').
-std::pair<Tree::iterator, Tree::iterator> Below(Tree& tree, const std::string& dir) {
+template <class TreeType>
+auto Below(TreeType& tree, const std::string& dir) {
   auto first = tree.lower_bound(dir + "/");
   auto last = tree.lower_bound(dir + "0");
-  return {first, last};
+  return std::pair{first, last};
 }
 
 // Removes `path` and its subtree from `tree`, returning them keyed by their
 // path relative to `path` ("" for `path` itself).
-std::vector<std::pair<std::string, StoredState>> Detach(Tree& tree, const std::string& path) {
-  std::vector<std::pair<std::string, StoredState>> out;
+template <class Value>
+std::vector<std::pair<std::string, Value>> Detach(std::map<std::string, Value>& tree,
+                                                  const std::string& path) {
+  std::vector<std::pair<std::string, Value>> out;
   if (auto it = tree.find(path); it != tree.end()) {
     out.emplace_back("", std::move(it->second));
     tree.erase(it);
@@ -32,9 +38,20 @@ std::vector<std::pair<std::string, StoredState>> Detach(Tree& tree, const std::s
   return out;
 }
 
-void Attach(Tree& tree, const std::string& path,
-            std::vector<std::pair<std::string, StoredState>> nodes) {
+template <class Value>
+void Attach(std::map<std::string, Value>& tree, const std::string& path,
+            std::vector<std::pair<std::string, Value>> nodes) {
   for (auto& [rel, st] : nodes) tree[path + rel] = std::move(st);
+}
+
+void AppendInt(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+// Length first, so that no two field lists run together into the same bytes.
+void AppendString(std::string& out, const std::string& s) {
+  AppendInt(out, s.size());
+  out += s;
 }
 
 }  // namespace
@@ -51,14 +68,51 @@ bool Instant::Covers(uint64_t entry_seq, int64_t entry_time_ns) const {
   return false;
 }
 
-void Replayer::ApplyBase(const Segment& base) {
+StateDigest StateDigest::Of(const Entry& put) { return DigestOf(put.state); }
+
+StateDigest DigestOf(const PathState& state) {
+  std::string fields;
+  fields.reserve(128 + 80 * state.chunks.size());
+  AppendString(fields, state.type);
+  AppendInt(fields, state.size);
+  AppendInt(fields, state.mode);
+  AppendInt(fields, state.uid);
+  AppendInt(fields, state.gid);
+  AppendInt(fields, static_cast<uint64_t>(state.mtime_ns));
+  AppendString(fields, state.target);
+  AppendInt(fields, state.rdev);
+  AppendInt(fields, state.chunks.size());
+  for (const ChunkRef& c : state.chunks) {
+    AppendString(fields, c.sha256);
+    AppendInt(fields, c.size);
+  }
+  StateDigest d;
+  unsigned char full[SHA256_DIGEST_LENGTH];
+  if (SHA256(reinterpret_cast<const unsigned char*>(fields.data()), fields.size(), full) !=
+      nullptr) {
+    std::copy_n(full, d.bytes.size(), d.bytes.begin());
+    return d;
+  }
+  // OpenSSL could not hash (out of memory): a digest no other state has, so
+  // that every entry for this path counts as a change (one written twice is
+  // harmless; one dropped would be a hole in history).
+  static std::atomic<uint64_t> unique{0};
+  uint64_t n = ++unique;
+  d.bytes.fill(0xff);
+  std::copy_n(reinterpret_cast<const uint8_t*>(&n), sizeof n, d.bytes.begin());
+  return d;
+}
+
+template <class Value>
+void BasicReplayer<Value>::ApplyBase(const Segment& base) {
   tree_.clear();
-  for (const Entry& e : base.entries) tree_[e.path] = {e.state, e.seq, e.time_ns};
+  for (const Entry& e : base.entries) tree_[e.path] = Value::Of(e);
   applied_seq_ = base.header.last_seq;
   any_applied_ = true;
 }
 
-bool Replayer::Apply(const Entry& e) {
+template <class Value>
+bool BasicReplayer<Value>::Apply(const Entry& e) {
   if (any_applied_ && e.seq <= applied_seq_) return false;
   switch (e.op) {
     case EntryOp::kPut:
@@ -76,22 +130,30 @@ bool Replayer::Apply(const Entry& e) {
   return true;
 }
 
-void Replayer::Put(const Entry& e) {
+template <class Value>
+void BasicReplayer<Value>::Put(const Entry& e) {
   if (e.state.type != kTypeDir) {
     auto [first, last] = Below(tree_, e.path);
     tree_.erase(first, last);
   }
-  tree_[e.path] = {e.state, e.seq, e.time_ns};
+  tree_[e.path] = Value::Of(e);
 }
 
-void Replayer::Remove(const std::string& path) { (void)Detach(tree_, path); }
+template <class Value>
+void BasicReplayer<Value>::Remove(const std::string& path) {
+  (void)Detach(tree_, path);
+}
 
-void Replayer::Rename(const Entry& e) {
+template <class Value>
+void BasicReplayer<Value>::Rename(const Entry& e) {
   auto from = Detach(tree_, e.path);
   auto to = Detach(tree_, e.new_path);
   Attach(tree_, e.new_path, std::move(from));
   if (e.exchange) Attach(tree_, e.path, std::move(to));
 }
+
+template class BasicReplayer<StoredState>;
+template class BasicReplayer<StateDigest>;
 
 Tree Replay(const std::vector<Segment>& segments, const Instant& at) {
   Replayer replayer;

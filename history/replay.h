@@ -24,6 +24,7 @@
 // its last_time_ns <= T.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -41,8 +42,23 @@ struct StoredState {
   PathState state;
   uint64_t seq = 0;
   int64_t time_ns = 0;
+  static StoredState Of(const Entry& put) { return {put.state, put.seq, put.time_ns}; }
 };
 using Tree = std::map<std::string, StoredState>;
+
+// What a writer needs of a path's stored state: whether an entry would change
+// it. 16 bytes (SHA-256 of the state's fields, truncated) in place of the
+// state with its chunk names, about 350 bytes per path: the uploader keeps one
+// per stored path in memory (uploader/history_recorder.h).
+struct StateDigest {
+  std::array<uint8_t, 16> bytes{};
+  bool operator==(const StateDigest&) const = default;
+  static StateDigest Of(const Entry& put);
+};
+// Equal states have equal digests; different states differ but for a
+// collision of SHA-256 truncated to 128 bits.
+StateDigest DigestOf(const PathState& state);
+using DigestTree = std::map<std::string, StateDigest>;
 
 struct Instant {
   enum class Kind { kLatest, kSeq, kTime };
@@ -56,15 +72,18 @@ struct Instant {
   bool Covers(uint64_t entry_seq, int64_t entry_time_ns) const;
 };
 
-// Applies entries one at a time.
-class Replayer {
+// Applies entries one at a time to a tree of Value (StoredState or
+// StateDigest; Value::Of(put) is what a put leaves at its path).
+template <class Value>
+class BasicReplayer {
  public:
+  using TreeType = std::map<std::string, Value>;
   // The tree becomes the base's; entries up to its last_seq are then skipped.
   void ApplyBase(const Segment& base);
   // False when skipped (seq not above the last applied).
   bool Apply(const Entry& entry);
-  const Tree& tree() const { return tree_; }
-  Tree&& TakeTree() && { return std::move(tree_); }
+  const TreeType& tree() const { return tree_; }
+  TreeType&& TakeTree() && { return std::move(tree_); }
   // The seq of the last entry (or base) applied; 0 before any.
   uint64_t applied_seq() const { return applied_seq_; }
 
@@ -73,10 +92,14 @@ class Replayer {
   void Remove(const std::string& path);
   void Rename(const Entry& e);
 
-  Tree tree_;
+  TreeType tree_;
   uint64_t applied_seq_ = 0;
   bool any_applied_ = false;
 };
+extern template class BasicReplayer<StoredState>;
+extern template class BasicReplayer<StateDigest>;
+using Replayer = BasicReplayer<StoredState>;
+using DigestReplayer = BasicReplayer<StateDigest>;
 
 // The tree at `at`, replaying `segments` in order (bases and deltas, as
 // HistoryStore::LoadTimeline returns them: ordered by seq).

@@ -1,5 +1,7 @@
 #include "uploader/history_recorder.h"
 
+#include <malloc.h>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -57,7 +59,7 @@ MarkedOrder OrderAtMarks(const std::vector<uint64_t>& preferred, const std::set<
 namespace {
 
 // Whether the tree holds `path` or anything below it.
-bool HoldsSubtree(const history::Tree& tree, const std::string& path) {
+bool HoldsSubtree(const history::DigestTree& tree, const std::string& path) {
   if (tree.contains(path)) return true;
   auto it = tree.lower_bound(path + "/");
   return it != tree.end() && it->first.starts_with(path + "/");
@@ -72,11 +74,11 @@ history::HistoryOptions HistoryOptionsFor(const HistoryRecorderOptions& options)
 
 }  // namespace
 
-bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry) {
+bool EntryChangesTree(const history::DigestTree& tree, const history::Entry& entry) {
   switch (entry.op) {
     case history::EntryOp::kPut: {
       auto it = tree.find(entry.path);
-      return it == tree.end() || !(it->second.state == entry.state);
+      return it == tree.end() || !(it->second == history::DigestOf(entry.state));
     }
     case history::EntryOp::kDelete:
       return HoldsSubtree(tree, entry.path);
@@ -128,7 +130,7 @@ void HistoryRecorder::Stop() {
   }
 }
 
-std::vector<std::string> PathsToSweep(const history::Tree& tree, const std::string& dir,
+std::vector<std::string> PathsToSweep(const history::DigestTree& tree, const std::string& dir,
                                       const std::set<std::string>& kept) {
   std::vector<std::string> out;
   const std::string below = dir + "/";
@@ -333,18 +335,24 @@ StoreStatus HistoryRecorder::LoadLocked() {
   uint64_t last = 0;
   for (const auto& b : list->bases) last = std::max(last, b.id.last_seq);
   for (const auto& d : list->deltas) last = std::max(last, d.id.last_seq);
-  auto segments = writer_->LoadTimeline(history::Instant::Latest());
-  if (!segments.ok()) return segments.status();
-  history::Replayer tree;
+  // One decoded segment at a time (a base holds every stored path).
+  history::DigestReplayer tree;
   int64_t last_time = 0;
-  for (const history::Segment& seg : *segments) {
-    if (seg.header.kind == history::SegmentKind::kBase) {
-      tree.ApplyBase(seg);
-    } else {
-      for (const history::Entry& e : seg.entries) tree.Apply(e);
-    }
-    last_time = std::max(last_time, seg.header.last_time_ns);
-  }
+  StoreStatus loaded = writer_->ForEachTimelineSegment(
+      history::Instant::Latest(),
+      [&] {
+        tree = {};
+        last_time = 0;
+      },
+      [&](history::Segment&& seg) {
+        if (seg.header.kind == history::SegmentKind::kBase) {
+          tree.ApplyBase(seg);
+        } else {
+          for (const history::Entry& e : seg.entries) tree.Apply(e);
+        }
+        last_time = std::max(last_time, seg.header.last_time_ns);
+      });
+  if (!loaded.ok()) return loaded;
   uint64_t first = 1;
   if (last == 0) {
     // An empty history starts with what is not stored yet.
@@ -372,6 +380,9 @@ StoreStatus HistoryRecorder::LoadLocked() {
     retry_after_ = {};
   }
   cv_.notify_all();
+  // The decoded segments are freed; give their pages back (glibc keeps them
+  // otherwise, and a base holds every stored path).
+  malloc_trim(0);
   spdlog::info("history: timeline loaded, stored through journal seq {}", last);
   if (last > 0 && requeued_) requeued_();
   return Status::Ok();

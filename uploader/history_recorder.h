@@ -13,7 +13,8 @@
 //      not pending, uploading or failed), so every entry for a seq <= W is
 //      in the buffer (a failed record holds W back until it is stored);
 //   2. the buffered entries are compared with the history's tree as the
-//      stored segments leave it (loaded from the target at start): an entry
+//      stored segments leave it (loaded from the target at start; a digest
+//      of each path's state, history::DigestTree): an entry
 //      that changes nothing (the put of an unchanged state, the delete of an
 //      absent path, the second path's half of a rename) is dropped;
 //   3. the entries left get distinct seqs in (last stored, W], in arrival
@@ -141,11 +142,11 @@ struct MarkedOrder {
 MarkedOrder OrderAtMarks(const std::vector<uint64_t>& preferred, const std::set<uint64_t>& marks);
 
 // Whether `entry` changes the tree history holds (`tree`).
-bool EntryChangesTree(const history::Tree& tree, const history::Entry& entry);
+bool EntryChangesTree(const history::DigestTree& tree, const history::Entry& entry);
 
 // The topmost paths below `dir` in `tree` that `kept` does not hold (each
 // one's delete removes what is below it), for HistoryEffect::subtree.
-std::vector<std::string> PathsToSweep(const history::Tree& tree, const std::string& dir,
+std::vector<std::string> PathsToSweep(const history::DigestTree& tree, const std::string& dir,
                                       const std::set<std::string>& kept);
 
 class HistoryRecorder {
@@ -238,7 +239,10 @@ class HistoryRecorder {
   std::vector<history::Entry> carried_;  // decided, did not fit the last segment
   std::function<std::vector<int64_t>()> live_marks_;  // set before Start
   std::set<uint64_t> marks_;                          // seen, not yet stored through
-  history::Replayer tree_;               // the history with every decided entry
+  // The history with every decided entry: per path only a digest of its
+  // state (enough to tell whether an entry changes it), as it holds every
+  // stored path.
+  history::DigestReplayer tree_;
   uint64_t tree_seq_ = 0;                // synthetic seqs for tree_
   std::set<int64_t> renames_seen_;       // rename records already emitted
   int64_t last_time_ns_ = 0;             // entry times never step back

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -384,6 +385,51 @@ TEST(ReplayPropertyTest, ReplayAtEveryInstantEqualsTheModel) {
       std::vector<Segment> from(std::prev(base.base()), segments.end());
       EXPECT_EQ(States(Replay(from)), model.Snapshot());
     }
+    // The uploader's digest tree over the same segments: the same paths,
+    // each with the digest of the model's state.
+    DigestReplayer digests;
+    for (const Segment& seg : segments) {
+      if (seg.header.kind == SegmentKind::kBase) {
+        digests.ApplyBase(seg);
+        continue;
+      }
+      for (const Entry& e : seg.entries) digests.Apply(e);
+    }
+    DigestTree want;
+    for (const auto& [path, state] : model.Snapshot()) want.emplace(path, DigestOf(state));
+    EXPECT_EQ(digests.tree(), want);
+  }
+}
+
+// Equal states have equal digests; a change of any one field changes it.
+TEST(StateDigestTest, EveryFieldCounts) {
+  PathState base = FilePut(1, "a", "content").state;
+  base.chunks.push_back({std::string(64, 'b'), 7});
+  const StateDigest d = DigestOf(base);
+  EXPECT_EQ(DigestOf(PathState(base)), d);
+  std::vector<std::pair<std::string, std::function<void(PathState&)>>> changes = {
+      {"type", [](PathState& s) { s.type = "symlink"; }},
+      {"size", [](PathState& s) { s.size++; }},
+      {"mode", [](PathState& s) { s.mode ^= 0100; }},
+      {"uid", [](PathState& s) { s.uid++; }},
+      {"gid", [](PathState& s) { s.gid++; }},
+      {"mtime", [](PathState& s) { s.mtime_ns++; }},
+      {"target", [](PathState& s) { s.target = "t"; }},
+      {"rdev", [](PathState& s) { s.rdev++; }},
+      {"chunk name", [](PathState& s) { s.chunks.back().sha256[0] = 'c'; }},
+      {"chunk size", [](PathState& s) { s.chunks.back().size++; }},
+      {"chunk count", [](PathState& s) { s.chunks.pop_back(); }},
+      // The same bytes split otherwise between two fields.
+      {"field bounds",
+       [](PathState& s) {
+         s.type = "fil";
+         s.target = "e";
+       }},
+  };
+  for (auto& [what, change] : changes) {
+    PathState other = base;
+    change(other);
+    EXPECT_NE(DigestOf(other), d) << what;
   }
 }
 

@@ -69,11 +69,11 @@ TEST(OrderAtMarks, EntriesAtAMarkGoBeforeLaterOnesInArrivalOrderOtherwise) {
 }
 
 TEST(EntryChangesTree, PutOfTheSameStateChangesNothing) {
-  history::Replayer r;
+  history::DigestReplayer r;
   r.Apply(FilePut(1, "a", "x"));
   r.Apply(DirPut(2, "d"));
   r.Apply(FilePut(3, "d/f", "y"));
-  const history::Tree& t = r.tree();
+  const history::DigestTree& t = r.tree();
   EXPECT_FALSE(EntryChangesTree(t, FilePut(9, "a", "x", 1000)));  // same mtime as at seq 1
   EXPECT_TRUE(EntryChangesTree(t, FilePut(9, "a", "z", 1000)));
   EXPECT_TRUE(EntryChangesTree(t, FilePut(9, "a", "x", 2000))) << "another mtime";
@@ -100,7 +100,7 @@ TEST(EntryChangesTree, PutOfTheSameStateChangesNothing) {
 // A directory renamed here whose pass stored `kept` below it: history's
 // other paths below it go (topmost only: a delete removes what is below).
 TEST(PathsToSweep, WhatThePassDidNotStoreBelowTheDirectory) {
-  history::Replayer r;
+  history::DigestReplayer r;
   r.Apply(DirPut(1, "d"));
   r.Apply(FilePut(2, "d/f", "x"));
   r.Apply(FilePut(3, "d/g", "y"));  // deleted before the pass: not kept
@@ -108,7 +108,7 @@ TEST(PathsToSweep, WhatThePassDidNotStoreBelowTheDirectory) {
   r.Apply(FilePut(5, "d/s/h", "z"));
   r.Apply(FilePut(6, "d-other", "w"));  // beside d, not below it
   r.Apply(FilePut(7, "e/f", "v"));
-  const history::Tree& t = r.tree();
+  const history::DigestTree& t = r.tree();
   EXPECT_EQ(PathsToSweep(t, "d", {"d/f", "d/g", "d/s", "d/s/h"}), std::vector<std::string>{});
   EXPECT_EQ(PathsToSweep(t, "d", {"d/f", "d/s", "d/s/h", "d/new"}),
             std::vector<std::string>{"d/g"});
