@@ -126,6 +126,18 @@ PathPlan ChoosePathPlan(bool has_range, bool has_limit, int64_t records_in_range
   return PathPlan::kIndex;
 }
 
+namespace {
+
+// `col` within a glob's prefix range whose bounds are the parameters `low`
+// and `high` (without an upper bound when the prefix has none): a range
+// search in records_path or records_new_path.
+std::string InRange(const char* col, const char* low, const char* high, bool has_high) {
+  return std::string(col) + " >= " + low +
+         (has_high ? std::string(" AND ") + col + " < " + high : "");
+}
+
+}  // namespace
+
 std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
                      bool range_has_high) {
   // With a target, columns are qualified: r the record, t its target's row.
@@ -166,10 +178,9 @@ std::string QuerySql(const JournalFilter& f, int schema_version, PathPlan plan,
   std::string from = "records";
   if (plan == PathPlan::kIndex) {
     auto in_range = [&](const char* col) {
-      return std::string("SELECT seq AS hit FROM records WHERE ") + col + " >= ?10" +
-             (range_has_high ? std::string(" AND ") + col + " < ?11" : "") + " AND " + col +
-             " GLOB ?5" + (f.since_seq ? " AND seq >= ?1" : "") +
-             (f.until_seq ? " AND seq <= ?2" : "");
+      return std::string("SELECT seq AS hit FROM records WHERE ") +
+             InRange(col, "?10", "?11", range_has_high) + " AND " + col + " GLOB ?5" +
+             (f.since_seq ? " AND seq >= ?1" : "") + (f.until_seq ? " AND seq <= ?2" : "");
     };
     from =
         "(" + in_range("path") + " UNION " + in_range("new_path") + ") AS hits CROSS JOIN records";
@@ -192,8 +203,8 @@ Result<int64_t> JournalReader::CountInRange(const PathRange& range, int64_t cap)
   std::string sql;
   for (const char* col : {"path", "new_path"}) {
     if (!sql.empty()) sql += " + ";
-    sql += std::string("(SELECT count(*) FROM (SELECT 1 FROM records WHERE ") + col + " >= ?1" +
-           (range.high ? std::string(" AND ") + col + " < ?2" : "") + " LIMIT ?3))";
+    sql += std::string("(SELECT count(*) FROM (SELECT 1 FROM records WHERE ") +
+           InRange(col, "?1", "?2", range.high.has_value()) + " LIMIT ?3))";
   }
   auto st = Prepare(db_.get(), "SELECT " + sql);
   if (!st.ok()) return st.status().WithContext("journal query");
