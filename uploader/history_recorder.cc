@@ -1,7 +1,6 @@
 #include "uploader/history_recorder.h"
 
 #include <malloc.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,7 +222,10 @@ void Replicator::Notify() {
 
 Replicator::Work& Replicator::WorkFor(const std::string& path) {
   auto& w = work_[path];
-  if (!w) w = std::make_unique<Work>();
+  if (!w) {
+    w = std::make_unique<Work>();
+    backlog_peak_ = std::max(backlog_peak_, work_.size());
+  }
   return *w;
 }
 
@@ -830,6 +834,15 @@ void Replicator::WorkerLoop(int id) {
       }
     }
     done_cv_.notify_all();
+    if (work_.empty() && in_flight_ == 0 && backlog_peak_ >= kTrimAfterBacklog) {
+      backlog_peak_ = 0;
+      lk.unlock();
+      // The backlog's state, a few hundred bytes per path, was freed in small
+      // blocks that malloc keeps for reuse: give the pages back, or a daemon
+      // that once queued a million paths keeps their memory for good.
+      malloc_trim(0);
+      lk.lock();
+    }
   }
 }
 

@@ -311,6 +311,10 @@ class Replicator : public UploadWaiter {
   std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
+  // The most paths queued since the backlog last emptied: at
+  // kTrimAfterBacklog or more, emptying it gives the freed memory back.
+  size_t backlog_peak_ = 0;
+  static constexpr size_t kTrimAfterBacklog = 10'000;
   std::set<std::string> in_flight_paths_;
   // Paths with a rename to or from them that is not yet stored (BelowAMover).
   std::set<std::string> movers_;
