@@ -18,6 +18,7 @@
 #include <random>
 
 #include "tests/history/history_test_util.h"
+#include "tests/uploader/memory_store.h"
 #include "tests/uploader/test_util.h"
 #include "uploader/local_store.h"
 
@@ -382,6 +383,55 @@ TEST_F(HistoryStoreTest, CompactionKeepsTheSameHistory) {
   std::vector<Segment> truth = deltas;
   truth.insert(truth.end(), more.begin(), more.end());
   EXPECT_EQ(States(Replay(*all)), States(Replay(truth)));
+}
+
+// The recorder folds the timeline one segment at a time. A segment gone
+// between the List and its Get (a compaction deleted it after writing what
+// replaces it) makes it list again: `restart` comes first, so that a fold
+// starts over instead of applying the first segments twice.
+TEST_F(HistoryStoreTest, ForEachTimelineSegmentStartsOverWhenASegmentVanishes) {
+  uint64_t seq = 0;
+  auto deltas = ManySmallDeltas(&seq);
+  for (const Segment& s : deltas) ASSERT_TRUE(history_->AppendSegment(s).ok());
+  auto list = history_->ListSegments();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->deltas.size(), 8u);
+  auto inner = LocalStore::Open(target_.path() + "/target");
+  ASSERT_TRUE(inner.ok());
+  FaultyStore faulty(std::move(inner).value());
+  faulty.Inject("Get", StoreStatus(Status::Error(ENOENT, "NoSuchKey")), 1,
+                FaultyStore::Fault::kError, list->deltas[3].key);
+  HistoryStore reader(faulty);
+  int restarts = 0;
+  std::vector<uint64_t> visited;  // first_seq of each segment handed over
+  DigestReplayer fold;
+  StoreStatus s = reader.ForEachTimelineSegment(
+      Instant::Latest(),
+      [&] {
+        ++restarts;
+        fold = {};
+      },
+      [&](Segment&& seg) {
+        visited.push_back(seg.header.first_seq);
+        for (const Entry& e : seg.entries) fold.Apply(e);
+      });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(restarts, 2);
+  std::vector<uint64_t> want;
+  for (size_t i = 0; i < 3; ++i) want.push_back(deltas[i].header.first_seq);  // then the Get fails
+  for (const Segment& d : deltas) want.push_back(d.header.first_seq);
+  EXPECT_EQ(visited, want);
+  DigestTree truth;
+  for (const auto& [path, state] : States(Replay(deltas))) truth.emplace(path, DigestOf(state));
+  EXPECT_EQ(fold.tree(), truth);
+  // A segment that stays gone (pruned for good) fails after a few lists.
+  faulty.Inject("Get", StoreStatus(Status::Error(ENOENT, "NoSuchKey")), 100,
+                FaultyStore::Fault::kError, list->deltas[3].key);
+  restarts = 0;
+  s = reader.ForEachTimelineSegment(
+      Instant::Latest(), [&] { ++restarts; }, [](Segment&&) {});
+  EXPECT_TRUE(s.not_found()) << s.ToString();
+  EXPECT_EQ(restarts, 5);
 }
 
 TEST_F(HistoryStoreTest, CrashBetweenTheCompactedWriteAndTheDeletesStillLoads) {
