@@ -48,7 +48,7 @@ using Tree = std::map<std::string, StoredState>;
 
 // What a writer needs of a path's stored state: whether an entry would change
 // it. 16 bytes (SHA-256 of the state's fields, truncated) in place of the
-// state with its chunk names, about 350 bytes per path: the uploader keeps one
+// state with its chunk names, several hundred bytes: the uploader keeps one
 // per stored path in memory (uploader/history_recorder.h).
 struct StateDigest {
   std::array<uint8_t, 16> bytes{};
