@@ -834,16 +834,19 @@ void Replicator::WorkerLoop(int id) {
       }
     }
     done_cv_.notify_all();
-    if (work_.empty() && in_flight_ == 0 && backlog_peak_ >= kTrimAfterBacklog) {
-      backlog_peak_ = 0;
-      lk.unlock();
-      // The backlog's state, a few hundred bytes per path, was freed in small
-      // blocks that malloc keeps for reuse: give the pages back, or a daemon
-      // that once queued a million paths keeps their memory for good.
-      malloc_trim(0);
-      lk.lock();
-    }
+    GiveBackAfterABacklog(lk);
   }
+}
+
+void Replicator::GiveBackAfterABacklog(std::unique_lock<std::mutex>& lk) {
+  if (!work_.empty() || in_flight_ > 0 || backlog_peak_ < kTrimAfterBacklog) return;
+  backlog_peak_ = 0;
+  lk.unlock();
+  // The backlog's state, a few hundred bytes per path, was freed in small
+  // blocks that malloc keeps for reuse: give the pages back, or a daemon that
+  // once queued a million paths keeps their memory for good.
+  malloc_trim(0);
+  lk.lock();
 }
 
 void Replicator::CountOutcome(const PathOutcome& out) {

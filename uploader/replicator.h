@@ -190,6 +190,9 @@ class Replicator : public UploadWaiter {
   void CleanStaleUploads();
   void DispatchLoop();
   void WorkerLoop(int id);
+  // Once a backlog of kTrimAfterBacklog paths or more has drained, gives
+  // malloc's freed pages back to the system (unlocking `lk` meanwhile).
+  void GiveBackAfterABacklog(std::unique_lock<std::mutex>& lk);
   // Takes w's records for one pass, all of them or (MarkFor) those up to
   // a capture's mark. Requires mu_.
   Snapshot TakeWork(const std::string& path, Work& w, std::vector<int64_t>& seqs);
