@@ -1,9 +1,7 @@
 #include "history/replay.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
-#include <atomic>
+#include <type_traits>
 #include <utility>
 
 #include "uploader/object_layout.h"
@@ -11,13 +9,30 @@
 namespace scribefs::history {
 namespace {
 
+// The tree operations the replayer needs, on a std::map and on a DigestTree.
+
 // [first, last) of the entries strictly below `dir` ("dir/..."): they sort
 // right after "dir/" and before "dir0" ('0' follows '/').
-template <class TreeType>
-auto Below(TreeType& tree, const std::string& dir) {
+template <class Value>
+auto Below(std::map<std::string, Value>& tree, const std::string& dir) {
   auto first = tree.lower_bound(dir + "/");
   auto last = tree.lower_bound(dir + "0");
   return std::pair{first, last};
+}
+
+template <class Value>
+void EraseBelow(std::map<std::string, Value>& tree, const std::string& dir) {
+  auto [first, last] = Below(tree, dir);
+  tree.erase(first, last);
+}
+void EraseBelow(DigestTree& tree, const std::string& dir) { tree.EraseBelow(dir); }
+
+template <class Value>
+void Set(std::map<std::string, Value>& tree, const std::string& path, Value value) {
+  tree[path] = std::move(value);
+}
+void Set(DigestTree& tree, const std::string& path, const StateDigest& digest) {
+  tree.Set(path, digest);
 }
 
 // Removes `path` and its subtree from `tree`, returning them keyed by their
@@ -37,21 +52,35 @@ std::vector<std::pair<std::string, Value>> Detach(std::map<std::string, Value>& 
   tree.erase(first, last);
   return out;
 }
+std::vector<std::pair<std::string, StateDigest>> Detach(DigestTree& tree, const std::string& path) {
+  std::vector<std::pair<std::string, StateDigest>> out;
+  if (auto d = tree.Find(path)) {
+    out.emplace_back("", *d);
+    tree.Erase(path);
+  }
+  tree.ForEachBelow(path, [&](std::string_view p, const StateDigest& d) {
+    out.emplace_back(std::string(p.substr(path.size())), d);
+    return true;
+  });
+  tree.EraseBelow(path);
+  return out;
+}
 
+// Removes `path` and its subtree.
 template <class Value>
-void Attach(std::map<std::string, Value>& tree, const std::string& path,
+void EraseSubtree(std::map<std::string, Value>& tree, const std::string& path) {
+  tree.erase(path);
+  EraseBelow(tree, path);
+}
+void EraseSubtree(DigestTree& tree, const std::string& path) {
+  tree.Erase(path);
+  tree.EraseBelow(path);
+}
+
+template <class TreeT, class Value>
+void Attach(TreeT& tree, const std::string& path,
             std::vector<std::pair<std::string, Value>> nodes) {
-  for (auto& [rel, st] : nodes) tree[path + rel] = std::move(st);
-}
-
-void AppendInt(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-// Length first, so that no two field lists run together into the same bytes.
-void AppendString(std::string& out, const std::string& s) {
-  AppendInt(out, s.size());
-  out += s;
+  for (auto& [rel, st] : nodes) Set(tree, path + rel, std::move(st));
 }
 
 }  // namespace
@@ -68,51 +97,16 @@ bool Instant::Covers(uint64_t entry_seq, int64_t entry_time_ns) const {
   return false;
 }
 
-StateDigest StateDigest::Of(const Entry& put) { return DigestOf(put.state); }
-
-StateDigest DigestOf(const PathState& state) {
-  std::string fields;
-  fields.reserve(128 + 80 * state.chunks.size());
-  AppendString(fields, state.type);
-  AppendInt(fields, state.size);
-  AppendInt(fields, state.mode);
-  AppendInt(fields, state.uid);
-  AppendInt(fields, state.gid);
-  AppendInt(fields, static_cast<uint64_t>(state.mtime_ns));
-  AppendString(fields, state.target);
-  AppendInt(fields, state.rdev);
-  AppendInt(fields, state.chunks.size());
-  for (const ChunkRef& c : state.chunks) {
-    AppendString(fields, c.sha256);
-    AppendInt(fields, c.size);
-  }
-  StateDigest d;
-  unsigned char full[SHA256_DIGEST_LENGTH];
-  if (SHA256(reinterpret_cast<const unsigned char*>(fields.data()), fields.size(), full) !=
-      nullptr) {
-    std::copy_n(full, d.bytes.size(), d.bytes.begin());
-    return d;
-  }
-  // OpenSSL could not hash (out of memory): a digest no other state has, so
-  // that every entry for this path counts as a change (one written twice is
-  // harmless; one dropped would be a hole in history).
-  static std::atomic<uint64_t> unique{0};
-  uint64_t n = ++unique;
-  d.bytes.fill(0xff);
-  std::copy_n(reinterpret_cast<const uint8_t*>(&n), sizeof n, d.bytes.begin());
-  return d;
-}
-
-template <class Value>
-void BasicReplayer<Value>::ApplyBase(const Segment& base) {
+template <class Value, class TreeT>
+void BasicReplayer<Value, TreeT>::ApplyBase(const Segment& base) {
   tree_.clear();
-  for (const Entry& e : base.entries) tree_[e.path] = Value::Of(e);
+  for (const Entry& e : base.entries) Set(tree_, e.path, Value::Of(e));
   applied_seq_ = base.header.last_seq;
   any_applied_ = true;
 }
 
-template <class Value>
-bool BasicReplayer<Value>::Apply(const Entry& e) {
+template <class Value, class TreeT>
+bool BasicReplayer<Value, TreeT>::Apply(const Entry& e) {
   if (any_applied_ && e.seq <= applied_seq_) return false;
   switch (e.op) {
     case EntryOp::kPut:
@@ -130,30 +124,32 @@ bool BasicReplayer<Value>::Apply(const Entry& e) {
   return true;
 }
 
-template <class Value>
-void BasicReplayer<Value>::Put(const Entry& e) {
-  if (e.state.type != kTypeDir) {
-    auto [first, last] = Below(tree_, e.path);
-    tree_.erase(first, last);
-  }
-  tree_[e.path] = Value::Of(e);
+template <class Value, class TreeT>
+void BasicReplayer<Value, TreeT>::Put(const Entry& e) {
+  if (e.state.type != kTypeDir) EraseBelow(tree_, e.path);
+  Set(tree_, e.path, Value::Of(e));
 }
 
-template <class Value>
-void BasicReplayer<Value>::Remove(const std::string& path) {
-  (void)Detach(tree_, path);
+template <class Value, class TreeT>
+void BasicReplayer<Value, TreeT>::Remove(const std::string& path) {
+  EraseSubtree(tree_, path);
 }
 
-template <class Value>
-void BasicReplayer<Value>::Rename(const Entry& e) {
+template <class Value, class TreeT>
+void BasicReplayer<Value, TreeT>::Rename(const Entry& e) {
   auto from = Detach(tree_, e.path);
   auto to = Detach(tree_, e.new_path);
   Attach(tree_, e.new_path, std::move(from));
   if (e.exchange) Attach(tree_, e.path, std::move(to));
 }
 
+template <class Value, class TreeT>
+void BasicReplayer<Value, TreeT>::Compact() {
+  if constexpr (std::is_same_v<TreeT, DigestTree>) tree_.Compact();
+}
+
 template class BasicReplayer<StoredState>;
-template class BasicReplayer<StateDigest>;
+template class BasicReplayer<StateDigest, DigestTree>;
 
 Tree Replay(const std::vector<Segment>& segments, const Instant& at) {
   Replayer replayer;

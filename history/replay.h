@@ -31,7 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "history/digest_tree.h"
 #include "history/segment.h"
+#include "history/state_digest.h"
 
 namespace scribefs::history {
 
@@ -46,20 +48,6 @@ struct StoredState {
 };
 using Tree = std::map<std::string, StoredState>;
 
-// What a writer needs of a path's stored state: whether an entry would change
-// it. 16 bytes (SHA-256 of the state's fields, truncated) in place of the
-// state with its chunk names, several hundred bytes: the uploader keeps one
-// per stored path in memory (uploader/history_recorder.h).
-struct StateDigest {
-  std::array<uint8_t, 16> bytes{};
-  bool operator==(const StateDigest&) const = default;
-  static StateDigest Of(const Entry& put);
-};
-// Equal states have equal digests; different states differ but for a
-// collision of SHA-256 truncated to 128 bits.
-StateDigest DigestOf(const PathState& state);
-using DigestTree = std::map<std::string, StateDigest>;
-
 struct Instant {
   enum class Kind { kLatest, kSeq, kTime };
   Kind kind = Kind::kLatest;
@@ -72,17 +60,21 @@ struct Instant {
   bool Covers(uint64_t entry_seq, int64_t entry_time_ns) const;
 };
 
-// Applies entries one at a time to a tree of Value (StoredState or
-// StateDigest; Value::Of(put) is what a put leaves at its path).
-template <class Value>
+// Applies entries one at a time to a tree of Value: StoredState in a
+// std::map (restore, prune), or StateDigest in a DigestTree (the uploader's
+// recorder). Value::Of(put) is what a put leaves at its path.
+template <class Value, class TreeT = std::map<std::string, Value>>
 class BasicReplayer {
  public:
-  using TreeType = std::map<std::string, Value>;
+  using TreeType = TreeT;
   // The tree becomes the base's; entries up to its last_seq are then skipped.
   void ApplyBase(const Segment& base);
   // False when skipped (seq not above the last applied).
   bool Apply(const Entry& entry);
   const TreeType& tree() const { return tree_; }
+  // Gives back the tree's spare room (a DigestTree rebuilds its array; after
+  // a load).
+  void Compact();
   TreeType&& TakeTree() && { return std::move(tree_); }
   // The seq of the last entry (or base) applied; 0 before any.
   uint64_t applied_seq() const { return applied_seq_; }
@@ -97,9 +89,9 @@ class BasicReplayer {
   bool any_applied_ = false;
 };
 extern template class BasicReplayer<StoredState>;
-extern template class BasicReplayer<StateDigest>;
+extern template class BasicReplayer<StateDigest, DigestTree>;
 using Replayer = BasicReplayer<StoredState>;
-using DigestReplayer = BasicReplayer<StateDigest>;
+using DigestReplayer = BasicReplayer<StateDigest, DigestTree>;
 
 // The tree at `at`, replaying `segments` in order (bases and deltas, as
 // HistoryStore::LoadTimeline returns them: ordered by seq).

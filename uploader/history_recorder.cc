@@ -59,9 +59,7 @@ namespace {
 
 // Whether the tree holds `path` or anything below it.
 bool HoldsSubtree(const history::DigestTree& tree, const std::string& path) {
-  if (tree.contains(path)) return true;
-  auto it = tree.lower_bound(path + "/");
-  return it != tree.end() && it->first.starts_with(path + "/");
+  return tree.Contains(path) || tree.HoldsBelow(path);
 }
 
 history::HistoryOptions HistoryOptionsFor(const HistoryRecorderOptions& options) {
@@ -76,8 +74,8 @@ history::HistoryOptions HistoryOptionsFor(const HistoryRecorderOptions& options)
 bool EntryChangesTree(const history::DigestTree& tree, const history::Entry& entry) {
   switch (entry.op) {
     case history::EntryOp::kPut: {
-      auto it = tree.find(entry.path);
-      return it == tree.end() || !(it->second == history::DigestOf(entry.state));
+      std::optional<history::StateDigest> held = tree.Find(entry.path);
+      return !held || !(*held == history::DigestOf(entry.state));
     }
     case history::EntryOp::kDelete:
       return HoldsSubtree(tree, entry.path);
@@ -132,16 +130,14 @@ void HistoryRecorder::Stop() {
 std::vector<std::string> PathsToSweep(const history::DigestTree& tree, const std::string& dir,
                                       const std::set<std::string>& kept) {
   std::vector<std::string> out;
-  const std::string below = dir + "/";
-  for (auto it = tree.lower_bound(below); it != tree.end(); ++it) {
-    const std::string& p = it->first;
-    if (p.compare(0, below.size(), below) != 0) break;
-    if (kept.count(p)) continue;
-    if (!out.empty() && p.size() > out.back().size() &&
-        p.compare(0, out.back().size(), out.back()) == 0 && p[out.back().size()] == '/')
-      continue;  // below a path already swept
-    out.push_back(p);
-  }
+  tree.ForEachBelow(dir, [&](std::string_view p, const history::StateDigest&) {
+    if (kept.count(std::string(p))) return true;
+    if (!out.empty() && p.size() > out.back().size() && p.starts_with(out.back()) &&
+        p[out.back().size()] == '/')
+      return true;  // below a path already swept
+    out.emplace_back(p);
+    return true;
+  });
   return out;
 }
 
@@ -352,6 +348,7 @@ StoreStatus HistoryRecorder::LoadLocked() {
         last_time = std::max(last_time, seg.header.last_time_ns);
       });
   if (!loaded.ok()) return loaded;
+  tree.Compact();
   uint64_t first = 1;
   if (last == 0) {
     // An empty history starts with what is not stored yet.
