@@ -489,13 +489,7 @@ void Replicator::DispatchLoop() {
       lk.unlock();
       Status s = UploadStateStore(journal_, options_.target).MarkExcluded(excluded);
       lk.lock();
-      if (s.ok()) {
-        for (int64_t seq : excluded) {
-          finished_[seq] = 0;
-          finished_order_.push_back({Clock::now(), seq});
-        }
-        done_cv_.notify_all();
-      }
+      if (s.ok()) NoteFinished(excluded, 0);
     }
   }
 }
@@ -915,21 +909,28 @@ void Replicator::Finish(const std::vector<int64_t>& seqs, const PathOutcome& out
     stats_.failing_since_ns = 0;
   else if (!ok && !out.unstorable && stats_.failing_since_ns == 0)
     stats_.failing_since_ns = NowNs();
-  auto now = Clock::now();
-  for (int64_t seq : complete) {
-    finished_[seq] = ok || out.unstorable ? 0 : EIO;
-    finished_order_.push_back({now, seq});
+  NoteFinished(complete, ok || out.unstorable ? 0 : EIO);
+}
+
+void Replicator::NoteFinished(const std::vector<int64_t>& seqs, int err) {
+  if (options_.sync_mode) {
+    auto now = Clock::now();
+    for (int64_t seq : seqs) {
+      finished_[seq] = err;
+      finished_order_.push_back({now, seq});
+    }
+    // Waiters look within seconds; keep two minutes.
+    while (!finished_order_.empty() &&
+           now - finished_order_.front().first > std::chrono::minutes(2)) {
+      finished_.erase(finished_order_.front().second);
+      finished_order_.pop_front();
+    }
   }
-  // Waiters look within seconds; keep two minutes.
-  while (!finished_order_.empty() &&
-         now - finished_order_.front().first > std::chrono::minutes(2)) {
-    finished_.erase(finished_order_.front().second);
-    finished_order_.pop_front();
-  }
-  done_cv_.notify_all();
+  done_cv_.notify_all();  // WaitUploadedThrough and WaitIdle wait here too
 }
 
 Status Replicator::WaitUploaded(int64_t seq, Clock::time_point deadline) {
+  if (!options_.sync_mode) return WaitUploadedThrough(seq, deadline, {});
   Notify();
   std::unique_lock lk(mu_);
   bool got = done_cv_.wait_until(lk, deadline, [&] { return finished_.count(seq) || stop_; });

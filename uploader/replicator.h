@@ -136,6 +136,9 @@ class Replicator : public UploadWaiter {
   // New records were committed (called from the journal's commit listener).
   void Notify();
 
+  // Sync mode: waits for the record's own outcome. An async replicator keeps
+  // no note of finished records (a backlog of millions would be millions of
+  // notes): it waits as WaitUploadedThrough(seq) does.
   Status WaitUploaded(int64_t seq, std::chrono::steady_clock::time_point deadline) override;
   // Ok when nothing is pending or in flight (failed records do not count).
   Status WaitIdle(std::chrono::steady_clock::time_point deadline);
@@ -193,6 +196,9 @@ class Replicator : public UploadWaiter {
   // Once a backlog of kTrimAfterBacklog paths or more has drained, gives
   // malloc's freed pages back to the system (unlocking `lk` meanwhile).
   void GiveBackAfterABacklog(std::unique_lock<std::mutex>& lk);
+  // Sync mode: notes the seqs' outcome for WaitUploaded and wakes its
+  // waiters. Requires mu_.
+  void NoteFinished(const std::vector<int64_t>& seqs, int err);
   // Takes w's records for one pass, all of them or (MarkFor) those up to
   // a capture's mark. Requires mu_.
   Snapshot TakeWork(const std::string& path, Work& w, std::vector<int64_t>& seqs);
@@ -311,7 +317,9 @@ class Replicator : public UploadWaiter {
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> schedule_;
   // seq -> Works still holding it; ordered, for MayBeFinishedThrough.
   std::map<int64_t, int> seq_refs_;
-  std::unordered_map<int64_t, int> finished_;  // seq -> errno (0 ok), recent only
+  // Sync mode only (NoteFinished): seq -> errno (0 ok), for the last two
+  // minutes, what WaitUploaded's waiters look at within seconds.
+  std::unordered_map<int64_t, int> finished_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> finished_order_;
   size_t in_flight_ = 0;
   // The most paths queued since the backlog last emptied: at
