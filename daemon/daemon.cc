@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/rotating_file_sink.h>
@@ -693,9 +694,25 @@ std::string MountedLine(const Config& cfg, const std::string& log) {
          ", log " + log + ")";
 }
 
+// glibc keeps freed memory at the top of each thread's arena up to its
+// dynamic trim threshold, twice the largest block freed so far (tens of MB
+// once history has decoded a timeline segment), and malloc_trim does not
+// reach a thread arena's top. A fixed threshold gives it back as it is
+// freed: 62 -> 32 MB after history's load of 200,000 paths, with no change
+// in create or upload rates measured (bench/README.md, "A million files").
+// A threshold the user set (GLIBC_TUNABLES, MALLOC_TRIM_THRESHOLD_) stays.
+void GiveFreedMemoryBack() {
+  const char* tunables = getenv("GLIBC_TUNABLES");
+  if (getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
+      (tunables != nullptr && strstr(tunables, "trim_threshold") != nullptr))
+    return;
+  mallopt(M_TRIM_THRESHOLD, 1 << 20);
+}
+
 }  // namespace
 
 int DaemonMain(int argc, char** argv) {
+  GiveFreedMemoryBack();
   Config cfg;
   if (auto exit_code = ParseCommandLine(argc, argv, cfg)) return *exit_code;
   // Validate before anything changes on disk.
